@@ -1,0 +1,3 @@
+from cnncli.cli.main import main
+
+main()

@@ -1,0 +1,151 @@
+"""The root command: attaches the command groups, the global options, and the one place
+where library errors become a message and an exit code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    from typer.exceptions import Abort, Exit
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click.exceptions import Abort, ClickException, Exit, NoArgsIsHelpError
+
+from cnncli import __version__
+from cnncli.cli import state
+from cnncli.errors import CnnError, ExitCode
+
+
+class CnnGroup(TyperGroup):
+    """Runs every command through one error handler (see `run_guarded`)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if args is None:
+            args = sys.argv[1:]
+        return run_guarded(
+            lambda: super(CnnGroup, self).main(
+                args, prog_name or "cnncli", complete_var, standalone_mode=False, **extra
+            ),
+            args=list(args),
+        )
+
+
+def run_guarded(call, args: list[str]) -> None:
+    """Call `call`, turning every exception into one line on stderr and an exit code."""
+    from cnncli.console import error_line
+
+    debug = state.debug or "--debug" in args
+    try:
+        rv = call()
+    except Exit as e:  # typer.Exit / ctx.exit
+        sys.exit(e.exit_code)
+    except Abort:
+        error_line("interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        error_line("interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except NoArgsIsHelpError as e:  # the help was printed as the error was made
+        if e.format_message().strip():
+            typer.echo(e.format_message())
+        sys.exit(ExitCode.USAGE)
+    except ClickException as e:  # usage errors: bad option, missing argument, ...
+        if debug:
+            traceback.print_exc()
+        message = e.format_message()
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "cnncli"
+        error_line(f"{message} (see '{where} --help')")
+        sys.exit(e.exit_code if e.exit_code in (1, 2) else ExitCode.USAGE)
+    except CnnError as e:
+        if debug:
+            traceback.print_exc()
+        error_line(e.one_line())
+        sys.exit(e.exit_code)
+    except SystemExit:
+        raise
+    except Exception as e:  # a bug or an unexpected failure: still one line, unless --debug
+        if debug:
+            traceback.print_exc()
+            error_line(f"{type(e).__name__}: {e}")
+        else:
+            detail = " ".join(str(e).split())[:300]
+            error_line(
+                f"unexpected {type(e).__name__}: {detail} "
+                "(run again with --debug for the traceback, and report it if it persists)"
+            )
+        sys.exit(ExitCode.FAILURE)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+
+
+app = typer.Typer(
+    cls=CnnGroup,
+    name="cnncli",
+    help="The convolutional-network workflow as reproducible commands: build a labeled image "
+    "dataset, train and checkpoint a CNN, inspect it, and apply classical image filters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cnncli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show TensorFlow's own log messages (silenced otherwise)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    state.debug = debug
+    state.verbose = verbose
+    state.quiet_tensorflow(verbose)
+
+
+def _attach() -> None:
+    """Attach the command groups. Each module is thin and imports no TensorFlow at load."""
+    import importlib
+
+    for module_name in (
+        "dataset",
+        "inspect",
+        "train",
+        "filters",
+        "activations",
+        "demo",
+    ):
+        try:
+            module = importlib.import_module(f"cnncli.cli.{module_name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"cnncli.cli.{module_name}":
+                continue  # command group not built yet
+            raise
+        module.register(app)
+
+
+_attach()
+
+
+def main() -> None:
+    state.quiet_tensorflow("--verbose" in sys.argv)
+    app()
+
+
+if __name__ == "__main__":
+    main()

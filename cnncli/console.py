@@ -1,0 +1,122 @@
+"""Terminal output in one place: the consoles, tables, progress bars and error lines.
+
+Library modules never import this; they accept a `progress` callback instead. The CLI
+layer renders results with these helpers so every command looks the same.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)  # results (stdout)
+err_console = Console(stderr=True, highlight=False)  # messages, progress, errors (stderr)
+
+
+def error_line(message: str) -> None:
+    """Print one error line to stderr (no markup interpretation of the message)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def info(message: str) -> None:
+    """A status line for the user (stderr, so stdout stays clean for --json)."""
+    err_console.print(escape(message), soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(str(text))
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, UTF-8, no colour."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def make_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    title: str | None = None,
+    numeric: Sequence[str] = (),
+    footer_rows: Iterable[Sequence[Any]] = (),
+) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for row in rows:
+        table.add_row(*(escape(_fmt(v)) for v in row))
+    footer_rows = list(footer_rows)
+    if footer_rows:
+        table.add_section()
+        for row in footer_rows:
+            table.add_row(*(escape(_fmt(v)) for v in row), style="bold")
+    return table
+
+
+def print_table(*args, **kwargs) -> None:
+    console.print(make_table(*args, **kwargs))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, enabled: bool = True):
+    """A rich progress bar (count, rate, ETA) on stderr.
+
+    Yields `advance(n=1)`; pass it to library functions as their progress callback.
+    """
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(description, total=total, rate="")
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+            t = progress.tasks[task]
+            speed = t.finished_speed or t.speed
+            progress.update(task, rate=f"{speed:,.1f}/s" if speed else "")
+
+        yield advance

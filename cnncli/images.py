@@ -1,0 +1,230 @@
+"""The one image conversion path: open, orient, pick a frame, convert the mode, resize, to array.
+
+`dataset build` converts every image with `load_image`, and `predict`, `evaluate` and
+`activations` call the same function with the `ImageSpec` stored with the model, so the
+same pixels reach the model at training and at use. NumPy and Pillow only.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnncli.errors import ImageError, UsageError
+
+COLORS = ("rgba", "rgb", "grayscale")
+FITS = ("stretch", "crop", "pad")
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+PIL_MODE = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+)  # fmt: skip
+PIL_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP")
+RESAMPLE = Image.Resampling.BILINEAR  # Keras' default interpolation for image loading
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What every image becomes: height x width pixels, a colour mode, and how aspect
+    ratio is handled when resizing. Stored in dataset manifests and with models."""
+
+    height: int
+    width: int
+    color: str = "rgb"
+    fit: str = "stretch"
+    dtype: str = "uint8"
+
+    def __post_init__(self):
+        if self.color not in COLORS:
+            raise UsageError(f"unknown colour mode {self.color!r}", f"use one of {', '.join(COLORS)}")
+        if self.fit not in FITS:
+            raise UsageError(f"unknown fit {self.fit!r}", f"use one of {', '.join(FITS)}")
+        if self.height < 1 or self.width < 1:
+            raise UsageError(f"image size must be positive, got {self.height}x{self.width}")
+
+    @property
+    def channels(self) -> int:
+        return CHANNELS[self.color]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = self.channels
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImageSpec:
+        return cls(
+            height=int(d["height"]),
+            width=int(d["width"]),
+            color=d.get("color") or color_for_channels(int(d["channels"])),
+            fit=d.get("fit", "stretch"),
+            dtype=d.get("dtype", "uint8"),
+        )
+
+    @classmethod
+    def for_input_shape(cls, shape, fit: str = "stretch") -> ImageSpec:
+        """The conversion a model with input shape (H, W, C) implies (for models saved elsewhere)."""
+        dims = list(tuple(shape))[-3:]
+        if len(dims) != 3 or any(d is None for d in dims):
+            raise UsageError(
+                f"the model's input shape {tuple(shape)} has no fixed height, width and channels",
+                "pass the image size explicitly",
+            )
+        h, w, c = (int(d) for d in dims)
+        return cls(height=h, width=w, color=color_for_channels(c), fit=fit)
+
+    def describe(self) -> str:
+        return f"{self.height}x{self.width} {self.color.upper() if self.color != 'grayscale' else 'grayscale'} ({self.fit})"
+
+
+def color_for_channels(channels: int) -> str:
+    for name, n in CHANNELS.items():
+        if n == channels:
+            return name
+    raise UsageError(f"images with {channels} channels are not supported", "use 1, 3 or 4 channels")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'500x500' or '500' -> (height, width)."""
+    t = str(text).lower().replace("×", "x").replace(",", "x").strip()
+    parts = t.split("x")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) == 1:
+        nums = nums * 2
+    if len(nums) != 2 or min(nums) < 1:
+        raise UsageError(f"bad size {text!r}", "write it as HEIGHTxWIDTH, for example 150x150")
+    return nums[0], nums[1]
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    name = os.path.basename(str(path))
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode one image: first frame, EXIF orientation applied.
+
+    Refuses (ImageError naming the file and the reason) empty files, files that are not
+    images, truncated or corrupt data, and images over Pillow's decompression-bomb limit,
+    which are refused before any pixel is decoded.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except OSError as e:
+        raise ImageError(path, f"cannot read ({e.strerror or e})") from None
+    if size == 0:
+        raise ImageError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path, formats=PIL_FORMATS)
+            _check_bomb(path, img)
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)  # GIF / multi-page TIFF: the first frame
+            img.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(path, f"refused as a decompression bomb ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image, or a format cnncli cannot read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(path, f"truncated or corrupt image data ({e})") from None
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # a broken EXIF block should not lose the picture
+        pass
+    return img
+
+
+def _check_bomb(path, img: Image.Image) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and img.width * img.height > limit:
+        raise ImageError(
+            path,
+            f"{img.width}x{img.height} = {img.width * img.height:,} pixels is over the "
+            f"decompression-bomb limit of {limit:,}; refused without decoding",
+        )
+
+
+def natural_color(img: Image.Image) -> str:
+    """The colour mode that keeps what the image holds: rgba when it has transparency."""
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        return "rgba"
+    if mode in ("1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return "grayscale"
+    return "rgb"
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Deep grayscale (I;16, I, F) to 8-bit L by scaling the full range, not clipping."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        arr = np.asarray(img, dtype=np.uint16)
+        return Image.fromarray(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8), "L")
+    if img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(np.rint(arr * (255.0 / hi)), 0, 255)
+        return Image.fromarray(arr.astype(np.uint8), "L")
+    return img
+
+
+def to_color(img: Image.Image, color: str) -> Image.Image:
+    """Convert to 'rgba', 'rgb' or 'grayscale' (as Keras' load_img does for the modes)."""
+    img = _to_8bit(img)
+    if img.mode == "P":  # palette: keep its transparency as alpha
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "CMYK":
+        img = img.convert("RGB")
+    target = PIL_MODE[color]
+    return img if img.mode == target else img.convert(target)
+
+
+def resize(img: Image.Image, height: int, width: int, fit: str = "stretch") -> Image.Image:
+    if img.size == (width, height):
+        return img
+    if fit == "stretch":
+        return img.resize((width, height), RESAMPLE)
+    if fit == "crop":
+        return ImageOps.fit(img, (width, height), RESAMPLE, centering=(0.5, 0.5))
+    if fit == "pad":
+        fill = (0,) * len(img.getbands())
+        return ImageOps.pad(img, (width, height), RESAMPLE, color=fill, centering=(0.5, 0.5))
+    raise UsageError(f"unknown fit {fit!r}", f"use one of {', '.join(FITS)}")
+
+
+def convert_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """An opened image -> uint8 array of shape (spec.height, spec.width, spec.channels)."""
+    img = to_color(img, spec.color)
+    img = resize(img, spec.height, spec.width, spec.fit)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr
+
+
+def load_image(path: str | os.PathLike, spec: ImageSpec) -> np.ndarray:
+    """Open, orient, convert and resize one image file: the array a model is given."""
+    return convert_image(open_image(path), spec)
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int, str]:
+    """(height, width, natural colour) of an image after orientation, fully checked."""
+    img = open_image(path)
+    return img.height, img.width, natural_color(img)
