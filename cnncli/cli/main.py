@@ -126,6 +126,7 @@ def _attach() -> None:
         "dataset",
         "inspect",
         "train",
+        "evaluate",
         "filters",
         "activations",
         "demo",
