@@ -1,8 +1,213 @@
-"""`cnncli dataset build|info|preview` (placeholder: filled in by the dataset work)."""
+"""`cnncli dataset build | info | preview`: thin commands over cnncli.datasets."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(help="Build, inspect and preview labeled image datasets.", no_args_is_help=True)
+
+# A class is reported as unbalanced when the largest has this many times the smallest's images.
+UNBALANCED_RATIO = 1.5
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+class _Progress:
+    """Adapts the library's progress(done, total) to a rich bar opened on first call."""
+
+    def __init__(self, description: str, enabled: bool = True):
+        self.description, self.enabled = description, enabled
+        self.stack = ExitStack()
+        self.advance = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        from cnncli.console import progress_bar
+
+        if self.advance is None:
+            self.advance = self.stack.enter_context(
+                progress_bar(self.description, total, enabled=self.enabled)
+            )
+        if done > self.done:
+            self.advance(done - self.done)
+            self.done = done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stack.close()
+
+
+@app.command("build")
+def build(
+    images_dir: Annotated[Path, typer.Argument(help="Folder of images (or of class folders).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The dataset folder to write.")],
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="Label table (CSV or tab-separated).")
+    ] = None,
+    image_col: Annotated[str | None, typer.Option(help="Column naming the image files.")] = None,
+    label_col: Annotated[str | None, typer.Option(help="Column holding the labels.")] = None,
+    name_col: Annotated[str | None, typer.Option(help="Column holding class names.")] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="The table's text encoding (default: UTF-8 or cp949).")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Class names in index order, comma-separated: a,b,c.")
+    ] = None,
+    color: Annotated[
+        str | None,
+        typer.Option(help="rgba, rgb or grayscale (default: the mode most images have)."),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(help="HxW (default: keep it when every image shares it).")
+    ] = None,
+    fit: Annotated[str, typer.Option(help="stretch, crop or pad, for aspect ratio.")] = "stretch",
+    val: Annotated[float, typer.Option(help="Fraction of each class for validation.")] = 0.2,
+    test: Annotated[float, typer.Option(help="Fraction of each class for testing.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    split_col: Annotated[
+        str | None, typer.Option(help="Table column with train/val/test per row.")
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Build from the good rows; list the rest.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT.")] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: every core).")
+    ] = None,
+    record_format: Annotated[
+        str, typer.Option(help="raw (fast, default) or png (smaller) pixels in the records.")
+    ] = "raw",
+    shard_size: Annotated[
+        str, typer.Option(help="Shard size: bytes (64MB) or images (500).")
+    ] = "64MB",
+    json_out: JsonOpt = False,
+) -> None:
+    """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
+    from cnncli import console
+    from cnncli.datasets.build import build_dataset
+    from cnncli.errors import DatasetError
+
+    try:
+        with _Progress("converting") as progress:
+            result = build_dataset(
+                images_dir, out, labels=labels, image_col=image_col, label_col=label_col,
+                name_col=name_col, encoding=encoding, classes=classes, color=color, size=size,
+                fit=fit, val=val, test=test, seed=seed, split_col=split_col, skip_bad=skip_bad,
+                overwrite=overwrite, workers=workers, record_format=record_format,
+                shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
+                progress=progress,
+            )  # fmt: skip
+    except DatasetError as e:
+        if e.problems:
+            console.err_console.print(
+                console.make_table(["file", "problem"], e.problems, title="Problems")
+            )
+        raise
+    if json_out:
+        console.print_json(result.to_dict())
+        return
+    _counts_table(result.counts, [c["name"] for c in result.manifest["classes"]])
+    for note in result.notes:
+        console.info(note)
+    if result.skipped:
+        console.warn(f"{len(result.skipped)} bad rows skipped: see {out / 'skipped.csv'}")
+    console.info(f"wrote {out}")
+
+
+def _counts_table(counts: dict, class_names: list[str], title: str | None = None) -> None:
+    from cnncli import console
+
+    splits = list(counts)
+    rows = [
+        [i, name, *(counts[s].get(name, 0) for s in splits),
+         sum(counts[s].get(name, 0) for s in splits)]
+        for i, name in enumerate(class_names)
+    ]  # fmt: skip
+    footer = [["", "total", *(sum(counts[s].values()) for s in splits),
+               sum(sum(c.values()) for c in counts.values())]]  # fmt: skip
+    console.print_table(
+        ["#", "class", *splits, "total"],
+        rows,
+        title=title,
+        numeric=["#", *splits, "total"],
+        footer_rows=footer,
+    )
+
+
+def unbalanced(counts: dict, class_names: list[str]) -> str | None:
+    """A warning when the largest class has UNBALANCED_RATIO times the smallest's images."""
+    totals = {n: sum(c.get(n, 0) for c in counts.values()) for n in class_names}
+    if not totals:
+        return None
+    big = max(totals, key=totals.get)
+    small = min(totals, key=totals.get)
+    if totals[small] == 0 or totals[big] / totals[small] >= UNBALANCED_RATIO:
+        return (
+            f"classes are unbalanced: {big!r} has {totals[big]} images, {small!r} "
+            f"{totals[small]} (warned at {UNBALANCED_RATIO}x or more)"
+        )
+    return None
+
+
+@app.command("info")
+def info(
+    dataset_dir: Annotated[Path, typer.Argument(help="A dataset folder.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Classes, counts per split, image shape and encoding of a dataset."""
+    from cnncli import console
+    from cnncli.datasets.store import open_dataset
+
+    ds = open_dataset(dataset_dir)
+    counts = {s: ds.per_class(s) for s in ds.splits}
+    warning = unbalanced(counts, ds.class_names)
+    if json_out:
+        console.print_json(
+            {
+                "path": str(ds.path),
+                "classes": ds.class_names,
+                "image": ds.image.to_dict(),
+                "shape": list(ds.image.shape),
+                "encoding": ds.encoding,
+                "counts": counts,
+                "total": sum(ds.count(s) for s in ds.splits),
+                "sha256": ds.sha256,
+                "unbalanced": warning,
+            }
+        )
+        return
+    _counts_table(counts, ds.class_names, title=str(ds.path))
+    shards = sum(len(ds.shard_paths(s)) for s in ds.splits)
+    console.info(
+        f"images: {ds.image.describe()}, shape {ds.image.shape}; records: {ds.encoding}, "
+        f"{shards} shard{'s' * (shards != 1)}; manifest sha256 {ds.sha256[:12]}"
+    )
+    if warning:
+        console.warn(warning)
+
+
+@app.command("preview")
+def preview(
+    dataset_dir: Annotated[Path, typer.Argument(help="A dataset folder.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The PNG contact sheet to write.")],
+    split: Annotated[str, typer.Option(help="Which split to draw from.")] = "train",
+    per_class: Annotated[int, typer.Option(help="Images per class.")] = 8,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT.")] = False,
+) -> None:
+    """A contact sheet of the first images of each class, captioned with class names."""
+    from cnncli import console
+    from cnncli.datasets.preview import preview_sheet
+
+    result = preview_sheet(dataset_dir, out, split=split, per_class=per_class, overwrite=overwrite)
+    for note in result["notes"]:
+        console.info(note)
+    console.info(f"wrote {out}")
 
 
 def register(root: typer.Typer) -> None:

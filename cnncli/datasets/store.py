@@ -1,0 +1,170 @@
+"""Open a dataset folder (docs/FORMAT.md) and read its records, without TensorFlow.
+
+`open_dataset(path)` checks the folder (exists, has a manifest of a known format version,
+every listed shard present, not a half-written build) and returns a `DatasetInfo`;
+`iter_records(info, split)` reads a split's shards in pure Python, verifying CRCs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.datasets.tfrecord import decode_example, read_records
+from cnncli.errors import DatasetError
+from cnncli.images import ImageSpec
+
+KNOWN_VERSIONS = (1,)
+_BUILD = "build it with cnncli dataset build IMAGES_DIR -o DIR"
+
+
+@dataclass(frozen=True)
+class Record:
+    index: int
+    label: int
+    path: str
+    image: np.ndarray  # H x W x C uint8
+
+
+@dataclass
+class DatasetInfo:
+    path: Path
+    manifest: dict
+    sha256: str
+    _index: object = field(default=None, repr=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c["name"] for c in sorted(self.manifest["classes"], key=lambda c: c["index"])]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest["classes"])
+
+    @cached_property
+    def image(self) -> ImageSpec:
+        return ImageSpec.from_dict(self.manifest["image"])
+
+    @property
+    def encoding(self) -> str:
+        return self.manifest.get("encoding", "raw")
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.manifest.get("splits", {}))
+
+    def _split(self, split: str) -> dict:
+        try:
+            return self.manifest["splits"][split]
+        except KeyError:
+            raise DatasetError(
+                f"dataset {self.path} has no {split!r} split",
+                f"its splits are {', '.join(self.splits) or 'none'}",
+            ) from None
+
+    def count(self, split: str) -> int:
+        return int(self._split(split)["count"]) if split in self.splits else 0
+
+    def per_class(self, split: str) -> dict[str, int]:
+        if split not in self.splits:
+            return dict.fromkeys(self.class_names, 0)
+        return dict(self._split(split)["per_class"])
+
+    def shard_paths(self, split: str) -> list[Path]:
+        return [self.path / name for name in self._split(split)["shards"]]
+
+    @property
+    def index(self):
+        """index.csv as a pandas DataFrame (read on first use)."""
+        if self._index is None:
+            import pandas as pd
+
+            self._index = pd.read_csv(
+                self.path / "index.csv", dtype={"path": str, "class_name": str, "split": str}
+            )
+        return self._index
+
+
+def open_dataset(path) -> DatasetInfo:
+    """Open and check a dataset folder; raise DatasetError with one clear line if unusable."""
+    path = Path(path)
+    if path.name.startswith(".") and ".partial-" in path.name:
+        raise DatasetError(
+            f"{path} is the temporary folder of an interrupted build (incomplete)", _BUILD
+        )
+    if not path.exists():
+        partial = (
+            sorted(path.parent.glob(f".{path.name}.partial-*")) if path.parent.exists() else []
+        )
+        if partial:
+            raise DatasetError(
+                f"dataset {path} is incomplete: a build was interrupted "
+                f"(it left {partial[0].name})",
+                "delete that folder and " + _BUILD,
+            )
+        raise DatasetError(f"dataset folder {path} not found", _BUILD)
+    if not path.is_dir():
+        raise DatasetError(f"{path} is not a dataset folder (it is a file)", _BUILD)
+    mpath = path / "manifest.json"
+    if not mpath.is_file():
+        raise DatasetError(f"{path} is not a cnncli dataset (no manifest.json)", _BUILD)
+    raw = mpath.read_bytes()
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{mpath} is not valid JSON ({e})", "build the dataset again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "cnncli-dataset":
+        raise DatasetError(f"{path} is not a cnncli dataset (unknown manifest)", _BUILD)
+    version = manifest.get("format_version")
+    if version not in KNOWN_VERSIONS:
+        raise DatasetError(
+            f"dataset {path} has format version {version}, which this cnncli "
+            f"({', '.join(map(str, KNOWN_VERSIONS))}) does not know",
+            "upgrade cnncli, or build the dataset again with this version",
+        )
+    for split, entry in manifest.get("splits", {}).items():
+        for name in entry.get("shards", []):
+            if not (path / name).is_file():
+                raise DatasetError(
+                    f"dataset {path} is incomplete: shard {name} of split {split!r} is missing",
+                    "build the dataset again",
+                )
+    if not (path / "index.csv").is_file():
+        raise DatasetError(f"dataset {path} is incomplete: index.csv is missing", _BUILD)
+    return DatasetInfo(path=path, manifest=manifest, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def decode_image(data: bytes, spec: ImageSpec, encoding: str) -> np.ndarray:
+    """A record's image bytes -> H x W x C uint8 array."""
+    if encoding == "raw":
+        arr = np.frombuffer(data, dtype=np.uint8)
+        if arr.size != spec.height * spec.width * spec.channels:
+            raise DatasetError(f"a record holds {arr.size} bytes, not {spec.shape}", _BUILD)
+        return arr.reshape(spec.shape)
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def iter_records(info: DatasetInfo, split: str) -> Iterator[Record]:
+    """Each record of a split, in shard order, with its pixels decoded."""
+    spec, encoding = info.image, info.encoding
+    for shard in info.shard_paths(split):
+        with open(shard, "rb") as f:
+            for data in read_records(f, name=str(shard)):
+                ex = decode_example(data)
+                yield Record(
+                    index=int(ex["index"][0]),
+                    label=int(ex["label"][0]),
+                    path=ex["path"][0].decode("utf-8"),
+                    image=decode_image(ex["image"][0], spec, encoding),
+                )

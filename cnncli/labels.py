@@ -1,0 +1,454 @@
+"""Label tables and class folders: which file has which label.
+
+Two sources, one result (`LabelSet`):
+- a label table (CSV or tab-separated; UTF-8 with or without BOM, cp949/EUC-KR, UTF-16) such
+  as the course's façade table `,image,type,y`; the image, label and class-name columns are
+  found without flags, and a numeric label and a text name must agree one to one;
+- one subfolder per class (`image_dataset_from_directory`'s convention), natural order.
+File and class names are compared after Unicode NFC normalization, and a path that leaves
+IMAGES_DIR (`../`, absolute, a symlink pointing out) is refused. Row-level problems are
+collected, never raised one by one, so a build can list them all at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnncli.errors import DatasetError, InputError, UsageError
+from cnncli.images import is_image_file
+
+LABEL_NAMES = ("y", "label", "labels", "class", "target")
+NAME_NAMES = ("type", "name", "class_name", "classname", "label_name", "category", "kind")
+INDEX_NAMES = ("index", "idx", "id", "no", "#")
+SPLIT_VALUES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                "validation": "val", "test": "test", "testing": "test"}  # fmt: skip
+_INT = re.compile(r"[+-]?\d+(\.0*)?")
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", str(text))
+
+
+def natural_key(text: str):
+    """Sort key that puts 'class2' before 'class10'."""
+    return [
+        (0, int(t), "") if t.isdigit() else (1, 0, t.casefold()) for t in re.split(r"(\d+)", text)
+    ]
+
+
+@dataclass
+class LabelRow:
+    path: str  # relative to IMAGES_DIR, as on disk (used to open the file)
+    name: str  # the same path, NFC and with '/' (stored in the dataset)
+    label: int
+    class_name: str
+    split: str | None = None
+    line: int = 0  # the table line (header = 1) or 0 for folders
+
+
+@dataclass
+class LabelSet:
+    rows: list[LabelRow]
+    class_names: list[str]
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    unused: list[str] = field(default_factory=list)  # image files nobody named
+    notes: list[str] = field(default_factory=list)
+    sha256: str = ""
+    columns: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------- files
+def list_image_files(images_dir: Path) -> dict[str, str]:
+    """{NFC posix relative path: relative path as on disk} of the visible image files."""
+    out: dict[str, str] = {}
+    for root, dirs, files in os.walk(images_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_root = os.path.relpath(root, images_dir)
+        for f in files:
+            if is_image_file(f):
+                rel = f if rel_root == "." else os.path.join(rel_root, f)
+                out[nfc(rel.replace(os.sep, "/"))] = rel
+    return out
+
+
+def _inside(path: Path, root_real: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def resolve_path(value: str, images_dir: Path, files: dict[str, str], root_real: str):
+    """(on-disk relative path, NFC name) for a table value, or raise ValueError(reason)."""
+    v = nfc(value.strip()).replace("\\", "/")
+    if not v:
+        raise ValueError("no file name")
+    if v.startswith("/") or re.match(r"^[A-Za-z]:/", v) or os.path.isabs(v):
+        raise ValueError("absolute path refused: paths must be relative to IMAGES_DIR")
+    norm = os.path.normpath(v).replace(os.sep, "/")
+    if norm == ".." or norm.startswith("../"):
+        raise ValueError("path leaves IMAGES_DIR (../) and is refused")
+    rel = files.get(norm)
+    if rel is None:
+        candidate = images_dir / norm
+        if not candidate.is_file():
+            raise ValueError("file not found")
+        rel = norm
+    if not _inside(images_dir / rel, root_real):
+        raise ValueError("symlink points outside IMAGES_DIR and is refused")
+    return rel, norm
+
+
+# ------------------------------------------------------------------------------- tables
+def read_table(path: str | os.PathLike, encoding: str | None = None):
+    """Read a label table -> (DataFrame of stripped strings, encoding used, separator)."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"label table {path} not found", "check the --labels path") from None
+    except OSError as e:
+        raise InputError(f"cannot read label table {path} ({e.strerror or e})") from None
+    if encoding:
+        try:
+            text = raw.decode(encoding)
+        except LookupError:
+            raise UsageError(f"unknown encoding {encoding!r}", "try utf-8 or cp949") from None
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"label table {path} is not valid {encoding} (byte {e.start})",
+                "pass the table's real encoding with --encoding",
+            ) from None
+        used = encoding
+    else:
+        text, used = _decode_guess(raw, path)
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise InputError(f"label table {path} is empty", "give a table with a header row")
+    first = text.splitlines()[0]
+    counts = {sep: first.count(sep) for sep in ("\t", ",", ";")}
+    sep = max(counts, key=lambda s: (counts[s], s == ","))
+    if counts[sep] == 0:
+        sep = ","
+    try:
+        df = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True
+        )
+    except Exception as e:  # pandas' parser errors name the line
+        raise InputError(f"cannot parse label table {path}: {' '.join(str(e).split())}") from None
+    df.columns = [nfc(str(c)).strip() for c in df.columns]
+    df = df.apply(lambda col: col.map(lambda s: nfc(s).strip() if isinstance(s, str) else ""))
+    return df, used, sep
+
+
+def _decode_guess(raw: bytes, path: Path) -> tuple[str, str]:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16"), "utf-16"
+    for enc in ("utf-8-sig", "cp949"):  # cp949 is a superset of EUC-KR
+        try:
+            text = raw.decode(enc)
+            if enc == "utf-8-sig":
+                enc = "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
+            return text, enc
+        except UnicodeDecodeError:
+            continue
+    raise InputError(
+        f"label table {path} is neither UTF-8 nor cp949/EUC-KR",
+        "pass its encoding with --encoding (for example --encoding latin-1)",
+    )
+
+
+def _is_int(s: str) -> bool:
+    return bool(_INT.fullmatch(s))
+
+
+def _numeric(series) -> bool:
+    values = [v for v in series if v != ""]
+    return bool(values) and all(_is_int(v) for v in values)
+
+
+def _ignorable_index(name: str, series) -> bool:
+    """An unnamed pandas index column (',image,...') or an 'Index' counter column."""
+    if not (name == "" or name.startswith("Unnamed:") or name.casefold() in INDEX_NAMES):
+        return False
+    return _numeric(series)
+
+
+def _need_col(df, name: str | None, flag: str, path) -> str | None:
+    if name is None:
+        return None
+    name = nfc(name).strip()
+    if name not in df.columns:
+        cols = ", ".join(repr(c) for c in df.columns)
+        raise UsageError(f"{flag} {name!r} is not a column of {path}", f"the columns are {cols}")
+    return name
+
+
+def detect_columns(df, files: dict[str, str], *, image_col=None, label_col=None,
+                   name_col=None, split_col=None, path="the table") -> dict:  # fmt: skip
+    """Choose the image, label and name columns (overrides first) -> dict of column names."""
+    image_col = _need_col(df, image_col, "--image-col", path)
+    label_col = _need_col(df, label_col, "--label-col", path)
+    name_col = _need_col(df, name_col, "--name-col", path)
+    split_col = _need_col(df, split_col, "--split-col", path)
+    explicit = {c for c in (image_col, label_col, name_col, split_col) if c}
+    ignored = [c for c in df.columns if c not in explicit and _ignorable_index(c, df[c])]
+    free = [c for c in df.columns if c not in explicit and c not in ignored]
+
+    if image_col is None:
+
+        def score(col):
+            keys = {nfc(v).replace("\\", "/") for v in df[col] if v}
+            return sum(1 for k in keys if os.path.normpath(k).replace(os.sep, "/") in files)
+
+        scores = {c: score(c) for c in free}
+        best = max(scores.values(), default=0)
+        winners = [c for c, s in scores.items() if s == best and s > 0]
+        if not winners:  # nothing matches: take the column that looks like file names
+            winners = [c for c in free if sum(is_image_file(v) for v in df[c]) > len(df) / 2]
+        if len(winners) != 1:
+            why = "several columns" if winners else "no column"
+            raise UsageError(
+                f"{why} of {path} name image files under IMAGES_DIR",
+                "name the image column with --image-col",
+            )
+        image_col = winners[0]
+    free = [c for c in free if c != image_col]
+
+    if label_col is None:
+        folded = {c: c.casefold() for c in free}
+        numeric_named = [c for c in free if folded[c] in LABEL_NAMES and _numeric(df[c])]
+        text_named = [c for c in free if folded[c] in LABEL_NAMES]
+        name_named = [c for c in free if folded[c] in NAME_NAMES]
+        if numeric_named:
+            label_col = numeric_named[0]
+        elif text_named:
+            label_col = text_named[0]
+        elif name_named:
+            label_col = name_named[0]
+        elif len(free) == 1:
+            label_col = free[0]
+        else:
+            raise UsageError(
+                f"cannot tell which column of {path} holds the labels "
+                f"(looked for {', '.join(LABEL_NAMES)})",
+                "name it with --label-col",
+            )
+    free = [c for c in free if c != label_col]
+    if name_col is None and _numeric(df[label_col]):
+        text_cols = [c for c in free if not _numeric(df[c])]
+        named = [c for c in text_cols if c.casefold() in LABEL_NAMES + NAME_NAMES]
+        if named:
+            name_col = named[0]
+        elif len(text_cols) == 1:
+            name_col = text_cols[0]
+    elif name_col is not None and not _numeric(df[label_col]) and _numeric(df[name_col]):
+        label_col, name_col = name_col, label_col  # the number is the index, the text its name
+    return {
+        "image": image_col,
+        "label": label_col,
+        "name": name_col,
+        "split": split_col,
+        "ignored": ignored,
+    }
+
+
+def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_col=None,
+                     encoding=None, classes=None, split_col=None) -> LabelSet:  # fmt: skip
+    """Read a label table against IMAGES_DIR -> LabelSet with every row-level problem listed."""
+    table, images_dir = Path(table), Path(images_dir)
+    df, used_encoding, sep = read_table(table, encoding)
+    if len(df) == 0:
+        raise InputError(f"label table {table} has a header but no rows", "add one row per image")
+    files = list_image_files(images_dir)
+    cols = detect_columns(df, files, image_col=image_col, label_col=label_col,
+                          name_col=name_col, split_col=split_col, path=table)  # fmt: skip
+    root_real = os.path.realpath(images_dir)
+    numeric = _numeric(df[cols["label"]])
+    problems: list[tuple[str, str]] = []
+    notes = [
+        f"label table {table.name}: {len(df)} rows, {used_encoding}, "
+        f"{'tab' if sep == chr(9) else repr(sep)}-separated; image column {cols['image']!r}, "
+        f"label column {cols['label']!r}"
+        + (f", class-name column {cols['name']!r}" if cols["name"] else "")
+    ]
+
+    raw_rows = []  # (line, rel, name, label text, class text, split)
+    seen: dict[str, tuple[int, str]] = {}
+    for i, rec in enumerate(df.to_dict("records")):
+        line = i + 2
+        value = rec[cols["image"]]
+        shown = value or f"(line {line})"
+        try:
+            rel, name = resolve_path(value, images_dir, files, root_real)
+        except ValueError as e:
+            problems.append((shown, f"line {line}: {e}"))
+            continue
+        label = rec[cols["label"]]
+        cname = rec[cols["name"]] if cols["name"] else ""
+        if name in seen:
+            first_line, first_label = seen[name]
+            clash = "" if first_label == (label, cname) else " with another label"
+            problems.append(
+                (name, f"line {line}: duplicate row{clash} (first on line {first_line})")
+            )
+            continue
+        seen[name] = (line, (label, cname))
+        if label == "":
+            problems.append((name, f"line {line}: no label"))
+            continue
+        split = None
+        if cols["split"]:
+            split = SPLIT_VALUES.get(rec[cols["split"]].casefold())
+            if split is None:
+                problems.append(
+                    (name, f"line {line}: split {rec[cols['split']]!r} is not train, val or test")
+                )
+                continue
+        raw_rows.append((line, rel, name, label, cname, split))
+
+    if numeric:
+        class_names, rows = _numeric_classes(raw_rows, cols, classes, problems, table)
+    else:
+        class_names, rows = _text_classes(raw_rows, classes, notes)
+    used = {r.name for r in rows} | {p[0] for p in problems}
+    unused = sorted((k for k in files if k not in used), key=natural_key)
+    return LabelSet(
+        rows=rows,
+        class_names=class_names,
+        problems=problems,
+        unused=unused,
+        notes=notes,
+        sha256=hashlib.sha256(table.read_bytes()).hexdigest(),
+        columns=cols,
+    )
+
+
+def _numeric_classes(raw_rows, cols, classes, problems, table):
+    pairs = [(int(float(r[3])), r[4]) for r in raw_rows]
+    by_index: dict[int, Counter] = {}
+    by_name: dict[str, Counter] = {}
+    for idx, name in pairs:
+        by_index.setdefault(idx, Counter())[name] += 1
+        by_name.setdefault(name, Counter())[idx] += 1
+    index_name = {i: c.most_common(1)[0][0] for i, c in by_index.items()}
+    name_index = {n: c.most_common(1)[0][0] for n, c in by_name.items()}
+    indices = sorted(by_index)
+    if indices and (indices[0] < 0 or indices != list(range(len(indices)))):
+        shown = ", ".join(map(str, indices[:10]))
+        raise DatasetError(
+            f"class indices in column {cols['label']!r} of {table} must run 0..K-1; found {shown}",
+            "renumber them from 0, or label by name with --label-col",
+        )
+    names = [index_name[i] for i in indices]
+    if cols["name"]:
+        dup = [n for n, c in Counter(names).items() if c > 1]
+        if dup:
+            raise DatasetError(
+                f"class name {dup[0]!r} stands for several indices in {table}",
+                "give each class index its own name",
+            )
+    else:
+        names = [str(i) for i in indices]
+    if classes:
+        if len(classes) != len(names) or (cols["name"] and list(classes) != names):
+            raise UsageError(
+                f"--classes lists {len(classes)} names but the table's indices 0..{len(names) - 1} "
+                f"are {', '.join(names)}",
+                "list one name per index, in index order",
+            )
+        names = list(classes)
+    rows = []
+    for (line, rel, name, _label, _cname, split), (idx, n) in zip(raw_rows, pairs, strict=True):
+        if cols["name"] and (index_name[idx] != n or name_index[n] != idx):
+            problems.append(
+                (name, f"line {line}: label {idx} contradicts its name {n!r} "
+                       f"(elsewhere {n!r} is {name_index[n]} and {idx} is {index_name[idx]!r})")
+            )  # fmt: skip
+            continue
+        rows.append(LabelRow(rel, name, idx, names[idx], split, line))
+    return names, rows
+
+
+def _text_classes(raw_rows, classes, notes):
+    present = sorted({r[3] for r in raw_rows}, key=natural_key)
+    names = list(classes) if classes else present
+    lookup = {n: i for i, n in enumerate(names)}
+    rows, left_out = [], Counter()
+    for line, rel, name, label, _cname, split in raw_rows:
+        if label not in lookup:
+            left_out[label] += 1
+            continue
+        rows.append(LabelRow(rel, name, lookup[label], label, split, line))
+    if left_out:
+        notes.append(
+            f"{sum(left_out.values())} rows of classes not in --classes left out "
+            f"({', '.join(sorted(left_out, key=natural_key))})"
+        )
+    return names, rows
+
+
+# ------------------------------------------------------------------------------- folders
+def scan_class_folders(images_dir, classes=None) -> LabelSet:
+    """One subfolder per class: natural order (or `classes`), hidden files and folders ignored."""
+    images_dir = Path(images_dir)
+    found = {
+        nfc(p.name): p.name
+        for p in images_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".")
+    }
+    if classes:
+        missing = [c for c in classes if nfc(c) not in found]
+        if missing:
+            raise UsageError(
+                f"no folder for class {missing[0]!r} in {images_dir}",
+                f"the class folders are {', '.join(sorted(found, key=natural_key)) or 'none'}",
+            )
+        names = [nfc(c) for c in classes]
+    else:
+        names = sorted(found, key=natural_key)
+    if not names:
+        raise DatasetError(
+            f"{images_dir} has no class folders and no --labels table was given",
+            "put each class's images in its own subfolder, or pass --labels TABLE.csv",
+        )
+    rows, listing, others = [], [], 0
+    root_real = os.path.realpath(images_dir)
+    problems = []
+    for idx, cname in enumerate(names):
+        sub = found[cname]
+        files = list_image_files(images_dir / sub)
+        for key in sorted(files, key=natural_key):
+            rel = os.path.join(sub, files[key])
+            name = f"{cname}/{key}"
+            if not _inside(images_dir / rel, root_real):
+                problems.append((name, "symlink points outside IMAGES_DIR and is refused"))
+                continue
+            rows.append(LabelRow(rel, name, idx, cname, None, 0))
+            listing.append(f"{idx}\t{name}")
+        for _root, dirs, fs in os.walk(images_dir / sub):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            others += sum(1 for f in fs if not f.startswith(".") and not is_image_file(f))
+    notes = [f"class folders: {len(names)} ({', '.join(names)})"]
+    if others:
+        notes.append(f"{others} files without an image extension ignored")
+    unused = [k for k in list_image_files(images_dir) if "/" not in k]
+    extra = sorted(set(found) - set(names), key=natural_key)
+    if extra:
+        notes.append(f"folders not in --classes left out: {', '.join(extra)}")
+    return LabelSet(
+        rows=rows,
+        class_names=names,
+        problems=problems,
+        unused=unused,
+        notes=notes,
+        sha256=hashlib.sha256("\n".join(listing).encode("utf-8")).hexdigest(),
+        columns={},
+    )
