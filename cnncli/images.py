@@ -132,7 +132,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path, formats=PIL_FORMATS)
+            img = Image.open(path, formats=_open_formats())
             _check_bomb(path, img)
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)  # GIF / multi-page TIFF: the first frame
@@ -150,6 +150,19 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except Exception:  # a broken EXIF block should not lose the picture
         pass
     return img
+
+
+def _open_formats() -> tuple[str, ...]:
+    """PIL_FORMATS that this Pillow registers (Pillow 13 has no separate MPO opener, and
+    Image.open raises KeyError for a format it does not know)."""
+    global _OPEN_FORMATS
+    if _OPEN_FORMATS is None:
+        Image.init()
+        _OPEN_FORMATS = tuple(f for f in PIL_FORMATS if f in Image.OPEN)
+    return _OPEN_FORMATS
+
+
+_OPEN_FORMATS: tuple[str, ...] | None = None
 
 
 def _check_bomb(path, img: Image.Image) -> None:
