@@ -34,7 +34,7 @@ from cnncli import __version__
 from cnncli.atomic import atomic_dir, write_json, write_text
 from cnncli.datasets.tfrecord import encode_example, frame
 from cnncli.errors import DatasetError, ImageError, InputError, OutputExistsError, UsageError
-from cnncli.images import COLORS, FITS, PIL_FORMATS, ImageSpec, natural_color, parse_size
+from cnncli.images import COLORS, FITS, ImageSpec, _open_formats, natural_color, parse_size
 from cnncli.labels import LabelRow, LabelSet, load_label_table, scan_class_folders
 
 FORMAT_VERSION = 1
@@ -120,7 +120,7 @@ def probe(path: str) -> tuple[int, int, str]:
             raise ImageError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=PIL_FORMATS) as img:
+            with Image.open(path, formats=_open_formats()) as img:
                 w, h = img.size
                 limit = Image.MAX_IMAGE_PIXELS
                 if limit and w * h > limit:
@@ -129,11 +129,8 @@ def probe(path: str) -> tuple[int, int, str]:
                         f"{w}x{h} = {w * h:,} pixels is over the decompression-bomb limit "
                         f"of {limit:,}; refused without decoding",
                     )
-                try:
-                    if img.getexif().get(0x0112) in (5, 6, 7, 8):
-                        w, h = h, w
-                except Exception:
-                    pass
+                if _orientation(img) in (5, 6, 7, 8):  # rotated by 90 degrees
+                    w, h = h, w
                 return h, w, natural_color(img)
     except ImageError:
         raise
@@ -145,6 +142,25 @@ def probe(path: str) -> tuple[int, int, str]:
         raise ImageError(path, "not an image, or a format cnncli cannot read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(path, f"truncated or corrupt image data ({e})") from None
+
+
+def _orientation(img) -> int | None:
+    """EXIF orientation from the header. PNG's getexif() would decode the whole image to
+    look for an eXIf chunk after the pixels (measured: 22 ms per 500x500 PNG), so for PNG
+    only a chunk before the pixels counts, which is where writers put it."""
+    from PIL import Image
+
+    try:
+        if img.format == "PNG":
+            raw = img.info.get("exif")
+            if not raw:
+                return None
+            exif = Image.Exif()
+            exif.load(raw)
+            return exif.get(0x0112)
+        return img.getexif().get(0x0112)
+    except Exception:  # a broken EXIF block: the full decode will say if the file is bad
+        return None
 
 
 def convert_record(task: tuple) -> tuple:
