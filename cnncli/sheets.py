@@ -134,11 +134,15 @@ class CaptionPlan:
     legend: list[str] = field(default_factory=list)
 
 
-def plan_captions(captions: Sequence[str | None], font: AnyFont) -> CaptionPlan:
+def plan_captions(
+    captions: Sequence[str | None], font: AnyFont, legend_order: Sequence[str] = ()
+) -> CaptionPlan:
     """Decide how to caption cells: the text when the font draws all of it, else indices.
 
-    In legend mode each distinct caption gets an index in order of first appearance, the
-    cells show the index and `legend` holds "0 = 벽돌" lines (in the original text).
+    In legend mode each distinct caption gets an index, the cells show the index and
+    `legend` holds "0 = 벽돌" lines (in the original text). Captions listed in
+    `legend_order` (e.g. class names in class-index order) are numbered first, in that
+    order; the others follow in order of first appearance.
     """
     texts = [unicodedata.normalize("NFC", c) if c else "" for c in captions]
     if not any(texts):
@@ -146,7 +150,7 @@ def plan_captions(captions: Sequence[str | None], font: AnyFont) -> CaptionPlan:
     if all(font_covers(t, font) for t in texts):
         return CaptionPlan("text", texts)
     index: dict[str, int] = {}
-    for t in texts:
+    for t in [unicodedata.normalize("NFC", k) for k in legend_order] + texts:
         if t and t not in index:
             index[t] = len(index)
     labels = [str(index[t]) if t else "" for t in texts]
@@ -248,6 +252,7 @@ def contact_sheet(
     font: AnyFont | None = None,
     font_size: int | None = None,
     background: str = "checker",
+    legend_order: Sequence[str] = (),
 ) -> Image.Image:
     """A grid of (image, caption) items as one RGB image.
 
@@ -255,7 +260,8 @@ def contact_sheet(
     0..1) or PIL images of any mode, each with a caption (multi-line with "\\n", or None).
     Captions go under each image (`captions_below=True`) or above it. `font` defaults to the
     bundled font at `font_size` (default: cell / 8, 10 to 16 px). The returned image's
-    `info["caption_mode"]` is "text", "legend" or "none" and `info["legend"]` the legend lines.
+    `info["caption_mode"]` is "text", "legend" or "none" and `info["legend"]` the legend lines
+    (numbered in `legend_order` first, e.g. class names, so "0" can mean class 0).
     """
     if per_row < 1 or cell < 1:
         raise ValueError("per_row and cell must be positive")
@@ -263,7 +269,7 @@ def contact_sheet(
         raise ValueError(f"background must be 'checker' or 'white', got {background!r}")
     items = list(items)
     font = font or load_font(font_size or default_font_size(cell))
-    plan = plan_captions([c for _, c in items], font)
+    plan = plan_captions([c for _, c in items], font, legend_order)
     step = line_height(font)
 
     n = len(items)

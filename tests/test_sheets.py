@@ -206,3 +206,18 @@ def test_save_png_atomic(tmp_path, monkeypatch):
         save_png(sheet, tmp_path / "new.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["sheet.png"]
+
+
+def test_legend_order_numbers_class_names_first(fallback_font):
+    captions = ["대리석", None, "대리석", "기타"]
+    plan = sheets.plan_captions(captions, fallback_font, legend_order=["벽돌", "대리석"])
+    assert plan.labels == ["1", "", "1", "2"]
+    assert plan.legend == ["0 = 벽돌", "1 = 대리석", "2 = 기타"]
+    sheet = contact_sheet(
+        [(solid((9, 9, 9)), c) for c in captions],
+        font=fallback_font,
+        legend_order=["벽돌", "대리석"],
+    )
+    assert sheet.info["legend"] == plan.legend
+    # with the bundled font the order does not matter: the names are drawn
+    assert sheets.plan_captions(captions, load_font(14), ["벽돌"]).mode == "text"
