@@ -1,0 +1,156 @@
+"""A dataset split as a `tf.data.Dataset`: parallel shard reads, decode, cache, seeded
+shuffle, batch, prefetch. Used by training and evaluation.
+
+Images come out as float32 0..255 (H, W, C) and labels as int32; models trained by cnncli
+rescale inside the model, so the same raw pixels reach it at training and at use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+from cnncli.datasets.store import DatasetInfo
+from cnncli.errors import DatasetError, UsageError
+
+CACHE_MODES = ("memory", "disk", "none")
+# Without an in-memory cache the shuffle buffer is what bounds memory: this many images.
+BOUNDED_SHUFFLE_BUFFER = 2048
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: derived from (seed, epoch) so a resumed run that
+    starts at epoch e sees the same order as an uninterrupted run did at epoch e."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7919 + 17) % (2**31 - 1)
+
+
+def _features() -> dict:
+    return {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([1], tf.int64),
+        "path": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+
+
+def _decoder(info: DatasetInfo, with_paths: bool):
+    spec, encoding = info.image, info.encoding
+    shape = (spec.height, spec.width, spec.channels)
+    features = _features()
+    if not with_paths:
+        features.pop("path")
+    if encoding not in ("raw", "png"):
+        raise DatasetError(f"dataset {info.path} uses record encoding {encoding!r}, unknown here")
+
+    def decode(serialized):
+        ex = tf.io.parse_single_example(serialized, features)
+        if encoding == "raw":
+            image = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), shape)
+        else:
+            image = tf.io.decode_png(ex["image"], channels=spec.channels)
+            image = tf.ensure_shape(image, shape)
+        label = tf.cast(ex["label"][0], tf.int32)
+        if with_paths:
+            return image, label, ex["path"]
+        return image, label
+
+    return decode
+
+
+def _to_float(*item):
+    return (tf.cast(item[0], tf.float32), *item[1:])
+
+
+def make_tf_dataset(
+    info: DatasetInfo,
+    split: str,
+    *,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache: str = "memory",
+    cache_dir: str | os.PathLike | None = None,
+    repeat: bool = False,
+    first_epoch: int = 0,
+    last_epoch: int | None = None,
+    with_paths: bool = False,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A split of an opened dataset as batches of (image float32 0..255, label int32)
+    [+ path bytes].
+
+    - Shards are read in parallel (deterministic order); `num_shards`/`shard_index` take
+      every num_shards-th shard FILE (for multi-worker training).
+    - `cache`: 'memory' keeps decoded uint8 images in RAM after the first pass; 'disk'
+      writes them to a cache file under `cache_dir` (memory stays bounded); 'none' reads
+      the shards every epoch.
+    - `shuffle` with `repeat=True` and `last_epoch`: epochs first_epoch..last_epoch-1 in
+      a row, each shuffled with `epoch_seed(seed, epoch)`, so a run resumed at epoch e
+      sees the order an uninterrupted run saw (give fit `steps_per_epoch`). Without
+      `last_epoch`: endless, reshuffled each pass. Without repeat: one pass, reshuffled on
+      each iteration.
+    """
+    if cache not in CACHE_MODES:
+        raise UsageError(f"unknown cache mode {cache!r}", f"use one of {', '.join(CACHE_MODES)}")
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    files = [str(p) for p in info.shard_paths(split)]
+    if not 0 <= shard_index < num_shards:
+        raise UsageError(f"shard index {shard_index} is not in 0..{num_shards - 1}")
+    files = files[shard_index::num_shards]
+    if not files:
+        raise DatasetError(
+            f"split {split!r} of {info.path} has {len(info.shard_paths(split))} shard file(s), "
+            f"none for worker {shard_index} of {num_shards}",
+            "build the dataset with smaller shards (--shard-size) or use fewer workers",
+        )
+    count = info.count(split)
+
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 8) or None)
+    ds = ds.map(_decoder(info, with_paths), num_parallel_calls=tf.data.AUTOTUNE)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache == "disk":
+        if cache_dir is None:
+            raise UsageError("cache='disk' needs a cache_dir")
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        name = f"{info.sha256[:16]}-{split}-{shard_index}of{num_shards}"
+        ds = ds.cache(str(Path(cache_dir) / name))
+
+    # With everything in memory a full shuffle costs nothing extra; otherwise bound it.
+    buffer = max(1, count if cache == "memory" else min(count, BOUNDED_SHUFFLE_BUFFER))
+
+    def one_epoch(source, epoch_seed_value, reshuffle):
+        if shuffle:
+            source = source.shuffle(
+                buffer, seed=epoch_seed_value, reshuffle_each_iteration=reshuffle
+            )
+        return source.batch(batch_size, drop_remainder=drop_remainder)
+
+    if repeat and shuffle and last_epoch is not None:
+        # One dataset per epoch, each shuffled with its own Python-int seed, chained by a
+        # flat choose_from_datasets (a tensor seed in flat_map breaks under op determinism,
+        # and a concatenate chain gets slower with every epoch). They share one cache.
+        steps = -(-count // batch_size) if not drop_remainder else count // batch_size
+        epochs = range(first_epoch, last_epoch)
+        if not epochs or steps == 0:
+            raise UsageError(f"no epochs to read ({first_epoch}..{last_epoch})")
+        per_epoch = [one_epoch(ds, epoch_seed(seed, e), False) for e in epochs]
+        choice = tf.data.Dataset.range(len(per_epoch)).flat_map(
+            lambda i: tf.data.Dataset.from_tensors(i).repeat(steps)
+        )
+        ds = tf.data.Dataset.choose_from_datasets(per_epoch, choice)
+    elif repeat:
+        ds = one_epoch(ds, epoch_seed(seed, first_epoch), True).repeat()
+    else:
+        ds = one_epoch(ds, epoch_seed(seed, first_epoch), True)
+    ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(info: DatasetInfo, split: str, batch_size: int, drop_remainder=False) -> int:
+    n = info.count(split)
+    return n // batch_size if drop_remainder else -(-n // batch_size)

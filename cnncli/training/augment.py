@@ -1,0 +1,86 @@
+"""Data augmentation as Keras preprocessing layers (active only during training).
+
+The course's ImageDataGenerator settings: rotation_range=40, width/height_shift_range=0.1,
+shear_range=0.2 (0.2-0.4 in its examples), zoom_range (0.2 here: the course uses up to 0.5 in
+one example, which crops/shrinks the image so much that small datasets train worse), and
+horizontal_flip=True.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from cnncli.errors import UsageError
+
+COURSE = {"rotation": 40.0, "shift": 0.1, "shear": 0.2, "zoom": 0.2, "flip": True}
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    rotation: float = 0.0  # degrees, +-
+    shift: float = 0.0  # fraction of height/width, +-
+    shear: float = 0.0  # shear intensity (as ImageDataGenerator's shear_range)
+    zoom: float = 0.0  # fraction, +-
+    flip: bool = False  # horizontal flip
+
+    @classmethod
+    def course(cls, **overrides) -> AugmentOptions:
+        values = dict(COURSE)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rotation or self.shift or self.shear or self.zoom or self.flip)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        if not 0 <= self.rotation <= 180:
+            raise UsageError(f"rotation must be 0..180 degrees, got {self.rotation}")
+        for name in ("shift", "shear", "zoom"):
+            v = getattr(self, name)
+            if not 0 <= v < 1:
+                raise UsageError(f"{name} must be a fraction in 0..1, got {v}")
+
+
+def augmentation_layers(options: AugmentOptions | None, seed: int = 0) -> list:
+    """The Keras layers for `options` (empty when none is active)."""
+    if options is None or not options.active:
+        return []
+    options.check()
+    import keras
+
+    layers = []
+    if options.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip"))
+    if options.rotation:
+        layers.append(
+            keras.layers.RandomRotation(
+                options.rotation / 360.0, fill_mode="nearest", seed=seed + 1, name="aug_rotation"
+            )
+        )
+    if options.shift:
+        layers.append(
+            keras.layers.RandomTranslation(
+                options.shift, options.shift, fill_mode="nearest", seed=seed + 2, name="aug_shift"
+            )
+        )
+    if options.shear:
+        layers.append(
+            keras.layers.RandomShear(
+                x_factor=options.shear,
+                y_factor=options.shear,
+                fill_mode="nearest",
+                seed=seed + 3,
+                name="aug_shear",
+            )
+        )
+    if options.zoom:
+        layers.append(
+            keras.layers.RandomZoom(
+                options.zoom, options.zoom, fill_mode="nearest", seed=seed + 4, name="aug_zoom"
+            )
+        )
+    return layers

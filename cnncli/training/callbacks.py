@@ -1,0 +1,292 @@
+"""Keras callbacks of a training run: progress events for the CLI, the run folder writer
+(checkpoints, best/last model, history.csv/png, resumable state), resumable early stopping.
+
+The library does not draw anything: it calls a `TrainEvents` object, which the CLI turns
+into a rich progress bar and epoch lines (or JSON lines).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+from cnncli.atomic import atomic_file
+from cnncli.training import rundir
+
+
+class TrainEvents:
+    """What a training run reports. Subclass and override what you need."""
+
+    def train_begin(self, info: dict) -> None:
+        """info: epochs, initial_epoch, steps, batch_size, run_dir, counts, notes."""
+
+    def epoch_begin(self, epoch: int, steps: int) -> None:
+        """epoch: 1-based number of the epoch starting; steps: batches in it."""
+
+    def batch_end(self, step: int, logs: dict) -> None:
+        """step: 1-based batch number in the epoch; logs: running loss/accuracy."""
+
+    def epoch_end(self, report: EpochReport) -> None:
+        """One finished (and saved) epoch."""
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    metrics: dict
+    seconds: float
+    improved: bool
+    best_epoch: int
+    best_value: float | None
+    monitor: str
+    checkpoint: str | None = None  # the checkpoint file written, if one was
+
+    def to_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            **self.metrics,
+            "seconds": round(self.seconds, 4),
+            "improved": self.improved,
+            "best_epoch": self.best_epoch,
+            f"best_{self.monitor}": self.best_value,
+            "checkpoint": self.checkpoint,
+        }
+
+
+def _floats(logs: dict | None) -> dict:
+    out = {}
+    for k, v in (logs or {}).items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+class EventsCallback(keras.callbacks.Callback):
+    """Forwards epoch and batch progress to a TrainEvents object."""
+
+    def __init__(self, events: TrainEvents, steps: int):
+        super().__init__()
+        self.events = events
+        self.steps = steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.events.epoch_begin(epoch + 1, self.steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.events.batch_end(batch + 1, _floats(logs))
+
+
+def monitor_mode(monitor: str) -> str:
+    return "min" if "loss" in monitor or "error" in monitor else "max"
+
+
+def seed_states(model) -> list[list[int]]:
+    """The state of every random seed generator in the model (dropout, augmentation), in
+    layer order. Keras does not store these in .keras files; resume needs them so the
+    dropout masks of a resumed run equal an uninterrupted run's."""
+    out = []
+    for layer in _layers(model):
+        for gen in getattr(layer, "_seed_generators", []) or []:
+            out.append([int(x) for x in gen.state.numpy().ravel()])
+    return out
+
+
+def set_seed_states(model, states: list[list[int]]) -> None:
+    gens = [g for layer in _layers(model) for g in (getattr(layer, "_seed_generators", []) or [])]
+    if len(gens) != len(states):
+        return  # another model structure: keep fresh seeds (resume then is not bit-exact)
+    for gen, state in zip(gens, states, strict=True):
+        gen.state.assign(keras.ops.convert_to_tensor(state, dtype=gen.state.dtype))
+
+
+def _layers(model):
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+@dataclass
+class RunState:
+    """What resume restores besides weights and optimizer (kept in state/state.json)."""
+
+    epoch: int = 0  # finished epochs
+    best_value: float | None = None
+    best_epoch: int = 0
+    history: list = field(default_factory=list)
+    epoch_seconds: list = field(default_factory=list)
+    early_stop: dict | None = None
+
+
+class RunFolderCallback(keras.callbacks.Callback):
+    """At each epoch end, in this order: best.keras (if improved), the --checkpoint file,
+    last.keras, the resume model file, history.csv, then state.json (the commit point),
+    history.png and run.json. A kill at any moment leaves a consistent resumable state."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        epochs: int,
+        save_model,  # save_model(model, path)
+        checkpoint_pattern: str,
+        save_best_only: bool,
+        monitor: str,
+        state: RunState,
+        early_stopping=None,
+        events: TrainEvents | None = None,
+        on_epoch_saved=None,  # on_epoch_saved(state) -> update run.json and plot
+    ):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.epochs = epochs
+        self.save_model = save_model
+        self.pattern = checkpoint_pattern
+        self.save_best_only = save_best_only
+        self.monitor = monitor
+        self.mode = monitor_mode(monitor)
+        self.state = state
+        self.early_stopping = early_stopping
+        self.events = events
+        self.on_epoch_saved = on_epoch_saved
+        self._t0 = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def _improved(self, value) -> bool:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return False
+        best = self.state.best_value
+        if best is None:
+            return True
+        return value < best if self.mode == "min" else value > best
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - (self._t0 or time.perf_counter())
+        metrics = _floats(logs)
+        number = epoch + 1
+        value = metrics.get(self.monitor)
+        improved = self._improved(value)
+        st = self.state
+        if improved:
+            st.best_value, st.best_epoch = value, number
+            self.save_model(self.model, self.run_dir / rundir.BEST_MODEL)
+        checkpoint = None
+        if improved or not self.save_best_only:
+            path = Path(self.pattern.format(epoch=number, **metrics))
+            if not path.is_absolute():
+                path = self.run_dir / path
+            self.save_model(self.model, path)
+            checkpoint = (
+                str(path.relative_to(self.run_dir))
+                if path.is_relative_to(self.run_dir)
+                else str(path)
+            )
+        self.save_model(self.model, self.run_dir / rundir.LAST_MODEL)
+
+        # resume state: the full model (weights + optimizer) under a per-epoch name, so the
+        # previous one stays valid until state.json points at the new one
+        sdir = rundir.state_dir(self.run_dir)
+        resume_name = f"epoch-{number:04d}.keras"
+        with atomic_file(sdir / resume_name) as tmp:
+            self.model.save(tmp)
+        st.epoch = number
+        st.history.append({"epoch": number, **metrics})
+        st.epoch_seconds.append(round(seconds, 4))
+        es = self.early_stopping
+        if es is not None:
+            st.early_stop = {
+                "wait": int(es.wait),
+                "best": None if es.best is None else float(es.best),
+                "best_epoch": int(es.best_epoch),
+            }
+        rundir.write_history(self.run_dir / rundir.HISTORY_CSV, st.history)
+        rundir.write_state(
+            self.run_dir,
+            {
+                "epoch": st.epoch,
+                "model": resume_name,
+                "seed_states": seed_states(self.model),
+                "monitor": self.monitor,
+                "best_value": st.best_value,
+                "best_epoch": st.best_epoch,
+                "early_stop": st.early_stop,
+                "history": st.history,
+                "epoch_seconds": st.epoch_seconds,
+            },
+        )
+        for old in sdir.glob("epoch-*.keras"):
+            if old.name != resume_name:
+                old.unlink(missing_ok=True)
+        if self.on_epoch_saved is not None:
+            self.on_epoch_saved(st)
+        if self.events is not None:
+            self.events.epoch_end(
+                EpochReport(
+                    epoch=number,
+                    epochs=self.epochs,
+                    metrics=metrics,
+                    seconds=seconds,
+                    improved=improved,
+                    best_epoch=st.best_epoch,
+                    best_value=st.best_value,
+                    monitor=self.monitor,
+                    checkpoint=checkpoint,
+                )
+            )
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose patience counter and best value survive a resume."""
+
+    def __init__(self, *args, initial: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._initial = initial
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._initial:
+            self.wait = int(self._initial.get("wait", 0))
+            self.best = self._initial.get("best")
+            self.best_epoch = int(self._initial.get("best_epoch", 0))
+
+
+def plot_history(history_csv: Path, out_png: Path) -> None:
+    """history.png: the plots module's figure when it exists, else a minimal two-panel one
+    (loss, accuracy; training and validation) as in the course."""
+    try:
+        from cnncli.training.plots import plot_history as shared_plot
+    except ImportError:
+        shared_plot = None
+    if shared_plot is not None:
+        shared_plot(history_csv, out_png)
+        return
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = rundir.read_history(Path(history_csv))
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
+        for key, label, style in (
+            (metric, "training", "bo-"),
+            (f"val_{metric}", "validation", "r-"),
+        ):
+            values = [r.get(key) for r in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, label=label)
+        ax.set_title(f"Training and validation {title.lower()}")
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    with atomic_file(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)

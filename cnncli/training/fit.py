@@ -1,0 +1,541 @@
+"""Train a CNN on a cnncli dataset into a run folder, and resume an interrupted run.
+
+`train(dataset_dir, ...)` builds the trained model (raw pixels -> Rescaling(1/255) ->
+augmentation -> the architecture), compiles it for the dataset (2 classes: sigmoid + binary
+cross-entropy; more: softmax + sparse categorical cross-entropy), fits it on a tf.data
+pipeline and writes the run folder (see cnncli.training.rundir). `resume(run_dir)` continues
+from the last finished epoch with the same weights, optimizer state, seeds, best value and
+history, so an interrupted and resumed run equals an uninterrupted one (CPU, fixed seed).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+
+from cnncli import __version__
+from cnncli.atomic import write_json
+from cnncli.datasets.store import DatasetInfo, open_dataset
+from cnncli.errors import CnnError, ExitCode, InputError, ModelError, UsageError
+from cnncli.training import rundir
+from cnncli.training.augment import AugmentOptions, augmentation_layers
+from cnncli.training.callbacks import (
+    EventsCallback,
+    ResumableEarlyStopping,
+    RunFolderCallback,
+    RunState,
+    TrainEvents,
+    monitor_mode,
+    plot_history,
+    set_seed_states,
+)
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
+CACHE_MODES = ("memory", "disk", "none")
+DEFAULT_CHECKPOINT = "checkpoints/save-{epoch:02d}-{val_loss:.4f}.keras"
+NO_VAL_CHECKPOINT = "checkpoints/save-{epoch:02d}-{loss:.4f}.keras"
+
+
+class TrainingInterrupted(CnnError):
+    """Ctrl-C during training: the last finished epoch is saved and can be resumed."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float | None = None  # None: the optimizer's Keras default
+    seed: int = 0
+    early_stop: int | None = None  # patience in epochs
+    monitor: str | None = None  # default: val_loss (loss when there is no val split)
+    class_weight: str | None = None  # None or "auto" (balanced from the train counts)
+    tensorboard: bool = False
+    cache: str = "memory"
+    augment: AugmentOptions | None = None
+    checkpoint: str | None = None  # default: DEFAULT_CHECKPOINT
+    save_best_only: bool = True
+    deterministic: bool = True
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(
+                f"unknown optimizer {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.cache not in CACHE_MODES:
+            raise UsageError(
+                f"unknown cache {self.cache!r}", f"use one of {', '.join(CACHE_MODES)}"
+            )
+        if self.class_weight not in (None, "auto"):
+            raise UsageError(f"unknown --class-weight {self.class_weight!r}", "use auto")
+        if self.early_stop is not None and self.early_stop < 1:
+            raise UsageError(f"--early-stop must be at least 1 epoch, got {self.early_stop}")
+        if self.augment is not None:
+            self.augment.check()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict() if self.augment else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainOptions:
+        d = dict(d)
+        if d.get("augment"):
+            d["augment"] = AugmentOptions(**d["augment"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    best_value: float | None
+    monitor: str
+    history: list = field(default_factory=list)
+    stopped_early: bool = False
+    resumed_from: int = 0
+    notes: list = field(default_factory=list)
+
+    @property
+    def best_metrics(self) -> dict:
+        for row in self.history:
+            if row["epoch"] == self.best_epoch:
+                return row
+        return {}
+
+    def to_dict(self) -> dict:
+        return {
+            "run_dir": str(self.run_dir),
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "monitor": self.monitor,
+            "best_value": self.best_value,
+            "best_metrics": self.best_metrics,
+            "stopped_early": self.stopped_early,
+            "resumed_from": self.resumed_from,
+            "history": self.history,
+        }
+
+
+# ----------------------------------------------------------------------- the model
+def _save(model, path: Path, metadata: dict) -> None:
+    """Save with cnncli.models.io (metadata stored with the model), atomically."""
+    from cnncli.atomic import atomic_file
+
+    try:
+        from cnncli.models.io import save_model
+    except ImportError:  # the models package is not there yet: plain Keras save
+
+        def save_model(model, path, metadata=None):
+            model.save(path)
+
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        save_model(model, tmp, metadata=metadata)
+
+
+def _source_model(source: dict, info: DatasetInfo):
+    """The architecture as a Keras model, from --arch, --spec or --from (a saved model).
+    Returns (model, takes_raw_pixels)."""
+    shape, n = info.image.shape, info.num_classes
+    kind, value = source["kind"], source["value"]
+    if kind == "model":  # a Keras model object (library use, tests)
+        return value, False
+    if kind == "arch":
+        from cnncli.models.presets import build_architecture
+
+        return build_architecture(value, input_shape=shape, num_classes=n), False
+    if kind == "spec":
+        from cnncli.models.spec import build_from_spec
+
+        return build_from_spec(value, input_shape=shape, num_classes=n), False
+    if kind == "from":
+        from cnncli.models.io import load_model
+
+        loaded = load_model(value, compile=False)
+        scale = float((loaded.metadata or {}).get("pixel_scale", 1 / 255))
+        return loaded.model, scale == 1.0
+    raise UsageError(f"unknown model source {kind!r}")
+
+
+def _head(model, num_classes: int) -> tuple[str, bool]:
+    """('binary'|'categorical', from_logits) for a model's output and the class count."""
+    out = model.outputs[0].shape[-1] if model.outputs else None
+    last = model.layers[-1] if model.layers else None
+    act = getattr(getattr(last, "activation", None), "__name__", "")
+    if num_classes == 2 and out == 1:
+        return "binary", act not in ("sigmoid",)
+    if out == num_classes:
+        return "categorical", act not in ("softmax",)
+    raise ModelError(
+        f"the model's output has {out} unit(s) but the dataset has {num_classes} classes",
+        "use an architecture built for this dataset's classes (1 sigmoid unit for 2 classes, "
+        "or one unit per class)",
+    )
+
+
+def build_training_model(
+    arch, info: DatasetInfo, augment: AugmentOptions | None, seed: int = 0, raw_pixels: bool = False
+):
+    """Input (raw 0..255 pixels) -> Rescaling(1/255) -> augmentation -> `arch`."""
+    shape = info.image.shape
+    want = tuple(arch.inputs[0].shape[1:]) if arch.inputs else None
+    if (
+        want is not None
+        and any(a is not None and a != b for a, b in zip(want, shape, strict=False))
+        or (want is not None and len(want) != 3)
+    ):
+        raise ModelError(
+            f"the architecture expects images of shape {_shape(want)} but the dataset's images "
+            f"are {_shape(shape)} ({info.image.describe()})",
+            "rebuild the dataset with matching --size/--color, or choose another architecture",
+        )
+    aug = augmentation_layers(augment, seed=seed)
+    if raw_pixels and not aug:
+        return arch
+    inputs = keras.Input(shape=shape, name="pixels")
+    x = inputs if raw_pixels else keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    if isinstance(arch, keras.Sequential):
+        for layer in aug:
+            x = layer(x)
+        for layer in arch.layers:
+            x = layer(x)
+        return keras.Model(inputs, x, name=arch.name)
+    for layer in aug:
+        x = layer(x)
+    return keras.Model(inputs, arch(x), name=arch.name)
+
+
+def _shape(s) -> str:
+    return "x".join("?" if d is None else str(d) for d in s)
+
+
+def _compile(model, opts: TrainOptions, head: str, from_logits: bool) -> None:
+    config = {} if opts.lr is None else {"learning_rate": opts.lr}
+    optimizer = keras.optimizers.get({"class_name": opts.optimizer, "config": config})
+    if head == "binary":
+        loss = keras.losses.BinaryCrossentropy(from_logits=from_logits)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def class_weights(info: DatasetInfo) -> dict[int, float]:
+    """Balanced weights n / (k * n_c) from the train split's counts."""
+    counts = info.per_class("train")
+    names = info.class_names
+    total = sum(counts.values())
+    return {
+        i: (total / (len(names) * counts[name]) if counts.get(name) else 1.0)
+        for i, name in enumerate(names)
+    }
+
+
+def versions() -> dict:
+    import tensorflow as tf
+
+    return {
+        "cnncli": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "numpy": __import__("numpy").__version__,
+    }
+
+
+def _check_checkpoint_pattern(pattern: str, has_val: bool) -> None:
+    keys = {"loss": 0.5, "accuracy": 0.5}
+    if has_val:
+        keys.update(val_loss=0.5, val_accuracy=0.5)
+    try:
+        pattern.format(epoch=1, **keys)
+    except (KeyError, IndexError, ValueError) as e:
+        raise UsageError(
+            f"--checkpoint pattern {pattern!r} cannot be filled ({type(e).__name__}: {e})",
+            "use {epoch}, {loss}, {accuracy}"
+            + (", {val_loss}, {val_accuracy}" if has_val else " (no val split)"),
+        ) from None
+    if not pattern.endswith((".keras", ".h5")):
+        raise UsageError(f"--checkpoint pattern {pattern!r} must end in .keras or .h5")
+
+
+# ----------------------------------------------------------------------- train / resume
+def train(
+    dataset_dir,
+    run_dir,
+    *,
+    arch: str | None = None,
+    spec=None,
+    from_model=None,
+    model=None,
+    options: TrainOptions | None = None,
+    overwrite: bool = False,
+    events: TrainEvents | None = None,
+    callbacks: Sequence = (),
+) -> TrainResult:
+    """Train on DATASET_DIR into RUN_DIR. Exactly one of `arch` (a preset name), `spec` (a
+    spec file or dict), `from_model` (a saved model file) or `model` (a Keras model) names
+    the architecture. Raises TrainingInterrupted (exit 130) on Ctrl-C after saving."""
+    opts = options or TrainOptions()
+    opts.check()
+    sources = [(k, v) for k, v in (("arch", arch), ("spec", spec), ("from", from_model),
+                                   ("model", model)) if v is not None]  # fmt: skip
+    if len(sources) != 1:
+        raise UsageError("give exactly one of --arch, --spec or --from")
+    kind, value = sources[0]
+    info = open_dataset(dataset_dir)
+    if "train" not in info.splits or info.count("train") == 0:
+        raise InputError(
+            f"dataset {info.path} has no training images", "build it with a train split"
+        )
+    has_val = info.count("val") > 0
+    monitor = opts.monitor or ("val_loss" if has_val else "loss")
+    if monitor.startswith("val_") and not has_val:
+        raise UsageError(f"--monitor {monitor} needs a val split, and {info.path} has none")
+    pattern = opts.checkpoint or (DEFAULT_CHECKPOINT if has_val else NO_VAL_CHECKPOINT)
+    _check_checkpoint_pattern(pattern, has_val)
+    opts.monitor, opts.checkpoint = monitor, pattern
+
+    _seed_everything(opts)
+    source = {"kind": kind, "value": value}
+    arch_model, raw = _source_model(source, info)
+    net = build_training_model(arch_model, info, opts.augment, seed=opts.seed, raw_pixels=raw)
+    head, from_logits = _head(net, info.num_classes)
+    _compile(net, opts, head, from_logits)
+
+    run_dir = rundir.prepare_run_dir(run_dir, overwrite=overwrite)
+    source_desc = {"kind": kind, "value": str(value) if kind != "model" else net.name}
+    run = {
+        "format": "cnncli-run",
+        "format_version": 1,
+        "command": "train",
+        "status": "running",
+        "started": _now(),
+        "dataset": {
+            "path": str(Path(dataset_dir).resolve()),
+            "sha256": info.sha256,
+            "class_names": info.class_names,
+            "image": info.image.to_dict(),
+            "counts": {s: info.count(s) for s in info.splits},
+        },
+        "model": {
+            "source": source_desc,
+            "name": net.name,
+            "params": int(net.count_params()),
+            "head": head,
+            "from_logits": from_logits,
+            "loss": type(net.loss).__name__,
+        },
+        "options": opts.to_dict(),
+        "versions": versions(),
+        "metadata": _metadata(info),
+    }
+    write_json(run_dir / rundir.RUN_JSON, run)
+    return _fit(net, info, run_dir, run, opts, RunState(), events, callbacks)
+
+
+def resume(
+    run_dir,
+    *,
+    dataset_dir=None,
+    epochs: int | None = None,
+    events: TrainEvents | None = None,
+    callbacks: Sequence = (),
+) -> TrainResult:
+    """Continue RUN_DIR from its last finished epoch (after Ctrl-C or kill -9)."""
+    run_dir = Path(run_dir)
+    state = rundir.read_state(run_dir)
+    run = rundir.read_run_json(run_dir)
+    opts = TrainOptions.from_dict(run["options"])
+    if epochs is not None:
+        opts.epochs = epochs
+        run["options"]["epochs"] = epochs
+    dataset_dir = Path(dataset_dir or run["dataset"]["path"])
+    info = open_dataset(dataset_dir)
+    if info.sha256 != run["dataset"]["sha256"]:
+        raise InputError(
+            f"{run_dir} was trained on another dataset (sha256 {run['dataset']['sha256'][:12]}), "
+            f"not {dataset_dir} (sha256 {info.sha256[:12]})",
+            "resume with the dataset the run started on, or start a new run",
+        )
+    if state["epoch"] >= opts.epochs:
+        raise UsageError(
+            f"{run_dir} already finished {state['epoch']} of {opts.epochs} epochs",
+            "pass --epochs with a larger total to train further",
+        )
+    _seed_everything(opts)
+    model_path = rundir.state_dir(run_dir) / state["model"]
+    try:
+        net = keras.models.load_model(model_path, compile=True)
+    except Exception as e:  # a damaged state file
+        raise InputError(f"cannot load the resume state {model_path} ({e})") from None
+    set_seed_states(net, state.get("seed_states", []))
+    st = RunState(
+        epoch=state["epoch"],
+        best_value=state.get("best_value"),
+        best_epoch=state.get("best_epoch", 0),
+        history=list(state.get("history", [])),
+        epoch_seconds=list(state.get("epoch_seconds", [])),
+        early_stop=state.get("early_stop"),
+    )
+    # history.csv may hold a row of an epoch whose state was never committed: rewrite it
+    rundir.write_history(run_dir / rundir.HISTORY_CSV, st.history)
+    run["status"] = "running"
+    run.setdefault("resumes", []).append({"at_epoch": st.epoch, "time": _now()})
+    write_json(run_dir / rundir.RUN_JSON, run)
+    return _fit(net, info, run_dir, run, opts, st, events, callbacks)
+
+
+def _seed_everything(opts: TrainOptions) -> None:
+    keras.utils.set_random_seed(opts.seed)
+    if opts.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _metadata(info: DatasetInfo) -> dict:
+    return {
+        "format_version": 1,
+        "class_names": info.class_names,
+        "image": info.image.to_dict(),
+        "pixel_scale": 1.0,
+        "dataset_sha256": info.sha256,
+        "cnncli_version": __version__,
+    }
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, events,
+         extra_callbacks) -> TrainResult:  # fmt: skip
+    from cnncli.datasets.tfdata import make_tf_dataset, steps_per_epoch
+
+    initial_epoch = st.epoch
+    has_val = info.count("val") > 0
+    cache_dir = run_dir / "cache" if opts.cache == "disk" else None
+    train_ds = make_tf_dataset(
+        info, "train", batch_size=opts.batch_size, shuffle=True, seed=opts.seed,
+        cache=opts.cache, cache_dir=cache_dir, repeat=True, first_epoch=initial_epoch,
+        last_epoch=opts.epochs + 1,  # one spare epoch: Keras may look one batch ahead
+    )  # fmt: skip
+    val_ds = (
+        make_tf_dataset(
+            info, "val", batch_size=opts.batch_size, cache=opts.cache, cache_dir=cache_dir
+        )  # fmt: skip
+        if has_val
+        else None
+    )
+    steps = steps_per_epoch(info, "train", opts.batch_size)
+    metadata = run["metadata"]
+
+    def save(model, path):
+        _save(model, path, metadata)
+
+    def on_epoch_saved(state: RunState):
+        run["epoch_seconds"] = state.epoch_seconds
+        run["epochs_finished"] = state.epoch
+        run["best"] = {
+            "epoch": state.best_epoch,
+            "monitor": opts.monitor,
+            "value": state.best_value,
+            "metrics": next((r for r in state.history if r["epoch"] == state.best_epoch), {}),
+        }
+        write_json(run_dir / rundir.RUN_JSON, run)
+        plot_history(run_dir / rundir.HISTORY_CSV, run_dir / rundir.HISTORY_PNG)
+
+    early = None
+    cbs: list = []
+    if opts.early_stop:
+        early = ResumableEarlyStopping(
+            monitor=opts.monitor, patience=opts.early_stop, mode=monitor_mode(opts.monitor),
+            initial=st.early_stop,
+        )  # fmt: skip
+        cbs.append(early)
+    cbs.append(
+        RunFolderCallback(
+            run_dir,
+            epochs=opts.epochs,
+            save_model=save,
+            checkpoint_pattern=opts.checkpoint,
+            save_best_only=opts.save_best_only,
+            monitor=opts.monitor,
+            state=st,
+            early_stopping=early,
+            events=events,
+            on_epoch_saved=on_epoch_saved,
+        )  # fmt: skip
+    )
+    if events is not None:
+        cbs.insert(0, EventsCallback(events, steps))
+        events.train_begin(
+            {
+                "run_dir": str(run_dir),
+                "epochs": opts.epochs,
+                "initial_epoch": initial_epoch,
+                "steps": steps,
+                "batch_size": opts.batch_size,
+                "counts": {s: info.count(s) for s in info.splits},
+                "monitor": opts.monitor,
+                "params": int(net.count_params()),
+            }
+        )
+    if opts.tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    cbs.extend(extra_callbacks)
+    weights = class_weights(info) if opts.class_weight == "auto" else None
+
+    try:
+        net.fit(
+            train_ds,
+            epochs=opts.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            class_weight=weights,
+            shuffle=False,  # the dataset is shuffled per epoch (seeded)
+            callbacks=cbs,
+            verbose=0,
+        )
+    except KeyboardInterrupt:
+        run["status"] = "interrupted"
+        write_json(run_dir / rundir.RUN_JSON, run)
+        raise TrainingInterrupted(
+            f"training interrupted after {st.epoch} finished epoch(s); "
+            f"the state of epoch {st.epoch} is saved in {run_dir}"
+            if st.epoch
+            else f"training interrupted before the first epoch finished (nothing to resume in "
+            f"{run_dir})",
+            f"continue with: cnncli train --resume {run_dir}" if st.epoch else None,
+        ) from None
+    stopped = st.epoch < opts.epochs
+    run["status"] = "early-stopped" if stopped else "finished"
+    run["finished"] = _now()
+    write_json(run_dir / rundir.RUN_JSON, run)
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_run=st.epoch,
+        best_epoch=st.best_epoch,
+        best_value=st.best_value,
+        monitor=opts.monitor,
+        history=st.history,
+        stopped_early=stopped,
+        resumed_from=initial_epoch,
+    )

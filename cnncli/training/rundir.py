@@ -1,0 +1,128 @@
+"""The run folder: its default name (runs/train, runs/train2, ...), its layout, run.json,
+and the resumable state written atomically at the end of every epoch.
+
+Layout of a run folder:
+  best.keras           the model at its best monitored epoch (with cnncli metadata)
+  last.keras           the model after the last finished epoch
+  checkpoints/         the --checkpoint pattern's files
+  history.csv          one row per finished epoch, numbered from 1
+  history.png          loss and accuracy curves (two panels)
+  run.json             options, versions, dataset hash, per-epoch times, best epoch, metadata
+  state/               resume state: state.json + epoch-NNNN.keras (weights and optimizer)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+from cnncli.atomic import write_json, write_text
+from cnncli.errors import InputError, OutputExistsError
+
+RUN_JSON = "run.json"
+HISTORY_CSV = "history.csv"
+HISTORY_PNG = "history.png"
+BEST_MODEL = "best.keras"
+LAST_MODEL = "last.keras"
+STATE_DIR = "state"
+STATE_JSON = "state.json"
+
+
+def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
+    """The first free folder of runs/train, runs/train2, runs/train3, ..."""
+    root = Path(root)
+    taken = set()
+    if root.is_dir():
+        pattern = re.compile(rf"^{re.escape(name)}(\d*)$")
+        for p in root.iterdir():
+            m = pattern.match(p.name)
+            if m:
+                taken.add(int(m.group(1) or 1))
+    n = 1
+    while n in taken:
+        n += 1
+    return root / (name if n == 1 else f"{name}{n}")
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Create an empty run folder; an existing non-empty one is refused without overwrite."""
+    path = Path(path)
+    if path.exists():
+        if path.is_dir() and not any(path.iterdir()):
+            return path
+        if not overwrite:
+            raise OutputExistsError(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    path.mkdir(parents=True)
+    return path
+
+
+# ------------------------------------------------------------------ history.csv
+def write_history(path: Path, rows: list[dict]) -> None:
+    """history.csv rewritten whole and atomically: never a duplicate or half row."""
+    keys: list[str] = ["epoch"]
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(row.get(k, "")) for k in keys})
+    write_text(path, buf.getvalue())
+
+
+def _csv_value(v):
+    return repr(float(v)) if isinstance(v, float) else v
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = []
+        for row in csv.DictReader(f):
+            rows.append(
+                {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+            )
+        return rows
+
+
+# ------------------------------------------------------------------ resume state
+def state_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / STATE_DIR
+
+
+def write_state(run_dir: Path, state: dict) -> None:
+    write_json(state_dir(run_dir) / STATE_JSON, state)
+
+
+def read_state(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"run folder {run_dir} not found", "give the folder a train run wrote")
+    path = state_dir(run_dir) / STATE_JSON
+    if not path.is_file():
+        if (run_dir / RUN_JSON).is_file():
+            raise InputError(
+                f"{run_dir} has no resumable state (no epoch finished yet)",
+                "start the training again with cnncli train",
+            )
+        raise InputError(f"{run_dir} is not a cnncli run folder (no run.json)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON ({e})") from None
+
+
+def read_run_json(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        raise InputError(f"{run_dir} is not a cnncli run folder (no run.json)")
+    return json.loads(path.read_text(encoding="utf-8"))
