@@ -143,10 +143,16 @@ def make_tf_dataset(
             lambda i: tf.data.Dataset.from_tensors(i).repeat(steps)
         )
         ds = tf.data.Dataset.choose_from_datasets(per_epoch, choice)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps * len(per_epoch)))
     elif repeat:
         ds = one_epoch(ds, epoch_seed(seed, first_epoch), True).repeat()
     else:
         ds = one_epoch(ds, epoch_seed(seed, first_epoch), True)
+        # a known length lets Keras size its progress and skip probing for the end
+        n_files = len(info.shard_paths(split))
+        if num_shards == 1 or n_files == len(files):
+            batches = count // batch_size if drop_remainder else -(-count // batch_size)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -178,6 +178,8 @@ def _head(model, num_classes: int) -> tuple[str, bool]:
     out = model.outputs[0].shape[-1] if model.outputs else None
     last = model.layers[-1] if model.layers else None
     act = getattr(getattr(last, "activation", None), "__name__", "")
+    if type(last).__name__ == "Softmax":
+        act = "softmax"
     if num_classes == 2 and out == 1:
         return "binary", act not in ("sigmoid",)
     if out == num_classes:

@@ -1,0 +1,243 @@
+"""cnncli.training.fit: the run folder, resume equivalence, interruption, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from cnncli.errors import DatasetError, InputError, ModelError, OutputExistsError, UsageError
+from tests.conftest import write_image
+
+
+def make_dataset(root, classes=("brick", "marble"), n=12, size=16, **kw):
+    from cnncli.datasets.build import build_dataset
+
+    rng = np.random.default_rng(2)
+    for k, c in enumerate(classes):
+        for i in range(n):
+            arr = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+            arr[:, : (k + 1) * size // (len(classes) + 1)] += 120  # learnable
+            write_image(root / "images" / c / f"{i}.png", arr)
+    build_dataset(root / "images", root / "ds", val=0.25, workers=1, **kw)
+    return root / "ds"
+
+
+@pytest.fixture(scope="module")
+def ds2(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("train2"))
+
+
+def tiny(shape=(16, 16, 3), units=1, act="sigmoid", seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(units, activation=act),
+        ],
+        name="tiny_test",
+    )
+
+
+def opts(**kw):
+    from cnncli.training.fit import TrainOptions
+
+    return TrainOptions(**{"epochs": 2, "batch_size": 8, **kw})
+
+
+def test_short_run_writes_the_run_folder(ds2, tmp_path):
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.fit import train
+
+    run = tmp_path / "run"
+    result = train(ds2, run, model=tiny(), options=opts(save_best_only=False))
+    assert result.epochs_run == 2 and len(result.history) == 2
+    names = sorted(p.name for p in run.iterdir())
+    for name in ("best.keras", "last.keras", "checkpoints", "history.csv", "history.png",
+                 "run.json", "state"):  # fmt: skip
+        assert name in names
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    vl = [r["val_loss"] for r in result.history]
+    assert ckpts == [f"save-{e + 1:02d}-{v:.4f}.keras" for e, v in enumerate(vl)]
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+    assert float(rows[1]["val_loss"]) == pytest.approx(vl[1])
+    assert (run / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    meta = json.loads((run / "run.json").read_text())
+    info = open_dataset(ds2)
+    assert meta["status"] == "finished"
+    assert meta["dataset"]["sha256"] == info.sha256
+    assert meta["options"]["epochs"] == 2 and meta["options"]["batch_size"] == 8
+    assert set(meta["versions"]) >= {"cnncli", "tensorflow", "keras", "python"}
+    assert len(meta["epoch_seconds"]) == 2 and all(s > 0 for s in meta["epoch_seconds"])
+    best = int(np.argmin(vl)) + 1
+    assert meta["best"]["epoch"] == best and meta["best"]["value"] == pytest.approx(min(vl))
+    assert meta["metadata"]["class_names"] == ["brick", "marble"]
+    assert meta["metadata"]["pixel_scale"] == 1.0
+    assert meta["model"]["head"] == "binary"
+
+    # the saved model takes raw pixels and reproduces the validation loss of its epoch
+    import keras
+
+    from cnncli.datasets.tfdata import make_tf_dataset
+
+    model = keras.models.load_model(run / "last.keras", compile=False)
+    x, y = next(iter(make_tf_dataset(info, "val", batch_size=100)))
+    p = model.predict(x, verbose=0)[:, 0].astype(np.float64)
+    yv = y.numpy()
+    bce = -np.mean(yv * np.log(np.clip(p, 1e-7, 1)) + (1 - yv) * np.log(np.clip(1 - p, 1e-7, 1)))
+    assert bce == pytest.approx(vl[-1], rel=1e-4)
+
+
+class InterruptAt(__import__("keras").callbacks.Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C would) before the given global step."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == self.step:
+            raise KeyboardInterrupt
+
+
+def _weights(path):
+    import keras
+
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(ds2, tmp_path):
+    from cnncli.errors import ExitCode
+    from cnncli.training.fit import TrainingInterrupted, resume, train
+
+    o = dict(epochs=3, seed=5)
+    full = train(ds2, tmp_path / "full", model=tiny(seed=5), options=opts(**o))
+    steps = 3  # 18 train images / batch 8
+    with pytest.raises(TrainingInterrupted) as exc:
+        train(
+            ds2, tmp_path / "cut", model=tiny(seed=5), options=opts(**o),
+            callbacks=[InterruptAt(2 * steps + 1)],
+        )  # fmt: skip
+    assert exc.value.exit_code == ExitCode.INTERRUPTED == 130
+    assert "interrupted after 2 finished epoch(s)" in str(exc.value)
+    assert f"cnncli train --resume {tmp_path / 'cut'}" in str(exc.value)
+    assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "interrupted"
+
+    # a kill -9 between writing history.csv and committing the state leaves an extra row
+    hist = tmp_path / "cut" / "history.csv"
+    hist.write_text(hist.read_text() + "3,0.5,0.5,0.5,0.5\n")
+
+    resumed = resume(tmp_path / "cut")
+    assert resumed.resumed_from == 2 and resumed.epochs_run == 3
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
+    with open(hist, newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    for wa, wb in zip(_weights(tmp_path / "full/last.keras"),
+                      _weights(tmp_path / "cut/last.keras"), strict=True):  # fmt: skip
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+    assert full.best_epoch == resumed.best_epoch
+    assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "finished"
+    # nothing more to do
+    with pytest.raises(UsageError, match="already finished 3 of 3 epochs"):
+        resume(tmp_path / "cut")
+
+
+def test_early_stop_and_class_weights_and_categorical_head(tmp_path):
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.fit import class_weights, train
+
+    ds3 = make_dataset(tmp_path, classes=("a", "b", "c"), n=8)
+    r = train(
+        ds3, tmp_path / "run", model=tiny(units=3, act="softmax"),
+        options=opts(epochs=6, early_stop=1, monitor="accuracy", class_weight="auto", lr=1e-9),
+    )  # fmt: skip
+    # learning rate ~0: accuracy never improves after epoch 1, so patience 1 stops at 2
+    assert r.stopped_early and r.epochs_run == 2
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["model"]["head"] == "categorical" and meta["status"] == "early-stopped"
+    assert meta["model"]["loss"] == "SparseCategoricalCrossentropy"
+    w = class_weights(open_dataset(ds3))
+    assert w == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0})
+
+
+def test_default_run_folder_names(tmp_path):
+    from cnncli.training.rundir import default_run_dir
+
+    root = tmp_path / "runs"
+    assert default_run_dir(root) == root / "train"
+    (root / "train").mkdir(parents=True)
+    assert default_run_dir(root) == root / "train2"
+    (root / "train2").mkdir()
+    (root / "train7").mkdir()
+    assert default_run_dir(root) == root / "train3"
+
+
+def test_bad_inputs(ds2, tmp_path):
+    import shutil
+
+    from cnncli.training.fit import TrainingInterrupted, resume, train
+
+    with pytest.raises(DatasetError, match="not found"):
+        train(tmp_path / "nope", tmp_path / "r0", model=tiny(), options=opts())
+    # another format version
+    other = tmp_path / "v9"
+    shutil.copytree(ds2, other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["format_version"] = 9
+    (other / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="format version 9"):
+        train(other, tmp_path / "r1", model=tiny(), options=opts())
+    # incomplete: a shard missing
+    inc = tmp_path / "inc"
+    shutil.copytree(ds2, inc)
+    next(inc.glob("train-*.tfrecord")).unlink()
+    with pytest.raises(DatasetError, match="incomplete"):
+        train(inc, tmp_path / "r2", model=tiny(), options=opts())
+    # an architecture that does not fit the data
+    with pytest.raises(ModelError, match=r"expects images of shape 28x28x1 but .* 16x16x3"):
+        train(ds2, tmp_path / "r3", model=tiny(shape=(28, 28, 1)), options=opts())
+    with pytest.raises(ModelError, match="output has 10 unit"):
+        train(ds2, tmp_path / "r4", model=tiny(units=10, act="softmax"), options=opts())
+    for name in ("r0", "r1", "r2", "r3", "r4"):
+        assert not (tmp_path / name).exists()  # nothing written for a refused run
+    with pytest.raises(UsageError, match="cannot be filled"):
+        train(ds2, tmp_path / "r5", model=tiny(), options=opts(checkpoint="c-{val_acc}.keras"))
+    with pytest.raises(UsageError, match="unknown optimizer 'adamw'"):
+        train(ds2, tmp_path / "r6", model=tiny(), options=opts(optimizer="adamw"))
+
+    # existing output: refused, untouched
+    out = tmp_path / "exists"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        train(ds2, out, model=tiny(), options=opts())
+    assert (out / "keep.txt").read_text() == "mine"
+
+    # --resume with another dataset
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(ds2, run, model=tiny(), options=opts(), callbacks=[InterruptAt(3)])
+    with pytest.raises(InputError, match="trained on another dataset"):
+        resume(run, dataset_dir=_other_dataset(tmp_path))
+    with pytest.raises(InputError, match="no run.json"):
+        resume(tmp_path / "exists")
+
+
+def _other_dataset(tmp_path):
+    return make_dataset(tmp_path / "other", n=6)
