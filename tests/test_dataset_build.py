@@ -285,6 +285,9 @@ def test_image_modes_formats_and_majority_colour(tmp_path):
     write_image(root / "a" / "la.png", np.dstack([rgb[..., 0], rgb[..., 1]]), mode=None)
     write_image(root / "a" / "cmyk.tif", rgb, mode="CMYK")
     write_image(root / "b" / "p.gif", rgb, mode="P")
+    pal = Image.fromarray(rgb).convert("P")
+    pal.info["transparency"] = 0  # palette index 0 transparent: kept as alpha
+    pal.save(root / "a" / "pt.png", transparency=0)
     write_image(root / "b" / "w.webp", rgb, lossless=True)
     i16 = Image.fromarray((rng.integers(0, 65536, (8, 6))).astype(np.uint16))
     i16.save(root / "b" / "deep.png")
@@ -297,7 +300,14 @@ def test_image_modes_formats_and_majority_colour(tmp_path):
     info = open_dataset(tmp_path / "ds")
     assert info.image.shape == (8, 6, 3)
     recs = {rec.path: rec.image for rec in iter_records(info, "train")}
-    assert len(recs) == 8
+    assert len(recs) == 9
+    from cnncli.datasets.build import probe
+
+    modes = {p.name: probe(str(p))[2] for p in root.rglob("*.*")}
+    assert modes == {"rgb.jpg": "rgb", "l.bmp": "grayscale", "la.png": "rgba", "cmyk.tif": "rgb",
+                     "pt.png": "rgba", "p.gif": "rgb", "w.webp": "rgb", "deep.png": "grayscale",
+                     "exif.jpg": "rgb"}  # fmt: skip
+    assert probe(str(root / "b" / "exif.jpg"))[:2] == (8, 6)  # orientation applied to the size
     for path, img in recs.items():  # the very pixels cnncli.images gives predict and activations
         np.testing.assert_array_equal(img, load_image(root / path, info.image))
     # --color and --size with --fit, png records

@@ -85,7 +85,11 @@ def test_build_shapes_folders_json(cli, tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["classes"] == ["triangle", "circle", "square", "star"]
-    assert data["counts"]["val"] == {"triangle": 4, "circle": 4, "square": 4, "star": 4}
+    n = {c: len(list((SAMPLE_DATA / "shapes" / c).glob("*.png"))) for c in data["classes"]}
+    assert data["counts"]["val"] == {c: max(1, int(k * 0.25 + 0.5)) for c, k in n.items()}
+    assert sum(data["counts"]["train"].values()) + sum(data["counts"]["val"].values()) == sum(
+        n.values()
+    )
     assert data["image"]["channels"] == 3 and data["skipped"] == []
 
 
