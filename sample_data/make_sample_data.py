@@ -12,8 +12,9 @@ facade/  40 RGBA PNGs, 128x128, named like the course's files (BV + 19 digits), 
          a soft edge) and the rest is fully transparent with black RGB, as in the course's
          PNGs, so the alpha channel says where the wall is. labels.csv is the course's table:
          `,image,type,y` with an unnamed pandas index column, UTF-8.
-shapes/  one folder per class (circle, square, triangle, star), 16 RGB PNGs of 32x32 each,
-         with random position, size, rotation and colours.
+shapes/  one folder per class (circle, square, triangle, star), 20 RGB PNGs of 32x32 each:
+         a bright shape of random hue on a dark background of random hue, with random
+         position, size and a tilt of up to 17 degrees from upright.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ FACADE_PER_CLASS = 20
 FACADE_CLASSES = {"벽돌": 0, "대리석": 1}  # brick y=0, marble y=1, as in the course
 SHAPES = ("circle", "square", "triangle", "star")
 SHAPE_SIZE = 32
-SHAPES_PER_CLASS = 16
+SHAPES_PER_CLASS = 20
 SUPERSAMPLE = 4  # shapes and masks are drawn 4x larger and reduced, for smooth edges
 
 
@@ -149,12 +150,11 @@ def write_labels(path: Path, rows: list[tuple[str, str, int]]) -> None:
 # --- shapes ----------------------------------------------------------------------------------
 
 
-def _contrasting_colours(rng: np.random.Generator) -> tuple[tuple, tuple]:
-    while True:
-        bg = tuple(int(v) for v in rng.integers(0, 256, 3))
-        fg = tuple(int(v) for v in rng.integers(0, 256, 3))
-        if abs(sum(bg) - sum(fg)) > 200:
-            return bg, fg
+def _colours(rng: np.random.Generator) -> tuple[tuple, tuple]:
+    """A dark background and a bright shape, each of a random hue."""
+    bg = tuple(int(v) for v in rng.integers(0, 90, 3))
+    fg = tuple(int(v) for v in rng.integers(130, 256, 3))
+    return bg, fg
 
 
 def _polygon(cx: float, cy: float, r: float, n: int, angle: float, inner: float = 1.0) -> list:
@@ -168,21 +168,22 @@ def _polygon(cx: float, cy: float, r: float, n: int, angle: float, inner: float 
 
 
 def shape_image(rng: np.random.Generator, kind: str, size: int = SHAPE_SIZE) -> Image.Image:
+    """One shape, upright give or take 17 degrees, anywhere that it fits whole."""
     s = size * SUPERSAMPLE
-    bg, fg = _contrasting_colours(rng)
-    r = rng.uniform(0.22, 0.40) * s
+    bg, fg = _colours(rng)
+    r = rng.uniform(0.25, 0.42) * s
     cx, cy = rng.uniform(r, s - r), rng.uniform(r, s - r)
-    angle = rng.uniform(0, 2 * np.pi)
+    tilt = rng.uniform(-0.3, 0.3)  # radians
     img = Image.new("RGB", (s, s), bg)
     draw = ImageDraw.Draw(img)
     if kind == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fg)
     elif kind == "square":
-        draw.polygon(_polygon(cx, cy, r, 4, angle), fill=fg)
-    elif kind == "triangle":
-        draw.polygon(_polygon(cx, cy, r, 3, angle), fill=fg)
-    elif kind == "star":
-        draw.polygon(_polygon(cx, cy, r, 5, angle, inner=0.42), fill=fg)
+        draw.polygon(_polygon(cx, cy, r, 4, np.pi / 4 + tilt), fill=fg)
+    elif kind == "triangle":  # a point at the top
+        draw.polygon(_polygon(cx, cy, r, 3, -np.pi / 2 + tilt), fill=fg)
+    elif kind == "star":  # five points, one at the top
+        draw.polygon(_polygon(cx, cy, r, 5, -np.pi / 2 + tilt, inner=0.42), fill=fg)
     else:
         raise ValueError(kind)
     return img.resize((size, size), Image.Resampling.BOX)

@@ -92,10 +92,15 @@ def test_shapes_folders(sample_data):
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == EXPECTED_SHAPES
     for kind in EXPECTED_SHAPES:
         files = sorted((root / kind).iterdir())
-        assert [f.name for f in files] == [f"{kind}_{i:02d}.png" for i in range(16)]
+        assert [f.name for f in files] == [f"{kind}_{i:02d}.png" for i in range(20)]
         for f in files:
             with Image.open(f) as img:
                 assert (img.mode, img.size) == ("RGB", (32, 32))
+                arr = np.asarray(img)
+            # a bright shape inside its circle, never reaching the dark corners
+            corners = arr[[0, 0, -1, -1], [0, -1, 0, -1]]
+            assert (corners < 90).all(), f
+            assert (arr.min(axis=2) >= 130).sum() > 32, f  # plenty of fully bright pixels
 
 
 def test_total_size_under_5_mb(sample_data):
