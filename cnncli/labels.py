@@ -396,13 +396,15 @@ def _text_classes(raw_rows, classes, notes):
 
 
 # ------------------------------------------------------------------------------- folders
-def scan_class_folders(images_dir, classes=None) -> LabelSet:
-    """One subfolder per class: natural order (or `classes`), hidden files and folders ignored."""
+def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
+    """One subfolder per class: natural order (or `classes`), hidden files and folders
+    ignored, and `exclude` (the dataset being written, when it sits inside IMAGES_DIR)."""
     images_dir = Path(images_dir)
+    skip = os.path.realpath(exclude) if exclude is not None else None
     found = {
         nfc(p.name): p.name
         for p in images_dir.iterdir()
-        if p.is_dir() and not p.name.startswith(".")
+        if p.is_dir() and not p.name.startswith(".") and os.path.realpath(p) != skip
     }
     if classes:
         missing = [c for c in classes if nfc(c) not in found]
