@@ -221,3 +221,15 @@ def test_legend_order_numbers_class_names_first(fallback_font):
     assert sheet.info["legend"] == plan.legend
     # with the bundled font the order does not matter: the names are drawn
     assert sheets.plan_captions(captions, load_font(14), ["벽돌"]).mode == "text"
+
+
+def test_captions_above_when_not_below():
+    font = load_font(12)
+    step = line_height(font)
+    white = solid((255, 255, 255), (48, 48))
+    below = np.asarray(contact_sheet([(white, "벽돌")], cell=48, font=font, background="white"))
+    above = np.asarray(contact_sheet([(white, "벽돌")], cell=48, font=font, captions_below=False))
+    assert below.shape == above.shape == (48 + step + GAP + 2 * GAP, 48 + 2 * GAP, 3)
+    top, bottom = slice(GAP, GAP + step), slice(GAP + 48 + GAP // 2, GAP + 48 + GAP // 2 + step)
+    assert (above[top] < 128).any() and not (above[bottom] < 128).any()
+    assert (below[bottom] < 128).any() and not (below[top] < 128).any()
