@@ -1,0 +1,888 @@
+"""Every layer's feature maps for an image: one multi-output model, PNG grids, index.html.
+
+`activations(model, images, out_dir, ...)` converts each image with the same function as the
+dataset build and `predict` (cnncli.images.load_image, with the spec stored with the model),
+runs ONE Keras model whose outputs are all the chosen layers' outputs (nested models expanded
+into their inner layers), and writes for each layer `NN_<layer>.png`: a grid of all its
+channels composed with NumPy and coloured through a matplotlib colormap lookup table, with
+titles and channel numbers drawn by Pillow (no matplotlib figure per layer). Vector layers
+(Flatten, Dense) get a strip of their values and a CSV. `index.html` links everything with
+relative paths, so it opens from the file system.
+
+Normalisation (the course's): each channel (x - mean) / std * 64 + 128, clipped to 0..255;
+`norm="layer"` uses one mean and std for the whole layer, `norm="global"` one for every
+chosen layer of the image. A constant channel (std 0) is drawn flat at 128, never NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import os
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from cnncli.atomic import atomic_dir
+from cnncli.errors import InputError, ModelError, UsageError
+from cnncli.images import ImageSpec, is_image_file, load_image
+
+NORMS = ("channel", "layer", "global")
+GROUPS = ("conv", "pool", "dense", "all")
+MAX_CHANNELS = 256  # channels drawn per layer; wider layers show the first 256 (noted)
+MAX_CELL = 256  # a map larger than this is reduced (block mean) to fit a 256 px cell
+MIN_CELL = 24  # a smaller map is enlarged (nearest) to at least 24 px
+MAX_VALUES = 4096  # values drawn in a vector strip (the CSV holds them all)
+GAP = 2
+BG = (255, 255, 255)
+COURSE_NORM = "(x - mean) / std * 64 + 128, clipped to 0..255"
+
+Progress = Callable[[int, int], None]
+
+
+# --- loading a model ---------------------------------------------------------------------
+
+
+@dataclass
+class ModelMeta:
+    class_names: list[str] | None
+    image: ImageSpec | None
+    pixel_scale: float
+    from_cnncli: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Loaded:
+    model: object
+    metadata: ModelMeta
+    path: Path | None
+
+
+def load_for_inspection(path, unsafe: bool = False) -> Loaded:
+    """Load a model file with what is stored with it (cnncli.models.io when present)."""
+    try:
+        from cnncli.models import io as model_io
+    except ImportError:
+        model_io = None
+    if model_io is not None and hasattr(model_io, "load_model"):
+        loaded = model_io.load_model(path, unsafe=unsafe, compile=False)
+        m = loaded.metadata
+        return Loaded(
+            loaded.model,
+            ModelMeta(
+                class_names=list(m.class_names) if m.class_names else None,
+                image=m.image,
+                pixel_scale=float(m.pixel_scale),
+                from_cnncli=bool(getattr(m, "from_cnncli", False)),
+                notes=list(getattr(m, "notes", []) or []),
+            ),
+            Path(path),
+        )
+    return _load_with_keras(Path(path), unsafe)
+
+
+def _load_with_keras(path: Path, unsafe: bool) -> Loaded:
+    import keras
+
+    if not path.exists():
+        raise InputError(f"model file {path} not found", "give the path of a .keras or .h5 file")
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+    except Exception as e:  # Keras raises many kinds; the message is what matters
+        text = " ".join(str(e).split())[:300]
+        hint = "pass --unsafe if you trust this file" if "safe_mode" in text else None
+        raise ModelError(f"cannot load model {path}: {text}", hint) from None
+    stored = _stored_metadata(path)
+    if stored:
+        spec = ImageSpec.from_dict(stored["image"]) if stored.get("image") else None
+        meta = ModelMeta(
+            stored.get("class_names"), spec, float(stored.get("pixel_scale", 1.0)), True
+        )
+    else:
+        meta = ModelMeta(None, None, 1 / 255, False)
+        meta.notes.append(
+            "no cnncli metadata in the model: pixels are scaled by 1/255 and classes are "
+            "named by output index"
+        )
+    return Loaded(model, meta, path)
+
+
+def _stored_metadata(path: Path) -> dict | None:
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                if "cnncli.json" in z.namelist():
+                    return json.loads(z.read("cnncli.json").decode("utf-8"))
+        elif path.suffix.lower() in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("cnncli_metadata")
+                if raw is not None:
+                    return json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
+    except (OSError, ValueError, KeyError):
+        return None
+    return None
+
+
+def _as_loaded(model, unsafe: bool = False) -> Loaded:
+    if isinstance(model, Loaded):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_for_inspection(model, unsafe=unsafe)
+    if hasattr(model, "model") and hasattr(model, "metadata"):  # cnncli.models.io.LoadedModel
+        m = model.metadata
+        meta = ModelMeta(
+            list(m.class_names) if m.class_names else None,
+            m.image,
+            float(m.pixel_scale),
+            bool(getattr(m, "from_cnncli", False)),
+            list(getattr(m, "notes", []) or []),
+        )
+        return Loaded(model.model, meta, getattr(model, "path", None))
+    return Loaded(model, ModelMeta(None, None, 1 / 255, False), None)  # a keras.Model
+
+
+# --- the layers, traced into one graph --------------------------------------------------
+
+
+@dataclass
+class LayerInfo:
+    index: int  # position in the expanded layer list (what --layers indexes)
+    name: str  # "conv2d" or, inside a nested model, "inner/conv2d"
+    type: str  # class name: Conv2D, MaxPooling2D, ...
+    shape: tuple  # output shape without the batch axis
+
+    @property
+    def kind(self) -> str:
+        if len(self.shape) in (2, 3):
+            return "spatial"
+        return "vector"
+
+    @property
+    def file_stem(self) -> str:
+        return f"{self.index:02d}_{re.sub(r'[^0-9A-Za-z_.-]+', '-', self.name)}"
+
+    @property
+    def shape_text(self) -> str:
+        return "(" + ", ".join(["None"] + [str(d) for d in self.shape]) + ")"
+
+
+@dataclass
+class Probe:
+    """The model's input, each layer's symbolic output, and the final output."""
+
+    keras_model: object
+    inputs: object
+    layers: list[LayerInfo]
+    outputs: list  # symbolic output of layers[i]
+    final: object  # the model's output
+
+    def select(self, selection: str | Sequence | None) -> list[LayerInfo]:
+        return select_layers(self.layers, selection)
+
+    def build(self, chosen: Sequence[LayerInfo]):
+        """One Keras model whose outputs are the chosen layers' outputs, then the final output."""
+        import keras
+
+        return keras.Model(self.inputs, [self.outputs[li.index] for li in chosen] + [self.final])
+
+
+def trace_model(model) -> Probe:
+    """Call the model on a fresh Input, layer by layer (nested models expanded), recording
+    every layer's symbolic output. Works for Sequential models built without an Input."""
+    import keras
+
+    shape = _input_shape(model)
+    inp = keras.Input(shape=shape[1:], name="image")
+    record: list[tuple[str, object, object]] = []
+    final = _trace(model, (inp,), {}, record, prefix="", top=True)
+    if isinstance(final, (list, tuple)):
+        final = final[0]
+    layers = [
+        LayerInfo(i, name, type(layer).__name__, tuple(_dims(out)))
+        for i, (name, layer, out) in enumerate(record)
+    ]
+    return Probe(model, inp, layers, [out for _, _, out in record], final)
+
+
+def _dims(tensor) -> list:
+    out = tensor[0] if isinstance(tensor, (list, tuple)) else tensor
+    return [None if d is None else int(d) for d in tuple(out.shape)[1:]]
+
+
+def _input_shape(model) -> tuple:
+    try:
+        inputs = model.inputs
+        if inputs:
+            if len(inputs) != 1:
+                raise ModelError(
+                    f"the model has {len(inputs)} inputs; cnncli shows one-image models"
+                )
+            return tuple(inputs[0].shape)
+    except (AttributeError, ValueError):
+        pass
+    for attr in ("input_shape", "_build_shapes_dict"):
+        try:
+            value = getattr(model, attr)
+        except (AttributeError, ValueError):
+            continue
+        if isinstance(value, dict) and value:
+            value = next(iter(value.values()))
+        if value:
+            return tuple(value)
+    raise ModelError(
+        "the model has no known input shape (a Sequential model never built)",
+        "build it on an Input or call it once on data before saving",
+    )
+
+
+def _is_functional(layer) -> bool:
+    return hasattr(layer, "_run_through_graph") and hasattr(layer, "_nodes_by_depth")
+
+
+def _trace(layer, args, kwargs, record, prefix: str, top: bool = False):
+    import keras
+
+    inner = "" if top else f"{prefix}{layer.name}/"
+    if isinstance(layer, keras.Sequential):
+        x = args[0]
+        for sub in layer.layers:
+            if isinstance(sub, keras.layers.InputLayer):
+                continue
+            x = _trace(sub, (x,), {}, record, inner)
+        return x
+    if isinstance(layer, keras.Model) and _is_functional(layer):
+
+        def op_fn(op):
+            return lambda *a, **k: _trace(op, a, k, record, inner)
+
+        return layer._run_through_graph(args[0], operation_fn=op_fn)
+    if isinstance(layer, keras.layers.InputLayer):
+        return args[0]
+    out = layer(*args, **kwargs)
+    record.append((f"{prefix}{layer.name}", layer, out))
+    return out
+
+
+def layer_group(info: LayerInfo) -> set[str]:
+    t = info.type
+    groups = {"all"}
+    if "Conv" in t:
+        groups.add("conv")
+    if "Pool" in t:
+        groups.add("pool")
+    if t in ("Dense", "Flatten", "EinsumDense"):
+        groups.add("dense")
+    return groups
+
+
+def default_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """Every layer with spatial output, plus Flatten and Dense layers."""
+    return [li for li in layers if li.kind == "spatial" or li.type in ("Flatten", "Dense")]
+
+
+def select_layers(layers: Sequence[LayerInfo], selection) -> list[LayerInfo]:
+    """`selection`: None (the default set), or names, indexes and groups (conv, pool,
+    dense, all), as a comma-separated string or a list. Returned in layer order."""
+    if selection is None or (isinstance(selection, str) and not selection.strip()):
+        return default_layers(layers)
+    tokens = selection.split(",") if isinstance(selection, str) else list(selection)
+    chosen: set[int] = set()
+    by_name = {}
+    for li in layers:
+        by_name.setdefault(li.name, li.index)
+        by_name.setdefault(li.name.rsplit("/", 1)[-1], li.index)
+    for raw in tokens:
+        token = str(raw).strip()
+        if not token:
+            continue
+        if token.lower() in GROUPS:
+            chosen.update(li.index for li in layers if token.lower() in layer_group(li))
+        elif token in by_name:
+            chosen.add(by_name[token])
+        elif re.fullmatch(r"-?\d+", token):
+            i = int(token)
+            if not -len(layers) <= i < len(layers):
+                raise UsageError(
+                    f"--layers: index {i} is out of range",
+                    f"the model has layers 0 to {len(layers) - 1}",
+                )
+            chosen.add(layers[i].index)
+        else:
+            names = ", ".join(li.name for li in layers[:30])
+            raise UsageError(
+                f"--layers: no layer or group named {token!r}",
+                f"use names ({names}), indexes, or {', '.join(GROUPS)}",
+            )
+    return [li for li in layers if li.index in chosen]
+
+
+# --- drawing -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray:
+    """A (256, 3) uint8 lookup table from matplotlib's colormap `name`."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown colormap {name!r}", "use a matplotlib colormap: viridis, gray, magma, ..."
+        ) from None
+    return (cmap(np.arange(256))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
+def normalize(values: np.ndarray, norm: str = "channel", stats=None) -> np.ndarray:
+    """The course's normalisation to 0..255 (float32, clipped), the last axis as channels.
+
+    norm="channel": each channel's own mean and std; "layer": the whole array's;
+    "global": `stats` = (mean, std) given by the caller. std 0 gives a flat 128.
+    """
+    a = np.asarray(values, dtype=np.float32)
+    if norm == "channel" and a.ndim >= 2:
+        axes = tuple(range(a.ndim - 1))
+        mean, std = a.mean(axis=axes), a.std(axis=axes)
+    elif norm in ("channel", "layer"):
+        mean, std = a.mean(), a.std()
+    elif norm == "global":
+        if stats is None:
+            raise ValueError("norm='global' needs stats=(mean, std)")
+        mean, std = np.float32(stats[0]), np.float32(stats[1])
+    else:
+        raise UsageError(f"unknown --norm {norm!r}", f"use one of {', '.join(NORMS)}")
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    flat = ~(std > 1e-6 * np.maximum(1.0, np.abs(mean)))  # constant (or NaN) channels
+    scale = np.where(flat, 0.0, 64.0 / np.where(flat, 1.0, std)).astype(np.float32)
+    out = (a - np.where(flat, 0, mean)) * scale + 128.0
+    out = np.where(np.isfinite(out), out, 128.0)
+    return np.clip(out, 0.0, 255.0)
+
+
+def _font(size: int):
+    from cnncli.sheets import load_font
+
+    return load_font(size)
+
+
+def _text_width(font, text: str) -> int:
+    return int(math.ceil(font.getlength(text)))
+
+
+def _titled(body: np.ndarray, lines: Sequence[str], font_size: int = 13) -> Image.Image:
+    font = _font(font_size)
+    step = font_size + 4
+    width = max([body.shape[1]] + [_text_width(font, t) + 2 * GAP + 4 for t in lines])
+    top = len(lines) * step + GAP if lines else 0
+    canvas = Image.new("RGB", (width, top + body.shape[0]), BG)
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((GAP + 2, GAP + i * step), line, fill=(20, 20, 20), font=font)
+    canvas.paste(Image.fromarray(body), (0, top))
+    return canvas
+
+
+def activation_grid(
+    maps: np.ndarray,
+    title: Sequence[str] = (),
+    per_row: int = 16,
+    cmap: str = "viridis",
+    norm: str = "channel",
+    stats=None,
+    max_channels: int = MAX_CHANNELS,
+) -> Image.Image:
+    """An (H, W, C) activation -> one RGB image: channels in a grid, `per_row` per row,
+    numbered, coloured with `cmap`, `title` lines on top."""
+    if maps.ndim == 2:  # (length, channels) from a 1-D layer: one row per channel
+        maps = maps[None]
+    h, w, c = maps.shape
+    k = min(c, max_channels)
+    values = normalize(maps[:, :, :k], norm, stats)
+    down = max(1, math.ceil(max(h, w) / MAX_CELL))
+    if down > 1:  # block mean: bounded size, no aliasing
+        hh, ww = h // down, w // down
+        values = values[: hh * down, : ww * down].reshape(hh, down, ww, down, k).mean(axis=(1, 3))
+    up = max(1, math.ceil(MIN_CELL / max(values.shape[0], values.shape[1])))
+    if up > 1:
+        values = values.repeat(up, axis=0).repeat(up, axis=1)
+    ch, cw = values.shape[:2]
+    cells = colormap_lut(cmap)[values.astype(np.uint8)]  # (ch, cw, k, 3), truncation as the course
+    cells = np.moveaxis(cells, 2, 0)  # (k, ch, cw, 3)
+
+    cols = max(1, min(per_row, k))
+    rows = math.ceil(k / cols)
+    font_size = 10 if cw < 40 else 12
+    label_h = font_size + 3
+    cell_w = max(cw, _text_width(_font(font_size), str(k - 1)) + 2)
+    canvas = np.full((rows, label_h + ch + GAP, cols, cell_w + GAP, 3), 255, np.uint8)
+    padded = np.full((rows * cols, ch, cw, 3), 255, np.uint8)
+    padded[:k] = cells
+    canvas[:, label_h : label_h + ch, :, :cw] = padded.reshape(rows, cols, ch, cw, 3).transpose(
+        0, 2, 1, 3, 4
+    )
+    body = canvas.reshape(rows * (label_h + ch + GAP), cols * (cell_w + GAP), 3)
+    body = np.pad(body, ((0, GAP), (GAP, 0), (0, 0)), constant_values=255)
+    img = Image.fromarray(body)
+    draw = ImageDraw.Draw(img)
+    font = _font(font_size)
+    for i in range(k):
+        r, col = divmod(i, cols)
+        draw.text(
+            (GAP + col * (cell_w + GAP), r * (label_h + ch + GAP)),
+            str(i),
+            fill=(60, 60, 60),
+            font=font,
+        )
+    return _titled(np.asarray(img), title)
+
+
+def value_strip(
+    values: np.ndarray,
+    title: Sequence[str] = (),
+    per_row: int = 16,
+    cmap: str = "viridis",
+    norm: str = "channel",
+    stats=None,
+) -> Image.Image:
+    """A vector -> coloured cells in rows, each numbered; values printed when there are few."""
+    v = np.asarray(values, dtype=np.float32).ravel()[:MAX_VALUES]
+    n = v.size
+    scaled = normalize(v, "layer" if norm == "channel" else norm, stats)
+    lut = colormap_lut(cmap)
+    show_values = n <= 64
+    font = _font(11)
+    cols = max(1, min(n, max(per_row, math.ceil(math.sqrt(n)))))
+    rows = math.ceil(n / cols)
+    cw = 56 if show_values else 16
+    chh = 24 if show_values else 16
+    label_h = 14 if show_values else 0
+    margin = 0 if show_values else _text_width(font, str(n)) + 6
+    width = margin + cols * (cw + GAP) + GAP
+    height = rows * (label_h + chh + GAP) + GAP
+    img = Image.new("RGB", (width, height), BG)
+    draw = ImageDraw.Draw(img)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        x = margin + GAP + col * (cw + GAP)
+        y = GAP + r * (label_h + chh + GAP)
+        color = tuple(int(c) for c in lut[int(scaled[i])])
+        draw.rectangle([x, y + label_h, x + cw - 1, y + label_h + chh - 1], fill=color)
+        if show_values:
+            draw.text((x, y), str(i), fill=(60, 60, 60), font=font)
+            text = f"{v[i]:.3g}"
+            ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+            draw.text((x + 3, y + label_h + 5), text, fill=ink, font=font)
+        elif col == 0:
+            draw.text((2, y + 2), str(i), fill=(60, 60, 60), font=font)
+    return _titled(np.asarray(img), title)
+
+
+def _save_png(img: Image.Image, path: Path) -> None:
+    img.save(path, format="PNG", compress_level=1)  # inside an atomic folder; speed over size
+
+
+# --- the whole job -----------------------------------------------------------------------
+
+
+@dataclass
+class LayerOutput:
+    index: int
+    name: str
+    type: str
+    shape: str
+    file: str
+    csv: str | None = None
+    npy: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class ImageActivations:
+    image: Path
+    out_dir: Path
+    layers: list[LayerOutput]
+    predicted_class: str
+    predicted_index: int
+    probability: float
+    gradcam: str | None = None
+    gradcam_layer: str | None = None
+    gradcam_class: str | None = None
+    gradcam_map: np.ndarray | None = field(default=None, repr=False)  # at the conv's size
+
+
+@dataclass
+class ActivationsResult:
+    images: list[ImageActivations]
+    conversion: str
+    notes: list[str]
+
+
+def image_spec_for(loaded: Loaded, probe: Probe) -> tuple[ImageSpec, str]:
+    """The conversion: what is stored with the model, else what its input shape implies."""
+    shape = tuple(probe.inputs.shape)
+    if loaded.metadata.image is not None:
+        spec, source = loaded.metadata.image, "stored with the model"
+    else:
+        spec, source = ImageSpec.for_input_shape(shape), "from the model's input shape"
+    scale = loaded.metadata.pixel_scale
+    text = f"images converted to {spec.describe()} ({source}), pixels x {scale:.6g}"
+    return spec, text
+
+
+def collect_images(inputs: Sequence) -> list[Path]:
+    """IMAGE... or a DIR (its image files, sorted; recursing into subfolders)."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
+            if not found:
+                raise InputError(f"no image files in {p}", "give image files or a folder of them")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: file not found")
+    if not files:
+        raise UsageError("no images given", "pass image files or a folder")
+    return files
+
+
+def interpret_output(pred: np.ndarray, class_names: Sequence[str] | None):
+    """(class index, class name, probability, probabilities) from one output vector."""
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    if p.size == 1:  # one sigmoid unit: the probability of class 1
+        prob1 = float(p[0])
+        if not 0.0 <= prob1 <= 1.0:
+            prob1 = float(1 / (1 + np.exp(-prob1)))
+        probs = np.array([1 - prob1, prob1])
+    else:
+        probs = p
+        if p.min() < 0 or p.max() > 1 or abs(p.sum() - 1) > 1e-3:  # logits
+            e = np.exp(p - p.max())
+            probs = e / e.sum()
+    idx = int(np.argmax(probs))
+    names = list(class_names) if class_names else [str(i) for i in range(probs.size)]
+    name = names[idx] if idx < len(names) else str(idx)
+    return idx, name, float(probs[idx]), probs
+
+
+def _class_index(value, class_names, n_classes: int) -> int:
+    names = list(class_names) if class_names else [str(i) for i in range(n_classes)]
+    if isinstance(value, str) and value in names:
+        return names.index(value)
+    try:
+        i = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"--class {value!r} is not a class", f"use one of {', '.join(names)}"
+        ) from None
+    if not 0 <= i < n_classes:
+        raise UsageError(
+            f"--class {i} is out of range", f"the model has classes 0 to {n_classes - 1}"
+        )
+    return i
+
+
+def gradcam_target(probe: Probe) -> LayerInfo:
+    """The last convolutional layer with spatial output (else the last spatial layer)."""
+    spatial = [li for li in probe.layers if len(li.shape) == 3]
+    convs = [li for li in spatial if "Conv" in li.type]
+    if not (convs or spatial):
+        raise UsageError("--gradcam needs a layer with spatial output", "the model has none")
+    return (convs or spatial)[-1]
+
+
+def _class_score(pred, class_index: int):
+    if pred.shape[-1] == 1:
+        return pred[:, 0] if class_index == 1 else 1.0 - pred[:, 0]
+    return pred[:, class_index]
+
+
+def resize_map(cam: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A 2-D map resized bilinearly (TensorFlow's resize, half-pixel centres)."""
+    import tensorflow as tf
+
+    out = tf.image.resize(np.asarray(cam, np.float32)[None, :, :, None], (height, width))
+    return out.numpy()[0, :, :, 0]
+
+
+def _gradcam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    base = image[:, :, :3] if image.shape[2] >= 3 else np.repeat(image, 3, axis=2)
+    heat = colormap_lut("jet")[np.clip(cam * 255, 0, 255).astype(np.uint8)]
+    mixed = base.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha
+    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = p.stem or "image"
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        names.append(stem if n == 0 else f"{stem}_{n + 1}")
+    return names
+
+
+def activations(
+    model,
+    images: Sequence,
+    out_dir,
+    layers=None,
+    per_row: int = 16,
+    cmap: str = "viridis",
+    norm: str = "channel",
+    raw: bool = False,
+    gradcam: bool = False,
+    class_index=None,
+    max_channels: int = MAX_CHANNELS,
+    progress: Progress | None = None,
+    subfolders: bool | None = None,
+    overwrite: bool = False,
+    unsafe: bool = False,
+) -> ActivationsResult:
+    """Write each chosen layer's maps for each image (see the module docstring).
+
+    `model`: a path, a cnncli LoadedModel or a keras.Model. `images`: image files or folders.
+    Output goes to `out_dir` for one image, else to `out_dir/<image name>/`
+    (`subfolders=True` forces the subfolder). Existing folders are refused unless `overwrite`.
+    """
+    if norm not in NORMS:
+        raise UsageError(f"unknown --norm {norm!r}", f"use one of {', '.join(NORMS)}")
+    if per_row < 1:
+        raise UsageError(f"--per-row must be at least 1, got {per_row}")
+    if max_channels < 1:
+        raise UsageError(f"max_channels must be at least 1, got {max_channels}")
+    colormap_lut(cmap)  # an unknown colormap fails before any work
+    files = collect_images(images)
+    loaded = _as_loaded(model, unsafe)
+    probe = trace_model(loaded.model)
+    chosen = probe.select(layers)
+    if not chosen:
+        raise UsageError("--layers selects no layer", "try --layers all")
+    target = gradcam_target(probe) if gradcam else None
+    outputs = list(chosen) + ([target] if target is not None else [])
+    multi = probe.build(outputs)
+    spec, conversion = image_spec_for(loaded, probe)
+    class_names = loaded.metadata.class_names
+    notes = list(loaded.metadata.notes)
+    base = Path(out_dir)
+    if subfolders is None:
+        subfolders = len(files) > 1
+    names = _unique_names(files)
+    results = []
+    for done, (path, name) in enumerate(zip(files, names, strict=True)):
+        folder = base / name if subfolders else base
+        with atomic_dir(folder, overwrite=overwrite) as tmp:
+            res = _one_image(
+                multi, chosen, target, path, spec, loaded.metadata.pixel_scale, class_names,
+                tmp, per_row, cmap, norm, raw, class_index, max_channels, conversion,
+                loaded.path,
+            )  # fmt: skip
+        res.out_dir = folder
+        results.append(res)
+        if progress:
+            progress(done + 1, len(files))
+    for li in chosen:
+        if len(li.shape) == 3 and li.shape[2] > max_channels:
+            notes.append(
+                f"{li.name} has {li.shape[2]} channels: the grid shows the first {max_channels}"
+            )
+    return ActivationsResult(results, conversion, notes)
+
+
+def _forward(multi, x, n_chosen: int, target_pos: int | None, class_index, class_names):
+    """Run the multi-output model once; with Grad-CAM, under a GradientTape."""
+    if target_pos is None:
+        outs = multi(x, training=False)
+        return [np.asarray(o) for o in outs], None, None
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        outs = multi(tf.convert_to_tensor(x), training=False)
+        pred = outs[-1]
+        n_out = int(pred.shape[-1])
+        if class_index is None:
+            ci = interpret_output(np.asarray(pred)[0], class_names)[0]
+        else:
+            ci = _class_index(class_index, class_names, max(2, n_out) if n_out == 1 else n_out)
+        score = _class_score(pred, ci)
+    conv = outs[target_pos]
+    grads = tape.gradient(score, conv)
+    cam = _cam_from(np.asarray(conv)[0], np.asarray(grads)[0])
+    return [np.asarray(o) for o in outs], cam, ci
+
+
+def _cam_from(conv: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    weights = grads.mean(axis=(0, 1))
+    cam = np.maximum((conv * weights).sum(axis=-1), 0)
+    top = cam.max()
+    return (cam / top if top > 0 else cam).astype(np.float32)
+
+
+def _one_image(
+    multi, chosen, target, path, spec, scale, class_names, out, per_row, cmap, norm, raw,
+    class_index, max_channels, conversion, model_path,
+) -> ImageActivations:  # fmt: skip
+    pixels = load_image(path, spec)
+    x = (pixels.astype(np.float32) * np.float32(scale))[None]
+    target_pos = len(chosen) if target is not None else None
+    outs, cam, ci = _forward(multi, x, len(chosen), target_pos, class_index, class_names)
+    idx, cname, prob, probs = interpret_output(outs[-1][0], class_names)
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(
+        out / "input.png", format="PNG"
+    )
+    stats = None
+    if norm == "global":
+        flat = np.concatenate([np.asarray(o, np.float64).ravel() for o in outs[: len(chosen)]])
+        stats = (flat.mean(), flat.std())
+    rows = []
+    for li, act in zip(chosen, outs[: len(chosen)], strict=True):
+        a = act[0]
+        note = None
+        title = [f"{li.index:02d} {li.name} · {li.type} · output {li.shape_text}"]
+        csv_name = npy_name = None
+        if li.kind == "spatial":
+            c = a.shape[-1]
+            shown = min(c, max_channels)
+            extra = f" · first {shown} of {c} channels (capped)" if c > shown else ""
+            if c > shown:
+                note = f"first {shown} of {c} channels"
+            title.append(f"norm: {norm} ({COURSE_NORM}) · cmap {cmap}{extra}")
+            img = activation_grid(a, title, per_row, cmap, norm, stats, max_channels)
+        else:
+            vec = a.ravel()
+            vnorm = "layer" if norm == "channel" else norm
+            title.append(f"norm: {vnorm} ({COURSE_NORM}) · {vec.size} values")
+            img = value_strip(vec, title, per_row, cmap, norm, stats)
+            csv_name = f"{li.file_stem}.csv"
+            with open(out / csv_name, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["index", "value"])
+                w.writerows((i, repr(float(v))) for i, v in enumerate(vec))
+        png = f"{li.file_stem}.png"
+        _save_png(img, out / png)
+        if raw:
+            npy_name = f"{li.file_stem}.npy"
+            np.save(out / npy_name, a)
+        rows.append(
+            LayerOutput(li.index, li.name, li.type, li.shape_text, png, csv_name, npy_name, note)
+        )
+    result = ImageActivations(Path(path), out, rows, cname, idx, prob)
+    if cam is not None:
+        full = resize_map(cam, pixels.shape[0], pixels.shape[1])
+        _save_png(_gradcam_overlay(pixels, full), out / "gradcam.png")
+        if raw:
+            np.save(out / "gradcam.npy", full)
+        names = list(class_names) if class_names else [str(i) for i in range(max(2, probs.size))]
+        result.gradcam = "gradcam.png"
+        result.gradcam_layer = target.name
+        result.gradcam_class = names[ci] if ci < len(names) else str(ci)
+        result.gradcam_map = cam
+    _write_index(out, result, conversion, model_path, probs, class_names)
+    return result
+
+
+def _write_index(out: Path, r: ImageActivations, conversion, model_path, probs, class_names):
+    e = html.escape
+    names = list(class_names) if class_names else [str(i) for i in range(probs.size)]
+    prob_rows = "".join(
+        f"<tr><td>{e(str(names[i]) if i < len(names) else str(i))}</td><td>{p:.4f}</td></tr>"
+        for i, p in enumerate(probs)
+    )
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>cnncli activations: {e(r.image.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em;max-width:100%}"
+        "img{max-width:100%;image-rendering:pixelated;border:1px solid #ccc}"
+        "section{margin:1.5em 0}td{padding:0 .6em}</style></head><body>",
+        f"<h1>Activations of {e(r.image.name)}</h1>",
+        f"<p>Model: {e(str(model_path.name) if model_path else 'in memory')}. {e(conversion)}.</p>",
+        '<section id="input"><h2>Input</h2>',
+        f'<img src="input.png" alt="input image {e(r.image.name)}">',
+        f"<p>Predicted class: <b>{e(r.predicted_class)}</b> (probability {r.probability:.4f})</p>",
+        f"<table><tr><th>class</th><th>probability</th></tr>{prob_rows}</table></section>",
+    ]
+    if r.gradcam:
+        parts.append(
+            f'<section id="gradcam"><h2>Grad-CAM: class {e(str(r.gradcam_class))}, '
+            f"layer {e(str(r.gradcam_layer))}</h2>"
+            f'<img src="{quote(r.gradcam)}" alt="Grad-CAM heatmap"></section>'
+        )
+    parts.append("<h2>Layers</h2>")
+    for lo in r.layers:
+        links = [f'<a href="{quote(lo.file)}">PNG</a>']
+        if lo.csv:
+            links.append(f'<a href="{quote(lo.csv)}">CSV</a>')
+        if lo.npy:
+            links.append(f'<a href="{quote(lo.npy)}">NPY</a>')
+        note = f" ({e(lo.note)})" if lo.note else ""
+        parts.append(
+            f'<section id="layer-{lo.index}"><h3>{lo.index:02d} {e(lo.name)} · {e(lo.type)} · '
+            f"output {e(lo.shape)}{note}</h3><p>{' · '.join(links)}</p>"
+            f'<img src="{quote(lo.file)}" alt="{e(lo.name)}" loading="lazy"></section>'
+        )
+    parts.append("</body></html>\n")
+    (out / "index.html").write_text("\n".join(parts), encoding="utf-8")
+
+
+def result_rows(r: ImageActivations) -> list[tuple]:
+    """Table rows for the terminal: layer, type, output shape, file written."""
+    return [(lo.index, lo.name, lo.type, lo.shape, str(r.out_dir / lo.file)) for lo in r.layers]
+
+
+def to_json(result: ActivationsResult) -> dict:
+    return {
+        "conversion": result.conversion,
+        "notes": result.notes,
+        "images": [
+            {
+                "image": str(r.image),
+                "out_dir": str(r.out_dir),
+                "predicted_class": r.predicted_class,
+                "probability": r.probability,
+                "gradcam": str(r.out_dir / r.gradcam) if r.gradcam else None,
+                "layers": [
+                    {
+                        "index": lo.index,
+                        "name": lo.name,
+                        "type": lo.type,
+                        "output_shape": lo.shape,
+                        "file": str(r.out_dir / lo.file),
+                        "csv": str(r.out_dir / lo.csv) if lo.csv else None,
+                        "npy": str(r.out_dir / lo.npy) if lo.npy else None,
+                    }
+                    for lo in r.layers
+                ],
+            }
+            for r in result.images
+        ],
+    }
+
+
+__all__ = [
+    "activations",
+    "activation_grid",
+    "value_strip",
+    "normalize",
+    "trace_model",
+    "select_layers",
+    "load_for_inspection",
+    "collect_images",
+    "interpret_output",
+    "resize_map",
+]

@@ -1,0 +1,133 @@
+"""`cnncli activations` and `cnncli embed`: thin commands over cnncli.activations / cnncli.embed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelArg = Annotated[Path, typer.Argument(help="A .keras or .h5 model file.")]
+UnsafeOpt = Annotated[
+    bool,
+    typer.Option("--unsafe", help="Allow models with Lambda layers (runs their code: trust it)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def activations_command(
+    model: ModelArg,
+    images: Annotated[list[Path], typer.Argument(help="Image files, or a folder of images.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--out", help="Output folder (default: activations/<image name>/ here)."
+        ),
+    ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            help="Layer names, indexes or groups (conv, pool, dense, all), comma-separated. "
+            "Default: every layer with spatial output, plus Flatten and Dense."
+        ),
+    ] = None,
+    per_row: Annotated[int, typer.Option(help="Channels per row of a grid.")] = 16,
+    cmap: Annotated[str, typer.Option(help="matplotlib colormap: viridis, gray, magma, ...")] = (
+        "viridis"
+    ),
+    norm: Annotated[
+        str,
+        typer.Option(help="Scale per channel (the course's), per layer, or global (all layers)."),
+    ] = "channel",
+    raw: Annotated[bool, typer.Option("--raw", help="Also write each layer's values as .npy.")] = (
+        False
+    ),
+    gradcam: Annotated[
+        bool, typer.Option("--gradcam", help="Grad-CAM heatmap of the last conv layer.")
+    ] = False,
+    class_: Annotated[
+        str | None,
+        typer.Option("--class", help="Class (name or index) for Grad-CAM (default: predicted)."),
+    ] = None,
+    max_channels: Annotated[int, typer.Option(help="Channels drawn per layer at most.")] = 256,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing folders.")] = (
+        False
+    ),
+    unsafe: UnsafeOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every layer's feature maps as PNG grids, plus index.html to walk through the network."""
+    from cnncli import console
+    from cnncli.activations import activations, collect_images, result_rows, to_json
+
+    files = collect_images(images)
+    base, subfolders = (out, None) if out is not None else (Path("activations"), True)
+    with console.progress_bar("activations", len(files), enabled=len(files) > 1) as advance:
+        result = activations(
+            model, files, base, layers=layers, per_row=per_row, cmap=cmap, norm=norm, raw=raw,
+            gradcam=gradcam, class_index=class_, max_channels=max_channels,
+            progress=lambda done, total: advance(), subfolders=subfolders, overwrite=overwrite,
+            unsafe=unsafe,
+        )  # fmt: skip
+    console.info(result.conversion)
+    for note in result.notes:
+        console.info(f"note: {note}")
+    if json_out:
+        console.print_json(to_json(result))
+        return
+    for r in result.images:
+        title = f"{r.image.name}: predicted {r.predicted_class} ({r.probability:.3f})"
+        console.print_table(["#", "layer", "type", "output shape", "file"], result_rows(r), title)
+        if r.gradcam:
+            console.info(f"Grad-CAM (class {r.gradcam_class}, layer {r.gradcam_layer}): "
+                         f"{r.out_dir / r.gradcam}")  # fmt: skip
+        console.info(f"wrote {len(r.layers)} layer maps to {r.out_dir}/ (open index.html)")
+
+
+def embed_command(
+    model: ModelArg,
+    inputs: Annotated[
+        list[Path], typer.Argument(help="A dataset folder, image files, or a folder of images.")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The CSV of vectors to write.")],
+    layer: Annotated[
+        str | None,
+        typer.Option(help="Layer name or index (default: the last Flatten, else before the head)."),
+    ] = None,
+    clusters: Annotated[
+        int | None,
+        typer.Option(help="Group the vectors with k-means into K clusters (sheets and a plot)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of k-means.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = (
+        False
+    ),
+    unsafe: UnsafeOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """One vector per image from a layer (CSV); --clusters K groups them like the course."""
+    from cnncli import console
+    from cnncli.embed import embed
+
+    with console.progress_bar("embed", None) as advance:
+        result = embed(
+            model, inputs, layer=layer, out_csv=out, clusters=clusters, seed=seed,
+            overwrite=overwrite, unsafe=unsafe, progress=lambda done, total: advance(),
+        )  # fmt: skip
+    console.info(result.conversion)
+    for note in result.notes:
+        console.info(f"note: {note}")
+    if json_out:
+        console.print_json(result.to_json())
+        return
+    rows = [("vectors", f"{result.count} x {result.dims} from {result.layer}", str(result.csv))]
+    for k, (path, n) in enumerate(zip(result.cluster_sheets, result.cluster_sizes, strict=True)):
+        rows.append((f"cluster {k}", f"{n} images", str(path)))
+    if result.projection:
+        rows.append(("projection", "PCA, coloured by class", str(result.projection)))
+    console.print_table(["output", "what", "file"], rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("activations", no_args_is_help=True)(activations_command)
+    app.command("embed", no_args_is_help=True)(embed_command)

@@ -1,0 +1,274 @@
+"""cnncli activations: raw values against Keras sub-models, files and order, normalisation,
+index.html, Grad-CAM against an independent GradientTape computation, nested models,
+grayscale/RGBA, .h5, and the CLI's default output folder."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_image
+
+from cnncli.activations import (
+    activation_grid,
+    activations,
+    normalize,
+    resize_map,
+    select_layers,
+    trace_model,
+)
+
+
+def _functional(channels=4, size=16, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((size, size, channels), name="img")
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv_a")(inp)
+    x = keras.layers.MaxPooling2D(name="pool_a")(x)
+    x = keras.layers.Conv2D(5, 3, activation="relu", name="conv_b")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dropout(0.5, name="drop")(x)
+    out = keras.layers.Dense(3, activation="softmax", name="head")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def rgba_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "rgba.keras"
+    _functional(4).save(path)
+    return path
+
+
+@pytest.fixture
+def rgba_image(tmp_path):
+    arr = (np.random.default_rng(1).random((20, 24, 4)) * 255).astype(np.uint8)
+    return write_image(tmp_path / "img.png", arr)
+
+
+def _input(path, size=16, color="rgba"):
+    from cnncli.images import ImageSpec, load_image
+
+    return load_image(path, ImageSpec(size, size, color)).astype(np.float32)[None] / 255.0
+
+
+def test_raw_equals_keras_submodel_cut_at_each_layer(rgba_model, rgba_image, tmp_path):
+    import keras
+
+    out = tmp_path / "out"
+    result = activations(rgba_model, [rgba_image], out, layers="all", raw=True)
+    model = keras.models.load_model(rgba_model, compile=False)
+    x = _input(rgba_image)
+    names = [lo.name for lo in result.images[0].layers]
+    assert names == ["conv_a", "pool_a", "conv_b", "flat", "drop", "head"]
+    for lo in result.images[0].layers:
+        sub = keras.Model(model.inputs, model.get_layer(lo.name).output)
+        expected = np.asarray(sub(x, training=False))[0]
+        got = np.load(out / lo.npy)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # the predicted class and probability are the model's output
+    probs = np.asarray(model(x))[0]
+    r = result.images[0]
+    assert r.predicted_index == int(np.argmax(probs))
+    assert r.probability == pytest.approx(float(probs.max()), rel=1e-5)
+
+
+def test_default_files_counts_order_and_html(rgba_model, rgba_image, tmp_path):
+    out = tmp_path / "out"
+    result = activations(rgba_model, [rgba_image], out)
+    # default: spatial layers plus Flatten and Dense (not the vector Dropout)
+    expected = ["00_conv_a.png", "01_pool_a.png", "02_conv_b.png", "03_flat.png", "05_head.png"]
+    assert [lo.file for lo in result.images[0].layers] == expected
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted(expected + ["input.png"])
+    assert sorted(p.name for p in out.glob("*.csv")) == ["03_flat.csv", "05_head.csv"]
+    assert not list(out.glob("*.npy"))
+    html = (out / "index.html").read_text(encoding="utf-8")
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert srcs == ["input.png"] + expected  # every PNG written, in layer order
+    assert "(None, 14, 14, 6)" in html and "Predicted class" in html
+    assert not re.search(r'(src|href)="(/|file:|http)', html)  # relative links only
+    # the flatten CSV holds every value
+    flat = np.loadtxt(out / "03_flat.csv", delimiter=",", skiprows=1)
+    assert flat.shape == (5 * 5 * 5, 2)
+    # the grid has one numbered cell per channel: 6 channels -> one row of 6
+    from PIL import Image
+
+    with Image.open(out / "00_conv_a.png") as im:
+        assert im.mode == "RGB" and im.width >= 6 * 24
+
+
+def test_index_html_opens_in_headless_browser(rgba_model, rgba_image, tmp_path):
+    import subprocess
+
+    out = tmp_path / "out"
+    activations(rgba_model, [rgba_image], out)
+    browser = next(
+        (
+            shutil.which(b)
+            for b in ("chromium", "chromium-browser", "google-chrome")
+            if shutil.which(b)
+        ),
+        None,
+    )
+    if browser is None:
+        pytest.skip("no headless browser installed (chromium not found on PATH)")
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+         "--window-size=800,600", (out / "index.html").as_uri()],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0 and shot.stat().st_size > 0
+
+
+def test_constant_channel_is_flat_never_nan():
+    a = np.zeros((5, 5, 3), np.float32)
+    a[:, :, 1] = np.arange(25).reshape(5, 5)
+    a[:, :, 2] = 7.0
+    n = normalize(a, "channel")
+    assert not np.isnan(n).any()
+    assert (n[:, :, 0] == 128).all() and (n[:, :, 2] == 128).all()
+    ch = a[:, :, 1]
+    course = np.clip((ch - ch.mean()) / ch.std() * 64 + 128, 0, 255)
+    np.testing.assert_allclose(n[:, :, 1], course, rtol=1e-5)
+    # layer norm: one mean and std for all channels
+    whole = np.clip((a - a.mean()) / a.std() * 64 + 128, 0, 255)
+    np.testing.assert_allclose(normalize(a, "layer"), whole, rtol=1e-5)
+    img = np.asarray(activation_grid(np.zeros((4, 4, 2), np.float32), per_row=2, cmap="gray"))
+    assert (img == 128).any() and not np.isnan(img.astype(float)).any()
+
+
+def test_wide_layers_capped_with_note(rgba_model, rgba_image, tmp_path):
+    result = activations(rgba_model, [rgba_image], tmp_path / "o", layers="conv_a", max_channels=4)
+    assert any("first 4" in n for n in result.notes)
+    assert result.images[0].layers[0].note == "first 4 of 6 channels"
+
+
+def test_gradcam_equals_independent_gradient_tape(rgba_model, rgba_image, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    out = tmp_path / "out"
+    result = activations(rgba_model, [rgba_image], out, gradcam=True, raw=True, class_index=2)
+    r = result.images[0]
+    assert r.gradcam_layer == "conv_b" and r.gradcam == "gradcam.png"
+    model = keras.models.load_model(rgba_model, compile=False)
+    grad_model = keras.Model(model.inputs, [model.get_layer("conv_b").output, model.output])
+    x = tf.constant(_input(rgba_image))
+    with tf.GradientTape() as tape:
+        conv, pred = grad_model(x)
+        score = pred[:, 2]
+    grads = tape.gradient(score, conv)[0].numpy()
+    weights = grads.mean(axis=(0, 1))
+    cam = np.maximum((conv[0].numpy() * weights).sum(-1), 0)
+    cam = cam / cam.max() if cam.max() > 0 else cam
+    np.testing.assert_allclose(r.gradcam_map, cam, rtol=1e-4, atol=1e-5)
+    full = np.load(out / "gradcam.npy")
+    assert full.shape == (16, 16)  # the input image as the model sees it
+    np.testing.assert_allclose(full, resize_map(cam, 16, 16), atol=1e-4)
+    from PIL import Image
+
+    with Image.open(out / "gradcam.png") as im:
+        assert im.size == (16, 16)
+    assert 'src="gradcam.png"' in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_nested_models_expand_inner_layers(tmp_path, rgba_image):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inner = keras.Sequential(
+        [
+            keras.layers.Conv2D(3, 3, activation="relu", name="ic"),
+            keras.layers.MaxPooling2D(name="ip"),
+        ],
+        name="block",
+    )
+    inp = keras.Input((16, 16, 4))
+    x = keras.layers.Conv2D(4, 3, name="c0")(inp)
+    x = inner(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras.layers.Dense(2, activation="softmax", name="d")(x)
+    model = keras.Model(inp, out)
+    probe = trace_model(model)
+    assert [li.name for li in probe.layers] == ["c0", "block/ic", "block/ip", "gap", "d"]
+    result = activations(model, [rgba_image], tmp_path / "n", layers="all", raw=True)
+    files = [lo.file for lo in result.images[0].layers]
+    assert files[1] == "01_block-ic.png"
+    got = np.load(tmp_path / "n" / "02_block-ip.npy")
+    x = _input(rgba_image)
+    expected = inner(model.get_layer("c0")(x))[0]
+    np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-6)
+    # the nested layer is selectable by its own name
+    assert [li.name for li in select_layers(probe.layers, "ic,-1")] == ["block/ic", "d"]
+
+
+def test_sequential_without_input_grayscale_h5_other_size(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.layers.Conv2D(4, 3, activation="relu", name="c"),
+            keras.layers.MaxPooling2D(name="p"),
+            keras.layers.Flatten(name="f"),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ]
+    )
+    model.build((None, 12, 12, 1))
+    h5 = tmp_path / "mnist.h5"
+    model.save(h5)  # the legacy HDF5 format that tf.keras 2.x wrote
+    img = write_image(
+        tmp_path / "digit.png", (np.arange(30 * 40) % 256).astype(np.uint8).reshape(30, 40)
+    )
+    result = activations(h5, [img], tmp_path / "o", raw=True, layers="conv")
+    assert "12x12 grayscale" in result.conversion and "1/255" not in result.conversion
+    got = np.load(tmp_path / "o" / "00_c.npy")
+    assert got.shape == (10, 10, 4)
+    x = _input(img, 12, "grayscale")
+    np.testing.assert_allclose(got, np.asarray(model.layers[0](x))[0], rtol=1e-5, atol=1e-6)
+
+
+def test_several_images_one_subfolder_each(rgba_model, tmp_path):
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "imgs"
+    for name in ("a", "b"):
+        write_image(folder / f"{name}.png", (rng.random((16, 16, 4)) * 255).astype(np.uint8))
+    calls = []
+    result = activations(
+        rgba_model, [folder], tmp_path / "out", progress=lambda d, t: calls.append((d, t))
+    )
+    assert [r.out_dir.name for r in result.images] == ["a", "b"]
+    assert (tmp_path / "out" / "b" / "index.html").is_file()
+    assert calls == [(1, 2), (2, 2)]
+
+
+def test_cli_default_folder_table_and_refusal(cli, rgba_model, rgba_image, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("activations", rgba_model, rgba_image)
+    assert result.exit_code == 0, result.output
+    folder = Path("activations") / "img"
+    assert (folder / "index.html").is_file() and (folder / "00_conv_a.png").is_file()
+    assert "activations/img" in result.stderr and "images converted to 16x16 RGBA" in result.stderr
+    assert "conv_a" in result.stdout and "(None, 14, 14, 6)" in result.stdout
+    again = cli("activations", rgba_model, rgba_image)
+    assert again.exit_code == 2
+    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert cli("activations", rgba_model, rgba_image, "--overwrite").exit_code == 0
+
+
+def test_cli_bad_input_one_line(cli, rgba_model, rgba_image, tmp_path):
+    bad = cli("activations", rgba_model, rgba_image, "-o", tmp_path / "x", "--layers", "nope")
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: --layers: no layer or group named 'nope'")
+    assert "Traceback" not in bad.output
+    missing = cli("activations", tmp_path / "none.keras", rgba_image, "-o", tmp_path / "y")
+    assert missing.exit_code == 1 and "not found" in missing.stderr
+    cmap = cli("activations", rgba_model, rgba_image, "-o", tmp_path / "z", "--cmap", "nocmap")
+    assert cmap.exit_code == 2 and "unknown colormap 'nocmap'" in cmap.stderr
+    assert not (tmp_path / "z").exists()
