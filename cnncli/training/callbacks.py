@@ -8,6 +8,7 @@ into a rich progress bar and epoch lines (or JSON lines).
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,11 @@ class EventsCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.events.batch_end(batch + 1, _floats(logs))
+
+
+def _copy(src: Path, dst: Path) -> None:
+    with atomic_file(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def monitor_mode(monitor: str) -> str:
@@ -174,21 +180,26 @@ class RunFolderCallback(keras.callbacks.Callback):
         value = metrics.get(self.monitor)
         improved = self._improved(value)
         st = self.state
+        # the model is saved once (last.keras); best and checkpoint are copies of that file
+        last = self.run_dir / rundir.LAST_MODEL
+        self.save_model(self.model, last)
         if improved:
             st.best_value, st.best_epoch = value, number
-            self.save_model(self.model, self.run_dir / rundir.BEST_MODEL)
+            _copy(last, self.run_dir / rundir.BEST_MODEL)
         checkpoint = None
         if improved or not self.save_best_only:
             path = Path(self.pattern.format(epoch=number, **metrics))
             if not path.is_absolute():
                 path = self.run_dir / path
-            self.save_model(self.model, path)
+            if path.suffix == last.suffix:
+                _copy(last, path)
+            else:  # another format (.h5)
+                self.save_model(self.model, path)
             checkpoint = (
                 str(path.relative_to(self.run_dir))
                 if path.is_relative_to(self.run_dir)
                 else str(path)
             )
-        self.save_model(self.model, self.run_dir / rundir.LAST_MODEL)
 
         # resume state: the full model (weights + optimizer) under a per-epoch name, so the
         # previous one stays valid until state.json points at the new one

@@ -422,6 +422,13 @@ def _metadata(info: DatasetInfo) -> dict:
     }
 
 
+def _plot(run_dir: Path, st: RunState) -> None:
+    """history.png, drawn when training ends or is interrupted (not every epoch: a figure
+    costs about as much as a small epoch; a run killed with -9 gets it on resume)."""
+    if st.history:
+        plot_history(run_dir / rundir.HISTORY_CSV, run_dir / rundir.HISTORY_PNG)
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -461,7 +468,6 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
             "metrics": next((r for r in state.history if r["epoch"] == state.best_epoch), {}),
         }
         write_json(run_dir / rundir.RUN_JSON, run)
-        plot_history(run_dir / rundir.HISTORY_CSV, run_dir / rundir.HISTORY_PNG)
 
     early = None
     cbs: list = []
@@ -517,6 +523,7 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
             verbose=0,
         )
     except KeyboardInterrupt:
+        _plot(run_dir, st)
         run["status"] = "interrupted"
         write_json(run_dir / rundir.RUN_JSON, run)
         raise TrainingInterrupted(
@@ -527,6 +534,7 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
             f"{run_dir})",
             f"continue with: cnncli train --resume {run_dir}" if st.epoch else None,
         ) from None
+    _plot(run_dir, st)
     stopped = st.epoch < opts.epochs
     run["status"] = "early-stopped" if stopped else "finished"
     run["finished"] = _now()

@@ -1,0 +1,286 @@
+"""Benchmark `cnncli train` (issue 4 §4) against hand-written Keras, in one run.
+
+(1) Training speed, for the `mnist` architecture on 28x28x1 images and the `facade`
+    architecture on 500x500x4 images: samples per second of cnncli's training (the library
+    function cnncli.training.fit.train, as `cnncli train` calls it) against a hand-written
+    `model.fit` on the same images preloaded as NumPy arrays (divided by 255), same
+    architecture, batch size and epochs. Goal: >= 0.95 of the hand-written speed from the
+    second epoch on; the first epoch's extra time (reading the dataset into the cache) is
+    stated. cnncli's figure is given for the fit alone and with its per-epoch saving (best,
+    last, checkpoint and resume state, history.csv/png, run.json).
+(2) Reading the dataset alone: images per second over 3 epochs of cnncli's tf.data pipeline
+    against keras.utils.image_dataset_from_directory on the same images in class folders
+    (as used, and with .cache()). Goal: at least as fast.
+
+All hand-written runs go first: cnncli turns on TensorFlow's op determinism for the whole
+process, which would otherwise slow the baseline too.
+
+    python bench/bench_train.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+EPOCHS = 3
+
+
+def make_images(root: Path, n: int, side: int, mode: str, classes: int, seed=0) -> Path:
+    """n synthetic images in class folders (a class-dependent pattern plus noise)."""
+    rng = np.random.default_rng(seed)
+    channels = {"L": 1, "RGBA": 4}[mode]
+    distinct = min(n, 64 if side > 100 else n)
+    made = []
+    for i in range(n):
+        c = i % classes
+        folder = root / f"class{c:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"img{i:05d}.png"
+        if i < distinct:
+            arr = rng.integers(0, 100, (side, side, channels), dtype=np.uint8)
+            arr[(c * side) // classes : ((c + 1) * side) // classes] += 120
+            if channels == 4:
+                arr[..., 3] = 255
+            img = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode)
+            img.save(path, compress_level=1)
+            made.append(path)
+        else:
+            shutil.copyfile(made[i % distinct], path)
+    return root
+
+
+def architecture(name: str, shape, classes: int):
+    """The course's architecture from cnncli's presets (the course's own definition when
+    the presets module is not installed)."""
+    try:
+        from cnncli.models.presets import build_architecture
+    except ImportError:
+        return _course_architecture(name, shape, classes)
+    return build_architecture(name, input_shape=shape, num_classes=classes)
+
+
+def _course_architecture(name, shape, classes):
+    import keras
+    from keras import layers as L
+
+    head = [L.Dense(1, activation="sigmoid")] if classes == 2 else [
+        L.Dense(classes, activation="softmax")]  # fmt: skip
+    if name == "mnist":  # 93,322 parameters (course 001)
+        body = [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
+                L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
+                L.Conv2D(64, 3, activation="relu"), L.Flatten(),
+                L.Dense(64, activation="relu")]  # fmt: skip
+    else:  # facade (course 000)
+        body = []
+        for filters, k, pool in ((10, 5, 5), (10, 5, 5), (20, 3, 5), (25, 2, 4)):
+            body += [L.Conv2D(filters, k, padding="same"), L.LeakyReLU(), L.MaxPooling2D(pool)]
+        body += [L.Flatten(), L.Dense(10, activation="relu"), L.Dropout(0.5)]
+    return keras.Sequential([keras.Input(shape), *body, *head], name=name)
+
+
+def load_arrays(images: Path, side: int, channels: int):
+    """The hand-written way: every image into one NumPy array, /255."""
+    files = sorted(images.rglob("*.png"))
+    x = np.empty((len(files), side, side, channels), np.float32)
+    y = np.empty(len(files), np.int32)
+    for i, f in enumerate(files):
+        arr = np.asarray(Image.open(f))
+        x[i] = (arr[..., None] if arr.ndim == 2 else arr) / 255.0
+        y[i] = int(f.parent.name[5:])
+    return x, y
+
+
+class EpochTimer:
+    def __init__(self):
+        import keras
+
+        class CB(keras.callbacks.Callback):
+            def on_epoch_begin(cb, epoch, logs=None):
+                cb.t0 = time.perf_counter()
+
+            def on_epoch_end(cb, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - cb.t0)
+
+        self.seconds: list[float] = []
+        self.callback = CB()
+
+
+def keras_baseline(case, images: Path):
+    import keras
+
+    t0 = time.perf_counter()
+    x, y = load_arrays(images, case["side"], case["channels"])
+    load_s = time.perf_counter() - t0
+    keras.utils.set_random_seed(0)
+    model = architecture(case["arch"], x.shape[1:], case["classes"])
+    binary = case["classes"] == 2
+    model.compile(
+        optimizer="adam",
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    timer = EpochTimer()
+    model.fit(x, y, batch_size=case["batch"], epochs=EPOCHS, shuffle=True, verbose=0,
+              callbacks=[timer.callback])  # fmt: skip
+    return {"load_s": load_s, "epochs": timer.seconds, "n": len(y)}
+
+
+def cnncli_train(case, dataset: Path, run_dir: Path, deterministic: bool = True):
+    from cnncli.training.callbacks import TrainEvents
+    from cnncli.training.fit import TrainOptions, train
+
+    class Events(TrainEvents):
+        def __init__(self):
+            self.begin, self.end = {}, {}
+            self.fit_seconds = []
+
+        def epoch_begin(self, epoch, steps):
+            self.begin[epoch] = time.perf_counter()
+
+        def epoch_end(self, report):
+            self.end[report.epoch] = time.perf_counter()
+            self.fit_seconds.append(report.seconds)
+
+    ev = Events()
+    t0 = time.perf_counter()
+    options = TrainOptions(
+        epochs=EPOCHS, batch_size=case["batch"], seed=0, deterministic=deterministic
+    )
+    import keras
+
+    keras.utils.set_random_seed(0)
+    shape = (case["side"], case["side"], case["channels"])
+    model = architecture(case["arch"], shape, case["classes"])
+    train(dataset, run_dir, model=model, options=options, overwrite=True, events=ev)
+    total = time.perf_counter() - t0
+    # wall time of an epoch including its saving: from its start to after its files
+    walls = [ev.end[e] - ev.begin[e] for e in sorted(ev.end)]
+    return {"epochs": ev.fit_seconds, "walls": walls, "total": total}
+
+
+def rate(n, seconds):
+    return n / seconds if seconds > 0 else float("nan")
+
+
+def read_cnncli(dataset: Path, batch: int) -> float:
+    from cnncli.datasets.store import open_dataset
+    from cnncli.datasets.tfdata import make_tf_dataset
+
+    info = open_dataset(dataset)
+    ds = make_tf_dataset(info, "train", batch_size=batch, shuffle=True, seed=0)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(EPOCHS):
+        for x, _y in ds:
+            n += int(x.shape[0])
+    return rate(n, time.perf_counter() - t0)
+
+
+def read_keras(images: Path, case, batch: int, cache: bool) -> float:
+    import keras
+
+    ds = keras.utils.image_dataset_from_directory(
+        images, image_size=(case["side"], case["side"]), batch_size=batch,
+        color_mode={1: "grayscale", 4: "rgba"}[case["channels"]], shuffle=True, seed=0,
+        verbose=False,
+    )  # fmt: skip
+    if cache:
+        ds = ds.cache()
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(EPOCHS):
+        for x, _y in ds:
+            n += int(x.shape[0])
+    return rate(n, time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer images")
+    ap.add_argument(
+        "--no-determinism",
+        action="store_true",
+        help="train cnncli without TensorFlow op determinism (to measure its cost)",
+    )
+    ap.add_argument("--only", choices=["mnist", "facade"], help="one case only")
+    args = ap.parse_args()
+    cases = [
+        {"name": "mnist 28x28x1", "arch": "mnist", "side": 28, "channels": 1, "mode": "L",
+         "classes": 10, "batch": 64, "n": 2000 if args.quick else 12000},
+        {"name": "facade 500x500x4", "arch": "facade", "side": 500, "channels": 4,
+         "mode": "RGBA", "classes": 2, "batch": 8, "n": 24 if args.quick else 96},
+    ]  # fmt: skip
+    if args.only:
+        cases = [c for c in cases if c["arch"] == args.only]
+    from cnncli.datasets.build import build_dataset
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_train-"))
+    try:
+        print(f"cores: {os.cpu_count()} (shared with other work: figures are noisy)")
+        for case in cases:
+            case["images"] = make_images(tmp / case["arch"] / "images", case["n"], case["side"],
+                                         case["mode"], case["classes"])  # fmt: skip
+            t0 = time.perf_counter()
+            build_dataset(case["images"], tmp / case["arch"] / "ds", val=0.0)
+            case["build_s"] = time.perf_counter() - t0
+            case["ds"] = tmp / case["arch"] / "ds"
+
+        import tensorflow as tf
+
+        det = "off" if args.no_determinism else "on"
+        print(f"TensorFlow {tf.__version__}, epochs {EPOCHS}, cnncli op determinism {det}\n")
+        # --- baselines first (no op determinism yet)
+        for case in cases:
+            case["read_keras"] = read_keras(case["images"], case, case["batch"], cache=False)
+            case["read_keras_cache"] = read_keras(case["images"], case, case["batch"], cache=True)
+            case["keras"] = keras_baseline(case, case["images"])
+        # --- cnncli
+        for case in cases:
+            case["read_cnncli"] = read_cnncli(case["ds"], case["batch"])
+            case["cnncli"] = cnncli_train(
+                case, case["ds"], tmp / case["arch"] / "run", not args.no_determinism
+            )
+
+        print("(1) training, samples/s")
+        head = f"{'case':18} {'n':>6} {'batch':>5} {'keras fit':>10} {'cnncli fit':>11} "
+        head += f"{'ratio':>6} {'+saving':>8} {'ratio':>6}  first-epoch extra"
+        print(head)
+        for case in cases:
+            n, k, c = case["n"], case["keras"], case["cnncli"]
+            k_rate = rate(n * (EPOCHS - 1), sum(k["epochs"][1:]))
+            c_rate = rate(n * (EPOCHS - 1), sum(c["epochs"][1:]))
+            w_rate = rate(n * (EPOCHS - 1), sum(c["walls"][1:]))
+            c_extra = c["epochs"][0] - statistics.mean(c["epochs"][1:])
+            k_extra = k["epochs"][0] - statistics.mean(k["epochs"][1:])
+            print(
+                f"{case['name']:18} {n:>6} {case['batch']:>5} {k_rate:>10.1f} {c_rate:>11.1f} "
+                f"{c_rate / k_rate:>6.2f} {w_rate:>8.1f} {w_rate / k_rate:>6.2f}  "
+                f"cnncli {c_extra:+.2f}s (reads the dataset into the cache; dataset build "
+                f"{case['build_s']:.1f}s once); keras {k_extra:+.2f}s after loading arrays "
+                f"{k['load_s']:.1f}s"
+            )
+        print("\n(2) reading the dataset alone, images/s over 3 epochs")
+        print(f"{'case':18} {'cnncli tf.data':>15} {'keras idfd':>11} {'ratio':>6} "
+              f"{'idfd+cache':>11} {'ratio':>6}")  # fmt: skip
+        for case in cases:
+            r, k, kc = case["read_cnncli"], case["read_keras"], case["read_keras_cache"]
+            print(f"{case['name']:18} {r:>15.0f} {k:>11.0f} {r / k:>6.2f} {kc:>11.0f} "
+                  f"{r / kc:>6.2f}")  # fmt: skip
+        print("\ngoals: (1) ratio >= 0.95 from epoch 2 on; (2) ratio >= 1.0")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
