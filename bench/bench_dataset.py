@@ -5,7 +5,9 @@
     500x500 RGBA PNGs, in one run, and the ratio (goal: >= 1.6x on 2 cores);
 (b) peak RSS of builds of 1,000 and 4,000 500x500 RGBA images (each build in a child
     process; main process and worker processes reported apart): it must not grow with
-    the count.
+    the count;
+(c) raw against PNG-encoded records (the --record-format choice): build time, dataset size
+    and tf.data read + decode rate, on 500x500x4 and on 28x28x1 images.
 
     python bench/bench_dataset.py [--quick]
 """
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +149,73 @@ def bench_memory(tmp: Path, counts: list[int]) -> list[dict]:
     return out
 
 
+def make_digits(root: Path, n: int, seed: int = 0) -> Path:
+    """n 28x28 grayscale PNGs in two class folders (strokes on black, like MNIST)."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = np.zeros((28, 28), np.uint8)
+        r, c = rng.integers(4, 20, 2)
+        arr[r : r + 8, c : c + 3] = rng.integers(128, 256)
+        arr[r : r + 3, c : c + 8] = rng.integers(128, 256)
+        cls = root / f"d{i % 2}"
+        cls.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr, "L").save(cls / f"{i:05d}.png")
+    return root
+
+
+def tf_read_rate(info) -> float:
+    """Images per second of a tf.data pipeline reading and decoding a split (2nd pass)."""
+    import tensorflow as tf
+
+    spec, shape = info.image, info.image.shape
+    feats = {"image": tf.io.FixedLenFeature([], tf.string)}
+
+    def parse(x):
+        ex = tf.io.parse_single_example(x, feats)
+        if info.encoding == "raw":
+            return tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), shape)
+        return tf.io.decode_png(ex["image"], channels=spec.channels)
+
+    files = [str(p) for p in info.shard_paths("train")]
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=len(files))
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(32).prefetch(2)
+    for _ in ds:  # first pass warms the page cache
+        pass
+    rates = []
+    for _ in range(3):  # best of 3 passes: the machine is shared
+        t, n = time.perf_counter(), 0
+        for batch in ds:
+            n += int(batch.shape[0])
+        rates.append(n / (time.perf_counter() - t))
+    return max(rates)
+
+
+def bench_formats(tmp: Path, n_big: int, n_small: int) -> list[dict]:
+    from cnncli.cli.state import quiet_tensorflow
+    from cnncli.datasets.build import build_dataset
+    from cnncli.datasets.store import open_dataset
+
+    quiet_tensorflow(False)  # before TensorFlow loads
+    rows = []
+    sets = [
+        ("500x500x4", make_folder(tmp / "fbig", n_big)),
+        ("28x28x1", make_digits(tmp / "fsmall", n_small)),
+    ]
+    for label, folder in sets:
+        n = sum(1 for _ in folder.rglob("*.png"))
+        for fmt in ("raw", "png"):
+            out = tmp / f"f-{label}-{fmt}"
+            run = partial(build_dataset, folder, out, val=0.0, record_format=fmt)
+            wall, _ = _timed(run)
+            info = open_dataset(out)
+            size = sum(p.stat().st_size for p in info.shard_paths("train"))
+            rows.append({"images": label, "n": n, "format": fmt, "build_ips": n / wall,
+                         "kb_per_image": size / n / 1024,
+                         "read_ips": tf_read_rate(info)})  # fmt: skip
+            shutil.rmtree(out)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer images")
@@ -182,6 +252,13 @@ def main() -> None:
             f"    main RSS ratio {rows[-1]['images']}/{rows[0]['images']} images: {growth:.2f}x "
             "(flat means ~1.0x)"
         )
+        fmts = bench_formats(tmp, 40 if args.quick else 200, 2000 if args.quick else 10000)
+        print("(c) record format: build_dataset (whole build), size, tf.data read + decode")
+        for r in fmts:
+            print(
+                f"    {r['images']:>10} x{r['n']:<6d} {r['format']:4s}: build {r['build_ips']:8.1f}"
+                f" images/s, {r['kb_per_image']:8.1f} kB/image, read {r['read_ips']:9.1f} images/s"
+            )
 
 
 if __name__ == "__main__":

@@ -444,8 +444,10 @@ def build_dataset(
         if not counts.get("train") or any(counts["train"][c] == 0 for c in ls.class_names):
             empty = [c for c in ls.class_names if not counts.get("train", {}).get(c)]
             raise DatasetError(
-                f"no training images left for class {empty[0]!r} after skipping bad rows",
-                "fix or add images for that class",
+                f"class {empty[0]!r} has no images in the train split"
+                + (" after skipping bad rows" if problems else ""),
+                "fix or add images for that class"
+                + (", or put some in train in the split column" if split_col else ""),
                 problems=problems,
             )
         shard_names = {s: w.close() for s, w in writers.items()}
