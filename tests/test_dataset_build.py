@@ -173,6 +173,13 @@ def test_split_column(tmp_path):
     }
     idx = open_dataset(tmp_path / "ds").index
     assert list(idx.sort_values("index")["split"]) == splits
+    rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2},{'val' if i % 2 else 'train'}"
+            for i in range(6)]  # fmt: skip
+    table.write_text("\n".join([",image,type,y,part", *rows]) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="class '대리석' has no images in the train split: .* "
+                       "or put some in train in the split column"):  # fmt: skip
+        build_dataset(folder, tmp_path / "ds2", labels=table, split_col="part")
+    assert not (tmp_path / "ds2").exists()
 
 
 def test_class_too_small_and_single_class(tmp_path):
