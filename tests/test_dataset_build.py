@@ -281,6 +281,14 @@ def test_atomic_failure_mid_build_and_overwrite(tmp_path):
     build_dataset(folder, out, labels=table, seed=1, overwrite=True)
     assert json.loads((out / "manifest.json").read_text())["options"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "imgs", "labels.csv"]
+    # --overwrite replaces a dataset, never the inputs or another folder
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(UsageError, match="holds the inputs .*--overwrite would delete them"):
+        build_dataset(folder, tmp_path, labels=table, overwrite=True)
+    with pytest.raises(UsageError, match="is not a cnncli dataset; --overwrite only replaces"):
+        build_dataset(folder, tmp_path / "notes", labels=table, overwrite=True)
+    assert (folder / "BV000.png").is_file() and (tmp_path / "notes" / "keep.txt").is_file()
 
 
 def test_image_modes_formats_and_majority_colour(tmp_path):

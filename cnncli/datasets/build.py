@@ -358,6 +358,8 @@ def build_dataset(
         raise InputError(f"image folder {images_dir} {what}", "give the folder holding the images")
     if out_dir.exists() and not overwrite:
         raise OutputExistsError(out_dir)
+    if out_dir.exists():
+        _check_replaceable(out_dir, images_dir, labels)
     if split_col and not labels:
         raise UsageError("--split-col needs a label table", "pass --labels TABLE.csv")
 
@@ -482,6 +484,25 @@ def build_dataset(
         )
         write_json(tmp / "manifest.json", manifest)
     return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused)
+
+
+def _check_replaceable(out_dir: Path, images_dir: Path, labels) -> None:
+    """--overwrite replaces an earlier dataset, never the inputs or some other folder."""
+    out_real = os.path.realpath(out_dir)
+    for source in (images_dir, labels):
+        if source is None:
+            continue
+        real = os.path.realpath(source)
+        if real == out_real or real.startswith(out_real.rstrip(os.sep) + os.sep):
+            raise UsageError(
+                f"{out_dir} holds the inputs ({source}); --overwrite would delete them",
+                "choose another output folder",
+            )
+    if not (out_dir / "manifest.json").is_file():
+        raise UsageError(
+            f"{out_dir} exists and is not a cnncli dataset; --overwrite only replaces datasets",
+            "choose another output folder, or remove it yourself",
+        )
 
 
 def _choose_spec(rows, images_dir, color, size, fit, problems, notes):
