@@ -414,6 +414,7 @@ def activation_grid(
     if down > 1:  # block mean: bounded size, no aliasing
         hh, ww = h // down, w // down
         values = values[: hh * down, : ww * down].reshape(hh, down, ww, down, k).mean(axis=(1, 3))
+        title = [*title, f"each map shown at 1/{down} size (block mean over {down}x{down} pixels)"]
     up = max(1, math.ceil(MIN_CELL / max(values.shape[0], values.shape[1])))
     if up > 1:
         values = values.repeat(up, axis=0).repeat(up, axis=1)
@@ -742,8 +743,8 @@ def _one_image(
     target_pos = len(chosen) if target is not None else None
     outs, cam, ci = _forward(multi, x, len(chosen), target_pos, class_index, class_names)
     idx, cname, prob, probs = interpret_output(outs[-1][0], class_names)
-    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(
-        out / "input.png", format="PNG"
+    _save_png(
+        Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels), out / "input.png"
     )
     stats = None
     if norm == "global":
