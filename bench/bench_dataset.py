@@ -239,6 +239,12 @@ def main() -> None:
             f"    ratio build / loop: {s['ratio']:.2f}x (goal >= 1.6x on 2 free cores; "
             f"the build got {s['cores_used_by_build']:.2f})"
         )
+        cores = len(os.sched_getaffinity(0))
+        est = cores * 1000 / cpu["build"]
+        print(
+            f"    estimate from CPU cost if all {cores} cores were free: {est:.1f} images/s, "
+            f"{est / (1000 / cpu['loop']):.2f}x the loop (an estimate, not a measurement)"
+        )
         rows = bench_memory(tmp, counts)
         print("(b) peak RSS of a build (500x500 RGBA PNGs kept at size, raw records)")
         for r in rows:
