@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -97,7 +98,9 @@ def _load_with_keras(path: Path, unsafe: bool) -> Loaded:
     if not path.exists():
         raise InputError(f"model file {path} not found", "give the path of a .keras or .h5 file")
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+        with warnings.catch_warnings():  # tf.keras 2.x files trigger Keras 3 style advice
+            warnings.simplefilter("ignore")
+            model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as e:  # Keras raises many kinds; the message is what matters
         text = " ".join(str(e).split())[:300]
         hint = "pass --unsafe if you trust this file" if "safe_mode" in text else None
@@ -667,6 +670,10 @@ def activations(
         raise UsageError(f"--per-row must be at least 1, got {per_row}")
     if max_channels < 1:
         raise UsageError(f"max_channels must be at least 1, got {max_channels}")
+    if class_index is not None and not gradcam:
+        raise UsageError(
+            "--class chooses the Grad-CAM class", "add --gradcam, or leave --class out"
+        )
     colormap_lut(cmap)  # an unknown colormap fails before any work
     files = collect_images(images)
     loaded = _as_loaded(model, unsafe)

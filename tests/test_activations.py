@@ -227,7 +227,10 @@ def test_sequential_without_input_grayscale_h5_other_size(tmp_path):
         tmp_path / "digit.png", (np.arange(30 * 40) % 256).astype(np.uint8).reshape(30, 40)
     )
     result = activations(h5, [img], tmp_path / "o", raw=True, layers="conv")
-    assert "12x12 grayscale" in result.conversion and "1/255" not in result.conversion
+    assert result.conversion.startswith(
+        "images converted to 12x12 grayscale (stretch) (from the model's input shape), "
+        "pixels x 0.00392"
+    )
     got = np.load(tmp_path / "o" / "00_c.npy")
     assert got.shape == (10, 10, 4)
     x = _input(img, 12, "grayscale")
@@ -272,3 +275,100 @@ def test_cli_bad_input_one_line(cli, rgba_model, rgba_image, tmp_path):
     cmap = cli("activations", rgba_model, rgba_image, "-o", tmp_path / "z", "--cmap", "nocmap")
     assert cmap.exit_code == 2 and "unknown colormap 'nocmap'" in cmap.stderr
     assert not (tmp_path / "z").exists()
+    lone = cli("activations", rgba_model, rgba_image, "-o", tmp_path / "c", "--class", "1")
+    assert (
+        lone.exit_code == 2 and "--class chooses the Grad-CAM class: add --gradcam" in lone.stderr
+    )
+
+
+def _write_tf_keras2_h5(path: Path, kernel: np.ndarray, bias: np.ndarray, dense_w, dense_b):
+    """An .h5 file laid out as tf.keras 2.15 wrote it (config style, weight names with ':0',
+    keras_version 2.15.0), written with h5py so the test needs no TF 2.x install."""
+    import json
+
+    import h5py
+
+    def layer(cls, name, **cfg):
+        return {
+            "class_name": cls,
+            "config": {"name": name, "trainable": True, "dtype": "float32", **cfg},
+        }
+
+    init = {"class_name": "GlorotUniform", "config": {"seed": None}}
+    zeros = {"class_name": "Zeros", "config": {}}
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "sequential",
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 10, 10, 1],
+                 "dtype": "float32", "sparse": False, "ragged": False, "name": "conv2d_input"}},
+                layer("Conv2D", "conv2d", batch_input_shape=[None, 10, 10, 1], filters=2,
+                      kernel_size=[3, 3], strides=[1, 1], padding="valid",
+                      data_format="channels_last", dilation_rate=[1, 1], groups=1,
+                      activation="relu", use_bias=True, kernel_initializer=init,
+                      bias_initializer=zeros, kernel_regularizer=None, bias_regularizer=None,
+                      activity_regularizer=None, kernel_constraint=None, bias_constraint=None),
+                layer("MaxPooling2D", "max_pooling2d", pool_size=[2, 2], padding="valid",
+                      strides=[2, 2], data_format="channels_last"),
+                layer("Flatten", "flatten", data_format="channels_last"),
+                layer("Dense", "dense", units=3, activation="softmax", use_bias=True,
+                      kernel_initializer=init, bias_initializer=zeros, kernel_regularizer=None,
+                      bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                      bias_constraint=None),
+            ],
+        },
+    }  # fmt: skip
+    with h5py.File(path, "w") as f:
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["model_config"] = json.dumps(config)
+        g = f.create_group("model_weights")
+        g.attrs["backend"] = "tensorflow"
+        g.attrs["keras_version"] = "2.15.0"
+        g.attrs["layer_names"] = np.array([b"conv2d", b"max_pooling2d", b"flatten", b"dense"])
+        for name, weights in (
+            ("conv2d", {"kernel:0": kernel, "bias:0": bias}),
+            ("max_pooling2d", {}),
+            ("flatten", {}),
+            ("dense", {"kernel:0": dense_w, "bias:0": dense_b}),
+        ):
+            lg = g.create_group(name)
+            lg.attrs["weight_names"] = np.array([f"{name}/{w}".encode() for w in weights])
+            for w, value in weights.items():
+                lg.create_dataset(f"{name}/{w}", data=value)
+
+
+def test_tf_keras2_h5_file(tmp_path):
+    rng = np.random.default_rng(9)
+    kernel = rng.normal(size=(3, 3, 1, 2)).astype(np.float32)
+    bias = np.array([0.1, -0.2], np.float32)
+    dense_w = rng.normal(size=(32, 3)).astype(np.float32)
+    dense_b = np.zeros(3, np.float32)
+    h5 = tmp_path / "old.h5"
+    _write_tf_keras2_h5(h5, kernel, bias, dense_w, dense_b)
+    img = write_image(tmp_path / "d.png", (rng.random((10, 10)) * 255).astype(np.uint8))
+    result = activations(h5, [img], tmp_path / "o", layers="all", raw=True)
+    assert [lo.name for lo in result.images[0].layers] == [
+        "conv2d",
+        "max_pooling2d",
+        "flatten",
+        "dense",
+    ]
+    # an independent NumPy forward pass with the file's weights
+    x = _input(img, 10, "grayscale")[0, :, :, 0]
+    conv = np.zeros((8, 8, 2), np.float32)
+    for i in range(8):
+        for j in range(8):
+            conv[i, j] = np.tensordot(x[i : i + 3, j : j + 3], kernel[:, :, 0, :], axes=2) + bias
+    conv = np.maximum(conv, 0)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "o" / "00_conv2d.npy"), conv, rtol=1e-5, atol=1e-6
+    )
+    pooled = conv.reshape(4, 2, 4, 2, 2).max(axis=(1, 3))
+    logits = pooled.reshape(-1) @ dense_w + dense_b
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(
+        np.load(tmp_path / "o" / "03_dense.npy"), probs, rtol=1e-5, atol=1e-6
+    )
+    assert result.images[0].predicted_class == str(int(np.argmax(probs)))
