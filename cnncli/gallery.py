@@ -54,14 +54,39 @@ def filter_gallery(
     for k, (name, picture, lines) in enumerate(panels):
         x0 = (k % columns) * cell_w + 8
         y0 = (k // columns) * cell_h + 8
+        picture = _fit(picture, tile)
         sheet.paste(picture, (x0 + (tile - picture.width) // 2, y0 + (tile - picture.height) // 2))
         y = y0 + tile + 4
         draw.text((x0, y), name, fill="black", font=title_font)
         y += 22
-        for line in lines:
-            draw.text((x0, y), line, fill=(40, 40, 40), font=font)
-            y += line_h
+        _draw_matrix(draw, (x0, y), lines, font, line_h)
     return sheet
+
+
+def _fit(img: Image.Image, tile: int) -> Image.Image:
+    """Small images are enlarged (nearest neighbour, pixels stay visible) to fill the tile."""
+    factor = tile // max(img.width, img.height)
+    if factor >= 2:
+        return img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+    return img
+
+
+def _draw_matrix(draw: ImageDraw.ImageDraw, origin, lines: list[str], font, line_h: int) -> None:
+    """The kernel's numbers right-aligned in columns (the default font is proportional)."""
+    x0, y = origin
+    rows = [line.split() for line in lines]
+    if rows and rows[0] and rows[0][-1] == "x":  # the "1/9 x" divisor line
+        draw.text((x0, y), lines[0], fill=(40, 40, 40), font=font)
+        rows, y = rows[1:], y + line_h
+    if not rows:
+        return
+    width = max(draw.textlength(c, font=font) for r in rows for c in r) + 8
+    for r in rows:
+        for j, cell in enumerate(r):
+            right = x0 + (j + 1) * width
+            draw.text((right - draw.textlength(cell, font=font), y), cell, fill=(40, 40, 40),
+                      font=font)  # fmt: skip
+        y += line_h
 
 
 def _display(img: Image.Image) -> Image.Image:
