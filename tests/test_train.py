@@ -241,3 +241,29 @@ def test_bad_inputs(ds2, tmp_path):
 
 def _other_dataset(tmp_path):
     return make_dataset(tmp_path / "other", n=6)
+
+
+def test_augmentation_is_active_only_in_training(ds2):
+    import keras
+
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.augment import AugmentOptions
+    from cnncli.training.fit import build_training_model
+
+    info = open_dataset(ds2)
+    arch = tiny()
+    aug = AugmentOptions.course(zoom=0.3)
+    assert aug == AugmentOptions(rotation=40, shift=0.1, shear=0.2, zoom=0.3, flip=True)
+    net = build_training_model(arch, info, aug)
+    plain = build_training_model(arch, info, None)  # the same architecture layers, no augmentation
+    names = [layer.name for layer in net.layers]
+    assert names[:7] == ["pixels", "rescale", "aug_flip", "aug_rotation", "aug_shift",
+                         "aug_shear", "aug_zoom"]  # fmt: skip
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(net(x, training=False), plain(x, training=False), rtol=1e-6)
+    # in training the augmentation changes what the layers after it see
+    feats = keras.Model(net.inputs, net.get_layer("aug_zoom").output)
+    assert not np.allclose(feats(x, training=True), x / 255.0, atol=1e-3)
+    np.testing.assert_allclose(feats(x, training=False), x / 255.0, rtol=1e-6)
+    with pytest.raises(UsageError, match="rotation must be 0..180 degrees, got 200"):
+        AugmentOptions(rotation=200).check()

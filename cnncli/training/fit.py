@@ -10,7 +10,9 @@ history, so an interrupted and resumed run equals an uninterrupted one (CPU, fix
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -439,7 +441,9 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
 
     initial_epoch = st.epoch
     has_val = info.count("val") > 0
-    cache_dir = run_dir / "cache" if opts.cache == "disk" else None
+    # --cache disk: a cache file per process in the run folder, removed when training ends
+    # (a half-written cache of an interrupted run would otherwise block the next one)
+    cache_dir = run_dir / f"cache-{os.getpid()}" if opts.cache == "disk" else None
     train_ds = make_tf_dataset(
         info, "train", batch_size=opts.batch_size, shuffle=True, seed=opts.seed,
         cache=opts.cache, cache_dir=cache_dir, repeat=True, first_epoch=initial_epoch,
@@ -511,6 +515,32 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
     weights = class_weights(info) if opts.class_weight == "auto" else None
 
     try:
+        _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights, cbs,
+                          run_dir, run, st)  # fmt: skip
+    finally:
+        if cache_dir is not None:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+    _plot(run_dir, st)
+    stopped = st.epoch < opts.epochs
+    run["status"] = "early-stopped" if stopped else "finished"
+    run["finished"] = _now()
+    write_json(run_dir / rundir.RUN_JSON, run)
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_run=st.epoch,
+        best_epoch=st.best_epoch,
+        best_value=st.best_value,
+        monitor=opts.monitor,
+        history=st.history,
+        stopped_early=stopped,
+        resumed_from=initial_epoch,
+    )
+
+
+def _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights, cbs, run_dir,
+                      run, st) -> None:  # fmt: skip
+    """model.fit; Ctrl-C becomes TrainingInterrupted once the finished epochs are saved."""
+    try:
         net.fit(
             train_ds,
             epochs=opts.epochs,
@@ -534,18 +564,3 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
             f"{run_dir})",
             f"continue with: cnncli train --resume {run_dir}" if st.epoch else None,
         ) from None
-    _plot(run_dir, st)
-    stopped = st.epoch < opts.epochs
-    run["status"] = "early-stopped" if stopped else "finished"
-    run["finished"] = _now()
-    write_json(run_dir / rundir.RUN_JSON, run)
-    return TrainResult(
-        run_dir=run_dir,
-        epochs_run=st.epoch,
-        best_epoch=st.best_epoch,
-        best_value=st.best_value,
-        monitor=opts.monitor,
-        history=st.history,
-        stopped_early=stopped,
-        resumed_from=initial_epoch,
-    )
