@@ -372,3 +372,20 @@ def test_tf_keras2_h5_file(tmp_path):
         np.load(tmp_path / "o" / "03_dense.npy"), probs, rtol=1e-5, atol=1e-6
     )
     assert result.images[0].predicted_class == str(int(np.argmax(probs)))
+
+
+def test_cli_json_norm_and_gradcam(cli, rgba_model, rgba_image, tmp_path):
+    import json
+
+    out = tmp_path / "j"
+    result = cli(
+        "activations", rgba_model, rgba_image, "-o", out, "--json", "--norm", "global",
+        "--layers", "conv,1", "--gradcam", "--class", "0", "--cmap", "gray",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (image,) = data["images"]
+    assert [la["name"] for la in image["layers"]] == ["conv_a", "pool_a", "conv_b"]
+    assert image["gradcam"] == str(out / "gradcam.png")
+    assert all(Path(la["file"]).is_file() for la in image["layers"])
+    assert data["conversion"].startswith("images converted to 16x16 RGBA")
