@@ -1,0 +1,199 @@
+"""`cnncli evaluate` and `cnncli predict`: thin commands over cnncli.training.evaluate /
+cnncli.training.predict."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli.errors import ExitCode, UsageError
+
+ModelArg = Annotated[Path, typer.Argument(help="A .keras or .h5 model file.")]
+UnsafeOpt = Annotated[
+    bool,
+    typer.Option("--unsafe", help="Allow models with Lambda layers (runs their code: trust it)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+
+
+def default_confusion_path(model: Path, split: str) -> Path:
+    """Where the confusion plot goes unless --confusion says otherwise: beside the model."""
+    return model.with_name(f"{model.stem}.confusion-{split}.png")
+
+
+def evaluate_command(
+    model: ModelArg,
+    dataset: Annotated[Path, typer.Argument(help="A dataset folder (cnncli dataset build).")],
+    split: Annotated[
+        str | None,
+        typer.Option(help="test, val or train (default: test if the dataset has one, else val)."),
+    ] = None,
+    errors: Annotated[
+        Path | None,
+        typer.Option("--errors", help="Draw the misclassified images into this PNG."),
+    ] = None,
+    errors_csv: Annotated[
+        Path | None,
+        typer.Option("--errors-csv", help="List the misclassified images in this CSV."),
+    ] = None,
+    confusion: Annotated[
+        Path | None,
+        typer.Option(
+            "--confusion",
+            help="Confusion-matrix plot to write (default: <model>.confusion-<split>.png "
+            "beside the model, replacing an earlier one).",
+        ),
+    ] = None,
+    no_confusion: Annotated[
+        bool, typer.Option("--no-confusion", help="Write no confusion-matrix plot.")
+    ] = False,
+    batch_size: BatchOpt = 32,
+    unsafe: UnsafeOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split."""
+    from cnncli import console
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.evaluate import SPLITS, _check_split, evaluate
+    from cnncli.training.predict import open_model
+
+    if split is not None and split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
+    if confusion is not None and no_confusion:
+        raise UsageError("--confusion and --no-confusion contradict each other")
+    info = open_dataset(dataset)
+    split = _check_split(info, split)
+    if not no_confusion and confusion is None:
+        confusion = default_confusion_path(model, split)
+    loaded = open_model(model, unsafe=unsafe)  # a bad model file fails before the bar shows
+    with console.progress_bar(f"evaluate {split}", info.count(split)) as advance:
+        result = evaluate(
+            loaded, info.path, split=split, batch_size=batch_size, errors_png=errors,
+            errors_csv=errors_csv, confusion_png=confusion, progress=advance, unsafe=unsafe,
+        )  # fmt: skip
+    for note in result.notes:
+        console.info(f"note: {note}")
+    if json_out:
+        console.print_json(result.to_json())
+    else:
+        _render_evaluation(result)
+    for kind, label in (
+        ("confusion_png", "confusion matrix"),
+        ("errors_png", "misclassified images"),
+        ("errors_csv", "misclassified list"),
+    ):
+        if kind in result.files:
+            console.info(f"wrote {label}: {result.files[kind]}")
+
+
+def _render_evaluation(result) -> None:
+    from cnncli import console
+
+    console.print_table(
+        ["split", "images", "loss", "accuracy", "misclassified"],
+        [(result.split, result.count, result.loss, result.accuracy, len(result.misclassified))],
+        title=f"{result.model_path} on {result.dataset} ({result.loss_name})",
+        numeric=["images", "loss", "accuracy", "misclassified"],
+    )
+    macro, weighted = result.macro, result.weighted
+    console.print_table(
+        ["class", "precision", "recall", "f1", "support"],
+        [(m.name, m.precision, m.recall, m.f1, m.support) for m in result.per_class],
+        title="Per class",
+        numeric=["precision", "recall", "f1", "support"],
+        footer_rows=[
+            ("macro avg", macro["precision"], macro["recall"], macro["f1"], result.count),
+            (
+                "weighted avg",
+                weighted["precision"],
+                weighted["recall"],
+                weighted["f1"],
+                result.count,
+            ),
+        ],
+    )
+    names = result.class_names
+    console.print_table(
+        ["actual \\ predicted", *names],
+        [(name, *(int(v) for v in row)) for name, row in zip(names, result.confusion, strict=True)],
+        title="Confusion matrix (rows: actual, columns: predicted)",
+        numeric=names,
+    )
+
+
+def predict_command(
+    model: ModelArg,
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely classes.")] = 1,
+    json_out: JsonOpt = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print the result as CSV on stdout.")] = (
+        False
+    ),
+    batch_size: BatchOpt = 32,
+    unsafe: UnsafeOpt = False,
+) -> None:
+    """Class name and probability for each image, with the class names stored with the model.
+
+    A file that is not a readable image is reported (one line naming it) and skipped; the
+    others are predicted and the exit code is 1.
+    """
+    from cnncli import console
+    from cnncli.training.predict import collect_inputs, open_model, predict
+
+    if json_out and csv_out:
+        raise UsageError("--json and --csv are exclusive", "choose one output format")
+    files = collect_inputs(inputs)
+    loaded = open_model(model, unsafe=unsafe)
+    with console.progress_bar("predict", len(files), enabled=len(files) > batch_size) as advance:
+        result = predict(
+            loaded, files, top_k=top_k, batch_size=batch_size, progress=advance, unsafe=unsafe
+        )
+    console.info(result.conversion)
+    for note in result.notes:
+        console.info(f"note: {note}")
+    for file, reason in result.skipped:
+        console.warn(f"skipped {file}: {reason}")
+    if json_out:
+        console.print_json(result.to_json())
+    elif csv_out:
+        sys.stdout.write(predictions_csv(result))
+        sys.stdout.flush()
+    else:
+        columns = ["file", "class", "probability"]
+        if top_k > 1:
+            columns += [f"top {i}" for i in range(2, top_k + 1)]
+        rows = [
+            (r.file, r.class_name, r.probability, *(f"{c} ({p:.3f})" for c, p in r.top_k[1:]))
+            for r in result.rows
+        ]
+        console.print_table(columns, rows, numeric=["probability"])
+    if result.skipped:
+        console.info(f"{len(result.skipped)} of {len(files)} file(s) could not be read")
+        raise typer.Exit(ExitCode.FAILURE)
+
+
+def predictions_csv(result) -> str:
+    """file, class, probability, then class_2, probability_2 ... for --top-k > 1."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["file", "class", "probability"]
+    for i in range(2, result.top_k + 1):
+        header += [f"class_{i}", f"probability_{i}"]
+    w.writerow(header)
+    for r in result.rows:
+        row = [r.file, r.class_name, f"{r.probability:.6f}"]
+        for c, p in r.top_k[1:]:
+            row += [c, f"{p:.6f}"]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate", no_args_is_help=True)(evaluate_command)
+    app.command("predict", no_args_is_help=True)(predict_command)
