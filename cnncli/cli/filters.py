@@ -203,14 +203,13 @@ def _run_images(images, tag, out, out_dir, apply, compress, overwrite, json_out,
 def _gallery(images, path, options, overwrite):
     from cnncli import console
     from cnncli.errors import UsageError
-    from cnncli.filters.images import check_outputs, save_image
+    from cnncli.filters.images import check_outputs, open_input, save_image
     from cnncli.gallery import filter_gallery
-    from cnncli.images import open_image
 
     if len(images) != 1:
         raise UsageError("--gallery takes one image", f"got {len(images)}")
     check_outputs([(images[0], path)], overwrite)
-    sheet = filter_gallery(open_image(images[0]), options=options)
+    sheet = filter_gallery(open_input(images[0]), options=options)
     save_image(sheet, path, compress=6, overwrite=overwrite)
     console.info(f"wrote {path} (gallery of every named kernel, {sheet.width}x{sheet.height})")
 

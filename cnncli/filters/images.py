@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from cnncli.atomic import atomic_file
-from cnncli.errors import OutputExistsError, UsageError
+from cnncli.errors import ImageError, OutputExistsError, UsageError
 from cnncli.filters.engine import correlate_image, pool
 from cnncli.images import open_image
 
@@ -195,6 +195,16 @@ def save_image(
         img.save(tmp, format=fmt, **kwargs)
 
 
+def open_input(path: Path) -> Image.Image:
+    """open_image, with an unusable file reported as a usage error (exit 2): the user named it."""
+    try:
+        return open_image(path)
+    except ImageError as e:
+        raise UsageError(
+            e.message, e.hint or "give an image file (PNG, JPEG, BMP, GIF, TIFF, WebP)"
+        ) from None
+
+
 def process_files(
     sources: Sequence[Path],
     targets: Sequence[Path],
@@ -207,7 +217,7 @@ def process_files(
     check_outputs(list(zip(sources, targets, strict=False)), overwrite)
     written = []
     for source, target in zip(sources, targets, strict=False):
-        img = open_image(source)
+        img = open_input(source)
         result, notes = apply(img)
         save_image(result, target, compress, overwrite=overwrite)
         written.append(Written(source, target, result.mode, result.size, notes))

@@ -136,10 +136,13 @@ def parse_matrix(text: str, what: str = "matrix") -> np.ndarray:
 
 
 def _is_word(text: str) -> bool:
-    try:
-        float(text)
+    """A name (or a mistyped file name), not numbers: no separators and not a number."""
+    if any(sep in text for sep in ", \t"):
         return False
-    except ValueError:
+    try:
+        float(Fraction(text)) if "/" in text else float(text)
+        return False
+    except (ValueError, ZeroDivisionError):
         return True
 
 
