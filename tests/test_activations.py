@@ -123,7 +123,20 @@ def test_index_html_opens_in_headless_browser(rgba_model, rgba_image, tmp_path):
          "--window-size=800,600", (out / "index.html").as_uri()],
         capture_output=True, timeout=60,
     )  # fmt: skip
-    assert proc.returncode == 0 and shot.stat().st_size > 0
+    assert proc.returncode == 0 and shot.stat().st_size > 0, proc.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        px = np.asarray(im.convert("RGB")).astype(int)
+    # text is grey; colourful pixels mean the images were found and drawn (relative links)
+    colourful = (px.max(axis=2) - px.min(axis=2)) > 60
+    assert colourful.sum() > 1000
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         (out / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert "Predicted class" in dom and 'src="00_conv_a.png"' in dom
 
 
 def test_constant_channel_is_flat_never_nan():
