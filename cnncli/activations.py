@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import math
 import os
 import re
-import warnings
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -70,72 +67,10 @@ class Loaded:
 
 
 def load_for_inspection(path, unsafe: bool = False) -> Loaded:
-    """Load a model file with what is stored with it (cnncli.models.io when present)."""
-    try:
-        from cnncli.models import io as model_io
-    except ImportError:
-        model_io = None
-    if model_io is not None and hasattr(model_io, "load_model"):
-        loaded = model_io.load_model(path, unsafe=unsafe, compile=False)
-        m = loaded.metadata
-        return Loaded(
-            loaded.model,
-            ModelMeta(
-                class_names=list(m.class_names) if m.class_names else None,
-                image=m.image,
-                pixel_scale=float(m.pixel_scale),
-                from_cnncli=bool(getattr(m, "from_cnncli", False)),
-                notes=list(getattr(m, "notes", []) or []),
-            ),
-            Path(path),
-        )
-    return _load_with_keras(Path(path), unsafe)
+    """Load a model file with what is stored with it (cnncli.models.io.load_model)."""
+    from cnncli.models.io import load_model
 
-
-def _load_with_keras(path: Path, unsafe: bool) -> Loaded:
-    import keras
-
-    if not path.exists():
-        raise InputError(f"model file {path} not found", "give the path of a .keras or .h5 file")
-    try:
-        with warnings.catch_warnings():  # tf.keras 2.x files trigger Keras 3 style advice
-            warnings.simplefilter("ignore")
-            model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
-    except Exception as e:  # Keras raises many kinds; the message is what matters
-        text = " ".join(str(e).split())[:300]
-        hint = "pass --unsafe if you trust this file" if "safe_mode" in text else None
-        raise ModelError(f"cannot load model {path}: {text}", hint) from None
-    stored = _stored_metadata(path)
-    if stored:
-        spec = ImageSpec.from_dict(stored["image"]) if stored.get("image") else None
-        meta = ModelMeta(
-            stored.get("class_names"), spec, float(stored.get("pixel_scale", 1.0)), True
-        )
-    else:
-        meta = ModelMeta(None, None, 1 / 255, False)
-        meta.notes.append(
-            "no cnncli metadata in the model: pixels are scaled by 1/255 and classes are "
-            "named by output index"
-        )
-    return Loaded(model, meta, path)
-
-
-def _stored_metadata(path: Path) -> dict | None:
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                if "cnncli.json" in z.namelist():
-                    return json.loads(z.read("cnncli.json").decode("utf-8"))
-        elif path.suffix.lower() in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                raw = f.attrs.get("cnncli_metadata")
-                if raw is not None:
-                    return json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
-    except (OSError, ValueError, KeyError):
-        return None
-    return None
+    return _as_loaded(load_model(path, unsafe=unsafe, compile=False))
 
 
 def _as_loaded(model, unsafe: bool = False) -> Loaded:
@@ -534,15 +469,21 @@ class ActivationsResult:
 
 
 def image_spec_for(loaded: Loaded, probe: Probe) -> tuple[ImageSpec, str]:
-    """The conversion: what is stored with the model, else what its input shape implies."""
-    shape = tuple(probe.inputs.shape)
-    if loaded.metadata.image is not None:
-        spec, source = loaded.metadata.image, "stored with the model"
+    """The conversion: what is stored with the model, else what its input shape implies.
+    Returns the spec and a sentence stating it (and the pixel scale)."""
+    meta = loaded.metadata
+    if meta.image is not None and meta.from_cnncli:
+        spec, source = meta.image, "stored with the model"
     else:
-        spec, source = ImageSpec.for_input_shape(shape), "from the model's input shape"
-    scale = loaded.metadata.pixel_scale
-    text = f"images converted to {spec.describe()} ({source}), pixels x {scale:.6g}"
+        spec = meta.image or ImageSpec.for_input_shape(tuple(probe.inputs.shape))
+        source = "from the model's input shape"
+    text = f"images converted to {spec.describe()} ({source}), pixels x {meta.pixel_scale:.6g}"
     return spec, text
+
+
+def model_notes(loaded: Loaded) -> list[str]:
+    """The defaults stated for a model saved elsewhere, less the conversion (stated apart)."""
+    return [n for n in loaded.metadata.notes if not n.startswith("image conversion:")]
 
 
 def collect_images(inputs: Sequence) -> list[Path]:
@@ -686,7 +627,7 @@ def activations(
     multi = probe.build(outputs)
     spec, conversion = image_spec_for(loaded, probe)
     class_names = loaded.metadata.class_names
-    notes = list(loaded.metadata.notes)
+    notes = model_notes(loaded)
     base = Path(out_dir)
     if subfolders is None:
         subfolders = len(files) > 1

@@ -140,6 +140,7 @@ def embed(
         _as_loaded,
         image_spec_for,
         interpret_output,
+        model_notes,
         select_layers,
         trace_model,
     )
@@ -197,7 +198,7 @@ def embed(
         run(batch)
     vectors = np.stack(vecs).astype(np.float32)
     result = EmbedResult(out_csv, chosen.name, files, classes, predicted, vectors, conversion)
-    result.notes = list(loaded.metadata.notes)
+    result.notes = model_notes(loaded)
 
     labels = None
     if clusters:
