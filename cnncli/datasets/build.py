@@ -25,7 +25,7 @@ import signal
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,6 +302,12 @@ class ShardWriter:
             self._f.close()
             self._f = None
 
+    def abort(self) -> None:
+        """Close an open shard file (the temporary folder is removed by the caller)."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
     def close(self) -> list[str]:
         """Close and rename the shards to their final names; return those names."""
         if self._f is not None:
@@ -421,7 +427,10 @@ def build_dataset(
         if progress:
             progress(0, total)
         # closing(): the pool stops at once on an error or Ctrl-C, not when garbage collected
-        with closing(ordered_map(convert_record, tasks, workers)) as results:
+        with ExitStack() as stack:
+            for w in writers.values():
+                stack.callback(w.abort)
+            results = stack.enter_context(closing(ordered_map(convert_record, tasks, workers)))
             for done, (i, result) in enumerate(zip(order, results, strict=True), 1):
                 status, payload, sha[int(i)] = result
                 if status == "ok":
