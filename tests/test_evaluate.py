@@ -123,8 +123,6 @@ def shapes(tmp_path_factory):
 
 
 def _keras_evaluate(model, x, y, loss, scale=1.0):
-    import keras
-
     model.compile(loss=loss, metrics=["accuracy"])
     out = model.evaluate(x * scale, y, batch_size=4, verbose=0, return_dict=True)
     return out["loss"], out["accuracy"]
@@ -291,7 +289,8 @@ def test_cli_json_schema(cli, facade, tmp_path):
 def test_cli_bad_inputs_one_line(cli, facade, tmp_path):
     cases = [
         (["evaluate", tmp_path / "missing.keras", facade["ds"]], 1,
-         f"error: model file {tmp_path / 'missing.keras'} not found: give the path of a .keras or .h5 file"),
+         f"error: model file {tmp_path / 'missing.keras'} not found: "
+         "give the path of a .keras or .h5 file"),
         (["evaluate", facade["path"], facade["ds"], "--split", "testing"], 2,
          "error: unknown split 'testing': use one of train, val, test"),
         (["evaluate", facade["path"], tmp_path / "nods"], 1, None),

@@ -168,14 +168,29 @@ def predict_command(
         columns = ["file", "class", "probability"]
         if top_k > 1:
             columns += [f"top {i}" for i in range(2, top_k + 1)]
+        base, names = _short_names([r.file for r in result.rows])
         rows = [
-            (r.file, r.class_name, r.probability, *(f"{c} ({p:.3f})" for c, p in r.top_k[1:]))
-            for r in result.rows
+            (name, r.class_name, r.probability, *(f"{c} ({p:.3f})" for c, p in r.top_k[1:]))
+            for name, r in zip(names, result.rows, strict=True)
         ]
-        console.print_table(columns, rows, numeric=["probability"])
+        title = f"Predictions (files in {base})" if base else "Predictions"
+        console.print_table(columns, rows, title=title, numeric=["probability"])
     if result.skipped:
         console.info(f"{len(result.skipped)} of {len(files)} file(s) could not be read")
         raise typer.Exit(ExitCode.FAILURE)
+
+
+def _short_names(files: list[str]) -> tuple[str | None, list[str]]:
+    """Files relative to their common folder, so the table's file column stays readable."""
+    import os
+
+    if not files:
+        return None, []
+    try:
+        base = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files])
+    except ValueError:  # different drives
+        return None, files
+    return base, [os.path.relpath(os.path.abspath(f), base) for f in files]
 
 
 def predictions_csv(result) -> str:
