@@ -99,7 +99,7 @@ def test_default_files_counts_order_and_html(rgba_model, rgba_image, tmp_path):
     from PIL import Image
 
     with Image.open(out / "00_conv_a.png") as im:
-        assert im.mode == "RGB" and im.width >= 6 * 24
+        assert im.mode == "P" and im.width >= 6 * 24  # palette PNG: the colormap, then greys
 
 
 def test_index_html_opens_in_headless_browser(rgba_model, rgba_image, tmp_path):
@@ -152,8 +152,10 @@ def test_constant_channel_is_flat_never_nan():
     # layer norm: one mean and std for all channels
     whole = np.clip((a - a.mean()) / a.std() * 64 + 128, 0, 255)
     np.testing.assert_allclose(normalize(a, "layer"), whole, rtol=1e-5)
-    img = np.asarray(activation_grid(np.zeros((4, 4, 2), np.float32), per_row=2, cmap="gray"))
-    assert (img == 128).any() and not np.isnan(img.astype(float)).any()
+    grid = activation_grid(np.full((4, 4, 2), 3.0, np.float32), per_row=2, cmap="gray")
+    img = np.asarray(grid.convert("RGB")).astype(int)
+    flat_grey = (img == 128).all(axis=2)  # both constant maps: 4x4 enlarged to 24x24, grey 128
+    assert flat_grey.sum() == 2 * 24 * 24
 
 
 def test_wide_layers_capped_with_note(rgba_model, rgba_image, tmp_path):
