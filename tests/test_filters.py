@@ -226,3 +226,21 @@ def test_parse_errors(text, message):
 def test_parse_matrix_rejects_ragged():
     with pytest.raises(UsageError):
         parse_matrix("1,2,3;4,5")
+
+
+@pytest.mark.parametrize("mode, shape, dtype", [
+    ("L", (70, 33), np.uint8), ("LA", (65, 9, 2), np.uint8), ("RGB", (130, 31, 3), np.uint8),
+    ("RGBA", (3, 5, 4), np.uint8), ("I;16", (66, 17), np.uint16),
+])  # fmt: skip
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_png_writer_round_trips_through_pillow(tmp_path, rng, mode, shape, dtype, level):
+    from PIL import Image
+
+    from cnncli.filters.png import write_png
+
+    arr = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    write_png(tmp_path / "t.png", arr, mode, level)
+    img = Image.open(tmp_path / "t.png")
+    img.load()
+    assert img.mode == mode
+    np.testing.assert_array_equal(np.asarray(img), arr)

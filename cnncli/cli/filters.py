@@ -126,9 +126,9 @@ def filter_command(
     k = K.parse_kernel(kernel, scale)
     key = kernel.strip().lower()
     tag = key if key in K.NAMED_KERNELS else "filtered"
-    from cnncli.filters.images import filter_image
+    from cnncli.filters.images import filter_arrays
 
-    _run_images(images, tag, out, out_dir, lambda img: filter_image(img, k, options),
+    _run_images(images, tag, out, out_dir, lambda c, a: filter_arrays(c, a, k, options),
                 compress, overwrite, json_out, "filtering")  # fmt: skip
 
 
@@ -166,10 +166,10 @@ def pool_command(
     if not images:
         raise UsageError("no images given", "name image files, or use --matrix")
     pool(__import__("numpy").zeros((size, size)), op, size, stride, "valid")  # check options early
-    from cnncli.filters.images import pool_image
+    from cnncli.filters.images import pool_arrays
 
     _run_images(images, f"{op}pool{size}", out, out_dir,
-                lambda img: pool_image(img, op, size, stride, padding),
+                lambda c, a: pool_arrays(c, a, op, size, stride, padding),
                 compress, overwrite, json_out, "pooling")  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from cnncli.atomic import atomic_file
 from cnncli.errors import ImageError, OutputExistsError, UsageError
 from cnncli.filters.engine import correlate_image, pool
+from cnncli.filters.png import write_png
 from cnncli.images import open_image
 
 DEFAULT_COMPRESS = 1  # zlib level for PNG output: measured in bench_filters (see --help)
@@ -95,11 +96,12 @@ def _i16(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint16))
 
 
-def filter_image(img: Image.Image, kernel: np.ndarray, options: FilterOptions | None = None,
-                 threads: int | None = None) -> tuple[Image.Image, list[str]]:  # fmt: skip
-    """Filter a Pillow image; returns the result (same mode, or RGB/RGBA for palettes) and notes."""
+def filter_arrays(colour: np.ndarray, alpha: np.ndarray | None, kernel: np.ndarray,
+                  options: FilterOptions | None = None, threads: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:  # fmt: skip
+    """Filter the colour channels (as split_channels gives them); alpha follows the grid."""
     o = options or FilterOptions()
-    colour, alpha, mode, notes = split_channels(img)
+    notes: list[str] = []
     if o.normalize:
         raw = correlate_image(colour, kernel, o.padding, o.border, o.stride, o.flip,
                               absolute=o.absolute, raw=True, threads=threads)  # fmt: skip
@@ -115,7 +117,15 @@ def filter_image(img: Image.Image, kernel: np.ndarray, options: FilterOptions | 
                               absolute=o.absolute, offset=o.offset, threads=threads)  # fmt: skip
     if alpha is not None and alpha.shape != out.shape[:2]:
         alpha = _resample_alpha(alpha, kernel.shape, o)
-    return merge_channels(out, alpha, mode), notes
+    return out, alpha, notes
+
+
+def filter_image(img: Image.Image, kernel: np.ndarray, options: FilterOptions | None = None,
+                 threads: int | None = None) -> tuple[Image.Image, list[str]]:  # fmt: skip
+    """Filter a Pillow image; returns the result (same mode, or RGB/RGBA for palettes) and notes."""
+    colour, alpha, mode, notes = split_channels(img)
+    out, alpha, more = filter_arrays(colour, alpha, kernel, options, threads)
+    return merge_channels(out, alpha, mode), notes + more
 
 
 def _resample_alpha(alpha: np.ndarray, kshape, o: FilterOptions) -> np.ndarray:
@@ -130,23 +140,32 @@ def _resample_alpha(alpha: np.ndarray, kshape, o: FilterOptions) -> np.ndarray:
     return alpha[rows][:, cols]
 
 
-def pool_image(img: Image.Image, op: str, size: int, stride: int | None, padding: str
-               ) -> tuple[Image.Image, list[str]]:  # fmt: skip
-    """Pool every channel (alpha too: the grid shrinks) and keep the mode."""
-    colour, alpha, mode, notes = split_channels(img)
-    arr = (
-        colour
-        if alpha is None
-        else np.dstack([colour if colour.ndim == 3 else colour[..., None], alpha])
-    )
+def pool_arrays(
+    colour: np.ndarray,
+    alpha: np.ndarray | None,
+    op: str,
+    size: int,
+    stride: int | None,
+    padding: str,
+) -> tuple[np.ndarray, np.ndarray | None, list]:
+    """Pool every channel, alpha too (the grid shrinks); same dtype (avg rounded)."""
+    two_d = colour.ndim == 2
+    arr = colour if alpha is None else np.dstack([colour[..., None] if two_d else colour, alpha])
     out = pool(arr, op, size, stride, padding)
     if op == "avg":
         out = np.clip(np.rint(out), 0, np.iinfo(arr.dtype).max)
     out = out.astype(arr.dtype)
-    if alpha is not None:
-        return merge_channels(out[..., :-1].squeeze(-1) if mode == "LA" else out[..., :-1],
-                              out[..., -1], mode), notes  # fmt: skip
-    return merge_channels(out, None, mode), notes
+    if alpha is None:
+        return out, None, []
+    return (out[..., 0] if two_d else out[..., :-1]), out[..., -1], []
+
+
+def pool_image(img: Image.Image, op: str, size: int, stride: int | None, padding: str
+               ) -> tuple[Image.Image, list[str]]:  # fmt: skip
+    """Pool a Pillow image per channel and keep its mode."""
+    colour, alpha, mode, notes = split_channels(img)
+    out, alpha, _ = pool_arrays(colour, alpha, op, size, stride, padding)
+    return merge_channels(out, alpha, mode), notes
 
 
 def output_path(
@@ -184,15 +203,33 @@ def _real(p: Path) -> Path:
 def save_image(
     img: Image.Image, path: Path, compress: int = DEFAULT_COMPRESS, overwrite=True
 ) -> None:
-    """Write atomically; PNG with zlib level `compress` (0 fastest and largest, 9 smallest)."""
+    """Write a Pillow image atomically (PNG at zlib level `compress`)."""
+    fmt = _format(path, img.mode)
+    kwargs = {"compress_level": compress} if fmt == "PNG" else {}
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        img.save(tmp, format=fmt, **kwargs)
+
+
+def save_arrays(colour: np.ndarray, alpha: np.ndarray | None, mode: str, path: Path,
+                compress: int = DEFAULT_COMPRESS, overwrite=True) -> None:  # fmt: skip
+    """Write channels atomically: PNG through the streaming writer, other formats via Pillow."""
+    fmt = _format(path, mode)
+    if fmt != "PNG":
+        return save_image(merge_channels(colour, alpha, mode), path, compress, overwrite)
+    arr = colour
+    if alpha is not None:
+        arr = np.dstack([colour[..., None] if colour.ndim == 2 else colour, alpha])
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        write_png(tmp, arr, mode, compress)
+
+
+def _format(path: Path, mode: str) -> str:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise UsageError(f"cannot tell the image format of {path}", "name the output .png")
-    kwargs = {"compress_level": compress} if fmt == "PNG" else {}
-    if fmt == "JPEG" and img.mode not in ("L", "RGB", "CMYK"):
-        raise UsageError(f"JPEG cannot hold a {img.mode} image ({path})", "name the output .png")
-    with atomic_file(path, overwrite=overwrite) as tmp:
-        img.save(tmp, format=fmt, **kwargs)
+    if fmt == "JPEG" and mode not in ("L", "RGB", "CMYK"):
+        raise UsageError(f"JPEG cannot hold a {mode} image ({path})", "name the output .png")
+    return fmt
 
 
 def open_input(path: Path) -> Image.Image:
@@ -200,27 +237,34 @@ def open_input(path: Path) -> Image.Image:
     try:
         return open_image(path)
     except ImageError as e:
-        raise UsageError(
-            e.message, e.hint or "give an image file (PNG, JPEG, BMP, GIF, TIFF, WebP)"
-        ) from None
+        hint = e.hint or "give an image file (PNG, JPEG, BMP, GIF, TIFF, WebP)"
+        raise UsageError(e.message, hint) from None
 
 
 def process_files(
     sources: Sequence[Path],
     targets: Sequence[Path],
-    apply: Callable[[Image.Image], tuple[Image.Image, list[str]]],
+    apply: Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None, list]],
     compress: int = DEFAULT_COMPRESS,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> list[Written]:
-    """Open each source, apply, write its target; returns what was written."""
-    check_outputs(list(zip(sources, targets, strict=False)), overwrite)
+    """Open each source, apply(colour, alpha) -> (colour, alpha, notes), write its target.
+
+    The decoded Pillow image is dropped once its pixels are in NumPy, so peak memory is
+    about the input and the output arrays."""
+    check_outputs(list(zip(sources, targets, strict=True)), overwrite)
     written = []
-    for source, target in zip(sources, targets, strict=False):
+    for source, target in zip(sources, targets, strict=True):
         img = open_input(source)
-        result, notes = apply(img)
-        save_image(result, target, compress, overwrite=overwrite)
-        written.append(Written(source, target, result.mode, result.size, notes))
+        colour, alpha, mode, notes = split_channels(img)
+        img.close()
+        del img
+        colour, alpha, more = apply(colour, alpha)
+        save_arrays(colour, alpha, mode, target, compress, overwrite=overwrite)
+        size = (colour.shape[1], colour.shape[0])
+        written.append(Written(source, target, mode, size, notes + more))
+        del colour, alpha
         if progress:
             progress(1)
     return written
