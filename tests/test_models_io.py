@@ -1,0 +1,172 @@
+"""Model files: round trips with metadata, the tf.keras 2.x fixture, refusing code, and one
+clear line for files that are not models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnncli.errors import InputError, ModelError
+from cnncli.images import ImageSpec
+from cnncli.models.io import load_model, read_metadata, save_model
+from cnncli.models.presets import build_architecture
+
+FIXTURES = Path(__file__).parent / "fixtures"
+META = {
+    "class_names": ["벽돌", "대리석", "유리"],
+    "image": {"height": 24, "width": 24, "channels": 4, "color": "rgba", "fit": "stretch"},
+    "pixel_scale": 1.0,
+    "dataset_sha256": "abc",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_architecture("tiny", input_shape=(24, 24, 4), num_classes=3)
+
+
+@pytest.mark.parametrize("ext", [".keras", ".h5"])
+def test_round_trip_keeps_weights_and_metadata(tmp_path, tiny, ext):
+    path = save_model(tiny, tmp_path / f"m{ext}", META)
+    assert path.exists() and not list(tmp_path.glob(".*"))  # atomic: no temporary left
+    stored = read_metadata(path)
+    assert stored["class_names"] == META["class_names"]
+    assert stored["format_version"] == 1 and stored["cnncli_version"]
+    if ext == ".keras":
+        assert "cnncli.json" in zipfile.ZipFile(path).namelist()
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            assert json.loads(f.attrs["cnncli_metadata"])["dataset_sha256"] == "abc"
+    loaded = load_model(path)
+    m = loaded.metadata
+    assert m.from_cnncli and m.notes == []
+    assert m.class_names == ["벽돌", "대리석", "유리"]
+    assert m.image == ImageSpec(24, 24, "rgba")
+    assert m.pixel_scale == 1.0 and m.raw["dataset_sha256"] == "abc"
+    assert loaded.path == path
+    x = np.random.default_rng(0).random((2, 24, 24, 4), dtype=np.float32)
+    np.testing.assert_allclose(
+        loaded.model.predict(x, verbose=0), tiny.predict(x, verbose=0), atol=1e-6
+    )
+
+
+def test_tf_keras_2_h5_fixture_loads_and_predicts_as_tf_keras_did():
+    loaded = load_model(FIXTURES / "tf2_facade_small.h5")
+    ref = np.load(FIXTURES / "tf2_facade_small.npz")
+    np.testing.assert_allclose(loaded.model.predict(ref["x"], verbose=0), ref["y"], atol=1e-5)
+    m = loaded.metadata
+    assert not m.from_cnncli
+    assert m.class_names == ["0", "1"]  # one sigmoid unit
+    assert m.image == ImageSpec(50, 50, "rgba")
+    assert m.pixel_scale == pytest.approx(1 / 255)
+    assert len(m.notes) == 3 and any("1/255" in n for n in m.notes)
+    assert "LeakyReLU" in [type(x).__name__ for x in loaded.model.layers]
+
+
+def test_external_softmax_model_gets_index_class_names(tmp_path):
+    import keras
+
+    model = build_architecture("tiny", input_shape=(16, 16, 1), num_classes=4)
+    model.save(tmp_path / "plain.keras")  # saved by Keras, not cnncli
+    assert read_metadata(tmp_path / "plain.keras") is None
+    m = load_model(tmp_path / "plain.keras").metadata
+    assert m.class_names == ["0", "1", "2", "3"]
+    assert m.image == ImageSpec(16, 16, "grayscale")
+    assert isinstance(keras.Model, type)
+
+
+@pytest.mark.parametrize(
+    "name,what",
+    [("tf2_lambda.h5", "Lambda layer 'lambda'"), ("tf2_custom.h5", "custom layer class 'Scale'")],
+)
+def test_tf2_models_that_would_run_code_are_refused(name, what):
+    with pytest.raises(ModelError) as err:
+        load_model(FIXTURES / name)
+    text = str(err.value)
+    assert text.startswith(
+        f"refusing to load {FIXTURES / name}: it contains a {what}".replace("a custom", "custom")
+    )
+    assert "--unsafe" in text
+
+
+def test_unsafe_accepts_the_lambda_model_and_still_cannot_guess_a_custom_class():
+    loaded = load_model(FIXTURES / "tf2_lambda.h5", unsafe=True)
+    x = np.ones((1, 8, 8, 1), dtype=np.float32)
+    assert loaded.model.predict(x, verbose=0).shape == (1, 2)
+    with pytest.raises(ModelError, match="custom object Keras does not know"):
+        load_model(FIXTURES / "tf2_custom.h5", unsafe=True)
+
+
+def test_keras3_lambda_and_custom_objects_are_refused_before_deserialising(tmp_path):
+    import keras
+
+    @keras.saving.register_keras_serializable(package="cnncli_test")
+    class Double(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.layers.Dense(2)(Double()(inp))).save(tmp_path / "custom.keras")
+    keras.Model(inp, keras.layers.Dense(2)(keras.layers.Lambda(lambda t: t + 1)(inp))).save(
+        tmp_path / "lambda.keras"
+    )
+    with pytest.raises(ModelError, match="custom object 'cnncli_test>Double'.*--unsafe"):
+        load_model(tmp_path / "custom.keras")
+    with pytest.raises(ModelError, match="Lambda layer"):
+        load_model(tmp_path / "lambda.keras")
+    # registered in this process, so with unsafe=True it loads
+    assert load_model(tmp_path / "custom.keras", unsafe=True).model.count_params() == 10
+    assert load_model(tmp_path / "lambda.keras", unsafe=True).model.count_params() == 10
+
+
+def _truncate(src: Path, dst: Path) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+def test_files_that_are_not_models(tmp_path, tiny):
+    (tmp_path / "notes.h5").write_text("hello", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"notes.h5 is not a model file \(not an HDF5 file\)"):
+        load_model(tmp_path / "notes.h5")
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "missing.keras")
+    good_keras = save_model(tiny, tmp_path / "good.keras")
+    good_h5 = save_model(tiny, tmp_path / "good.h5")
+    (tmp_path / "model.txt").write_bytes(good_keras.read_bytes())
+    with pytest.raises(InputError, match="unknown model file extension '.txt'"):
+        load_model(tmp_path / "model.txt")
+    for bad in (
+        _truncate(good_keras, tmp_path / "cut.keras"),
+        _truncate(good_h5, tmp_path / "cut.h5"),
+    ):
+        with pytest.raises(ModelError, match="is truncated or damaged"):
+            load_model(bad)
+    tiny.save_weights(tmp_path / "w.weights.h5")
+    with pytest.raises(InputError, match="a weights-only file is not supported"):
+        load_model(tmp_path / "w.weights.h5")
+    (tmp_path / "empty.keras").write_bytes(b"")
+    with pytest.raises(ModelError, match="is empty"):
+        load_model(tmp_path / "empty.keras")
+    # a .keras archive misnamed .h5 still loads (the content decides)
+    misnamed = tmp_path / "misnamed.h5"
+    misnamed.write_bytes(good_keras.read_bytes())
+    assert load_model(misnamed).model.count_params() == tiny.count_params()
+
+
+def test_read_metadata_does_not_import_tensorflow():
+    code = (
+        "import sys; from cnncli.models.io import read_metadata; "
+        f"print(read_metadata({str(FIXTURES / 'tf2_facade_small.h5')!r})); "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "False", "False"]
