@@ -26,7 +26,7 @@ from cnncli.filters.kernels import exact_form, rank1_integer
 
 PADDINGS = ("same", "valid")
 BORDERS = ("reflect", "edge", "zero")
-BLOCK_ROWS = 16  # rows per block: measured in bench_filters (16-32 best on a 2 MB L2)
+BLOCK_ROWS = 32  # rows per block: measured in bench_filters (32-64 best on a 2 MB L2)
 
 
 def check_options(padding: str, border: str, stride: int) -> None:
@@ -154,6 +154,7 @@ class _Plan:
         self.sep = None
         self.centre = (self.kh // 2, self.kw // 2)
         self.c = 0
+        self.shift = None
         if exact is None:
             self.weights, self.div = kernel, 1
             self.dtype = np.float64 if maxval > 255 else np.float32
@@ -178,7 +179,8 @@ class _Plan:
             bound = (int(np.abs(u).sum()) * int(np.abs(v).sum()) + abs(self.c)) * maxval
         else:
             bound = int(np.abs(ints).sum()) * maxval
-        bound += 1
+        bound += 1 + self.div
+        self.shift = self.div.bit_length() - 1 if self.div & (self.div - 1) == 0 else None
         self.dtype = np.int16 if bound < 2**15 else np.int32 if bound < 2**31 else np.float64
 
     def range(self, maxval: int) -> tuple[float, float]:
@@ -214,6 +216,8 @@ def _centre_candidates(ints: np.ndarray, centre) -> list[int]:
 
 def _weighted_sum(terms: dict, views, out: np.ndarray, tmp: np.ndarray) -> None:
     """out = sum over weights w of w * (sum of views(tap)), with few passes."""
+    if any(abs(w) != 1 and -w in terms for w in terms):  # w*(a - b): one multiply for a pair
+        return _paired_sum(terms, views, out, tmp)
     order = sorted(terms.items(), key=lambda kv: (kv[0] != 1, kv[0] == -1, abs(kv[0])))
     first = True
     for w, taps in order:
@@ -245,6 +249,25 @@ def _weighted_sum(terms: dict, views, out: np.ndarray, tmp: np.ndarray) -> None:
             np.add(out, tmp, out=out)
     if first:
         out[...] = 0
+
+
+def _paired_sum(terms: dict, views, out: np.ndarray, tmp: np.ndarray) -> None:
+    """Like _weighted_sum, with taps of weights w and -w as w * (sum(+) - sum(-))."""
+    units = {w: t for w, t in terms.items() if abs(w) == 1}
+    pairs = sorted({abs(w) for w in terms if abs(w) != 1})
+    part = np.empty_like(out)  # once per block: cheap next to the passes it saves
+    first = True
+    if units:
+        _weighted_sum(units, views, out, tmp)
+        first = False
+    for m in pairs:
+        diff = {k: v for k, v in ((1, terms.get(m, [])), (-1, terms.get(-m, []))) if v}
+        target = out if first else part
+        _weighted_sum(diff, views, target, tmp)
+        np.multiply(target, m, out=target, casting="unsafe")
+        if not first:
+            np.add(out, part, out=out)
+        first = False
 
 
 def correlate_image(
@@ -315,11 +338,11 @@ def correlate_image(
 
 
 def default_threads(n_values: int) -> int:
-    """Two threads pay off on big images only (measured in bench_filters)."""
-    env = os.environ.get("CNNCLI_FILTER_THREADS")
-    if env:
-        return max(1, int(env))
-    return min(2, os.cpu_count() or 1) if n_values >= 1_000_000 else 1
+    """One thread unless CNNCLI_FILTER_THREADS says otherwise: on this shared 2-core machine
+    bench_filters measured 2 threads slower than 1 (the other core is busy), so the second
+    thread is opt-in."""
+    env = os.environ.get("CNNCLI_FILTER_THREADS", "")
+    return max(1, int(env)) if env.isdigit() and n_values >= 100_000 else 1
 
 
 class _Buffers:
@@ -386,7 +409,19 @@ def _block(o0, o1, geometry, post, bufs, out):
         lo, hi = 0, max(abs(lo), abs(hi))
     lo, hi = lo + offset, hi + offset
     in_range = lo >= 0 and hi <= maxval  # then clipping can be skipped
-    if integer and plan.div == 1 and float(offset).is_integer():
+    if integer and plan.div > 1 and plan.shift is not None and float(offset).is_integer():
+        # acc / 2^k rounded half to even, in integers: (acc + 2^(k-1) - 1 + bit_k(acc)) >> k
+        k = plan.shift
+        t = bufs.tmp[: acc.shape[0], : acc.shape[1]]
+        np.right_shift(acc, k, out=t)
+        np.bitwise_and(t, 1, out=t)
+        np.add(acc, t, out=acc)
+        np.add(acc, (1 << (k - 1)) - 1, out=acc)
+        np.right_shift(acc, k, out=acc)
+        plan_div_done = True
+    else:
+        plan_div_done = False
+    if integer and (plan.div == 1 or plan_div_done) and float(offset).is_integer():
         if absolute:
             np.abs(acc, out=acc)
         if offset:
