@@ -147,14 +147,17 @@ def _print_summary(result: dict) -> None:
             format_bytes(result["activation_bytes"]),
         )
     ]
-    console.print_table(
+    table = console.make_table(
         ["Layer (type)", "Output Shape", "Param #", "MACs", "Activation memory"],
         rows,
         title=f'Model: "{result["name"]}"',
         numeric=["Param #", "MACs", "Activation memory"],
         footer_rows=footer,
     )
+    for column in table.columns[1:]:
+        column.no_wrap = True  # shapes and numbers stay whole on narrow terminals
     out = console.console
+    out.print(table)
     total_bytes = result["total_params"] * 4
     out.print(f" Total params: {result['total_params']:,} ({format_bytes(total_bytes)})")
     out.print(f" Trainable params: {result['trainable_params']:,}")
