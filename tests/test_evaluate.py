@@ -172,6 +172,29 @@ def test_logits_head_and_external_model_defaults(shapes, tmp_path):
     assert "1/255" in notes and ("index" in notes or "indices" in notes)
 
 
+def test_nested_model_head_is_read_from_its_last_inner_layer(shapes, tmp_path):
+    """Input -> Rescaling -> Sequential(... Dense softmax): probabilities, not logits."""
+    import keras
+
+    from cnncli.training.evaluate import evaluate
+    from cnncli.training.predict import model_head
+
+    keras.utils.set_random_seed(5)
+    inner = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3, "softmax")]
+    )
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, inner(keras.layers.Rescaling(1 / 255)(inputs)))
+    head = model_head(model)
+    assert (head.kind, head.from_logits, head.units) == ("categorical", False, 3)
+    path = save_with_metadata(model, tmp_path / "nested.keras", SHAPES)
+    r = evaluate(path, shapes["ds"], split="test")
+    x, y, _ = split_arrays(shapes["ds"], "test")
+    loss, acc = _keras_evaluate(model, x, y, "sparse_categorical_crossentropy")
+    assert r.loss == pytest.approx(loss, rel=1e-5)
+    assert r.accuracy == pytest.approx(acc, abs=1e-6)
+
+
 def test_per_class_metrics_and_confusion_equal_sklearn(shapes):
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 

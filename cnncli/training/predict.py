@@ -83,6 +83,8 @@ def model_head(model) -> Head:
     if len(model.outputs) != 1:
         raise ModelError(f"the model has {len(model.outputs)} outputs; cnncli needs one")
     last = model.layers[-1] if model.layers else None
+    while getattr(last, "layers", None):  # a nested model as the last layer: its last layer
+        last = last.layers[-1]
     act = getattr(getattr(last, "activation", None), "__name__", "")
     if type(last).__name__ == "Softmax":
         act = "softmax"
