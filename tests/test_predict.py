@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from test_evaluate import FACADE, SHAPES, build, make_images, save_with_metadata, tiny_model
 
-from cnncli.errors import ImageError, UsageError
+from cnncli.errors import ImageError, InputError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +196,16 @@ def test_cli_bad_inputs(cli, facade, tmp_path):
     result = cli("predict", facade["path"], good, "--top-k", "0")
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: --top-k must be at least 1, got 0"
+
+
+def test_folder_of_class_folders_is_walked_in_natural_order(tmp_path):
+    from cnncli.training.predict import collect_inputs
+
+    for rel in ("b/10.png", "b/2.png", "a/1.jpg", ".hidden/3.png", "a/.x.png", "a/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in collect_inputs([tmp_path])]
+    assert found == ["a/1.jpg", "b/2.png", "b/10.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="folder .*empty holds no image files"):
+        collect_inputs([tmp_path / "empty"])

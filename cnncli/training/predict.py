@@ -241,6 +241,9 @@ class PredictResult:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __getitem__(self, i):
+        return self.rows[i]
+
     def to_json(self) -> dict:
         return {
             "model": str(self.model.path) if self.model.path else None,
@@ -252,22 +255,33 @@ class PredictResult:
         }
 
 
-def _natural_key(path: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+def _natural_key(rel: Path):
+    return [
+        [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", part)]
+        for part in rel.parts
+    ]
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files (by extension) in a folder and its subfolders (class folders, say),
+    hidden files and folders left out, in natural order (2 before 10)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath) / f for f in filenames if is_image_file(f)]
+    return sorted(found, key=lambda f: _natural_key(f.relative_to(folder)))
 
 
 def collect_inputs(inputs: Sequence) -> list[Path]:
-    """Files as given, and the image files (by extension, not hidden) directly in each
-    folder, in natural order (2 before 10)."""
+    """Files as given, and the image files in each folder and its subfolders, in natural
+    order (2 before 10)."""
     if not inputs:
         raise UsageError("no images given", "give image files or a folder of images")
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                (f for f in p.iterdir() if f.is_file() and is_image_file(f)), key=_natural_key
-            )
+            found = _images_under(p)
             if not found:
                 raise InputError(
                     f"folder {p} holds no image files", "give image files or another folder"
