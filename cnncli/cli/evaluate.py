@@ -13,7 +13,7 @@ import typer
 
 from cnncli.errors import ExitCode, UsageError
 
-ModelArg = Annotated[Path, typer.Argument(help="A .keras or .h5 model file.")]
+ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help="A .keras or .h5 model file.")]
 UnsafeOpt = Annotated[
     bool,
     typer.Option("--unsafe", help="Allow models with Lambda layers (runs their code: trust it)."),
@@ -29,7 +29,9 @@ def default_confusion_path(model: Path, split: str) -> Path:
 
 def evaluate_command(
     model: ModelArg,
-    dataset: Annotated[Path, typer.Argument(help="A dataset folder (cnncli dataset build).")],
+    dataset: Annotated[
+        Path, typer.Argument(metavar="DATASET_DIR", help="A dataset folder (cnncli dataset build).")
+    ],
     split: Annotated[
         str | None,
         typer.Option(help="test, val or train (default: test if the dataset has one, else val)."),
@@ -129,7 +131,10 @@ def _render_evaluation(result) -> None:
 
 def predict_command(
     model: ModelArg,
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, or folders of images.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(metavar="IMAGE|DIR", help="Image files, or folders of images."),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely classes.")] = 1,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print the result as CSV on stdout.")] = (
