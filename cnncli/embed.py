@@ -86,6 +86,18 @@ def _is_dataset(path: Path) -> bool:
     return path.is_dir() and (path / "manifest.json").is_file()
 
 
+def _count_items(inputs: Sequence) -> int:
+    from cnncli.activations import collect_images
+
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and _is_dataset(paths[0]):
+        from cnncli.datasets.store import open_dataset
+
+        info = open_dataset(paths[0])
+        return sum(info.count(split) for split in info.splits)
+    return len(collect_images(paths))
+
+
 def _iter_items(inputs: Sequence, spec: ImageSpec):
     """Yield _Item for a dataset folder (every split), or image files / folders."""
     from cnncli.activations import collect_images
@@ -187,8 +199,9 @@ def embed(
                 thumb.thumbnail((THUMB, THUMB))
                 thumbs.append(thumb)
         if progress:
-            progress(len(files), 0)
+            progress(len(files), total)
 
+    total = _count_items(inputs)
     for item in _iter_items(inputs, spec):
         batch.append(item)
         if len(batch) == batch_size:

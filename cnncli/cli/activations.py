@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,32 @@ UnsafeOpt = Annotated[
     typer.Option("--unsafe", help="Allow models with Lambda layers (runs their code: trust it)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+class _Bar:
+    """The library's progress(done, total) -> a rich bar, opened at the first call."""
+
+    def __init__(self, description: str, enabled: bool = True):
+        self.description, self.enabled = description, enabled
+        self.stack = ExitStack()
+        self.advance = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        from cnncli.console import progress_bar
+
+        if self.advance is None:
+            bar = progress_bar(self.description, total or None, enabled=self.enabled)
+            self.advance = self.stack.enter_context(bar)
+        if done > self.done:
+            self.advance(done - self.done)
+            self.done = done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stack.close()
 
 
 def activations_command(
@@ -62,11 +89,11 @@ def activations_command(
 
     files = collect_images(images)
     base, subfolders = (out, None) if out is not None else (Path("activations"), True)
-    with console.progress_bar("activations", len(files), enabled=len(files) > 1) as advance:
+    with _Bar("activations", enabled=len(files) > 1) as bar:
         result = activations(
             model, files, base, layers=layers, per_row=per_row, cmap=cmap, norm=norm, raw=raw,
             gradcam=gradcam, class_index=class_, max_channels=max_channels,
-            progress=lambda done, total: advance(), subfolders=subfolders, overwrite=overwrite,
+            progress=bar, subfolders=subfolders, overwrite=overwrite,
             unsafe=unsafe,
         )  # fmt: skip
     console.info(result.conversion)
@@ -109,10 +136,10 @@ def embed_command(
     from cnncli import console
     from cnncli.embed import embed
 
-    with console.progress_bar("embed", None) as advance:
+    with _Bar("embed") as bar:
         result = embed(
             model, inputs, layer=layer, out_csv=out, clusters=clusters, seed=seed,
-            overwrite=overwrite, unsafe=unsafe, progress=lambda done, total: advance(),
+            overwrite=overwrite, unsafe=unsafe, progress=bar,
         )  # fmt: skip
     console.info(result.conversion)
     for note in result.notes:
