@@ -62,7 +62,7 @@ def _spec(*layers, shape=(16, 16, 3)):
         ),
         (
             [{"Conv2D": {"filtres": 4, "kernel_size": 3}}],
-            "spec layer 1 (Conv2D): unknown argument 'filtres'",
+            "spec layer 1 (Conv2D): unknown argument 'filtres': did you mean 'filters'?",
         ),
         (
             [{"Flatten": {}}, {"Dense": {"units": 4, "activation": "no-such"}}],

@@ -181,9 +181,12 @@ def parse_layer(entry: Any, pos: int) -> tuple[str, dict]:
         kwargs = dict(zip(positional, values, strict=False))
     for key, value in kwargs.items():
         if not isinstance(key, str) or key not in accepted:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), sorted(accepted), n=1)
             raise UsageError(
                 f"spec layer {pos} ({name}): unknown argument {key!r}",
-                f"{name} takes {', '.join(positional)}",
+                f"did you mean {close[0]!r}?" if close else f"{name} takes {', '.join(positional)}",
             )
         if not _plain(value):
             raise UsageError(
