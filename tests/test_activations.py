@@ -404,3 +404,27 @@ def test_cli_json_norm_and_gradcam(cli, rgba_model, rgba_image, tmp_path):
     assert image["gradcam"] == str(out / "gradcam.png")
     assert all(Path(la["file"]).is_file() for la in image["layers"])
     assert data["conversion"].startswith("images converted to 16x16 RGBA")
+
+
+def test_help_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from typer.testing import CliRunner; from cnncli.cli.main import app\n"
+        "for cmd in ('activations', 'embed'):\n"
+        "    r = CliRunner().invoke(app, [cmd, '--help'])\n"
+        "    assert r.exit_code == 0 and '--layer' in r.stdout, r.output\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_vector_csv_holds_the_raw_values(rgba_model, rgba_image, tmp_path):
+    out = tmp_path / "v"
+    activations(rgba_model, [rgba_image], out, layers="dense", raw=True)
+    for stem in ("03_flat", "05_head"):
+        table = np.loadtxt(out / f"{stem}.csv", delimiter=",", skiprows=1)
+        np.testing.assert_array_equal(table[:, 0], np.arange(len(table)))
+        np.testing.assert_allclose(table[:, 1], np.load(out / f"{stem}.npy"), rtol=1e-7)
