@@ -51,6 +51,7 @@ def test_round_trip_keeps_weights_and_metadata(tmp_path, tiny, ext):
     assert m.class_names == ["벽돌", "대리석", "유리"]
     assert m.image == ImageSpec(24, 24, "rgba")
     assert m.pixel_scale == 1.0 and m.raw["dataset_sha256"] == "abc"
+    assert m.get("pixel_scale") == 1.0 and m.get("dataset_sha256") == "abc"  # dict-style
     assert loaded.path == path
     x = np.random.default_rng(0).random((2, 24, 24, 4), dtype=np.float32)
     np.testing.assert_allclose(

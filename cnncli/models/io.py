@@ -50,6 +50,13 @@ class ModelMetadata:
     raw: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # the defaults used for a model saved elsewhere
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """Dict-style access (`metadata.get("pixel_scale")`), for callers that treat the
+        metadata as the stored dict: fields first, then the stored keys."""
+        if key in self.__dataclass_fields__:
+            return getattr(self, key)
+        return self.raw.get(key, default)
+
 
 @dataclass
 class LoadedModel:
