@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 from collections.abc import Callable
@@ -400,6 +401,10 @@ def write_errors_sheet(result: EvaluationResult, images: dict[int, np.ndarray], 
     if not items:
         title = f"no misclassified images of {result.count} ({result.split})"
     sheet = contact_sheet(
-        items, per_row=4 if len(items) > 1 else 1, cell=SHEET_CELL, title=title, font_size=12
+        items,
+        per_row=min(8, max(1, math.ceil(math.sqrt(len(items))))),
+        cell=SHEET_CELL,
+        title=title,
+        font_size=12,
     )
     return save_png(sheet, path)
