@@ -393,7 +393,7 @@ def write_errors_sheet(result: EvaluationResult, images: dict[int, np.ndarray], 
     items = []
     for i in wrong:
         m = by_index[i]
-        caption = f"{error_title(m.actual, m.predicted)}\n{Path(m.path).name} ({m.probability:.2f})"
+        caption = f"{error_title(m.actual, m.predicted)}\n{m.probability:.2f} · {Path(m.path).name}"
         items.append((images[int(i)], caption))
     n = len(result.misclassified)
     shown = f", first {SHEET_MAX} shown" if n > SHEET_MAX else ""
