@@ -607,6 +607,20 @@ def _gradcam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) ->
     return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
 
 
+def check_replaceable(folder: Path, markers: Sequence[str], what: str) -> None:
+    """Refuse to replace a folder that is not an earlier output of this command (it has
+    none of `markers`), so --overwrite can never delete an unrelated folder."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UsageError(f"{folder} exists and is not a folder", "choose another output")
+    if any(folder.iterdir()) and not any(any(folder.glob(m)) for m in markers):
+        raise UsageError(
+            f"{folder} is not empty and is not {what}, so --overwrite will not replace it",
+            "choose another output folder",
+        )
+
+
 def _unique_names(paths: Sequence[Path]) -> list[str]:
     seen: dict[str, int] = {}
     names = []
@@ -671,6 +685,8 @@ def activations(
     results = []
     for done, (path, name) in enumerate(zip(files, names, strict=True)):
         folder = base / name if subfolders else base
+        if overwrite:
+            check_replaceable(folder, ["index.html"], "an activations folder (no index.html)")
         with atomic_dir(folder, overwrite=overwrite) as tmp:
             res = _one_image(
                 multi, chosen, target, path, spec, loaded.metadata.pixel_scale, class_names,

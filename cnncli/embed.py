@@ -150,6 +150,7 @@ def embed(
     sheet per cluster and a PCA plot in `<csv stem>_clusters/`."""
     from cnncli.activations import (
         _as_loaded,
+        check_replaceable,
         image_spec_for,
         interpret_output,
         model_notes,
@@ -163,6 +164,10 @@ def embed(
         for p in (out_csv, cluster_dir) if clusters else (out_csv,):
             if p.exists():
                 raise OutputExistsError(p)
+    if overwrite and clusters:
+        check_replaceable(
+            cluster_dir, ["projection.png", "cluster_*.png"], "an embed clusters folder"
+        )
     if clusters is not None and clusters < 1:
         raise UsageError(f"--clusters must be at least 1, got {clusters}")
     loaded = _as_loaded(model, unsafe)

@@ -278,6 +278,12 @@ def test_cli_default_folder_table_and_refusal(cli, rgba_model, rgba_image, tmp_p
     assert again.exit_code == 2
     assert "already exists" in again.stderr and "--overwrite" in again.stderr
     assert cli("activations", rgba_model, rgba_image, "--overwrite").exit_code == 0
+    # --overwrite replaces its own earlier output and nothing else
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    refused = cli("activations", rgba_model, rgba_image, "-o", tmp_path / "mine", "--overwrite")
+    assert refused.exit_code == 2 and "is not an activations folder" in refused.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
 def test_cli_bad_input_one_line(cli, rgba_model, rgba_image, tmp_path):
