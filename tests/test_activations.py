@@ -434,3 +434,24 @@ def test_vector_csv_holds_the_raw_values(rgba_model, rgba_image, tmp_path):
         table = np.loadtxt(out / f"{stem}.csv", delimiter=",", skiprows=1)
         np.testing.assert_array_equal(table[:, 0], np.arange(len(table)))
         np.testing.assert_allclose(table[:, 1], np.load(out / f"{stem}.npy"), rtol=1e-7)
+
+
+def test_preset_with_stored_metadata_korean_classes(tmp_path):
+    from cnncli.models.io import save_model
+    from cnncli.models.presets import build_architecture
+
+    model = build_architecture("tiny", input_shape=(20, 20, 3), num_classes=2)
+    path = tmp_path / "tiny.keras"
+    spec = {"height": 20, "width": 20, "channels": 3, "color": "rgb", "fit": "stretch"}
+    save_model(model, path, {"class_names": ["벽돌", "대리석"], "image": spec, "pixel_scale": 1.0})
+    img = write_image(tmp_path / "wall.png", np.full((30, 30, 3), 90, np.uint8))
+    result = activations(path, [img], tmp_path / "o", gradcam=True)
+    assert result.conversion == (
+        "images converted to 20x20 RGB (stretch) (stored with the model), pixels x 1"
+    )
+    r = result.images[0]
+    assert r.predicted_class in ("벽돌", "대리석") and r.gradcam_class == r.predicted_class
+    html = (tmp_path / "o" / "index.html").read_text(encoding="utf-8")
+    assert f"<b>{r.predicted_class}</b>" in html and "대리석" in html
+    pngs = {p.name for p in (tmp_path / "o").glob("*.png")}
+    assert pngs == {lo.file for lo in r.layers} | {"input.png", "gradcam.png"}
