@@ -209,3 +209,15 @@ def test_folder_of_class_folders_is_walked_in_natural_order(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="folder .*empty holds no image files"):
         collect_inputs([tmp_path / "empty"])
+
+
+def test_h5_model_with_metadata_predicts_the_same(facade, tmp_path):
+    from cnncli.training.predict import predict
+
+    h5 = save_with_metadata(facade["model"], tmp_path / "model.h5", FACADE)
+    files = sorted((facade["images"] / FACADE[0]).glob("*.png"))[:2]
+    a = predict(facade["path"], files, top_k=2)
+    b = predict(h5, files, top_k=2)
+    assert b.conversion == a.conversion
+    assert [r.class_name for r in b] == [r.class_name for r in a]
+    assert [r.probability for r in b] == pytest.approx([r.probability for r in a], abs=1e-6)
