@@ -96,6 +96,8 @@ def test_collapse_error_gives_the_smallest_input():
 def test_spec_file_problems(tmp_path):
     with pytest.raises(UsageError, match="missing key 'input_shape'"):
         build_from_spec({"layers": [{"Flatten": {}}]})
+    with pytest.raises(UsageError, match="format_version 2 is not one this cnncli reads"):
+        build_from_spec({"format_version": 2, "input_shape": [4, 4, 1], "layers": ["Flatten"]})
     with pytest.raises(UsageError, match="unknown key 'layer'"):
         build_from_spec({"input_shape": [4, 4, 1], "layer": []})
     bad = tmp_path / "bad.yaml"

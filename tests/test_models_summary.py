@@ -135,6 +135,16 @@ def test_input_classes_and_export(cli, tmp_path):
     assert data["layers"][-1]["output_shape"] == [None, 3]
     again = cli("summary", "--spec", out, "--json")
     assert json.loads(again.stdout)["total_params"] == data["total_params"]
+    # a spec re-exported with other classes and input carries them
+    out2 = tmp_path / "spec2.json"
+    third = cli(
+        "summary", "--spec", out, "--classes", "2", "--input", "600x600x3", "--export", out2
+    )
+    assert third.exit_code == 0, third.stderr
+    spec2 = json.loads(out2.read_text(encoding="utf-8"))
+    assert spec2["input_shape"] == [600, 600, 3]
+    assert spec2["layers"][-1] == {"Dense": {"units": 1, "activation": "sigmoid"}}
+    assert f"wrote the spec to {out2}" in third.stderr
 
 
 def test_list_arch(cli):

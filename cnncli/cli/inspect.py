@@ -98,6 +98,9 @@ def summary_command(
         if export is not None:
             if shape is not None:
                 data["input_shape"] = list(shape)
+            if classes is not None:  # the head the model was built with
+                head, kwargs = specs._head_entry(classes)
+                data["layers"] = [*data["layers"][:-1], {head: kwargs}]
             written = specs.write_spec(data, export)
             console.info(f"wrote the spec to {written}")
     else:

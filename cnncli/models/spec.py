@@ -342,6 +342,12 @@ def build_from_spec(
             f"spec: unknown key {sorted(unknown)[0]!r}",
             "a spec has name, input_shape, layers and optionally classes",
         )
+    version = spec.get("format_version", SPEC_VERSION)
+    if not isinstance(version, int) or version > SPEC_VERSION:
+        raise UsageError(
+            f"spec: format_version {version!r} is not one this cnncli reads ({SPEC_VERSION})",
+            "upgrade cnncli or write the spec again",
+        )
     if input_shape is None:
         if "input_shape" not in spec:
             raise UsageError("spec: missing key 'input_shape'", "add e.g. input_shape: [64, 64, 3]")
