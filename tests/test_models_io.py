@@ -171,3 +171,31 @@ def test_read_metadata_does_not_import_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["None", "False", "False"]
+
+
+def test_archives_and_hdf5_files_that_hold_no_model(tmp_path):
+    import h5py
+
+    with zipfile.ZipFile(tmp_path / "photos.keras", "w") as z:
+        z.writestr("a.txt", "hello")
+    with pytest.raises(ModelError, match="has no config.json: not a Keras model archive"):
+        load_model(tmp_path / "photos.keras")
+    with h5py.File(tmp_path / "weights.h5", "w") as f:  # tf.keras 2.x save_weights('w.h5')
+        f.attrs["layer_names"] = [b"dense"]
+        f.create_group("dense")
+    with pytest.raises(ModelError, match="holds weights only, not a whole model"):
+        load_model(tmp_path / "weights.h5")
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(ModelError, match="holds no model architecture, not a whole model"):
+        load_model(tmp_path / "data.h5")
+
+
+def test_unsafe_flag_through_the_cli(cli):
+    refused = cli("summary", FIXTURES / "tf2_lambda.h5")
+    assert refused.exit_code == 1 and "--unsafe" in refused.stderr
+    allowed = cli("summary", FIXTURES / "tf2_lambda.h5", "--unsafe", "--json")
+    assert allowed.exit_code == 0, allowed.stderr
+    data = json.loads(allowed.stdout)
+    assert [r["type"] for r in data["layers"]] == ["InputLayer", "Lambda", "Flatten", "Dense"]
+    assert data["total_params"] == 130
