@@ -35,7 +35,7 @@ _NAMED: dict[str, tuple[np.ndarray, int, str]] = {
     "sobel-x": (np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]), 1, "Sobel, horizontal gradient"),
     "sobel-y": (np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]]), 1, "Sobel, vertical gradient"),
 }
-_ALIASES = {
+ALIASES = {
     "gaussian": "gaussian-blur",
     "gaussian-blur-3x3": "gaussian-blur",
     "gaussian-5x5": "gaussian-blur-5x5",
@@ -48,12 +48,12 @@ NAMED_KERNELS = tuple(_NAMED)
 
 
 def named_kernel(name: str) -> np.ndarray:
-    ints, div, _ = _NAMED[_ALIASES.get(name, name)]
+    ints, div, _ = _NAMED[ALIASES.get(name, name)]
     return ints.astype(np.float64) / div
 
 
 def kernel_description(name: str) -> str:
-    return _NAMED[_ALIASES.get(name, name)][2]
+    return _NAMED[ALIASES.get(name, name)][2]
 
 
 def kernel_label(name: str) -> str:
@@ -70,7 +70,7 @@ def parse_kernel(text: str | os.PathLike, scale: float | None = None) -> np.ndar
     """
     source = str(text).strip()
     key = source.lower()
-    if key in _NAMED or key in _ALIASES:
+    if key in _NAMED or key in ALIASES:
         kernel = named_kernel(key)
     else:
         kernel = parse_matrix(source, what="kernel")
