@@ -146,7 +146,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(path, f"truncated or corrupt image data ({e})") from None
     try:
-        img = ImageOps.exif_transpose(img) or img
+        # in place: without it Pillow returns a full copy even when there is nothing to turn
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # a broken EXIF block should not lose the picture
         pass
     return img
