@@ -39,7 +39,7 @@ CompressOpt = Annotated[
         help="PNG compression 0-9, a speed/size trade-off (pixels are identical): 0 stores "
         "uncompressed (fastest, 3 bytes a pixel for RGB); 1-3 use zlib's run-length strategy "
         "(default 1: on a 12 MP photo about 3x faster to write than Pillow's encoder, file "
-        "within 2%% of ImageMagick's); 4-9 zlib's default strategy, slower, smaller on flat "
+        "within 2% of ImageMagick's); 4-9 zlib's default strategy, slower, smaller on flat "
         "or synthetic images.",
     ),
 ]
