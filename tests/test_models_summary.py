@@ -219,3 +219,12 @@ def test_summary_help_and_list_arch_do_not_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_model_without_input_is_one_clear_error():
+    import keras
+
+    from cnncli.errors import ModelError
+
+    with pytest.raises(ModelError, match="has no input shape yet"):
+        summarize(keras.Sequential([keras.layers.Dense(2)]))

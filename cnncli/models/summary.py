@@ -189,7 +189,12 @@ def summarize(model, expand: bool = False) -> dict:
     dimension (None) as Keras prints them. With `expand`, the layers of nested models
     follow their model's row with depth + 1 (not counted again in the totals)."""
     if not model.built or not model.inputs:
-        raise ValueError("summarize needs a built model with inputs")
+        from cnncli.errors import ModelError
+
+        raise ModelError(
+            f"model {model.name!r} has no input shape yet, so its layers have no shapes",
+            "give it an Input (keras.Input(shape)) or build it before summarizing",
+        )
     rows = _layer_rows(model, expand, 0)
     top = [r for r in rows if r["depth"] == 0]
     inputs = [_shape(t) for t in model.inputs]
