@@ -262,7 +262,7 @@ def test_augmentation_is_active_only_in_training(ds2):
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(net(x, training=False), plain(x, training=False), rtol=1e-6)
     # in training the augmentation changes what the layers after it see
-    feats = keras.Model(net.inputs, net.get_layer("aug_zoom").output)
+    feats = keras.Model(net.input, net.get_layer("aug_zoom").output)
     assert not np.allclose(feats(x, training=True), x / 255.0, atol=1e-3)
     np.testing.assert_allclose(feats(x, training=False), x / 255.0, rtol=1e-6)
     with pytest.raises(UsageError, match="rotation must be 0..180 degrees, got 200"):

@@ -316,9 +316,8 @@ def _report(result, quiet: bool, json_log: bool) -> None:
 
     best = result.best_metrics
     stop = " (stopped early)" if result.stopped_early else ""
-    if quiet or json_log:
-        if not quiet:
-            info(f"done{stop}: best epoch {result.best_epoch}, run folder {result.run_dir}")
+    if quiet or json_log:  # one line, on stderr
+        info(f"done{stop}: best epoch {result.best_epoch}, run folder {result.run_dir}")
         return
     rows = [
         ("run folder", str(result.run_dir)),

@@ -87,6 +87,14 @@ class TrainOptions:
             raise UsageError(f"--early-stop must be at least 1 epoch, got {self.early_stop}")
         if self.augment is not None:
             self.augment.check()
+        if self.tensorboard:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is None:
+                raise UsageError(
+                    "--tensorboard needs the tensorboard package, which is not installed",
+                    "pip install tensorboard, or leave out --tensorboard",
+                )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -136,19 +144,10 @@ class TrainResult:
 
 # ----------------------------------------------------------------------- the model
 def _save(model, path: Path, metadata: dict) -> None:
-    """Save with cnncli.models.io (metadata stored with the model), atomically."""
-    from cnncli.atomic import atomic_file
+    """Save with cnncli.models.io (metadata stored with the model; atomic)."""
+    from cnncli.models.io import save_model
 
-    try:
-        from cnncli.models.io import save_model
-    except ImportError:  # the models package is not there yet: plain Keras save
-
-        def save_model(model, path, metadata=None):
-            model.save(path)
-
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        save_model(model, tmp, metadata=metadata)
+    save_model(model, path, metadata=metadata)
 
 
 def _source_model(source: dict, info: DatasetInfo):
@@ -170,8 +169,8 @@ def _source_model(source: dict, info: DatasetInfo):
         from cnncli.models.io import load_model
 
         loaded = load_model(value, compile=False)
-        scale = float((loaded.metadata or {}).get("pixel_scale", 1 / 255))
-        return loaded.model, scale == 1.0
+        # a cnncli model takes raw pixels (its own Rescaling); one saved elsewhere gets ours
+        return loaded.model, float(loaded.metadata.pixel_scale) == 1.0
     raise UsageError(f"unknown model source {kind!r}")
 
 

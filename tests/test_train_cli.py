@@ -1,0 +1,218 @@
+"""`cnncli train` through the CLI: a short run on sample_data, --json-log, the default run
+folder, Ctrl-C (SIGINT) and kill -9 in a real process followed by --resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import SAMPLE_DATA
+
+HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+TB = ["--tensorboard"] if HAS_TENSORBOARD else []
+
+
+@pytest.fixture(scope="module")
+def facade(tmp_path_factory):
+    """The course's façade table from sample_data, at 24x24 RGBA."""
+    from cnncli.datasets.build import build_dataset
+
+    out = tmp_path_factory.mktemp("facade") / "ds"
+    build_dataset(
+        SAMPLE_DATA / "facade",
+        out,
+        labels=SAMPLE_DATA / "facade" / "labels.csv",
+        size="24x24",
+        val=0.25,
+        workers=1,
+    )
+    return out
+
+
+def _history(run):
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_run_on_sample_data_with_json_log(cli, facade, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", facade, "--arch", "tiny", "-o", run, "--epochs", "2", "--batch-size", "8",
+            "--save-every-epoch", "--json-log", "--augment", *TB)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [d["epoch"] for d in lines] == [1, 2]
+    assert all({"loss", "accuracy", "val_loss", "val_accuracy", "checkpoint"} <= set(d)
+               for d in lines)  # fmt: skip
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == [f"save-{d['epoch']:02d}-{d['val_loss']:.4f}.keras" for d in lines]
+    assert [d["checkpoint"] for d in lines] == [f"checkpoints/{c}" for c in ckpts]
+    for name in ("best.keras", "last.keras", "history.csv", "history.png", "run.json"):
+        assert (run / name).is_file(), name
+    assert [int(row["epoch"]) for row in _history(run)] == [1, 2]
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["metadata"]["class_names"] == ["벽돌", "대리석"]
+    assert meta["metadata"]["image"]["channels"] == 4
+    assert meta["options"]["augment"] == {
+        "rotation": 40.0, "shift": 0.1, "shear": 0.2, "zoom": 0.2, "flip": True,
+    }  # fmt: skip
+    assert "epoch 2/2" in r.stderr  # the epoch lines go to stderr
+    if TB:
+        assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_default_run_folder_and_h5_checkpoints(cli, facade, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", facade, "--arch", "tiny", "--epochs", "1", "--batch-size", "16", "--quiet"]
+    r = cli(*args, "--checkpoint", "ck/e{epoch}.h5", "--cache", "disk")
+    assert r.exit_code == 0, r.stderr
+    assert not list((tmp_path / "runs/train").glob("cache-*"))  # the disk cache is removed
+    assert (tmp_path / "runs/train/ck/e1.h5").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    r = cli(*args)
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "runs/train2/run.json").is_file()
+    assert "runs/train2" in r.stderr  # --quiet still says where the run went
+
+
+def test_bad_input_one_line_each(cli, facade, tmp_path):
+    r = cli("train", tmp_path / "missing", "--arch", "tiny", "-o", tmp_path / "r")
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == [
+        f"error: dataset folder {tmp_path / 'missing'} not found: build it with cnncli "
+        "dataset build IMAGES_DIR -o DIR"
+    ]
+    r = cli("train", facade, "-o", tmp_path / "r")
+    assert r.exit_code == 2 and "exactly one of --arch NAME, --spec FILE or --from" in r.stderr
+    r = cli("train", facade, "--arch", "tiny", "--optimizer", "adamw", "-o", tmp_path / "r")
+    assert r.exit_code == 2 and "unknown optimizer 'adamw': use one of adam" in r.stderr
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep").write_text("x")
+    r = cli("train", facade, "--arch", "tiny", "-o", existing)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (
+        f"error: {existing} already exists: choose another output or pass --overwrite"
+    )
+    assert (existing / "keep").read_text() == "x"
+    if not HAS_TENSORBOARD:
+        r = cli("train", facade, "--arch", "tiny", "--tensorboard", "-o", tmp_path / "r")
+        assert r.exit_code == 2 and "--tensorboard needs the tensorboard package" in r.stderr
+    r = cli("train", "--resume", existing, "--arch", "tiny")
+    assert r.exit_code == 2 and "--resume continues a run" in r.stderr
+    r = cli("train", "--resume", existing)
+    assert r.exit_code == 1 and "not a cnncli run folder" in r.stderr
+    for name in ("r",):
+        assert not (tmp_path / name).exists()
+
+
+def _start(facade, run, epochs=400):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cnncli",
+            "train",
+            str(facade),
+            "--arch",
+            "tiny",
+            "-o",
+            str(run),
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            "4",
+            "--quiet",
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+
+
+def _wait_for_epochs(run, proc, n=1, timeout=90):
+    state = run / "state" / "state.json"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if state.is_file():
+            try:
+                if json.loads(state.read_text())["epoch"] >= n:
+                    return
+            except (json.JSONDecodeError, KeyError):
+                pass
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("no epoch finished in time")
+
+
+def _check_resumed(cli, run, done):
+    r = cli("train", "--resume", run, "--epochs", done + 1, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    rows = _history(run)
+    assert [int(row["epoch"]) for row in rows] == list(range(1, done + 2))
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "finished" and meta["epochs_finished"] == done + 1
+    assert len(meta["epoch_seconds"]) == done + 1
+    assert (run / "history.png").is_file()
+
+
+def test_ctrl_c_then_resume(cli, facade, tmp_path, monkeypatch):
+    """A real SIGINT, sent to this process during the second epoch's third batch."""
+    from cnncli.training.callbacks import EventsCallback
+
+    original = EventsCallback.on_train_batch_end
+
+    def on_batch_end(self, batch, logs=None):
+        original(self, batch, logs)
+        if int(self.model.optimizer.iterations.numpy()) == self.steps + 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(EventsCallback, "on_train_batch_end", on_batch_end)
+    run = tmp_path / "run"
+    r = cli("train", facade, "--arch", "tiny", "-o", run, "--epochs", "4", "--batch-size", "4")
+    assert r.exit_code == 130, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: training interrupted after 1 finished epoch(s); the state of epoch 1 is saved "
+        f"in {run}: continue with: cnncli train --resume {run}"
+    )
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert [int(row["epoch"]) for row in _history(run)] == [1]
+    monkeypatch.setattr(EventsCallback, "on_train_batch_end", original)
+    _check_resumed(cli, run, 1)
+
+
+def test_kill_9_then_resume(cli, facade, tmp_path):
+    """kill -9 of a real `cnncli train` process: the last finished epoch resumes."""
+    run = tmp_path / "run"
+    proc = _start(facade, run)
+    _wait_for_epochs(run, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = json.loads((run / "state" / "state.json").read_text())["epoch"]
+    assert done >= 1
+    _check_resumed(cli, run, done)
+
+
+def test_resume_refuses_another_dataset(cli, facade, tmp_path):
+    from cnncli.datasets.build import build_dataset
+
+    other = tmp_path / "other"
+    build_dataset(SAMPLE_DATA / "shapes", other, size="24x24", color="rgba", workers=1)
+    run = tmp_path / "run"
+    r = cli("train", facade, "--arch", "tiny", "-o", run, "--epochs", "1", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    before = (run / "history.csv").read_bytes()
+    r = cli("train", other, "--resume", run, "--epochs", "2")
+    assert r.exit_code == 1
+    assert "was trained on another dataset" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert (run / "history.csv").read_bytes() == before
