@@ -524,6 +524,8 @@ def model_notes(loaded: Loaded) -> list[str]:
 
 def collect_images(inputs: Sequence) -> list[Path]:
     """IMAGE... or a DIR (its image files, sorted; recursing into subfolders)."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     files: list[Path] = []
     for item in inputs:
         p = Path(item)

@@ -89,6 +89,8 @@ def _is_dataset(path: Path) -> bool:
 def _count_items(inputs: Sequence) -> int:
     from cnncli.activations import collect_images
 
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and _is_dataset(paths[0]):
         from cnncli.datasets.store import open_dataset
@@ -102,6 +104,8 @@ def _iter_items(inputs: Sequence, spec: ImageSpec):
     """Yield _Item for a dataset folder (every split), or image files / folders."""
     from cnncli.activations import collect_images
 
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and _is_dataset(paths[0]):
         from cnncli.datasets.store import iter_records, open_dataset
