@@ -90,6 +90,9 @@ def test_bad_input_one_line_each(cli, facade, tmp_path):
     ]
     r = cli("train", facade, "-o", tmp_path / "r")
     assert r.exit_code == 2 and "exactly one of --arch NAME, --spec FILE or --from" in r.stderr
+    r = cli("train", facade, "--arch", "facade", "-o", tmp_path / "r")  # needs 500x500 images
+    assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "architecture 'facade'" in r.stderr and "smallest input it takes" in r.stderr
     r = cli("train", facade, "--arch", "tiny", "--optimizer", "adamw", "-o", tmp_path / "r")
     assert r.exit_code == 2 and "unknown optimizer 'adamw': use one of adam" in r.stderr
     existing = tmp_path / "existing"
