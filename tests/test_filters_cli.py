@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from cnncli.filters import named_kernel
 from tests.conftest import write_image
@@ -244,3 +245,42 @@ def test_filter_and_pool_never_import_tensorflow(tmp_path, rgb, command):
         [sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "HEAVY=", out
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+@pytest.mark.parametrize(
+    "args",
+    [["-k", "edge"], ["-k", "1,2;3,-4", "--stride", "2"], ["-k", "unsharp", "--padding", "valid",
+     "--stride", "3", "--border", "edge"], ["-k", "emboss", "--offset", "128", "--border", "zero"]],
+)  # fmt: skip
+def test_streamed_output_equals_the_array_path(tmp_path, rng, mode, args, cli):
+    """L, RGB and 16-bit PNGs go from the decoded image to the file block by block."""
+    from cnncli.filters import parse_kernel
+    from cnncli.filters.images import FilterOptions, filter_image
+
+    if mode == "I;16":
+        path = tmp_path / "a.png"
+        Image.fromarray(rng.integers(0, 65536, (150, 37), dtype=np.uint16)).save(path)
+    else:
+        shape = (150, 37, 3) if mode == "RGB" else (150, 37)
+        path = write_image(tmp_path / "a.png", rng.integers(0, 256, shape, dtype=np.uint8))
+    result = cli("filter", *args, path, "-o", tmp_path / "s.png")
+    assert result.exit_code == 0, result.stderr
+    opts = dict(zip(args[2::2], args[3::2], strict=True))
+    options = FilterOptions(
+        padding=opts.get("--padding", "same"), border=opts.get("--border", "reflect"),
+        stride=int(opts.get("--stride", 1)), offset=float(opts.get("--offset", 0)),
+    )  # fmt: skip
+    ref, _ = filter_image(Image.open(path), parse_kernel(args[1]), options)
+    got = Image.open(tmp_path / "s.png")
+    assert got.mode == mode
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+
+
+def test_tiny_image_smaller_than_the_padding(cli, tmp_path, rng):
+    path = write_image(tmp_path / "t.png", rng.integers(0, 256, (2, 3), dtype=np.uint8))
+    assert cli("filter", "-k", "unsharp", path).exit_code == 0
+    got = np.asarray(Image.open(tmp_path / "t.unsharp.png"))
+    x = np.asarray(Image.open(path)).astype(float)
+    ref = ndimage.correlate(np.pad(x, 2, mode="reflect"), named_kernel("unsharp"))[2:-2, 2:-2]
+    np.testing.assert_array_equal(got, np.clip(np.rint(ref), 0, 255))

@@ -128,10 +128,13 @@ def filter_command(
     k = K.parse_kernel(kernel, scale)
     key = K.ALIASES.get(kernel.strip().lower(), kernel.strip().lower())
     tag = key if key in K.NAMED_KERNELS else "filtered"
-    from cnncli.filters.images import filter_arrays
+    from cnncli.filters.images import filter_arrays, stream_filter
+
+    def stream(img, target):
+        return stream_filter(img, k, options, target, compress, overwrite)
 
     _run_images(images, tag, out, out_dir, lambda c, a: filter_arrays(c, a, k, options),
-                compress, overwrite, json_out, "filtering")  # fmt: skip
+                compress, overwrite, json_out, "filtering", stream)  # fmt: skip
 
 
 def pool_command(
@@ -175,7 +178,8 @@ def pool_command(
                 compress, overwrite, json_out, "pooling")  # fmt: skip
 
 
-def _run_images(images, tag, out, out_dir, apply, compress, overwrite, json_out, verb):
+def _run_images(images, tag, out, out_dir, apply, compress, overwrite, json_out, verb,
+                stream=None):  # fmt: skip
     from cnncli import console
     from cnncli.errors import UsageError
     from cnncli.filters.images import output_path, process_files
@@ -188,7 +192,7 @@ def _run_images(images, tag, out, out_dir, apply, compress, overwrite, json_out,
     bar = len(images) >= PROGRESS_FROM and not json_out
     ctx = console.progress_bar(verb, len(images)) if bar else nullcontext(None)
     with ctx as advance:
-        written = process_files(images, targets, apply, compress, overwrite, advance)
+        written = process_files(images, targets, apply, compress, overwrite, advance, stream)
     if json_out:
         console.print_json([
             {"input": str(w.source), "output": str(w.output), "mode": w.mode,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -283,8 +284,14 @@ def correlate_image(
     raw: bool = False,
     threads: int | None = None,
     block_rows: int = BLOCK_ROWS,
-) -> np.ndarray:
+    emit: Callable[[np.ndarray], None] | None = None,
+) -> np.ndarray | None:
     """Filter an 8- or 16-bit image array (H, W) or (H, W, C), each channel on its own.
+
+    `x` may also be a row source (an object with shape, dtype, ndim and rows(a, b) giving
+    rows a..b-1 as an (n, W*C) array), and with `emit` the output is not kept: each block of
+    output rows, as (n, W'*C), is passed to emit in order and None is returned. Together
+    they filter an image that is never whole in memory twice (see filters.images).
 
     Returns the same dtype: value = correlation (then |.| with `absolute`, then + `offset`),
     rounded half to even and clipped to the dtype's range. With `raw`, returns the
@@ -303,28 +310,46 @@ def correlate_image(
     pt, pb, oh = pad_amounts(h, kh, stride, padding)
     pl, pr, ow = pad_amounts(w, kw, stride, padding)
     if max(pt, pb) >= h or max(pl, pr) >= w:  # padding wider than the image: the definition
-        res = correlate(x, kernel, padding, border, stride)
-        return _finish_whole(res, x.dtype, absolute, offset, raw)
+        arr = x if isinstance(x, np.ndarray) else x.rows(0, h).reshape(x.shape)
+        res = _finish_whole(correlate(arr, kernel, padding, border, stride), x.dtype,
+                            absolute, offset, raw)  # fmt: skip
+        if emit is None:
+            return res
+        emit(res.reshape(res.shape[0], -1))
+        return None
     plan = _Plan(kernel, maxval)
-    x2 = np.ascontiguousarray(x).reshape(h, w * ch)
+    if isinstance(x, np.ndarray):
+        x2 = np.ascontiguousarray(x).reshape(h, w * ch)
+        read = x2.__getitem__  # read(slice) -> rows
+    else:
+        read = lambda sl: x.rows(sl.start, sl.stop)  # noqa: E731
     rows = border_index(h, pt, pb, border)
     cols = border_index(w, pl, pr, border)
     oh1 = h + pt + pb - kh + 1  # stride-1 output size over the padded frame
     ow1 = w + pl + pr - kw + 1
     out_dtype = (np.float64 if maxval > 255 else np.float32) if raw else x.dtype
-    out = np.empty((oh, ow * ch), dtype=out_dtype)
     step = max(block_rows - block_rows % stride, stride)
+    if emit is None:
+        out = np.empty((oh, ow * ch), dtype=out_dtype)
+    else:
+        out = np.empty((-(-step // stride), ow * ch), dtype=out_dtype)
+        threads = 1  # blocks must reach emit in order
     starts = list(range(0, (oh - 1) * stride + 1, step))
     nthreads = threads if threads is not None else default_threads(h * w * ch)
     nthreads = max(1, min(nthreads, len(starts)))
 
-    geometry = (x2, ch, kh, kw, pl, rows, cols, oh1, ow1, stride, ow, plan)
+    geometry = (read, w * ch, ch, kh, kw, pl, rows, cols, oh1, ow1, stride, ow, plan)
     post = (absolute, offset, raw, maxval)
 
     def work(chunk):
         bufs = _Buffers(step, w + pl + pr, kh, ch, ow1, plan.dtype)
         for o0 in chunk:
-            _block(o0, min(o0 + step, oh1, (oh - 1) * stride + 1), geometry, post, bufs, out)
+            o1 = min(o0 + step, oh1, (oh - 1) * stride + 1)
+            if emit is None:
+                _block(o0, o1, geometry, post, bufs, out, 0)
+            else:
+                _block(o0, o1, geometry, post, bufs, out, o0 // stride)
+                emit(out[: len(range(o0, o1, stride))])
 
     if nthreads == 1:
         work(starts)
@@ -333,6 +358,8 @@ def correlate_image(
         chunks = [starts[i : i + per] for i in range(0, len(starts), per)]
         with ThreadPoolExecutor(nthreads) as pool:
             list(pool.map(work, chunks))
+    if emit is not None:
+        return None
     shape = (oh, ow, ch) if x.ndim == 3 else (oh, ow)
     return out.reshape(shape)
 
@@ -355,22 +382,21 @@ class _Buffers:
         self.f = np.empty((rows, ow1 * ch), dtype=ftype)
 
 
-def _block(o0, o1, geometry, post, bufs, out):
-    x2, ch, kh, kw, pl, rows, cols, oh1, ow1, stride, ow, plan = geometry
+def _block(o0, o1, geometry, post, bufs, out, base):
+    read, wc, ch, kh, kw, pl, rows, cols, oh1, ow1, stride, ow, plan = geometry
     absolute, offset, raw, maxval = post
     n = o1 - o0
     src = rows[o0 : o1 + kh - 1]
     pad = bufs.pad[: n + kh - 1]
-    wc = x2.shape[1]
     inner = pad[:, pl * ch : pl * ch + wc]
     if src[0] >= 0 and src[-1] - src[0] == len(src) - 1 and np.all(np.diff(src) == 1):
-        np.copyto(inner, x2[src[0] : src[-1] + 1], casting="unsafe")
+        np.copyto(inner, read(slice(src[0], src[-1] + 1)), casting="unsafe")
     else:
         for k, r in enumerate(src):
             if r < 0:
                 inner[k] = 0
             else:
-                np.copyto(inner[k], x2[r], casting="unsafe")
+                np.copyto(inner[k], read(slice(r, r + 1))[0], casting="unsafe")
     w = wc // ch
     for j in list(range(pl)) + list(range(pl + w, len(cols))):
         c = cols[j]
@@ -399,7 +425,7 @@ def _block(o0, o1, geometry, post, bufs, out):
             np.add(acc, t, out=acc)
     if stride > 1:
         acc = acc[::stride].reshape(-1, ow1, ch)[:, ::stride][:, :ow].reshape(-1, ow * ch)
-    dst = out[o0 // stride : o0 // stride + acc.shape[0]]
+    dst = out[o0 // stride - base : o0 // stride - base + acc.shape[0]]
     integer = np.issubdtype(acc.dtype, np.integer)
     if raw:
         np.multiply(acc, 1.0 / plan.div, out=dst, casting="unsafe")

@@ -16,8 +16,8 @@ from PIL import Image
 
 from cnncli.atomic import atomic_file
 from cnncli.errors import ImageError, OutputExistsError, UsageError
-from cnncli.filters.engine import correlate_image, pool
-from cnncli.filters.png import write_png
+from cnncli.filters.engine import correlate_image, pad_amounts, pool
+from cnncli.filters.png import PngWriter, write_png
 from cnncli.images import open_image
 
 DEFAULT_COMPRESS = 1  # zlib level for PNG output: measured in bench_filters (see --help)
@@ -255,6 +255,49 @@ def open_input(path: Path) -> Image.Image:
         raise UsageError(e.message, hint) from None
 
 
+class PilRows:
+    """A row source over a Pillow image for correlate_image: bands are copied on demand."""
+
+    def __init__(self, img: Image.Image):
+        self.img = img
+        w, h = img.size
+        first = np.asarray(img.crop((0, 0, w, 1)))
+        self.dtype = first.dtype
+        self.shape = (h, w) + first.shape[2:]
+        self.ndim = len(self.shape)
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        band = np.asarray(self.img.crop((0, a, self.shape[1], b)))
+        return band.reshape(b - a, -1)
+
+
+STREAM_MODES = ("L", "RGB", "I;16")
+
+
+def stream_filter(img: Image.Image, kernel: np.ndarray, options: FilterOptions, path: Path,
+                  compress: int = DEFAULT_COMPRESS, overwrite: bool = True) -> bool:  # fmt: skip
+    """Filter straight from the decoded image into a PNG, block by block, when the mode and
+    options allow (no alpha, no --normalize, PNG output); returns False otherwise.
+
+    Peak memory is then the decoded image plus a few row blocks (measured in bench_filters)."""
+    o = options
+    if img.mode not in STREAM_MODES or o.normalize or path.suffix.lower() != ".png":
+        return False
+    source = PilRows(img)
+    h, w = source.shape[:2]
+    k = np.asarray(kernel)
+    oh = pad_amounts(h, k.shape[0], o.stride, o.padding)[2]
+    ow = pad_amounts(w, k.shape[1], o.stride, o.padding)[2]
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        writer = PngWriter(tmp, ow, oh, img.mode, source.dtype, compress)
+        try:
+            correlate_image(source, kernel, o.padding, o.border, o.stride, o.flip,
+                            absolute=o.absolute, offset=o.offset, emit=writer.write)  # fmt: skip
+        finally:
+            writer.close()
+    return True
+
+
 def process_files(
     sources: Sequence[Path],
     targets: Sequence[Path],
@@ -262,6 +305,7 @@ def process_files(
     compress: int = DEFAULT_COMPRESS,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    stream: Callable[[Image.Image, Path], bool] | None = None,
 ) -> list[Written]:
     """Open each source, apply(colour, alpha) -> (colour, alpha, notes), write its target.
 
@@ -271,6 +315,12 @@ def process_files(
     written = []
     for source, target in zip(sources, targets, strict=True):
         img = open_input(source)
+        if stream is not None and stream(img, target):
+            written.append(Written(source, target, img.mode, _size_of(target), []))
+            img.close()
+            if progress:
+                progress(1)
+            continue
         colour, alpha, mode, notes = split_channels(img)
         img.close()
         del img
@@ -282,3 +332,8 @@ def process_files(
         if progress:
             progress(1)
     return written
+
+
+def _size_of(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size

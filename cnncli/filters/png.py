@@ -25,39 +25,59 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+class PngWriter:
+    """Write a PNG row block by row block: `write(rows)` with rows as (n, W*C) uint8/uint16,
+    then `close()`. `level` 0 stores, 1-3 use zlib's run-length strategy (fast), 4-9 its
+    default strategy (slower, smaller on flat synthetic images)."""
+
+    def __init__(self, path, width: int, height: int, mode: str, dtype, level: int = 1):
+        colour_type, self.channels = COLOUR_TYPE[mode]
+        self.depth = 16 if np.dtype(dtype) == np.uint16 else 8
+        self.bpp = self.channels * (self.depth // 8)
+        self.row_bytes = width * self.bpp
+        self.height, self.written = height, 0
+        strategy = zlib.Z_RLE if level <= 3 else zlib.Z_DEFAULT_STRATEGY
+        self.comp = zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
+        self.block = np.empty((0, self.row_bytes + 1), dtype=np.uint8)
+        self.file = open(path, "wb")  # closed in close()
+        self.file.write(b"\x89PNG\r\n\x1a\n")
+        ihdr = struct.pack(">IIBBBBB", width, height, self.depth, colour_type, 0, 0, 0)
+        self.file.write(_chunk(b"IHDR", ihdr))
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows)
+        if self.depth == 16:
+            rows = rows.astype(">u2", copy=False)
+        rows = np.ascontiguousarray(rows).reshape(rows.shape[0], -1).view(np.uint8)
+        n, bpp = rows.shape[0], self.bpp
+        if self.block.shape[0] < n:
+            self.block = np.empty((n, self.row_bytes + 1), dtype=np.uint8)
+        out = self.block[:n]
+        out[:, 0] = 1  # filter type Sub: each byte minus the byte one pixel to the left
+        out[:, 1 : 1 + bpp] = rows[:, :bpp]
+        np.subtract(rows[:, bpp:], rows[:, :-bpp], out=out[:, 1 + bpp :])
+        piece = self.comp.compress(out)
+        if piece:
+            self.file.write(_chunk(b"IDAT", piece))
+        self.written += n
+
+    def close(self) -> None:
+        try:
+            if self.written != self.height:
+                raise ValueError(f"PNG got {self.written} rows of {self.height}")
+            self.file.write(_chunk(b"IDAT", self.comp.flush()))
+            self.file.write(_chunk(b"IEND", b""))
+        finally:
+            self.file.close()
+
+
 def write_png(path: str | os.PathLike, array: np.ndarray, mode: str, level: int = 1) -> None:
-    """Write an (H, W) or (H, W, C) uint8/uint16 array as PNG. `level` 0 stores, 1-3 use
-    zlib's run-length strategy (fast), 4-9 its default strategy (slower, smaller on flat
-    synthetic images)."""
-    colour_type, channels = COLOUR_TYPE[mode]
+    """Write an (H, W) or (H, W, C) uint8/uint16 array as PNG (see PngWriter for `level`)."""
     a = np.asarray(array)
     h, w = a.shape[:2]
-    depth = 16 if a.dtype == np.uint16 else 8
-    if depth == 16:
-        a = a.astype(">u2", copy=False)
-    row_bytes = w * channels * (depth // 8)
-    bpp = channels * (depth // 8)
-    data = a.reshape(h, -1).view(np.uint8) if a.dtype.itemsize == 1 else None
-    strategy = zlib.Z_RLE if level <= 3 else zlib.Z_DEFAULT_STRATEGY
-    comp = zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
-    block = np.empty((min(ROWS_PER_BLOCK, h), row_bytes + 1), dtype=np.uint8)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n")
-        f.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour_type, 0, 0, 0)))
+    writer = PngWriter(path, w, h, mode, a.dtype, level)
+    try:
         for r0 in range(0, h, ROWS_PER_BLOCK):
-            rows = data[r0 : r0 + ROWS_PER_BLOCK] if data is not None else _bytes(a, r0, h)
-            n = rows.shape[0]
-            out = block[:n]
-            out[:, 0] = 1  # filter type Sub: each byte minus the byte one pixel to the left
-            out[:, 1 : 1 + bpp] = rows[:, :bpp]
-            np.subtract(rows[:, bpp:], rows[:, :-bpp], out=out[:, 1 + bpp :])
-            piece = comp.compress(out)
-            if piece:
-                f.write(_chunk(b"IDAT", piece))
-        f.write(_chunk(b"IDAT", comp.flush()))
-        f.write(_chunk(b"IEND", b""))
-
-
-def _bytes(a: np.ndarray, r0: int, h: int) -> np.ndarray:
-    part = np.ascontiguousarray(a[r0 : min(r0 + ROWS_PER_BLOCK, h)])
-    return part.reshape(part.shape[0], -1).view(np.uint8)
+            writer.write(a[r0 : r0 + ROWS_PER_BLOCK])
+    finally:
+        writer.close()
