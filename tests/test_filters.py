@@ -244,3 +244,15 @@ def test_png_writer_round_trips_through_pillow(tmp_path, rng, mode, shape, dtype
     img.load()
     assert img.mode == mode
     np.testing.assert_array_equal(np.asarray(img), arr)
+
+
+@pytest.mark.parametrize(
+    "ints, div", [([[1, -2, 1], [2, 5, 2], [1, -2, 1]], 3), (np.ones((5, 5)), 25), ([[1, 2]], 5),
+                  ([[-1, 3, -1]], 7), ([[1, 2, 1]], 4), ([[3, -1], [1, 5]], 8)],
+)  # fmt: skip
+def test_integer_kernels_over_a_divisor_round_like_the_definition(ints, div, rng):
+    kernel = np.asarray(ints, dtype=np.float64) / div
+    assert exact_form(kernel)[1] == div
+    for x in (rng.integers(0, 256, (21, 19, 3), dtype=np.uint8),
+              rng.integers(0, 65536, (13, 17), dtype=np.uint16)):  # fmt: skip
+        np.testing.assert_array_equal(correlate_image(x, kernel), expected(x, kernel, "reflect"))

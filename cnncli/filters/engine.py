@@ -445,6 +445,16 @@ def _block(o0, o1, geometry, post, bufs, out, base):
         np.add(acc, (1 << (k - 1)) - 1, out=acc)
         np.right_shift(acc, k, out=acc)
         plan_div_done = True
+    elif integer and plan.div % 2 == 1 and plan.div > 1 and float(offset).is_integer():
+        # odd divisor: acc / d never ends in .5, so rounding is floor((acc + d//2) / d),
+        # an integer division by a constant (NumPy uses libdivide): two passes, no floats
+        np.add(acc, plan.div // 2, out=acc)
+        if lo >= 0 and acc.dtype == np.int16:
+            acc_u = acc.view(np.uint16)  # non-negative: the unsigned division is faster
+            np.floor_divide(acc_u, plan.div, out=acc_u)
+        else:
+            np.floor_divide(acc, plan.div, out=acc)
+        plan_div_done = True
     else:
         plan_div_done = False
     if integer and (plan.div == 1 or plan_div_done) and float(offset).is_integer():
