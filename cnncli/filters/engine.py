@@ -175,6 +175,9 @@ class _Plan:
                 if cost < best[0]:
                     best = (cost, (u, v), c)
         _, self.sep, self.c = best
+        if self.sep is not None:  # the passes' tap groups, computed once, not per block
+            self.vtaps = _taps(self.sep[0][:, None])
+            self.htaps = _taps(self.sep[1][None, :])
         if self.sep is not None:
             u, v = self.sep
             bound = (int(np.abs(u).sum()) * int(np.abs(v).sum()) + abs(self.c)) * maxval
@@ -186,8 +189,11 @@ class _Plan:
 
     def range(self, maxval: int) -> tuple[float, float]:
         """The lowest and highest correlation value any image can give."""
-        w = np.asarray(self.weights, dtype=np.float64) / self.div
-        return float(w[w < 0].sum()) * maxval, float(w[w > 0].sum()) * maxval
+        cached = getattr(self, "_range", None)
+        if cached is None or cached[0] != maxval:
+            w = np.asarray(self.weights, dtype=np.float64) / self.div
+            self._range = (maxval, float(w[w < 0].sum()) * maxval, float(w[w > 0].sum()) * maxval)
+        return self._range[1], self._range[2]
 
 
 def _taps(m: np.ndarray) -> dict:
@@ -389,7 +395,7 @@ def _block(o0, o1, geometry, post, bufs, out, base):
     src = rows[o0 : o1 + kh - 1]
     pad = bufs.pad[: n + kh - 1]
     inner = pad[:, pl * ch : pl * ch + wc]
-    if src[0] >= 0 and src[-1] - src[0] == len(src) - 1 and np.all(np.diff(src) == 1):
+    if src[0] >= 0 and src[-1] - src[0] == len(src) - 1 and (len(src) < 3 or src[1] > src[0]):
         np.copyto(inner, read(slice(src[0], src[-1] + 1)), casting="unsafe")
     else:
         for k, r in enumerate(src):
@@ -414,8 +420,8 @@ def _block(o0, o1, geometry, post, bufs, out, base):
     else:
         u, v = plan.sep
         vert = bufs.vert[:n]
-        _weighted_sum(_taps(u[:, None]), lambda t: pad[t[0] : t[0] + n], vert, tmp)
-        _weighted_sum(_taps(v[None, :]), lambda t: vert[:, t[1] * ch : t[1] * ch + width],
+        _weighted_sum(plan.vtaps, lambda t: pad[t[0] : t[0] + n], vert, tmp)
+        _weighted_sum(plan.htaps, lambda t: vert[:, t[1] * ch : t[1] * ch + width],
                       acc, tmp[:, :width])  # fmt: skip
         if plan.c:
             cy, cx = plan.centre
