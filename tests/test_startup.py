@@ -31,7 +31,7 @@ def test_no_tensorflow_at_startup(args):
 def test_usage_error_is_one_line_exit_2(cli):
     result = cli("--no-such-option")
     assert result.exit_code == 2
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: No such option"), result.stderr
     assert "Traceback" not in result.output
 
@@ -42,3 +42,32 @@ def test_version(cli):
     result = cli("--version")
     assert result.exit_code == 0
     assert result.stdout.strip() == f"cnncli {__version__}"
+
+
+def test_tensorflow_load_noise_is_silenced():
+    """TensorFlow's load-time info lines (absl, before its level applies) are dropped."""
+    out = subprocess.run(
+        [sys.executable, "-m", "cnncli", "summary", "--arch", "tiny", "--input", "16x16x1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Total params" in out.stdout
+    assert "absl" not in out.stderr and "I0000" not in out.stderr, out.stderr
+
+
+def test_load_noise_filter_keeps_real_errors():
+    from cnncli.cli.state import drop_load_noise
+
+    captured = (
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        b"I0000 00:00:1795392393.534363   24491 port.cc:153] oneDNN custom operations are on.\n"
+        b"W0000 00:00:1795392393.535474   24491 cudart_stub.cc:31] Could not find cuda drivers\n"
+        b"E0000 00:00:1795392393.535474   24491 some.cc:1] a real error\n"
+        b"UserWarning: something the user should see\n"
+    )
+    assert drop_load_noise(captured) == (
+        b"E0000 00:00:1795392393.535474   24491 some.cc:1] a real error\n"
+        b"UserWarning: something the user should see\n"
+    )
