@@ -41,7 +41,9 @@ class ImageSpec:
 
     def __post_init__(self):
         if self.color not in COLORS:
-            raise UsageError(f"unknown colour mode {self.color!r}", f"use one of {', '.join(COLORS)}")
+            raise UsageError(
+                f"unknown colour mode {self.color!r}", f"use one of {', '.join(COLORS)}"
+            )
         if self.fit not in FITS:
             raise UsageError(f"unknown fit {self.fit!r}", f"use one of {', '.join(FITS)}")
         if self.height < 1 or self.width < 1:
@@ -72,7 +74,7 @@ class ImageSpec:
 
     @classmethod
     def for_input_shape(cls, shape, fit: str = "stretch") -> ImageSpec:
-        """The conversion a model with input shape (H, W, C) implies (for models saved elsewhere)."""
+        """The conversion a model's input shape (H, W, C) implies (for models saved elsewhere)."""
         dims = list(tuple(shape))[-3:]
         if len(dims) != 3 or any(d is None for d in dims):
             raise UsageError(
@@ -83,7 +85,8 @@ class ImageSpec:
         return cls(height=h, width=w, color=color_for_channels(c), fit=fit)
 
     def describe(self) -> str:
-        return f"{self.height}x{self.width} {self.color.upper() if self.color != 'grayscale' else 'grayscale'} ({self.fit})"
+        color = self.color if self.color == "grayscale" else self.color.upper()
+        return f"{self.height}x{self.width} {color} ({self.fit})"
 
 
 def color_for_channels(channels: int) -> str:

@@ -33,7 +33,7 @@ def runner():
 
 @pytest.fixture
 def cli(runner):
-    """Invoke cnncli in-process: cli("dataset", "info", path) -> Result (exit_code, stdout, stderr)."""
+    """Run cnncli in-process: cli("dataset", "info", path) -> Result (exit code, stdout, stderr)."""
     from cnncli.cli.main import app
 
     def invoke(*args, input=None):
