@@ -11,6 +11,7 @@ import typer
 
 _AUG = "Augmentation"
 _CKPT = "Checkpoints and output"
+_DIST = "Several devices or machines"
 
 
 class _RichEvents:
@@ -22,19 +23,39 @@ class _RichEvents:
         self.progress = None
         self.task = None
         self.epochs = 0
+        self.writes = True
 
     # the library calls these (cnncli.training.callbacks.TrainEvents)
     def train_begin(self, info: dict) -> None:
         from cnncli.console import info as say
 
         self.epochs = info["epochs"]
+        self.writes = info.get("writes", True)
+        dist = info.get("distribute") or {}
+        if dist:  # one line per worker, also with --quiet: which shard files it reads
+            say(
+                f"worker {dist['worker']}/{dist['num_workers']} reads train shards: "
+                + ", ".join(dist["read_shards"])
+            )
         if self.quiet:
             return
         start = info["initial_epoch"]
         counts = ", ".join(f"{k} {v:,}" for k, v in info["counts"].items())
+        batch = f"batch {info['batch_size']}"
+        if dist:
+            batch = (
+                f"global batch {dist['global_batch']} ({dist['per_worker_batch']} per worker x "
+                f"{dist['num_workers']} workers)"
+            )
+        where = (
+            f"into {info['run_dir']}"
+            if self.writes
+            else f"the chief (worker 0) writes {info['run_dir']}; this worker writes nothing"
+        )
+        say(f"strategy: {info.get('strategy', 'one device')}")
         say(
-            f"training {info['params']:,} parameters on {counts} images, batch "
-            f"{info['batch_size']}, epochs {start + 1}..{info['epochs']}, into {info['run_dir']}"
+            f"training {info['params']:,} parameters on {counts} images, {batch}, "
+            f"epochs {start + 1}..{info['epochs']}, {where}"
         )
         from rich.progress import (
             BarColumn,
@@ -79,7 +100,9 @@ class _RichEvents:
             self.task = None
         if self.quiet:
             return
-        if report.checkpoint:
+        if not self.writes:
+            saved = ""
+        elif report.checkpoint:
             saved = f"saved {report.checkpoint}"
         elif report.improved:
             saved = "best so far"
@@ -243,11 +266,40 @@ def train_command(
             help="Continue an interrupted run from its last finished epoch.",
         ),
     ] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            rich_help_panel=_DIST,
+            help="auto (multi-worker when TF_CONFIG or --workers is given, else one-device), "
+            "one-device, mirrored (every device of this machine) or multi-worker.",
+        ),  # fmt: skip
+    ] = "auto",
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            "--workers",
+            metavar="HOST:PORT,...",
+            rich_help_panel=_DIST,
+            help="Every worker of a multi-worker run, the chief first (instead of TF_CONFIG).",
+        ),  # fmt: skip
+    ] = None,
+    worker_index: Annotated[
+        int | None,
+        typer.Option(
+            "--worker-index",
+            metavar="I",
+            rich_help_panel=_DIST,
+            help="This machine's place in --workers (0: the chief, which writes RUN_DIR).",
+        ),  # fmt: skip
+    ] = None,
 ) -> None:
     """Train a CNN on a dataset into a run folder (best and last model, checkpoints,
     history.csv/png, run.json). Ctrl-C saves a resumable state (exit 130)."""
     from cnncli.errors import UsageError
+    from cnncli.training.distribute import plan_strategy
 
+    plan = plan_strategy(strategy, workers=workers, worker_index=worker_index)
     events = _RichEvents(quiet=quiet, json_log=json_log)
     try:
         if resume is not None:
@@ -258,7 +310,9 @@ def train_command(
                 )
             from cnncli.training.fit import resume as resume_run
 
-            result = resume_run(resume, dataset_dir=dataset_dir, epochs=epochs, events=events)
+            result = resume_run(
+                resume, dataset_dir=dataset_dir, epochs=epochs, events=events, strategy=plan
+            )
         else:
             if dataset_dir is None:
                 raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR --arch NAME")
@@ -305,6 +359,7 @@ def train_command(
                 options=options,
                 overwrite=overwrite,
                 events=events,
+                strategy=plan,
             )
     finally:
         events.close()
@@ -316,6 +371,9 @@ def _report(result, quiet: bool, json_log: bool) -> None:
 
     best = result.best_metrics
     stop = " (stopped early)" if result.stopped_early else ""
+    if not result.wrote:  # a worker that is not the chief
+        info(f"worker done{stop}: the chief wrote the run folder {result.run_dir}")
+        return
     if quiet or json_log:  # one line, on stderr
         info(f"done{stop}: best epoch {result.best_epoch}, run folder {result.run_dir}")
         return

@@ -78,6 +78,8 @@ def make_tf_dataset(
     num_shards: int = 1,
     shard_index: int = 0,
     drop_remainder: bool = False,
+    epoch_steps: int | None = None,
+    class_weight: dict[int, float] | None = None,
 ) -> tf.data.Dataset:
     """A split of an opened dataset as batches of (image float32 0..255, label int32)
     [+ path bytes].
@@ -92,21 +94,17 @@ def make_tf_dataset(
       sees the order an uninterrupted run saw (give fit `steps_per_epoch`). Without
       `last_epoch`: endless, reshuffled each pass. Without repeat: one pass, reshuffled on
       each iteration.
+    - `epoch_steps` (with repeat, shuffle and last_epoch): every epoch is exactly this many
+      full batches, wrapping around the split when it is shorter (multi-worker training:
+      every worker must run the same number of steps whatever its shards hold).
+    - `class_weight`: a third element, the weight of each image's class (as Keras'
+      class_weight, which cannot map a distributed dataset).
     """
     if cache not in CACHE_MODES:
         raise UsageError(f"unknown cache mode {cache!r}", f"use one of {', '.join(CACHE_MODES)}")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
-    files = [str(p) for p in info.shard_paths(split)]
-    if not 0 <= shard_index < num_shards:
-        raise UsageError(f"shard index {shard_index} is not in 0..{num_shards - 1}")
-    files = files[shard_index::num_shards]
-    if not files:
-        raise DatasetError(
-            f"split {split!r} of {info.path} has {len(info.shard_paths(split))} shard file(s), "
-            f"none for worker {shard_index} of {num_shards}",
-            "build the dataset with smaller shards (--shard-size) or use fewer workers",
-        )
+    files = shard_files(info, split, num_shards, shard_index)
     count = info.count(split)
 
     ds = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 8) or None)
@@ -128,6 +126,8 @@ def make_tf_dataset(
             source = source.shuffle(
                 buffer, seed=epoch_seed_value, reshuffle_each_iteration=reshuffle
             )
+        if epoch_steps is not None:
+            return source.repeat().batch(batch_size, drop_remainder=True).take(epoch_steps)
         return source.batch(batch_size, drop_remainder=drop_remainder)
 
     if repeat and shuffle and last_epoch is not None:
@@ -135,6 +135,7 @@ def make_tf_dataset(
         # flat choose_from_datasets (a tensor seed in flat_map breaks under op determinism,
         # and a concatenate chain gets slower with every epoch). They share one cache.
         steps = -(-count // batch_size) if not drop_remainder else count // batch_size
+        steps = steps if epoch_steps is None else epoch_steps
         epochs = range(first_epoch, last_epoch)
         if not epochs or steps == 0:
             raise UsageError(f"no epochs to read ({first_epoch}..{last_epoch})")
@@ -154,7 +155,28 @@ def make_tf_dataset(
             batches = count // batch_size if drop_remainder else -(-count // batch_size)
             ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if class_weight:
+        table = tf.constant(
+            [float(class_weight.get(i, 1.0)) for i in range(info.num_classes)], tf.float32
+        )
+        ds = ds.map(lambda x, y, *rest: (x, y, tf.gather(table, y), *rest))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def shard_files(info: DatasetInfo, split: str, num_shards: int = 1, shard_index: int = 0):
+    """The shard files of `split` that worker `shard_index` of `num_shards` reads (every
+    num_shards-th file from shard_index: multi-worker training splits shards by file)."""
+    if not 0 <= shard_index < num_shards:
+        raise UsageError(f"shard index {shard_index} is not in 0..{num_shards - 1}")
+    every = [str(p) for p in info.shard_paths(split)]
+    files = every[shard_index::num_shards]
+    if not files:
+        raise DatasetError(
+            f"split {split!r} of {info.path} has {len(every)} shard file(s), "
+            f"none for worker {shard_index} of {num_shards}",
+            "build the dataset with smaller shards (--shard-size) or use fewer workers",
+        )
+    return files
 
 
 def steps_per_epoch(info: DatasetInfo, split: str, batch_size: int, drop_remainder=False) -> int:

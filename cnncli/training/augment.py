@@ -84,3 +84,14 @@ def augmentation_layers(options: AugmentOptions | None, seed: int = 0) -> list:
             )
         )
     return layers
+
+
+def existing_augmentation(model) -> list[str]:
+    """Names of the random preprocessing layers (RandomFlip, RandomRotation, ...) a model
+    already holds, nested models included: what augmentation_layers would add again."""
+    names = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        cls = type(layer)
+        if cls.__name__.startswith("Random") and "preprocessing" in cls.__module__:
+            names.append(layer.name)
+    return names

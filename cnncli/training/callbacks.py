@@ -266,38 +266,3 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = int(self._initial.get("wait", 0))
             self.best = self._initial.get("best")
             self.best_epoch = int(self._initial.get("best_epoch", 0))
-
-
-def plot_history(history_csv: Path, out_png: Path) -> None:
-    """history.png: the plots module's figure when it exists, else a minimal two-panel one
-    (loss, accuracy; training and validation) as in the course."""
-    try:
-        from cnncli.training.plots import plot_history as shared_plot
-    except ImportError:
-        shared_plot = None
-    if shared_plot is not None:
-        shared_plot(history_csv, out_png)
-        return
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    rows = rundir.read_history(Path(history_csv))
-    epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
-        for key, label, style in (
-            (metric, "training", "bo-"),
-            (f"val_{metric}", "validation", "r-"),
-        ):
-            values = [r.get(key) for r in rows]
-            if any(v is not None for v in values):
-                ax.plot(epochs, values, style, label=label)
-        ax.set_title(f"Training and validation {title.lower()}")
-        ax.set_xlabel("epoch")
-        ax.legend()
-    fig.tight_layout()
-    with atomic_file(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,8 +25,8 @@ from cnncli import __version__
 from cnncli.atomic import write_json
 from cnncli.datasets.store import DatasetInfo, open_dataset
 from cnncli.errors import CnnError, ExitCode, InputError, ModelError, UsageError
-from cnncli.training import rundir
-from cnncli.training.augment import AugmentOptions, augmentation_layers
+from cnncli.training import distribute, rundir
+from cnncli.training.augment import AugmentOptions, augmentation_layers, existing_augmentation
 from cnncli.training.callbacks import (
     EventsCallback,
     ResumableEarlyStopping,
@@ -33,9 +34,10 @@ from cnncli.training.callbacks import (
     RunState,
     TrainEvents,
     monitor_mode,
-    plot_history,
     set_seed_states,
 )
+from cnncli.training.plots import plot_history
+from cnncli.training.predict import model_head
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
 CACHE_MODES = ("memory", "disk", "none")
@@ -120,6 +122,8 @@ class TrainResult:
     stopped_early: bool = False
     resumed_from: int = 0
     notes: list = field(default_factory=list)
+    distribute: dict = field(default_factory=dict)  # several workers: who read what
+    wrote: bool = True  # False on a worker that is not the chief (it writes nothing)
 
     @property
     def best_metrics(self) -> dict:
@@ -138,6 +142,7 @@ class TrainResult:
             "best_metrics": self.best_metrics,
             "stopped_early": self.stopped_early,
             "resumed_from": self.resumed_from,
+            "distribute": self.distribute,
             "history": self.history,
         }
 
@@ -175,18 +180,15 @@ def _source_model(source: dict, info: DatasetInfo):
 
 
 def _head(model, num_classes: int) -> tuple[str, bool]:
-    """('binary'|'categorical', from_logits) for a model's output and the class count."""
-    out = model.outputs[0].shape[-1] if model.outputs else None
-    last = model.layers[-1] if model.layers else None
-    act = getattr(getattr(last, "activation", None), "__name__", "")
-    if type(last).__name__ == "Softmax":
-        act = "softmax"
-    if num_classes == 2 and out == 1:
-        return "binary", act not in ("sigmoid",)
-    if out == num_classes:
-        return "categorical", act not in ("softmax",)
+    """('binary'|'categorical', from_logits) for a model's output and the class count
+    (the last layer's activation, looking inside a nested model: predict.model_head)."""
+    head = model_head(model)
+    if num_classes == 2 and head.units == 1:
+        return "binary", head.from_logits
+    if head.units == num_classes:
+        return "categorical", head.from_logits
     raise ModelError(
-        f"the model's output has {out} unit(s) but the dataset has {num_classes} classes",
+        f"the model's output has {head.units} unit(s) but the dataset has {num_classes} classes",
         "use an architecture built for this dataset's classes (1 sigmoid unit for 2 classes, "
         "or one unit per class)",
     )
@@ -209,6 +211,14 @@ def build_training_model(
             "rebuild the dataset with matching --size/--color, or choose another architecture",
         )
     aug = augmentation_layers(augment, seed=seed)
+    present = existing_augmentation(arch)
+    if aug and present:
+        raise UsageError(
+            f"the model already has augmentation layers ({', '.join(present)}); "
+            "the augmentation options would add a second set on top",
+            "leave out --augment and the transform options: the model's own augmentation "
+            "stays active while training",
+        )
     if raw_pixels and not aug:
         return arch
     inputs = keras.Input(shape=shape, name="pixels")
@@ -278,6 +288,42 @@ def _check_checkpoint_pattern(pattern: str, has_val: bool) -> None:
 
 
 # ----------------------------------------------------------------------- train / resume
+@dataclass
+class _Where:
+    """The strategy a run trains under and the folder it writes: RUN_DIR on the chief (and
+    on one machine); a temporary folder, deleted at the end, on the other workers."""
+
+    plan: distribute.StrategyPlan
+    strategy: object = None  # a tf.distribute strategy, or None: TensorFlow's default
+    out_dir: Path | None = None
+
+    @property
+    def scope(self):
+        import contextlib
+
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def writes_elsewhere(self) -> bool:
+        return not self.plan.is_chief
+
+
+def _start(plan, info: DatasetInfo, check=None) -> _Where:
+    """Checks that need no TensorFlow first (shards per worker, `check`: can the run folder
+    be written), then the strategy, before any other TensorFlow work."""
+    if plan.multi_worker:
+        distribute.check_shards(len(info.shard_paths("train")), plan.num_workers, info.path)
+    if check is not None and plan.is_chief:
+        check()
+    return _Where(plan, distribute.create_strategy(plan))
+
+
+def _out_dir(where: _Where, prepare) -> Path:
+    """RUN_DIR (made by `prepare`) on the chief, a temporary folder on the other workers."""
+    if where.plan.is_chief:
+        return prepare()
+    return Path(tempfile.mkdtemp(prefix="cnncli-worker-"))
+
+
 def train(
     dataset_dir,
     run_dir,
@@ -290,12 +336,17 @@ def train(
     overwrite: bool = False,
     events: TrainEvents | None = None,
     callbacks: Sequence = (),
+    strategy: str | distribute.StrategyPlan = "auto",
 ) -> TrainResult:
     """Train on DATASET_DIR into RUN_DIR. Exactly one of `arch` (a preset name), `spec` (a
     spec file or dict), `from_model` (a saved model file) or `model` (a Keras model) names
-    the architecture. Raises TrainingInterrupted (exit 130) on Ctrl-C after saving."""
+    the architecture. `strategy`: a --strategy name or a distribute.StrategyPlan (several
+    workers: only the chief writes RUN_DIR). Raises TrainingInterrupted (exit 130) on
+    Ctrl-C after saving."""
     opts = options or TrainOptions()
     opts.check()
+    plan = strategy if isinstance(strategy, distribute.StrategyPlan) else (
+        distribute.plan_strategy(strategy))  # fmt: skip
     sources = [(k, v) for k, v in (("arch", arch), ("spec", spec), ("from", from_model),
                                    ("model", model)) if v is not None]  # fmt: skip
     if len(sources) != 1:
@@ -314,14 +365,16 @@ def train(
     _check_checkpoint_pattern(pattern, has_val)
     opts.monitor, opts.checkpoint = monitor, pattern
 
+    where = _start(plan, info, lambda: rundir.check_run_dir(run_dir, overwrite=overwrite))
     _seed_everything(opts)
     source = {"kind": kind, "value": value}
-    arch_model, raw = _source_model(source, info)
-    net = build_training_model(arch_model, info, opts.augment, seed=opts.seed, raw_pixels=raw)
-    head, from_logits = _head(net, info.num_classes)
-    _compile(net, opts, head, from_logits)
+    with where.scope:
+        arch_model, raw = _source_model(source, info)
+        net = build_training_model(arch_model, info, opts.augment, seed=opts.seed, raw_pixels=raw)
+        head, from_logits = _head(net, info.num_classes)
+        _compile(net, opts, head, from_logits)
+    where.out_dir = _out_dir(where, lambda: rundir.prepare_run_dir(run_dir, overwrite=overwrite))
 
-    run_dir = rundir.prepare_run_dir(run_dir, overwrite=overwrite)
     source_desc = {"kind": kind, "value": str(value) if kind != "model" else net.name}
     run = {
         "format": "cnncli-run",
@@ -348,8 +401,8 @@ def train(
         "versions": versions(),
         "metadata": _metadata(info),
     }
-    write_json(run_dir / rundir.RUN_JSON, run)
-    return _fit(net, info, run_dir, run, opts, RunState(), events, callbacks)
+    write_json(where.out_dir / rundir.RUN_JSON, run)
+    return _fit(net, info, Path(run_dir), where, run, opts, RunState(), events, callbacks)
 
 
 def resume(
@@ -359,8 +412,13 @@ def resume(
     epochs: int | None = None,
     events: TrainEvents | None = None,
     callbacks: Sequence = (),
+    strategy: str | distribute.StrategyPlan = "auto",
 ) -> TrainResult:
-    """Continue RUN_DIR from its last finished epoch (after Ctrl-C or kill -9)."""
+    """Continue RUN_DIR from its last finished epoch (after Ctrl-C or kill -9). With several
+    workers, every worker reads the chief's RUN_DIR (a shared folder, or a copy at the same
+    path) and only the chief writes it."""
+    plan = strategy if isinstance(strategy, distribute.StrategyPlan) else (
+        distribute.plan_strategy(strategy))  # fmt: skip
     run_dir = Path(run_dir)
     state = rundir.read_state(run_dir)
     run = rundir.read_run_json(run_dir)
@@ -381,10 +439,13 @@ def resume(
             f"{run_dir} already finished {state['epoch']} of {opts.epochs} epochs",
             "pass --epochs with a larger total to train further",
         )
+    where = _start(plan, info)
+    where.out_dir = _out_dir(where, lambda: run_dir)
     _seed_everything(opts)
     model_path = rundir.state_dir(run_dir) / state["model"]
     try:
-        net = keras.models.load_model(model_path, compile=True)
+        with where.scope:
+            net = keras.models.load_model(model_path, compile=True)
     except Exception as e:  # a damaged state file
         raise InputError(f"cannot load the resume state {model_path} ({e})") from None
     set_seed_states(net, state.get("seed_states", []))
@@ -397,11 +458,11 @@ def resume(
         early_stop=state.get("early_stop"),
     )
     # history.csv may hold a row of an epoch whose state was never committed: rewrite it
-    rundir.write_history(run_dir / rundir.HISTORY_CSV, st.history)
+    rundir.write_history(where.out_dir / rundir.HISTORY_CSV, st.history)
     run["status"] = "running"
     run.setdefault("resumes", []).append({"at_epoch": st.epoch, "time": _now()})
-    write_json(run_dir / rundir.RUN_JSON, run)
-    return _fit(net, info, run_dir, run, opts, st, events, callbacks)
+    write_json(where.out_dir / rundir.RUN_JSON, run)
+    return _fit(net, info, run_dir, where, run, opts, st, events, callbacks)
 
 
 def _seed_everything(opts: TrainOptions) -> None:
@@ -434,28 +495,81 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, events,
-         extra_callbacks) -> TrainResult:  # fmt: skip
-    from cnncli.datasets.tfdata import make_tf_dataset, steps_per_epoch
+def _datasets(info: DatasetInfo, opts: TrainOptions, where: _Where, initial_epoch: int,
+              cache_dir) -> tuple:  # fmt: skip
+    """(train, val or None, steps per epoch, class weights for fit, distribution details)."""
+    from cnncli.datasets.tfdata import make_tf_dataset, shard_files, steps_per_epoch
+
+    has_val = info.count("val") > 0
+    weights = class_weights(info) if opts.class_weight == "auto" else None
+    common = {"cache": opts.cache, "cache_dir": cache_dir}
+    # one spare epoch: Keras may look one batch ahead
+    epochs = {"repeat": True, "first_epoch": initial_epoch, "last_epoch": opts.epochs + 1}
+    plan = where.plan
+    if not plan.multi_worker:
+        train_ds = make_tf_dataset(info, "train", batch_size=opts.batch_size, shuffle=True,
+                                   seed=opts.seed, **epochs, **common)  # fmt: skip
+        val_ds = (make_tf_dataset(info, "val", batch_size=opts.batch_size, **common)
+                  if has_val else None)  # fmt: skip
+        steps = steps_per_epoch(info, "train", opts.batch_size)
+        return train_ds, val_ds, steps, weights, {}
+
+    # Several workers: each reads its own train shard files and runs the same number of
+    # steps (an epoch is one pass over the whole train split at the global batch); every
+    # worker evaluates the whole val split, so the val metrics are those of one machine.
+    n, global_batch = plan.num_workers, opts.batch_size * plan.num_workers
+    steps = -(-info.count("train") // global_batch)
+    read: dict[int, list[str]] = {}
+
+    def train_fn(ctx):
+        files = shard_files(info, "train", ctx.num_input_pipelines, ctx.input_pipeline_id)
+        read[ctx.input_pipeline_id] = [Path(f).name for f in files]
+        per_worker = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+        ds = make_tf_dataset(
+            info, "train", batch_size=ctx.get_per_replica_batch_size(global_batch),
+            shuffle=True, seed=opts.seed, num_shards=ctx.num_input_pipelines,
+            shard_index=ctx.input_pipeline_id, epoch_steps=steps * per_worker,
+            class_weight=weights, **epochs, **common,
+        )  # fmt: skip
+        return distribute.auto_shard_off(ds)
+
+    def val_fn(ctx):
+        batch = ctx.get_per_replica_batch_size(global_batch)
+        return distribute.auto_shard_off(make_tf_dataset(info, "val", batch_size=batch, **common))
+
+    train_ds = where.strategy.distribute_datasets_from_function(train_fn)
+    val_ds = where.strategy.distribute_datasets_from_function(val_fn) if has_val else None
+    every = [p.name for p in info.shard_paths("train")]
+    detail = {
+        **plan.to_dict(),
+        "worker": plan.rank,
+        "per_worker_batch": opts.batch_size,
+        "global_batch": global_batch,
+        "steps_per_epoch": steps,
+        "read_shards": read.get(plan.rank, []),
+        "train_shards": {str(r): every[r::n] for r in range(n)},
+    }
+    return train_ds, val_ds, steps, None, detail  # class weights are in the data
+
+
+def _fit(net, info, run_dir: Path, where: _Where, run: dict, opts: TrainOptions, st: RunState,
+         events, extra_callbacks) -> TrainResult:  # fmt: skip
+    """Fit `net` from epoch st.epoch to opts.epochs, writing where.out_dir (RUN_DIR on the
+    chief; a temporary folder, removed at the end, on the other workers)."""
+    import numpy as np
 
     initial_epoch = st.epoch
-    has_val = info.count("val") > 0
+    out = where.out_dir
     # --cache disk: a cache file per process in the run folder, removed when training ends
     # (a half-written cache of an interrupted run would otherwise block the next one)
-    cache_dir = run_dir / f"cache-{os.getpid()}" if opts.cache == "disk" else None
-    train_ds = make_tf_dataset(
-        info, "train", batch_size=opts.batch_size, shuffle=True, seed=opts.seed,
-        cache=opts.cache, cache_dir=cache_dir, repeat=True, first_epoch=initial_epoch,
-        last_epoch=opts.epochs + 1,  # one spare epoch: Keras may look one batch ahead
-    )  # fmt: skip
-    val_ds = (
-        make_tf_dataset(
-            info, "val", batch_size=opts.batch_size, cache=opts.cache, cache_dir=cache_dir
-        )  # fmt: skip
-        if has_val
-        else None
-    )
-    steps = steps_per_epoch(info, "train", opts.batch_size)
+    cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" else None
+    train_ds, val_ds, steps, weights, detail = _datasets(info, opts, where, initial_epoch,
+                                                         cache_dir)  # fmt: skip
+    if where.strategy is not None:
+        batch = min(opts.batch_size, info.count("train"))
+        zeros = (np.zeros((batch, *info.image.shape), "float32"), np.zeros((batch,), "int32"))
+        distribute.prepare_model(net, where.strategy, zeros)
+    run["distribute"] = detail or where.plan.to_dict()
     metadata = run["metadata"]
 
     def save(model, path):
@@ -470,7 +584,7 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
             "value": state.best_value,
             "metrics": next((r for r in state.history if r["epoch"] == state.best_epoch), {}),
         }
-        write_json(run_dir / rundir.RUN_JSON, run)
+        write_json(out / rundir.RUN_JSON, run)
 
     early = None
     cbs: list = []
@@ -482,7 +596,7 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
         cbs.append(early)
     cbs.append(
         RunFolderCallback(
-            run_dir,
+            out,
             epochs=opts.epochs,
             save_model=save,
             checkpoint_pattern=opts.checkpoint,
@@ -506,24 +620,29 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
                 "counts": {s: info.count(s) for s in info.splits},
                 "monitor": opts.monitor,
                 "params": int(net.count_params()),
+                "strategy": where.plan.describe(),
+                "distribute": detail,
+                "writes": where.plan.is_chief,
             }
         )
     if opts.tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
     cbs.extend(extra_callbacks)
-    weights = class_weights(info) if opts.class_weight == "auto" else None
 
     try:
-        _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights, cbs,
-                          run_dir, run, st)  # fmt: skip
+        with distribute.keras_workarounds(where.plan):
+            _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights, cbs,
+                              run_dir, out, run, st)  # fmt: skip
+        _plot(out, st)
+        stopped = st.epoch < opts.epochs
+        run["status"] = "early-stopped" if stopped else "finished"
+        run["finished"] = _now()
+        write_json(out / rundir.RUN_JSON, run)
     finally:
         if cache_dir is not None:
             shutil.rmtree(cache_dir, ignore_errors=True)
-    _plot(run_dir, st)
-    stopped = st.epoch < opts.epochs
-    run["status"] = "early-stopped" if stopped else "finished"
-    run["finished"] = _now()
-    write_json(run_dir / rundir.RUN_JSON, run)
+        if where.writes_elsewhere():  # the Keras multi-worker habit: write, then delete
+            shutil.rmtree(out, ignore_errors=True)
     return TrainResult(
         run_dir=run_dir,
         epochs_run=st.epoch,
@@ -533,11 +652,13 @@ def _fit(net, info, run_dir: Path, run: dict, opts: TrainOptions, st: RunState, 
         history=st.history,
         stopped_early=stopped,
         resumed_from=initial_epoch,
+        distribute=detail,
+        wrote=where.plan.is_chief,
     )
 
 
 def _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights, cbs, run_dir,
-                      run, st) -> None:  # fmt: skip
+                      out, run, st) -> None:  # fmt: skip
     """model.fit; Ctrl-C becomes TrainingInterrupted once the finished epochs are saved."""
     try:
         net.fit(
@@ -552,9 +673,9 @@ def _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights
             verbose=0,
         )
     except KeyboardInterrupt:
-        _plot(run_dir, st)
+        _plot(out, st)
         run["status"] = "interrupted"
-        write_json(run_dir / rundir.RUN_JSON, run)
+        write_json(out / rundir.RUN_JSON, run)
         raise TrainingInterrupted(
             f"training interrupted after {st.epoch} finished epoch(s); "
             f"the state of epoch {st.epoch} is saved in {run_dir}"

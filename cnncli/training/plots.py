@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.atomic import atomic_file
+from cnncli.training.rundir import read_history  # history.csv's one reader
 
 FONTS_DIR = Path(__file__).resolve().parent.parent / "fonts"
 
@@ -54,23 +54,6 @@ def _rc() -> dict:
     family = font_family()
     # the bundled font first (Hangul), DejaVu Sans for what it lacks
     return {"font.family": [family, "DejaVu Sans"]} if family else {}
-
-
-def read_history(history_csv: str | os.PathLike) -> list[dict]:
-    """history.csv rows as dicts of floats (epoch as int); empty cells are left out."""
-    rows = []
-    with open(history_csv, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            parsed = {}
-            for key, value in row.items():
-                if key is None or value in ("", None):
-                    continue
-                try:
-                    parsed[key] = int(value) if key == "epoch" else float(value)
-                except ValueError:
-                    continue
-            rows.append(parsed)
-    return rows
 
 
 def _save(fig, out_png, dpi: int) -> Path:

@@ -48,14 +48,20 @@ def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
     return root / (name if n == 1 else f"{name}{n}")
 
 
+def check_run_dir(path: str | Path, overwrite: bool = False) -> None:
+    """Refuse an existing non-empty run folder without overwrite (nothing is changed)."""
+    path = Path(path)
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise OutputExistsError(path)
+
+
 def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
     """Create an empty run folder; an existing non-empty one is refused without overwrite."""
     path = Path(path)
+    check_run_dir(path, overwrite)
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
             return path
-        if not overwrite:
-            raise OutputExistsError(path)
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -82,16 +88,25 @@ def _csv_value(v):
     return repr(float(v)) if isinstance(v, float) else v
 
 
-def read_history(path: Path) -> list[dict]:
+def read_history(path: str | Path) -> list[dict]:
+    """history.csv rows as dicts of floats (epoch as int); empty or unreadable cells are left
+    out; a missing file reads as no rows."""
+    path = Path(path)
     if not path.is_file():
         return []
+    rows = []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = []
         for row in csv.DictReader(f):
-            rows.append(
-                {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-            )
-        return rows
+            parsed = {}
+            for key, value in row.items():
+                if key is None or value in ("", None):
+                    continue
+                try:
+                    parsed[key] = int(value) if key == "epoch" else float(value)
+                except ValueError:
+                    continue
+            rows.append(parsed)
+    return rows
 
 
 # ------------------------------------------------------------------ resume state
