@@ -123,3 +123,23 @@ def test_bad_options(datasets):
         make_tf_dataset(info, "train", batch_size=0)
     with pytest.raises(UsageError, match="shard index 2 is not in 0..1"):
         make_tf_dataset(info, "train", batch_size=4, num_shards=2, shard_index=2)
+
+
+def test_fixed_epoch_steps_wrap_and_class_weights(datasets):
+    """Multi-worker epochs: exactly `epoch_steps` full batches per epoch, wrapping around a
+    short shard; class weights as a third element."""
+    from cnncli.datasets.store import open_dataset
+    from cnncli.datasets.tfdata import make_tf_dataset, shard_files
+
+    info = open_dataset(datasets["raw"])
+    files = shard_files(info, "train", 2, 1)
+    ds = make_tf_dataset(info, "train", batch_size=3, shuffle=True, repeat=True, first_epoch=0,
+                         last_epoch=2, num_shards=2, shard_index=1, epoch_steps=5,
+                         class_weight={0: 0.5, 1: 2.0})  # fmt: skip
+    batches = list(ds)
+    assert len(batches) == 10  # 2 epochs x 5 steps, whatever the shard holds
+    assert all(len(b) == 3 and b[0].shape[0] == 3 for b in batches)  # full batches only
+    for _x, y, w in batches:
+        want = [{0: 0.5, 1: 2.0}.get(int(c), 1.0) for c in y.numpy()]  # unlisted: 1.0
+        np.testing.assert_allclose(w.numpy(), want)
+    assert len(files) >= 1 and all(f.endswith(".tfrecord") for f in files)

@@ -267,3 +267,47 @@ def test_augmentation_is_active_only_in_training(ds2):
     np.testing.assert_allclose(feats(x, training=False), x / 255.0, rtol=1e-6)
     with pytest.raises(UsageError, match="rotation must be 0..180 degrees, got 200"):
         AugmentOptions(rotation=200).check()
+
+
+def test_head_of_a_nested_model_and_stacked_augmentation(ds2, tmp_path):
+    """A functional architecture is nested in the training model: its sigmoid must still be
+    seen (no from_logits); augmentation options on a model that has augmentation refuse."""
+    import keras
+
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.augment import AugmentOptions
+    from cnncli.training.fit import _head, build_training_model, train
+
+    inner = tiny()
+    functional = keras.Model(inner.inputs, inner.outputs, name="functional_tiny")
+    info = open_dataset(ds2)
+    net = build_training_model(functional, info, None)
+    assert type(net.layers[-1]).__name__ == "Functional"  # nested, last layer is the model
+    assert _head(net, 2) == ("binary", False)
+    logits = tiny(act=None)
+    assert _head(build_training_model(keras.Model(logits.inputs, logits.outputs), info, None),
+                 2) == ("binary", True)  # fmt: skip
+
+    aug = AugmentOptions.course()
+    with_aug = build_training_model(tiny(), info, aug)
+    with pytest.raises(UsageError, match=r"already has augmentation layers \(aug_flip, "):
+        build_training_model(with_aug, info, aug)
+    # and through train(): refused before anything is written
+    with pytest.raises(UsageError, match="leave out --augment"):
+        train(ds2, tmp_path / "r", model=with_aug, options=opts(augment=aug))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("strategy", ["one-device", "mirrored"])
+def test_one_machine_strategies_train_like_the_default(ds2, tmp_path, strategy):
+    """OneDeviceStrategy and MirroredStrategy (one CPU here) give the default path's run:
+    the same history for the same seed (no batch is taken from the first epoch)."""
+    from cnncli.training.fit import train
+
+    plain = train(ds2, tmp_path / "plain", model=tiny(), options=opts())
+    r = train(ds2, tmp_path / strategy, model=tiny(), options=opts(), strategy=strategy)
+    meta = json.loads((tmp_path / strategy / "run.json").read_text())
+    assert meta["distribute"]["strategy"] == strategy
+    for a, b in zip(plain.history, r.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)

@@ -161,6 +161,12 @@ def _source_model(source: dict, info: DatasetInfo):
     shape, n = info.image.shape, info.num_classes
     kind, value = source["kind"], source["value"]
     if kind == "model":  # a Keras model object (library use, tests)
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():  # its variables live outside the scope: a copy in it
+            clone = keras.models.clone_model(value)
+            clone.set_weights(value.get_weights())
+            return clone, False
         return value, False
     if kind == "arch":
         from cnncli.models.presets import build_architecture
