@@ -638,7 +638,7 @@ def _fit(net, info, run_dir: Path, where: _Where, run: dict, opts: TrainOptions,
     try:
         with distribute.keras_workarounds(where.plan):
             _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights, cbs,
-                              run_dir, out, run, st)  # fmt: skip
+                              run_dir, out, run, st, where.plan)  # fmt: skip
         _plot(out, st)
         stopped = st.epoch < opts.epochs
         run["status"] = "early-stopped" if stopped else "finished"
@@ -664,8 +664,11 @@ def _fit(net, info, run_dir: Path, where: _Where, run: dict, opts: TrainOptions,
 
 
 def _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights, cbs, run_dir,
-                      out, run, st) -> None:  # fmt: skip
-    """model.fit; Ctrl-C becomes TrainingInterrupted once the finished epochs are saved."""
+                      out, run, st, plan) -> None:  # fmt: skip
+    """model.fit; Ctrl-C becomes TrainingInterrupted once the finished epochs are saved, and
+    a broken cluster (another worker stopped) one clear line."""
+    import tensorflow as tf
+
     try:
         net.fit(
             train_ds,
@@ -689,4 +692,19 @@ def _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights
             else f"training interrupted before the first epoch finished (nothing to resume in "
             f"{run_dir})",
             f"continue with: cnncli train --resume {run_dir}" if st.epoch else None,
+        ) from None
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError) as e:  # fmt: skip
+        if not plan.multi_worker:
+            raise
+        run["status"] = "interrupted"
+        write_json(out / rundir.RUN_JSON, run)
+        raise CnnError(
+            f"worker {plan.rank} of {plan.num_workers}: the cluster broke off after {st.epoch} "
+            f"finished epoch(s): another worker stopped or cannot be reached "
+            f"({type(e).__name__})",
+            f"start every worker again with cnncli train --resume {run_dir} and the same "
+            "--workers (each with its --worker-index)"
+            if st.epoch
+            else "check that every worker runs and that the ports are open, then start again",
         ) from None
