@@ -11,20 +11,29 @@
 (2) Reading the dataset alone: images per second over 3 epochs of cnncli's tf.data pipeline
     against keras.utils.image_dataset_from_directory on the same images in class folders
     (as used, and with .cache()). Goal: at least as fast.
+(3) Multi-worker (issue 7 §2): `cnncli train --arch mnist` as two worker processes on
+    127.0.0.1 (MultiWorkerMirroredStrategy, each reading its own shard files, batch B/2 per
+    worker) against one process (batch B), the same global batch: samples per second from
+    epoch 2 on, from the chief's --json-log. On one machine the two workers share its cores,
+    so this measures what the cluster machinery costs, not a speed-up.
 
 cnncli turns on TensorFlow's op determinism (for exact resume) for the whole process, so the
 hand-written side runs with it too (--no-determinism: neither does). The two sides alternate
 in rounds and the median ratio is reported, as the machine is shared and noisy.
 
-    python bench/bench_train.py [--quick]
+    python bench/bench_train.py [--quick] [--only mnist|facade|multi-worker]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -206,6 +215,70 @@ def read_keras(images: Path, case, batch: int, cache: bool) -> float:
     return rate(n, time.perf_counter() - t0)
 
 
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def cli_train(dataset: Path, run_dir: Path, batch: int, workers: int) -> dict:
+    """`cnncli train --arch mnist` in `workers` processes; the chief's per-epoch seconds and
+    the wall time of the whole command."""
+    cluster = ",".join(f"127.0.0.1:{p}" for p in _free_ports(workers))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    cmds = []
+    for i in range(workers):
+        cmd = [sys.executable, "-m", "cnncli", "train", str(dataset), "--arch", "mnist",
+               "-o", str(run_dir), "--overwrite", "--epochs", str(EPOCHS),
+               "--batch-size", str(batch), "--json-log", "--quiet"]  # fmt: skip
+        if workers > 1:
+            cmd += ["--workers", cluster, "--worker-index", str(i)]
+        cmds.append(cmd)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for c in cmds]  # fmt: skip
+    outs = [p.communicate(timeout=1800) for p in procs]
+    wall = time.perf_counter() - t0
+    for p, (_, err) in zip(procs, outs, strict=True):
+        if p.returncode != 0:
+            raise SystemExit(f"cnncli train failed ({p.returncode}):\n{err[-2000:]}")
+    lines = [json.loads(line) for line in outs[0][0].splitlines() if line.startswith("{")]
+    return {"epochs": [d["seconds"] for d in lines], "wall": wall,
+            "val_accuracy": lines[-1].get("val_accuracy")}  # fmt: skip
+
+
+def multi_worker(tmp: Path, quick: bool, rounds: int) -> None:
+    from cnncli.datasets.build import build_dataset
+
+    n, batch = (2000, 64) if quick else (12000, 64)
+    images = make_images(tmp / "mw" / "images", n, 28, "L", 10)
+    ds = tmp / "mw" / "ds"
+    build_dataset(images, ds, val=0.1, shard_size=max(1, n // 8))  # 8 train shards
+    results = []
+    for r in range(rounds):
+        one = cli_train(ds, tmp / "mw" / f"one{r}", batch, 1)
+        two = cli_train(ds, tmp / "mw" / f"two{r}", batch // 2, 2)
+        results.append((one, two))
+    train_n = int(n * 0.9)
+    print(f"\n(3) multi-worker: mnist on {n} 28x28x1 images ({train_n} train), global batch "
+          f"{batch}, {EPOCHS} epochs, rounds {rounds}")  # fmt: skip
+    print(f"{'':30} {'samples/s ep2+':>15} {'command wall s':>15} {'val_accuracy':>13}")
+    med = statistics.median
+    for label, k in (("one process (batch 64)", 0), ("two workers (32 each)", 1)):
+        rates = [rate(train_n * (EPOCHS - 1), sum(x[k]["epochs"][1:])) for x in results]
+        walls = [x[k]["wall"] for x in results]
+        acc = results[-1][k]["val_accuracy"]
+        print(f"{label:30} {med(rates):>15.0f} {med(walls):>15.1f} {acc:>13.3f}")
+    ratios = [rate(1, sum(t["epochs"][1:])) / rate(1, sum(o["epochs"][1:])) for o, t in results]
+    print(f"ratio two workers / one process (samples/s from epoch 2): {med(ratios):.2f} "
+          f"(rounds: {' '.join(f'{x:.2f}' for x in ratios)})")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer images")
@@ -214,7 +287,7 @@ def main() -> None:
         action="store_true",
         help="train cnncli without TensorFlow op determinism (to measure its cost)",
     )
-    ap.add_argument("--only", choices=["mnist", "facade"], help="one case only")
+    ap.add_argument("--only", choices=["mnist", "facade", "multi-worker"], help="one case only")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per case (default 3, quick 1)")
     args = ap.parse_args()
     cases = [
@@ -229,6 +302,13 @@ def main() -> None:
     from cnncli.datasets.build import build_dataset
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_train-"))
+    if args.only == "multi-worker":
+        try:
+            print(f"cores: {os.cpu_count()} (shared with other work: figures are noisy)")
+            multi_worker(tmp, args.quick, args.rounds)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
         print(f"cores: {os.cpu_count()} (shared with other work: figures are noisy)")
         for case in cases:
@@ -301,6 +381,8 @@ def main() -> None:
             print(f"{case['name']:18} {r:>15.0f} {k:>11.0f} {r / k:>6.2f} {kc:>11.0f} "
                   f"{r / kc:>6.2f}")  # fmt: skip
         print("\ngoals: (1) ratio >= 0.95 from epoch 2 on; (2) ratio >= 1.0")
+        if not args.only:
+            multi_worker(tmp, args.quick, args.rounds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
