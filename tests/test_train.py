@@ -269,6 +269,28 @@ def test_augmentation_is_active_only_in_training(ds2):
         AugmentOptions(rotation=200).check()
 
 
+def test_a_model_with_augmentation_saves_and_loads_again(ds2, tmp_path):
+    """Keras 3.15's RandomShear writes a config it cannot read back; cnncli's loads, with the
+    same shear range, and saves again loadably (resume saves every epoch)."""
+    import keras
+
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.augment import AugmentOptions, make_shear_portable
+    from cnncli.training.fit import build_training_model
+
+    net = build_training_model(tiny(), open_dataset(ds2), AugmentOptions.course())
+    first = tmp_path / "aug.keras"
+    net.save(first)
+    loaded = keras.models.load_model(first)
+    assert loaded.get_layer("aug_shear").x_factor == pytest.approx((-0.2, 0.2))
+    make_shear_portable(loaded)
+    loaded.save(tmp_path / "again.keras")
+    keras.models.load_model(tmp_path / "again.keras")
+    bare = keras.layers.RandomShear(0.2, 0.2)  # the Keras bug this works around
+    with pytest.raises((TypeError, ValueError)):
+        keras.layers.RandomShear.from_config(bare.get_config())
+
+
 def test_head_of_a_nested_model_and_stacked_augmentation(ds2, tmp_path):
     """A functional architecture is nested in the training model: its sigmoid must still be
     seen (no from_logits); augmentation options on a model that has augmentation refuse."""

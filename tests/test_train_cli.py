@@ -67,6 +67,12 @@ def test_short_run_on_sample_data_with_json_log(cli, facade, tmp_path):
     if TB:
         assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
 
+    # the saved model has its augmentation: --augment again would stack a second set
+    r = cli("train", facade, "--from", run / "best.keras", "--augment", "-o", tmp_path / "again")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: the model already has augmentation layers (aug_flip, ")
+    assert "leave out --augment" in r.stderr and not (tmp_path / "again").exists()
+
 
 def test_default_run_folder_and_h5_checkpoints(cli, facade, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

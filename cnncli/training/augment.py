@@ -8,6 +8,7 @@ horizontal_flip=True.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 from cnncli.errors import UsageError
@@ -83,7 +84,33 @@ def augmentation_layers(options: AugmentOptions | None, seed: int = 0) -> list:
                 options.zoom, options.zoom, fill_mode="nearest", seed=seed + 4, name="aug_zoom"
             )
         )
+    make_shear_portable(layers)
     return layers
+
+
+def make_shear_portable(layers) -> None:
+    """Keras 3.15's RandomShear(0.2) stores its range as x_factor=[-0.2, 0.2], which its own
+    constructor refuses, so a saved model with shear cannot be loaded again (nor a training
+    run resumed). Give each RandomShear layer (of a list, or inside a model) a config that
+    loads: the symmetric range as the one number it was built from."""
+    import keras
+
+    if isinstance(layers, keras.Model):
+        layers = layers._flatten_layers(include_self=False, recursive=True)
+    for layer in layers:
+        if isinstance(layer, keras.layers.RandomShear):
+            layer.get_config = functools.partial(_shear_config, layer)
+
+
+def _shear_config(layer) -> dict:
+    config = type(layer).get_config(layer)
+    for key in ("x_factor", "y_factor"):
+        value = config.get(key)
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            lo, hi = (float(v) for v in value)
+            if lo == -hi:
+                config[key] = hi
+    return config
 
 
 def existing_augmentation(model) -> list[str]:

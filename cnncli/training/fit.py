@@ -26,7 +26,12 @@ from cnncli.atomic import write_json
 from cnncli.datasets.store import DatasetInfo, open_dataset
 from cnncli.errors import CnnError, ExitCode, InputError, ModelError, UsageError
 from cnncli.training import distribute, rundir
-from cnncli.training.augment import AugmentOptions, augmentation_layers, existing_augmentation
+from cnncli.training.augment import (
+    AugmentOptions,
+    augmentation_layers,
+    existing_augmentation,
+    make_shear_portable,
+)
 from cnncli.training.callbacks import (
     EventsCallback,
     ResumableEarlyStopping,
@@ -225,6 +230,7 @@ def build_training_model(
             "leave out --augment and the transform options: the model's own augmentation "
             "stays active while training",
         )
+    make_shear_portable(arch)  # a loaded model's shear layers (--from) save loadably too
     if raw_pixels and not aug:
         return arch
     inputs = keras.Input(shape=shape, name="pixels")
@@ -454,6 +460,7 @@ def resume(
             net = keras.models.load_model(model_path, compile=True)
     except Exception as e:  # a damaged state file
         raise InputError(f"cannot load the resume state {model_path} ({e})") from None
+    make_shear_portable(net)
     set_seed_states(net, state.get("seed_states", []))
     st = RunState(
         epoch=state["epoch"],
