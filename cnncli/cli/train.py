@@ -166,7 +166,13 @@ def train_command(
         int | None,
         typer.Option("--epochs", help="Total epochs (default 10; with --resume: a new total)."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 32,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            help="Images per batch (multi-worker: per worker; the global batch is this x workers).",
+        ),
+    ] = 32,
     optimizer: Annotated[
         str, typer.Option("--optimizer", help="adam, rmsprop, sgd or adadelta.")
     ] = "adam",

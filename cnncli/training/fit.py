@@ -698,7 +698,12 @@ def _fit_or_interrupt(net, train_ds, val_ds, opts, initial_epoch, steps, weights
             if st.epoch
             else f"training interrupted before the first epoch finished (nothing to resume in "
             f"{run_dir})",
-            f"continue with: cnncli train --resume {run_dir}" if st.epoch else None,
+            (
+                f"continue with: cnncli train --resume {run_dir}"
+                + (" on every worker, with the same --workers" if plan.multi_worker else "")
+            )
+            if st.epoch
+            else None,
         ) from None
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
             tf.errors.DeadlineExceededError) as e:  # fmt: skip
