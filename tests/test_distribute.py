@@ -224,15 +224,27 @@ def test_two_workers_train_resume_and_match_one_worker(tmp_path):
     assert meta["status"] == "finished" and meta["resumes"][0]["at_epoch"] == 4
     history = _history(run)
     assert [int(r["epoch"]) for r in history] == list(range(1, 9))
+    # the val metrics of the cluster are those of the chief's model on the whole val split
+    import keras
+
+    from cnncli.datasets.store import open_dataset
+    from cnncli.datasets.tfdata import make_tf_dataset
+
+    last = keras.models.load_model(run / "last.keras")
+    val = make_tf_dataset(open_dataset(ds), "val", batch_size=4)
+    ev = last.evaluate(val, verbose=0, return_dict=True)
+    assert ev["loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-4)
+    assert ev["accuracy"] == pytest.approx(history[-1]["val_accuracy"])
 
     # one worker, the same global batch (8) and options, in this process
     t0 = time.perf_counter()
     single = train(ds, tmp_path / "single", arch="tiny",
                    options=TrainOptions(epochs=8, batch_size=8, lr=0.01))  # fmt: skip
     one = time.perf_counter() - t0
-    print(f"\ntwo workers: {first:.1f}s (4 epochs) + {second:.1f}s (resume to 8), "
-          f"one worker in-process: {one:.1f}s (8 epochs)")  # fmt: skip
     mw_acc, one_acc = history[-1]["val_accuracy"], single.history[-1]["val_accuracy"]
+    print(f"\ntwo workers: {first:.1f}s (4 epochs) + {second:.1f}s (resume to 8), final "
+          f"val_accuracy {mw_acc:.3f}; one worker in-process: {one:.1f}s (8 epochs), "
+          f"val_accuracy {one_acc:.3f}")  # fmt: skip
     assert history[-1]["loss"] < history[0]["loss"]  # it learned
     assert mw_acc >= one_acc - 0.2, (mw_acc, one_acc)  # and about as well as one worker
     assert mw_acc >= 0.7

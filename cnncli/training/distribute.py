@@ -15,9 +15,10 @@ then makes the `tf.distribute` strategy (and sets TF_CONFIG first for `--workers
 
 Keras 3.15's `fit` does not run under a real (two or more process) MultiWorkerMirroredStrategy
 as shipped: `_maybe_symbolic_build` reduces the first batch's (x, y) tuple across workers
-and `reduce_per_replica` reduces scalar metrics along axis 0; both raise. `keras_workarounds`
-builds the model before `fit` (so the first step is not needed) and reduces scalars over all
-axes, only while a multi-worker `fit` runs.
+and `reduce_per_replica` reduces scalar metrics along axis 0; both raise. `prepare_model`
+builds the model before `fit` (so fit needs no first batch for it), and `keras_workarounds`
+reduces scalars over all axes, only while a multi-worker `fit` runs. With these, the
+two-process test trains, and the chief's val metrics equal Keras' evaluate of its model.
 """
 
 from __future__ import annotations
@@ -223,6 +224,8 @@ def prepare_model(model, strategy, batch) -> None:
     scope) from one `batch` of NumPy arrays, and stop fit from pulling a first batch to do it
     (Keras reduces that batch across workers, which fails with two or more processes, and
     under any strategy it would take one batch from the first epoch)."""
+    if not hasattr(model, "_symbolic_build"):  # another Keras: leave fit as it is
+        return
     with strategy.scope():
         model._symbolic_build(data_batch=batch)
     model._maybe_symbolic_build = _no_build
@@ -241,7 +244,10 @@ def keras_workarounds(plan: StrategyPlan):
         return
     from keras.src.backend.tensorflow import trainer
 
-    original = trainer.reduce_per_replica
+    original = getattr(trainer, "reduce_per_replica", None)
+    if original is None or not hasattr(trainer, "_collective_all_reduce_multi_worker"):
+        yield  # another Keras: nothing to work around here
+        return
 
     def reduce_per_replica(values, strategy, reduction="auto"):
         if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
