@@ -29,7 +29,9 @@ def quiet_tensorflow(verbose_logs: bool) -> None:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")  # absl C++ logging (TF >= 2.17)
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # gRPC (multi-worker training): at "ERROR" it still prints a NodeDef line on every run;
+    # a real cluster failure reaches the user as TensorFlow's exception, in one line.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     if "tensorflow" not in sys.modules and not any(
         isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path
     ):
