@@ -1,0 +1,273 @@
+"""`cnncli demo`: the whole path on the bundled sample data, the newcomer's first command.
+
+The course's façade model, step by step: the label table becomes a dataset, the
+architecture is summarised, trained briefly, evaluated with its error sheet, and looked
+into (activation maps, flatten vectors clustered); the classical filter table is drawn
+from one of the same photos. Every step calls the library function its own command uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnncli import __version__
+from cnncli.atomic import write_json
+from cnncli.errors import CnnError, UsageError
+
+MARKER = ".cnncli-demo.json"
+DEFAULT_DIR = "cnncli-demo"
+EPOCHS = 10  # measured: the façade model reaches val_accuracy 1.0 on the sample set by epoch 3-5
+BATCH = 8
+SIZE = (500, 500)  # the course's façade input: its pooling chain (5*5*5*4) needs 500x500
+CLUSTERS = 2
+STEPS = ("dataset", "summary", "train", "evaluate", "filters", "activations", "embed")
+
+
+def sample_data_dir() -> Path:
+    """The bundled sample_data folder: inside the installed package (cnncli/sample_data,
+    mapped there by pyproject), or at the top of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "sample_data", here.parent / "sample_data"):
+        if (folder / "facade" / "labels.csv").is_file():
+            return folder
+    raise CnnError(
+        "the bundled sample_data folder is missing from this installation",
+        "reinstall cnncli from its source folder (pip install .)",
+    )
+
+
+@dataclass
+class Output:
+    step: str
+    path: Path
+    what: str
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    outputs: list[Output] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir),
+            "outputs": [
+                {"step": o.step, "path": str(o.path), "what": o.what} for o in self.outputs
+            ],
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "metrics": self.metrics,
+        }
+
+
+class DemoEvents:
+    """What the demo reports as it goes. Subclass and override what you need."""
+
+    def step(self, number: int, total: int, name: str, text: str) -> None:
+        """A step starts."""
+
+    def train_events(self):
+        """A cnncli.training.callbacks.TrainEvents for the training step, or None."""
+        return None
+
+
+def _read_marker(folder: Path) -> dict | None:
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("written_by") == "cnncli demo" else None
+
+
+def check_demo_dir(out_dir: Path) -> None:
+    """Refuse a folder the demo did not write (it would be replaced)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UsageError(f"{out_dir} exists and is not a folder", "choose another -o DIR")
+    if any(out_dir.iterdir()) and _read_marker(out_dir) is None:
+        raise UsageError(
+            f"{out_dir} is not empty and was not written by cnncli demo, so it is left alone",
+            "choose another folder with -o DIR",
+        )
+
+
+def _cleanup_leftovers(out_dir: Path) -> None:
+    """Remove earlier demo folders set aside by an interrupted run (kill -9)."""
+    for old in out_dir.parent.glob(f".{out_dir.name}.old-*"):
+        if old.is_dir() and _read_marker(old) is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def run_demo(
+    out_dir=DEFAULT_DIR, events: DemoEvents | None = None, epochs: int = EPOCHS
+) -> DemoResult:
+    """Run every step into `out_dir`. An earlier demo output there is replaced only when
+    the new run finishes (until then it is set aside, and put back if the run fails); a
+    folder the demo did not write is refused. The marker file says "running" until the
+    last step is done, so an interrupted output never looks whole."""
+    events = events or DemoEvents()
+    out_dir = Path(out_dir)
+    check_demo_dir(out_dir)
+    samples = sample_data_dir()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _cleanup_leftovers(out_dir)
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.replace(out_dir, old)
+    out_dir.mkdir()
+    marker = {"written_by": "cnncli demo", "cnncli_version": __version__, "status": "running"}
+    write_json(out_dir / MARKER, marker)
+    try:
+        result = _steps(out_dir, samples, events, epochs)
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if old is not None:
+            os.replace(old, out_dir)
+        raise
+    write_json(out_dir / MARKER, {**marker, "status": "finished", "result": result.to_dict()})
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoResult:
+    from cnncli.datasets.build import build_dataset
+
+    result = DemoResult(out)
+    facade = samples / "facade"
+    first_image = sorted(facade.glob("*.png"))[0]
+    total = len(STEPS)
+
+    def step(name: str, text: str):
+        events.step(STEPS.index(name) + 1, total, name, text)
+        return time.perf_counter()
+
+    def done(name: str, started: float, *outputs: tuple[Path, str]) -> None:
+        result.seconds[name] = time.perf_counter() - started
+        result.outputs.extend(Output(name, p, what) for p, what in outputs)
+
+    t = step("dataset", "building the façade dataset from labels.csv (대리석 / 벽돌)")
+    dataset = out / "dataset"
+    build = build_dataset(facade, dataset, labels=facade / "labels.csv", size=SIZE, val=0.2, seed=0)
+    counts = ", ".join(f"{k} {v['count']}" for k, v in build.manifest["splits"].items())
+    done("dataset", t, (dataset, f"sharded dataset, {SIZE[0]}x{SIZE[1]} RGBA, {counts}"))
+
+    t = step("summary", "summarising the course's façade architecture")
+    from cnncli.models.presets import build_architecture
+    from cnncli.models.summary import summarize
+
+    model = build_architecture("facade", (*SIZE, 4), 2)
+    result.summary = summarize(model)
+    import keras
+
+    keras.backend.clear_session()  # the trained model's layers get the course's names again
+    write_json(out / "summary.json", result.summary)
+    done(
+        "summary",
+        t,
+        (out / "summary.json", f"layer table, {result.summary['total_params']:,} parameters"),
+    )
+
+    t = step("train", f"training it for {epochs} epochs (batch {BATCH})")
+    from cnncli.training.fit import TrainOptions, train
+
+    run = out / "run"
+    trained = train(
+        dataset,
+        run,
+        arch="facade",
+        options=TrainOptions(epochs=epochs, batch_size=BATCH, seed=0),
+        events=events.train_events(),
+    )
+    best = run / "best.keras"
+    result.metrics["train"] = {"best_epoch": trained.best_epoch, **trained.best_metrics}
+    done(
+        "train",
+        t,
+        (best, f"best model (epoch {trained.best_epoch})"),
+        (run / "history.png", "accuracy and loss, training vs validation"),
+        (run / "checkpoints", "save-NN-<val_loss>.keras per improved epoch"),
+    )
+
+    t = step("evaluate", "evaluating the best model on the validation images")
+    from cnncli.training.evaluate import evaluate
+
+    ev_dir = out / "evaluate"
+    ev_dir.mkdir()
+    ev = evaluate(
+        best,
+        dataset,
+        split="val",
+        errors_png=ev_dir / "errors.png",
+        errors_csv=ev_dir / "errors.csv",
+        confusion_png=ev_dir / "confusion.png",
+    )
+    result.metrics["evaluate"] = {
+        "split": ev.split,
+        "images": ev.count,
+        "loss": ev.loss,
+        "accuracy": ev.accuracy,
+        "misclassified": len(ev.misclassified),
+    }
+    wrong = len(ev.misclassified)
+    done(
+        "evaluate",
+        t,
+        (ev_dir / "confusion.png", f"confusion matrix, accuracy {ev.accuracy:.3f}"),
+        (ev_dir / "errors.png", f"error sheet ({wrong} misclassified)"),
+    )
+
+    t = step("filters", "drawing the course's filter table on one façade photo")
+    from cnncli.filters.images import open_input, save_image
+    from cnncli.gallery import filter_gallery
+
+    gallery = out / "filters" / "gallery.png"
+    sheet = filter_gallery(open_input(first_image))
+    save_image(sheet, gallery, compress=6, overwrite=True)
+    done("filters", t, (gallery, "every named kernel's result with its matrix"))
+
+    t = step("activations", f"drawing every layer's feature maps for {first_image.name}")
+    from cnncli.activations import activations
+
+    act_dir = out / "activations"
+    acts = activations(best, [first_image], act_dir)
+    image = acts.images[0]
+    result.metrics["activations"] = {
+        "image": first_image.name,
+        "predicted": image.predicted_class,
+        "probability": image.probability,
+    }
+    done(
+        "activations",
+        t,
+        (act_dir / "index.html", f"{len(image.layers)} layers' maps, one page"),
+    )
+
+    t = step("embed", f"clustering the flatten vectors of every image (k={CLUSTERS})")
+    from cnncli.embed import embed
+
+    vectors = out / "embed" / "vectors.csv"
+    emb = embed(best, [dataset], out_csv=vectors, clusters=CLUSTERS, seed=0)
+    result.metrics["embed"] = {
+        "layer": emb.layer,
+        "images": len(emb.files),
+        "values": int(emb.vectors.shape[1]),
+        "cluster_sizes": [int(n) for n in emb.cluster_sizes],
+    }
+    done(
+        "embed",
+        t,
+        (vectors, f"{emb.vectors.shape[1]}-value {emb.layer} vectors, {len(emb.files)} images"),
+        (emb.cluster_dir, f"a sheet per cluster, sizes {', '.join(map(str, emb.cluster_sizes))}"),
+    )
+    return result
