@@ -1,0 +1,94 @@
+"""README.md stays true: its two set-up commands work on a fresh machine, as written."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def setup_commands() -> tuple[str, str]:
+    """The first two ```bash blocks: the install-and-demo command and the test command."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
+    first, second = (b.strip() for b in blocks[:2])
+    return first, second
+
+
+def test_the_two_setup_commands_open_the_readme():
+    demo, tests = setup_commands()
+    assert demo == "pip install . && cnncli demo"
+    assert tests == "pip install '.[test]' && python -m pytest -q"
+    before_sections = README.split("\n## ", 1)[0]
+    assert before_sections.count("```bash") == 2  # exactly two set-up commands at the top
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    _, tests = setup_commands()
+    commands = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")]
+    assert commands[-1] == tests  # the last thing CI runs is README's test command
+
+
+def test_readme_has_a_section_for_every_command(cli):
+    result = cli("--help")
+    commands = set(re.findall(r"│ (\w[\w-]*)\s{2,}", result.stdout))
+    assert {"dataset", "summary", "train", "evaluate", "predict", "filter", "pool"} <= commands
+    assert {"activations", "embed", "demo"} <= commands
+    for command in commands:
+        assert f"cnncli {command}" in README, f"README says nothing of `cnncli {command}`"
+    for picture in re.findall(r"\]\((docs/img/[^)]+)\)", README):
+        assert (REPO / picture).is_file(), picture
+
+
+def _tracked_copy(dest: Path) -> None:
+    """The repository's tracked files (as in a clean clone), without untracked junk."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        src = REPO / os.fsdecode(name)
+        if src.is_file():
+            (dest / os.fsdecode(name)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / os.fsdecode(name))
+
+
+@pytest.mark.slow
+def test_setup_commands_in_a_fresh_virtual_environment(tmp_path):
+    """Both commands, as written, in a new venv (no system packages) from a copy of the repo.
+
+    The test command's pytest gets `--collect-only`: running the whole suite inside the
+    suite would recurse and double CI's time; collecting proves the fresh install imports
+    every test module."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout to copy the tracked files")
+    repo = tmp_path / "repo"
+    _tracked_copy(repo)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(venv)
+    demo, tests = setup_commands()
+
+    def shell(command: str, timeout: int):
+        return subprocess.run(
+            command, shell=True, cwd=repo, env=env, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+
+    first = shell(demo, timeout=1200)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "cnncli demo wrote cnncli-demo" in first.stdout
+    assert (repo / "cnncli-demo" / "activations" / "index.html").is_file()
+    assert str(venv) in shell("command -v cnncli", 10).stdout  # the fresh venv's script
+
+    second = shell(tests + " --collect-only -p no:cacheprovider", timeout=1200)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    collected = re.search(r"(\d+) tests? collected", second.stdout)
+    assert collected and int(collected.group(1)) > 300, second.stdout[-2000:]
