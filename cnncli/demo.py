@@ -129,10 +129,12 @@ def run_demo(
     write_json(out_dir / MARKER, marker)
     try:
         result = _steps(out_dir, samples, events, epochs)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(out_dir, ignore_errors=True)
         if old is not None:
             os.replace(old, out_dir)
+        if type(e).__name__ == "TrainingInterrupted":  # its "--resume" hint names a folder now gone
+            raise KeyboardInterrupt from None
         raise
     write_json(out_dir / MARKER, {**marker, "status": "finished", "result": result.to_dict()})
     if old is not None:

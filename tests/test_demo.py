@@ -136,3 +136,17 @@ def test_sample_data_is_found():
     folder = sample_data_dir()
     assert (folder / "facade" / "labels.csv").is_file()
     assert len(list((folder / "facade").glob("*.png"))) == 40
+
+
+def test_ctrl_c_in_training_is_a_plain_interrupt(tmp_path, monkeypatch):
+    """train's own hint ("--resume RUN_DIR") would name a folder the demo has removed."""
+    import cnncli.demo as demo_module
+    from cnncli.training.fit import TrainingInterrupted
+
+    def interrupted(folder, *args):
+        raise TrainingInterrupted("training interrupted", f"cnncli train --resume {folder}/run")
+
+    monkeypatch.setattr(demo_module, "_steps", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(tmp_path / "demo")
+    assert not (tmp_path / "demo").exists()
