@@ -155,16 +155,9 @@ def _note(notes: list[str], text: str) -> None:
 
 
 def _load(path: Path, unsafe: bool):
-    try:
-        from cnncli.models import io as model_io
-    except ImportError:
-        model_io = None
-    if model_io is not None and hasattr(model_io, "load_model"):
-        return model_io.load_model(path, unsafe=unsafe, compile=False)
-    # cnncli.models.io not there yet: the activations module's loader reads the same metadata
-    from cnncli.activations import load_for_inspection
+    from cnncli.models.io import load_model
 
-    return load_for_inspection(path, unsafe=unsafe)
+    return load_model(path, unsafe=unsafe, compile=False)
 
 
 # --- one forward pass -------------------------------------------------------------------
