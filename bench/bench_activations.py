@@ -76,7 +76,7 @@ def run_cnncli(model_path: str, image: str, out: str) -> dict:
     import tensorflow  # noqa: F401
 
     t1 = time.perf_counter()
-    from cnncli.activations import activations, load_for_inspection
+    from cnncli.inference.activations import activations, load_for_inspection
 
     loaded = load_for_inspection(model_path)  # timed apart: Keras' deserialization
     t_load = time.perf_counter()

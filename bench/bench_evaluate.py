@@ -1,7 +1,7 @@
 """Benchmark `cnncli evaluate` and `cnncli predict` (issue 4 §2, §3) against hand-written Keras.
 
 (1) evaluate: the `mnist` architecture (with Rescaling, as cnncli trains it) on a test split
-    of 28x28 grayscale images. cnncli's evaluate (cnncli.training.evaluate.evaluate: reads
+    of 28x28 grayscale images. cnncli's evaluate (cnncli.inference.evaluate.evaluate: reads
     the dataset's TFRecord shards through the training pipeline, one forward pass giving
     loss, accuracy, per-class metrics, confusion matrix and the misclassified rows) against
     the course's way on the same images preloaded as NumPy arrays: `model.evaluate` (loss
@@ -82,8 +82,9 @@ def main() -> None:
 
     from cnncli.datasets.build import build_dataset
     from cnncli.datasets.store import iter_records, open_dataset
-    from cnncli.training.evaluate import evaluate
-    from cnncli.training.predict import open_model, predict
+    from cnncli.inference.evaluate import evaluate
+    from cnncli.inference.model import open_model
+    from cnncli.inference.predict import predict
 
     with tempfile.TemporaryDirectory(prefix="bench_evaluate-") as tmp:
         tmp = Path(tmp)

@@ -185,8 +185,8 @@ t0 = time.perf_counter()
 from pathlib import Path
 import cnncli.cli.main
 from cnncli.filters import named_kernel
-from cnncli.filters.images import filter_arrays, merge_channels, open_input, save_arrays
-from cnncli.filters.images import save_image, split_channels
+from cnncli.filters.files import filter_arrays, merge_channels, open_input, save_arrays
+from cnncli.filters.files import save_image, split_channels
 t1 = time.perf_counter()
 img = open_input(Path({src!r}))
 colour, alpha, mode, _ = split_channels(img)

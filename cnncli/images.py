@@ -8,6 +8,7 @@ same pixels reach the model at training and at use. NumPy and Pillow only.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnncli.errors import ImageError, UsageError
+from cnncli.errors import ImageError, InputError, UsageError
 
 COLORS = ("rgba", "rgb", "grayscale")
 FITS = ("stretch", "crop", "pad")
@@ -112,8 +113,62 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
+    """An image by its extension, and not hidden (`.DS_Store`, `._x.png` of macOS)."""
     name = os.path.basename(str(path))
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def natural_key(text: str) -> list[tuple]:
+    """Sort key that puts 'img2' before 'img10' (digits as numbers, letters case-folded)."""
+    return [
+        (0, int(t), "") if t.isdigit() else (1, 0, t.casefold()) for t in re.split(r"(\d+)", text)
+    ]
+
+
+def path_key(rel: str | os.PathLike) -> list[list[tuple]]:
+    """Natural order of relative paths, folder by folder."""
+    return [natural_key(part) for part in Path(rel).parts]
+
+
+def find_images(folder: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[Path]:
+    """THE folder walker: the image files in `folder` and its subfolders, in natural order
+    of their relative paths (img2 before img10), hidden files and folders left out
+    (`.ipynb_checkpoints`, `.DS_Store`, `._x.png`), and `exclude` (an output folder that
+    sits inside the input) skipped. Every command that takes a folder lists it with this."""
+    folder = Path(folder)
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and (skip is None or os.path.realpath(os.path.join(root, d)) != skip)
+        ]
+        found += [Path(root) / f for f in files if is_image_file(f)]
+    return sorted(found, key=lambda f: path_key(f.relative_to(folder)))
+
+
+def collect_images(inputs) -> list[Path]:
+    """Image files as given (a missing or broken one is reported when it is read) and the
+    images of each folder (`find_images`), in the order given."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise UsageError("no images given", "give image files or a folder of images")
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = find_images(p)
+            if not found:
+                raise InputError(
+                    f"folder {p} holds no image files", "give image files or another folder"
+                )
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

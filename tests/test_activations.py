@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from cnncli.activations import (
+from cnncli.inference.activations import (
     activation_grid,
     activations,
     normalize,

@@ -182,9 +182,9 @@ print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras") if m in sys.modules
 
 def test_preview_falls_back_to_indices_and_legend(tmp_path, monkeypatch):
     """Without a font that draws Hangul, cells show indices and a legend names the classes."""
-    from cnncli import sheets
     from cnncli.datasets.build import build_dataset
     from cnncli.datasets.preview import preview_sheet
+    from cnncli.drawing import fonts
 
     for cls in ("벽돌", "대리석"):
         for j in range(2):
@@ -192,12 +192,12 @@ def test_preview_falls_back_to_indices_and_legend(tmp_path, monkeypatch):
     build_dataset(tmp_path / "src", tmp_path / "ds", val=0.0)
     result = preview_sheet(tmp_path / "ds", tmp_path / "a.png", per_class=2)
     assert result["caption_mode"] == "text" and result["legend"] == []
-    monkeypatch.setattr(sheets, "FONT_PATH", tmp_path / "no-such-font.ttf")
-    sheets.load_font.cache_clear()
+    monkeypatch.setattr(fonts, "FONT_PATH", tmp_path / "no-such-font.ttf")
+    fonts.load_font.cache_clear()
     try:
         result = preview_sheet(tmp_path / "ds", tmp_path / "b.png", per_class=2)
     finally:
-        sheets.load_font.cache_clear()
+        fonts.load_font.cache_clear()
     assert result["caption_mode"] == "legend"
     assert result["legend"] == ["0 = 대리석", "1 = 벽돌"]
     assert "cells show indices; 0 = 대리석; 1 = 벽돌" in result["notes"][-1]

@@ -7,7 +7,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from cnncli.demo import MARKER, STEPS, run_demo, sample_data_dir
+from cnncli.demo.run import MARKER, STEPS, run_demo, sample_data_dir
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_refuses_a_folder_it_did_not_write(tmp_path, cli):
 
 
 def test_a_failed_run_puts_the_earlier_output_back(tmp_path, monkeypatch):
-    import cnncli.demo as demo_module
+    import cnncli.demo.run as demo_module
 
     out = tmp_path / "demo"
     out.mkdir()
@@ -140,7 +140,7 @@ def test_sample_data_is_found():
 
 def test_ctrl_c_in_training_is_a_plain_interrupt(tmp_path, monkeypatch):
     """train's own hint ("--resume RUN_DIR") would name a folder the demo has removed."""
-    import cnncli.demo as demo_module
+    import cnncli.demo.run as demo_module
     from cnncli.training.fit import TrainingInterrupted
 
     def interrupted(folder, *args):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import write_image
 
-from cnncli.embed import embed
+from cnncli.inference.embed import embed
 
 CLASSES = ("벽돌", "대리석")  # the course's façade classes: Korean names in sheets and plots
 

@@ -130,7 +130,7 @@ def _keras_evaluate(model, x, y, loss, scale=1.0):
 
 
 def test_sigmoid_loss_and_accuracy_equal_keras_evaluate(facade):
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     r = evaluate(facade["path"], facade["ds"], batch_size=3)
     x, y, _ = split_arrays(facade["ds"], "test")
@@ -142,7 +142,7 @@ def test_sigmoid_loss_and_accuracy_equal_keras_evaluate(facade):
 
 
 def test_softmax_loss_and_accuracy_equal_keras_evaluate(shapes):
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     r = evaluate(shapes["path"], shapes["ds"], split="val")
     x, y, _ = split_arrays(shapes["ds"], "val")
@@ -157,7 +157,7 @@ def test_logits_head_and_external_model_defaults(shapes, tmp_path):
     classes named by index, loss from logits; all stated in the notes."""
     import keras
 
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     model = tiny_model(3, head="logits", rescale=False, seed=2)
     path = tmp_path / "external.keras"
@@ -177,8 +177,8 @@ def test_nested_model_head_is_read_from_its_last_inner_layer(shapes, tmp_path):
     """Input -> Rescaling -> Sequential(... Dense softmax): probabilities, not logits."""
     import keras
 
-    from cnncli.training.evaluate import evaluate
-    from cnncli.training.predict import model_head
+    from cnncli.inference.evaluate import evaluate
+    from cnncli.models.head import model_head
 
     keras.utils.set_random_seed(5)
     inner = keras.Sequential(
@@ -199,7 +199,7 @@ def test_nested_model_head_is_read_from_its_last_inner_layer(shapes, tmp_path):
 def test_per_class_metrics_and_confusion_equal_sklearn(shapes):
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     r = evaluate(shapes["path"], shapes["ds"], split="train")
     x, y, _ = split_arrays(shapes["ds"], "train")
@@ -219,7 +219,7 @@ def test_per_class_metrics_and_confusion_equal_sklearn(shapes):
 
 
 def test_error_sheet_and_csv_hold_the_misclassified_rows(shapes, tmp_path):
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     r = evaluate(
         shapes["path"], shapes["ds"], split="train",
@@ -250,14 +250,14 @@ def test_error_sheet_and_csv_hold_the_misclassified_rows(shapes, tmp_path):
 
 
 def test_error_titles_follow_the_course():
-    from cnncli.training.evaluate import error_title
+    from cnncli.inference.evaluate import error_title
 
     assert error_title("대리석", "벽돌") == "실제 : 대리석 // 예측 : 벽돌"
     assert error_title("4", "9") == "actual: 4 // predicted: 9"
 
 
 def test_default_split_is_test_then_val(facade, tmp_path):
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     no_test = build(facade["images"], tmp_path / "ds", val=0.25, test=0.0)
     assert evaluate(facade["path"], no_test).split == "val"
@@ -268,7 +268,7 @@ def test_default_split_is_test_then_val(facade, tmp_path):
 
 
 def test_model_that_does_not_fit_the_dataset(facade, shapes):
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     with pytest.raises(ModelError, match="predicts 3 classes but the dataset has 2"):
         evaluate(shapes["path"], facade["ds"])

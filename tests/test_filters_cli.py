@@ -256,7 +256,7 @@ def test_filter_and_pool_never_import_tensorflow(tmp_path, rgb, command):
 def test_streamed_output_equals_the_array_path(tmp_path, rng, mode, args, cli):
     """L, RGB and 16-bit PNGs go from the decoded image to the file block by block."""
     from cnncli.filters import parse_kernel
-    from cnncli.filters.images import FilterOptions, filter_image
+    from cnncli.filters.files import FilterOptions, filter_image
 
     if mode == "I;16":
         path = tmp_path / "a.png"

@@ -1,4 +1,4 @@
-"""Label tables and class folders (cnncli.labels): encodings, column detection, index/name
+"""Label tables and class folders (cnncli.datasets.labels): encodings, column detection, index/name
 agreement, NFC names, path escapes, unused files, duplicates, rows without labels."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import write_image
 
+from cnncli.datasets.labels import load_label_table, read_table, scan_class_folders
 from cnncli.errors import DatasetError, InputError, UsageError
-from cnncli.labels import load_label_table, natural_key, read_table, scan_class_folders
+from cnncli.images import natural_key
 
 KOREAN = ["벽돌", "대리석"]
 

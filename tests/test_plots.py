@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cnncli.training import plots
+from cnncli.drawing import fonts, plots
 
 
 def _history(path, rows):
@@ -51,7 +51,7 @@ def test_read_history_skips_empty_cells(tmp_path):
 
 
 def test_confusion_png_draws_korean_names_with_the_bundled_font(tmp_path, recwarn):
-    family = plots.font_family()
+    family = fonts.matplotlib_family()
     assert family is not None  # cnncli/fonts holds a Hangul font
     out = plots.plot_confusion(np.array([[3, 1], [0, 4]]), ["벽돌", "대리석"], tmp_path / "c.png")
     with Image.open(out) as img:

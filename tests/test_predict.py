@@ -35,8 +35,8 @@ def shapes(tmp_path_factory):
 
 
 def test_probability_equals_evaluate_for_the_same_image(facade):
-    from cnncli.training.evaluate import evaluate
-    from cnncli.training.predict import predict
+    from cnncli.inference.evaluate import evaluate
+    from cnncli.inference.predict import predict
 
     ev = evaluate(facade["path"], facade["ds"], split="test")
     rel = ev.paths[0]  # paths in the dataset are relative to the images folder
@@ -51,7 +51,7 @@ def test_probability_equals_evaluate_for_the_same_image(facade):
 
 
 def test_sigmoid_head_top_k_is_p_and_one_minus_p(facade):
-    from cnncli.training.predict import predict
+    from cnncli.inference.predict import predict
 
     files = sorted((facade["images"] / FACADE[1]).glob("*.png"))[:3]
     result = predict(facade["path"], files, top_k=2)
@@ -65,7 +65,7 @@ def test_sigmoid_head_top_k_is_p_and_one_minus_p(facade):
 
 
 def test_softmax_top_k_and_folder_order(shapes):
-    from cnncli.training.predict import predict
+    from cnncli.inference.predict import predict
 
     folder = shapes["images"] / "square"
     for name in ("10.png", "2.png"):  # natural order: 0, 1, 2, 2.png... then 10
@@ -87,7 +87,7 @@ def test_softmax_top_k_and_folder_order(shapes):
 def test_other_size_and_mode_converted_as_the_dataset_build(facade, tmp_path):
     """A 20x12 RGBA image reaches the model as load_image(path, 8x8 RGB stretch) would."""
     from cnncli.images import ImageSpec, load_image
-    from cnncli.training.predict import predict
+    from cnncli.inference.predict import predict
 
     rng = np.random.default_rng(3)
     path = tmp_path / "big.png"
@@ -100,7 +100,7 @@ def test_other_size_and_mode_converted_as_the_dataset_build(facade, tmp_path):
 
 
 def test_external_model_conversion_from_input_shape(tmp_path, facade):
-    from cnncli.training.predict import predict
+    from cnncli.inference.predict import predict
 
     model = tiny_model(2, rescale=False, seed=4)
     path = tmp_path / "plain.keras"
@@ -118,7 +118,7 @@ def test_external_model_conversion_from_input_shape(tmp_path, facade):
 
 
 def test_bad_files_are_skipped_and_listed(facade, tmp_path):
-    from cnncli.training.predict import predict
+    from cnncli.inference.predict import predict
 
     bad = tmp_path / "photo.png"
     bad.write_text("this is text")
@@ -199,20 +199,20 @@ def test_cli_bad_inputs(cli, facade, tmp_path):
 
 
 def test_folder_of_class_folders_is_walked_in_natural_order(tmp_path):
-    from cnncli.training.predict import collect_inputs
+    from cnncli.images import collect_images
 
     for rel in ("b/10.png", "b/2.png", "a/1.jpg", ".hidden/3.png", "a/.x.png", "a/notes.txt"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    found = [p.relative_to(tmp_path).as_posix() for p in collect_inputs([tmp_path])]
+    found = [p.relative_to(tmp_path).as_posix() for p in collect_images([tmp_path])]
     assert found == ["a/1.jpg", "b/2.png", "b/10.png"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="folder .*empty holds no image files"):
-        collect_inputs([tmp_path / "empty"])
+        collect_images([tmp_path / "empty"])
 
 
 def test_h5_model_with_metadata_predicts_the_same(facade, tmp_path):
-    from cnncli.training.predict import predict
+    from cnncli.inference.predict import predict
 
     h5 = save_with_metadata(facade["model"], tmp_path / "model.h5", FACADE)
     files = sorted((facade["images"] / FACADE[0]).glob("*.png"))[:2]

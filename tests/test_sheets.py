@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
-from cnncli import sheets
+from cnncli.drawing import fonts, sheets
+from cnncli.drawing.fonts import font_covers, line_height, load_font
+from cnncli.drawing.save import save_png
+from cnncli.drawing.sheets import GAP, contact_sheet
 from cnncli.errors import OutputExistsError
-from cnncli.sheets import GAP, contact_sheet, font_covers, line_height, load_font, save_png
 
 
 @pytest.fixture
@@ -28,8 +30,8 @@ def test_bundled_font_is_the_subset_with_hangul(repo):
     assert font_file.exists() and (repo / "cnncli" / "fonts" / "OFL.txt").exists()
     assert font_file.stat().st_size < 2_000_000  # subset, not the 4.7 MB original
     font = load_font(14)
-    assert not sheets.is_fallback_font(font)
-    assert font.path == str(sheets.FONT_PATH)
+    assert not fonts.is_fallback_font(font)
+    assert font.path == str(fonts.FONT_PATH)
     assert font_covers("실제 : 대리석 // 예측 : 벽돌", font)
     assert font_covers("Label 4, Predict 9 ㄱㅎ", font)
     assert not font_covers("漢字", font)  # Hanja are not in the subset
@@ -69,10 +71,10 @@ def test_nfd_captions_are_normalized():
 
 def test_fallback_font_when_file_missing_or_broken(tmp_path):
     missing = load_font(14, tmp_path / "nope.ttf")
-    assert sheets.is_fallback_font(missing)
+    assert fonts.is_fallback_font(missing)
     broken = tmp_path / "broken.ttf"
     broken.write_text("not a font")
-    assert sheets.is_fallback_font(load_font(14, broken))
+    assert fonts.is_fallback_font(load_font(14, broken))
     assert not font_covers("벽돌", missing)
     assert font_covers("Label 4, Predict 9", missing)
 
@@ -94,7 +96,7 @@ def test_fallback_captions_become_indices_with_a_legend(fallback_font):
     step = line_height(fallback_font)
     grid_h = 32 + step + GAP + GAP + GAP
     assert sheet.size == (3 * (32 + GAP) + GAP, grid_h + 2 * step + GAP)
-    assert sheets.drawable_text("0 = 벽돌", fallback_font) == "0 = U+BCBD U+B3CC"
+    assert fonts.drawable_text("0 = 벽돌", fallback_font) == "0 = U+BCBD U+B3CC"
 
 
 def test_latin_captions_stay_text_with_fallback_font(fallback_font):

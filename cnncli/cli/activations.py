@@ -1,4 +1,4 @@
-"""`cnncli activations` and `cnncli embed`: thin commands over cnncli.activations / cnncli.embed."""
+"""`cnncli activations` and `cnncli embed`: thin commands over cnncli.inference."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class _Bar:
         self.done = 0
 
     def __call__(self, done: int, total: int) -> None:
-        from cnncli.console import progress_bar
+        from cnncli.cli.console import progress_bar
 
         if self.advance is None:
             bar = progress_bar(self.description, total or None, enabled=self.enabled)
@@ -84,8 +84,9 @@ def activations_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Every layer's feature maps as PNG grids, plus index.html to walk through the network."""
-    from cnncli import console
-    from cnncli.activations import activations, collect_images, result_rows, to_json
+    from cnncli.cli import console
+    from cnncli.images import collect_images
+    from cnncli.inference.activations import activations, result_rows, to_json
 
     files = collect_images(images)
     base, subfolders = (out, None) if out is not None else (Path("activations"), True)
@@ -133,8 +134,8 @@ def embed_command(
     json_out: JsonOpt = False,
 ) -> None:
     """One vector per image from a layer (CSV); --clusters K groups them like the course."""
-    from cnncli import console
-    from cnncli.embed import embed
+    from cnncli.cli import console
+    from cnncli.inference.embed import embed
 
     with _Bar("embed") as bar:
         result = embed(

@@ -26,7 +26,7 @@ class _Progress:
         self.done = 0
 
     def __call__(self, done: int, total: int) -> None:
-        from cnncli.console import progress_bar
+        from cnncli.cli.console import progress_bar
 
         if self.advance is None:
             self.advance = self.stack.enter_context(
@@ -89,7 +89,7 @@ def build(
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.datasets.build import build_dataset
     from cnncli.errors import DatasetError
 
@@ -121,7 +121,7 @@ def build(
 
 
 def _counts_table(counts: dict, class_names: list[str], title: str | None = None) -> None:
-    from cnncli import console
+    from cnncli.cli import console
 
     splits = list(counts)
     rows = [
@@ -161,7 +161,7 @@ def info(
     json_out: JsonOpt = False,
 ) -> None:
     """Classes, counts per split, image shape and encoding of a dataset."""
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.datasets.store import open_dataset
 
     ds = open_dataset(dataset_dir)
@@ -201,7 +201,7 @@ def preview(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT.")] = False,
 ) -> None:
     """A contact sheet of the first images of each class, captioned with class names."""
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.datasets.preview import preview_sheet
 
     result = preview_sheet(dataset_dir, out, split=split, per_class=per_class, overwrite=overwrite)

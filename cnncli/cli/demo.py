@@ -1,4 +1,4 @@
-"""`cnncli demo`: a thin command over cnncli.demo (the whole path on the bundled data)."""
+"""`cnncli demo`: a thin command over cnncli.demo.run (the whole path on the bundled data)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class _DemoEvents:
         self.training = None
 
     def step(self, number: int, total: int, name: str, text: str) -> None:
-        from cnncli.console import err_console, escape
+        from cnncli.cli.console import err_console, escape
 
         err_console.print(f"[bold]\\[{number}/{total}][/] {escape(text)}", soft_wrap=True)
 
@@ -48,9 +48,9 @@ def demo_command(
 ) -> None:
     """Run the whole path on the bundled façade data: dataset, summary, training, evaluation,
     filter table, activation maps and clustering. About a minute on 2 CPU cores."""
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.cli.inspect import _print_summary
-    from cnncli.demo import run_demo
+    from cnncli.demo.run import run_demo
 
     events = _DemoEvents(quiet)
     try:

@@ -1,5 +1,5 @@
-"""`cnncli evaluate` and `cnncli predict`: thin commands over cnncli.training.evaluate /
-cnncli.training.predict."""
+"""`cnncli evaluate` and `cnncli predict`: thin commands over cnncli.inference.evaluate /
+cnncli.inference.predict."""
 
 from __future__ import annotations
 
@@ -60,10 +60,10 @@ def evaluate_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split."""
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.datasets.store import open_dataset
-    from cnncli.training.evaluate import SPLITS, _check_split, evaluate
-    from cnncli.training.predict import open_model
+    from cnncli.inference.evaluate import SPLITS, _check_split, evaluate
+    from cnncli.inference.model import open_model
 
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
@@ -95,7 +95,7 @@ def evaluate_command(
 
 
 def _render_evaluation(result) -> None:
-    from cnncli import console
+    from cnncli.cli import console
 
     console.print_table(
         ["split", "images", "loss", "accuracy", "misclassified"],
@@ -148,12 +148,14 @@ def predict_command(
     A file that is not a readable image is reported (one line naming it) and skipped; the
     others are predicted and the exit code is 1.
     """
-    from cnncli import console
-    from cnncli.training.predict import collect_inputs, open_model, predict
+    from cnncli.cli import console
+    from cnncli.images import collect_images
+    from cnncli.inference.model import open_model
+    from cnncli.inference.predict import predict
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
-    files = collect_inputs(inputs)
+    files = collect_images(inputs)
     loaded = open_model(model, unsafe=unsafe)
     with console.progress_bar("predict", len(files), enabled=len(files) > batch_size) as advance:
         result = predict(

@@ -114,7 +114,7 @@ def filter_command(
     if not images:
         raise UsageError("no images given", "name image files, or use --matrix or --list")
     from cnncli.filters.engine import check_options
-    from cnncli.filters.images import FilterOptions
+    from cnncli.filters.files import FilterOptions
 
     border = border or "reflect"
     check_options(padding, border, stride)
@@ -128,7 +128,7 @@ def filter_command(
     k = K.parse_kernel(kernel, scale)
     key = K.ALIASES.get(kernel.strip().lower(), kernel.strip().lower())
     tag = key if key in K.NAMED_KERNELS else "filtered"
-    from cnncli.filters.images import filter_arrays, stream_filter
+    from cnncli.filters.files import filter_arrays, stream_filter
 
     def stream(img, target):
         return stream_filter(img, k, options, target, compress, overwrite)
@@ -171,7 +171,7 @@ def pool_command(
     if not images:
         raise UsageError("no images given", "name image files, or use --matrix")
     pool(__import__("numpy").zeros((size, size)), op, size, stride, "valid")  # check options early
-    from cnncli.filters.images import pool_arrays
+    from cnncli.filters.files import pool_arrays
 
     _run_images(images, f"{op}pool{size}", out, out_dir,
                 lambda c, a: pool_arrays(c, a, op, size, stride, padding),
@@ -180,9 +180,9 @@ def pool_command(
 
 def _run_images(images, tag, out, out_dir, apply, compress, overwrite, json_out, verb,
                 stream=None):  # fmt: skip
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.errors import UsageError
-    from cnncli.filters.images import output_path, process_files
+    from cnncli.filters.files import output_path, process_files
 
     if out is not None and len(images) > 1:
         raise UsageError("-o names one output but several images were given", "use --out-dir")
@@ -207,10 +207,10 @@ def _run_images(images, tag, out, out_dir, apply, compress, overwrite, json_out,
 
 
 def _gallery(images, path, options, overwrite):
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.errors import UsageError
-    from cnncli.filters.images import check_outputs, open_input, save_image
-    from cnncli.gallery import filter_gallery
+    from cnncli.filters.files import check_outputs, open_input, save_image
+    from cnncli.filters.gallery import filter_gallery
 
     if len(images) != 1:
         raise UsageError("--gallery takes one image", f"got {len(images)}")
@@ -237,7 +237,7 @@ def _filter_matrix(text, kernel, padding, border, stride, flip, steps, json_out)
 
 
 def _show_matrix(data, title, json_out):
-    from cnncli import console
+    from cnncli.cli import console
 
     if json_out:
         return console.print_json(data)
@@ -268,7 +268,7 @@ def _cell(v) -> str:
 
 
 def _print_kernels(json_out: bool) -> None:
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.filters import kernels as K
 
     if json_out:

@@ -64,7 +64,7 @@ def summary_command(
     ] = None,
 ) -> None:
     """Layer table of a model: output shapes, parameters, MACs and activation memory."""
-    from cnncli import console
+    from cnncli.cli import console
 
     if list_arch:
         _list_architectures(json_out)
@@ -126,7 +126,7 @@ def summary_command(
 
 
 def _print_summary(result: dict) -> None:
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.models.summary import MACS_NOTE, format_bytes, format_count, format_shape
 
     rows = []
@@ -173,7 +173,7 @@ def _print_summary(result: dict) -> None:
 
 
 def _list_architectures(json_out: bool) -> None:
-    from cnncli import console
+    from cnncli.cli import console
     from cnncli.models.presets import ARCHITECTURES
 
     if json_out:

@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import Abort, ClickException, Exit, NoArgsIsHelpError
 
 from cnncli import __version__
-from cnncli.cli import state
+from cnncli.cli import activations, dataset, demo, evaluate, filters, inspect, state, train
 from cnncli.errors import CnnError, ExitCode
 
 
@@ -36,7 +36,7 @@ class CnnGroup(TyperGroup):
 
 def run_guarded(call, args: list[str]) -> None:
     """Call `call`, turning every exception into one line on stderr and an exit code."""
-    from cnncli.console import error_line
+    from cnncli.cli.console import error_line
 
     debug = state.debug or "--debug" in args
     try:
@@ -118,29 +118,10 @@ def root(
     state.quiet_tensorflow(verbose)
 
 
-def _attach() -> None:
-    """Attach the command groups. Each module is thin and imports no TensorFlow at load."""
-    import importlib
-
-    for module_name in (
-        "dataset",
-        "inspect",
-        "train",
-        "evaluate",
-        "filters",
-        "activations",
-        "demo",
-    ):
-        try:
-            module = importlib.import_module(f"cnncli.cli.{module_name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"cnncli.cli.{module_name}":
-                continue  # command group not built yet
-            raise
-        module.register(app)
-
-
-_attach()
+# Each command module is thin and imports no TensorFlow at load; an import error is a bug
+# and fails loudly here, never a command that silently goes missing.
+for _group in (dataset, inspect, train, evaluate, filters, activations, demo):
+    _group.register(app)
 
 
 def main() -> None:

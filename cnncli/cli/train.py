@@ -27,7 +27,7 @@ class _RichEvents:
 
     # the library calls these (cnncli.training.callbacks.TrainEvents)
     def train_begin(self, info: dict) -> None:
-        from cnncli.console import info as say
+        from cnncli.cli.console import info as say
 
         self.epochs = info["epochs"]
         self.writes = info.get("writes", True)
@@ -66,7 +66,7 @@ class _RichEvents:
             TimeRemainingColumn,
         )
 
-        from cnncli.console import err_console
+        from cnncli.cli.console import err_console
 
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -113,7 +113,7 @@ class _RichEvents:
             f"epoch {report.epoch}/{report.epochs}  {_metrics(report.metrics)}  "
             f"{report.seconds:.1f}s  {saved}"
         )
-        from cnncli.console import err_console, escape
+        from cnncli.cli.console import err_console, escape
 
         (self.progress.console if self.progress else err_console).print(
             escape(line), soft_wrap=True
@@ -373,7 +373,7 @@ def train_command(
 
 
 def _report(result, quiet: bool, json_log: bool) -> None:
-    from cnncli.console import info, print_table
+    from cnncli.cli.console import info, print_table
 
     best = result.best_metrics
     stop = " (stopped early)" if result.stopped_early else ""

@@ -1,7 +1,7 @@
 """`build_dataset`: image folder (+ label table) -> dataset folder (manifest, index, shards).
 
 The steps, and why in this order:
-1. labels: read the table or the class folders (cnncli.labels); every row-level problem
+1. labels: read the table or the class folders (cnncli.datasets.labels); every row-level problem
    is collected, none is raised alone.
 2. probe: open each image's header only (size, mode, orientation) to choose the default
    colour mode (the one most inputs have) and size (kept when all share it).
@@ -33,10 +33,10 @@ import numpy as np
 
 from cnncli import __version__
 from cnncli.atomic import atomic_dir, write_json, write_text
+from cnncli.datasets.labels import LabelRow, LabelSet, load_label_table, scan_class_folders
 from cnncli.datasets.tfrecord import encode_example, frame
 from cnncli.errors import DatasetError, ImageError, InputError, OutputExistsError, UsageError
 from cnncli.images import COLORS, FITS, ImageSpec, _open_formats, natural_color, parse_size
-from cnncli.labels import LabelRow, LabelSet, load_label_table, scan_class_folders
 
 FORMAT_VERSION = 1
 RECORD_FORMATS = ("raw", "png")

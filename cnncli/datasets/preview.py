@@ -1,5 +1,5 @@
 """`preview_sheet`: the first images of each class of a dataset split as one contact sheet,
-captioned with class names (cnncli.sheets; Korean legible with the bundled font, or indices
+captioned with class names (cnncli.drawing.sheets; Korean legible with the bundled font, or indices
 plus a legend when the font cannot draw a name)."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ def preview_sheet(dataset_dir, out, *, split: str = "train", per_class: int = 8,
     Returns {"path", "caption_mode" ("text" | "legend" | "none"), "legend", "counts", "notes"}.
     Reads records until every class has enough, so large datasets are not read in full.
     """
-    from cnncli.sheets import contact_sheet, save_png
+    from cnncli.drawing.save import save_png
+    from cnncli.drawing.sheets import contact_sheet
 
     if per_class < 1:
         raise UsageError(f"--per-class must be at least 1, got {per_class}")

@@ -10,7 +10,7 @@ from cnncli.filters.engine import (
     pad_amounts,
     pool,
 )
-from cnncli.filters.images import FilterOptions, filter_image, pool_image, process_files
+from cnncli.filters.files import FilterOptions, filter_image, pool_image, process_files
 from cnncli.filters.kernels import (
     NAMED_KERNELS,
     exact_form,

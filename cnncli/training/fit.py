@@ -24,7 +24,9 @@ import keras
 from cnncli import __version__
 from cnncli.atomic import write_json
 from cnncli.datasets.store import DatasetInfo, open_dataset
+from cnncli.drawing.plots import plot_history
 from cnncli.errors import CnnError, ExitCode, InputError, ModelError, UsageError
+from cnncli.models.head import model_head
 from cnncli.training import distribute, rundir
 from cnncli.training.augment import (
     AugmentOptions,
@@ -41,8 +43,6 @@ from cnncli.training.callbacks import (
     monitor_mode,
     set_seed_states,
 )
-from cnncli.training.plots import plot_history
-from cnncli.training.predict import model_head
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
 CACHE_MODES = ("memory", "disk", "none")

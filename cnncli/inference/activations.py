@@ -28,7 +28,8 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from cnncli.activation_grids import (
+from cnncli.atomic import atomic_dir
+from cnncli.drawing.grids import (
     MAX_CHANNELS,
     NORMS,
     _save_png,
@@ -37,9 +38,8 @@ from cnncli.activation_grids import (
     normalize,
     value_strip,
 )
-from cnncli.atomic import atomic_dir
-from cnncli.errors import InputError, ModelError, UsageError
-from cnncli.images import ImageSpec, is_image_file, load_image
+from cnncli.errors import ModelError, UsageError
+from cnncli.images import ImageSpec, collect_images, load_image
 
 GROUPS = ("conv", "pool", "dense", "all")
 COURSE_NORM = "(x - mean) / std * 64 + 128, clipped to 0..255"
@@ -318,27 +318,6 @@ def image_spec_for(loaded: Loaded, probe: Probe) -> tuple[ImageSpec, str]:
 def model_notes(loaded: Loaded) -> list[str]:
     """The defaults stated for a model saved elsewhere, less the conversion (stated apart)."""
     return [n for n in loaded.metadata.notes if not n.startswith("image conversion:")]
-
-
-def collect_images(inputs: Sequence) -> list[Path]:
-    """IMAGE... or a DIR (its image files, sorted; recursing into subfolders)."""
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and is_image_file(q))
-            if not found:
-                raise InputError(f"no image files in {p}", "give image files or a folder of them")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: file not found")
-    if not files:
-        raise UsageError("no images given", "pass image files or a folder")
-    return files
 
 
 def interpret_output(pred: np.ndarray, class_names: Sequence[str] | None):
@@ -684,7 +663,6 @@ __all__ = [
     "trace_model",
     "select_layers",
     "load_for_inspection",
-    "collect_images",
     "interpret_output",
     "resize_map",
 ]

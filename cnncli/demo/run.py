@@ -32,8 +32,8 @@ STEPS = ("dataset", "summary", "train", "evaluate", "filters", "activations", "e
 def sample_data_dir() -> Path:
     """The bundled sample_data folder: inside the installed package (cnncli/sample_data,
     mapped there by pyproject), or at the top of a source checkout."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "sample_data", here.parent / "sample_data"):
+    package = Path(__file__).resolve().parent.parent
+    for folder in (package / "sample_data", package.parent / "sample_data"):
         if (folder / "facade" / "labels.csv").is_file():
             return folder
     raise CnnError(
@@ -202,7 +202,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     )
 
     t = step("evaluate", "evaluating the best model on the validation images")
-    from cnncli.training.evaluate import evaluate
+    from cnncli.inference.evaluate import evaluate
 
     ev_dir = out / "evaluate"
     ev_dir.mkdir()
@@ -230,8 +230,8 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     )
 
     t = step("filters", "drawing the course's filter table on one façade photo")
-    from cnncli.filters.images import open_input, save_image
-    from cnncli.gallery import filter_gallery
+    from cnncli.filters.files import open_input, save_image
+    from cnncli.filters.gallery import filter_gallery
 
     gallery = out / "filters" / "gallery.png"
     sheet = filter_gallery(open_input(first_image))
@@ -239,7 +239,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     done("filters", t, (gallery, "every named kernel's result with its matrix"))
 
     t = step("activations", f"drawing every layer's feature maps for {first_image.name}")
-    from cnncli.activations import activations
+    from cnncli.inference.activations import activations
 
     act_dir = out / "activations"
     acts = activations(best, [first_image], act_dir)
@@ -256,7 +256,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     )
 
     t = step("embed", f"clustering the flatten vectors of every image (k={CLUSTERS})")
-    from cnncli.embed import embed
+    from cnncli.inference.embed import embed
 
     vectors = out / "embed" / "vectors.csv"
     emb = embed(best, [dataset], out_csv=vectors, clusters=CLUSTERS, seed=0)

@@ -25,100 +25,23 @@ or over white (`background="white"`). The output is deterministic for the same i
 from __future__ import annotations
 
 import math
-import os
 import unicodedata
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from cnncli.atomic import atomic_file
+from cnncli.drawing.fonts import AnyFont, drawable_text, font_covers, line_height, load_font
 
-FONT_PATH = Path(__file__).with_name("fonts") / "CnncliGothic.ttf"
 GAP = 4  # pixels between cells, around the grid, and under each caption block
 BACKGROUND = (255, 255, 255)
 TEXT_COLOR = (20, 20, 20)
 CHECKER = ((204, 204, 204), (255, 255, 255))
 CHECKER_SQUARE = 8
-_PROBE = "\U0010fffd"  # a private-use code point no font maps: renders the font's .notdef
 
-AnyFont = ImageFont.FreeTypeFont | ImageFont.ImageFont
 ImageLike = np.ndarray | Image.Image
-
-
-# --- fonts -------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=32)
-def load_font(size: int, path: str | os.PathLike | None = None) -> AnyFont:
-    """The bundled Hangul font at `size` pixels (or the font file at `path`).
-
-    Falls back to Pillow's default font (Aileron, Latin only) when the file is missing or
-    not a usable font; `is_fallback_font` tells which one was loaded.
-    """
-    size = max(1, int(size))
-    try:
-        return ImageFont.truetype(str(path or FONT_PATH), size)
-    except (OSError, ValueError):
-        return ImageFont.load_default(size)
-
-
-def is_fallback_font(font: AnyFont) -> bool:
-    """True unless `font` was loaded from a file on disk (the bundled font or another)."""
-    return not isinstance(getattr(font, "path", None), (str, bytes, os.PathLike))
-
-
-def _glyph_signature(font: AnyFont, ch: str) -> tuple:
-    mask = font.getmask(ch)
-    return (mask.size, bytes(mask), font.getbbox(ch), font.getlength(ch))
-
-
-_COVERAGE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _covers_char(font: AnyFont, ch: str) -> bool:
-    if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Mn"):
-        return True
-    known = _COVERAGE.setdefault(font, {})
-    if ch not in known:
-        # A character the font lacks renders as its .notdef glyph (a box, or blank in
-        # NanumGothic): compare with the rendering of a code point that no font maps.
-        known[ch] = _glyph_signature(font, ch) != _glyph_signature(font, _PROBE)
-    return known[ch]
-
-
-def font_covers(text: str, font: AnyFont | None = None) -> bool:
-    """Whether `font` (default: the bundled font at 14 px) has a glyph for every character."""
-    font = font or load_font(14)
-    text = unicodedata.normalize("NFC", text)
-    return all(_covers_char(font, ch) for ch in text)
-
-
-def drawable_text(text: str, font: AnyFont) -> str:
-    """`text` with the characters the font lacks written as code points ("U+BCBD U+B3CC")."""
-    out: list[str] = []
-    missing = False
-    for ch in unicodedata.normalize("NFC", text):
-        if _covers_char(font, ch):
-            out.append(ch)
-            missing = False
-        else:
-            out.append(f"{' ' if missing else ''}U+{ord(ch):04X}")
-            missing = True
-    return "".join(out)
-
-
-def line_height(font: AnyFont) -> int:
-    """Pixels per caption line: the font's ascent plus descent, plus 2 of leading."""
-    if hasattr(font, "getmetrics"):
-        ascent, descent = font.getmetrics()
-        return int(ascent + descent) + 2
-    box = font.getbbox("Ag")
-    return int(box[3]) + 2
 
 
 # --- captions ----------------------------------------------------------------------------
@@ -306,10 +229,3 @@ def contact_sheet(
     sheet.info["caption_mode"] = plan.mode
     sheet.info["legend"] = list(plan.legend)
     return sheet
-
-
-def save_png(image: Image.Image, path: str | os.PathLike, overwrite: bool = True) -> Path:
-    """Write `image` as PNG atomically (a temporary file beside `path`, then renamed)."""
-    with atomic_file(path, overwrite=overwrite) as tmp:
-        image.save(tmp, format="PNG")
-    return Path(path)

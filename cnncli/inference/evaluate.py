@@ -28,13 +28,8 @@ import numpy as np
 
 from cnncli.atomic import atomic_file
 from cnncli.errors import DatasetError, ModelError, UsageError
-from cnncli.training.predict import (
-    DEFAULT_BATCH,
-    ModelInfo,
-    open_model,
-    predicted_classes,
-    probabilities,
-)
+from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
+from cnncli.models.head import predicted_classes
 
 SPLITS = ("train", "val", "test")
 SHEET_MAX = 100  # images drawn in the errors sheet (the CSV lists them all)
@@ -310,7 +305,7 @@ def evaluate(
         write_errors_sheet(result, wrong_images, errors_png)
         result.files["errors_png"] = str(errors_png)
     if confusion_png is not None:
-        from cnncli.training.plots import plot_confusion
+        from cnncli.drawing.plots import plot_confusion
 
         title = f"Confusion matrix: {split} ({result.count} images, "
         title += f"accuracy {result.accuracy:.3f})"
@@ -386,7 +381,8 @@ def write_errors_csv(result: EvaluationResult, path) -> Path:
 def write_errors_sheet(result: EvaluationResult, images: dict[int, np.ndarray], path) -> Path:
     """A contact sheet of the misclassified images (the first SHEET_MAX), each titled with
     its actual and predicted class and the probability of the prediction."""
-    from cnncli.sheets import contact_sheet, save_png
+    from cnncli.drawing.save import save_png
+    from cnncli.drawing.sheets import contact_sheet
 
     wrong = [i for i in np.flatnonzero(result.predicted != result.labels)][:SHEET_MAX]
     by_index = {i: m for i, m in zip(wrong, result.misclassified, strict=False)}

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cnncli.filters.images import FilterOptions, filter_image
+from cnncli.filters.files import FilterOptions, filter_image
 from cnncli.filters.kernels import NAMED_KERNELS, format_kernel, named_kernel
 
 TILE = 256  # longest side of each tile in pixels

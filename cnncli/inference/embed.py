@@ -17,7 +17,7 @@ from PIL import Image
 
 from cnncli.atomic import atomic_dir, atomic_file
 from cnncli.errors import OutputExistsError, UsageError
-from cnncli.images import ImageSpec, convert_image, load_image
+from cnncli.images import ImageSpec, collect_images, convert_image, load_image
 
 N_INIT = 10  # KMeans restarts: fixed, so a seed gives the same clusters on any sklearn
 THUMB = 128  # contact-sheet cell size; thumbnails are kept instead of full images
@@ -87,8 +87,6 @@ def _is_dataset(path: Path) -> bool:
 
 
 def _count_items(inputs: Sequence) -> int:
-    from cnncli.activations import collect_images
-
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [Path(p) for p in inputs]
@@ -102,8 +100,6 @@ def _count_items(inputs: Sequence) -> int:
 
 def _iter_items(inputs: Sequence, spec: ImageSpec):
     """Yield _Item for a dataset folder (every split), or image files / folders."""
-    from cnncli.activations import collect_images
-
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [Path(p) for p in inputs]
@@ -152,7 +148,7 @@ def embed(
     """Write one vector per image from `layer` to `out_csv` (file, class, predicted, split,
     [cluster], v0..vN). With `clusters=K`: KMeans(K, random_state=seed, n_init=10), a contact
     sheet per cluster and a PCA plot in `<csv stem>_clusters/`."""
-    from cnncli.activations import (
+    from cnncli.inference.activations import (
         _as_loaded,
         check_replaceable,
         image_spec_for,
@@ -262,7 +258,7 @@ def _register_fonts() -> str | None:
     from matplotlib import font_manager
 
     family = None
-    for ttf in sorted((Path(__file__).with_name("fonts")).glob("*.ttf")):
+    for ttf in sorted((Path(__file__).resolve().parent.parent / "fonts").glob("*.ttf")):
         try:
             font_manager.fontManager.addfont(str(ttf))
             family = family or font_manager.FontProperties(fname=str(ttf)).get_name()
@@ -272,7 +268,7 @@ def _register_fonts() -> str | None:
 
 
 def _write_clusters(r: EmbedResult, folder: Path, thumbs, labels, k: int, overwrite: bool):
-    from cnncli.sheets import contact_sheet
+    from cnncli.drawing.sheets import contact_sheet
 
     with atomic_dir(folder, overwrite=overwrite) as tmp:
         for c in range(k):

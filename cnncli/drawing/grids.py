@@ -1,6 +1,6 @@
 """Drawing activations: the course's normalisation, channel grids and vector strips as
 palette PNGs (NumPy composes the grid, a matplotlib colormap is read once as a lookup table,
-Pillow draws titles and channel numbers). Used by cnncli.activations."""
+Pillow draws titles and channel numbers). Used by cnncli.inference.activations."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def normalize(values: np.ndarray, norm: str = "channel", stats=None) -> np.ndarr
 
 
 def _font(size: int):
-    from cnncli.sheets import load_font
+    from cnncli.drawing.fonts import load_font
 
     return load_font(size)
 

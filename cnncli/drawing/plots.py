@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.atomic import atomic_file
+from cnncli.drawing.fonts import matplotlib_rc
+from cnncli.drawing.save import save_figure
 from cnncli.training.rundir import read_history  # history.csv's one reader
 
-FONTS_DIR = Path(__file__).resolve().parent.parent / "fonts"
 
-
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot, headless (Agg unless the host chose a backend). Draw inside
+    `plt.rc_context(matplotlib_rc())` so text uses the bundled Hangul font without changing
+    the settings of a host program."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # no display; never switch a backend a host set up
@@ -29,47 +31,13 @@ def _pyplot():
     return plt
 
 
-_font_family: list[str | None] = []
-
-
-def font_family() -> str | None:
-    """Register the bundled font(s) (cnncli/fonts/*.ttf) with matplotlib once; return the
-    family name, or None when no font is bundled."""
-    if _font_family:
-        return _font_family[0]
-    from matplotlib import font_manager
-
-    family = None
-    for ttf in sorted(FONTS_DIR.glob("*.ttf")):
-        try:
-            font_manager.fontManager.addfont(str(ttf))
-            family = family or font_manager.FontProperties(fname=str(ttf)).get_name()
-        except (OSError, RuntimeError, ValueError):
-            continue
-    _font_family.append(family)
-    return family
-
-
-def _rc() -> dict:
-    family = font_family()
-    # the bundled font first (Hangul), DejaVu Sans for what it lacks
-    return {"font.family": [family, "DejaVu Sans"]} if family else {}
-
-
-def _save(fig, out_png, dpi: int) -> Path:
-    out_png = Path(out_png)
-    with atomic_file(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return out_png
-
-
 def plot_history(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> Path:
     """Draw history.csv (columns epoch, loss, accuracy, val_loss, val_accuracy, ...) as two
     panels, accuracy and loss, training vs validation; write `out_png` atomically."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = read_history(history_csv)
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
-    with plt.rc_context(_rc()):
+    with plt.rc_context(matplotlib_rc()):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         try:
             for ax, metric, title in (
@@ -92,7 +60,7 @@ def plot_history(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> 
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend()
             fig.tight_layout()
-            return _save(fig, out_png, dpi=80)
+            return save_figure(fig, out_png, dpi=80)
         finally:
             plt.close(fig)
 
@@ -112,12 +80,12 @@ def plot_confusion(
 ) -> Path:
     """Draw a confusion matrix (rows: actual class, columns: predicted class) with the
     count in each cell; write `out_png` atomically."""
-    plt = _pyplot()
+    plt = pyplot()
     m = np.asarray(matrix)
     n = m.shape[0]
     names = [str(c) for c in class_names]
     size = min(4 + 0.45 * n, 30)
-    with plt.rc_context(_rc()):
+    with plt.rc_context(matplotlib_rc()):
         fig, ax = plt.subplots(figsize=(size + 1.5, size))
         try:
             ax.imshow(m, cmap="Blues", vmin=0, vmax=max(int(m.max()) if m.size else 0, 1))
@@ -138,6 +106,6 @@ def plot_confusion(
                             fontsize=max(6, 12 - n // 5),
                         )  # fmt: skip
             fig.tight_layout()
-            return _save(fig, out_png, dpi=100)
+            return save_figure(fig, out_png, dpi=100)
         finally:
             plt.close(fig)

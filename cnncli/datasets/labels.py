@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli.errors import DatasetError, InputError, UsageError
-from cnncli.images import is_image_file
+from cnncli.images import find_images, is_image_file, natural_key
 
 LABEL_NAMES = ("y", "label", "labels", "class", "target")
 NAME_NAMES = ("type", "name", "class_name", "classname", "label_name", "category", "kind")
@@ -34,13 +34,6 @@ _INT = re.compile(r"[+-]?\d+(\.0*)?")
 
 def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", str(text))
-
-
-def natural_key(text: str):
-    """Sort key that puts 'class2' before 'class10'."""
-    return [
-        (0, int(t), "") if t.isdigit() else (1, 0, t.casefold()) for t in re.split(r"(\d+)", text)
-    ]
 
 
 @dataclass
@@ -68,13 +61,9 @@ class LabelSet:
 def list_image_files(images_dir: Path) -> dict[str, str]:
     """{NFC posix relative path: relative path as on disk} of the visible image files."""
     out: dict[str, str] = {}
-    for root, dirs, files in os.walk(images_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel_root = os.path.relpath(root, images_dir)
-        for f in files:
-            if is_image_file(f):
-                rel = f if rel_root == "." else os.path.join(rel_root, f)
-                out[nfc(rel.replace(os.sep, "/"))] = rel
+    for f in find_images(images_dir):
+        rel = os.path.relpath(f, images_dir)
+        out[nfc(rel.replace(os.sep, "/"))] = rel
     return out
 
 

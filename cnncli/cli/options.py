@@ -1,0 +1,23 @@
+"""Options and arguments that several commands share, declared once with one help text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace an existing output (only one this command wrote)."),
+]
+UnsafeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unsafe", help="Allow models that run code (Lambda layers, custom objects): trust it."
+    ),
+]
+ModelArg = Annotated[
+    Path, typer.Argument(help="A .keras or .h5 model file (a run's best.keras, say).")
+]

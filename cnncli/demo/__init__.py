@@ -1,0 +1,1 @@
+"""`cnncli demo`: the course's façade path end to end on the bundled sample data."""

@@ -1,0 +1,2 @@
+"""Pictures: the bundled Hangul font, PNG saving, contact sheets, activation grids and
+matplotlib figures."""

@@ -1,0 +1,155 @@
+"""Class names and probabilities for image files, from a saved model.
+
+`predict(model, inputs, top_k=1)` converts each image with cnncli.images.load_image, the
+function the dataset build used, with the image spec stored with the model, so the same
+pixels reach the model as at training. For a model saved elsewhere (no cnncli metadata) the
+model's input shape decides the conversion, pixels are scaled by 1/255 and classes are named
+by output index; the result's `notes` say so.
+
+The model is opened by cnncli.inference.model.open_model and its outputs read by
+cnncli.models.head, as in evaluate, activations and embed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnncli.errors import ImageError, UsageError
+from cnncli.images import collect_images, load_image
+from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
+from cnncli.models.head import predicted_classes
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Prediction:
+    file: str
+    class_name: str
+    class_index: int
+    probability: float
+    top_k: list[tuple[str, float]]  # (class name, probability), best first
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file,
+            "class": self.class_name,
+            "class_index": self.class_index,
+            "probability": self.probability,
+            "top_k": [{"class": c, "probability": p} for c, p in self.top_k],
+        }
+
+
+@dataclass
+class PredictResult:
+    rows: list[Prediction]
+    skipped: list[tuple[str, str]]  # (file, reason) for files that could not be used
+    model: ModelInfo
+    top_k: int
+
+    @property
+    def conversion(self) -> str:
+        return self.model.conversion
+
+    @property
+    def notes(self) -> list[str]:
+        return self.model.notes
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+    def to_json(self) -> dict:
+        return {
+            "model": str(self.model.path) if self.model.path else None,
+            "conversion": self.conversion,
+            "notes": list(self.notes),
+            "top_k": self.top_k,
+            "predictions": [r.to_json() for r in self.rows],
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+        }
+
+
+def predict(
+    model,
+    inputs: Sequence,
+    top_k: int = 1,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+    unsafe: bool = False,
+) -> PredictResult:
+    """Predict the class of each image file (or the images in each folder).
+
+    Files that cannot be read as images are skipped and listed in `skipped` with the
+    reason; when none can be read, ImageError names the first one.
+    Returns rows (file, class, probability, top-k) in input order.
+    """
+    if top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    files = collect_images(inputs)
+    info = open_model(model, unsafe=unsafe)
+    n_classes = len(info.class_names)
+    if top_k > n_classes:
+        raise UsageError(
+            f"--top-k {top_k} is more than the model's {n_classes} classes",
+            f"use --top-k {n_classes} or less",
+        )
+    rows: list[Prediction] = []
+    skipped: list[tuple[str, str]] = []
+    first_error: ImageError | None = None
+    batch: list[np.ndarray] = []
+    names: list[str] = []
+
+    def flush():
+        if not batch:
+            return
+        probs = probabilities(info, np.stack(batch))
+        classes = predicted_classes(probs, info.head)
+        for name, p, c in zip(names, probs, classes, strict=True):
+            order = np.argsort(-p, kind="stable")[:top_k]
+            rows.append(
+                Prediction(
+                    file=name,
+                    class_name=info.class_names[int(c)],
+                    class_index=int(c),
+                    probability=float(p[int(c)]),
+                    top_k=[(info.class_names[int(i)], float(p[int(i)])) for i in order],
+                )
+            )
+        if progress:
+            progress(len(batch))
+        batch.clear()
+        names.clear()
+
+    for f in files:
+        try:
+            arr = load_image(f, info.image)
+        except ImageError as e:
+            first_error = first_error or e
+            skipped.append((str(f), e.reason))
+            if progress:
+                progress(1)
+            continue
+        batch.append(arr)
+        names.append(str(f))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    if not rows and first_error is not None:
+        if len(skipped) == 1:
+            raise first_error
+        raise ImageError(
+            first_error.path,
+            f"{first_error.reason} (and {len(skipped) - 1} other file(s) could not be read)",
+        )
+    return PredictResult(rows, skipped, info, top_k)

@@ -1,0 +1,74 @@
+"""What a model's output means: the head read from its layers, never guessed from values.
+
+A head is 'binary' (one unit: P(class 1)) or 'categorical' (one unit per class), and gives
+logits or probabilities as its last layer's activation says. `outputs_to_probabilities`
+turns raw outputs into per-class probabilities, so every command that reads a model's
+answer (train's metrics, predict, evaluate, activations, embed) reads it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnncli.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Head:
+    """The model's output: 'binary' (1 sigmoid unit: p = P(class 1)) or 'categorical'
+    (one unit per class), and whether it gives logits rather than probabilities."""
+
+    kind: str
+    from_logits: bool
+    units: int
+
+    @property
+    def num_classes(self) -> int:
+        return 2 if self.kind == "binary" else self.units
+
+    @property
+    def loss_name(self) -> str:
+        return "binary_crossentropy" if self.kind == "binary" else "sparse_categorical_crossentropy"
+
+
+def model_head(model) -> Head:
+    """Inspect the last layer: 1 unit -> binary, n units -> categorical; logits unless the
+    last activation is sigmoid / softmax."""
+    try:
+        units = int(model.outputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError):
+        raise ModelError("the model has no single output with a known number of units") from None
+    if len(model.outputs) != 1:
+        raise ModelError(f"the model has {len(model.outputs)} outputs; cnncli needs one")
+    last = model.layers[-1] if model.layers else None
+    while getattr(last, "layers", None):  # a nested model as the last layer: its last layer
+        last = last.layers[-1]
+    act = getattr(getattr(last, "activation", None), "__name__", "")
+    if type(last).__name__ == "Softmax":
+        act = "softmax"
+    if type(last).__name__ == "Activation":
+        act = getattr(last.activation, "__name__", act)
+    if units == 1:
+        return Head("binary", act != "sigmoid", 1)
+    return Head("categorical", act != "softmax", units)
+
+
+def outputs_to_probabilities(out: np.ndarray, head: Head) -> np.ndarray:
+    out = out.reshape(out.shape[0], -1)
+    if head.kind == "binary":
+        p = 1 / (1 + np.exp(-out[:, 0])) if head.from_logits else out[:, 0]
+        return np.stack([1 - p, p], axis=1)
+    if head.from_logits:
+        z = out - out.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def predicted_classes(probs: np.ndarray, head: Head) -> np.ndarray:
+    """The class Keras' accuracy counts: p > 0.5 for a sigmoid head, argmax otherwise."""
+    if head.kind == "binary":
+        return (probs[:, 1] > 0.5).astype(np.int64)
+    return probs.argmax(axis=1)
