@@ -76,9 +76,10 @@ def run_cnncli(model_path: str, image: str, out: str) -> dict:
     import tensorflow  # noqa: F401
 
     t1 = time.perf_counter()
-    from cnncli.inference.activations import activations, load_for_inspection
+    from cnncli.inference.activations import activations
+    from cnncli.inference.model import open_model
 
-    loaded = load_for_inspection(model_path)  # timed apart: Keras' deserialization
+    loaded = open_model(model_path)  # timed apart: Keras' deserialization
     t_load = time.perf_counter()
     result = activations(loaded, [image], out, overwrite=True)
     t2 = time.perf_counter()

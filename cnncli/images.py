@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -179,6 +181,37 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     which are refused before any pixel is decoded.
     """
     path = Path(path)
+    _check_not_empty(path)
+    with _reading(path):
+        img = Image.open(path, formats=_open_formats())
+        _check_bomb(path, img)
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)  # GIF / multi-page TIFF: the first frame
+        img.load()
+    try:
+        # in place: without it Pillow returns a full copy even when there is nothing to turn
+        ImageOps.exif_transpose(img, in_place=True)
+    except Exception:  # a broken EXIF block should not lose the picture
+        pass
+    return img
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int, str]:
+    """(height, width, natural colour) read from the header only, orientation applied.
+
+    Refuses what a header shows (empty files, non-images, decompression bombs) with the
+    same ImageError as `open_image`; truncated pixel data is found by the full decode."""
+    path = Path(path)
+    _check_not_empty(path)
+    with _reading(path), Image.open(path, formats=_open_formats()) as img:
+        _check_bomb(path, img)
+        height, width = img.height, img.width
+        if _orientation(img) in (5, 6, 7, 8):  # turned by 90 degrees
+            height, width = width, height
+        return height, width, natural_color(img)
+
+
+def _check_not_empty(path: Path) -> None:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -187,28 +220,42 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(path, f"cannot read ({e.strerror or e})") from None
     if size == 0:
         raise ImageError(path, "empty file (0 bytes)")
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Pillow's failures while opening `path` -> ImageError with the reason in words."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path, formats=_open_formats())
-            _check_bomb(path, img)
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)  # GIF / multi-page TIFF: the first frame
-            img.load()
+            yield
     except ImageError:
         raise
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(path, f"refused as a decompression bomb ({e})") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image, or a format cnncli cannot read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(path, f"truncated or corrupt image data ({e})") from None
+
+
+def _orientation(img: Image.Image) -> int | None:
+    """EXIF orientation from the header. PNG's getexif() would decode the whole image to
+    look for an eXIf chunk after the pixels (measured: 22 ms per 500x500 PNG), so for PNG
+    only a chunk before the pixels counts, which is where writers put it."""
     try:
-        # in place: without it Pillow returns a full copy even when there is nothing to turn
-        ImageOps.exif_transpose(img, in_place=True)
-    except Exception:  # a broken EXIF block should not lose the picture
-        pass
-    return img
+        if img.format == "PNG":
+            raw = img.info.get("exif")
+            if not raw:
+                return None
+            exif = Image.Exif()
+            exif.load(raw)
+            return exif.get(0x0112)
+        return img.getexif().get(0x0112)
+    except Exception:  # a broken EXIF block: the full decode will say if the file is bad
+        return None
 
 
 def _open_formats() -> tuple[str, ...]:
@@ -294,9 +341,3 @@ def convert_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
 def load_image(path: str | os.PathLike, spec: ImageSpec) -> np.ndarray:
     """Open, orient, convert and resize one image file: the array a model is given."""
     return convert_image(open_image(path), spec)
-
-
-def probe_image(path: str | os.PathLike) -> tuple[int, int, str]:
-    """(height, width, natural colour) of an image after orientation, fully checked."""
-    img = open_image(path)
-    return img.height, img.width, natural_color(img)

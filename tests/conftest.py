@@ -19,7 +19,7 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sample_data() -> Path:
     return SAMPLE_DATA
 
@@ -42,7 +42,7 @@ def cli(runner):
     return invoke
 
 
-def write_image(path: Path, array: np.ndarray, mode: str | None = None, **save_kwargs) -> Path:
+def _save_image(path: Path, array: np.ndarray, mode: str | None = None, **save_kwargs) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,6 +53,94 @@ def write_image(path: Path, array: np.ndarray, mode: str | None = None, **save_k
     return path
 
 
+@pytest.fixture(name="write_image", scope="session")
+def write_image_fixture():
+    """write_image(path, array, mode=None, **save_kwargs) -> path: saves a tiny image."""
+    return _save_image
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# --- tiny class-folder images, datasets and models (predict, evaluate, the four commands) ----
+
+
+class TinyKit:
+    """Helpers that make tiny 8x8 RGB class-folder images, datasets and untrained models in
+    tmp_path; tests reach them through the `tiny` fixture (no test imports another)."""
+
+    FACADE = ["대리석", "벽돌"]  # natural order, as the dataset build sorts class folders
+    SHAPES = ["circle", "square", "triangle"]
+
+    @staticmethod
+    def make_images(root: Path, classes, per_class: int = 8, size=(8, 8), seed: int = 0) -> Path:
+        """Class folders of small RGB PNGs whose brightness depends on the class (with noise)."""
+        rng = np.random.default_rng(seed)
+        for c, name in enumerate(classes):
+            for i in range(per_class):
+                base = 40 + 160 * c // max(1, len(classes) - 1)
+                arr = np.clip(rng.normal(base, 60, (*size, 3)), 0, 255).astype(np.uint8)
+                _save_image(root / name / f"{i}.png", arr)
+        return root
+
+    @staticmethod
+    def build(images: Path, out: Path, val=0.25, test=0.25) -> Path:
+        from cnncli.datasets.build import build_dataset
+
+        build_dataset(images, out, val=val, test=test, seed=0, workers=1)
+        return out
+
+    @staticmethod
+    def model(n_classes: int, head: str = "probabilities", rescale: bool = True, seed: int = 0):
+        """Input -> [Rescaling] -> Conv2D(2,3) -> GlobalAveragePooling2D -> Dense (untrained).
+        `head`: "probabilities" (sigmoid for 2 classes, softmax otherwise) or "logits"."""
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        units = 1 if n_classes == 2 else n_classes
+        act = None if head == "logits" else ("sigmoid" if units == 1 else "softmax")
+        layers = [keras.Input((8, 8, 3))]
+        if rescale:
+            layers.append(keras.layers.Rescaling(1 / 255))
+        layers += [
+            keras.layers.Conv2D(2, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(units, activation=act, kernel_initializer="random_normal"),
+        ]
+        model = keras.Sequential(layers)
+        # spread the outputs so that some images are misclassified and probabilities differ
+        w, b = model.layers[-1].get_weights()
+        model.layers[-1].set_weights([w * 40, b])
+        return model
+
+    @staticmethod
+    def save_with_metadata(model, path: Path, class_names, pixel_scale: float = 1.0) -> Path:
+        """Save as cnncli does (docs/FORMAT.md): metadata with the model."""
+        from cnncli.models.io import save_model
+
+        meta = {
+            "format_version": 1,
+            "class_names": list(class_names),
+            "image": {"height": 8, "width": 8, "channels": 3, "color": "rgb", "fit": "stretch"},
+            "pixel_scale": pixel_scale,
+            "cnncli_version": "0.1.0",
+        }
+        save_model(model, path, meta)
+        return path
+
+    @staticmethod
+    def split_arrays(dataset: Path, split: str):
+        """(uint8-valued float32 images, labels, paths) of a dataset split, in dataset order."""
+        from cnncli.datasets.store import iter_records, open_dataset
+
+        recs = list(iter_records(open_dataset(dataset), split))
+        x = np.stack([r.image for r in recs]).astype("float32")
+        y = np.array([r.label for r in recs])
+        return x, y, [r.path for r in recs]
+
+
+@pytest.fixture(scope="session")
+def tiny() -> type[TinyKit]:
+    return TinyKit

@@ -10,16 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_image
 
-from cnncli.inference.activations import (
-    activation_grid,
-    activations,
-    normalize,
-    resize_map,
-    select_layers,
-    trace_model,
-)
+from cnncli.drawing.grids import activation_grid, normalize
+from cnncli.inference.activations import activations
+from cnncli.inference.gradcam import resize_map
+from cnncli.inference.trace import select_layers, trace_model
 
 
 def _functional(channels=4, size=16, seed=0):
@@ -44,7 +39,7 @@ def rgba_model(tmp_path_factory):
 
 
 @pytest.fixture
-def rgba_image(tmp_path):
+def rgba_image(tmp_path, write_image):
     arr = (np.random.default_rng(1).random((20, 24, 4)) * 255).astype(np.uint8)
     return write_image(tmp_path / "img.png", arr)
 
@@ -223,7 +218,7 @@ def test_nested_models_expand_inner_layers(tmp_path, rgba_image):
     assert [li.name for li in select_layers(probe.layers, "ic,-1")] == ["block/ic", "d"]
 
 
-def test_sequential_without_input_grayscale_h5_other_size(tmp_path):
+def test_sequential_without_input_grayscale_h5_other_size(tmp_path, write_image):
     import keras
 
     keras.utils.set_random_seed(4)
@@ -242,9 +237,9 @@ def test_sequential_without_input_grayscale_h5_other_size(tmp_path):
         tmp_path / "digit.png", (np.arange(30 * 40) % 256).astype(np.uint8).reshape(30, 40)
     )
     result = activations(h5, [img], tmp_path / "o", raw=True, layers="conv")
-    assert result.conversion.startswith(
-        "images converted to 12x12 grayscale (stretch) (from the model's input shape), "
-        "pixels x 0.00392"
+    assert result.conversion == (
+        "images converted to 12x12 grayscale (stretch), from the model's input shape "
+        "(none stored with the model); pixels x 1/255"
     )
     got = np.load(tmp_path / "o" / "00_c.npy")
     assert got.shape == (10, 10, 4)
@@ -252,7 +247,7 @@ def test_sequential_without_input_grayscale_h5_other_size(tmp_path):
     np.testing.assert_allclose(got, np.asarray(model.layers[0](x))[0], rtol=1e-5, atol=1e-6)
 
 
-def test_several_images_one_subfolder_each(rgba_model, tmp_path):
+def test_several_images_one_subfolder_each(rgba_model, tmp_path, write_image):
     rng = np.random.default_rng(2)
     folder = tmp_path / "imgs"
     for name in ("a", "b"):
@@ -360,7 +355,7 @@ def _write_tf_keras2_h5(path: Path, kernel: np.ndarray, bias: np.ndarray, dense_
                 lg.create_dataset(f"{name}/{w}", data=value)
 
 
-def test_tf_keras2_h5_file(tmp_path):
+def test_tf_keras2_h5_file(tmp_path, write_image):
     rng = np.random.default_rng(9)
     kernel = rng.normal(size=(3, 3, 1, 2)).astype(np.float32)
     bias = np.array([0.1, -0.2], np.float32)
@@ -436,7 +431,7 @@ def test_vector_csv_holds_the_raw_values(rgba_model, rgba_image, tmp_path):
         np.testing.assert_allclose(table[:, 1], np.load(out / f"{stem}.npy"), rtol=1e-7)
 
 
-def test_preset_with_stored_metadata_korean_classes(tmp_path):
+def test_preset_with_stored_metadata_korean_classes(tmp_path, write_image):
     from cnncli.models.io import save_model
     from cnncli.models.presets import build_architecture
 
@@ -447,7 +442,8 @@ def test_preset_with_stored_metadata_korean_classes(tmp_path):
     img = write_image(tmp_path / "wall.png", np.full((30, 30, 3), 90, np.uint8))
     result = activations(path, [img], tmp_path / "o", gradcam=True)
     assert result.conversion == (
-        "images converted to 20x20 RGB (stretch) (stored with the model), pixels x 1"
+        "images converted to 20x20 RGB (stretch), as the dataset was built "
+        "(stored with the model); pixels x 1"
     )
     r = result.images[0]
     assert r.predicted_class in ("벽돌", "대리석") and r.gradcam_class == r.predicted_class

@@ -8,44 +8,56 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_image
 from PIL import Image
 
-from cnncli.datasets.build import build_dataset, parse_shard_size
+from cnncli.datasets.build import build_dataset
+from cnncli.datasets.shards import parse_shard_size
 from cnncli.datasets.store import iter_records, open_dataset
 from cnncli.datasets.tfrecord import decode_example, encode_example, frame, read_records
 from cnncli.errors import DatasetError, OutputExistsError, UsageError
-from cnncli.images import ImageSpec, load_image
+from cnncli.images import ImageSpec, load_image, probe_image
 
 KOREAN = ["벽돌", "대리석"]
 
 
-def facade(tmp_path, n=10, size=(6, 5), mode="RGBA", rows=None, seed=0):
-    """n tiny random images and the course's table ',image,type,y'."""
-    rng = np.random.default_rng(seed)
-    folder = tmp_path / "imgs"
-    channels = {"RGBA": 4, "RGB": 3, "L": 1}[mode]
-    for i in range(n):
-        arr = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
-        write_image(folder / f"BV{i:03d}.png", arr[..., 0] if channels == 1 else arr)
-    if rows is None:
-        rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(n)]
-    table = tmp_path / "labels.csv"
-    table.write_text("\n".join([",image,type,y", *rows]) + "\n", encoding="utf-8")
-    return folder, table
+@pytest.fixture
+def facade(write_image):
+    """facade(root, n=10, ...) -> (folder, table): n tiny random images under root/imgs and
+    the course's table ',image,type,y' (root/labels.csv)."""
+
+    def make(tmp_path, n=10, size=(6, 5), mode="RGBA", rows=None, seed=0):
+        rng = np.random.default_rng(seed)
+        folder = tmp_path / "imgs"
+        channels = {"RGBA": 4, "RGB": 3, "L": 1}[mode]
+        for i in range(n):
+            arr = rng.integers(0, 256, (*size, channels), dtype=np.uint8)
+            write_image(folder / f"BV{i:03d}.png", arr[..., 0] if channels == 1 else arr)
+        if rows is None:
+            rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(n)]
+        table = tmp_path / "labels.csv"
+        table.write_text("\n".join([",image,type,y", *rows]) + "\n", encoding="utf-8")
+        return folder, table
+
+    return make
 
 
-def folders(tmp_path, counts, size=(5, 5)):
-    rng = np.random.default_rng(1)
-    for cls, n in counts.items():
-        for j in range(n):
-            write_image(
-                tmp_path / "cls" / cls / f"{j}.png", rng.integers(0, 256, (*size, 3), np.uint8)
-            )
-    return tmp_path / "cls"
+@pytest.fixture
+def folders(write_image):
+    """folders(root, {class: n}, size) -> root/cls: one folder of random RGB PNGs per class."""
+
+    def make(tmp_path, counts, size=(5, 5)):
+        rng = np.random.default_rng(1)
+        for cls, n in counts.items():
+            for j in range(n):
+                write_image(
+                    tmp_path / "cls" / cls / f"{j}.png", rng.integers(0, 256, (*size, 3), np.uint8)
+                )
+        return tmp_path / "cls"
+
+    return make
 
 
-def test_round_trip_pixels_labels_and_contract(tmp_path):
+def test_round_trip_pixels_labels_and_contract(tmp_path, facade):
     folder, table = facade(tmp_path, n=10)
     result = build_dataset(folder, tmp_path / "ds", labels=table, val=0.2, seed=3)
     info = open_dataset(tmp_path / "ds")
@@ -81,7 +93,7 @@ def test_round_trip_pixels_labels_and_contract(tmp_path):
     assert any("colour: rgba" in n for n in result.notes)
 
 
-def test_shards_read_by_tensorflow(tmp_path):
+def test_shards_read_by_tensorflow(tmp_path, facade):
     """The shards are real TFRecords: tf.data and tf.io.parse_single_example read them."""
     import tensorflow as tf
 
@@ -125,7 +137,7 @@ def test_example_codec_round_trip():
     assert recs == [b"one", b"", data]
 
 
-def test_corrupt_shard_is_detected(tmp_path):
+def test_corrupt_shard_is_detected(tmp_path, facade):
     folder, table = facade(tmp_path, n=6)
     build_dataset(folder, tmp_path / "ds", labels=table, val=0.0)
     info = open_dataset(tmp_path / "ds")
@@ -141,7 +153,7 @@ def test_corrupt_shard_is_detected(tmp_path):
         list(iter_records(info, "train"))
 
 
-def test_split_determinism_and_stratification(tmp_path):
+def test_split_determinism_and_stratification(tmp_path, folders):
     root = folders(tmp_path, {"a": 10, "b": 20, "c": 5})
     r1 = build_dataset(root, tmp_path / "d1", val=0.2, test=0.2, seed=7)
     build_dataset(root, tmp_path / "d2", val=0.2, test=0.2, seed=7)
@@ -159,7 +171,7 @@ def test_split_determinism_and_stratification(tmp_path):
     assert i1 != (tmp_path / "d3" / "index.csv").read_text()  # another seed, another split
 
 
-def test_split_column(tmp_path):
+def test_split_column(tmp_path, facade):
     splits = ["train", "train", "val", "test", "train", "val"]
     rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2},{s}" for i, s in enumerate(splits)]
     folder, _ = facade(tmp_path, n=6)
@@ -182,7 +194,7 @@ def test_split_column(tmp_path):
     assert not (tmp_path / "ds2").exists()
 
 
-def test_class_too_small_and_single_class(tmp_path):
+def test_class_too_small_and_single_class(tmp_path, folders):
     root = folders(tmp_path, {"a": 5, "b": 2})
     with pytest.raises(
         DatasetError,
@@ -199,7 +211,7 @@ def test_class_too_small_and_single_class(tmp_path):
     assert not (tmp_path / "ds1").exists()
 
 
-def test_every_bad_input_listed_at_once_and_nothing_written(tmp_path):
+def test_every_bad_input_listed_at_once_and_nothing_written(tmp_path, facade):
     rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(8)]
     rows += ["8,zero.png,벽돌,0", "9,text.png,대리석,1", "10,trunc.png,벽돌,0",
              "11,gone.png,벽돌,0", "12,BV000.png,벽돌,0", "13,nolabel.png,대리석,",
@@ -233,7 +245,7 @@ def test_every_bad_input_listed_at_once_and_nothing_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_skip_bad_builds_from_good_rows(tmp_path):
+def test_skip_bad_builds_from_good_rows(tmp_path, facade):
     rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(8)] + ["8,bad.png,벽돌,0"]
     folder, table = facade(tmp_path, n=8, rows=rows)
     (folder / "bad.png").write_text("nope")
@@ -246,7 +258,7 @@ def test_skip_bad_builds_from_good_rows(tmp_path):
     assert info.count("train") + info.count("val") == 8 and info.manifest["skipped"] == 1
 
 
-def test_truncated_image_found_by_the_decode_pass_is_skipped(tmp_path):
+def test_truncated_image_found_by_the_decode_pass_is_skipped(tmp_path, facade):
     folder, table = facade(tmp_path, n=8)
     data = (folder / "BV003.png").read_bytes()
     (folder / "BV003.png").write_bytes(data[: len(data) // 2])
@@ -260,7 +272,7 @@ def test_truncated_image_found_by_the_decode_pass_is_skipped(tmp_path):
     assert "BV003.png" not in set(idx["path"]) and len(idx) == 7
 
 
-def test_atomic_failure_mid_build_and_overwrite(tmp_path):
+def test_atomic_failure_mid_build_and_overwrite(tmp_path, facade):
     folder, table = facade(tmp_path, n=10)
     out = tmp_path / "ds"
 
@@ -291,7 +303,7 @@ def test_atomic_failure_mid_build_and_overwrite(tmp_path):
     assert (folder / "BV000.png").is_file() and (tmp_path / "notes" / "keep.txt").is_file()
 
 
-def test_image_modes_formats_and_majority_colour(tmp_path):
+def test_image_modes_formats_and_majority_colour(tmp_path, write_image):
     root = tmp_path / "m"
     rng = np.random.default_rng(2)
     rgb = rng.integers(0, 256, (8, 6, 3), np.uint8)
@@ -316,13 +328,11 @@ def test_image_modes_formats_and_majority_colour(tmp_path):
     assert info.image.shape == (8, 6, 3)
     recs = {rec.path: rec.image for rec in iter_records(info, "train")}
     assert len(recs) == 9
-    from cnncli.datasets.build import probe
-
-    modes = {p.name: probe(str(p))[2] for p in root.rglob("*.*")}
+    modes = {p.name: probe_image(p)[2] for p in root.rglob("*.*")}
     assert modes == {"rgb.jpg": "rgb", "l.bmp": "grayscale", "la.png": "rgba", "cmyk.tif": "rgb",
                      "pt.png": "rgba", "p.gif": "rgb", "w.webp": "rgb", "deep.png": "grayscale",
                      "exif.jpg": "rgb"}  # fmt: skip
-    assert probe(str(root / "b" / "exif.jpg"))[:2] == (8, 6)  # orientation applied to the size
+    assert probe_image(root / "b" / "exif.jpg")[:2] == (8, 6)  # orientation applied to the size
     for path, img in recs.items():  # the very pixels cnncli.images gives predict and activations
         np.testing.assert_array_equal(img, load_image(root / path, info.image))
     # --color and --size with --fit, png records
@@ -334,7 +344,7 @@ def test_image_modes_formats_and_majority_colour(tmp_path):
         np.testing.assert_array_equal(rec.image, load_image(root / rec.path, g.image))
 
 
-def test_mixed_sizes_ask_for_size(tmp_path):
+def test_mixed_sizes_ask_for_size(tmp_path, folders, write_image):
     root = folders(tmp_path, {"a": 2, "b": 2})
     write_image(root / "b" / "big.png", np.zeros((9, 7, 3), np.uint8))
     with pytest.raises(
@@ -345,7 +355,7 @@ def test_mixed_sizes_ask_for_size(tmp_path):
     assert sum(r.counts["train"].values()) == 5
 
 
-def test_unused_files_reported(tmp_path):
+def test_unused_files_reported(tmp_path, facade):
     folder, table = facade(
         tmp_path, n=6, rows=[f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(4)]
     )
@@ -355,15 +365,15 @@ def test_unused_files_reported(tmp_path):
     assert open_dataset(tmp_path / "ds").count("train") == 4
 
 
-def test_pool_gives_the_same_bytes_as_one_process(tmp_path):
+def test_pool_gives_the_same_bytes_as_one_process(tmp_path, folders):
     root = folders(tmp_path, {"a": 6, "b": 6}, size=(40, 40))
-    import cnncli.datasets.build as b
+    from cnncli.datasets import workers
 
-    old, b.POOL_MIN_PIXELS = b.POOL_MIN_PIXELS, 0
+    old, workers.POOL_MIN_PIXELS = workers.POOL_MIN_PIXELS, 0
     try:
         build_dataset(root, tmp_path / "pool", workers=2, shard_size="10KB", val=0.0, size="40x40")
     finally:
-        b.POOL_MIN_PIXELS = old
+        workers.POOL_MIN_PIXELS = old
     build_dataset(root, tmp_path / "one", workers=1, shard_size="10KB", val=0.0, size="40x40")
     names = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "pool").iterdir())
@@ -372,7 +382,7 @@ def test_pool_gives_the_same_bytes_as_one_process(tmp_path):
         assert (tmp_path / "one" / n).read_bytes() == (tmp_path / "pool" / n).read_bytes()
 
 
-def test_open_dataset_errors(tmp_path):
+def test_open_dataset_errors(tmp_path, facade):
     folder, table = facade(tmp_path, n=6)
     ds = tmp_path / "ds"
     with pytest.raises(DatasetError, match=r"dataset folder .*ds not found"):

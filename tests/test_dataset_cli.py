@@ -10,23 +10,25 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_DATA, write_image
 from PIL import Image
 
-FACADE = SAMPLE_DATA / "facade"
-needs_sample = pytest.mark.skipif(
-    not (FACADE / "labels.csv").exists(), reason="sample_data/facade not present"
-)
+
+@pytest.fixture
+def facade(sample_data):
+    """The bundled façade set (sample_data/facade: 40 RGBA PNGs and labels.csv)."""
+    folder = sample_data / "facade"
+    if not (folder / "labels.csv").exists():
+        pytest.skip("sample_data/facade not present")
+    return folder
 
 
 def lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-@needs_sample
-def test_build_info_preview_on_sample_facade(cli, tmp_path):
+def test_build_info_preview_on_sample_facade(cli, tmp_path, facade):
     out = tmp_path / "facade"
-    r = cli("dataset", "build", FACADE, "--labels", FACADE / "labels.csv", "-o", out)
+    r = cli("dataset", "build", facade, "--labels", facade / "labels.csv", "-o", out)
     assert r.exit_code == 0, r.output
     table = r.stdout
     assert "벽돌" in table and "대리석" in table
@@ -53,14 +55,13 @@ def test_build_info_preview_on_sample_facade(cli, tmp_path):
     assert sheet.format == "PNG" and sheet.width > 3 * 128
 
 
-@needs_sample
-def test_installed_script_builds_sample_data(tmp_path):
+def test_installed_script_builds_sample_data(tmp_path, facade):
     exe = shutil.which("cnncli")
     if exe is None:
         pytest.skip("the cnncli script is not installed (pip install -e .)")
     out = tmp_path / "ds"
     proc = subprocess.run(
-        [exe, "dataset", "build", str(FACADE), "--labels", str(FACADE / "labels.csv"),
+        [exe, "dataset", "build", str(facade), "--labels", str(facade / "labels.csv"),
          "-o", str(out), "--json", "--val", "0.25", "--test", "0.25"],
         capture_output=True, text=True, encoding="utf-8", timeout=120,
     )  # fmt: skip
@@ -69,7 +70,7 @@ def test_installed_script_builds_sample_data(tmp_path):
     assert data["counts"]["test"] == {"벽돌": 5, "대리석": 5} and data["total"] == 40
     assert (out / "manifest.json").is_file()
     again = subprocess.run(
-        [exe, "dataset", "build", str(FACADE), "--labels", str(FACADE / "labels.csv"),
+        [exe, "dataset", "build", str(facade), "--labels", str(facade / "labels.csv"),
          "-o", str(out)], capture_output=True, text=True, encoding="utf-8", timeout=120,
     )  # fmt: skip
     assert again.returncode == 2
@@ -78,14 +79,13 @@ def test_installed_script_builds_sample_data(tmp_path):
     ]
 
 
-@needs_sample
-def test_build_shapes_folders_json(cli, tmp_path):
-    r = cli("dataset", "build", SAMPLE_DATA / "shapes", "-o", tmp_path / "s", "--json",
+def test_build_shapes_folders_json(cli, tmp_path, sample_data):
+    r = cli("dataset", "build", sample_data / "shapes", "-o", tmp_path / "s", "--json",
             "--classes", "triangle,circle,square,star", "--val", "0.25")  # fmt: skip
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["classes"] == ["triangle", "circle", "square", "star"]
-    n = {c: len(list((SAMPLE_DATA / "shapes" / c).glob("*.png"))) for c in data["classes"]}
+    n = {c: len(list((sample_data / "shapes" / c).glob("*.png"))) for c in data["classes"]}
     assert data["counts"]["val"] == {c: max(1, int(k * 0.25 + 0.5)) for c, k in n.items()}
     assert sum(data["counts"]["train"].values()) + sum(data["counts"]["val"].values()) == sum(
         n.values()
@@ -93,7 +93,7 @@ def test_build_shapes_folders_json(cli, tmp_path):
     assert data["image"]["channels"] == 3 and data["skipped"] == []
 
 
-def test_problems_table_then_one_error_line(cli, tmp_path):
+def test_problems_table_then_one_error_line(cli, tmp_path, write_image):
     rng = np.random.default_rng(0)
     folder = tmp_path / "imgs"
     for i in range(4):
@@ -122,7 +122,7 @@ def test_problems_table_then_one_error_line(cli, tmp_path):
     assert (tmp_path / "ds" / "skipped.csv").is_file()
 
 
-def test_usage_errors_exit_2(cli, tmp_path):
+def test_usage_errors_exit_2(cli, tmp_path, write_image):
     write_image(tmp_path / "a" / "x.png", np.zeros((4, 4, 3), np.uint8))
     write_image(tmp_path / "b" / "y.png", np.zeros((4, 4, 3), np.uint8))
     r = cli("dataset", "build", tmp_path, "-o", tmp_path / "ds", "--size", "big")
@@ -141,7 +141,7 @@ def test_usage_errors_exit_2(cli, tmp_path):
     ]
 
 
-def test_info_warns_when_unbalanced_and_missing_dataset(cli, tmp_path):
+def test_info_warns_when_unbalanced_and_missing_dataset(cli, tmp_path, write_image):
     for cls, n in {"many": 6, "few": 3}.items():
         for j in range(n):
             write_image(tmp_path / "src" / cls / f"{j}.png", np.zeros((4, 4, 3), np.uint8))
@@ -161,7 +161,7 @@ def test_info_warns_when_unbalanced_and_missing_dataset(cli, tmp_path):
     ]
 
 
-def test_info_and_preview_do_not_import_tensorflow(tmp_path):
+def test_info_and_preview_do_not_import_tensorflow(tmp_path, write_image):
     for cls in ("a", "b"):
         for j in range(2):
             write_image(tmp_path / "src" / cls / f"{j}.png", np.zeros((4, 4, 3), np.uint8))
@@ -180,7 +180,7 @@ print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras") if m in sys.modules
     assert out.stdout.strip().endswith("HEAVY="), out.stdout + out.stderr
 
 
-def test_preview_falls_back_to_indices_and_legend(tmp_path, monkeypatch):
+def test_preview_falls_back_to_indices_and_legend(tmp_path, monkeypatch, write_image):
     """Without a font that draws Hangul, cells show indices and a legend names the classes."""
     from cnncli.datasets.build import build_dataset
     from cnncli.datasets.preview import preview_sheet

@@ -141,7 +141,7 @@ def test_sample_data_is_found():
 def test_ctrl_c_in_training_is_a_plain_interrupt(tmp_path, monkeypatch):
     """train's own hint ("--resume RUN_DIR") would name a folder the demo has removed."""
     import cnncli.demo.run as demo_module
-    from cnncli.training.fit import TrainingInterrupted
+    from cnncli.training.events import TrainingInterrupted
 
     def interrupted(folder, *args):
         raise TrainingInterrupted("training interrupted", f"cnncli train --resume {folder}/run")

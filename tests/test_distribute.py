@@ -22,7 +22,6 @@ from cnncli.training.distribute import (
     plan_strategy,
     read_tf_config,
 )
-from tests.conftest import SAMPLE_DATA
 
 
 # ----------------------------------------------------------------------- the cluster
@@ -87,13 +86,13 @@ def test_plan_strategy_auto_and_errors():
             plan_strategy(environ={}, **kwargs)
 
 
-def test_shard_split_by_file_and_too_few_shards(tmp_path):
+def test_shard_split_by_file_and_too_few_shards(tmp_path, sample_data):
     from cnncli.datasets.build import build_dataset
     from cnncli.datasets.store import open_dataset
     from cnncli.datasets.tfdata import shard_files
 
     out = tmp_path / "ds"
-    build_dataset(SAMPLE_DATA / "shapes", out, size="8x8", val=0.2, shard_size=5, workers=1)
+    build_dataset(sample_data / "shapes", out, size="8x8", val=0.2, shard_size=5, workers=1)
     info = open_dataset(out)
     every = [str(p) for p in info.shard_paths("train")]
     assert len(every) >= 4
@@ -110,11 +109,11 @@ def test_shard_split_by_file_and_too_few_shards(tmp_path):
     )
 
 
-def test_cli_refuses_fewer_shards_than_workers(cli, tmp_path):
+def test_cli_refuses_fewer_shards_than_workers(cli, tmp_path, sample_data):
     from cnncli.datasets.build import build_dataset
 
     out = tmp_path / "ds"
-    build_dataset(SAMPLE_DATA / "shapes", out, size="8x8", val=0.2, workers=1)  # one shard
+    build_dataset(sample_data / "shapes", out, size="8x8", val=0.2, workers=1)  # one shard
     r = cli("train", out, "--arch", "tiny", "-o", tmp_path / "run",
             "--workers", "127.0.0.1:1,127.0.0.1:2", "--worker-index", "0")  # fmt: skip
     assert r.exit_code == 2
@@ -183,12 +182,13 @@ def _history(run):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def test_two_workers_train_resume_and_match_one_worker(tmp_path):
+def test_two_workers_train_resume_and_match_one_worker(tmp_path, sample_data):
     from cnncli.datasets.build import build_dataset
-    from cnncli.training.fit import TrainOptions, train
+    from cnncli.training.fit import train
+    from cnncli.training.options import TrainOptions
 
     ds = tmp_path / "ds"
-    build_dataset(SAMPLE_DATA / "facade", ds, labels=SAMPLE_DATA / "facade" / "labels.csv",
+    build_dataset(sample_data / "facade", ds, labels=sample_data / "facade" / "labels.csv",
                   size="24x24", val=0.25, shard_size=8, workers=1)  # fmt: skip
     every = sorted(p.name for p in ds.glob("train-*.tfrecord"))
     assert len(every) >= 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_image
 
 from cnncli.inference.embed import embed
 
@@ -34,7 +33,7 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture
-def class_dir(tmp_path):
+def class_dir(tmp_path, write_image):
     rng = np.random.default_rng(5)
     root = tmp_path / "imgs"
     for ci, name in enumerate(CLASSES):
@@ -59,7 +58,7 @@ def test_vectors_equal_submodel_output(model_path, class_dir, tmp_path):
     result = embed(model_path, [class_dir], out_csv=out)
     assert result.layer == "flatten" and result.dims == 18 and result.count == 12
     table = pd.read_csv(out)
-    assert list(table.columns[:4]) == ["file", "class", "predicted", "split"]
+    assert list(table.columns[:5]) == ["file", "class", "predicted", "probability", "split"]
     assert sorted(set(table["class"])) == sorted(CLASSES)
     model = keras.models.load_model(model_path, compile=False)
     sub = keras.Model(model.inputs, model.get_layer("flatten").output)

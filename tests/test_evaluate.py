@@ -9,8 +9,6 @@ import json
 import math
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,105 +16,26 @@ from PIL import Image
 
 from cnncli.errors import DatasetError, ModelError, UsageError
 
-FACADE = ["대리석", "벽돌"]  # natural order, as the dataset build sorts class folders
-SHAPES = ["circle", "square", "triangle"]
-
-
-# --- helpers shared with test_predict.py ---------------------------------------------------
-
-
-def make_images(root: Path, classes, per_class: int = 8, size=(8, 8), seed: int = 0) -> Path:
-    """Class folders of small RGB PNGs whose brightness depends on the class (with noise)."""
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            base = 40 + 160 * c // max(1, len(classes) - 1)
-            arr = np.clip(rng.normal(base, 60, (*size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(arr).save(folder / f"{i}.png")
-    return root
-
-
-def build(images: Path, out: Path, val=0.25, test=0.25) -> Path:
-    from cnncli.datasets.build import build_dataset
-
-    build_dataset(images, out, val=val, test=test, seed=0, workers=1)
-    return out
-
-
-def tiny_model(n_classes: int, head: str = "probabilities", rescale: bool = True, seed: int = 0):
-    """Input -> [Rescaling] -> Conv2D(2,3) -> GlobalAveragePooling2D -> Dense (untrained)."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    units = 1 if n_classes == 2 else n_classes
-    act = None if head == "logits" else ("sigmoid" if units == 1 else "softmax")
-    layers = [keras.Input((8, 8, 3))]
-    if rescale:
-        layers.append(keras.layers.Rescaling(1 / 255))
-    layers += [
-        keras.layers.Conv2D(2, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(units, activation=act, kernel_initializer="random_normal"),
-    ]
-    model = keras.Sequential(layers)
-    # spread the outputs so that some images are misclassified and probabilities differ
-    w, b = model.layers[-1].get_weights()
-    model.layers[-1].set_weights([w * 40, b])
-    return model
-
-
-def save_with_metadata(model, path: Path, class_names) -> Path:
-    """Save as cnncli does (docs/FORMAT.md): metadata with the model."""
-    meta = {
-        "format_version": 1,
-        "class_names": list(class_names),
-        "image": {"height": 8, "width": 8, "channels": 3, "color": "rgb", "fit": "stretch"},
-        "pixel_scale": 1.0,
-        "cnncli_version": "0.1.0",
-    }
-    try:
-        from cnncli.models.io import save_model
-    except ImportError:
-        save_model = None
-    if save_model is not None:
-        save_model(model, path, meta)
-    else:
-        model.save(path)
-        with zipfile.ZipFile(path, "a") as z:
-            z.writestr("cnncli.json", json.dumps(meta, ensure_ascii=False))
-    return path
-
-
-def split_arrays(dataset: Path, split: str):
-    from cnncli.datasets.store import iter_records, open_dataset
-
-    recs = list(iter_records(open_dataset(dataset), split))
-    x = np.stack([r.image for r in recs]).astype("float32")
-    y = np.array([r.label for r in recs])
-    return x, y, [r.path for r in recs]
-
 
 @pytest.fixture(scope="module")
-def facade(tmp_path_factory):
+def facade(tmp_path_factory, tiny):
     """A 2-class dataset (Korean names) and a sigmoid model saved with metadata."""
     root = tmp_path_factory.mktemp("facade")
-    make_images(root / "images", FACADE, per_class=8)
-    ds = build(root / "images", root / "ds")
-    model = tiny_model(2)
-    path = save_with_metadata(model, root / "model.keras", FACADE)
+    tiny.make_images(root / "images", tiny.FACADE, per_class=8)
+    ds = tiny.build(root / "images", root / "ds")
+    model = tiny.model(2)
+    path = tiny.save_with_metadata(model, root / "model.keras", tiny.FACADE)
     return {"root": root, "images": root / "images", "ds": ds, "model": model, "path": path}
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
+def shapes(tmp_path_factory, tiny):
     """A 3-class dataset and a softmax model."""
     root = tmp_path_factory.mktemp("shapes")
-    make_images(root / "images", SHAPES, per_class=8, seed=1)
-    ds = build(root / "images", root / "ds")
-    model = tiny_model(3, seed=1)
-    path = save_with_metadata(model, root / "model.keras", SHAPES)
+    tiny.make_images(root / "images", tiny.SHAPES, per_class=8, seed=1)
+    ds = tiny.build(root / "images", root / "ds")
+    model = tiny.model(3, seed=1)
+    path = tiny.save_with_metadata(model, root / "model.keras", tiny.SHAPES)
     return {"root": root, "images": root / "images", "ds": ds, "model": model, "path": path}
 
 
@@ -129,11 +48,11 @@ def _keras_evaluate(model, x, y, loss, scale=1.0):
     return out["loss"], out["accuracy"]
 
 
-def test_sigmoid_loss_and_accuracy_equal_keras_evaluate(facade):
+def test_sigmoid_loss_and_accuracy_equal_keras_evaluate(facade, tiny):
     from cnncli.inference.evaluate import evaluate
 
     r = evaluate(facade["path"], facade["ds"], batch_size=3)
-    x, y, _ = split_arrays(facade["ds"], "test")
+    x, y, _ = tiny.split_arrays(facade["ds"], "test")
     loss, acc = _keras_evaluate(facade["model"], x, y, "binary_crossentropy")
     assert r.split == "test" and r.count == len(y) == 4
     assert r.loss_name == "binary_crossentropy"
@@ -141,29 +60,29 @@ def test_sigmoid_loss_and_accuracy_equal_keras_evaluate(facade):
     assert r.accuracy == pytest.approx(acc, abs=1e-6)
 
 
-def test_softmax_loss_and_accuracy_equal_keras_evaluate(shapes):
+def test_softmax_loss_and_accuracy_equal_keras_evaluate(shapes, tiny):
     from cnncli.inference.evaluate import evaluate
 
     r = evaluate(shapes["path"], shapes["ds"], split="val")
-    x, y, _ = split_arrays(shapes["ds"], "val")
+    x, y, _ = tiny.split_arrays(shapes["ds"], "val")
     loss, acc = _keras_evaluate(shapes["model"], x, y, "sparse_categorical_crossentropy")
     assert r.loss_name == "sparse_categorical_crossentropy"
     assert r.loss == pytest.approx(loss, rel=1e-5)
     assert r.accuracy == pytest.approx(acc, abs=1e-6)
 
 
-def test_logits_head_and_external_model_defaults(shapes, tmp_path):
+def test_logits_head_and_external_model_defaults(shapes, tmp_path, tiny):
     """A model saved elsewhere (no metadata, no Rescaling, logits): pixels scaled by 1/255,
     classes named by index, loss from logits; all stated in the notes."""
     import keras
 
     from cnncli.inference.evaluate import evaluate
 
-    model = tiny_model(3, head="logits", rescale=False, seed=2)
+    model = tiny.model(3, head="logits", rescale=False, seed=2)
     path = tmp_path / "external.keras"
     model.save(path)
     r = evaluate(path, shapes["ds"], split="test")
-    x, y, _ = split_arrays(shapes["ds"], "test")
+    x, y, _ = tiny.split_arrays(shapes["ds"], "test")
     loss, acc = _keras_evaluate(
         model, x, y, keras.losses.SparseCategoricalCrossentropy(from_logits=True), scale=1 / 255
     )
@@ -173,7 +92,7 @@ def test_logits_head_and_external_model_defaults(shapes, tmp_path):
     assert "1/255" in notes and ("index" in notes or "indices" in notes)
 
 
-def test_nested_model_head_is_read_from_its_last_inner_layer(shapes, tmp_path):
+def test_nested_model_head_is_read_from_its_last_inner_layer(shapes, tmp_path, tiny):
     """Input -> Rescaling -> Sequential(... Dense softmax): probabilities, not logits."""
     import keras
 
@@ -188,21 +107,21 @@ def test_nested_model_head_is_read_from_its_last_inner_layer(shapes, tmp_path):
     model = keras.Model(inputs, inner(keras.layers.Rescaling(1 / 255)(inputs)))
     head = model_head(model)
     assert (head.kind, head.from_logits, head.units) == ("categorical", False, 3)
-    path = save_with_metadata(model, tmp_path / "nested.keras", SHAPES)
+    path = tiny.save_with_metadata(model, tmp_path / "nested.keras", tiny.SHAPES)
     r = evaluate(path, shapes["ds"], split="test")
-    x, y, _ = split_arrays(shapes["ds"], "test")
+    x, y, _ = tiny.split_arrays(shapes["ds"], "test")
     loss, acc = _keras_evaluate(model, x, y, "sparse_categorical_crossentropy")
     assert r.loss == pytest.approx(loss, rel=1e-5)
     assert r.accuracy == pytest.approx(acc, abs=1e-6)
 
 
-def test_per_class_metrics_and_confusion_equal_sklearn(shapes):
+def test_per_class_metrics_and_confusion_equal_sklearn(shapes, tiny):
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     from cnncli.inference.evaluate import evaluate
 
     r = evaluate(shapes["path"], shapes["ds"], split="train")
-    x, y, _ = split_arrays(shapes["ds"], "train")
+    x, y, _ = tiny.split_arrays(shapes["ds"], "train")
     pred = np.asarray(shapes["model"].predict(x, verbose=0)).argmax(axis=1)
     assert r.labels.tolist() == y.tolist()
     assert r.predicted.tolist() == pred.tolist()
@@ -218,21 +137,21 @@ def test_per_class_metrics_and_confusion_equal_sklearn(shapes):
     assert r.macro["f1"] == pytest.approx(macro[2])
 
 
-def test_error_sheet_and_csv_hold_the_misclassified_rows(shapes, tmp_path):
+def test_error_sheet_and_csv_hold_the_misclassified_rows(shapes, tmp_path, tiny):
     from cnncli.inference.evaluate import evaluate
 
     r = evaluate(
         shapes["path"], shapes["ds"], split="train",
         errors_png=tmp_path / "wrong.png", errors_csv=tmp_path / "wrong.csv",
     )  # fmt: skip
-    _, y, paths = split_arrays(shapes["ds"], "train")
+    _, y, paths = tiny.split_arrays(shapes["ds"], "train")
     wrong = np.flatnonzero(r.predicted != y)
     assert len(wrong) > 0  # the fixture model is untrained: some errors to list
     with open(tmp_path / "wrong.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [row["path"] for row in rows] == [paths[i] for i in wrong]
-    assert [row["actual"] for row in rows] == [SHAPES[y[i]] for i in wrong]
-    assert [row["predicted"] for row in rows] == [SHAPES[r.predicted[i]] for i in wrong]
+    assert [row["actual"] for row in rows] == [tiny.SHAPES[y[i]] for i in wrong]
+    assert [row["predicted"] for row in rows] == [tiny.SHAPES[r.predicted[i]] for i in wrong]
     for row, i in zip(rows, wrong, strict=True):
         assert float(row["probability"]) == pytest.approx(
             r.probabilities[i, r.predicted[i]], abs=1e-6
@@ -256,10 +175,10 @@ def test_error_titles_follow_the_course():
     assert error_title("4", "9") == "actual: 4 // predicted: 9"
 
 
-def test_default_split_is_test_then_val(facade, tmp_path):
+def test_default_split_is_test_then_val(facade, tmp_path, tiny):
     from cnncli.inference.evaluate import evaluate
 
-    no_test = build(facade["images"], tmp_path / "ds", val=0.25, test=0.0)
+    no_test = tiny.build(facade["images"], tmp_path / "ds", val=0.25, test=0.0)
     assert evaluate(facade["path"], no_test).split == "val"
     with pytest.raises(DatasetError, match="has no 'test' images"):
         evaluate(facade["path"], no_test, split="test")
@@ -288,7 +207,7 @@ def test_cli_tables_and_default_confusion_beside_the_model(cli, facade):
         assert img.format == "PNG"
 
 
-def test_cli_json_schema(cli, facade, tmp_path):
+def test_cli_json_schema(cli, facade, tmp_path, tiny):
     result = cli(
         "evaluate", facade["path"], facade["ds"], "--split", "val", "--json",
         "--confusion", tmp_path / "c.png", "--errors-csv", tmp_path / "w.csv",
@@ -301,10 +220,10 @@ def test_cli_json_schema(cli, facade, tmp_path):
         "notes", "files",
     }  # fmt: skip
     assert data["split"] == "val" and data["count"] == 4
-    assert [c["name"] for c in data["classes"]] == FACADE
+    assert [c["name"] for c in data["classes"]] == tiny.FACADE
     assert set(data["classes"][0]) == {"index", "name", "precision", "recall", "f1", "support"}
     cm = data["confusion_matrix"]
-    assert cm["labels"] == FACADE and sum(map(sum, cm["matrix"])) == 4
+    assert cm["labels"] == tiny.FACADE and sum(map(sum, cm["matrix"])) == 4
     assert len(data["misclassified"]) == 4 - round(data["accuracy"] * 4)
     assert data["files"] == {
         "confusion_png": str(tmp_path / "c.png"),

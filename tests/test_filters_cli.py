@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,7 +14,6 @@ from PIL import Image
 from scipy import ndimage
 
 from cnncli.filters import named_kernel
-from tests.conftest import write_image
 
 
 def cv2_ref(arr: np.ndarray, name: str, border=cv2.BORDER_REFLECT_101) -> np.ndarray:
@@ -21,7 +21,7 @@ def cv2_ref(arr: np.ndarray, name: str, border=cv2.BORDER_REFLECT_101) -> np.nda
 
 
 @pytest.fixture
-def rgb(tmp_path, rng):
+def rgb(tmp_path, rng, write_image):
     return write_image(tmp_path / "img.png", rng.integers(0, 256, (24, 30, 3), dtype=np.uint8))
 
 
@@ -49,7 +49,7 @@ def test_never_writes_over_the_input(cli, rgb):
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16", "P"])
-def test_every_mode_keeps_its_kind_and_alpha(cli, tmp_path, rng, mode):
+def test_every_mode_keeps_its_kind_and_alpha(cli, tmp_path, rng, mode, write_image):
     h, w = 18, 21
     if mode == "I;16":
         src = rng.integers(0, 65536, (h, w), dtype=np.uint16)
@@ -93,7 +93,7 @@ def test_palette_with_transparency_becomes_rgba(cli, tmp_path, rng):
     np.testing.assert_array_equal(np.asarray(out), np.asarray(Image.open(path).convert("RGBA")))
 
 
-def test_several_images_out_dir_json(cli, tmp_path, rng):
+def test_several_images_out_dir_json(cli, tmp_path, rng, write_image):
     paths = [
         write_image(tmp_path / f"i{k}.png", rng.integers(0, 256, (8, 9), dtype=np.uint8))
         for k in range(5)
@@ -111,7 +111,7 @@ def test_several_images_out_dir_json(cli, tmp_path, rng):
         np.testing.assert_array_equal(got, cv2_ref(np.asarray(Image.open(p)), "sharpen"))
 
 
-def test_options_reach_the_engine(cli, tmp_path, rng):
+def test_options_reach_the_engine(cli, tmp_path, rng, write_image):
     arr = rng.integers(0, 256, (16, 16), dtype=np.uint8)
     path = write_image(tmp_path / "g.png", arr)
     out = tmp_path / "o.png"
@@ -131,7 +131,7 @@ def test_options_reach_the_engine(cli, tmp_path, rng):
     )
 
 
-def test_compress_levels_change_size_not_pixels(cli, tmp_path, rng):
+def test_compress_levels_change_size_not_pixels(cli, tmp_path, rng, write_image):
     yy, xx = np.mgrid[0:60, 0:80]
     arr = ((xx * 3 + yy) % 256).astype(np.uint8)
     path = write_image(tmp_path / "s.png", arr)
@@ -253,10 +253,9 @@ def test_filter_and_pool_never_import_tensorflow(tmp_path, rgb, command):
     [["-k", "edge"], ["-k", "1,2;3,-4", "--stride", "2"], ["-k", "unsharp", "--padding", "valid",
      "--stride", "3", "--border", "edge"], ["-k", "emboss", "--offset", "128", "--border", "zero"]],
 )  # fmt: skip
-def test_streamed_output_equals_the_array_path(tmp_path, rng, mode, args, cli):
+def test_streamed_output_equals_the_array_path(tmp_path, rng, mode, args, cli, write_image):
     """L, RGB and 16-bit PNGs go from the decoded image to the file block by block."""
-    from cnncli.filters import parse_kernel
-    from cnncli.filters.files import FilterOptions, filter_image
+    from cnncli.filters import FilterOptions, filter_image, parse_kernel
 
     if mode == "I;16":
         path = tmp_path / "a.png"
@@ -277,10 +276,61 @@ def test_streamed_output_equals_the_array_path(tmp_path, rng, mode, args, cli):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
 
 
-def test_tiny_image_smaller_than_the_padding(cli, tmp_path, rng):
+def test_tiny_image_smaller_than_the_padding(cli, tmp_path, rng, write_image):
     path = write_image(tmp_path / "t.png", rng.integers(0, 256, (2, 3), dtype=np.uint8))
     assert cli("filter", "-k", "unsharp", path).exit_code == 0
     got = np.asarray(Image.open(tmp_path / "t.unsharp.png"))
     x = np.asarray(Image.open(path)).astype(float)
     ref = ndimage.correlate(np.pad(x, 2, mode="reflect"), named_kernel("unsharp"))[2:-2, 2:-2]
     np.testing.assert_array_equal(got, np.clip(np.rint(ref), 0, 255))
+
+
+# -- the library: progress protocol, atomic writes ------------------------------------------
+
+
+def test_filter_and_pool_files_report_done_and_total(tmp_path, rng, write_image):
+    from cnncli.filters import filter_files, pool_files
+
+    paths = [
+        write_image(tmp_path / f"img{i}.png", rng.integers(0, 256, (6, 7), dtype=np.uint8))
+        for i in (2, 10, 1)
+    ]
+    calls = []
+    written = filter_files(
+        paths, "box", out_dir=tmp_path / "out", progress=lambda *a: calls.append(a)
+    )
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert [w.output.name for w in written] == [
+        "img2.box-blur.png",
+        "img10.box-blur.png",
+        "img1.box-blur.png",
+    ]
+    calls.clear()
+    pool_files(paths, "avg", 3, out_dir=tmp_path / "out", progress=lambda *a: calls.append(a))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert (tmp_path / "out" / "img10.avgpool3.png").exists()
+
+
+@pytest.mark.parametrize(
+    "mode, out", [("RGB", "x.png"), ("RGBA", "x.png"), ("RGB", "x.jpg")]
+)  # streamed PNG, PNG from arrays, JPEG through Pillow
+def test_interrupted_write_leaves_no_file(tmp_path, rng, write_image, monkeypatch, mode, out):
+    from cnncli.filters import filter_files
+    from cnncli.filters.png import PngWriter
+
+    src = write_image(tmp_path / "a.png", rng.integers(0, 256, (150, 20, 4), dtype=np.uint8), mode)
+    real_write = PngWriter.write
+
+    def write_then_fail(self, rows):
+        real_write(self, rows)  # some rows reach the file, then the disk is full
+        raise OSError("disk full")
+
+    def broken_save(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(PngWriter, "write", write_then_fail)
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        filter_files([src], "edge", out=tmp_path / out)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]

@@ -8,30 +8,36 @@ import unicodedata
 
 import numpy as np
 import pytest
-from conftest import write_image
 
-from cnncli.datasets.labels import load_label_table, read_table, scan_class_folders
+from cnncli.datasets.labels import load_label_table, scan_class_folders
+from cnncli.datasets.tables import read_table
 from cnncli.errors import DatasetError, InputError, UsageError
 from cnncli.images import natural_key
 
 KOREAN = ["벽돌", "대리석"]
 
 
-def facade(tmp_path, n=6, encoding="utf-8", sep=",", header=",image,type,y", rows=None):
-    """n tiny PNGs and a course-style table: ',image,type,y' with Korean names."""
-    folder = tmp_path / "imgs"
-    for i in range(n):
-        write_image(folder / f"BV{i:03d}.png", np.full((4, 4, 4), i * 10, np.uint8))
-    if rows is None:
-        rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(n)]
-    text = "\n".join([header, *rows]) + "\n"
-    table = tmp_path / "labels.csv"
-    table.write_bytes(text.replace(",", sep).encode(encoding))
-    return folder, table
+@pytest.fixture
+def facade(write_image):
+    """facade(root, n=6, encoding, sep, header, rows) -> (folder, table): n tiny PNGs and a
+    course-style table ',image,type,y' with Korean names."""
+
+    def make(tmp_path, n=6, encoding="utf-8", sep=",", header=",image,type,y", rows=None):
+        folder = tmp_path / "imgs"
+        for i in range(n):
+            write_image(folder / f"BV{i:03d}.png", np.full((4, 4, 4), i * 10, np.uint8))
+        if rows is None:
+            rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(n)]
+        text = "\n".join([header, *rows]) + "\n"
+        table = tmp_path / "labels.csv"
+        table.write_bytes(text.replace(",", sep).encode(encoding))
+        return folder, table
+
+    return make
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp949", "euc-kr"])
-def test_encodings_read_without_flag(tmp_path, encoding):
+def test_encodings_read_without_flag(tmp_path, encoding, facade):
     folder, table = facade(tmp_path, encoding=encoding)
     ls = load_label_table(table, folder)
     assert ls.class_names == ["벽돌", "대리석"]
@@ -42,7 +48,7 @@ def test_encodings_read_without_flag(tmp_path, encoding):
     assert ls.columns["ignored"] == ["Unnamed: 0"]  # the unnamed pandas index column
 
 
-def test_tab_separated_and_encoding_override(tmp_path):
+def test_tab_separated_and_encoding_override(tmp_path, facade):
     folder, table = facade(tmp_path, sep="\t", encoding="cp949")
     df, used, sep = read_table(table)
     assert sep == "\t" and used == "cp949"
@@ -52,7 +58,7 @@ def test_tab_separated_and_encoding_override(tmp_path):
         read_table(table, encoding="utf-8")
 
 
-def test_column_detection_by_content_and_overrides(tmp_path):
+def test_column_detection_by_content_and_overrides(tmp_path, facade):
     rows = [f"{i},x{i},BV{i:03d}.png,{KOREAN[i % 2]}" for i in range(4)]
     folder, table = facade(tmp_path, n=4, header="Index,note,file,label", rows=rows)
     ls = load_label_table(table, folder)
@@ -66,14 +72,14 @@ def test_column_detection_by_content_and_overrides(tmp_path):
         load_label_table(table, folder, label_col="nope")
 
 
-def test_no_label_column_found(tmp_path):
+def test_no_label_column_found(tmp_path, facade):
     rows = [f"BV{i:03d}.png,a{i},b{i}" for i in range(2)]
     folder, table = facade(tmp_path, n=2, header="image,foo,bar", rows=rows)
     with pytest.raises(UsageError, match="cannot tell which column .* holds the labels"):
         load_label_table(table, folder)
 
 
-def test_index_and_name_must_agree(tmp_path):
+def test_index_and_name_must_agree(tmp_path, facade):
     rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(5)]
     rows.append("5,BV005.png,벽돌,1")  # 벽돌 is 0 everywhere else
     folder, table = facade(tmp_path, n=6, rows=rows)
@@ -87,14 +93,14 @@ def test_index_and_name_must_agree(tmp_path):
     assert len(ls.rows) == 5
 
 
-def test_indices_must_run_from_zero(tmp_path):
+def test_indices_must_run_from_zero(tmp_path, facade):
     rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2 + 1}" for i in range(4)]
     folder, table = facade(tmp_path, n=4, rows=rows)
     with pytest.raises(DatasetError, match=r"must run 0..K-1; found 1, 2"):
         load_label_table(table, folder)
 
 
-def test_nfc_normalization_of_file_and_class_names(tmp_path):
+def test_nfc_normalization_of_file_and_class_names(tmp_path, write_image):
     folder = tmp_path / "imgs"
     nfd_name = unicodedata.normalize("NFD", "벽돌사진.png")  # as macOS stores it
     write_image(folder / nfd_name, np.zeros((4, 4, 3), np.uint8))
@@ -109,7 +115,7 @@ def test_nfc_normalization_of_file_and_class_names(tmp_path):
     assert ls.class_names == ["벽돌", "대리석"]
 
 
-def test_path_escapes_are_refused(tmp_path):
+def test_path_escapes_are_refused(tmp_path, facade, write_image):
     folder, table = facade(tmp_path, n=2)
     outside = tmp_path / "outside.png"
     write_image(outside, np.zeros((4, 4, 3), np.uint8))
@@ -135,7 +141,7 @@ def test_path_escapes_are_refused(tmp_path):
     assert ls.unused == ["BV001.png"]  # named by no row: counted, not used
 
 
-def test_duplicates_and_rows_without_label(tmp_path):
+def test_duplicates_and_rows_without_label(tmp_path, facade):
     rows = [
         "0,BV000.png,벽돌,0",
         "1,BV001.png,대리석,1",
@@ -153,7 +159,7 @@ def test_duplicates_and_rows_without_label(tmp_path):
     assert [r.name for r in ls.rows] == ["BV000.png", "BV001.png"]
 
 
-def test_split_column_values(tmp_path):
+def test_split_column_values(tmp_path, facade):
     rows = [f"BV{i:03d}.png,{i % 2},{s}" for i, s in enumerate(["train", "VAL", "test", "oops"])]
     folder, table = facade(tmp_path, n=4, header="image,y,part", rows=rows)
     ls = load_label_table(table, folder, split_col="part")
@@ -161,7 +167,7 @@ def test_split_column_values(tmp_path):
     assert ls.problems == [("BV003.png", "line 5: split 'oops' is not train, val or test")]
 
 
-def test_class_folders_natural_order_hidden_and_classes(tmp_path):
+def test_class_folders_natural_order_hidden_and_classes(tmp_path, write_image):
     for cls in ["class10", "class2", "class1", ".hidden"]:
         for j in range(2):
             write_image(tmp_path / cls / f"img{j}.png", np.zeros((4, 4, 3), np.uint8))
@@ -182,6 +188,19 @@ def test_class_folders_natural_order_hidden_and_classes(tmp_path):
     assert ls.class_names == ["class10", "class1"] and {r.label for r in ls.rows} == {0, 1}
     with pytest.raises(UsageError, match="no folder for class 'dog'"):
         scan_class_folders(tmp_path, ["dog"])
+
+
+def test_class_folder_rows_in_the_walkers_order(tmp_path, write_image):
+    """Each class's files are listed by cnncli.images.find_images, in its order."""
+    from cnncli.images import find_images
+
+    for name in ("a/x-y/1.png", "a/x/2.png", "a/img10.png", "a/img9.png", "b/0.png"):
+        write_image(tmp_path / name, np.zeros((4, 4, 3), np.uint8))
+    ls = scan_class_folders(tmp_path)
+    walked = [p.relative_to(tmp_path / "a").as_posix() for p in find_images(tmp_path / "a")]
+    assert [r.name for r in ls.rows if r.label == 0] == [f"a/{p}" for p in walked] == [
+        "a/img9.png", "a/img10.png", "a/x/2.png", "a/x-y/1.png"
+    ]  # fmt: skip
 
 
 def test_natural_key():

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from cnncli.errors import UsageError
-from cnncli.models.presets import ARCHITECTURES, build_architecture
-from cnncli.models.spec import architecture_to_spec, build_from_spec, load_spec, write_spec
+from cnncli.models.presets import ARCHITECTURES, architecture_to_spec, build_architecture
+from cnncli.models.spec import build_from_spec, load_spec, write_spec
 
 
 @pytest.mark.parametrize("ext", [".yaml", ".json"])

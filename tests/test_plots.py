@@ -1,8 +1,15 @@
-"""plots: history.png (two panels) and confusion.png (Korean names legible)."""
+"""plots: history.png, confusion.png and the embed projection: the bundled Hangul font in every
+text, and a matplotlib backend chosen by the host left alone."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from cnncli.drawing import fonts, plots
@@ -58,3 +65,77 @@ def test_confusion_png_draws_korean_names_with_the_bundled_font(tmp_path, recwar
         assert img.format == "PNG"
     missing = [w for w in recwarn if "missing from font" in str(w.message).lower()]
     assert missing == []  # matplotlib warns "Glyph ... missing from font(s)" otherwise
+
+
+def _text_fonts(monkeypatch) -> list[dict]:
+    """Record, for each figure saved by plots, the font file matplotlib picks for each
+    piece of text (title, axis labels, tick labels, legend)."""
+    from matplotlib import font_manager
+
+    seen: list[dict] = []
+    real = plots.save_figure
+
+    def spy(fig, path, dpi=100, overwrite=True):
+        texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontproperties")) if t.get_text()]
+        seen.append(
+            {t.get_text(): Path(font_manager.findfont(t.get_fontproperties())) for t in texts}
+        )
+        return real(fig, path, dpi=dpi, overwrite=overwrite)
+
+    monkeypatch.setattr(plots, "save_figure", spy)
+    return seen
+
+
+def test_projection_plot_uses_the_bundled_font(tmp_path, monkeypatch, recwarn):
+    seen = _text_fonts(monkeypatch)
+    points = np.array([[0.0, 1.0], [1.0, 0.5], [2.0, -1.0], [0.5, 0.2]])
+    out = plots.plot_projection(
+        points,
+        ["벽돌", "대리석", "벽돌", ""],
+        [0, 1, 1, 0],
+        "flatten: 4 vectors",
+        tmp_path / "p.png",
+    )
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == (640, 480)
+    texts = seen[0]
+    assert {
+        "벽돌 · cluster 0",
+        "벽돌 · cluster 1",
+        "대리석 · cluster 1",
+        "flatten: 4 vectors",
+    } <= set(texts)
+    assert {texts[t] for t in texts} == {fonts.FONT_PATH}  # every text, Latin and Hangul
+    assert [w for w in recwarn if "missing from font" in str(w.message).lower()] == []
+
+
+def test_confusion_text_uses_the_bundled_font(tmp_path, monkeypatch):
+    seen = _text_fonts(monkeypatch)
+    plots.plot_confusion(np.array([[3, 1], [0, 4]]), ["벽돌", "대리석"], tmp_path / "c.png")
+    assert seen[0]["대리석"] == seen[0]["Confusion matrix"] == fonts.FONT_PATH
+
+
+BACKEND_PROBE = """
+import sys
+import matplotlib
+if sys.argv[2] != "auto":
+    matplotlib.use(sys.argv[2])
+import numpy as np
+from cnncli.drawing import plots
+plots.plot_confusion(np.eye(2, dtype=int), ["벽돌", "대리석"], sys.argv[1] + "/c.png")
+plots.plot_projection(np.eye(2), ["벽돌", "대리석"], [0, 1], "t", sys.argv[1] + "/p.png")
+print(matplotlib.get_backend().lower())
+"""
+
+
+@pytest.mark.parametrize("chosen, expected", [("svg", "svg"), ("auto", "agg")])
+def test_plots_leave_a_chosen_backend_alone(tmp_path, chosen, expected):
+    """A host that chose a backend keeps it; with none chosen the figures are drawn headless
+    (Agg). `matplotlib.use("Agg", force=False)` would switch the host's svg to agg."""
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    run = subprocess.run(
+        [sys.executable, "-c", BACKEND_PROBE, str(tmp_path), chosen],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert run.stdout.strip() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "p.png"]

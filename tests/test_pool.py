@@ -10,7 +10,6 @@ from PIL import Image
 
 from cnncli.errors import UsageError
 from cnncli.filters import pool
-from tests.conftest import write_image
 
 COURSE = np.array([[3, 2, 2], [4, 2, 4], [5, 1, 4]])
 
@@ -79,7 +78,7 @@ def test_cli_matrix(cli):
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16"])
-def test_cli_image_per_channel(cli, tmp_path, rng, mode):
+def test_cli_image_per_channel(cli, tmp_path, rng, mode, write_image):
     if mode == "I;16":
         arr = rng.integers(0, 65536, (10, 14), dtype=np.uint16)
         path = tmp_path / "x.png"
@@ -96,7 +95,7 @@ def test_cli_image_per_channel(cli, tmp_path, rng, mode):
     np.testing.assert_array_equal(np.asarray(out), ref)
 
 
-def test_cli_bad_size_exit_2(cli, tmp_path, rng):
+def test_cli_bad_size_exit_2(cli, tmp_path, rng, write_image):
     path = write_image(tmp_path / "x.png", rng.integers(0, 256, (4, 4), dtype=np.uint8))
     r = cli("pool", "--size", "0", path)
     assert r.exit_code == 2

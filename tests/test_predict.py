@@ -10,31 +10,30 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_evaluate import FACADE, SHAPES, build, make_images, save_with_metadata, tiny_model
 
 from cnncli.errors import ImageError, InputError, UsageError
 
 
 @pytest.fixture(scope="module")
-def facade(tmp_path_factory):
+def facade(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("pfacade")
-    make_images(root / "images", FACADE, per_class=6)
-    ds = build(root / "images", root / "ds")
-    model = tiny_model(2)
-    path = save_with_metadata(model, root / "model.keras", FACADE)
+    tiny.make_images(root / "images", tiny.FACADE, per_class=6)
+    ds = tiny.build(root / "images", root / "ds")
+    model = tiny.model(2)
+    path = tiny.save_with_metadata(model, root / "model.keras", tiny.FACADE)
     return {"root": root, "images": root / "images", "ds": ds, "model": model, "path": path}
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
+def shapes(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("pshapes")
-    make_images(root / "images", SHAPES, per_class=3, seed=1)
-    model = tiny_model(3, seed=1)
-    path = save_with_metadata(model, root / "model.keras", SHAPES)
+    tiny.make_images(root / "images", tiny.SHAPES, per_class=3, seed=1)
+    model = tiny.model(3, seed=1)
+    path = tiny.save_with_metadata(model, root / "model.keras", tiny.SHAPES)
     return {"root": root, "images": root / "images", "model": model, "path": path}
 
 
-def test_probability_equals_evaluate_for_the_same_image(facade):
+def test_probability_equals_evaluate_for_the_same_image(facade, tiny):
     from cnncli.inference.evaluate import evaluate
     from cnncli.inference.predict import predict
 
@@ -42,7 +41,7 @@ def test_probability_equals_evaluate_for_the_same_image(facade):
     rel = ev.paths[0]  # paths in the dataset are relative to the images folder
     [row] = predict(facade["path"], [facade["images"] / rel]).rows
     i = int(ev.predicted[0])
-    assert row.class_index == i and row.class_name == FACADE[i]
+    assert row.class_index == i and row.class_name == tiny.FACADE[i]
     assert row.probability == pytest.approx(ev.probabilities[0, i], abs=1e-6)
     # ... and the model's own output for that image's pixels
     x = np.asarray(Image.open(facade["images"] / rel), dtype="float32")[None]
@@ -50,21 +49,21 @@ def test_probability_equals_evaluate_for_the_same_image(facade):
     assert row.probability == pytest.approx(p1 if i == 1 else 1 - p1, abs=1e-6)
 
 
-def test_sigmoid_head_top_k_is_p_and_one_minus_p(facade):
+def test_sigmoid_head_top_k_is_p_and_one_minus_p(facade, tiny):
     from cnncli.inference.predict import predict
 
-    files = sorted((facade["images"] / FACADE[1]).glob("*.png"))[:3]
+    files = sorted((facade["images"] / tiny.FACADE[1]).glob("*.png"))[:3]
     result = predict(facade["path"], files, top_k=2)
     x = np.stack([np.asarray(Image.open(f), dtype="float32") for f in files])
     p = facade["model"].predict(x, verbose=0)[:, 0]
     for row, p1 in zip(result.rows, p, strict=True):
-        expected = {FACADE[1]: float(p1), FACADE[0]: 1 - float(p1)}
+        expected = {tiny.FACADE[1]: float(p1), tiny.FACADE[0]: 1 - float(p1)}
         assert dict(row.top_k) == pytest.approx(expected, abs=1e-6)
         assert row.top_k[0][1] >= row.top_k[1][1]
-        assert row.class_name == (FACADE[1] if p1 > 0.5 else FACADE[0])
+        assert row.class_name == (tiny.FACADE[1] if p1 > 0.5 else tiny.FACADE[0])
 
 
-def test_softmax_top_k_and_folder_order(shapes):
+def test_softmax_top_k_and_folder_order(shapes, tiny):
     from cnncli.inference.predict import predict
 
     folder = shapes["images"] / "square"
@@ -80,11 +79,11 @@ def test_softmax_top_k_and_folder_order(shapes):
     probs = shapes["model"].predict(x, verbose=0)
     for row, p in zip(result.rows, probs, strict=True):
         order = np.argsort(-p, kind="stable")
-        assert [c for c, _ in row.top_k] == [SHAPES[i] for i in order]
+        assert [c for c, _ in row.top_k] == [tiny.SHAPES[i] for i in order]
         assert [q for _, q in row.top_k] == pytest.approx(p[order], abs=1e-6)
 
 
-def test_other_size_and_mode_converted_as_the_dataset_build(facade, tmp_path):
+def test_other_size_and_mode_converted_as_the_dataset_build(facade, tmp_path, tiny):
     """A 20x12 RGBA image reaches the model as load_image(path, 8x8 RGB stretch) would."""
     from cnncli.images import ImageSpec, load_image
     from cnncli.inference.predict import predict
@@ -93,23 +92,26 @@ def test_other_size_and_mode_converted_as_the_dataset_build(facade, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(rng.integers(0, 256, (12, 20, 4), dtype=np.uint8), "RGBA").save(path)
     result = predict(facade["path"], [path], top_k=2)
-    assert result.conversion == "images converted to 8x8 RGB (stretch), as the dataset was built"
+    assert result.conversion == (
+        "images converted to 8x8 RGB (stretch), as the dataset was built "
+        "(stored with the model); pixels x 1"
+    )
     x = load_image(path, ImageSpec(8, 8, "rgb", "stretch"))[None].astype("float32")
     p1 = float(facade["model"].predict(x, verbose=0)[0, 0])
-    assert dict(result.rows[0].top_k)[FACADE[1]] == pytest.approx(p1, abs=1e-6)
+    assert dict(result.rows[0].top_k)[tiny.FACADE[1]] == pytest.approx(p1, abs=1e-6)
 
 
-def test_external_model_conversion_from_input_shape(tmp_path, facade):
+def test_external_model_conversion_from_input_shape(tmp_path, facade, tiny):
     from cnncli.inference.predict import predict
 
-    model = tiny_model(2, rescale=False, seed=4)
+    model = tiny.model(2, rescale=False, seed=4)
     path = tmp_path / "plain.keras"
     model.save(path)
-    img = sorted((facade["images"] / FACADE[0]).glob("*.png"))[0]
+    img = sorted((facade["images"] / tiny.FACADE[0]).glob("*.png"))[0]
     result = predict(path, [img])
     assert result.conversion == (
         "images converted to 8x8 RGB (stretch), from the model's input shape "
-        "(no cnncli metadata in the model)"
+        "(none stored with the model); pixels x 1/255"
     )
     assert result.rows[0].class_name in ("0", "1")  # classes named by output index
     x = np.asarray(Image.open(img), dtype="float32")[None] / 255
@@ -117,12 +119,12 @@ def test_external_model_conversion_from_input_shape(tmp_path, facade):
     assert dict(result.rows[0].top_k)["1"] == pytest.approx(p1, abs=1e-6)
 
 
-def test_bad_files_are_skipped_and_listed(facade, tmp_path):
+def test_bad_files_are_skipped_and_listed(facade, tmp_path, tiny):
     from cnncli.inference.predict import predict
 
     bad = tmp_path / "photo.png"
     bad.write_text("this is text")
-    good = sorted((facade["images"] / FACADE[0]).glob("*.png"))[0]
+    good = sorted((facade["images"] / tiny.FACADE[0]).glob("*.png"))[0]
     result = predict(facade["path"], [bad, good])
     assert [r.file for r in result.rows] == [str(good)]
     assert result.skipped == [(str(bad), "not an image, or a format cnncli cannot read")]
@@ -135,8 +137,8 @@ def test_bad_files_are_skipped_and_listed(facade, tmp_path):
 # --- the command ---------------------------------------------------------------------------
 
 
-def test_cli_table_json_and_csv(cli, facade):
-    files = sorted((facade["images"] / FACADE[1]).glob("*.png"))[:2]
+def test_cli_table_json_and_csv(cli, facade, tiny):
+    files = sorted((facade["images"] / tiny.FACADE[1]).glob("*.png"))[:2]
     result = cli("predict", facade["path"], *files)
     assert result.exit_code == 0, result.output
     assert "images converted to 8x8 RGB (stretch), as the dataset was built" in result.stderr
@@ -150,7 +152,7 @@ def test_cli_table_json_and_csv(cli, facade):
     assert data["top_k"] == 2 and data["skipped"] == []
     row = data["predictions"][0]
     assert set(row) == {"file", "class", "class_index", "probability", "top_k"}
-    assert row["file"] == str(files[0]) and row["class"] in FACADE
+    assert row["file"] == str(files[0]) and row["class"] in tiny.FACADE
     assert sum(t["probability"] for t in row["top_k"]) == pytest.approx(1.0)
 
     result = cli("predict", facade["path"], *files, "--csv", "--top-k", "2")
@@ -161,10 +163,10 @@ def test_cli_table_json_and_csv(cli, facade):
     assert float(rows[1][2]) == pytest.approx(data["predictions"][0]["probability"], abs=1e-6)
 
 
-def test_cli_bad_inputs(cli, facade, tmp_path):
+def test_cli_bad_inputs(cli, facade, tmp_path, tiny):
     bad = tmp_path / "photo.png"
     bad.write_text("this is text")
-    good = sorted((facade["images"] / FACADE[0]).glob("*.png"))[0]
+    good = sorted((facade["images"] / tiny.FACADE[0]).glob("*.png"))[0]
 
     result = cli("predict", facade["path"], bad)  # the only image is bad: one error line
     assert result.exit_code == 1
@@ -211,11 +213,11 @@ def test_folder_of_class_folders_is_walked_in_natural_order(tmp_path):
         collect_images([tmp_path / "empty"])
 
 
-def test_h5_model_with_metadata_predicts_the_same(facade, tmp_path):
+def test_h5_model_with_metadata_predicts_the_same(facade, tmp_path, tiny):
     from cnncli.inference.predict import predict
 
-    h5 = save_with_metadata(facade["model"], tmp_path / "model.h5", FACADE)
-    files = sorted((facade["images"] / FACADE[0]).glob("*.png"))[:2]
+    h5 = tiny.save_with_metadata(facade["model"], tmp_path / "model.h5", tiny.FACADE)
+    files = sorted((facade["images"] / tiny.FACADE[0]).glob("*.png"))[:2]
     a = predict(facade["path"], files, top_k=2)
     b = predict(h5, files, top_k=2)
     assert b.conversion == a.conversion

@@ -6,7 +6,6 @@ import importlib.util
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,6 @@ import PIL
 import pytest
 from PIL import Image
 
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 EXPECTED_SHAPES = ["circle", "square", "star", "triangle"]
 
 
@@ -32,11 +30,11 @@ def files_under(root):
 
 
 @pytest.fixture(scope="module")
-def regenerated(tmp_path_factory):
+def regenerated(tmp_path_factory, sample_data):
     """The script run as a user runs it, into a fresh folder."""
     out = tmp_path_factory.mktemp("sample")
     subprocess.run(
-        [sys.executable, str(SAMPLE_DATA / "make_sample_data.py"), str(out)],
+        [sys.executable, str(sample_data / "make_sample_data.py"), str(out)],
         check=True,
         capture_output=True,
     )

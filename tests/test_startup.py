@@ -28,6 +28,36 @@ def test_no_tensorflow_at_startup(args):
     assert "HEAVY=\n" in out or out.strip().endswith("HEAVY="), out
 
 
+EVERY_HELP = """
+import sys
+import typer.main
+from typer.testing import CliRunner
+from cnncli.cli.main import app
+
+def paths(group, path=()):
+    for name, cmd in sorted(group.commands.items()):
+        yield from paths(cmd, (*path, name)) if hasattr(cmd, "commands") else [(*path, name)]
+
+shown = []
+for path in paths(typer.main.get_command(app)):
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output, (path, result.output)
+    shown.append(" ".join(path))
+print("SHOWN=" + ",".join(shown))
+print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras") if m in sys.modules))
+"""
+
+
+def test_no_command_help_loads_tensorflow():
+    """Every command's --help (train, predict, evaluate, ... included) stays light."""
+    out = subprocess.run(
+        [sys.executable, "-c", EVERY_HELP], capture_output=True, text=True, check=True
+    ).stdout
+    shown = out.split("SHOWN=")[1].splitlines()[0].split(",")
+    assert {"train", "predict", "evaluate", "dataset build", "filter"} <= set(shown), shown
+    assert out.strip().endswith("HEAVY="), out
+
+
 def test_usage_error_is_one_line_exit_2(cli):
     result = cli("--no-such-option")
     assert result.exit_code == 2

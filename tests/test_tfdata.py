@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from cnncli.errors import UsageError
-from tests.conftest import write_image
 
 
-def _make_images(root, n_per_class=12, size=16, classes=("a", "b", "c")):
+def _make_images(write_image, root, n_per_class=12, size=16, classes=("a", "b", "c")):
     rng = np.random.default_rng(1)
     for k, c in enumerate(classes):
         for i in range(n_per_class):
@@ -20,11 +19,11 @@ def _make_images(root, n_per_class=12, size=16, classes=("a", "b", "c")):
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
+def datasets(tmp_path_factory, write_image):
     from cnncli.datasets.build import build_dataset
 
     base = tmp_path_factory.mktemp("tfdata")
-    images = _make_images(base / "images")
+    images = _make_images(write_image, base / "images")
     out = {}
     for enc in ("raw", "png"):
         build_dataset(images, base / enc, val=0.25, record_format=enc, shard_size="2KB", workers=1)

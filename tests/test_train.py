@@ -1,4 +1,5 @@
-"""cnncli.training.fit: the run folder, resume equivalence, interruption, bad inputs."""
+"""cnncli.training (fit, model, options): the run folder, resume equivalence, interruption,
+bad inputs."""
 
 from __future__ import annotations
 
@@ -9,24 +10,29 @@ import numpy as np
 import pytest
 
 from cnncli.errors import DatasetError, InputError, ModelError, OutputExistsError, UsageError
-from tests.conftest import write_image
 
 
-def make_dataset(root, classes=("brick", "marble"), n=12, size=16, **kw):
-    from cnncli.datasets.build import build_dataset
+@pytest.fixture(scope="session")
+def make_dataset(write_image):
+    """make_dataset(root, classes, n, size) -> a learnable dataset of stripes, built at root/ds."""
 
-    rng = np.random.default_rng(2)
-    for k, c in enumerate(classes):
-        for i in range(n):
-            arr = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
-            arr[:, : (k + 1) * size // (len(classes) + 1)] += 120  # learnable
-            write_image(root / "images" / c / f"{i}.png", arr)
-    build_dataset(root / "images", root / "ds", val=0.25, workers=1, **kw)
-    return root / "ds"
+    def make(root, classes=("brick", "marble"), n=12, size=16, **kw):
+        from cnncli.datasets.build import build_dataset
+
+        rng = np.random.default_rng(2)
+        for k, c in enumerate(classes):
+            for i in range(n):
+                arr = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+                arr[:, : (k + 1) * size // (len(classes) + 1)] += 120  # learnable
+                write_image(root / "images" / c / f"{i}.png", arr)
+        build_dataset(root / "images", root / "ds", val=0.25, workers=1, **kw)
+        return root / "ds"
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def ds2(tmp_path_factory):
+def ds2(tmp_path_factory, make_dataset):
     return make_dataset(tmp_path_factory.mktemp("train2"))
 
 
@@ -48,7 +54,7 @@ def tiny(shape=(16, 16, 3), units=1, act="sigmoid", seed=0):
 
 
 def opts(**kw):
-    from cnncli.training.fit import TrainOptions
+    from cnncli.training.options import TrainOptions
 
     return TrainOptions(**{"epochs": 2, "batch_size": 8, **kw})
 
@@ -120,7 +126,8 @@ def _weights(path):
 
 def test_interrupted_and_resumed_equals_uninterrupted(ds2, tmp_path):
     from cnncli.errors import ExitCode
-    from cnncli.training.fit import TrainingInterrupted, resume, train
+    from cnncli.training.events import TrainingInterrupted
+    from cnncli.training.fit import resume, train
 
     o = dict(epochs=3, seed=5)
     full = train(ds2, tmp_path / "full", model=tiny(seed=5), options=opts(**o))
@@ -158,9 +165,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(ds2, tmp_path):
         resume(tmp_path / "cut")
 
 
-def test_early_stop_and_class_weights_and_categorical_head(tmp_path):
+def test_early_stop_and_class_weights_and_categorical_head(tmp_path, make_dataset):
     from cnncli.datasets.store import open_dataset
-    from cnncli.training.fit import class_weights, train
+    from cnncli.training.fit import train
+    from cnncli.training.model import class_weights
 
     ds3 = make_dataset(tmp_path, classes=("a", "b", "c"), n=8)
     r = train(
@@ -188,10 +196,11 @@ def test_default_run_folder_names(tmp_path):
     assert default_run_dir(root) == root / "train3"
 
 
-def test_bad_inputs(ds2, tmp_path):
+def test_bad_inputs(ds2, tmp_path, make_dataset):
     import shutil
 
-    from cnncli.training.fit import TrainingInterrupted, resume, train
+    from cnncli.training.events import TrainingInterrupted
+    from cnncli.training.fit import resume, train
 
     with pytest.raises(DatasetError, match="not found"):
         train(tmp_path / "nope", tmp_path / "r0", model=tiny(), options=opts())
@@ -234,13 +243,9 @@ def test_bad_inputs(ds2, tmp_path):
     with pytest.raises(TrainingInterrupted):
         train(ds2, run, model=tiny(), options=opts(), callbacks=[InterruptAt(3)])
     with pytest.raises(InputError, match="trained on another dataset"):
-        resume(run, dataset_dir=_other_dataset(tmp_path))
+        resume(run, dataset_dir=make_dataset(tmp_path / "other", n=6))
     with pytest.raises(InputError, match="no run.json"):
         resume(tmp_path / "exists")
-
-
-def _other_dataset(tmp_path):
-    return make_dataset(tmp_path / "other", n=6)
 
 
 def test_augmentation_is_active_only_in_training(ds2):
@@ -248,7 +253,7 @@ def test_augmentation_is_active_only_in_training(ds2):
 
     from cnncli.datasets.store import open_dataset
     from cnncli.training.augment import AugmentOptions
-    from cnncli.training.fit import build_training_model
+    from cnncli.training.model import build_training_model
 
     info = open_dataset(ds2)
     arch = tiny()
@@ -276,7 +281,7 @@ def test_a_model_with_augmentation_saves_and_loads_again(ds2, tmp_path):
 
     from cnncli.datasets.store import open_dataset
     from cnncli.training.augment import AugmentOptions, make_shear_portable
-    from cnncli.training.fit import build_training_model
+    from cnncli.training.model import build_training_model
 
     net = build_training_model(tiny(), open_dataset(ds2), AugmentOptions.course())
     first = tmp_path / "aug.keras"
@@ -297,18 +302,20 @@ def test_head_of_a_nested_model_and_stacked_augmentation(ds2, tmp_path):
     import keras
 
     from cnncli.datasets.store import open_dataset
+    from cnncli.models.head import Head
     from cnncli.training.augment import AugmentOptions
-    from cnncli.training.fit import _head, build_training_model, train
+    from cnncli.training.fit import train
+    from cnncli.training.model import build_training_model, training_head
 
     inner = tiny()
     functional = keras.Model(inner.inputs, inner.outputs, name="functional_tiny")
     info = open_dataset(ds2)
     net = build_training_model(functional, info, None)
     assert type(net.layers[-1]).__name__ == "Functional"  # nested, last layer is the model
-    assert _head(net, 2) == ("binary", False)
+    assert training_head(net, 2) == Head("binary", from_logits=False, units=1)
     logits = tiny(act=None)
-    assert _head(build_training_model(keras.Model(logits.inputs, logits.outputs), info, None),
-                 2) == ("binary", True)  # fmt: skip
+    assert training_head(build_training_model(keras.Model(logits.inputs, logits.outputs), info,
+                                              None), 2) == Head("binary", True, 1)  # fmt: skip
 
     aug = AugmentOptions.course()
     with_aug = build_training_model(tiny(), info, aug)

@@ -14,22 +14,20 @@ import time
 
 import pytest
 
-from tests.conftest import SAMPLE_DATA
-
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 TB = ["--tensorboard"] if HAS_TENSORBOARD else []
 
 
 @pytest.fixture(scope="module")
-def facade(tmp_path_factory):
+def facade(tmp_path_factory, sample_data):
     """The course's façade table from sample_data, at 24x24 RGBA."""
     from cnncli.datasets.build import build_dataset
 
     out = tmp_path_factory.mktemp("facade") / "ds"
     build_dataset(
-        SAMPLE_DATA / "facade",
+        sample_data / "facade",
         out,
-        labels=SAMPLE_DATA / "facade" / "labels.csv",
+        labels=sample_data / "facade" / "labels.csv",
         size="24x24",
         val=0.25,
         workers=1,
@@ -85,6 +83,10 @@ def test_default_run_folder_and_h5_checkpoints(cli, facade, tmp_path, monkeypatc
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "runs/train2/run.json").is_file()
     assert "runs/train2" in r.stderr  # --quiet still says where the run went
+    r = cli(*args, "-o", "runs/train", "--overwrite")  # a run folder is replaced as a whole
+    assert r.exit_code == 0, r.stderr
+    assert not (tmp_path / "runs/train/ck").exists()
+    assert (tmp_path / "runs/train/checkpoints").is_dir()
 
 
 def test_bad_input_one_line_each(cli, facade, tmp_path):
@@ -119,6 +121,59 @@ def test_bad_input_one_line_each(cli, facade, tmp_path):
     assert r.exit_code == 1 and "not a cnncli run folder" in r.stderr
     for name in ("r",):
         assert not (tmp_path / name).exists()
+
+
+PROBE = """
+import json, sys
+from typer.testing import CliRunner
+from cnncli.cli.main import app
+out = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(app, args)
+    out.append([r.exit_code, r.stderr.strip()])
+out.append(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+print(json.dumps(out))
+"""
+
+
+def test_mistakes_are_refused_before_tensorflow_loads(facade, tmp_path):
+    """Options, the model source, the dataset, the run folder and the resume state are
+    checked first: each mistake is one line, and TensorFlow never loads."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep").write_text("x")
+    train = ["train", str(facade)]
+    cases = [
+        ([*train, "--arch", "tiny", "-o", str(existing)], 2,
+         f"error: {existing} already exists: choose another output or pass --overwrite"),
+        ([*train, "--arch", "tiny", "-o", str(existing), "--overwrite"], 2,
+         f"error: {existing} is not a cnncli run folder (no run.json), so --overwrite will not "
+         "replace it: choose another output folder"),
+        ([*train, "--arch", "resnet"], 2, "error: unknown architecture 'resnet': choose one of "
+         "facade, mnist, mnist-wide, catsdogs, catsdogs-dropout, lenet5, tiny"),
+        ([*train, "--spec", str(tmp_path / "no.yaml")], 1,
+         f"error: spec file {tmp_path / 'no.yaml'} not found: give the path of a .yaml or .json "
+         "spec"),
+        ([*train, "--from", str(tmp_path / "no.keras")], 1,
+         f"error: model file {tmp_path / 'no.keras'} not found: give the path of a .keras or .h5 "
+         "file"),
+        ([*train, "--arch", "tiny", "--epochs", "0"], 2,
+         "error: --epochs must be at least 1, got 0"),
+        ([*train, "--arch", "tiny", "--checkpoint", "c-{val_acc}.keras"], 2,
+         "error: --checkpoint pattern 'c-{val_acc}.keras' cannot be filled (KeyError: 'val_acc'): "
+         "use {epoch}, {loss}, {accuracy}, {val_loss}, {val_accuracy}"),
+        (["train", "--resume", str(existing)], 1,
+         f"error: {existing} is not a cnncli run folder (no run.json)"),
+    ]  # fmt: skip
+    args = json.dumps([[str(a) for a in c[0]] for c in cases])
+    out = subprocess.run([sys.executable, "-c", PROBE, args], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)  # fmt: skip
+    *results, heavy = json.loads(out.stdout)
+    for (_, code, message), (exit_code, stderr) in zip(cases, results, strict=True):
+        assert (exit_code, stderr) == (code, message)
+    assert heavy == []
+    assert sorted(p.name for p in existing.iterdir()) == ["keep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no runs/ folder
 
 
 def _start(facade, run, epochs=400):
@@ -212,11 +267,11 @@ def test_kill_9_then_resume(cli, facade, tmp_path):
     _check_resumed(cli, run, done)
 
 
-def test_resume_refuses_another_dataset(cli, facade, tmp_path):
+def test_resume_refuses_another_dataset(cli, facade, tmp_path, sample_data):
     from cnncli.datasets.build import build_dataset
 
     other = tmp_path / "other"
-    build_dataset(SAMPLE_DATA / "shapes", other, size="24x24", color="rgba", workers=1)
+    build_dataset(sample_data / "shapes", other, size="24x24", color="rgba", workers=1)
     run = tmp_path / "run"
     r = cli("train", facade, "--arch", "tiny", "-o", run, "--epochs", "1", "--quiet")
     assert r.exit_code == 0, r.stderr

@@ -2,44 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-ModelArg = Annotated[Path, typer.Argument(help="A .keras or .h5 model file.")]
-UnsafeOpt = Annotated[
-    bool,
-    typer.Option("--unsafe", help="Allow models with Lambda layers (runs their code: trust it)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-
-
-class _Bar:
-    """The library's progress(done, total) -> a rich bar, opened at the first call."""
-
-    def __init__(self, description: str, enabled: bool = True):
-        self.description, self.enabled = description, enabled
-        self.stack = ExitStack()
-        self.advance = None
-        self.done = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        from cnncli.cli.console import progress_bar
-
-        if self.advance is None:
-            bar = progress_bar(self.description, total or None, enabled=self.enabled)
-            self.advance = self.stack.enter_context(bar)
-        if done > self.done:
-            self.advance(done - self.done)
-            self.done = done
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stack.close()
+from cnncli.cli.options import JsonOpt, ModelArg, OverwriteOpt, UnsafeOpt
 
 
 def activations_command(
@@ -77,25 +45,20 @@ def activations_command(
         typer.Option("--class", help="Class (name or index) for Grad-CAM (default: predicted)."),
     ] = None,
     max_channels: Annotated[int, typer.Option(help="Channels drawn per layer at most.")] = 256,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing folders.")] = (
-        False
-    ),
+    overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Every layer's feature maps as PNG grids, plus index.html to walk through the network."""
     from cnncli.cli import console
-    from cnncli.images import collect_images
+    from cnncli.cli.progress import ProgressBar
     from cnncli.inference.activations import activations, result_rows, to_json
 
-    files = collect_images(images)
-    base, subfolders = (out, None) if out is not None else (Path("activations"), True)
-    with _Bar("activations", enabled=len(files) > 1) as bar:
+    with ProgressBar("activations") as bar:
         result = activations(
-            model, files, base, layers=layers, per_row=per_row, cmap=cmap, norm=norm, raw=raw,
-            gradcam=gradcam, class_index=class_, max_channels=max_channels,
-            progress=bar, subfolders=subfolders, overwrite=overwrite,
-            unsafe=unsafe,
+            model, images, out, layers=layers, per_row=per_row, cmap=cmap, norm=norm, raw=raw,
+            gradcam=gradcam, class_index=class_, max_channels=max_channels, progress=bar,
+            overwrite=overwrite, unsafe=unsafe,
         )  # fmt: skip
     console.info(result.conversion)
     for note in result.notes:
@@ -127,17 +90,16 @@ def embed_command(
         typer.Option(help="Group the vectors with k-means into K clusters (sheets and a plot)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of k-means.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = (
-        False
-    ),
+    overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """One vector per image from a layer (CSV); --clusters K groups them like the course."""
     from cnncli.cli import console
+    from cnncli.cli.progress import ProgressBar
     from cnncli.inference.embed import embed
 
-    with _Bar("embed") as bar:
+    with ProgressBar("embed") as bar:
         result = embed(
             model, inputs, layer=layer, out_csv=out, clusters=clusters, seed=seed,
             overwrite=overwrite, unsafe=unsafe, progress=bar,

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cnncli.cli.options import JsonOpt, OverwriteOpt
+from cnncli.cli.progress import ProgressBar
+
 app = typer.Typer(help="Build, inspect and preview labeled image datasets.", no_args_is_help=True)
-
-# A class is reported as unbalanced when the largest has this many times the smallest's images.
-UNBALANCED_RATIO = 1.5
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-
-
-class _Progress:
-    """Adapts the library's progress(done, total) to a rich bar opened on first call."""
-
-    def __init__(self, description: str, enabled: bool = True):
-        self.description, self.enabled = description, enabled
-        self.stack = ExitStack()
-        self.advance = None
-        self.done = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        from cnncli.cli.console import progress_bar
-
-        if self.advance is None:
-            self.advance = self.stack.enter_context(
-                progress_bar(self.description, total, enabled=self.enabled)
-            )
-        if done > self.done:
-            self.advance(done - self.done)
-            self.done = done
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stack.close()
 
 
 @app.command("build")
@@ -76,7 +46,7 @@ def build(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Build from the good rows; list the rest.")
     ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT.")] = False,
+    overwrite: OverwriteOpt = False,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes (default: every core).")
     ] = None,
@@ -94,7 +64,7 @@ def build(
     from cnncli.errors import DatasetError
 
     try:
-        with _Progress("converting") as progress:
+        with ProgressBar("converting") as progress:
             result = build_dataset(
                 images_dir, out, labels=labels, image_col=image_col, label_col=label_col,
                 name_col=name_col, encoding=encoding, classes=classes, color=color, size=size,
@@ -140,21 +110,6 @@ def _counts_table(counts: dict, class_names: list[str], title: str | None = None
     )
 
 
-def unbalanced(counts: dict, class_names: list[str]) -> str | None:
-    """A warning when the largest class has UNBALANCED_RATIO times the smallest's images."""
-    totals = {n: sum(c.get(n, 0) for c in counts.values()) for n in class_names}
-    if not totals:
-        return None
-    big = max(totals, key=totals.get)
-    small = min(totals, key=totals.get)
-    if totals[small] == 0 or totals[big] / totals[small] >= UNBALANCED_RATIO:
-        return (
-            f"classes are unbalanced: {big!r} has {totals[big]} images, {small!r} "
-            f"{totals[small]} (warned at {UNBALANCED_RATIO}x or more)"
-        )
-    return None
-
-
 @app.command("info")
 def info(
     dataset_dir: Annotated[Path, typer.Argument(help="A dataset folder.")],
@@ -165,31 +120,18 @@ def info(
     from cnncli.datasets.store import open_dataset
 
     ds = open_dataset(dataset_dir)
-    counts = {s: ds.per_class(s) for s in ds.splits}
-    warning = unbalanced(counts, ds.class_names)
+    summary = ds.summary()
     if json_out:
-        console.print_json(
-            {
-                "path": str(ds.path),
-                "classes": ds.class_names,
-                "image": ds.image.to_dict(),
-                "shape": list(ds.image.shape),
-                "encoding": ds.encoding,
-                "counts": counts,
-                "total": sum(ds.count(s) for s in ds.splits),
-                "sha256": ds.sha256,
-                "unbalanced": warning,
-            }
-        )
+        console.print_json(summary)
         return
-    _counts_table(counts, ds.class_names, title=str(ds.path))
-    shards = sum(len(ds.shard_paths(s)) for s in ds.splits)
+    _counts_table(summary["counts"], ds.class_names, title=str(ds.path))
+    shards = ds.shard_count()
     console.info(
         f"images: {ds.image.describe()}, shape {ds.image.shape}; records: {ds.encoding}, "
         f"{shards} shard{'s' * (shards != 1)}; manifest sha256 {ds.sha256[:12]}"
     )
-    if warning:
-        console.warn(warning)
+    if summary["unbalanced"]:
+        console.warn(summary["unbalanced"])
 
 
 @app.command("preview")
@@ -198,7 +140,7 @@ def preview(
     out: Annotated[Path, typer.Option("-o", "--out", help="The PNG contact sheet to write.")],
     split: Annotated[str, typer.Option(help="Which split to draw from.")] = "train",
     per_class: Annotated[int, typer.Option(help="Images per class.")] = 8,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT.")] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """A contact sheet of the first images of each class, captioned with class names."""
     from cnncli.cli import console

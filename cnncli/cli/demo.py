@@ -7,13 +7,23 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli.options import JsonOpt
 
-class _DemoEvents:
-    """Renders the demo's steps on stderr, and training as `cnncli train` does."""
+
+class DemoView:
+    """Renders the demo's steps on stderr, and training as `cnncli train` does. A context
+    manager: leaving it stops the training bar."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.training = None
+
+    def __enter__(self) -> DemoView:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.training is not None:
+            self.training.close()
 
     def step(self, number: int, total: int, name: str, text: str) -> None:
         from cnncli.cli.console import err_console, escape
@@ -21,14 +31,10 @@ class _DemoEvents:
         err_console.print(f"[bold]\\[{number}/{total}][/] {escape(text)}", soft_wrap=True)
 
     def train_events(self):
-        from cnncli.cli.train import _RichEvents
+        from cnncli.cli.train_events import TrainingView
 
-        self.training = _RichEvents(quiet=self.quiet)
+        self.training = TrainingView(quiet=self.quiet)
         return self.training
-
-    def close(self) -> None:
-        if self.training is not None:
-            self.training.close()
 
 
 def demo_command(
@@ -42,25 +48,20 @@ def demo_command(
         ),
     ] = Path("cnncli-demo"),
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch lines.")] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print what was written as JSON on stdout.")
-    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run the whole path on the bundled façade data: dataset, summary, training, evaluation,
     filter table, activation maps and clustering. About a minute on 2 CPU cores."""
     from cnncli.cli import console
-    from cnncli.cli.inspect import _print_summary
+    from cnncli.cli.inspect import print_summary
     from cnncli.demo.run import run_demo
 
-    events = _DemoEvents(quiet)
-    try:
-        result = run_demo(out, events=events)
-    finally:
-        events.close()
+    with DemoView(quiet) as view:
+        result = run_demo(out, events=view)
     if json_out:
         console.print_json(result.to_dict())
         return
-    _print_summary(result.summary)
+    print_summary(result.summary)
     ev = result.metrics["evaluate"]
     console.info(
         f"validation: {ev['images']} images, accuracy {ev['accuracy']:.3f}, loss {ev['loss']:.4f}"

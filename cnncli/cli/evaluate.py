@@ -3,28 +3,16 @@ cnncli.inference.predict."""
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cnncli.cli.options import JsonOpt, ModelArg, UnsafeOpt
 from cnncli.errors import ExitCode, UsageError
 
-ModelArg = Annotated[Path, typer.Argument(metavar="MODEL", help="A .keras or .h5 model file.")]
-UnsafeOpt = Annotated[
-    bool,
-    typer.Option("--unsafe", help="Allow models with Lambda layers (runs their code: trust it)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
-
-
-def default_confusion_path(model: Path, split: str) -> Path:
-    """Where the confusion plot goes unless --confusion says otherwise: beside the model."""
-    return model.with_name(f"{model.stem}.confusion-{split}.png")
 
 
 def evaluate_command(
@@ -61,23 +49,16 @@ def evaluate_command(
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split."""
     from cnncli.cli import console
-    from cnncli.datasets.store import open_dataset
-    from cnncli.inference.evaluate import SPLITS, _check_split, evaluate
-    from cnncli.inference.model import open_model
+    from cnncli.cli.progress import ProgressBar
+    from cnncli.inference.evaluate import BESIDE_MODEL, evaluate
 
-    if split is not None and split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     if confusion is not None and no_confusion:
         raise UsageError("--confusion and --no-confusion contradict each other")
-    info = open_dataset(dataset)
-    split = _check_split(info, split)
-    if not no_confusion and confusion is None:
-        confusion = default_confusion_path(model, split)
-    loaded = open_model(model, unsafe=unsafe)  # a bad model file fails before the bar shows
-    with console.progress_bar(f"evaluate {split}", info.count(split)) as advance:
+    plot = None if no_confusion else (confusion or BESIDE_MODEL)
+    with ProgressBar("evaluate") as bar:
         result = evaluate(
-            loaded, info.path, split=split, batch_size=batch_size, errors_png=errors,
-            errors_csv=errors_csv, confusion_png=confusion, progress=advance, unsafe=unsafe,
+            model, dataset, split=split, batch_size=batch_size, errors_png=errors,
+            errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
         )  # fmt: skip
     for note in result.notes:
         console.info(f"note: {note}")
@@ -149,17 +130,14 @@ def predict_command(
     others are predicted and the exit code is 1.
     """
     from cnncli.cli import console
-    from cnncli.images import collect_images
-    from cnncli.inference.model import open_model
+    from cnncli.cli.progress import ProgressBar
     from cnncli.inference.predict import predict
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
-    files = collect_images(inputs)
-    loaded = open_model(model, unsafe=unsafe)
-    with console.progress_bar("predict", len(files), enabled=len(files) > batch_size) as advance:
+    with ProgressBar("predict") as bar:
         result = predict(
-            loaded, files, top_k=top_k, batch_size=batch_size, progress=advance, unsafe=unsafe
+            model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe
         )
     console.info(result.conversion)
     for note in result.notes:
@@ -169,22 +147,28 @@ def predict_command(
     if json_out:
         console.print_json(result.to_json())
     elif csv_out:
-        sys.stdout.write(predictions_csv(result))
+        sys.stdout.write(result.to_csv())
         sys.stdout.flush()
     else:
-        columns = ["file", "class", "probability"]
-        if top_k > 1:
-            columns += [f"top {i}" for i in range(2, top_k + 1)]
-        base, names = _short_names([r.file for r in result.rows])
-        rows = [
-            (name, r.class_name, r.probability, *(f"{c} ({p:.3f})" for c, p in r.top_k[1:]))
-            for name, r in zip(names, result.rows, strict=True)
-        ]
-        title = f"Predictions (files in {base})" if base else "Predictions"
-        console.print_table(columns, rows, title=title, numeric=["probability"])
+        _render_predictions(result)
     if result.skipped:
-        console.info(f"{len(result.skipped)} of {len(files)} file(s) could not be read")
+        total = len(result.rows) + len(result.skipped)
+        console.info(f"{len(result.skipped)} of {total} file(s) could not be read")
         raise typer.Exit(ExitCode.FAILURE)
+
+
+def _render_predictions(result) -> None:
+    from cnncli.cli import console
+
+    columns = ["file", "class", "probability"]
+    columns += [f"top {i}" for i in range(2, result.top_k + 1)]
+    base, names = _short_names([r.file for r in result.rows])
+    rows = [
+        (name, r.class_name, r.probability, *(f"{c} ({p:.3f})" for c, p in r.top_k[1:]))
+        for name, r in zip(names, result.rows, strict=True)
+    ]
+    title = f"Predictions (files in {base})" if base else "Predictions"
+    console.print_table(columns, rows, title=title, numeric=["probability"])
 
 
 def _short_names(files: list[str]) -> tuple[str | None, list[str]]:
@@ -198,22 +182,6 @@ def _short_names(files: list[str]) -> tuple[str | None, list[str]]:
     except ValueError:  # different drives
         return None, files
     return base, [os.path.relpath(os.path.abspath(f), base) for f in files]
-
-
-def predictions_csv(result) -> str:
-    """file, class, probability, then class_2, probability_2 ... for --top-k > 1."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    header = ["file", "class", "probability"]
-    for i in range(2, result.top_k + 1):
-        header += [f"class_{i}", f"probability_{i}"]
-    w.writerow(header)
-    for r in result.rows:
-        row = [r.file, r.class_name, f"{r.probability:.6f}"]
-        for c, p in r.top_k[1:]:
-            row += [c, f"{p:.6f}"]
-        w.writerow(row)
-    return buf.getvalue()
 
 
 def register(app: typer.Typer) -> None:

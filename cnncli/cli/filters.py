@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from cnncli.cli.options import JsonOpt, OverwriteOpt
+from cnncli.cli.progress import ProgressBar
 
 PROGRESS_FROM = 4  # images: show a progress bar from this many on
 
@@ -28,8 +30,6 @@ PaddingOpt = Annotated[
     str, typer.Option("--padding", help="same (TensorFlow's rule) or valid.")
 ]  # fmt: skip
 StrideOpt = Annotated[int, typer.Option("--stride", help="Step between output positions.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 CompressOpt = Annotated[
     int,
     typer.Option(
@@ -98,43 +98,26 @@ def filter_command(
 
     Example: cnncli filter --kernel sharpen img.png  (writes img.sharpen.png beside it)
     """
-    from cnncli.errors import UsageError
-    from cnncli.filters import kernels as K
+    from cnncli.filters.files import FilterOptions, filter_files
+    from cnncli.filters.matrices import filter_matrix
 
     if list_kernels:
         return _print_kernels(json_out)
     images = list(images or [])
     if matrix is not None:
-        if images:
-            raise UsageError("give images or --matrix, not both")
-        if kernel is None:
-            raise UsageError("--kernel is required", "name one (see --list) or give its rows")
-        return _filter_matrix(matrix, K.parse_kernel(kernel, scale), padding, border or "zero",
-                              stride, flip, steps, json_out)  # fmt: skip
-    if not images:
-        raise UsageError("no images given", "name image files, or use --matrix or --list")
-    from cnncli.filters.engine import check_options
-    from cnncli.filters.files import FilterOptions
-
-    border = border or "reflect"
-    check_options(padding, border, stride)
-    options = FilterOptions(padding, border, stride, flip, absolute, offset, normalize)
+        _matrix_alone(images)
+        result = filter_matrix(matrix, kernel, scale, padding, border or "zero", stride, flip,
+                               steps)  # fmt: skip
+        return _show_matrix(result, json_out)
+    options = FilterOptions(padding, border or "reflect", stride, flip, absolute, offset, normalize)
     if gallery is not None:
         _gallery(images, gallery, options, overwrite)
         if kernel is None:
             return
-    if kernel is None:
-        raise UsageError("--kernel is required", "name one (see --list) or give its rows")
-    k = K.parse_kernel(kernel, scale)
-    key = K.ALIASES.get(kernel.strip().lower(), kernel.strip().lower())
-    tag = key if key in K.NAMED_KERNELS else "filtered"
-    from cnncli.filters.files import filter_arrays, stream_filter
-
-    def stream(img, target):
-        return stream_filter(img, k, options, target, compress, overwrite)
-
-    _run_images(images, tag, out, out_dir, lambda c, a: filter_arrays(c, a, k, options),
-                compress, overwrite, json_out, "filtering", stream)  # fmt: skip
+    with ProgressBar("filtering", enabled=_bar(images, json_out)) as bar:
+        written = filter_files(images, kernel, options, scale=scale, out=out, out_dir=out_dir,
+                               compress=compress, overwrite=overwrite, progress=bar)  # fmt: skip
+    _show_written(written, json_out)
 
 
 def pool_command(
@@ -154,91 +137,58 @@ def pool_command(
 
     Example: cnncli pool --op max --size 2 --stride 1 --matrix "3,2,2;4,2,4;5,1,4"
     """
-    from cnncli.errors import UsageError
-    from cnncli.filters.engine import pool
-    from cnncli.filters.kernels import parse_matrix
+    from cnncli.filters.files import pool_files
+    from cnncli.filters.matrices import pool_matrix
 
     images = list(images or [])
     if matrix is not None:
-        if images:
-            raise UsageError("give images or --matrix, not both")
-        m = parse_matrix(matrix)
-        result = pool(m, op, size, stride, padding)
-        data = {"op": op, "size": size, "stride": stride or size, "padding": padding,
-                "input": _plain(m), "output": _plain(result)}  # fmt: skip
-        return _show_matrix(data, f"{op} pool {size}x{size}, stride {stride or size}, {padding}",
-                            json_out)  # fmt: skip
-    if not images:
-        raise UsageError("no images given", "name image files, or use --matrix")
-    pool(__import__("numpy").zeros((size, size)), op, size, stride, "valid")  # check options early
-    from cnncli.filters.files import pool_arrays
-
-    _run_images(images, f"{op}pool{size}", out, out_dir,
-                lambda c, a: pool_arrays(c, a, op, size, stride, padding),
-                compress, overwrite, json_out, "pooling")  # fmt: skip
+        _matrix_alone(images)
+        return _show_matrix(pool_matrix(matrix, op, size, stride, padding), json_out)
+    with ProgressBar("pooling", enabled=_bar(images, json_out)) as bar:
+        written = pool_files(images, op, size, stride, padding, out=out, out_dir=out_dir,
+                             compress=compress, overwrite=overwrite, progress=bar)  # fmt: skip
+    _show_written(written, json_out)
 
 
-def _run_images(images, tag, out, out_dir, apply, compress, overwrite, json_out, verb,
-                stream=None):  # fmt: skip
+def _matrix_alone(images) -> None:
+    from cnncli.errors import UsageError
+
+    if images:
+        raise UsageError("give images or --matrix, not both")
+
+
+def _bar(images, json_out: bool) -> bool:
+    return len(images) >= PROGRESS_FROM and not json_out
+
+
+def _gallery(images, path, options, overwrite) -> None:
     from cnncli.cli import console
     from cnncli.errors import UsageError
-    from cnncli.filters.files import output_path, process_files
+    from cnncli.filters.files import require_images
+    from cnncli.filters.gallery import write_gallery
 
-    if out is not None and len(images) > 1:
-        raise UsageError("-o names one output but several images were given", "use --out-dir")
-    if out is not None and out_dir is not None:
-        raise UsageError("give -o or --out-dir, not both")
-    targets = [output_path(p, tag, out, out_dir) for p in images]
-    bar = len(images) >= PROGRESS_FROM and not json_out
-    ctx = console.progress_bar(verb, len(images)) if bar else nullcontext(None)
-    with ctx as advance:
-        written = process_files(images, targets, apply, compress, overwrite, advance, stream)
+    require_images(images, "name image files, or use --matrix or --list")
+    if len(images) != 1:
+        raise UsageError("--gallery takes one image", f"got {len(images)}")
+    sheet = write_gallery(images[0], path, options, overwrite)
+    console.info(f"wrote {path} (gallery of every named kernel, {sheet.width}x{sheet.height})")
+
+
+def _show_written(written, json_out: bool) -> None:
+    from cnncli.cli import console
+
     if json_out:
-        console.print_json([
-            {"input": str(w.source), "output": str(w.output), "mode": w.mode,
-             "width": w.size[0], "height": w.size[1], "notes": w.notes}
-            for w in written
-        ])  # fmt: skip
-        return
+        return console.print_json([w.to_json() for w in written])
     for w in written:
         for note in w.notes:
             console.info(f"{w.source}: {note}")
         console.info(f"wrote {w.output} ({w.mode} {w.size[0]}x{w.size[1]})")
 
 
-def _gallery(images, path, options, overwrite):
-    from cnncli.cli import console
-    from cnncli.errors import UsageError
-    from cnncli.filters.files import check_outputs, open_input, save_image
-    from cnncli.filters.gallery import filter_gallery
-
-    if len(images) != 1:
-        raise UsageError("--gallery takes one image", f"got {len(images)}")
-    check_outputs([(images[0], path)], overwrite)
-    sheet = filter_gallery(open_input(images[0]), options=options)
-    save_image(sheet, path, compress=6, overwrite=overwrite)
-    console.info(f"wrote {path} (gallery of every named kernel, {sheet.width}x{sheet.height})")
-
-
-def _filter_matrix(text, kernel, padding, border, stride, flip, steps, json_out):
-    from cnncli.filters.engine import correlate, correlation_steps
-    from cnncli.filters.kernels import parse_matrix
-
-    m = parse_matrix(text)
-    result = correlate(m, kernel, padding, border, stride, flip)
-    data = {"kernel": _plain(kernel), "padding": padding, "border": border, "stride": stride,
-            "flip": flip, "input": _plain(m), "output": _plain(result)}  # fmt: skip
-    if steps:
-        data["steps"] = correlation_steps(m, kernel, padding, border, stride, flip)
-        for s in data["steps"]:
-            s["value"] = _plain(s["value"])
-    what = "convolution" if flip else "cross-correlation"
-    _show_matrix(data, f"{what}, padding {padding}, border {border}, stride {stride}", json_out)
-
-
-def _show_matrix(data, title, json_out):
+def _show_matrix(result, json_out: bool) -> None:
     from cnncli.cli import console
 
+    data = result.data
     if json_out:
         return console.print_json(data)
     for s in data.get("steps", []):
@@ -248,19 +198,9 @@ def _show_matrix(data, title, json_out):
         )  # fmt: skip
     rows = data["output"]
     columns = [""] + [str(j) for j in range(len(rows[0]))]
-    console.console.print(title, markup=False)
+    console.console.print(result.title, markup=False)
     console.print_table(columns, [[str(i)] + [_cell(v) for v in r] for i, r in enumerate(rows)],
                         numeric=columns[1:])  # fmt: skip
-
-
-def _plain(a):
-    """NumPy -> nested lists, whole numbers as int."""
-    import numpy as np
-
-    a = np.asarray(a, dtype=np.float64)
-    if np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-        return a.astype(np.int64).tolist()
-    return np.round(a, 10).tolist()
 
 
 def _cell(v) -> str:
@@ -270,10 +210,11 @@ def _cell(v) -> str:
 def _print_kernels(json_out: bool) -> None:
     from cnncli.cli import console
     from cnncli.filters import kernels as K
+    from cnncli.filters.matrices import plain
 
     if json_out:
         return console.print_json([
-            {"name": n, "matrix": _plain(K.named_kernel(n)), "description": K.kernel_description(n)}
+            {"name": n, "matrix": plain(K.named_kernel(n)), "description": K.kernel_description(n)}
             for n in K.NAMED_KERNELS
         ])  # fmt: skip
     rows = [(n, "\n".join(K.format_kernel(K.named_kernel(n))), K.kernel_description(n))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli.options import JsonOpt, OptionalModelArg, UnsafeOpt
 from cnncli.errors import UsageError
 
 
@@ -28,9 +29,7 @@ def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
 
 
 def summary_command(
-    model_file: Annotated[
-        Path | None, typer.Argument(help="A .keras or .h5 model file.", show_default=False)
-    ] = None,
+    model_file: OptionalModelArg = None,
     arch: Annotated[
         str | None, typer.Option("--arch", help="A named architecture (see --list-arch).")
     ] = None,
@@ -45,16 +44,11 @@ def summary_command(
         int | None,
         typer.Option("--classes", help="Classes for --arch/--spec (2: one sigmoid unit)."),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    json_out: JsonOpt = False,
     expand: Annotated[
         bool, typer.Option("--expand", help="Show the layers of nested models.")
     ] = False,
-    unsafe: Annotated[
-        bool,
-        typer.Option(
-            "--unsafe", help="Allow models with Lambda layers or custom objects (runs code)."
-        ),
-    ] = False,
+    unsafe: UnsafeOpt = False,
     list_arch: Annotated[
         bool, typer.Option("--list-arch", help="List the named architectures and exit.")
     ] = False,
@@ -65,67 +59,29 @@ def summary_command(
 ) -> None:
     """Layer table of a model: output shapes, parameters, MACs and activation memory."""
     from cnncli.cli import console
+    from cnncli.models.summary import summarize_source
 
     if list_arch:
         _list_architectures(json_out)
         return
-    sources = [s for s in (model_file, arch, spec) if s is not None]
-    if len(sources) != 1:
-        raise UsageError(
-            "give exactly one of MODEL_FILE, --arch NAME or --spec FILE",
-            "see `cnncli summary --list-arch` for the architectures",
-        )
-    shape = parse_input_shape(input_shape)
-    if model_file is not None and (shape is not None or classes is not None):
-        raise UsageError("--input and --classes apply to --arch and --spec, not to a model file")
-    if model_file is not None and export is not None:
-        raise UsageError("--export writes --arch or --spec as a spec file, not a model file")
-
-    from cnncli.models import spec as specs
-
-    notes: list[str] = []
-    if arch is not None:
-        from cnncli.models.presets import build_architecture, get_architecture
-
-        get_architecture(arch)  # a bad name fails before TensorFlow loads
-        if export is not None:
-            written = specs.write_spec(specs.architecture_to_spec(arch, shape, classes), export)
-            console.info(f"wrote the spec of {arch!r} to {written}")
-        model = build_architecture(arch, input_shape=shape, num_classes=classes)
-    elif spec is not None:
-        data = specs.load_spec(spec)
-        model = specs.build_from_spec(data, input_shape=shape, num_classes=classes)
-        if export is not None:
-            if shape is not None:
-                data["input_shape"] = list(shape)
-            if classes is not None:  # the head the model was built with
-                head, kwargs = specs._head_entry(classes)
-                data["layers"] = [*data["layers"][:-1], {head: kwargs}]
-            written = specs.write_spec(data, export)
-            console.info(f"wrote the spec to {written}")
-    else:
-        from cnncli.models.io import load_model
-
-        loaded = load_model(model_file, unsafe=unsafe)
-        model = loaded.model
-        meta = loaded.metadata
-        if meta.from_cnncli:
-            image = meta.image.describe() if meta.image else "?"
-            console.info(f"stored with the model: classes {', '.join(meta.class_names)}; {image}")
-        notes = [f"not saved by cnncli, using defaults: {n}" for n in meta.notes]
-
-    from cnncli.models.summary import summarize
-
-    result = summarize(model, expand=expand)
-    for note in notes:
-        console.info(note)
+    result = summarize_source(model_file, arch=arch, spec=spec, classes=classes,
+                              input_shape=parse_input_shape(input_shape), expand=expand,
+                              unsafe=unsafe, export=export)  # fmt: skip
+    if result.exported is not None:
+        of = f" of {arch!r}" if arch is not None else ""
+        console.info(f"wrote the spec{of} to {result.exported}")
+    if result.stored is not None:
+        console.info(f"stored with the model: {result.stored}")
+    for note in result.notes:
+        console.info(f"not saved by cnncli, using defaults: {note}")
     if json_out:
-        console.print_json(result)
+        console.print_json(result.summary)
         return
-    _print_summary(result)
+    print_summary(result.summary)
 
 
-def _print_summary(result: dict) -> None:
+def print_summary(result: dict) -> None:
+    """The layer table and totals of a summarize() dict, as Keras prints them, on stdout."""
     from cnncli.cli import console
     from cnncli.models.summary import MACS_NOTE, format_bytes, format_count, format_shape
 

@@ -18,6 +18,6 @@ UnsafeOpt = Annotated[
         "--unsafe", help="Allow models that run code (Lambda layers, custom objects): trust it."
     ),
 ]
-ModelArg = Annotated[
-    Path, typer.Argument(help="A .keras or .h5 model file (a run's best.keras, say).")
-]
+MODEL_HELP = "A .keras or .h5 model file (a run's best.keras, say)."
+ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
+OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]

@@ -20,7 +20,8 @@ class ProgressBar:
         from cnncli.cli.console import progress_bar
 
         if self.advance is None:
-            bar = progress_bar(self.description, total or None, enabled=self.enabled)
+            shown = self.enabled and total != 1  # no bar for a single item
+            bar = progress_bar(self.description, total or None, enabled=shown)
             self.advance = self.stack.enter_context(bar)
         if done > self.done:
             self.advance(done - self.done)

@@ -1,138 +1,19 @@
-"""`cnncli train`: a thin command over cnncli.training.fit (train / resume a run folder)."""
+"""`cnncli train`: a thin command over cnncli.training.fit.run_training (train a new run
+or resume one); cnncli.cli.train_events renders its events and result."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cnncli.cli.options import OverwriteOpt
+from cnncli.training.options import DEFAULT_EPOCHS
+
 _AUG = "Augmentation"
 _CKPT = "Checkpoints and output"
 _DIST = "Several devices or machines"
-
-
-class _RichEvents:
-    """Renders training events: a rich bar per epoch (step, ETA, loss, accuracy) on stderr,
-    one line per epoch, and with --json-log one JSON object per epoch on stdout."""
-
-    def __init__(self, quiet: bool = False, json_log: bool = False):
-        self.quiet, self.json_log = quiet, json_log
-        self.progress = None
-        self.task = None
-        self.epochs = 0
-        self.writes = True
-
-    # the library calls these (cnncli.training.callbacks.TrainEvents)
-    def train_begin(self, info: dict) -> None:
-        from cnncli.cli.console import info as say
-
-        self.epochs = info["epochs"]
-        self.writes = info.get("writes", True)
-        dist = info.get("distribute") or {}
-        if dist:  # one line per worker, also with --quiet: which shard files it reads
-            say(
-                f"worker {dist['worker']}/{dist['num_workers']} reads train shards: "
-                + ", ".join(dist["read_shards"])
-            )
-        if self.quiet:
-            return
-        start = info["initial_epoch"]
-        counts = ", ".join(f"{k} {v:,}" for k, v in info["counts"].items())
-        batch = f"batch {info['batch_size']}"
-        if dist:
-            batch = (
-                f"global batch {dist['global_batch']} ({dist['per_worker_batch']} per worker x "
-                f"{dist['num_workers']} workers)"
-            )
-        where = (
-            f"into {info['run_dir']}"
-            if self.writes
-            else f"the chief (worker 0) writes {info['run_dir']}; this worker writes nothing"
-        )
-        say(f"strategy: {info.get('strategy', 'one device')}")
-        say(
-            f"training {info['params']:,} parameters on {counts} images, {batch}, "
-            f"epochs {start + 1}..{info['epochs']}, {where}"
-        )
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        from cnncli.cli.console import err_console
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            console=err_console,
-            transient=True,
-        )
-        self.progress.start()
-
-    def epoch_begin(self, epoch: int, steps: int) -> None:
-        if self.progress is not None:
-            self.task = self.progress.add_task(
-                f"epoch {epoch}/{self.epochs}", total=steps, metrics=""
-            )
-
-    def batch_end(self, step: int, logs: dict) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, completed=step, metrics=_metrics(logs, short=True))
-
-    def epoch_end(self, report) -> None:
-        if self.json_log:
-            sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
-        if self.progress is not None and self.task is not None:
-            self.progress.remove_task(self.task)
-            self.task = None
-        if self.quiet:
-            return
-        if not self.writes:
-            saved = ""
-        elif report.checkpoint:
-            saved = f"saved {report.checkpoint}"
-        elif report.improved:
-            saved = "best so far"
-        else:
-            best = "-" if report.best_value is None else f"{report.best_value:.4f}"
-            saved = f"no checkpoint ({report.monitor} did not improve on {best})"
-        line = (
-            f"epoch {report.epoch}/{report.epochs}  {_metrics(report.metrics)}  "
-            f"{report.seconds:.1f}s  {saved}"
-        )
-        from cnncli.cli.console import err_console, escape
-
-        (self.progress.console if self.progress else err_console).print(
-            escape(line), soft_wrap=True
-        )
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
-def _metrics(logs: dict, short: bool = False) -> str:
-    names = {"loss": "loss", "accuracy": "acc" if short else "accuracy"}
-    parts = []
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if key in logs:
-            name = key if not short else names.get(key, key)
-            parts.append(f"{name} {logs[key]:.4f}")
-    return "  ".join(parts)
 
 
 def train_command(
@@ -158,13 +39,13 @@ def train_command(
             rich_help_panel=_CKPT,
         ),  # fmt: skip
     ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option("--overwrite", help="Replace an existing run folder.", rich_help_panel=_CKPT),
-    ] = False,
+    overwrite: OverwriteOpt = False,
     epochs: Annotated[
         int | None,
-        typer.Option("--epochs", help="Total epochs (default 10; with --resume: a new total)."),
+        typer.Option(
+            "--epochs",
+            help=f"Total epochs (default {DEFAULT_EPOCHS}; with --resume: a new total).",
+        ),
     ] = None,
     batch_size: Annotated[
         int,
@@ -302,96 +183,34 @@ def train_command(
 ) -> None:
     """Train a CNN on a dataset into a run folder (best and last model, checkpoints,
     history.csv/png, run.json). Ctrl-C saves a resumable state (exit 130)."""
-    from cnncli.errors import UsageError
+    from cnncli.cli.train_events import TrainingView, print_train_result
+    from cnncli.training.augment import AugmentOptions
     from cnncli.training.distribute import plan_strategy
+    from cnncli.training.fit import run_training
+    from cnncli.training.options import TrainOptions
 
+    transforms = {"rotation": rotation, "shift": shift, "shear": shear, "zoom": zoom, "flip": flip}
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer.lower(),
+        lr=lr,
+        seed=seed,
+        early_stop=early_stop,
+        monitor=monitor,
+        class_weight=class_weight,
+        tensorboard=tensorboard,
+        cache=cache,
+        augment=AugmentOptions.from_options(augment, **transforms),
+        checkpoint=checkpoint,
+        save_best_only=save_best_only,
+    )
     plan = plan_strategy(strategy, workers=workers, worker_index=worker_index)
-    events = _RichEvents(quiet=quiet, json_log=json_log)
-    try:
-        if resume is not None:
-            if arch or spec or from_model or out:
-                raise UsageError(
-                    "--resume continues a run with its own model and folder",
-                    "leave out --arch/--spec/--from/-o (only --epochs may change)",
-                )
-            from cnncli.training.fit import resume as resume_run
-
-            result = resume_run(
-                resume, dataset_dir=dataset_dir, epochs=epochs, events=events, strategy=plan
-            )
-        else:
-            if dataset_dir is None:
-                raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR --arch NAME")
-            if sum(x is not None for x in (arch, spec, from_model)) != 1:
-                raise UsageError(
-                    "say which model to train with exactly one of --arch NAME, --spec FILE "
-                    "or --from MODEL_FILE",
-                    "see cnncli train --help",
-                )
-            from cnncli.training.augment import AugmentOptions
-            from cnncli.training.fit import TrainOptions, train
-            from cnncli.training.rundir import default_run_dir
-
-            transforms = {"rotation": rotation, "shift": shift, "shear": shear, "zoom": zoom,
-                          "flip": flip}  # fmt: skip
-            if augment:
-                aug = AugmentOptions.course(**transforms)
-            elif any(v is not None for v in transforms.values()):
-                aug = AugmentOptions(**{k: v for k, v in transforms.items() if v is not None})
-            else:
-                aug = None
-            options = TrainOptions(
-                epochs=10 if epochs is None else epochs,
-                batch_size=batch_size,
-                optimizer=optimizer.lower(),
-                lr=lr,
-                seed=seed,
-                early_stop=early_stop,
-                monitor=monitor,
-                class_weight=class_weight,
-                tensorboard=tensorboard,
-                cache=cache,
-                augment=aug,
-                checkpoint=checkpoint,
-                save_best_only=save_best_only,
-            )
-            run_dir = out if out is not None else default_run_dir()
-            result = train(
-                dataset_dir,
-                run_dir,
-                arch=arch,
-                spec=spec,
-                from_model=from_model,
-                options=options,
-                overwrite=overwrite,
-                events=events,
-                strategy=plan,
-            )
-    finally:
-        events.close()
-    _report(result, quiet=quiet, json_log=json_log)
-
-
-def _report(result, quiet: bool, json_log: bool) -> None:
-    from cnncli.cli.console import info, print_table
-
-    best = result.best_metrics
-    stop = " (stopped early)" if result.stopped_early else ""
-    if not result.wrote:  # a worker that is not the chief
-        info(f"worker done{stop}: the chief wrote the run folder {result.run_dir}")
-        return
-    if quiet or json_log:  # one line, on stderr
-        info(f"done{stop}: best epoch {result.best_epoch}, run folder {result.run_dir}")
-        return
-    rows = [
-        ("run folder", str(result.run_dir)),
-        ("epochs finished", f"{result.epochs_run}{stop}"),
-        ("best epoch", result.best_epoch),
-    ]
-    rows += [(f"best {k}", v) for k, v in best.items() if k != "epoch"]
-    rows += [("best model", str(Path(result.run_dir) / "best.keras")),
-             ("last model", str(Path(result.run_dir) / "last.keras"))]  # fmt: skip
-    print_table(["", "value"], rows, title="Training")
+    with TrainingView(quiet=quiet, json_log=json_log) as view:
+        result = run_training(dataset_dir, out, arch=arch, spec=spec, from_model=from_model,
+                              resume_dir=resume, options=options, overwrite=overwrite,
+                              events=view, strategy=plan)  # fmt: skip
+    print_train_result(result, quiet=quiet, json_log=json_log)
 
 
 def register(app: typer.Typer) -> None:

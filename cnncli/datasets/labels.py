@@ -1,9 +1,9 @@
 """Label tables and class folders: which file has which label.
 
 Two sources, one result (`LabelSet`):
-- a label table (CSV or tab-separated; UTF-8 with or without BOM, cp949/EUC-KR, UTF-16) such
-  as the course's façade table `,image,type,y`; the image, label and class-name columns are
-  found without flags, and a numeric label and a text name must agree one to one;
+- a label table (read by cnncli.datasets.tables: encodings, separators, which column is
+  which) such as the course's façade table `,image,type,y`; a numeric label and a text name
+  must agree one to one;
 - one subfolder per class (`image_dataset_from_directory`'s convention), natural order.
 File and class names are compared after Unicode NFC normalization, and a path that leaves
 IMAGES_DIR (`../`, absolute, a symlink pointing out) is refused. Row-level problems are
@@ -13,27 +13,18 @@ collected, never raised one by one, so a build can list them all at once.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnncli.datasets.tables import detect_columns, is_numeric_column, nfc, read_table
 from cnncli.errors import DatasetError, InputError, UsageError
 from cnncli.images import find_images, is_image_file, natural_key
 
-LABEL_NAMES = ("y", "label", "labels", "class", "target")
-NAME_NAMES = ("type", "name", "class_name", "classname", "label_name", "category", "kind")
-INDEX_NAMES = ("index", "idx", "id", "no", "#")
 SPLIT_VALUES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                 "validation": "val", "test": "test", "testing": "test"}  # fmt: skip
-_INT = re.compile(r"[+-]?\d+(\.0*)?")
-
-
-def nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", str(text))
 
 
 @dataclass
@@ -93,162 +84,6 @@ def resolve_path(value: str, images_dir: Path, files: dict[str, str], root_real:
     return rel, norm
 
 
-# ------------------------------------------------------------------------------- tables
-def read_table(path: str | os.PathLike, encoding: str | None = None):
-    """Read a label table -> (DataFrame of stripped strings, encoding used, separator)."""
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"label table {path} not found", "check the --labels path") from None
-    except OSError as e:
-        raise InputError(f"cannot read label table {path} ({e.strerror or e})") from None
-    if encoding:
-        try:
-            text = raw.decode(encoding)
-        except LookupError:
-            raise UsageError(f"unknown encoding {encoding!r}", "try utf-8 or cp949") from None
-        except UnicodeDecodeError as e:
-            raise InputError(
-                f"label table {path} is not valid {encoding} (byte {e.start})",
-                "pass the table's real encoding with --encoding",
-            ) from None
-        used = encoding
-    else:
-        text, used = _decode_guess(raw, path)
-    text = text.lstrip("\ufeff")
-    if not text.strip():
-        raise InputError(f"label table {path} is empty", "give a table with a header row")
-    first = text.splitlines()[0]
-    counts = {sep: first.count(sep) for sep in ("\t", ",", ";")}
-    sep = max(counts, key=lambda s: (counts[s], s == ","))
-    if counts[sep] == 0:
-        sep = ","
-    try:
-        df = pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=True
-        )
-    except Exception as e:  # pandas' parser errors name the line
-        raise InputError(f"cannot parse label table {path}: {' '.join(str(e).split())}") from None
-    df.columns = [nfc(str(c)).strip() for c in df.columns]
-    df = df.apply(lambda col: col.map(lambda s: nfc(s).strip() if isinstance(s, str) else ""))
-    return df, used, sep
-
-
-def _decode_guess(raw: bytes, path: Path) -> tuple[str, str]:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16"), "utf-16"
-    for enc in ("utf-8-sig", "cp949"):  # cp949 is a superset of EUC-KR
-        try:
-            text = raw.decode(enc)
-            if enc == "utf-8-sig":
-                enc = "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
-            return text, enc
-        except UnicodeDecodeError:
-            continue
-    raise InputError(
-        f"label table {path} is neither UTF-8 nor cp949/EUC-KR",
-        "pass its encoding with --encoding (for example --encoding latin-1)",
-    )
-
-
-def _is_int(s: str) -> bool:
-    return bool(_INT.fullmatch(s))
-
-
-def _numeric(series) -> bool:
-    values = [v for v in series if v != ""]
-    return bool(values) and all(_is_int(v) for v in values)
-
-
-def _ignorable_index(name: str, series) -> bool:
-    """An unnamed pandas index column (',image,...') or an 'Index' counter column."""
-    if not (name == "" or name.startswith("Unnamed:") or name.casefold() in INDEX_NAMES):
-        return False
-    return _numeric(series)
-
-
-def _need_col(df, name: str | None, flag: str, path) -> str | None:
-    if name is None:
-        return None
-    name = nfc(name).strip()
-    if name not in df.columns:
-        cols = ", ".join(repr(c) for c in df.columns)
-        raise UsageError(f"{flag} {name!r} is not a column of {path}", f"the columns are {cols}")
-    return name
-
-
-def detect_columns(df, files: dict[str, str], *, image_col=None, label_col=None,
-                   name_col=None, split_col=None, path="the table") -> dict:  # fmt: skip
-    """Choose the image, label and name columns (overrides first) -> dict of column names."""
-    image_col = _need_col(df, image_col, "--image-col", path)
-    label_col = _need_col(df, label_col, "--label-col", path)
-    name_col = _need_col(df, name_col, "--name-col", path)
-    split_col = _need_col(df, split_col, "--split-col", path)
-    explicit = {c for c in (image_col, label_col, name_col, split_col) if c}
-    ignored = [c for c in df.columns if c not in explicit and _ignorable_index(c, df[c])]
-    free = [c for c in df.columns if c not in explicit and c not in ignored]
-
-    if image_col is None:
-
-        def score(col):
-            keys = {nfc(v).replace("\\", "/") for v in df[col] if v}
-            return sum(1 for k in keys if os.path.normpath(k).replace(os.sep, "/") in files)
-
-        scores = {c: score(c) for c in free}
-        best = max(scores.values(), default=0)
-        winners = [c for c, s in scores.items() if s == best and s > 0]
-        if not winners:  # nothing matches: take the column that looks like file names
-            winners = [c for c in free if sum(is_image_file(v) for v in df[c]) > len(df) / 2]
-        if len(winners) != 1:
-            why = "several columns" if winners else "no column"
-            raise UsageError(
-                f"{why} of {path} name image files under IMAGES_DIR",
-                "name the image column with --image-col",
-            )
-        image_col = winners[0]
-    free = [c for c in free if c != image_col]
-
-    if label_col is None:
-        folded = {c: c.casefold() for c in free}
-        numeric_named = [c for c in free if folded[c] in LABEL_NAMES and _numeric(df[c])]
-        text_named = [c for c in free if folded[c] in LABEL_NAMES]
-        name_named = [c for c in free if folded[c] in NAME_NAMES]
-        if numeric_named:
-            label_col = numeric_named[0]
-        elif text_named:
-            label_col = text_named[0]
-        elif name_named:
-            label_col = name_named[0]
-        elif len(free) == 1:
-            label_col = free[0]
-        else:
-            raise UsageError(
-                f"cannot tell which column of {path} holds the labels "
-                f"(looked for {', '.join(LABEL_NAMES)})",
-                "name it with --label-col",
-            )
-    free = [c for c in free if c != label_col]
-    if name_col is None and _numeric(df[label_col]):
-        text_cols = [c for c in free if not _numeric(df[c])]
-        named = [c for c in text_cols if c.casefold() in LABEL_NAMES + NAME_NAMES]
-        if named:
-            name_col = named[0]
-        elif len(text_cols) == 1:
-            name_col = text_cols[0]
-    elif name_col is not None and not _numeric(df[label_col]) and _numeric(df[name_col]):
-        label_col, name_col = name_col, label_col  # the number is the index, the text its name
-    return {
-        "image": image_col,
-        "label": label_col,
-        "name": name_col,
-        "split": split_col,
-        "ignored": ignored,
-    }
-
-
 def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_col=None,
                      encoding=None, classes=None, split_col=None) -> LabelSet:  # fmt: skip
     """Read a label table against IMAGES_DIR -> LabelSet with every row-level problem listed."""
@@ -260,7 +95,7 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
     cols = detect_columns(df, files, image_col=image_col, label_col=label_col,
                           name_col=name_col, split_col=split_col, path=table)  # fmt: skip
     root_real = os.path.realpath(images_dir)
-    numeric = _numeric(df[cols["label"]])
+    numeric = is_numeric_column(df[cols["label"]])
     problems: list[tuple[str, str]] = []
     notes = [
         f"label table {table.name}: {len(df)} rows, {used_encoding}, "
@@ -415,16 +250,15 @@ def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
     problems = []
     for idx, cname in enumerate(names):
         sub = found[cname]
-        files = list_image_files(images_dir / sub)
-        for key in sorted(files, key=natural_key):
-            rel = os.path.join(sub, files[key])
+        for key, on_disk in list_image_files(images_dir / sub).items():  # find_images' order
+            rel = os.path.join(sub, on_disk)
             name = f"{cname}/{key}"
             if not _inside(images_dir / rel, root_real):
                 problems.append((name, "symlink points outside IMAGES_DIR and is refused"))
                 continue
             rows.append(LabelRow(rel, name, idx, cname, None, 0))
             listing.append(f"{idx}\t{name}")
-        for _root, dirs, fs in os.walk(images_dir / sub):
+        for _root, dirs, fs in os.walk(images_dir / sub):  # only counts what find_images skips
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             others += sum(1 for f in fs if not f.startswith(".") and not is_image_file(f))
     notes = [f"class folders: {len(names)} ({', '.join(names)})"]

@@ -26,7 +26,7 @@ def preview_sheet(dataset_dir, out, *, split: str = "train", per_class: int = 8,
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
     ds = open_dataset(dataset_dir)
-    ds._split(split)  # a clear line for a split the dataset does not have
+    ds.shard_paths(split)  # a clear DatasetError for a split the dataset does not have
     names = ds.class_names
     picked: dict[int, list] = {i: [] for i in range(len(names))}
     wanted = {i: min(per_class, ds.per_class(split).get(n, 0)) for i, n in enumerate(names)}

@@ -22,6 +22,9 @@ from cnncli.errors import DatasetError
 from cnncli.images import ImageSpec
 
 KNOWN_VERSIONS = (1,)
+# A dataset is reported as unbalanced when its largest class has this many times the
+# smallest's images.
+UNBALANCED_RATIO = 1.5
 _BUILD = "build it with cnncli dataset build IMAGES_DIR -o DIR"
 
 
@@ -80,6 +83,29 @@ class DatasetInfo:
     def shard_paths(self, split: str) -> list[Path]:
         return [self.path / name for name in self._split(split)["shards"]]
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{split: {class name: images}} for the splits the dataset has."""
+        return {s: self.per_class(s) for s in self.splits}
+
+    def shard_count(self) -> int:
+        return sum(len(self._split(s)["shards"]) for s in self.splits)
+
+    def summary(self) -> dict:
+        """What `cnncli dataset info --json` prints: classes, image, counts, checksum and the
+        unbalanced-classes warning (None when balanced)."""
+        counts = self.counts()
+        return {
+            "path": str(self.path),
+            "classes": self.class_names,
+            "image": self.image.to_dict(),
+            "shape": list(self.image.shape),
+            "encoding": self.encoding,
+            "counts": counts,
+            "total": sum(self.count(s) for s in self.splits),
+            "sha256": self.sha256,
+            "unbalanced": unbalanced(counts, self.class_names),
+        }
+
     @property
     def index(self):
         """index.csv as a pandas DataFrame (read on first use)."""
@@ -90,6 +116,21 @@ class DatasetInfo:
                 self.path / "index.csv", dtype={"path": str, "class_name": str, "split": str}
             )
         return self._index
+
+
+def unbalanced(counts: dict, class_names: list[str]) -> str | None:
+    """A warning when the largest class has UNBALANCED_RATIO times the smallest's images."""
+    totals = {n: sum(c.get(n, 0) for c in counts.values()) for n in class_names}
+    if not totals:
+        return None
+    big = max(totals, key=totals.get)
+    small = min(totals, key=totals.get)
+    if totals[small] == 0 or totals[big] / totals[small] >= UNBALANCED_RATIO:
+        return (
+            f"classes are unbalanced: {big!r} has {totals[big]} images, {small!r} "
+            f"{totals[small]} (warned at {UNBALANCED_RATIO}x or more)"
+        )
+    return None
 
 
 def open_dataset(path) -> DatasetInfo:

@@ -19,6 +19,8 @@ from pathlib import Path
 from cnncli import __version__
 from cnncli.atomic import write_json
 from cnncli.errors import CnnError, UsageError
+from cnncli.images import find_images
+from cnncli.training.events import TrainingInterrupted
 
 MARKER = ".cnncli-demo.json"
 DEFAULT_DIR = "cnncli-demo"
@@ -75,7 +77,7 @@ class DemoEvents:
         """A step starts."""
 
     def train_events(self):
-        """A cnncli.training.callbacks.TrainEvents for the training step, or None."""
+        """A cnncli.training.events.TrainEvents for the training step, or None."""
         return None
 
 
@@ -133,7 +135,7 @@ def run_demo(
         shutil.rmtree(out_dir, ignore_errors=True)
         if old is not None:
             os.replace(old, out_dir)
-        if type(e).__name__ == "TrainingInterrupted":  # its "--resume" hint names a folder now gone
+        if isinstance(e, TrainingInterrupted):  # its "--resume" hint names a folder now gone
             raise KeyboardInterrupt from None
         raise
     write_json(out_dir / MARKER, {**marker, "status": "finished", "result": result.to_dict()})
@@ -147,7 +149,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
 
     result = DemoResult(out)
     facade = samples / "facade"
-    first_image = sorted(facade.glob("*.png"))[0]
+    first_image = find_images(facade)[0]
     total = len(STEPS)
 
     def step(name: str, text: str):
@@ -181,7 +183,8 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     )
 
     t = step("train", f"training it for {epochs} epochs (batch {BATCH})")
-    from cnncli.training.fit import TrainOptions, train
+    from cnncli.training.fit import train
+    from cnncli.training.options import TrainOptions
 
     run = out / "run"
     trained = train(
@@ -192,6 +195,9 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
         events=events.train_events(),
     )
     best = run / "best.keras"
+    from cnncli.inference.model import open_model
+
+    trained_model = open_model(best)  # opened once for evaluate, activations and embed
     result.metrics["train"] = {"best_epoch": trained.best_epoch, **trained.best_metrics}
     done(
         "train",
@@ -207,7 +213,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     ev_dir = out / "evaluate"
     ev_dir.mkdir()
     ev = evaluate(
-        best,
+        trained_model,
         dataset,
         split="val",
         errors_png=ev_dir / "errors.png",
@@ -242,7 +248,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     from cnncli.inference.activations import activations
 
     act_dir = out / "activations"
-    acts = activations(best, [first_image], act_dir)
+    acts = activations(trained_model, [first_image], act_dir)
     image = acts.images[0]
     result.metrics["activations"] = {
         "image": first_image.name,
@@ -259,7 +265,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
     from cnncli.inference.embed import embed
 
     vectors = out / "embed" / "vectors.csv"
-    emb = embed(best, [dataset], out_csv=vectors, clusters=CLUSTERS, seed=0)
+    emb = embed(trained_model, [dataset], out_csv=vectors, clusters=CLUSTERS, seed=0)
     result.metrics["embed"] = {
         "layer": emb.layer,
         "images": len(emb.files),

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnncli.drawing.fonts import load_font
 from cnncli.errors import UsageError
 
 NORMS = ("channel", "layer", "global")
@@ -63,18 +63,12 @@ def normalize(values: np.ndarray, norm: str = "channel", stats=None) -> np.ndarr
     return np.clip(out, 0.0, 255.0)
 
 
-def _font(size: int):
-    from cnncli.drawing.fonts import load_font
-
-    return load_font(size)
-
-
 def _text_width(font, text: str) -> int:
     return int(math.ceil(font.getlength(text)))
 
 
 def _titled(body: np.ndarray, lines: Sequence[str], font_size: int = 13) -> Image.Image:
-    font = _font(font_size)
+    font = load_font(font_size)
     step = font_size + 4
     width = max([body.shape[1]] + [_text_width(font, t) + 2 * GAP + 4 for t in lines])
     top = len(lines) * step + GAP if lines else 0
@@ -145,7 +139,7 @@ def activation_grid(
     rows = math.ceil(k / cols)
     font_size = 10 if cw < 40 else 12
     label_h = font_size + 3
-    cell_w = max(cw, _text_width(_font(font_size), str(k - 1)) + 2)
+    cell_w = max(cw, _text_width(load_font(font_size), str(k - 1)) + 2)
     grid = np.full((rows, label_h + ch + GAP, cols, cell_w + GAP), WHITE, np.uint8)
     padded = np.full((rows * cols, ch, cw), WHITE, np.uint8)
     padded[:k] = cells
@@ -155,7 +149,7 @@ def activation_grid(
     body = grid.reshape(rows * (label_h + ch + GAP), cols * (cell_w + GAP))
     body = np.pad(body, ((0, GAP), (GAP, 0)), constant_values=WHITE)
 
-    title_font, step = _font(13), 13 + 4
+    title_font, step = load_font(13), 13 + 4
     top = len(title) * step + GAP if title else 0
     width = max([body.shape[1]] + [_text_width(title_font, t) + 2 * GAP + 4 for t in title])
     index = np.full((top + body.shape[0], width), WHITE, np.uint8)
@@ -164,7 +158,7 @@ def activation_grid(
     draw = ImageDraw.Draw(text)
     for i, line in enumerate(title):
         draw.text((GAP + 2, GAP + i * step), line, fill=20, font=title_font)
-    font = _font(font_size)
+    font = load_font(font_size)
     for i in range(k):
         r, col = divmod(i, cols)
         xy = (GAP + col * (cell_w + GAP), top + r * (label_h + ch + GAP))
@@ -191,7 +185,7 @@ def value_strip(
     scaled = normalize(v, "layer" if norm == "channel" else norm, stats)
     lut = colormap_lut(cmap)
     show_values = n <= 64
-    font = _font(11)
+    font = load_font(11)
     cols = max(1, min(n, max(per_row, math.ceil(math.sqrt(n)))))
     rows = math.ceil(n / cols)
     cw = 56 if show_values else 16
@@ -216,7 +210,3 @@ def value_strip(
         elif col == 0:
             draw.text((2, y + 2), str(i), fill=(60, 60, 60), font=font)
     return _titled(np.asarray(img), title)
-
-
-def _save_png(img: Image.Image, path: Path) -> None:
-    img.save(path, format="PNG", compress_level=1)  # inside an atomic folder; speed over size

@@ -1,14 +1,21 @@
-"""Figures drawn with matplotlib (Agg backend, no display needed), saved atomically.
+"""Figures drawn with matplotlib, headless, in the bundled Hangul font, saved atomically.
+
+Every figure cnncli draws is made here, through `pyplot()` (the one place matplotlib is set
+up) inside `plt.rc_context(matplotlib_rc())` (the one font registration), and written by
+`drawing.save.save_figure`.
 
 - `plot_history(history_csv, out_png)`: training vs validation accuracy and loss in two
   panels, as the course draws them ('bo' training points, a 'b' validation line).
 - `plot_confusion(matrix, class_names, out_png)`: the confusion matrix as a heat map with
   counts in the cells; Korean class names are drawn with the bundled Hangul font.
+- `plot_projection(points, classes, clusters, title, out_png)`: 2-D points (embed's PCA)
+  coloured by class, marked by cluster.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,15 +27,31 @@ from cnncli.training.rundir import read_history  # history.csv's one reader
 
 
 def pyplot():
-    """matplotlib.pyplot, headless (Agg unless the host chose a backend). Draw inside
+    """matplotlib.pyplot, headless: the Agg backend (no display needed) unless the host
+    program already chose one (matplotlib.use, MPLBACKEND such as Jupyter's inline backend,
+    or pyplot imported), which is left as it is. Draw inside
     `plt.rc_context(matplotlib_rc())` so text uses the bundled Hangul font without changing
-    the settings of a host program."""
+    the settings of a host program, and close each figure."""
     import matplotlib
 
-    matplotlib.use("Agg", force=False)  # no display; never switch a backend a host set up
+    if not _backend_chosen():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _backend_chosen() -> bool:
+    """Whether this process already picked a matplotlib backend (or imported pyplot, which
+    picks one when it draws). `matplotlib.use(..., force=False)` is no such test: it still
+    switches the backend whenever the new one can be loaded."""
+    import matplotlib
+
+    if "matplotlib.pyplot" in sys.modules:
+        return True
+    # None while the backend is still "auto" (no matplotlib.use, no MPLBACKEND, no rc file)
+    chosen = getattr(matplotlib.rcParams, "_get_backend_or_none", lambda: None)()
+    return chosen is not None
 
 
 def plot_history(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> Path:
@@ -105,6 +128,44 @@ def plot_confusion(
                             color="white" if m[i, j] > half else "black",
                             fontsize=max(6, 12 - n // 5),
                         )  # fmt: skip
+            fig.tight_layout()
+            return save_figure(fig, out_png, dpi=100)
+        finally:
+            plt.close(fig)
+
+
+MARKERS = "os^Dv<>pP*Xh"  # one marker per cluster (cycled), one tab10 colour per class
+
+
+def plot_projection(
+    points,
+    classes: Sequence[str],
+    clusters: Sequence[int],
+    title: str,
+    out_png: str | os.PathLike,
+) -> Path:
+    """Draw (N, 2) `points` as a scatter plot: colour by class (tab10, classes sorted),
+    marker by cluster, one legend entry per (class, cluster) present; write `out_png`
+    (640x480) atomically. Used by `embed --clusters` for its PCA of the vectors."""
+    plt = pyplot()
+    xy = np.asarray(points, dtype=np.float64)
+    names = [str(c) for c in classes]
+    cluster_of = [int(c) for c in clusters]
+    with plt.rc_context(matplotlib_rc()):
+        fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+        try:
+            for ci, name in enumerate(sorted(set(names))):
+                idx = [i for i, c in enumerate(names) if c == name]
+                for c in sorted({cluster_of[i] for i in idx}):
+                    sel = [i for i in idx if cluster_of[i] == c]
+                    ax.scatter(
+                        xy[sel, 0], xy[sel, 1], color=plt.cm.tab10(ci % 10),
+                        marker=MARKERS[c % len(MARKERS)], label=f"{name} · cluster {c}",
+                    )  # fmt: skip
+            ax.set_xlabel("PC 1")
+            ax.set_ylabel("PC 2")
+            ax.set_title(title)
+            ax.legend(fontsize="small", loc="best")
             fig.tight_layout()
             return save_figure(fig, out_png, dpi=100)
         finally:

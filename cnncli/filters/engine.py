@@ -1,280 +1,30 @@
-"""Cross-correlation and pooling on NumPy arrays, exactly as CNN layers and OpenCV compute them.
+"""The fast engine: cross-correlation of 8/16-bit images, with the same numbers as the
+definition (cnncli.filters.reference), OpenCV and SciPy.
 
-Two paths give the same numbers:
-- `correlate` (float64, any kernel, any padding/border/stride): the definition, used for
-  matrices and as the fallback;
-- `correlate_image` (8/16-bit images): the fast engine. It exploits the kernel's structure
-  (zero taps skipped, taps of equal weight summed before one multiply, rank-1 integer
-  kernels as a vertical then a horizontal pass, "c x centre + rank-1" kernels such as edge
-  = 9 x centre - box), works in int16/int32 when the kernel is integers over a divisor,
-  treats H x W x C as H x (W*C) so a horizontal shift is a slice, builds each row block's
-  padding while converting it, and keeps blocks of rows small enough to stay in L2 cache.
-  Row blocks are split between threads (NumPy releases the GIL inside ufuncs).
+`correlate_image` exploits the kernel's structure (cnncli.filters.plan: zero taps skipped,
+taps of equal weight summed before one multiply, rank-1 integer kernels as a vertical then a
+horizontal pass, "c x centre + rank-1" kernels such as edge = 9 x centre - box), works in
+int16/int32 when the kernel is integers over a divisor, treats H x W x C as H x (W*C) so a
+horizontal shift is a slice, builds each row block's padding while converting it, and keeps
+blocks of rows small enough to stay in L2 cache. Row blocks are split between threads (NumPy
+releases the GIL inside ufuncs).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from cnncli.errors import UsageError
-from cnncli.filters.kernels import exact_form, rank1_integer
+from cnncli.filters.padding import border_index, check_options, pad_amounts
+from cnncli.filters.plan import KernelPlan, weighted_sum
+from cnncli.filters.reference import correlate
 
-PADDINGS = ("same", "valid")
-BORDERS = ("reflect", "edge", "zero")
 BLOCK_ROWS = 32  # rows per block: measured in bench_filters (32-64 best on a 2 MB L2)
-
-
-def check_options(padding: str, border: str, stride: int) -> None:
-    if padding not in PADDINGS:
-        raise UsageError(f"unknown padding {padding!r}", f"use one of {', '.join(PADDINGS)}")
-    if border not in BORDERS:
-        raise UsageError(f"unknown border {border!r}", f"use one of {', '.join(BORDERS)}")
-    if not isinstance(stride, int) or stride < 1:
-        raise UsageError(f"stride must be 1 or more, got {stride}", "pass --stride 1 or more")
-
-
-def pad_amounts(
-    n: int, k: int, stride: int, padding: str, what: str = "kernel"
-) -> tuple[int, int, int]:
-    """(before, after, output length) for one axis, following TensorFlow's rule.
-
-    'same': output ceil(n / stride), total padding max((out-1)*stride + k - n, 0), the
-    extra one after (bottom/right). 'valid': no padding, floor((n - k) / stride) + 1.
-    """
-    if padding == "same":
-        out = -(-n // stride)
-        total = max((out - 1) * stride + k - n, 0)
-        return total // 2, total - total // 2, out
-    if k > n:
-        raise UsageError(
-            f"the {what} ({k}) is larger than the input ({n}) with valid padding",
-            "use --padding same or a smaller " + what,
-        )
-    return 0, 0, (n - k) // stride + 1
-
-
-def border_index(n: int, before: int, after: int, border: str) -> np.ndarray:
-    """Source index of each padded position (-1 where the border is zero).
-
-    reflect mirrors about the edge pixel without repeating it (OpenCV's default
-    BORDER_REFLECT_101, NumPy's 'reflect', SciPy's 'mirror'); edge repeats it.
-    """
-    idx = np.arange(-before, n + after)
-    if border == "zero":
-        return np.where((idx >= 0) & (idx < n), idx, -1)
-    if border == "edge" or n == 1:
-        return np.clip(idx, 0, n - 1)
-    period = 2 * (n - 1)
-    idx = np.mod(idx, period)
-    return np.where(idx >= n, period - idx, idx)
-
-
-def _pad(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    out = x[np.maximum(rows, 0)][:, np.maximum(cols, 0)]
-    out[rows < 0] = 0
-    out[:, cols < 0] = 0
-    return out
-
-
-def correlate(
-    x: np.ndarray,
-    kernel: np.ndarray,
-    padding: str = "same",
-    border: str = "zero",
-    stride: int = 1,
-    flip: bool = False,
-) -> np.ndarray:
-    """Cross-correlate a 2-D (H, W) or (H, W, C) array with a 2-D kernel; float64 result.
-
-    `flip` turns the kernel by 180 degrees first: true convolution.
-    """
-    check_options(padding, border, stride)
-    kernel = np.asarray(kernel, dtype=np.float64)
-    if flip:
-        kernel = kernel[::-1, ::-1]
-    x = np.asarray(x, dtype=np.float64)
-    kh, kw = kernel.shape
-    pt, pb, oh = pad_amounts(x.shape[0], kh, stride, padding)
-    pl, pr, ow = pad_amounts(x.shape[1], kw, stride, padding)
-    xp = _pad(x, border_index(x.shape[0], pt, pb, border), border_index(x.shape[1], pl, pr, border))
-    out = np.zeros((oh, ow) + x.shape[2:])
-    for i in range(kh):
-        for j in range(kw):
-            if kernel[i, j] != 0:
-                out += kernel[i, j] * xp[i : i + (oh - 1) * stride + 1 : stride,
-                                         j : j + (ow - 1) * stride + 1 : stride]  # fmt: skip
-    return out
-
-
-def correlation_steps(
-    x: np.ndarray, kernel: np.ndarray, padding="same", border="zero", stride=1, flip=False
-) -> list[dict]:
-    """The multiply-and-sum at every output position, for teaching (small inputs)."""
-    check_options(padding, border, stride)
-    kernel = np.asarray(kernel, dtype=np.float64)
-    if flip:
-        kernel = kernel[::-1, ::-1]
-    x = np.asarray(x, dtype=np.float64)
-    kh, kw = kernel.shape
-    pt, pb, oh = pad_amounts(x.shape[0], kh, stride, padding)
-    pl, pr, ow = pad_amounts(x.shape[1], kw, stride, padding)
-    xp = _pad(x, border_index(x.shape[0], pt, pb, border), border_index(x.shape[1], pl, pr, border))
-    steps = []
-    for i in range(oh):
-        for j in range(ow):
-            window = xp[i * stride : i * stride + kh, j * stride : j * stride + kw]
-            terms = [
-                f"{_num(k)}*{_num(v)}" for k, v in zip(kernel.ravel(), window.ravel(), strict=False)
-            ]
-            value = float((window * kernel).sum())
-            steps.append({"row": i, "col": j, "terms": terms, "value": value})
-    return steps
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:.4g}"
-
-
-# ---------------------------------------------------------------------------------------
-# The fast engine
-# ---------------------------------------------------------------------------------------
-
-
-class _Plan:
-    """How to compute one kernel: as weighted taps, or c x tap + (u v^T), in `dtype`."""
-
-    def __init__(self, kernel: np.ndarray, maxval: int):
-        self.kh, self.kw = kernel.shape
-        exact = exact_form(kernel)
-        self.sep = None
-        self.centre = (self.kh // 2, self.kw // 2)
-        self.c = 0
-        self.shift = None
-        if exact is None:
-            self.weights, self.div = kernel, 1
-            self.dtype = np.float64 if maxval > 255 else np.float32
-            self.taps = _taps(kernel)
-            return
-        ints, self.div = exact
-        self.weights = ints
-        self.taps = _taps(ints)
-        best = (_cost(self.taps), None, 0)
-        for c in _centre_candidates(ints, self.centre):
-            rest = ints.copy()
-            rest[self.centre] -= c
-            r1 = rank1_integer(rest)
-            if r1 is not None:
-                u, v = r1
-                cost = _cost(_taps(u[:, None])) + _cost(_taps(v[None, :])) + (2 if c else 0)
-                if cost < best[0]:
-                    best = (cost, (u, v), c)
-        _, self.sep, self.c = best
-        if self.sep is not None:  # the passes' tap groups, computed once, not per block
-            self.vtaps = _taps(self.sep[0][:, None])
-            self.htaps = _taps(self.sep[1][None, :])
-        if self.sep is not None:
-            u, v = self.sep
-            bound = (int(np.abs(u).sum()) * int(np.abs(v).sum()) + abs(self.c)) * maxval
-        else:
-            bound = int(np.abs(ints).sum()) * maxval
-        bound += 1 + self.div
-        self.shift = self.div.bit_length() - 1 if self.div & (self.div - 1) == 0 else None
-        self.dtype = np.int16 if bound < 2**15 else np.int32 if bound < 2**31 else np.float64
-
-    def range(self, maxval: int) -> tuple[float, float]:
-        """The lowest and highest correlation value any image can give."""
-        cached = getattr(self, "_range", None)
-        if cached is None or cached[0] != maxval:
-            w = np.asarray(self.weights, dtype=np.float64) / self.div
-            self._range = (maxval, float(w[w < 0].sum()) * maxval, float(w[w > 0].sum()) * maxval)
-        return self._range[1], self._range[2]
-
-
-def _taps(m: np.ndarray) -> dict:
-    groups = defaultdict(list)
-    for (i, j), w in np.ndenumerate(m):
-        if w != 0:
-            groups[w.item()].append((i, j))
-    return dict(groups)
-
-
-def _cost(groups: dict) -> int:
-    return sum(len(t) for t in groups.values()) + sum(1 for w in groups if abs(w) != 1)
-
-
-def _centre_candidates(ints: np.ndarray, centre) -> list[int]:
-    """Values c for which ints - c x delta(centre) may be rank 1."""
-    cy, cx = centre
-    cands = {0}
-    for (i, j), w in np.ndenumerate(ints):
-        if i != cy and j != cx and w != 0:
-            num = ints[cy, j] * ints[i, cx]
-            if num % w == 0:
-                cands.add(int(ints[cy, cx] - num // w))
-            break
-    return sorted(cands, key=abs)
-
-
-def _weighted_sum(terms: dict, views, out: np.ndarray, tmp: np.ndarray) -> None:
-    """out = sum over weights w of w * (sum of views(tap)), with few passes."""
-    if any(abs(w) != 1 and -w in terms for w in terms):  # w*(a - b): one multiply for a pair
-        return _paired_sum(terms, views, out, tmp)
-    order = sorted(terms.items(), key=lambda kv: (kv[0] != 1, kv[0] == -1, abs(kv[0])))
-    first = True
-    for w, taps in order:
-        vs = [views(t) for t in taps]
-        if abs(w) == 1 and not first:
-            op = np.add if w == 1 else np.subtract
-            for v in vs:
-                op(out, v, out=out)
-            continue
-        if len(vs) == 1:
-            s = vs[0]
-        else:
-            target = out if first and w == 1 else tmp
-            np.add(vs[0], vs[1], out=target)
-            for v in vs[2:]:
-                np.add(target, v, out=target)
-            s = target
-        if first:
-            if w == 1:
-                if s is not out:
-                    np.copyto(out, s)
-            elif w == -1:
-                np.negative(s, out=out)
-            else:
-                np.multiply(s, w, out=out, casting="unsafe")
-            first = False
-        else:
-            np.multiply(s, w, out=tmp, casting="unsafe")
-            np.add(out, tmp, out=out)
-    if first:
-        out[...] = 0
-
-
-def _paired_sum(terms: dict, views, out: np.ndarray, tmp: np.ndarray) -> None:
-    """Like _weighted_sum, with taps of weights w and -w as w * (sum(+) - sum(-))."""
-    units = {w: t for w, t in terms.items() if abs(w) == 1}
-    pairs = sorted({abs(w) for w in terms if abs(w) != 1})
-    part = np.empty_like(out)  # once per block: cheap next to the passes it saves
-    first = True
-    if units:
-        _weighted_sum(units, views, out, tmp)
-        first = False
-    for m in pairs:
-        diff = {k: v for k, v in ((1, terms.get(m, [])), (-1, terms.get(-m, []))) if v}
-        target = out if first else part
-        _weighted_sum(diff, views, target, tmp)
-        np.multiply(target, m, out=target, casting="unsafe")
-        if not first:
-            np.add(out, part, out=out)
-        first = False
 
 
 def correlate_image(
@@ -297,7 +47,7 @@ def correlate_image(
     `x` may also be a row source (an object with shape, dtype, ndim and rows(a, b) giving
     rows a..b-1 as an (n, W*C) array), and with `emit` the output is not kept: each block of
     output rows, as (n, W'*C), is passed to emit in order and None is returned. Together
-    they filter an image that is never whole in memory twice (see filters.images).
+    they filter an image that is never whole in memory twice (see filters.files).
 
     Returns the same dtype: value = correlation (then |.| with `absolute`, then + `offset`),
     rounded half to even and clipped to the dtype's range. With `raw`, returns the
@@ -323,7 +73,7 @@ def correlate_image(
             return res
         emit(res.reshape(res.shape[0], -1))
         return None
-    plan = _Plan(kernel, maxval)
+    plan = KernelPlan(kernel, maxval)
     if isinstance(x, np.ndarray):
         x2 = np.ascontiguousarray(x).reshape(h, w * ch)
         read = x2.__getitem__  # read(slice) -> rows
@@ -431,13 +181,13 @@ def _block(o0, o1, geometry, post, bufs, out, base):
     tmp = bufs.tmp[:n]
     width = ow1 * ch
     if plan.sep is None:
-        _weighted_sum(plan.taps, lambda t: pad[t[0] : t[0] + n, t[1] * ch : t[1] * ch + width],
+        weighted_sum(plan.taps, lambda t: pad[t[0] : t[0] + n, t[1] * ch : t[1] * ch + width],
                       acc, tmp[:, :width])  # fmt: skip
     else:
         u, v = plan.sep
         vert = bufs.vert[:n]
-        _weighted_sum(plan.vtaps, lambda t: pad[t[0] : t[0] + n], vert, tmp)
-        _weighted_sum(plan.htaps, lambda t: vert[:, t[1] * ch : t[1] * ch + width],
+        weighted_sum(plan.vtaps, lambda t: pad[t[0] : t[0] + n], vert, tmp)
+        weighted_sum(plan.htaps, lambda t: vert[:, t[1] * ch : t[1] * ch + width],
                       acc, tmp[:, :width])  # fmt: skip
         if plan.c:
             cy, cx = plan.centre
@@ -514,62 +264,3 @@ def _finish_whole(res: np.ndarray, dtype, absolute: bool, offset: float, raw: bo
         res = np.abs(res)
     res = np.rint(res + offset)
     return np.clip(res, 0, np.iinfo(dtype).max).astype(dtype)
-
-
-# ---------------------------------------------------------------------------------------
-# Pooling
-# ---------------------------------------------------------------------------------------
-
-POOL_OPS = ("max", "avg", "min")
-
-
-def pool(x: np.ndarray, op: str = "max", size: int = 2, stride: int | None = None,
-         padding: str = "valid") -> np.ndarray:  # fmt: skip
-    """Max/average/min pooling of (H, W) or (H, W, C), each channel on its own.
-
-    Follows tf.nn.pool: 'same' pads by TensorFlow's rule and padded cells never count
-    (average is over the real cells of each window). Returns float64 for avg, else x's dtype.
-    """
-    if op not in POOL_OPS:
-        raise UsageError(f"unknown pooling op {op!r}", f"use one of {', '.join(POOL_OPS)}")
-    if not isinstance(size, int) or size < 1:
-        raise UsageError(f"pool size must be 1 or more, got {size}", "pass --size 1 or more")
-    stride = size if stride is None else stride
-    check_options(padding, "zero", stride)
-    x = np.asarray(x)
-    h, w = x.shape[:2]
-    pt, pb, oh = pad_amounts(h, size, stride, padding, what="pool size")
-    pl, pr, ow = pad_amounts(w, size, stride, padding, what="pool size")
-    rows = border_index(h, pt, pb, "zero")
-    cols = border_index(w, pl, pr, "zero")
-    if op == "avg":
-        xp = _pad(x.astype(np.float64), rows, cols)
-        mask = _pad(np.ones((h, w)), rows, cols)
-    else:
-        info = np.iinfo(x.dtype) if np.issubdtype(x.dtype, np.integer) else None
-        fill = (
-            (info.min if op == "max" else info.max)
-            if info
-            else (-np.inf if op == "max" else np.inf)
-        )
-        xp = x[np.maximum(rows, 0)][:, np.maximum(cols, 0)]
-        xp[rows < 0] = fill
-        xp[:, cols < 0] = fill
-    out = None
-    count = None
-    reduce = {"max": np.maximum, "min": np.minimum, "avg": np.add}[op]
-    for i in range(size):
-        for j in range(size):
-            sl = (
-                slice(i, i + (oh - 1) * stride + 1, stride),
-                slice(j, j + (ow - 1) * stride + 1, stride),
-            )
-            v = xp[sl]
-            out = v.copy() if out is None else reduce(out, v, out=out)
-            if op == "avg":
-                m = mask[sl]
-                count = m.copy() if count is None else np.add(count, m, out=count)
-    if op == "avg":
-        count = count.reshape(count.shape + (1,) * (out.ndim - count.ndim))
-        out = out / count
-    return out

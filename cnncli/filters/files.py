@@ -1,7 +1,6 @@
-"""Filters and pooling on images: mode handling, output names, atomic PNG writes.
-
-Each colour channel is filtered on its own; alpha is kept as it was; grayscale stays
-grayscale and 16-bit stays 16-bit. Palette images become RGB (RGBA with transparency).
+"""Filters and pooling on image files: inputs checked, output names, atomic writes, and the
+`filter`/`pool` commands' work (`filter_files`, `pool_files`). PNG outputs go through the
+streaming encoder of cnncli.filters.png; the pixels are handled by cnncli.filters.channels.
 """
 
 from __future__ import annotations
@@ -15,23 +14,24 @@ import numpy as np
 from PIL import Image
 
 from cnncli.atomic import atomic_file
+from cnncli.drawing.save import save_png
 from cnncli.errors import ImageError, OutputExistsError, UsageError
-from cnncli.filters.engine import correlate_image, pad_amounts, pool
+from cnncli.filters.channels import (
+    FilterOptions,
+    filter_arrays,
+    merge_channels,
+    pool_arrays,
+    split_channels,
+)
+from cnncli.filters.engine import correlate_image
+from cnncli.filters.kernels import kernel_tag, parse_kernel
+from cnncli.filters.padding import pad_amounts
 from cnncli.filters.png import PngWriter, write_png
+from cnncli.filters.pooling import check_pool_options
 from cnncli.images import open_image
+from cnncli.progress import Counter, Progress
 
 DEFAULT_COMPRESS = 1  # zlib level for PNG output: measured in bench_filters (see --help)
-
-
-@dataclass
-class FilterOptions:
-    padding: str = "same"
-    border: str = "reflect"
-    stride: int = 1
-    flip: bool = False
-    absolute: bool = False
-    offset: float = 0.0
-    normalize: bool = False
 
 
 @dataclass
@@ -42,144 +42,81 @@ class Written:
     size: tuple[int, int]
     notes: list[str] = field(default_factory=list)
 
-
-def split_channels(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str, list[str]]:
-    """(colour array HxW or HxWxC, alpha HxW or None, output mode, notes) for any Pillow mode."""
-    notes: list[str] = []
-    mode = img.mode
-    if mode == "P" or mode == "PA":
-        has_alpha = mode == "PA" or "transparency" in img.info
-        img = img.convert("RGBA" if has_alpha else "RGB")
-        notes.append(f"palette image converted to {img.mode}")
-    elif mode == "1":
-        img = img.convert("L")
-        notes.append("1-bit image converted to grayscale (L)")
-    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        img = img.convert("RGB")
-        notes.append(f"{mode} image converted to RGB")
-    elif mode in ("La", "RGBa"):
-        img = img.convert(mode.replace("a", "A"))
-    elif mode.startswith("I;16") and mode != "I;16":
-        img = img.convert("I;16")
-    elif mode == "I":
-        arr = np.asarray(img)
-        if arr.min() < 0 or arr.max() > 65535:
-            raise UsageError(f"32-bit integer image with values {arr.min()}..{arr.max()}",
-                             "only 8- and 16-bit images can be filtered")  # fmt: skip
-        return arr.astype(np.uint16), None, "I;16", ["32-bit integer image written as 16-bit"]
-    elif mode == "F":
-        raise UsageError("floating-point (mode F) images are not supported",
-                         "convert the image to 8 or 16 bits first")  # fmt: skip
-    mode = img.mode
-    arr = to_array(img)
-    if mode in ("RGBA", "LA"):
-        return (
-            arr[..., :-1].squeeze(-1) if mode == "LA" else arr[..., :3],
-            arr[..., -1],
-            mode,
-            notes,
-        )
-    if mode in ("L", "RGB", "I;16"):
-        return arr, None, mode, notes
-    raise UsageError(f"images of mode {mode} are not supported", "use grayscale, RGB or RGBA")
+    def to_json(self) -> dict:
+        return {"input": str(self.source), "output": str(self.output), "mode": self.mode,
+                "width": self.size[0], "height": self.size[1], "notes": self.notes}  # fmt: skip
 
 
-def to_array(img: Image.Image, rows: int = 256) -> np.ndarray:
-    """The pixels as a NumPy array, copied in bands of rows.
-
-    np.asarray(img) goes through img.tobytes(), which joins a list of chunks: three copies of
-    the image at once. Copying bands keeps the peak at the image plus the array (measured in
-    bench_filters: 147 MB -> 123 MB RSS for a 12 MP RGB photo)."""
-    w, h = img.size
-    first = np.asarray(img.crop((0, 0, w, 1)))
-    arr = np.empty((h,) + first.shape[1:], dtype=first.dtype)
-    for r0 in range(0, h, rows):
-        arr[r0 : r0 + rows] = np.asarray(img.crop((0, r0, w, min(r0 + rows, h))))
-    return arr
-
-
-def merge_channels(colour: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:
-    if alpha is None:
-        return Image.fromarray(colour, mode=None) if mode != "I;16" else _i16(colour)
-    if colour.ndim == 2:
-        colour = colour[..., None]
-    return Image.fromarray(np.dstack([colour, alpha]), mode=None)
-
-
-def _i16(arr: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint16))
-
-
-def filter_arrays(colour: np.ndarray, alpha: np.ndarray | None, kernel: np.ndarray,
-                  options: FilterOptions | None = None, threads: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:  # fmt: skip
-    """Filter the colour channels (as split_channels gives them); alpha follows the grid."""
+def filter_files(
+    images: Sequence[Path],
+    kernel: str | None,
+    options: FilterOptions | None = None,
+    *,
+    scale: float | None = None,
+    out: Path | None = None,
+    out_dir: Path | None = None,
+    compress: int = DEFAULT_COMPRESS,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> list[Written]:
+    """`cnncli filter` on image files: the kernel (a name, rows or a file, times `scale`)
+    applied to each image, written to `out` (one image) or to
+    `<out_dir or the image's folder>/<stem>.<kernel name or "filtered">.png`. PNGs without
+    alpha stream from the decoded image to the file (see stream_filter)."""
+    require_images(images, "name image files, or use --matrix or --list")
     o = options or FilterOptions()
-    notes: list[str] = []
-    if o.normalize:
-        raw = correlate_image(colour, kernel, o.padding, o.border, o.stride, o.flip,
-                              absolute=o.absolute, raw=True, threads=threads)  # fmt: skip
-        if o.absolute:
-            raw = np.abs(raw)
-        lo, hi = float(raw.min()), float(raw.max())
-        top = np.iinfo(colour.dtype).max
-        scaled = (raw - lo) * (top / (hi - lo)) if hi > lo else np.zeros_like(raw)
-        out = np.clip(np.rint(scaled), 0, top).astype(colour.dtype)
-        notes.append(f"normalized {lo:g}..{hi:g} to 0..{top}")
-    else:
-        out = correlate_image(colour, kernel, o.padding, o.border, o.stride, o.flip,
-                              absolute=o.absolute, offset=o.offset, threads=threads)  # fmt: skip
-    if alpha is not None and alpha.shape != out.shape[:2]:
-        alpha = _resample_alpha(alpha, kernel.shape, o)
-    return out, alpha, notes
+    o.check()
+    k = parse_kernel(kernel, scale)
+    targets = output_targets(images, kernel_tag(kernel), out, out_dir)
+
+    def stream(img: Image.Image, target: Path) -> bool:
+        return stream_filter(img, k, o, target, compress, overwrite)
+
+    def apply(colour, alpha):
+        return filter_arrays(colour, alpha, k, o)
+
+    return process_files(images, targets, apply, compress, overwrite, progress, stream)
 
 
-def filter_image(img: Image.Image, kernel: np.ndarray, options: FilterOptions | None = None,
-                 threads: int | None = None) -> tuple[Image.Image, list[str]]:  # fmt: skip
-    """Filter a Pillow image; returns the result (same mode, or RGB/RGBA for palettes) and notes."""
-    colour, alpha, mode, notes = split_channels(img)
-    out, alpha, more = filter_arrays(colour, alpha, kernel, options, threads)
-    return merge_channels(out, alpha, mode), notes + more
+def pool_files(
+    images: Sequence[Path],
+    op: str = "max",
+    size: int = 2,
+    stride: int | None = None,
+    padding: str = "valid",
+    *,
+    out: Path | None = None,
+    out_dir: Path | None = None,
+    compress: int = DEFAULT_COMPRESS,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> list[Written]:
+    """`cnncli pool` on image files: every channel (alpha too) pooled, written to `out` or
+    `<out_dir or the image's folder>/<stem>.<op>pool<size>.png`."""
+    require_images(images, "name image files, or use --matrix")
+    check_pool_options(op, size, stride, padding)
+    targets = output_targets(images, f"{op}pool{size}", out, out_dir)
+
+    def apply(colour, alpha):
+        return pool_arrays(colour, alpha, op, size, stride, padding)
+
+    return process_files(images, targets, apply, compress, overwrite, progress)
 
 
-def _resample_alpha(alpha: np.ndarray, kshape, o: FilterOptions) -> np.ndarray:
-    """Alpha at the output positions (valid padding / stride): the value under the anchor."""
-    from cnncli.filters.engine import pad_amounts
-
-    (kh, kw), s = kshape, o.stride
-    pt, _, oh = pad_amounts(alpha.shape[0], kh, s, o.padding)
-    pl, _, ow = pad_amounts(alpha.shape[1], kw, s, o.padding)
-    rows = np.clip(np.arange(oh) * s - pt + (kh - 1) // 2, 0, alpha.shape[0] - 1)
-    cols = np.clip(np.arange(ow) * s - pl + (kw - 1) // 2, 0, alpha.shape[1] - 1)
-    return alpha[rows][:, cols]
+def require_images(images: Sequence[Path], hint: str) -> None:
+    if not images:
+        raise UsageError("no images given", hint)
 
 
-def pool_arrays(
-    colour: np.ndarray,
-    alpha: np.ndarray | None,
-    op: str,
-    size: int,
-    stride: int | None,
-    padding: str,
-) -> tuple[np.ndarray, np.ndarray | None, list]:
-    """Pool every channel, alpha too (the grid shrinks); same dtype (avg rounded)."""
-    two_d = colour.ndim == 2
-    arr = colour if alpha is None else np.dstack([colour[..., None] if two_d else colour, alpha])
-    out = pool(arr, op, size, stride, padding)
-    if op == "avg":
-        out = np.clip(np.rint(out), 0, np.iinfo(arr.dtype).max)
-    out = out.astype(arr.dtype)
-    if alpha is None:
-        return out, None, []
-    return (out[..., 0] if two_d else out[..., :-1]), out[..., -1], []
-
-
-def pool_image(img: Image.Image, op: str, size: int, stride: int | None, padding: str
-               ) -> tuple[Image.Image, list[str]]:  # fmt: skip
-    """Pool a Pillow image per channel and keep its mode."""
-    colour, alpha, mode, notes = split_channels(img)
-    out, alpha, _ = pool_arrays(colour, alpha, op, size, stride, padding)
-    return merge_channels(out, alpha, mode), notes
+def output_targets(
+    images: Sequence[Path], tag: str, out: Path | None = None, out_dir: Path | None = None
+) -> list[Path]:
+    """Each image's output path (output_path); -o names one output, and not with --out-dir."""
+    if out is not None and len(images) > 1:
+        raise UsageError("-o names one output but several images were given", "use --out-dir")
+    if out is not None and out_dir is not None:
+        raise UsageError("give -o or --out-dir, not both")
+    return [output_path(Path(p), tag, out, out_dir) for p in images]
 
 
 def output_path(
@@ -217,11 +154,14 @@ def _real(p: Path) -> Path:
 def save_image(
     img: Image.Image, path: Path, compress: int = DEFAULT_COMPRESS, overwrite=True
 ) -> None:
-    """Write a Pillow image atomically (PNG at zlib level `compress`)."""
+    """Write a Pillow image atomically: PNG (zlib level `compress`) through
+    drawing.save.save_png, other formats (named by the suffix) through Pillow."""
     fmt = _format(path, img.mode)
-    kwargs = {"compress_level": compress} if fmt == "PNG" else {}
+    if fmt == "PNG":
+        save_png(img, path, overwrite=overwrite, compress_level=compress)
+        return
     with atomic_file(path, overwrite=overwrite) as tmp:
-        img.save(tmp, format=fmt, **kwargs)
+        img.save(tmp, format=fmt)
 
 
 def save_arrays(colour: np.ndarray, alpha: np.ndarray | None, mode: str, path: Path,
@@ -293,8 +233,10 @@ def stream_filter(img: Image.Image, kernel: np.ndarray, options: FilterOptions, 
         try:
             correlate_image(source, kernel, o.padding, o.border, o.stride, o.flip,
                             absolute=o.absolute, offset=o.offset, emit=writer.write)  # fmt: skip
-        finally:
-            writer.close()
+        except BaseException:
+            writer.discard()  # the error that stopped it is the one to report
+            raise
+        writer.close()
     return True
 
 
@@ -304,22 +246,24 @@ def process_files(
     apply: Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None, list]],
     compress: int = DEFAULT_COMPRESS,
     overwrite: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     stream: Callable[[Image.Image, Path], bool] | None = None,
 ) -> list[Written]:
-    """Open each source, apply(colour, alpha) -> (colour, alpha, notes), write its target.
+    """Open each source, apply(colour, alpha) -> (colour, alpha, notes), write its target;
+    `stream(img, target)` may write it instead (returns True when it did). Calls
+    `progress(done, total)` after each file.
 
     The decoded Pillow image is dropped once its pixels are in NumPy, so peak memory is
     about the input and the output arrays."""
     check_outputs(list(zip(sources, targets, strict=True)), overwrite)
+    counter = Counter(progress, len(sources))
     written = []
     for source, target in zip(sources, targets, strict=True):
         img = open_input(source)
         if stream is not None and stream(img, target):
             written.append(Written(source, target, img.mode, _size_of(target), []))
             img.close()
-            if progress:
-                progress(1)
+            counter.add()
             continue
         colour, alpha, mode, notes = split_channels(img)
         img.close()
@@ -329,8 +273,7 @@ def process_files(
         size = (colour.shape[1], colour.shape[0])
         written.append(Written(source, target, mode, size, notes + more))
         del colour, alpha
-        if progress:
-            progress(1)
+        counter.add()
     return written
 
 

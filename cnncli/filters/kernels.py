@@ -62,12 +62,21 @@ def kernel_label(name: str) -> str:
     return f"1/{div}" if div != 1 else ""
 
 
-def parse_kernel(text: str | os.PathLike, scale: float | None = None) -> np.ndarray:
+def kernel_tag(text: str | os.PathLike) -> str:
+    """The name an output file gets for a kernel: its canonical name, or "filtered"."""
+    key = str(text).strip().lower()
+    key = ALIASES.get(key, key)
+    return key if key in _NAMED else "filtered"
+
+
+def parse_kernel(text: str | os.PathLike | None, scale: float | None = None) -> np.ndarray:
     """A kernel from a name, an inline matrix ("0,-1,0;-1,5,-1;0,-1,0") or a text/CSV file.
 
-    Returns a 2-D float64 array (times `scale` when given). Raises UsageError for a
-    non-number, ragged rows or an empty kernel.
+    Returns a 2-D float64 array (times `scale` when given). Raises UsageError for no kernel
+    (None), a non-number, ragged rows or an empty kernel.
     """
+    if text is None:
+        raise UsageError("--kernel is required", "name one (see --list) or give its rows")
     source = str(text).strip()
     key = source.lower()
     if key in _NAMED or key in ALIASES:

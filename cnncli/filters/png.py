@@ -1,5 +1,11 @@
 """A streaming PNG writer for filter outputs: NumPy 'Sub' row filter + zlib, row block by block.
 
+This is not a second picture saver: pictures cnncli draws (sheets, grids, plots, the filter
+gallery) go through cnncli.drawing.save.save_png (Pillow, atomic). This encoder has another
+job: writing `cnncli filter`/`pool` results, which may be photos of tens of megapixels,
+fast and without a second copy of the image (the callers in filters.files write it into an
+atomic temporary file too).
+
 Why not Pillow's encoder: measured in bench_filters on a 12 MP photo, Pillow spends most of
 its time choosing a filter per row (adaptive filtering): about 3 s at compress_level 1,
 against about 1 s here for a file within 1-2% of the size (zlib with the run-length strategy
@@ -61,6 +67,10 @@ class PngWriter:
             self.file.write(_chunk(b"IDAT", piece))
         self.written += n
 
+    def discard(self) -> None:
+        """Close the file unfinished, after an error (the caller removes it)."""
+        self.file.close()
+
     def close(self) -> None:
         try:
             if self.written != self.height:
@@ -79,5 +89,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray, mode: str, level: int 
     try:
         for r0 in range(0, h, ROWS_PER_BLOCK):
             writer.write(a[r0 : r0 + ROWS_PER_BLOCK])
-    finally:
-        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()

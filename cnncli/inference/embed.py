@@ -1,5 +1,7 @@
 """`embed`: one vector per image from a layer (the course's 25-value façade flatten vector),
-written as a CSV beside the file and class; `clusters=K` groups them with scikit-learn's
+written as a CSV beside the file, its class, and the class and probability predict gives
+(the model opened by cnncli.inference.model.open_model, its output read by
+cnncli.models.head); `clusters=K` groups them with scikit-learn's
 KMeans (seeded, n_init fixed), draws one contact sheet per cluster and a 2-D PCA plot
 coloured by class. TensorFlow is imported only inside the functions that run the model.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +20,16 @@ from PIL import Image
 from cnncli.atomic import atomic_dir, atomic_file
 from cnncli.errors import OutputExistsError, UsageError
 from cnncli.images import ImageSpec, collect_images, convert_image, load_image
+from cnncli.inference.activations import check_replaceable
+from cnncli.inference.model import open_model
+from cnncli.inference.trace import select_layers, trace_model
+from cnncli.models.head import outputs_to_probabilities, predicted_classes
+from cnncli.progress import Counter, Progress
 
 N_INIT = 10  # KMeans restarts: fixed, so a seed gives the same clusters on any sklearn
 THUMB = 128  # contact-sheet cell size; thumbnails are kept instead of full images
 SHEET_MAX = 64  # images drawn per cluster sheet (the CSV lists them all)
 BATCH = 32
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -33,7 +38,9 @@ class EmbedResult:
     layer: str
     files: list[str]
     classes: list[str]
-    predicted: list[str]
+    predicted: list[str]  # the class predict gives, per image
+    probability: list[float]  # its probability
+    splits: list[str]  # the dataset split ("" for image files)
     vectors: np.ndarray
     conversion: str
     notes: list[str] = field(default_factory=list)
@@ -63,6 +70,16 @@ class EmbedResult:
             "cluster_sheets": [str(p) for p in self.cluster_sheets],
             "cluster_sizes": self.cluster_sizes,
             "projection": str(self.projection) if self.projection else None,
+            "images": [
+                {
+                    "file": self.files[i],
+                    "class": self.classes[i],
+                    "predicted": self.predicted[i],
+                    "probability": self.probability[i],
+                    "split": self.splits[i],
+                }
+                for i in range(self.count)
+            ],
         }
 
 
@@ -145,19 +162,9 @@ def embed(
     progress: Progress | None = None,
     batch_size: int = BATCH,
 ) -> EmbedResult:
-    """Write one vector per image from `layer` to `out_csv` (file, class, predicted, split,
-    [cluster], v0..vN). With `clusters=K`: KMeans(K, random_state=seed, n_init=10), a contact
-    sheet per cluster and a PCA plot in `<csv stem>_clusters/`."""
-    from cnncli.inference.activations import (
-        _as_loaded,
-        check_replaceable,
-        image_spec_for,
-        interpret_output,
-        model_notes,
-        select_layers,
-        trace_model,
-    )
-
+    """Write one vector per image from `layer` to `out_csv` (file, class, predicted,
+    probability, split, [cluster], v0..vN). With `clusters=K`: KMeans(K, random_state=seed,
+    n_init=10), a contact sheet per cluster and a PCA plot in `<csv stem>_clusters/`."""
     out_csv = Path(out_csv)
     cluster_dir = out_csv.with_name(out_csv.stem + "_clusters")
     if not overwrite:
@@ -170,8 +177,8 @@ def embed(
         )
     if clusters is not None and clusters < 1:
         raise UsageError(f"--clusters must be at least 1, got {clusters}")
-    loaded = _as_loaded(model, unsafe)
-    probe = trace_model(loaded.model)
+    info = open_model(model, unsafe=unsafe)
+    probe = trace_model(info.model)
     if layer is None:
         chosen = default_embed_layer(probe.layers)
     else:
@@ -180,20 +187,20 @@ def embed(
             raise UsageError(f"--layer {layer!r} names {len(found)} layers", "name one layer")
         chosen = found[0]
     multi = probe.build([chosen])
-    spec, conversion = image_spec_for(loaded, probe)
-    scale = np.float32(loaded.metadata.pixel_scale)
-    names = loaded.metadata.class_names
+    scale = np.float32(info.pixel_scale)
+    counter = Counter(progress, _count_items(inputs))
+    counter.start()
+    files, classes, splits, predicted, probability, thumbs, vecs = [], [], [], [], [], [], []
 
-    files, classes, splits, predicted, thumbs, vecs = [], [], [], [], [], []
-    batch: list[_Item] = []
-
-    def run(batch):
+    def run(batch: list[_Item]) -> None:
         x = np.stack([it.pixels for it in batch]).astype(np.float32) * scale
-        feats, preds = multi(x, training=False)
-        feats, preds = np.asarray(feats), np.asarray(preds)
-        for it, f, p in zip(batch, feats, preds, strict=True):
-            vecs.append(f.reshape(-1))
-            predicted.append(interpret_output(p, names)[1])
+        feats, out = multi(x, training=False)
+        probs = outputs_to_probabilities(np.asarray(out, np.float64), info.head)
+        best = predicted_classes(probs, info.head)
+        vecs.extend(np.asarray(feats).reshape(len(batch), -1))
+        predicted.extend(info.class_names[int(c)] for c in best)
+        probability.extend(float(p[int(c)]) for p, c in zip(probs, best, strict=True))
+        for it in batch:
             files.append(it.file)
             classes.append(it.cls)
             splits.append(it.split)
@@ -203,41 +210,49 @@ def embed(
                 )
                 thumb.thumbnail((THUMB, THUMB))
                 thumbs.append(thumb)
-        if progress:
-            progress(len(files), total)
+        counter.add(len(batch))
 
-    total = _count_items(inputs)
-    for item in _iter_items(inputs, spec):
+    batch: list[_Item] = []
+    for item in _iter_items(inputs, info.image):
         batch.append(item)
         if len(batch) == batch_size:
             run(batch)
             batch = []
     if batch:
         run(batch)
-    vectors = np.stack(vecs).astype(np.float32)
-    result = EmbedResult(out_csv, chosen.name, files, classes, predicted, vectors, conversion)
-    result.notes = model_notes(loaded)
-
+    result = EmbedResult(
+        csv=out_csv,
+        layer=chosen.name,
+        files=files,
+        classes=classes,
+        predicted=predicted,
+        probability=probability,
+        splits=splits,
+        vectors=np.stack(vecs).astype(np.float32),
+        conversion=info.conversion,
+        notes=list(info.notes),
+    )
     labels = None
     if clusters:
-        if clusters > len(files):
+        if clusters > result.count:
             raise UsageError(
-                f"--clusters {clusters} is more than the {len(files)} images", "choose a smaller K"
+                f"--clusters {clusters} is more than the {result.count} images",
+                "choose a smaller K",
             )
         from sklearn.cluster import KMeans
 
         labels = KMeans(n_clusters=clusters, random_state=seed, n_init=N_INIT).fit_predict(
-            vectors.astype(np.float64)
+            result.vectors.astype(np.float64)
         )
         result.clusters = labels
-    _write_csv(out_csv, result, splits, labels, overwrite)
+    _write_csv(out_csv, result, labels, overwrite)
     if clusters:
         _write_clusters(result, cluster_dir, thumbs, labels, clusters, overwrite)
     return result
 
 
-def _write_csv(path: Path, r: EmbedResult, splits, labels, overwrite: bool) -> None:
-    header = ["file", "class", "predicted", "split"]
+def _write_csv(path: Path, r: EmbedResult, labels, overwrite: bool) -> None:
+    header = ["file", "class", "predicted", "probability", "split"]
     if labels is not None:
         header.append("cluster")
     header += [f"v{i}" for i in range(r.dims)]
@@ -246,28 +261,16 @@ def _write_csv(path: Path, r: EmbedResult, splits, labels, overwrite: bool) -> N
             w = csv.writer(f)
             w.writerow(header)
             for i in range(r.count):
-                row = [r.files[i], r.classes[i], r.predicted[i], splits[i]]
+                row = [r.files[i], r.classes[i], r.predicted[i], f"{r.probability[i]:.6f}"]
+                row.append(r.splits[i])
                 if labels is not None:
                     row.append(int(labels[i]))
                 row += [f"{v:.9g}" for v in r.vectors[i]]  # float32 round-trips with 9 digits
                 w.writerow(row)
 
 
-def _register_fonts() -> str | None:
-    """Register the bundled Hangul font(s) with matplotlib; return the family name."""
-    from matplotlib import font_manager
-
-    family = None
-    for ttf in sorted((Path(__file__).resolve().parent.parent / "fonts").glob("*.ttf")):
-        try:
-            font_manager.fontManager.addfont(str(ttf))
-            family = family or font_manager.FontProperties(fname=str(ttf)).get_name()
-        except (OSError, RuntimeError, ValueError):
-            continue
-    return family
-
-
 def _write_clusters(r: EmbedResult, folder: Path, thumbs, labels, k: int, overwrite: bool):
+    from cnncli.drawing.save import save_png
     from cnncli.drawing.sheets import contact_sheet
 
     with atomic_dir(folder, overwrite=overwrite) as tmp:
@@ -281,7 +284,7 @@ def _write_clusters(r: EmbedResult, folder: Path, thumbs, labels, k: int, overwr
             sheet = contact_sheet(
                 items, per_row=8, cell=THUMB, title=f"cluster {c}: {len(members)} images{more}"
             )
-            sheet.save(tmp / f"cluster_{c:02d}.png", format="PNG")
+            save_png(sheet, tmp / f"cluster_{c:02d}.png")
             r.cluster_sizes.append(len(members))
         _projection_plot(r, labels, tmp / "projection.png")
     r.cluster_dir = folder
@@ -290,35 +293,16 @@ def _write_clusters(r: EmbedResult, folder: Path, thumbs, labels, k: int, overwr
 
 
 def _projection_plot(r: EmbedResult, labels, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The vectors' 2-D PCA, coloured by class and marked by cluster (drawing.plots)."""
     from sklearn.decomposition import PCA
+
+    from cnncli.drawing.plots import plot_projection
 
     v = r.vectors.astype(np.float64)
     n_comp = min(2, v.shape[0], v.shape[1])
     xy = PCA(n_components=n_comp).fit_transform(v) if n_comp >= 1 else np.zeros((len(v), 0))
     if xy.shape[1] < 2:
         xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
-    family = _register_fonts()
     classes = [c or p for c, p in zip(r.classes, r.predicted, strict=True)]
-    markers = "os^Dv<>pP*Xh"
-    rc = {"font.family": [family, "DejaVu Sans"]} if family else {}
-    with plt.rc_context(rc):
-        fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
-        for ci, name in enumerate(sorted(set(classes))):
-            idx = [i for i, c in enumerate(classes) if c == name]
-            for c in sorted({int(labels[i]) for i in idx}):
-                sel = [i for i in idx if labels[i] == c]
-                ax.scatter(
-                    xy[sel, 0], xy[sel, 1], color=plt.cm.tab10(ci % 10),
-                    marker=markers[c % len(markers)], label=f"{name} · cluster {c}",
-                )  # fmt: skip
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
-        ax.set_title(f"{r.layer}: {r.count} vectors of {r.dims} values (PCA)")
-        ax.legend(fontsize="small", loc="best")
-        fig.tight_layout()
-        fig.savefig(path, format="png")
-        plt.close(fig)
+    title = f"{r.layer}: {r.count} vectors of {r.dims} values (PCA)"
+    plot_projection(xy, classes, labels, title, path)

@@ -20,33 +20,28 @@ import io
 import math
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cnncli.atomic import atomic_file
+from cnncli.datasets.shards import SPLITS
 from cnncli.errors import DatasetError, ModelError, UsageError
+from cnncli.inference.metrics import (
+    ClassMetrics,
+    confusion_matrix,
+    cross_entropy,
+    per_class_metrics,
+)
 from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
 from cnncli.models.head import predicted_classes
+from cnncli.progress import Counter, Progress
 
-SPLITS = ("train", "val", "test")
+BESIDE_MODEL = "beside-model"  # confusion_png: <model>.confusion-<split>.png beside the model
 SHEET_MAX = 100  # images drawn in the errors sheet (the CSV lists them all)
 SHEET_CELL = 200
 HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
-
-Progress = Callable[[int], None]
-
-
-@dataclass
-class ClassMetrics:
-    index: int
-    name: str
-    precision: float
-    recall: float
-    f1: float
-    support: int
 
 
 @dataclass
@@ -147,11 +142,10 @@ def default_split(info) -> str:
     raise DatasetError(f"dataset {info.path} has no images in any split")
 
 
-def _check_split(info, split: str | None) -> str:
+def _chosen_split(info, split: str | None) -> str:
+    """The split to evaluate: the default one, or the one asked for if it has images."""
     if split is None:
         return default_split(info)
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     if info.count(split) == 0:
         have = [f"{s} ({info.count(s)})" for s in SPLITS if info.count(s) > 0]
         raise DatasetError(
@@ -159,6 +153,15 @@ def _check_split(info, split: str | None) -> str:
             f"use --split with one of: {', '.join(have) or 'none'}",
         )
     return split
+
+
+def default_confusion_path(model: ModelInfo, split: str) -> Path:
+    """Where the confusion plot goes by default: `<model>.confusion-<split>.png` beside it."""
+    if model.path is None:
+        raise UsageError(
+            "the model has no file to put the confusion plot beside", "give confusion_png"
+        )
+    return model.path.with_name(f"{model.path.stem}.confusion-{split}.png")
 
 
 def _check_fit(model: ModelInfo, info) -> list[str]:
@@ -234,7 +237,10 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate `model` (a path, a loaded model or a keras.Model) on a split of the dataset
     at `dataset_dir` (default split: test if it has images, else val). Writes the errors
-    sheet, errors CSV and confusion plot when their paths are given."""
+    sheet, errors CSV and confusion plot when their paths are given (`confusion_png=
+    BESIDE_MODEL`: `<model>.confusion-<split>.png` beside the model file, replaced if there).
+    `progress(done, total)` counts images; it is first called once the model and dataset
+    are open and checked, so a bad input fails before any progress shows."""
     from cnncli.datasets.store import open_dataset
 
     if batch_size < 1:
@@ -242,10 +248,14 @@ def evaluate(
     if split is not None and split not in SPLITS:  # before any loading
         raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     info = open_dataset(dataset_dir)
-    split = _check_split(info, split)
+    split = _chosen_split(info, split)
     m = open_model(model, unsafe=unsafe)
     notes = list(m.notes) + _check_fit(m, info)
     names = list(info.class_names)
+    if confusion_png == BESIDE_MODEL:
+        confusion_png = default_confusion_path(m, split)
+    counter = Counter(progress, info.count(split))
+    counter.start()
 
     labels, probs, paths = [], [], []
     wrong_images: dict[int, np.ndarray] = {}  # kept for the errors sheet (first SHEET_MAX)
@@ -261,8 +271,7 @@ def evaluate(
         probs.append(pr)
         paths.extend(p)
         seen += len(y)
-        if progress:
-            progress(len(y))
+        counter.add(len(y))
     y_true = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     pr = np.concatenate(probs) if probs else np.zeros((0, len(names)))
     y_pred = predicted_classes(pr, m.head)
@@ -283,7 +292,8 @@ def evaluate(
         predicted=y_pred,
         probabilities=pr,
         paths=paths,
-        conversion=f"images read from the dataset ({info.image.describe()})",
+        conversion=f"images read from the dataset ({info.image.describe()}); "
+        f"pixels x {m.scale_text}",
         notes=notes,
     )
     result.per_class = per_class_metrics(result.confusion, names)
@@ -312,49 +322,6 @@ def evaluate(
         plot_confusion(result.confusion, names, confusion_png, title=title)
         result.files["confusion_png"] = str(confusion_png)
     return result
-
-
-# --- the numbers ------------------------------------------------------------------------
-
-_EPS = 1e-7  # keras.config.epsilon(): Keras clips probabilities to [eps, 1 - eps]
-
-
-def cross_entropy(y_true: np.ndarray, probs: np.ndarray, kind: str) -> float:
-    """Mean cross-entropy as Keras computes it from probabilities (clipped to eps)."""
-    if len(y_true) == 0:
-        return 0.0
-    if kind == "binary":
-        p = np.clip(probs[:, 1], _EPS, 1 - _EPS)
-        y = y_true.astype(np.float64)
-        return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
-    p = probs / probs.sum(axis=1, keepdims=True)
-    p = np.clip(p[np.arange(len(y_true)), y_true], _EPS, 1 - _EPS)
-    return float(np.mean(-np.log(p)))
-
-
-def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
-    """(n, n) counts: row = actual class, column = predicted class."""
-    m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
-    return m
-
-
-def per_class_metrics(matrix: np.ndarray, class_names) -> list[ClassMetrics]:
-    """Precision, recall and F1 per class from a confusion matrix (0 where undefined, as
-    scikit-learn's zero_division=0)."""
-    tp = np.diag(matrix).astype(np.float64)
-    predicted = matrix.sum(axis=0).astype(np.float64)
-    actual = matrix.sum(axis=1).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(actual > 0, tp / actual, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return [
-        ClassMetrics(
-            i, str(name), float(precision[i]), float(recall[i]), float(f1[i]), int(actual[i])
-        )
-        for i, name in enumerate(class_names)
-    ]
 
 
 # --- the error files --------------------------------------------------------------------

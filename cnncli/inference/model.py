@@ -33,21 +33,29 @@ class ModelInfo:
     from_cnncli: bool
     head: Head
     notes: list[str] = field(default_factory=list)
+    image_stored: bool = False  # the image spec was stored with the model (else: input shape)
+
+    @property
+    def scale_text(self) -> str:
+        """The pixel scale as a person writes it: 1/255, 1, 0.5."""
+        return "1/255" if abs(self.pixel_scale - 1 / 255) < 1e-12 else f"{self.pixel_scale:.6g}"
 
     @property
     def conversion(self) -> str:
-        """The input conversion, stated once to the user."""
+        """The input conversion, stated once to the user: the spec, where it came from, and
+        the pixel scale applied before the model."""
         how = (
-            "as the dataset was built"
-            if self.from_cnncli
-            else "from the model's input shape (no cnncli metadata in the model)"
+            "as the dataset was built (stored with the model)"
+            if self.image_stored
+            else "from the model's input shape (none stored with the model)"
         )
-        return f"images converted to {self.image.describe()}, {how}"
+        return f"images converted to {self.image.describe()}, {how}; pixels x {self.scale_text}"
 
 
 def open_model(model, unsafe: bool = False) -> ModelInfo:
     """A model file path, a cnncli.models.io LoadedModel, a ModelInfo or a keras.Model ->
-    ModelInfo, with defaults stated in `notes` for models saved elsewhere."""
+    ModelInfo, with the defaults used for a model saved elsewhere stated in `notes` (the
+    image conversion is stated by `conversion`, not repeated there)."""
     if isinstance(model, ModelInfo):
         return model
     path = None
@@ -63,40 +71,36 @@ def open_model(model, unsafe: bool = False) -> ModelInfo:
                 "give a .keras or .h5 file (a train run folder holds best.keras)",
             )
         model = _load(path, unsafe)
-    if hasattr(model, "model") and hasattr(model, "metadata"):
+    if hasattr(model, "model") and hasattr(model, "metadata"):  # a LoadedModel
         keras_model, m = model.model, model.metadata
-        class_names = list(m.class_names) if getattr(m, "class_names", None) else None
-        spec = getattr(m, "image", None)
-        scale = float(getattr(m, "pixel_scale", 1 / 255))
-        from_cnncli = bool(getattr(m, "from_cnncli", False))
-        notes = list(getattr(m, "notes", []) or [])
         path = path or getattr(model, "path", None)
-    else:  # a bare keras.Model
-        keras_model, class_names, spec, scale, from_cnncli, notes = (
-            model,
-            None,
-            None,
-            1 / 255,
-            False,
-            [],
-        )
+    else:  # a keras.Model in memory: the defaults load_model gives a model saved elsewhere
+        from cnncli.models.io import default_metadata
+
+        keras_model, m = model, default_metadata(model)
+    class_names = list(m.class_names) if getattr(m, "class_names", None) else None
+    from_cnncli = bool(getattr(m, "from_cnncli", False))
+    stored = getattr(m, "raw", None)
+    image_stored = bool(stored.get("image")) if isinstance(stored, dict) else from_cnncli
+    spec = getattr(m, "image", None) if image_stored else None
+    scale = float(getattr(m, "pixel_scale", 1 / 255))
+    notes = list(getattr(m, "notes", []) or [])
     head = model_head(keras_model)
     if spec is None:
         spec = ImageSpec.for_input_shape(keras_model.inputs[0].shape)
-        if not from_cnncli:
-            _note(notes, f"image conversion from the model's input shape: {spec.describe()}")
-    if not from_cnncli and not any("1/255" in n or "scal" in n for n in notes):
-        _note(notes, "pixels scaled by 1/255 before the model (no cnncli metadata)")
+    notes = [n for n in notes if not n.startswith("image conversion")]  # said by `conversion`
     if not class_names:
         class_names = [str(i) for i in range(head.num_classes)]
-        _note(notes, f"classes named by output index: {', '.join(class_names)}")
+        _note(notes, f"class names: the output indices {', '.join(class_names)}")
     if len(class_names) != head.num_classes:
         raise ModelError(
             f"the model's output has {head.units} unit(s) but its metadata names "
             f"{len(class_names)} classes",
             "save the model again with cnncli, or check which model file this is",
         )
-    return ModelInfo(keras_model, path, class_names, spec, scale, from_cnncli, head, notes)
+    return ModelInfo(
+        keras_model, path, class_names, spec, scale, from_cnncli, head, notes, image_stored
+    )
 
 
 def _note(notes: list[str], text: str) -> None:

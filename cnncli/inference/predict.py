@@ -12,7 +12,9 @@ cnncli.models.head, as in evaluate, activations and embed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import csv
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +23,7 @@ from cnncli.errors import ImageError, UsageError
 from cnncli.images import collect_images, load_image
 from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
 from cnncli.models.head import predicted_classes
-
-Progress = Callable[[int], None]
+from cnncli.progress import Counter, Progress
 
 
 @dataclass
@@ -77,6 +78,21 @@ class PredictResult:
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
         }
 
+    def to_csv(self) -> str:
+        """file, class, probability, then class_2, probability_2 ... for top_k > 1."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        header = ["file", "class", "probability"]
+        for i in range(2, self.top_k + 1):
+            header += [f"class_{i}", f"probability_{i}"]
+        w.writerow(header)
+        for r in self.rows:
+            row = [r.file, r.class_name, f"{r.probability:.6f}"]
+            for c, p in r.top_k[1:]:
+                row += [c, f"{p:.6f}"]
+            w.writerow(row)
+        return buf.getvalue()
+
 
 def predict(
     model,
@@ -89,8 +105,9 @@ def predict(
     """Predict the class of each image file (or the images in each folder).
 
     Files that cannot be read as images are skipped and listed in `skipped` with the
-    reason; when none can be read, ImageError names the first one.
-    Returns rows (file, class, probability, top-k) in input order.
+    reason; when none can be read, ImageError names the first one. `progress(done, total)`
+    counts files, read or skipped. Returns rows (file, class, probability, top-k) in input
+    order.
     """
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
@@ -104,6 +121,7 @@ def predict(
             f"--top-k {top_k} is more than the model's {n_classes} classes",
             f"use --top-k {n_classes} or less",
         )
+    counter = Counter(progress, len(files))
     rows: list[Prediction] = []
     skipped: list[tuple[str, str]] = []
     first_error: ImageError | None = None
@@ -126,8 +144,7 @@ def predict(
                     top_k=[(info.class_names[int(i)], float(p[int(i)])) for i in order],
                 )
             )
-        if progress:
-            progress(len(batch))
+        counter.add(len(batch))
         batch.clear()
         names.clear()
 
@@ -137,8 +154,7 @@ def predict(
         except ImageError as e:
             first_error = first_error or e
             skipped.append((str(f), e.reason))
-            if progress:
-                progress(1)
+            counter.add()
             continue
         batch.append(arr)
         names.append(str(f))

@@ -56,6 +56,8 @@ def model_head(model) -> Head:
 
 
 def outputs_to_probabilities(out: np.ndarray, head: Head) -> np.ndarray:
+    """Raw outputs (N, units) -> (N, num_classes) probabilities: a sigmoid unit's p becomes
+    [1 - p, p], logits go through sigmoid / softmax, probabilities pass as they are."""
     out = out.reshape(out.shape[0], -1)
     if head.kind == "binary":
         p = 1 / (1 + np.exp(-out[:, 0])) if head.from_logits else out[:, 0]

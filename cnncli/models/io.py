@@ -342,6 +342,12 @@ def _output_units(model) -> int | None:
         return None
 
 
+def default_metadata(model) -> ModelMetadata:
+    """What `load_model` reports for a model saved without cnncli metadata (a keras.Model
+    in memory, say): the defaults, each stated in `notes`."""
+    return _metadata(model, None)
+
+
 def _metadata(model, stored: dict | None) -> ModelMetadata:
     notes: list[str] = []
     stored = stored or {}
@@ -383,6 +389,7 @@ def _metadata(model, stored: dict | None) -> ModelMetadata:
 __all__ = [
     "LoadedModel",
     "ModelMetadata",
+    "default_metadata",
     "load_model",
     "read_config",
     "read_metadata",

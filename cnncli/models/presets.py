@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cnncli.errors import ModelError, UsageError
+from cnncli.models.spec import SPEC_VERSION, build_layers, head_entry
 
 
 @dataclass(frozen=True)
@@ -182,12 +183,6 @@ def get_architecture(name: str) -> Architecture:
     return arch
 
 
-def _head(num_classes: int) -> tuple[str, dict]:
-    from cnncli.models.spec import _head_entry
-
-    return _head_entry(num_classes)
-
-
 def architecture_entries(
     name: str,
     input_shape: tuple[int, int, int] | None = None,
@@ -200,7 +195,7 @@ def architecture_entries(
         raise UsageError(f"input shape must be HxWxC with positive sizes, got {shape}")
     n = arch.num_classes if num_classes is None else int(num_classes)
     body = [(cls, dict(kwargs)) for cls, kwargs in arch.body]
-    return shape, [*body, _head(n)]
+    return shape, [*body, head_entry(n)]
 
 
 def build_architecture(
@@ -213,8 +208,6 @@ def build_architecture(
     Unknown name -> UsageError; an input too small for the architecture -> ModelError
     saying the smallest input it takes.
     """
-    from cnncli.models.spec import build_layers
-
     arch = get_architecture(name)
     shape, entries = architecture_entries(name, input_shape, num_classes)
 
@@ -224,4 +217,27 @@ def build_architecture(
     return build_layers(entries, shape, arch.name.replace("-", "_"), describe, error=ModelError)
 
 
-__all__ = ["ARCHITECTURES", "Architecture", "architecture_entries", "build_architecture"]
+def architecture_to_spec(
+    name: str,
+    input_shape: tuple[int, int, int] | None = None,
+    num_classes: int | None = None,
+) -> dict:
+    """A named architecture written as a spec dict (cnncli.models.spec.write_spec)."""
+    arch = get_architecture(name)
+    shape, entries = architecture_entries(name, input_shape, num_classes)
+    return {
+        "format_version": SPEC_VERSION,
+        "name": arch.name,
+        "input_shape": list(shape),
+        "layers": [{cls: dict(kwargs)} for cls, kwargs in entries],
+    }
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "architecture_entries",
+    "architecture_to_spec",
+    "build_architecture",
+    "get_architecture",
+]

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnncli.errors import InputError, ModelError, UsageError
+from cnncli.errors import InputError, UsageError
 
 SPEC_VERSION = 1
 
@@ -291,7 +291,8 @@ def check_shapes(layers, input_shape: tuple, describe, error=UsageError) -> None
 
 
 # ---------------------------------------------------------------------- building
-def _head_entry(num_classes: int) -> tuple[str, dict]:
+def head_entry(num_classes: int) -> tuple[str, dict]:
+    """The last layer for `num_classes`: 2 -> Dense(1, sigmoid); more -> Dense(N, softmax)."""
     if num_classes < 2:
         raise UsageError(f"--classes must be 2 or more, got {num_classes}")
     if num_classes == 2:
@@ -365,35 +366,30 @@ def build_from_spec(
                 "classes, the last layer is not Dense",
                 "end the spec with a Dense layer or leave out --classes",
             )
-        entries[-1] = _head_entry(int(num_classes))
+        entries[-1] = head_entry(int(num_classes))
     name = str(spec.get("name") or "spec_model")
     name = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
     return build_layers(entries, input_shape, name)
 
 
-def architecture_to_spec(
-    name: str,
-    input_shape: tuple[int, int, int] | None = None,
-    num_classes: int | None = None,
-) -> dict:
-    """A named architecture (cnncli.models.presets) written as a spec dict."""
-    from cnncli.models.presets import architecture_entries, get_architecture
-
-    arch = get_architecture(name)
-    shape, entries = architecture_entries(name, input_shape, num_classes)
-    return {
-        "format_version": SPEC_VERSION,
-        "name": arch.name,
-        "input_shape": list(shape),
-        "layers": [{cls: dict(kwargs)} for cls, kwargs in entries],
-    }
+def with_overrides(spec: dict, input_shape=None, num_classes=None) -> dict:
+    """A copy of `spec` with another input shape and/or the head for `num_classes`, as
+    build_from_spec(spec, input_shape, num_classes) builds it (for writing it back out)."""
+    spec = dict(spec)
+    if input_shape is not None:
+        spec["input_shape"] = list(input_shape)
+    if num_classes is not None:
+        name, kwargs = head_entry(int(num_classes))
+        spec["layers"] = [*spec["layers"][:-1], {name: kwargs}]
+    return spec
 
 
 __all__ = [
-    "ModelError",
-    "architecture_to_spec",
     "build_from_spec",
+    "build_layers",
+    "head_entry",
     "load_spec",
     "write_spec",
     "smallest_input",
+    "with_overrides",
 ]

@@ -17,7 +17,11 @@ counts 0 MACs. Activation memory is the bytes of each layer's output for one ima
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from cnncli.errors import ModelError, UsageError
 
 MACS_NOTE = (
     "MACs: Conv and Dense multiply-accumulates for one image; pooling, activations, "
@@ -189,8 +193,6 @@ def summarize(model, expand: bool = False) -> dict:
     dimension (None) as Keras prints them. With `expand`, the layers of nested models
     follow their model's row with depth + 1 (not counted again in the totals)."""
     if not model.built or not model.inputs:
-        from cnncli.errors import ModelError
-
         raise ModelError(
             f"model {model.name!r} has no input shape yet, so its layers have no shapes",
             "give it an Input (keras.Input(shape)) or build it before summarizing",
@@ -208,6 +210,68 @@ def summarize(model, expand: bool = False) -> dict:
         "activation_bytes": int(sum(r["activation_bytes"] for r in top)),
         "layers": rows,
     }
+
+
+@dataclass
+class SourceSummary:
+    summary: dict  # summarize()'s dict
+    stored: str | None = None  # a cnncli model file: the classes and image stored with it
+    notes: list[str] = field(default_factory=list)  # a model saved elsewhere: the defaults
+    exported: Path | None = None  # the spec file written
+
+
+def summarize_source(
+    model_file=None,
+    *,
+    arch: str | None = None,
+    spec=None,
+    input_shape: tuple[int, int, int] | None = None,
+    classes: int | None = None,
+    expand: bool = False,
+    unsafe: bool = False,
+    export=None,
+) -> SourceSummary:
+    """The summary of exactly one of a model file (loaded safely unless `unsafe`), a named
+    architecture (`arch`) or a spec file (`spec`). `input_shape` and `classes` build --arch
+    and --spec for another input or class count; `export` writes them as a spec file."""
+    from cnncli.models import spec as specs
+
+    if sum(s is not None for s in (model_file, arch, spec)) != 1:
+        raise UsageError(
+            "give exactly one of MODEL_FILE, --arch NAME or --spec FILE",
+            "see `cnncli summary --list-arch` for the architectures",
+        )
+    if model_file is not None and (input_shape is not None or classes is not None):
+        raise UsageError("--input and --classes apply to --arch and --spec, not to a model file")
+    if model_file is not None and export is not None:
+        raise UsageError("--export writes --arch or --spec as a spec file, not a model file")
+    result = SourceSummary({})
+    if arch is not None:
+        from cnncli.models.presets import architecture_to_spec, build_architecture
+
+        if export is not None:
+            result.exported = specs.write_spec(
+                architecture_to_spec(arch, input_shape, classes), export
+            )
+        model = build_architecture(arch, input_shape=input_shape, num_classes=classes)
+    elif spec is not None:
+        data = specs.load_spec(spec)
+        model = specs.build_from_spec(data, input_shape=input_shape, num_classes=classes)
+        if export is not None:
+            result.exported = specs.write_spec(
+                specs.with_overrides(data, input_shape, classes), export
+            )
+    else:
+        from cnncli.models.io import load_model
+
+        loaded = load_model(model_file, unsafe=unsafe)
+        model, meta = loaded.model, loaded.metadata
+        if meta.from_cnncli:
+            image = meta.image.describe() if meta.image else "?"
+            result.stored = f"classes {', '.join(meta.class_names)}; {image}"
+        result.notes = list(meta.notes)
+    result.summary = summarize(model, expand=expand)
+    return result
 
 
 def format_shape(shape) -> str:
@@ -239,4 +303,13 @@ def format_count(n: int) -> str:
     return f"{n:,}"
 
 
-__all__ = ["MACS_NOTE", "format_bytes", "format_count", "format_shape", "layer_macs", "summarize"]
+__all__ = [
+    "MACS_NOTE",
+    "SourceSummary",
+    "format_bytes",
+    "format_count",
+    "format_shape",
+    "layer_macs",
+    "summarize",
+    "summarize_source",
+]

@@ -30,6 +30,16 @@ class AugmentOptions:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @classmethod
+    def from_options(cls, course: bool = False, **transforms) -> AugmentOptions | None:
+        """What --augment (`course`: the course's set, which `transforms` change one by one)
+        and the transform options (rotation, shift, shear, zoom, flip; None: not given) ask
+        for, or None when they ask for nothing."""
+        given = {k: v for k, v in transforms.items() if v is not None}
+        if course:
+            return cls.course(**given)
+        return cls(**given) if given else None
+
     @property
     def active(self) -> bool:
         return bool(self.rotation or self.shift or self.shear or self.zoom or self.flip)

@@ -1,8 +1,6 @@
-"""Keras callbacks of a training run: progress events for the CLI, the run folder writer
-(checkpoints, best/last model, history.csv/png, resumable state), resumable early stopping.
-
-The library does not draw anything: it calls a `TrainEvents` object, which the CLI turns
-into a rich progress bar and epoch lines (or JSON lines).
+"""Keras callbacks of a training run: events for the CLI (cnncli.training.events), the run
+folder writer (checkpoints, best/last model, history.csv, resumable state), resumable early
+stopping, and the seed generator states that make a resumed run equal an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,47 +15,7 @@ import keras
 
 from cnncli.atomic import atomic_file
 from cnncli.training import rundir
-
-
-class TrainEvents:
-    """What a training run reports. Subclass and override what you need."""
-
-    def train_begin(self, info: dict) -> None:
-        """info: epochs, initial_epoch, steps, batch_size, run_dir, counts, notes."""
-
-    def epoch_begin(self, epoch: int, steps: int) -> None:
-        """epoch: 1-based number of the epoch starting; steps: batches in it."""
-
-    def batch_end(self, step: int, logs: dict) -> None:
-        """step: 1-based batch number in the epoch; logs: running loss/accuracy."""
-
-    def epoch_end(self, report: EpochReport) -> None:
-        """One finished (and saved) epoch."""
-
-
-@dataclass
-class EpochReport:
-    epoch: int
-    epochs: int
-    metrics: dict
-    seconds: float
-    improved: bool
-    best_epoch: int
-    best_value: float | None
-    monitor: str
-    checkpoint: str | None = None  # the checkpoint file written, if one was
-
-    def to_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "epochs": self.epochs,
-            **self.metrics,
-            "seconds": round(self.seconds, 4),
-            "improved": self.improved,
-            "best_epoch": self.best_epoch,
-            f"best_{self.monitor}": self.best_value,
-            "checkpoint": self.checkpoint,
-        }
+from cnncli.training.events import EpochReport, TrainEvents
 
 
 def _floats(logs: dict | None) -> dict:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import platform
 import re
 import shutil
+import time
 from pathlib import Path
 
+from cnncli import __version__
 from cnncli.atomic import write_json, write_text
-from cnncli.errors import InputError, OutputExistsError
+from cnncli.errors import InputError, OutputExistsError, UsageError
 
 RUN_JSON = "run.json"
 HISTORY_CSV = "history.csv"
@@ -49,25 +52,87 @@ def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
 
 
 def check_run_dir(path: str | Path, overwrite: bool = False) -> None:
-    """Refuse an existing non-empty run folder without overwrite (nothing is changed)."""
+    """Refuse an existing non-empty run folder without overwrite, and with overwrite
+    anything but an earlier run folder (one holding run.json), so --overwrite never deletes
+    an unrelated folder. Nothing is changed."""
     path = Path(path)
-    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    if not overwrite:
         raise OutputExistsError(path)
+    if not (path / RUN_JSON).is_file():
+        raise UsageError(
+            f"{path} is not a cnncli run folder (no {RUN_JSON}), so --overwrite will not "
+            "replace it",
+            "choose another output folder",
+        )
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
-    """Create an empty run folder; an existing non-empty one is refused without overwrite."""
+    """An empty run folder at `path`, made or emptied (see check_run_dir for what is
+    refused)."""
     path = Path(path)
     check_run_dir(path, overwrite)
+    if path.is_dir() and not any(path.iterdir()):
+        return path
     if path.exists():
-        if path.is_dir() and not any(path.iterdir()):
-            return path
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        shutil.rmtree(path)
     path.mkdir(parents=True)
     return path
+
+
+# ------------------------------------------------------------------ run.json
+def new_run_record(dataset_dir, info, model: dict, options: dict) -> dict:
+    """run.json of a run that starts now (status "running"); `info` is the DatasetInfo,
+    `model` says what is trained (source, name, params, head, from_logits, loss)."""
+    return {
+        "format": "cnncli-run",
+        "format_version": 1,
+        "command": "train",
+        "status": "running",
+        "started": now(),
+        "dataset": {
+            "path": str(Path(dataset_dir).resolve()),
+            "sha256": info.sha256,
+            "class_names": info.class_names,
+            "image": info.image.to_dict(),
+            "counts": {s: info.count(s) for s in info.splits},
+        },
+        "model": model,
+        "options": options,
+        "versions": versions(),
+        "metadata": model_metadata(info),
+    }
+
+
+def model_metadata(info) -> dict:
+    """What every model a run saves carries (cnncli.models.io; docs/FORMAT.md)."""
+    return {
+        "format_version": 1,
+        "class_names": info.class_names,
+        "image": info.image.to_dict(),
+        "pixel_scale": 1.0,
+        "dataset_sha256": info.sha256,
+        "cnncli_version": __version__,
+    }
+
+
+def versions() -> dict:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {
+        "cnncli": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+    }
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # ------------------------------------------------------------------ history.csv

@@ -1,0 +1,116 @@
+"""The conversion workers of `build_dataset`: open, check and convert each image, encode its
+record and hash its source, in a spawn-safe process pool that imports no TensorFlow.
+
+Each image is decoded once (cnncli.images.open_image checks it fully as it decodes), so
+checking costs no second pass. Results come back in the order the tasks went in, with at
+most two chunks per worker in flight, so memory stays flat however many images there are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from cnncli.datasets.tfrecord import encode_example, frame
+from cnncli.errors import ImageError
+from cnncli.images import ImageSpec, convert_image, open_image
+
+PNG_COMPRESS_LEVEL = 1  # measured: level 6 is 2.2x slower to write for 9% smaller files
+# Below this many pixels in total, starting worker processes costs more than it saves
+# (measured: spawning 2 workers takes about 0.3 s of wall time and 0.6 s of CPU; one
+# 500x500 RGBA PNG takes about 20 ms to check and convert, so the pool wins from ~30 such).
+POOL_MIN_PIXELS = 8_000_000
+
+
+def convert_record(task: tuple) -> tuple:
+    """(path, spec dict, encoding, index, label, name) -> ('ok', record, sha256) or
+    ('bad', reason, sha256): the image opened and checked fully (one decode), converted
+    to the spec and framed as one TFRecord."""
+    path, spec_d, encoding, index, label, name = task
+    try:
+        with open(path, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        return ("bad", f"cannot read ({e.strerror or e})", "")
+    try:
+        arr = convert_image(open_image(path), ImageSpec.from_dict(spec_d))
+    except ImageError as e:
+        return ("bad", e.reason, sha)
+    data = encode_pixels(arr, encoding)
+    record = frame(encode_example({"image": data, "label": label, "index": index, "path": name}))
+    return ("ok", record, sha)
+
+
+def encode_pixels(arr: np.ndarray, encoding: str) -> bytes:
+    """An H x W x C uint8 array as a record stores it: 'raw' bytes or a 'png' file."""
+    if encoding == "raw":
+        return np.ascontiguousarray(arr).tobytes()
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(
+        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL
+    )
+    return buf.getvalue()
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def pool_size(workers: int | None, source_pixels: int) -> int:
+    """Worker processes for a build: the given number (default: every core), or one when
+    the sources are too small for a pool to pay for its start-up."""
+    if source_pixels < POOL_MIN_PIXELS:  # decoding the sources is most of the work
+        return 1
+    return workers or default_workers()
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4) -> Iterator:
+    """fn (a module-level function) over items, results in order, in a spawn-safe process
+    pool with at most 2 chunks per worker in flight. Close the iterator (contextlib.closing)
+    to stop the pool at once on an error or Ctrl-C."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_ignore_sigint,
+    )
+    pending: deque = deque()
+    it = iter(items)
+    try:
+        while True:
+            while len(pending) < 2 * workers:
+                chunk = [t for _, t in zip(range(chunksize), it, strict=False)]
+                if not chunk:
+                    break
+                pending.append(pool.submit(_run_chunk, fn, chunk))
+            if not pending:
+                return
+            yield from pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_chunk(fn: Callable, chunk: list) -> list:
+    return [fn(t) for t in chunk]
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

@@ -1,0 +1,190 @@
+"""A model traced into one graph: every layer's output (nested models expanded into their
+inner layers), and the layers a user chooses by name, index or group.
+
+`trace_model(model)` calls the model on a fresh Input layer by layer and records each
+layer's symbolic output, so `Probe.build(chosen)` makes ONE Keras model whose outputs are
+the chosen layers' outputs and then the model's own output. activations and embed both
+read a model through it. TensorFlow/Keras are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cnncli.errors import ModelError, UsageError
+
+GROUPS = ("conv", "pool", "dense", "all")
+
+
+@dataclass
+class LayerInfo:
+    index: int  # position in the expanded layer list (what --layers indexes)
+    name: str  # "conv2d" or, inside a nested model, "inner/conv2d"
+    type: str  # class name: Conv2D, MaxPooling2D, ...
+    shape: tuple  # output shape without the batch axis
+
+    @property
+    def kind(self) -> str:
+        if len(self.shape) in (2, 3):
+            return "spatial"
+        return "vector"
+
+    @property
+    def file_stem(self) -> str:
+        return f"{self.index:02d}_{re.sub(r'[^0-9A-Za-z_.-]+', '-', self.name)}"
+
+    @property
+    def shape_text(self) -> str:
+        return "(" + ", ".join(["None"] + [str(d) for d in self.shape]) + ")"
+
+
+@dataclass
+class Probe:
+    """The model's input, each layer's symbolic output, and the final output."""
+
+    keras_model: object
+    inputs: object
+    layers: list[LayerInfo]
+    outputs: list  # symbolic output of layers[i]
+    final: object  # the model's output
+
+    def select(self, selection: str | Sequence | None) -> list[LayerInfo]:
+        return select_layers(self.layers, selection)
+
+    def build(self, chosen: Sequence[LayerInfo]):
+        """One Keras model whose outputs are the chosen layers' outputs, then the final output."""
+        import keras
+
+        return keras.Model(self.inputs, [self.outputs[li.index] for li in chosen] + [self.final])
+
+
+def trace_model(model) -> Probe:
+    """Call the model on a fresh Input, layer by layer (nested models expanded), recording
+    every layer's symbolic output. Works for Sequential models built without an Input."""
+    import keras
+
+    shape = _input_shape(model)
+    inp = keras.Input(shape=shape[1:], name="image")
+    record: list[tuple[str, object, object]] = []
+    final = _trace(model, (inp,), {}, record, prefix="", top=True)
+    if isinstance(final, (list, tuple)):
+        final = final[0]
+    layers = [
+        LayerInfo(i, name, type(layer).__name__, tuple(_dims(out)))
+        for i, (name, layer, out) in enumerate(record)
+    ]
+    return Probe(model, inp, layers, [out for _, _, out in record], final)
+
+
+def _dims(tensor) -> list:
+    out = tensor[0] if isinstance(tensor, (list, tuple)) else tensor
+    return [None if d is None else int(d) for d in tuple(out.shape)[1:]]
+
+
+def _input_shape(model) -> tuple:
+    try:
+        inputs = model.inputs
+        if inputs:
+            if len(inputs) != 1:
+                raise ModelError(
+                    f"the model has {len(inputs)} inputs; cnncli shows one-image models"
+                )
+            return tuple(inputs[0].shape)
+    except (AttributeError, ValueError):
+        pass
+    for attr in ("input_shape", "_build_shapes_dict"):
+        try:
+            value = getattr(model, attr)
+        except (AttributeError, ValueError):
+            continue
+        if isinstance(value, dict) and value:
+            value = next(iter(value.values()))
+        if value:
+            return tuple(value)
+    raise ModelError(
+        "the model has no known input shape (a Sequential model never built)",
+        "build it on an Input or call it once on data before saving",
+    )
+
+
+def _is_functional(layer) -> bool:
+    return hasattr(layer, "_run_through_graph") and hasattr(layer, "_nodes_by_depth")
+
+
+def _trace(layer, args, kwargs, record, prefix: str, top: bool = False):
+    import keras
+
+    inner = "" if top else f"{prefix}{layer.name}/"
+    if isinstance(layer, keras.Sequential):
+        x = args[0]
+        for sub in layer.layers:
+            if isinstance(sub, keras.layers.InputLayer):
+                continue
+            x = _trace(sub, (x,), {}, record, inner)
+        return x
+    if isinstance(layer, keras.Model) and _is_functional(layer):
+
+        def op_fn(op):
+            return lambda *a, **k: _trace(op, a, k, record, inner)
+
+        return layer._run_through_graph(args[0], operation_fn=op_fn)
+    if isinstance(layer, keras.layers.InputLayer):
+        return args[0]
+    out = layer(*args, **kwargs)
+    record.append((f"{prefix}{layer.name}", layer, out))
+    return out
+
+
+def layer_group(info: LayerInfo) -> set[str]:
+    t = info.type
+    groups = {"all"}
+    if "Conv" in t:
+        groups.add("conv")
+    if "Pool" in t:
+        groups.add("pool")
+    if t in ("Dense", "Flatten", "EinsumDense"):
+        groups.add("dense")
+    return groups
+
+
+def default_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """Every layer with spatial output, plus Flatten and Dense layers."""
+    return [li for li in layers if li.kind == "spatial" or li.type in ("Flatten", "Dense")]
+
+
+def select_layers(layers: Sequence[LayerInfo], selection) -> list[LayerInfo]:
+    """`selection`: None (the default set), or names, indexes and groups (conv, pool,
+    dense, all), as a comma-separated string or a list. Returned in layer order."""
+    if selection is None or (isinstance(selection, str) and not selection.strip()):
+        return default_layers(layers)
+    tokens = selection.split(",") if isinstance(selection, str) else list(selection)
+    chosen: set[int] = set()
+    by_name = {}
+    for li in layers:
+        by_name.setdefault(li.name, li.index)
+        by_name.setdefault(li.name.rsplit("/", 1)[-1], li.index)
+    for raw in tokens:
+        token = str(raw).strip()
+        if not token:
+            continue
+        if token.lower() in GROUPS:
+            chosen.update(li.index for li in layers if token.lower() in layer_group(li))
+        elif token in by_name:
+            chosen.add(by_name[token])
+        elif re.fullmatch(r"-?\d+", token):
+            i = int(token)
+            if not -len(layers) <= i < len(layers):
+                raise UsageError(
+                    f"--layers: index {i} is out of range",
+                    f"the model has layers 0 to {len(layers) - 1}",
+                )
+            chosen.add(layers[i].index)
+        else:
+            names = ", ".join(li.name for li in layers[:30])
+            raise UsageError(
+                f"--layers: no layer or group named {token!r}",
+                f"use names ({names}), indexes, or {', '.join(GROUPS)}",
+            )
+    return [li for li in layers if li.index in chosen]

@@ -1,0 +1,153 @@
+"""What a training run is asked to do, and its rules, checked before TensorFlow loads.
+
+`TrainOptions` holds every option of a run (stored as run.json's `options`); `check()` refuses
+bad values and `for_dataset(info)` fills in the defaults that depend on the dataset (epochs,
+the monitored metric, the checkpoint pattern). `model_source` is the one place that says
+which architecture a run trains: exactly one of --arch, --spec, --from (or a Keras model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import asdict, dataclass, replace
+
+from cnncli.errors import UsageError
+from cnncli.training.augment import AugmentOptions
+
+DEFAULT_EPOCHS = 10
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
+CACHE_MODES = ("memory", "disk", "none")
+DEFAULT_CHECKPOINT = "checkpoints/save-{epoch:02d}-{val_loss:.4f}.keras"
+NO_VAL_CHECKPOINT = "checkpoints/save-{epoch:02d}-{loss:.4f}.keras"
+
+
+@dataclass
+class TrainOptions:
+    epochs: int | None = None  # None: DEFAULT_EPOCHS (a resumed run: its own total)
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float | None = None  # None: the optimizer's Keras default
+    seed: int = 0
+    early_stop: int | None = None  # patience in epochs
+    monitor: str | None = None  # default: val_loss (loss when there is no val split)
+    class_weight: str | None = None  # None or "auto" (balanced from the train counts)
+    tensorboard: bool = False
+    cache: str = "memory"
+    augment: AugmentOptions | None = None
+    checkpoint: str | None = None  # default: DEFAULT_CHECKPOINT (NO_VAL_CHECKPOINT: no val)
+    save_best_only: bool = True
+    deterministic: bool = True
+
+    def check(self) -> None:
+        """Refuse a bad value (UsageError naming the option and what it takes)."""
+        if self.epochs is not None and self.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(
+                f"unknown optimizer {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.cache not in CACHE_MODES:
+            raise UsageError(
+                f"unknown cache {self.cache!r}", f"use one of {', '.join(CACHE_MODES)}"
+            )
+        if self.class_weight not in (None, "auto"):
+            raise UsageError(f"unknown --class-weight {self.class_weight!r}", "use auto")
+        if self.early_stop is not None and self.early_stop < 1:
+            raise UsageError(f"--early-stop must be at least 1 epoch, got {self.early_stop}")
+        if self.augment is not None:
+            self.augment.check()
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise UsageError(
+                "--tensorboard needs the tensorboard package, which is not installed",
+                "pip install tensorboard, or leave out --tensorboard",
+            )
+
+    def for_dataset(self, info) -> TrainOptions:
+        """A copy with the defaults that depend on the dataset (a DatasetInfo)
+        filled in: epochs, the monitored metric and the checkpoint pattern (both checked
+        against the dataset's splits)."""
+        has_val = info.count("val") > 0
+        monitor = self.monitor or ("val_loss" if has_val else "loss")
+        if monitor.startswith("val_") and not has_val:
+            raise UsageError(f"--monitor {monitor} needs a val split, and {info.path} has none")
+        pattern = self.checkpoint or (DEFAULT_CHECKPOINT if has_val else NO_VAL_CHECKPOINT)
+        check_checkpoint_pattern(pattern, has_val)
+        epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
+        return replace(self, epochs=epochs, monitor=monitor, checkpoint=pattern)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict() if self.augment else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainOptions:
+        d = dict(d)
+        if d.get("augment"):
+            d["augment"] = AugmentOptions(**d["augment"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def check_checkpoint_pattern(pattern: str, has_val: bool) -> None:
+    """Refuse a --checkpoint pattern that cannot be filled from an epoch's metrics."""
+    keys = {"loss": 0.5, "accuracy": 0.5}
+    if has_val:
+        keys.update(val_loss=0.5, val_accuracy=0.5)
+    try:
+        pattern.format(epoch=1, **keys)
+    except (KeyError, IndexError, ValueError) as e:
+        raise UsageError(
+            f"--checkpoint pattern {pattern!r} cannot be filled ({type(e).__name__}: {e})",
+            "use {epoch}, {loss}, {accuracy}"
+            + (", {val_loss}, {val_accuracy}" if has_val else " (no val split)"),
+        ) from None
+    if not pattern.endswith((".keras", ".h5")):
+        raise UsageError(f"--checkpoint pattern {pattern!r} must end in .keras or .h5")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a run's architecture comes from: kind 'arch' (a preset name), 'spec' (a spec
+    file or dict), 'from' (a saved model file) or 'model' (a Keras model object)."""
+
+    kind: str
+    value: object
+
+    def describe(self, model_name: str) -> dict:
+        """run.json's model.source: the name, spec or file as given (a Keras model: its name)."""
+        value = model_name if self.kind == "model" else str(self.value)
+        return {"kind": self.kind, "value": value}
+
+
+def model_source(arch=None, spec=None, from_model=None, model=None) -> ModelSource:
+    """The one architecture source given; anything else is a UsageError. What can be checked
+    without TensorFlow is checked here: the preset name, that the spec file reads and that
+    the --from file is a model file."""
+    given = [(kind, value) for kind, value in
+             (("arch", arch), ("spec", spec), ("from", from_model), ("model", model))
+             if value is not None]  # fmt: skip
+    if len(given) != 1:
+        raise UsageError(
+            "say which model to train with exactly one of --arch NAME, --spec FILE "
+            "or --from MODEL_FILE",
+            "see cnncli train --help",
+        )
+    kind, value = given[0]
+    if kind == "arch":
+        from cnncli.models.presets import get_architecture
+
+        get_architecture(value)
+    elif kind == "spec" and isinstance(value, (str, os.PathLike)):
+        from cnncli.models.spec import load_spec
+
+        load_spec(value)
+    elif kind == "from":
+        from cnncli.models.io import read_metadata
+
+        read_metadata(value)  # a missing, damaged or non-model file: one clear line
+    return ModelSource(kind, value)
