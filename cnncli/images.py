@@ -2,7 +2,9 @@
 
 `dataset build` converts every image with `load_image`, and `predict`, `evaluate` and
 `activations` call the same function with the `ImageSpec` stored with the model, so the
-same pixels reach the model at training and at use. NumPy and Pillow only.
+same pixels reach the model at training and at use. What a conversion changed (a mode, the
+alpha channel, the size or aspect ratio) is counted in a `Conversions` tally
+(cnncli.conversions) and said once per run. NumPy and Pillow only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnncli.conversions import Conversions, color_kind, resize_kind
 from cnncli.errors import ImageError, InputError, UsageError
 
 COLORS = ("rgba", "rgb", "grayscale")
@@ -304,40 +307,62 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return img
 
 
-def to_color(img: Image.Image, color: str) -> Image.Image:
-    """Convert to 'rgba', 'rgb' or 'grayscale' (as Keras' load_img does for the modes)."""
+def to_color(img: Image.Image, color: str, kinds: list | None = None) -> Image.Image:
+    """Convert to 'rgba', 'rgb' or 'grayscale' (as Keras' load_img does for the modes: alpha
+    is dropped, never composited, and added opaque). `kinds` collects what was changed."""
+    deep = img.mode
     img = _to_8bit(img)
+    if kinds is not None and img.mode != deep:
+        kinds.append((f"{'32' if deep in ('I', 'F') else '16'}-bit grayscale -> 8-bit", None))
     if img.mode == "P":  # palette: keep its transparency as alpha
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode == "CMYK":
         img = img.convert("RGB")
+        if kinds is not None:
+            kinds.append(("CMYK -> RGB", None))
     target = PIL_MODE[color]
-    return img if img.mode == target else img.convert(target)
+    if img.mode == target:
+        return img
+    if kinds is not None and (kind := color_kind(img, color)):
+        kinds.append((kind, None))
+    return img.convert(target)
 
 
-def resize(img: Image.Image, height: int, width: int, fit: str = "stretch") -> Image.Image:
+def resize(img: Image.Image, height: int, width: int, fit: str = "stretch",
+           kinds: list | None = None) -> Image.Image:  # fmt: skip
+    """Resize to height x width; `fit` says what happens to a different aspect ratio.
+    `kinds` collects what was changed: (kind, the source's aspect ratio or None)."""
     if img.size == (width, height):
         return img
+    if fit not in FITS:
+        raise UsageError(f"unknown fit {fit!r}", f"use one of {', '.join(FITS)}")
+    if kinds is not None:
+        kinds.append(resize_kind(img.width, img.height, height, width, fit))
     if fit == "stretch":
         return img.resize((width, height), RESAMPLE)
     if fit == "crop":
         return ImageOps.fit(img, (width, height), RESAMPLE, centering=(0.5, 0.5))
-    if fit == "pad":
-        fill = (0,) * len(img.getbands())
-        return ImageOps.pad(img, (width, height), RESAMPLE, color=fill, centering=(0.5, 0.5))
-    raise UsageError(f"unknown fit {fit!r}", f"use one of {', '.join(FITS)}")
+    fill = (0,) * len(img.getbands())
+    return ImageOps.pad(img, (width, height), RESAMPLE, color=fill, centering=(0.5, 0.5))
 
 
-def convert_image(img: Image.Image, spec: ImageSpec) -> np.ndarray:
-    """An opened image -> uint8 array of shape (spec.height, spec.width, spec.channels)."""
-    img = to_color(img, spec.color)
-    img = resize(img, spec.height, spec.width, spec.fit)
+def convert_image(img: Image.Image, spec: ImageSpec,
+                  conversions: Conversions | None = None) -> np.ndarray:  # fmt: skip
+    """An opened image -> uint8 array of shape (spec.height, spec.width, spec.channels);
+    what was changed is counted in `conversions` when given."""
+    kinds: list | None = [] if conversions is not None else None
+    img = to_color(img, spec.color, kinds)
+    img = resize(img, spec.height, spec.width, spec.fit, kinds)
+    if conversions is not None:
+        conversions.add(kinds)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return arr
 
 
-def load_image(path: str | os.PathLike, spec: ImageSpec) -> np.ndarray:
-    """Open, orient, convert and resize one image file: the array a model is given."""
-    return convert_image(open_image(path), spec)
+def load_image(path: str | os.PathLike, spec: ImageSpec,
+               conversions: Conversions | None = None) -> np.ndarray:  # fmt: skip
+    """Open, orient, convert and resize one image file: the array a model is given; what
+    was changed is counted in `conversions` (a run's tally) when given."""
+    return convert_image(open_image(path), spec, conversions)

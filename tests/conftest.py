@@ -144,3 +144,34 @@ class TinyKit:
 @pytest.fixture(scope="session")
 def tiny() -> type[TinyKit]:
     return TinyKit
+
+
+_FRESH_CLI = """
+import json, sys
+from typer.testing import CliRunner
+from cnncli.cli.main import app
+out = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(app, args)
+    out.append([r.exit_code, r.stderr.strip()])
+out.append(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def fresh_cli():
+    """fresh_cli(list of argument lists, cwd) -> ([(exit code, stderr)], heavy): runs the
+    commands in one new Python process; `heavy` lists tensorflow/keras if any loaded."""
+    import json
+    import subprocess
+    import sys
+
+    def run(cases, cwd):
+        args = json.dumps([[str(a) for a in case] for case in cases])
+        out = subprocess.run([sys.executable, "-c", _FRESH_CLI, args], capture_output=True,
+                             text=True, cwd=cwd, check=True)  # fmt: skip
+        *results, heavy = json.loads(out.stdout)
+        return [tuple(r) for r in results], heavy
+
+    return run

@@ -12,7 +12,15 @@ import typer.main
 
 import cnncli.cli
 from cnncli.cli.main import app, run_guarded
-from cnncli.errors import DatasetError, InputError, OutputExistsError, UsageError
+from cnncli.errors import (
+    DatasetError,
+    ImageError,
+    InputError,
+    ModelError,
+    ModelFileError,
+    OutputExistsError,
+    UsageError,
+)
 
 
 def run(call, args=(), capsys=None):
@@ -51,9 +59,14 @@ def test_every_command_module_is_attached():
     [
         (UsageError("bad size 'big'", "write it as HxW"), 2,
          "error: bad size 'big': write it as HxW"),
-        (InputError("image folder x not found"), 1, "error: image folder x not found"),
-        (DatasetError("2 problems", "fix them", problems=[("a", "b")]), 1,
+        # an input the user named that is missing or unreadable: a usage error (issue 12)
+        (InputError("image folder x not found"), 2, "error: image folder x not found"),
+        (ImageError("a.png", "not an image"), 2, "error: a.png: not an image"),
+        (DatasetError("2 problems", "fix them", problems=[("a", "b")]), 2,
          "error: 2 problems: fix them"),
+        (ModelFileError("m.keras is empty, not a model"), 2,
+         "error: m.keras is empty, not a model"),
+        (ModelError("the model has 2 outputs"), 1, "error: the model has 2 outputs"),
         (OutputExistsError("out"), 2,
          "error: out already exists: choose another output or pass --overwrite"),
     ],
@@ -90,7 +103,20 @@ def test_usage_error_names_the_subcommand_help(cli):
 
 def test_library_error_through_a_command(cli, tmp_path):
     result = cli("dataset", "info", tmp_path / "none")
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
     result = cli("--debug", "dataset", "info", tmp_path / "none")
-    assert result.exit_code == 1 and "Traceback" in result.stderr
+    assert result.exit_code == 2 and "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: dataset folder")
+
+
+def test_ctrl_c_in_any_command_is_one_line_exit_130(cli, tmp_path, monkeypatch):
+    """Typer turns a KeyboardInterrupt into a silent exit 130; every command says why."""
+    import cnncli.datasets.store
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cnncli.datasets.store, "open_dataset", interrupted)
+    result = cli("dataset", "info", tmp_path)
+    assert result.exit_code == 130
+    assert [line for line in result.stderr.splitlines() if line.strip()] == ["error: interrupted"]

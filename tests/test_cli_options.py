@@ -71,3 +71,18 @@ def test_shared_options_in_help_output(cli):
     for flag in ("--json", "--overwrite"):
         words = " ".join(declared_help(SHARED_OPTIONS[flag]).split())
         assert words[:30] in text, (flag, text)
+
+
+def test_flags_show_no_value_in_any_help(cli):
+    """Flags take no value: no `<bool>` (or BOOLEAN) beside them in any --help, which read
+    as if `--json true` were the way to pass one; options that take a value still say so."""
+    paths = [(), *(tuple(name.split()) for name, _ in commands()), ("dataset",)]
+    for path in paths:
+        result = cli(*path, "--help")
+        assert result.exit_code == 0, (path, result.output)
+        shown = result.stdout
+        assert "<bool>" not in shown and "BOOLEAN" not in shown, (path, shown)
+    predict = " ".join(cli("predict", "--help").stdout.split())
+    assert "--top-k <int>" in predict and "--json Print the result as JSON" in predict
+    train = " ".join(cli("train", "--help").stdout.split())
+    assert "--save-best-only --save-every-epoch Write a checkpoint" in train

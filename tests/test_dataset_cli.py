@@ -103,7 +103,7 @@ def test_problems_table_then_one_error_line(cli, tmp_path, write_image):
     rows = ["0.png,cat", "1.png,dog", "2.png,cat", "3.png,dog", "bad.png,cat", "nope.png,dog"]
     table.write_text("\n".join(["file,label", *rows]) + "\n")
     r = cli("dataset", "build", folder, "--labels", table, "-o", tmp_path / "ds")
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # named inputs missing or unreadable: a usage error (cnncli.errors)
     err = lines(r.stderr)
     assert err[-1] == (
         "error: 2 problems in the inputs; nothing was written: fix them, or pass --skip-bad "
@@ -135,7 +135,7 @@ def test_usage_errors_exit_2(cli, tmp_path, write_image):
         "error: unknown colour 'cmyk': use one of rgba, rgb, grayscale"
     ]
     r = cli("dataset", "build", tmp_path / "none", "-o", tmp_path / "ds")
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert lines(r.stderr) == [
         f"error: image folder {tmp_path / 'none'} not found: give the folder holding the images"
     ]
@@ -154,7 +154,7 @@ def test_info_warns_when_unbalanced_and_missing_dataset(cli, tmp_path, write_ima
     )
     assert "4x4 RGB (stretch)" in r.stderr and "many" in r.stdout
     r = cli("dataset", "info", tmp_path / "nothing")
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert lines(r.stderr) == [
         f"error: dataset folder {tmp_path / 'nothing'} not found: build it with cnncli dataset "
         "build IMAGES_DIR -o DIR"

@@ -58,6 +58,10 @@ def test_demo_writes_every_step(demo):
     assert metrics["evaluate"]["accuracy"] >= 0.75  # two textures the façade model separates
     for name in ("confusion.png", "errors.png", "errors.csv"):
         assert (out / "evaluate" / name).is_file()
+    from PIL import Image
+
+    with Image.open(out / "evaluate" / "errors.png") as sheet:  # never an empty sheet: the
+        assert sheet.height > 200  # misclassified, else the least certain correct images
     assert (out / "filters" / "gallery.png").stat().st_size > 10_000
 
     index = (out / "activations" / "index.html").read_text(encoding="utf-8")

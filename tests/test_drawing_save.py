@@ -62,5 +62,7 @@ def test_pictures_and_figures_have_one_saver_and_one_setup(repo):
             if ".savefig(" in code and rel != "drawing/save.py":
                 found.append(f"{rel}:{n}: {line.strip()}")
             if path in drawing and rel != "drawing/save.py" and re.search(r"(?<!np)\.save\(", code):
+                if rel == "drawing/html.py" and "font.save(buf)" in code:
+                    continue  # the font subset a page embeds (in memory), not a picture
                 found.append(f"{rel}:{n}: {line.strip()}")
     assert found == []

@@ -124,3 +124,31 @@ def test_cli_embed(cli, model_path, class_dir, tmp_path):
     assert too_many.exit_code == 2
     assert "--clusters 50 is more than the 12 images" in too_many.stderr
     assert not (tmp_path / "k.csv").exists()
+
+
+def test_ten_classes_ten_clusters_no_warning_on_the_terminal(model_path, tmp_path, write_image):
+    """`embed --clusters 10` on ten classes, run as a user runs it: the terminal shows no
+    library warning (matplotlib's "Tight layout not applied" did); the legends themselves
+    are checked in tests/test_plots.py."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    images = tmp_path / "ten"
+    for c in range(10):
+        for i in range(8):  # 80 images: enough (class, cluster) pairs to break the old plot
+            arr = (rng.random((12, 12, 4)) * 255).astype(np.uint8)
+            write_image(images / f"class_{c}" / f"{c}_{i}.png", arr)
+    out = tmp_path / "v.csv"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    run = subprocess.run(
+        [sys.executable, "-m", "cnncli", "embed", str(model_path), str(images), "-o", str(out),
+         "--clusters", "10"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert not re.search(r"Warning|warn\(", run.stderr), run.stderr
+    assert (tmp_path / "v_clusters" / "projection.png").is_file()
+    assert len(list((tmp_path / "v_clusters").glob("cluster_*.png"))) == 10

@@ -4,6 +4,7 @@ agreement, NFC names, path escapes, unused files, duplicates, rows without label
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 
 import numpy as np
@@ -56,6 +57,51 @@ def test_tab_separated_and_encoding_override(tmp_path, facade):
     # a wrong explicit encoding is a clear failure, not mojibake
     with pytest.raises(InputError, match="is not valid utf-8"):
         read_table(table, encoding="utf-8")
+
+
+def _zip(path, names):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name in names:
+            z.writestr(name, "{}")
+    return path
+
+
+def test_an_image_or_binary_file_as_the_table_is_named(tmp_path, facade, write_image):
+    folder, _ = facade(tmp_path)
+    png = write_image(tmp_path / "LABELS.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(InputError) as e:
+        load_label_table(png, folder)
+    assert str(e.value) == (
+        f"{png} is a PNG image, not a label table: give the CSV/TSV file (--labels TABLE.csv)"
+    )
+    made = {
+        "x.jpg": write_image(tmp_path / "x.jpg", np.zeros((4, 4, 3), np.uint8)),
+        "x.bmp": write_image(tmp_path / "x.bmp", np.zeros((4, 4, 3), np.uint8)),
+        "x.webp": write_image(tmp_path / "x.webp", np.zeros((4, 4, 3), np.uint8)),
+        "x.gif": write_image(tmp_path / "x.gif", np.zeros((4, 4, 3), np.uint8)),
+        "x.tif": write_image(tmp_path / "x.tif", np.zeros((4, 4, 3), np.uint8)),
+        "x.xlsx": _zip(tmp_path / "x.xlsx", ["[Content_Types].xml", "xl/workbook.xml"]),
+        "x.keras": _zip(tmp_path / "x.keras", ["metadata.json", "config.json", "model.weights.h5"]),
+    }
+    (tmp_path / "x.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    (tmp_path / "x.bin").write_bytes(b"image,y\n\x00\x01\x02")
+    expected = {
+        "x.jpg": "a JPEG image", "x.bmp": "a BMP image", "x.webp": "a WebP image",
+        "x.gif": "a GIF image", "x.tif": "a TIFF image",
+        "x.xlsx": "an Excel workbook (.xlsx; save it as CSV)",
+        "x.keras": "a Keras model (.keras)", "x.h5": "an HDF5 file (a Keras .h5 model?)",
+        "x.bin": "a binary file (it holds NUL bytes)",
+    }  # fmt: skip
+    assert set(made) < set(expected)
+    for name, kind in expected.items():
+        with pytest.raises(InputError, match=rf"x\.\w+ is {re.escape(kind)}, not a label table"):
+            read_table(tmp_path / name)
+    # UTF-16 without a BOM holds NUL bytes, but is text when its encoding is given
+    (tmp_path / "u16.csv").write_bytes("image,y\nBV000.png,0\n".encode("utf-16-le"))
+    df, used, _ = read_table(tmp_path / "u16.csv", encoding="utf-16-le")
+    assert used == "utf-16-le" and list(df["image"]) == ["BV000.png"]
 
 
 def test_column_detection_by_content_and_overrides(tmp_path, facade):

@@ -179,7 +179,7 @@ def test_model_file_summary_states_defaults(cli):
         (["--arch", "mnist", "--input", "28x28"], 2, "error: --input must be HxWxC"),
         (["--arch", "facade", "--input", "64x64x4"], 1, "the smallest input it takes is 500x500x4"),
         ([str(FIXTURES / "tf2_lambda.h5")], 1, "it contains a Lambda layer 'lambda'"),
-        ([str(FIXTURES / "make_tf2_models.py")], 1, "unknown model file extension '.py'"),
+        ([str(FIXTURES / "make_tf2_models.py")], 2, "unknown model file extension '.py'"),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(cli, args, code, message):
@@ -193,7 +193,7 @@ def test_errors_are_one_line_with_exit_codes(cli, args, code, message):
 def test_not_a_model_and_truncated_through_the_cli(cli, tmp_path):
     (tmp_path / "x.keras").write_text("not a zip", encoding="utf-8")
     result = cli("summary", tmp_path / "x.keras")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a named input that is not a model: a usage error
     assert result.stderr.strip() == (
         f"error: {tmp_path / 'x.keras'} is not a model file (not a .keras zip archive): "
         "give a Keras model file"
@@ -201,7 +201,7 @@ def test_not_a_model_and_truncated_through_the_cli(cli, tmp_path):
     data = (FIXTURES / "tf2_facade_small.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(data[:5000])
     result = cli("summary", tmp_path / "cut.h5")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "is truncated or damaged" in result.stderr and len(result.stderr.splitlines()) == 1
 
 

@@ -169,14 +169,14 @@ def test_cli_bad_inputs(cli, facade, tmp_path, tiny):
     good = sorted((facade["images"] / tiny.FACADE[0]).glob("*.png"))[0]
 
     result = cli("predict", facade["path"], bad)  # the only image is bad: one error line
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unreadable named input: a usage error (cnncli.errors)
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: {bad}: not an image, or a format cnncli cannot read"
     )
     assert "Traceback" not in result.output
 
-    result = cli("predict", facade["path"], bad, good, "--json")  # the rest go on, exit 1
-    assert result.exit_code == 1
+    result = cli("predict", facade["path"], bad, good, "--json")  # the rest go on, exit 2
+    assert result.exit_code == 2
     assert f"warning: skipped {bad}: not an image" in result.stderr
     data = json.loads(result.stdout)
     assert [p["file"] for p in data["predictions"]] == [str(good)]
@@ -185,7 +185,7 @@ def test_cli_bad_inputs(cli, facade, tmp_path, tiny):
     ]
 
     result = cli("predict", tmp_path / "none.keras", good)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.strip() == (
         f"error: model file {tmp_path / 'none.keras'} not found: "
         "give the path of a .keras or .h5 file"

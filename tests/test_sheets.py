@@ -235,3 +235,22 @@ def test_captions_above_when_not_below():
     top, bottom = slice(GAP, GAP + step), slice(GAP + 48 + GAP // 2, GAP + 48 + GAP // 2 + step)
     assert (above[top] < 128).any() and not (above[bottom] < 128).any()
     assert (below[bottom] < 128).any() and not (below[top] < 128).any()
+
+
+def test_long_captions_keep_their_end_where_names_differ():
+    """Façade file names share their beginning: a caption cut at the end read
+    "BV117101040…" in every cell. Shortened from the left, the differing end stays."""
+    font = load_font(12)
+    a, b = "BV1171010400100090012.png", "BV1171010400100090013.png"
+    short = sheets.fit_line(a, font, 100)
+    assert short.startswith("…") and short.endswith("0012.png")
+    assert font.getlength(short) <= 100 < font.getlength(a)
+    assert sheets.fit_line(a, font, 400) == a
+    # the longest word gives way first: an error caption keeps its probability
+    line = sheets.fit_line(f"0.87 · {a}", font, 140)
+    assert line.startswith("0.87 · …") and line.endswith("90012.png")
+    # too narrow for that: the whole line keeps its end
+    assert sheets.fit_line("실제 : 대리석 // 예측 : 벽돌", font, 60).endswith("벽돌")
+    # every sheet: two names differing in their last digit are told apart in 64 px cells
+    one, two = (np.asarray(contact_sheet([(solid((9, 9, 9)), n)], cell=64)) for n in (a, b))
+    assert one.shape == two.shape and not np.array_equal(one, two)

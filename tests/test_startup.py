@@ -101,3 +101,52 @@ def test_load_noise_filter_keeps_real_errors():
         b"E0000 00:00:1795392393.535474   24491 some.cc:1] a real error\n"
         b"UserWarning: something the user should see\n"
     )
+
+
+COMPLETE = """
+import sys
+from cnncli.cli.main import main
+sys.argv = ["cnncli", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras") if m in sys.modules))
+"""
+
+
+def _complete(args=(), **env):
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-c", COMPLETE, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout
+
+
+@pytest.mark.parametrize(
+    ("shell", "line"),
+    [
+        ("bash", "complete -o default -F _cnncli_completion cnncli"),
+        ("zsh", "compdef _cnncli_completion cnncli"),
+        ("fish", "complete --command cnncli"),
+    ],
+)
+def test_show_completion_prints_the_script_without_tensorflow(shell, line):
+    """`cnncli --show-completion` (Typer's; the shell named here, as Typer's tests do, instead
+    of detected from the parent process); nothing is installed."""
+    out = _complete(["--show-completion", shell], _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
+    assert line in out and f"_CNNCLI_COMPLETE=complete_{shell}" in out, out
+    assert out.strip().endswith("HEAVY="), out
+
+
+def test_completing_commands_and_options_loads_no_tensorflow():
+    """What the installed script asks on <Tab>: command names, then a command's options."""
+    out = _complete(_CNNCLI_COMPLETE="complete_bash", COMP_WORDS="cnncli tr", COMP_CWORD="1")
+    assert out.splitlines()[0] == "train" and out.strip().endswith("HEAVY="), out
+    words = "cnncli activations --ov"
+    out = _complete(_CNNCLI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD="2")
+    assert out.splitlines()[0] == "--overwrite" and out.strip().endswith("HEAVY="), out

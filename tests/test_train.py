@@ -340,3 +340,53 @@ def test_one_machine_strategies_train_like_the_default(ds2, tmp_path, strategy):
     for a, b in zip(plain.history, r.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_saved_models_leave_augmentation_out_and_resume_keeps_it(ds2, tmp_path):
+    """best/last/checkpoints hold no augmentation layers (no no-op maps in activations, no
+    Random* rows in summary) and give the training model's outputs; the resume state keeps
+    the augmentation, so an interrupted and resumed run equals an uninterrupted one."""
+    import keras
+
+    from cnncli.models.io import load_model
+    from cnncli.training.augment import AugmentOptions, existing_augmentation
+    from cnncli.training.events import TrainingInterrupted
+    from cnncli.training.fit import resume, train
+
+    o = dict(epochs=2, seed=3, augment=AugmentOptions.course(), save_best_only=False)
+    full = train(ds2, tmp_path / "full", model=tiny(seed=3), options=opts(**o))
+    with pytest.raises(TrainingInterrupted):
+        train(ds2, tmp_path / "cut", model=tiny(seed=3), options=opts(**o),
+              callbacks=[InterruptAt(3 + 1)])  # fmt: skip
+    resumed = resume(tmp_path / "cut")
+    for a, b in zip(full.history, resumed.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    state = keras.models.load_model(tmp_path / "cut/state/epoch-0002.keras", compile=False)
+    assert existing_augmentation(state)[:2] == ["aug_flip", "aug_rotation"]
+    for run in ("full", "cut"):
+        files = ["best.keras", "last.keras", *sorted((tmp_path / run / "checkpoints").iterdir())]
+        for name in files:
+            model = load_model(tmp_path / run / name).model
+            assert existing_augmentation(model) == [], (run, name)
+            assert [type(layer).__name__ for layer in model.layers] == [
+                "InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "Flatten", "Dropout", "Dense",
+            ], (run, name)  # fmt: skip
+    last = load_model(tmp_path / "cut/last.keras").model
+    np.testing.assert_allclose(last(x), state(x, training=False), rtol=1e-5)
+    # load + evaluate works as on any compiled Keras model (the course's notebooks do it)
+    assert keras.models.load_model(tmp_path / "full/best.keras").compiled
+
+
+def test_checkpoint_pattern_without_a_folder_goes_to_checkpoints(ds2):
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.options import TrainOptions
+
+    info = open_dataset(ds2)
+    course = TrainOptions(checkpoint="save-{epoch:02d}-{val_loss:.4f}.h5").for_dataset(info)
+    assert course.checkpoint == "checkpoints/save-{epoch:02d}-{val_loss:.4f}.h5"
+    for kept in ("ck/e{epoch}.keras", "/abs/e{epoch}.h5"):
+        assert TrainOptions(checkpoint=kept).for_dataset(info).checkpoint == kept
+    with pytest.raises(UsageError, match="unknown --monitor 'val_acc': use one of loss, acc"):
+        TrainOptions(monitor="val_acc").for_dataset(info)

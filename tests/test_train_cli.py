@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from cnncli.models.io import read_config
+
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 TB = ["--tensorboard"] if HAS_TENSORBOARD else []
 
@@ -65,11 +67,14 @@ def test_short_run_on_sample_data_with_json_log(cli, facade, tmp_path):
     if TB:
         assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
 
-    # the saved model has its augmentation: --augment again would stack a second set
-    r = cli("train", facade, "--from", run / "best.keras", "--augment", "-o", tmp_path / "again")
-    assert r.exit_code == 2
-    assert r.stderr.startswith("error: the model already has augmentation layers (aug_flip, ")
-    assert "leave out --augment" in r.stderr and not (tmp_path / "again").exists()
+    # the models saved for use leave the augmentation out (the resume state keeps it)
+    r = cli("summary", run / "best.keras", "--json")
+    assert r.exit_code == 0, r.stderr
+    types = [row["type"] for row in json.loads(r.stdout)["layers"]]
+    assert types[:2] == ["InputLayer", "Rescaling"] and not any("Random" in t for t in types)
+    assert "aug_flip" in json.dumps(read_config(run / "state" / "epoch-0002.keras"))
+    for name in ("last.keras", *(f"checkpoints/{c}" for c in ckpts)):
+        assert "RandomFlip" not in json.dumps(read_config(run / name)), name
 
 
 def test_default_run_folder_and_h5_checkpoints(cli, facade, tmp_path, monkeypatch):
@@ -91,7 +96,7 @@ def test_default_run_folder_and_h5_checkpoints(cli, facade, tmp_path, monkeypatc
 
 def test_bad_input_one_line_each(cli, facade, tmp_path):
     r = cli("train", tmp_path / "missing", "--arch", "tiny", "-o", tmp_path / "r")
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # a named input that is missing: a usage error (cnncli.errors)
     assert r.stderr.strip().splitlines() == [
         f"error: dataset folder {tmp_path / 'missing'} not found: build it with cnncli "
         "dataset build IMAGES_DIR -o DIR"
@@ -118,25 +123,12 @@ def test_bad_input_one_line_each(cli, facade, tmp_path):
     r = cli("train", "--resume", existing, "--arch", "tiny")
     assert r.exit_code == 2 and "--resume continues a run" in r.stderr
     r = cli("train", "--resume", existing)
-    assert r.exit_code == 1 and "not a cnncli run folder" in r.stderr
+    assert r.exit_code == 2 and "not a cnncli run folder" in r.stderr
     for name in ("r",):
         assert not (tmp_path / name).exists()
 
 
-PROBE = """
-import json, sys
-from typer.testing import CliRunner
-from cnncli.cli.main import app
-out = []
-for args in json.loads(sys.argv[1]):
-    r = CliRunner().invoke(app, args)
-    out.append([r.exit_code, r.stderr.strip()])
-out.append(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
-print(json.dumps(out))
-"""
-
-
-def test_mistakes_are_refused_before_tensorflow_loads(facade, tmp_path):
+def test_mistakes_are_refused_before_tensorflow_loads(facade, tmp_path, fresh_cli):
     """Options, the model source, the dataset, the run folder and the resume state are
     checked first: each mistake is one line, and TensorFlow never loads."""
     existing = tmp_path / "existing"
@@ -151,10 +143,10 @@ def test_mistakes_are_refused_before_tensorflow_loads(facade, tmp_path):
          "replace it: choose another output folder"),
         ([*train, "--arch", "resnet"], 2, "error: unknown architecture 'resnet': choose one of "
          "facade, mnist, mnist-wide, catsdogs, catsdogs-dropout, lenet5, tiny"),
-        ([*train, "--spec", str(tmp_path / "no.yaml")], 1,
+        ([*train, "--spec", str(tmp_path / "no.yaml")], 2,
          f"error: spec file {tmp_path / 'no.yaml'} not found: give the path of a .yaml or .json "
          "spec"),
-        ([*train, "--from", str(tmp_path / "no.keras")], 1,
+        ([*train, "--from", str(tmp_path / "no.keras")], 2,
          f"error: model file {tmp_path / 'no.keras'} not found: give the path of a .keras or .h5 "
          "file"),
         ([*train, "--arch", "tiny", "--epochs", "0"], 2,
@@ -162,13 +154,12 @@ def test_mistakes_are_refused_before_tensorflow_loads(facade, tmp_path):
         ([*train, "--arch", "tiny", "--checkpoint", "c-{val_acc}.keras"], 2,
          "error: --checkpoint pattern 'c-{val_acc}.keras' cannot be filled (KeyError: 'val_acc'): "
          "use {epoch}, {loss}, {accuracy}, {val_loss}, {val_accuracy}"),
-        (["train", "--resume", str(existing)], 1,
+        ([*train, "--arch", "tiny", "--monitor", "val_acc"], 2,
+         "error: unknown --monitor 'val_acc': use one of loss, accuracy, val_loss, val_accuracy"),
+        (["train", "--resume", str(existing)], 2,
          f"error: {existing} is not a cnncli run folder (no run.json)"),
     ]  # fmt: skip
-    args = json.dumps([[str(a) for a in c[0]] for c in cases])
-    out = subprocess.run([sys.executable, "-c", PROBE, args], capture_output=True, text=True,
-                         cwd=tmp_path, check=True)  # fmt: skip
-    *results, heavy = json.loads(out.stdout)
+    results, heavy = fresh_cli([c[0] for c in cases], cwd=tmp_path)
     for (_, code, message), (exit_code, stderr) in zip(cases, results, strict=True):
         assert (exit_code, stderr) == (code, message)
     assert heavy == []
@@ -176,7 +167,7 @@ def test_mistakes_are_refused_before_tensorflow_loads(facade, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no runs/ folder
 
 
-def _start(facade, run, epochs=400):
+def _start(facade, run, epochs=400, extra=()):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [
@@ -194,6 +185,7 @@ def _start(facade, run, epochs=400):
             "--batch-size",
             "4",
             "--quiet",
+            *extra,
         ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -267,6 +259,33 @@ def test_kill_9_then_resume(cli, facade, tmp_path):
     _check_resumed(cli, run, done)
 
 
+def test_sigterm_saves_like_ctrl_c_and_h5_checkpoints_go_quietly_to_checkpoints(facade, tmp_path):
+    """SIGTERM (kill, timeout, docker stop, a pre-emption) to a real `cnncli train`: the
+    finished epochs stay saved, the last line is the resume command, run.json says
+    interrupted, exit 143. The course's bare `.h5` pattern writes into checkpoints/, and
+    Keras' "HDF5 is legacy" absl warning does not reach the terminal."""
+    run = tmp_path / "run"
+    pattern = ["--checkpoint", "save-{epoch:02d}-{val_loss:.4f}.h5", "--save-every-epoch"]
+    proc = _start(facade, run, extra=pattern)
+    _wait_for_epochs(run, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    done = json.loads((run / "state" / "state.json").read_text())["epoch"]
+    last = err.strip().splitlines()[-1]
+    said = int(last.split("after ")[1].split(" finished")[0])
+    assert 1 <= said <= done and last == (
+        f"error: training stopped by SIGTERM after {said} finished epoch(s); the state of epoch "
+        f"{said} is saved in {run}: continue with: cnncli train --resume {run}"
+    )
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["interrupted_by"] == "SIGTERM"
+    h5 = sorted((run / "checkpoints").glob("save-*.h5"))
+    assert len(h5) >= done and h5[0].read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    assert not list(run.glob("*.h5"))
+    assert "HDF5" not in err and "absl" not in err, err
+
+
 def test_resume_refuses_another_dataset(cli, facade, tmp_path, sample_data):
     from cnncli.datasets.build import build_dataset
 
@@ -277,6 +296,31 @@ def test_resume_refuses_another_dataset(cli, facade, tmp_path, sample_data):
     assert r.exit_code == 0, r.stderr
     before = (run / "history.csv").read_bytes()
     r = cli("train", other, "--resume", run, "--epochs", "2")
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "was trained on another dataset" in r.stderr and len(r.stderr.splitlines()) == 1
     assert (run / "history.csv").read_bytes() == before
+
+
+def test_summary_shows_the_metrics_at_the_best_epoch(capsys, monkeypatch, tmp_path):
+    """The best epoch is chosen by val_loss; the accuracy shown is the one OF that epoch
+    (0.9722), not the peak (0.9861 at epoch 1), and the table says so."""
+    from rich.console import Console
+
+    from cnncli.cli import console
+    from cnncli.cli.train_events import print_train_result
+    from cnncli.training.events import TrainResult
+
+    monkeypatch.setattr(console, "console", Console(width=200, highlight=False))
+    history = [
+        {"epoch": 1, "loss": 0.2, "accuracy": 0.9861, "val_loss": 0.31, "val_accuracy": 0.9},
+        {"epoch": 2, "loss": 0.05686, "accuracy": 0.9722, "val_loss": 0.12, "val_accuracy": 0.95},
+    ]
+    result = TrainResult(tmp_path, 2, best_epoch=2, best_value=0.12, monitor="val_loss",
+                         history=history)  # fmt: skip
+    print_train_result(result)
+    out = capsys.readouterr().out
+    assert "at the best epoch (2, by val_loss)" in out
+    assert "loss 0.05686, accuracy 0.9722, val_loss 0.12, val_accuracy 0.95" in out
+    assert "best accuracy" not in out and "best loss" not in out
+    print_train_result(result, quiet=True)
+    assert f"done: best epoch 2 (by val_loss), run folder {tmp_path}" in capsys.readouterr().err

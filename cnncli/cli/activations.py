@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import JsonOpt, ModelArg, OverwriteOpt, UnsafeOpt
+from cnncli.cli.checks import check_first
+from cnncli.cli.options import ClassesOpt, JsonOpt, ModelArg, OverwriteOpt, ScaleOpt, UnsafeOpt
 
 
 def activations_command(
@@ -45,6 +46,8 @@ def activations_command(
         typer.Option("--class", help="Class (name or index) for Grad-CAM (default: predicted)."),
     ] = None,
     max_channels: Annotated[int, typer.Option(help="Channels drawn per layer at most.")] = 256,
+    classes: ClassesOpt = None,
+    scale: ScaleOpt = None,
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
@@ -54,11 +57,12 @@ def activations_command(
     from cnncli.cli.progress import ProgressBar
     from cnncli.inference.activations import activations, result_rows, to_json
 
+    check_first(model, images)
     with ProgressBar("activations") as bar:
         result = activations(
             model, images, out, layers=layers, per_row=per_row, cmap=cmap, norm=norm, raw=raw,
             gradcam=gradcam, class_index=class_, max_channels=max_channels, progress=bar,
-            overwrite=overwrite, unsafe=unsafe,
+            overwrite=overwrite, unsafe=unsafe, class_names=classes, pixel_scale=scale,
         )  # fmt: skip
     console.info(result.conversion)
     for note in result.notes:
@@ -90,6 +94,8 @@ def embed_command(
         typer.Option(help="Group the vectors with k-means into K clusters (sheets and a plot)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of k-means.")] = 0,
+    classes: ClassesOpt = None,
+    scale: ScaleOpt = None,
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
@@ -99,10 +105,12 @@ def embed_command(
     from cnncli.cli.progress import ProgressBar
     from cnncli.inference.embed import embed
 
+    check_first(model, inputs)
     with ProgressBar("embed") as bar:
         result = embed(
             model, inputs, layer=layer, out_csv=out, clusters=clusters, seed=seed,
-            overwrite=overwrite, unsafe=unsafe, progress=bar,
+            overwrite=overwrite, unsafe=unsafe, progress=bar, class_names=classes,
+            pixel_scale=scale,
         )  # fmt: skip
     console.info(result.conversion)
     for note in result.notes:

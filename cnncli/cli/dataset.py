@@ -37,11 +37,22 @@ def build(
         str | None, typer.Option(help="HxW (default: keep it when every image shares it).")
     ] = None,
     fit: Annotated[str, typer.Option(help="stretch, crop or pad, for aspect ratio.")] = "stretch",
-    val: Annotated[float, typer.Option(help="Fraction of each class for validation.")] = 0.2,
-    test: Annotated[float, typer.Option(help="Fraction of each class for testing.")] = 0.0,
+    val: Annotated[
+        float | None, typer.Option(help="Fraction of each class for validation (default: 0.2).")
+    ] = None,
+    test: Annotated[
+        float | None, typer.Option(help="Fraction of each class for testing (default: 0).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     split_col: Annotated[
         str | None, typer.Option(help="Table column with train/val/test per row.")
+    ] = None,
+    split_files: Annotated[
+        str | None,
+        typer.Option(
+            help="Lists of image paths giving the splits: train.txt,val.txt,test.txt "
+            "(split from each name, or train=FILE)."
+        ),
     ] = None,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Build from the good rows; list the rest.")
@@ -68,8 +79,9 @@ def build(
             result = build_dataset(
                 images_dir, out, labels=labels, image_col=image_col, label_col=label_col,
                 name_col=name_col, encoding=encoding, classes=classes, color=color, size=size,
-                fit=fit, val=val, test=test, seed=seed, split_col=split_col, skip_bad=skip_bad,
-                overwrite=overwrite, workers=workers, record_format=record_format,
+                fit=fit, val=val, test=test, seed=seed, split_col=split_col,
+                split_files=split_files, skip_bad=skip_bad, overwrite=overwrite,
+                workers=workers, record_format=record_format,
                 shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
                 progress=progress,
             )  # fmt: skip
@@ -130,6 +142,8 @@ def info(
         f"images: {ds.image.describe()}, shape {ds.image.shape}; records: {ds.encoding}, "
         f"{shards} shard{'s' * (shards != 1)}; manifest sha256 {ds.sha256[:12]}"
     )
+    for line in summary["conversions"]:
+        console.info(f"converted at build: {line}")
     if summary["unbalanced"]:
         console.warn(summary["unbalanced"])
 

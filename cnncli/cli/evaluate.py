@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import JsonOpt, ModelArg, UnsafeOpt
-from cnncli.errors import ExitCode, UsageError
+from cnncli.cli.checks import check_first
+from cnncli.cli.options import ClassesOpt, JsonOpt, ModelArg, OverwriteOpt, ScaleOpt, UnsafeOpt
+from cnncli.errors import InputError, UsageError
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
 
@@ -36,29 +37,33 @@ def evaluate_command(
         Path | None,
         typer.Option(
             "--confusion",
-            help="Confusion-matrix plot to write (default: <model>.confusion-<split>.png "
-            "beside the model, replacing an earlier one).",
+            help="Confusion-matrix plot to write (default: <model>.confusion-<split>.png in "
+            "the model's run folder, or here for a model from elsewhere).",
         ),
     ] = None,
     no_confusion: Annotated[
         bool, typer.Option("--no-confusion", help="Write no confusion-matrix plot.")
     ] = False,
     batch_size: BatchOpt = 32,
+    classes: ClassesOpt = None,
+    scale: ScaleOpt = None,
+    overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split."""
     from cnncli.cli import console
     from cnncli.cli.progress import ProgressBar
-    from cnncli.inference.evaluate import BESIDE_MODEL, evaluate
+    from cnncli.inference.evaluate import DEFAULT_PLACE, evaluate
 
     if confusion is not None and no_confusion:
         raise UsageError("--confusion and --no-confusion contradict each other")
-    plot = None if no_confusion else (confusion or BESIDE_MODEL)
+    plot = None if no_confusion else (confusion or DEFAULT_PLACE)
     with ProgressBar("evaluate") as bar:
         result = evaluate(
             model, dataset, split=split, batch_size=batch_size, errors_png=errors,
             errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
+            overwrite=overwrite, class_names=classes, pixel_scale=scale,
         )  # fmt: skip
     for note in result.notes:
         console.info(f"note: {note}")
@@ -66,9 +71,20 @@ def evaluate_command(
         console.print_json(result.to_json())
     else:
         _render_evaluation(result)
+    _render_files(result)
+
+
+def _render_files(result) -> None:
+    """Say where each output went (the confusion plot's default place is chosen for it)."""
+    from cnncli.cli import console
+
+    sheet = "misclassified images, most confidently wrong first"
+    if not result.misclassified:
+        sheet = f"error sheet (none misclassified: the {len(result.close_calls)} least certain"
+        sheet += " correct images)"
     for kind, label in (
         ("confusion_png", "confusion matrix"),
-        ("errors_png", "misclassified images"),
+        ("errors_png", sheet),
         ("errors_csv", "misclassified list"),
     ):
         if kind in result.files:
@@ -122,12 +138,14 @@ def predict_command(
         False
     ),
     batch_size: BatchOpt = 32,
+    classes: ClassesOpt = None,
+    scale: ScaleOpt = None,
     unsafe: UnsafeOpt = False,
 ) -> None:
     """Class name and probability for each image, with the class names stored with the model.
 
     A file that is not a readable image is reported (one line naming it) and skipped; the
-    others are predicted and the exit code is 1.
+    others are predicted and the exit code is 2 (an unreadable input, cnncli.errors' rule).
     """
     from cnncli.cli import console
     from cnncli.cli.progress import ProgressBar
@@ -135,10 +153,12 @@ def predict_command(
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
+    check_first(model, inputs)
     with ProgressBar("predict") as bar:
         result = predict(
-            model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe
-        )
+            model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
+            class_names=classes, pixel_scale=scale,
+        )  # fmt: skip
     console.info(result.conversion)
     for note in result.notes:
         console.info(f"note: {note}")
@@ -154,7 +174,7 @@ def predict_command(
     if result.skipped:
         total = len(result.rows) + len(result.skipped)
         console.info(f"{len(result.skipped)} of {total} file(s) could not be read")
-        raise typer.Exit(ExitCode.FAILURE)
+        raise typer.Exit(InputError.exit_code)
 
 
 def _render_predictions(result) -> None:

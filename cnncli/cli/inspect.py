@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import JsonOpt, OptionalModelArg, UnsafeOpt
+from cnncli.cli.options import JsonOpt, OptionalModelArg, OverwriteOpt, UnsafeOpt
 from cnncli.errors import UsageError
 
 
@@ -56,6 +56,7 @@ def summary_command(
         Path | None,
         typer.Option("--export", help="Write --arch/--spec as a spec file (.yaml or .json)."),
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Layer table of a model: output shapes, parameters, MACs and activation memory."""
     from cnncli.cli import console
@@ -66,7 +67,7 @@ def summary_command(
         return
     result = summarize_source(model_file, arch=arch, spec=spec, classes=classes,
                               input_shape=parse_input_shape(input_shape), expand=expand,
-                              unsafe=unsafe, export=export)  # fmt: skip
+                              unsafe=unsafe, export=export, overwrite=overwrite)  # fmt: skip
     if result.exported is not None:
         of = f" of {arch!r}" if arch is not None else ""
         console.info(f"wrote the spec{of} to {result.exported}")

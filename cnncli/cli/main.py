@@ -21,7 +21,23 @@ from cnncli.errors import CnnError, ExitCode
 
 
 class CnnGroup(TyperGroup):
-    """Runs every command through one error handler (see `run_guarded`)."""
+    """Runs every command through one error handler (see `run_guarded`), and shows flags
+    without a value placeholder in every --help (see `plain_flags`)."""
+
+    def get_params(self, ctx):
+        return plain_flags(super().get_params(ctx))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:  # Typer would make it a silent exit 130: say it
+            raise Abort() from e
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_flags_below(command, ctx)
+        return command
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if args is None:
@@ -34,21 +50,37 @@ class CnnGroup(TyperGroup):
         )
 
 
+def plain_flags(params: list) -> list:
+    """Flags take no value, so --help shows none for them: Typer writes `<bool>` beside every
+    flag, which reads as if `--json true` were how to pass one. Returns `params`."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def _plain_flags_below(command, ctx) -> None:
+    plain_flags(command.get_params(ctx))  # its help option included
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags_below(sub, ctx)
+
+
 def run_guarded(call, args: list[str]) -> None:
     """Call `call`, turning every exception into one line on stderr and an exit code."""
     from cnncli.cli.console import error_line
 
-    debug = state.debug or "--debug" in args
+    state.debug = False  # set by the root callback once the options parse
+
+    def debug() -> bool:
+        return state.debug or "--debug" in args
+
     try:
         rv = call()
     except Exit as e:  # typer.Exit / ctx.exit
         sys.exit(e.exit_code)
-    except Abort:
-        error_line("interrupted")
-        sys.exit(ExitCode.INTERRUPTED)
-    except KeyboardInterrupt:
-        if debug:
-            traceback.print_exc()
+    except (Abort, KeyboardInterrupt) as e:  # Ctrl-C, wherever it lands
+        if debug():
+            traceback.print_exception(e)
         error_line("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
     except NoArgsIsHelpError as e:  # the help was printed as the error was made
@@ -56,7 +88,7 @@ def run_guarded(call, args: list[str]) -> None:
             typer.echo(e.format_message())
         sys.exit(ExitCode.USAGE)
     except ClickException as e:  # usage errors: bad option, missing argument, ...
-        if debug:
+        if debug():
             traceback.print_exc()
         message = e.format_message()
         ctx = getattr(e, "ctx", None)
@@ -64,14 +96,14 @@ def run_guarded(call, args: list[str]) -> None:
         error_line(f"{message} (see '{where} --help')")
         sys.exit(e.exit_code if e.exit_code in (1, 2) else ExitCode.USAGE)
     except CnnError as e:
-        if debug:
+        if debug():
             traceback.print_exc()
         error_line(e.one_line())
         sys.exit(e.exit_code)
     except SystemExit:
         raise
     except Exception as e:  # a bug or an unexpected failure: still one line, unless --debug
-        if debug:
+        if debug():
             traceback.print_exc()
             error_line(f"{type(e).__name__}: {e}")
         else:
@@ -91,7 +123,7 @@ app = typer.Typer(
     help="The convolutional-network workflow as reproducible commands: build a labeled image "
     "dataset, train and checkpoint a CNN, inspect it, and apply classical image filters.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

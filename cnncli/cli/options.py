@@ -21,3 +21,23 @@ UnsafeOpt = Annotated[
 MODEL_HELP = "A .keras or .h5 model file (a run's best.keras, say)."
 ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
 OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--classes",
+        metavar="A,B,C",
+        help="Class names in the order of the model's outputs, comma-separated, for a model "
+        "saved without them (replaces the names stored with a cnncli model).",
+        show_default=False,
+    ),
+]
+ScaleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scale",
+        metavar="SCALE",
+        help="Multiply pixels (0..255) by this before the model: 1/255, 1 or 0.00392 "
+        "(default: the scale stored with the model, else 1/255).",
+        show_default=False,
+    ),
+]

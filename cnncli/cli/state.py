@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import re
 import sys
@@ -32,6 +33,10 @@ def quiet_tensorflow(verbose_logs: bool) -> None:
     # gRPC (multi-worker training): at "ERROR" it still prints a NodeDef line on every run;
     # a real cluster failure reaches the user as TensorFlow's exception, in one line.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    # Keras' and TensorFlow's Python-side notices go through absl's logger ("absl"):
+    # "WARNING:absl:You are saving your model as an HDF5 file ... legacy" on every .h5
+    # checkpoint, "Compiled the loaded model, but the compiled metrics ...". Errors still show.
+    logging.getLogger("absl").setLevel(logging.ERROR)
     if "tensorflow" not in sys.modules and not any(
         isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path
     ):

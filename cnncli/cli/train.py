@@ -127,8 +127,9 @@ def train_command(
             "--checkpoint",
             metavar="PATTERN",
             rich_help_panel=_CKPT,
-            help="Checkpoint file pattern in RUN_DIR (default checkpoints/"
-            "save-{epoch:02d}-{val_loss:.4f}.keras; .h5 writes HDF5).",
+            help="Checkpoint file pattern (default save-{epoch:02d}-{val_loss:.4f}.keras; .h5 "
+            "writes HDF5): a bare file name goes into RUN_DIR/checkpoints/, a path is taken "
+            "from RUN_DIR.",
         ),  # fmt: skip
     ] = None,
     save_best_only: Annotated[
@@ -182,7 +183,8 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a CNN on a dataset into a run folder (best and last model, checkpoints,
-    history.csv/png, run.json). Ctrl-C saves a resumable state (exit 130)."""
+    history.csv/png, run.json). Ctrl-C (exit 130) or SIGTERM (exit 143) saves a resumable
+    state."""
     from cnncli.cli.train_events import TrainingView, print_train_result
     from cnncli.training.augment import AugmentOptions
     from cnncli.training.distribute import plan_strategy

@@ -141,20 +141,23 @@ def metrics_text(logs: dict, short: bool = False) -> str:
 
 def print_train_result(result, quiet: bool = False, json_log: bool = False) -> None:
     """The finished run (a cnncli.training.events.TrainResult): a table, or with `quiet` or
-    `json_log` one line on stderr; a worker that is not the chief says who wrote the run."""
+    `json_log` one line on stderr; a worker that is not the chief says who wrote the run.
+    The metrics shown are those OF the best epoch (chosen by the monitored metric), not each
+    metric's own best: training accuracy may peak at another epoch."""
     stop = " (stopped early)" if result.stopped_early else ""
     if not result.wrote:  # a worker that is not the chief
         info(f"worker done{stop}: the chief wrote the run folder {result.run_dir}")
         return
+    best = f"best epoch {result.best_epoch} (by {result.monitor})"
     if quiet or json_log:  # one line, on stderr
-        info(f"done{stop}: best epoch {result.best_epoch}, run folder {result.run_dir}")
+        info(f"done{stop}: {best}, run folder {result.run_dir}")
         return
+    at_best = ", ".join(f"{k} {v:.4g}" for k, v in result.best_metrics.items() if k != "epoch")
     rows = [
         ("run folder", str(result.run_dir)),
         ("epochs finished", f"{result.epochs_run}{stop}"),
-        ("best epoch", result.best_epoch),
+        (f"at the best epoch ({result.best_epoch}, by {result.monitor})", at_best or "-"),
+        ("best model", str(Path(result.run_dir) / "best.keras")),
+        ("last model", str(Path(result.run_dir) / "last.keras")),
     ]
-    rows += [(f"best {k}", v) for k, v in result.best_metrics.items() if k != "epoch"]
-    rows += [("best model", str(Path(result.run_dir) / "best.keras")),
-             ("last model", str(Path(result.run_dir) / "last.keras"))]  # fmt: skip
     print_table(["", "value"], rows, title="Training")

@@ -35,10 +35,10 @@ from cnncli.datasets.shards import (
     write_index,
     write_skipped,
 )
-from cnncli.datasets.splits import assign_splits
+from cnncli.datasets.splits import apply_split_files, assign_splits, split_options
 from cnncli.datasets.workers import convert_record, ordered_map, pool_size
 from cnncli.errors import DatasetError, ImageError, InputError, OutputExistsError, UsageError
-from cnncli.images import COLORS, FITS, ImageSpec, parse_size, probe_image
+from cnncli.images import COLORS, FITS, Conversions, ImageSpec, parse_size, probe_image
 from cnncli.progress import Counter as ProgressCounter
 from cnncli.progress import Progress
 
@@ -98,10 +98,11 @@ def build_dataset(
     color: str | None = None,
     size=None,
     fit: str = "stretch",
-    val: float = 0.2,
-    test: float = 0.0,
+    val: float | None = None,
+    test: float | None = None,
     seed: int = 0,
     split_col: str | None = None,
+    split_files=None,
     skip_bad: bool = False,
     overwrite: bool = False,
     workers: int | None = None,
@@ -113,9 +114,11 @@ def build_dataset(
 
     Raises DatasetError (with `.problems`, every (file, reason) found) when inputs are bad
     and `skip_bad` is false; nothing is written then. `progress(done, total)` is called as
-    images are converted.
+    images are converted. `val`/`test` default to 0.2/0.0; `split_col` (a table column) or
+    `split_files` ('train.txt,val.txt,test.txt': lists of image paths) give the splits instead.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
+    val, test, split_files = split_options(val, test, split_col, split_files)
     _check_options(val, test, color, fit, record_format)
     shard_limit = parse_shard_size(shard_size)
     if isinstance(classes, str):
@@ -129,7 +132,11 @@ def build_dataset(
                               split_col=split_col)  # fmt: skip
     else:
         ls = scan_class_folders(images_dir, classes, exclude=out_dir)
-    plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, split_col)
+    given = f"column {split_col!r}" if split_col else None
+    if split_files:
+        sources = apply_split_files(ls, images_dir, split_files)
+        given = "files " + ", ".join(f"{p.name} ({s})" for s, p in split_files.items())
+    plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given)
     workers = pool_size(workers, plan.source_pixels)
     options = {
         "labels": Path(labels).name if labels is not None else None,
@@ -138,17 +145,19 @@ def build_dataset(
         "color": plan.spec.color,
         "size": [plan.spec.height, plan.spec.width],
         "fit": plan.spec.fit,
-        "val": val if not split_col else None,
-        "test": test if not split_col else None,
+        "val": val if not given else None,
+        "test": test if not given else None,
         "seed": seed,
         "split_col": split_col,
+        "split_files": sources if split_files else None,
+        "splits_from": "files" if split_files else "column" if split_col else "random",
         "skip_bad": skip_bad,
         "record_format": record_format,
         "shard_size": shard_size if isinstance(shard_size, int) else str(shard_size),
     }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         with ShardSet(tmp, shard_limit) as shards:
-            sha, bad = _convert(plan, images_dir, shards, record_format, workers, seed,
+            sha, bad, changed = _convert(plan, images_dir, shards, record_format, workers, seed,
                                 skip_bad, progress)  # fmt: skip
         problems, notes, rows = plan.problems, plan.notes, plan.rows
         if problems and not skip_bad:
@@ -161,14 +170,15 @@ def build_dataset(
             )
         kept = [i for i in range(len(rows)) if i not in bad]
         counts = _counts(plan, kept)
-        _check_train(counts, ls.class_names, problems, split_col)
+        _check_train(counts, ls.class_names, problems, given)
         shard_names = shards.finish()
         write_index(tmp, [(i, rows[i].name, rows[i].label, rows[i].class_name,
                            plan.splits[i], sha[i]) for i in kept])  # fmt: skip
         if problems:
             write_skipped(tmp, problems)
             notes.append(f"{len(problems)} bad rows skipped (listed in skipped.csv)")
-        manifest = _manifest(plan, record_format, counts, shard_names, options)
+        notes += changed.notes()
+        manifest = _manifest(plan, record_format, counts, shard_names, options, changed.notes())
         n_shards = sum(len(v) for v in shard_names.values())
         notes.append(
             f"records: {record_format} pixels, {n_shards} shard{'s' * (n_shards != 1)}"
@@ -179,17 +189,18 @@ def build_dataset(
 
 
 def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, test: float,
-               seed: int, split_col: str | None) -> Plan:  # fmt: skip
-    """Probe every image's header, choose the image spec, check the classes and split."""
+               seed: int, given: str | None) -> Plan:  # fmt: skip
+    """Probe every image's header, choose the image spec, check the classes and split
+    (`given`: where the rows' own splits came from, "column 'part'"; else --val/--test)."""
     notes, problems = list(ls.notes), list(ls.problems)
     if ls.unused:
         shown = ", ".join(ls.unused[:5]) + (", ..." if len(ls.unused) > 5 else "")
         notes.append(f"{len(ls.unused)} image files in the folder are not in the table: {shown}")
     spec, rows, pixels = _choose_spec(ls.rows, images_dir, color, size, fit, problems, notes)
     _check_classes(rows, ls, problems)
-    if split_col:
+    if given:
         splits = [r.split for r in rows]
-        notes.append(f"splits from column {split_col!r} (--val/--test not used)")
+        notes.append(f"splits from {given} (--val/--test not used)")
     else:
         try:
             splits = assign_splits(rows, ls.class_names, val, test, seed)
@@ -203,7 +214,8 @@ def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str,
              seed: int, skip_bad: bool, progress: Progress | None):  # fmt: skip
     """Convert every row in a seeded order (the shards' order) and write the records, unless
     a problem means nothing will be written: then only check, to list every problem.
-    -> ({row: source sha256}, {rows that failed}); failures are added to plan.problems."""
+    -> ({row: source sha256}, {rows that failed}, what the conversion changed in the rows
+    written); failures are added to plan.problems."""
     rows, spec = plan.rows, plan.spec.to_dict()
     order = np.random.default_rng([seed, 7919]).permutation(len(rows)).tolist() if rows else []
     tasks = (
@@ -212,13 +224,15 @@ def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str,
     )
     sha: dict[int, str] = {}
     bad: set[int] = set()
+    changed = Conversions()
     writing = skip_bad or not plan.problems
     counter = ProgressCounter(progress, len(rows))
     counter.start()
     # closing(): the pool stops at once on an error or Ctrl-C, not when garbage collected
     with closing(ordered_map(convert_record, tasks, workers)) as results:
-        for i, (status, payload, sha[i]) in zip(order, results, strict=True):
+        for i, (status, payload, sha[i], kinds) in zip(order, results, strict=True):
             if status == "ok":
+                changed.merge(kinds)
                 if writing:
                     shards.write(plan.splits[i], payload)
             else:
@@ -226,10 +240,10 @@ def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str,
                 bad.add(i)
                 writing = skip_bad
             counter.add()
-    return sha, bad
+    return sha, bad, changed
 
 
-def _manifest(plan: Plan, record_format: str, counts, shard_names, options) -> dict:
+def _manifest(plan: Plan, record_format: str, counts, shard_names, options, changed) -> dict:
     return {
         "format": "cnncli-dataset",
         "format_version": FORMAT_VERSION,
@@ -248,6 +262,7 @@ def _manifest(plan: Plan, record_format: str, counts, shard_names, options) -> d
         },
         "labels_sha256": plan.labels.sha256,
         "skipped": len(plan.problems),
+        "conversions": changed,
         "options": options,
     }
 
@@ -318,7 +333,7 @@ def _check_classes(rows, ls: LabelSet, problems) -> None:
         )
 
 
-def _check_train(counts, class_names, problems, split_col) -> None:
+def _check_train(counts, class_names, problems, given) -> None:
     """Every class needs images in the train split (after bad rows were skipped)."""
     empty = [c for c in class_names if not counts.get("train", {}).get(c)]
     if empty:
@@ -326,7 +341,7 @@ def _check_train(counts, class_names, problems, split_col) -> None:
             f"class {empty[0]!r} has no images in the train split"
             + (" after skipping bad rows" if problems else ""),
             "fix or add images for that class"
-            + (", or put some in train in the split column" if split_col else ""),
+            + (f", or put some in train in the split {given.split()[0]}" if given else ""),
             problems=problems,
         )
 

@@ -1,14 +1,26 @@
 """The train/val/test split of a dataset: stratified by class and reproducible, so the same
-inputs and seed give the same split (and a byte-identical manifest and index)."""
+inputs and seed give the same split (and a byte-identical manifest and index); or read
+from split files, lists of image paths as course folders and Kaggle sets ship them."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 
-from cnncli.datasets.labels import LabelRow
-from cnncli.errors import DatasetError
+from cnncli.datasets.labels import (
+    SPLIT_VALUES,
+    LabelRow,
+    LabelSet,
+    list_image_files,
+    resolve_path,
+)
+from cnncli.datasets.tables import read_text
+from cnncli.errors import DatasetError, UsageError
 
 
 def _split_count(fraction: float, n: int) -> int:
@@ -44,3 +56,112 @@ def assign_splits(rows: list[LabelRow], class_names: list[str], val: float, test
             "add images, lower --val/--test, or give a split column with --split-col",
         )
     return splits
+
+
+# ------------------------------------------------------------------------------- split files
+def parse_split_files(value) -> dict[str, Path]:
+    """'train.txt,val.txt,test.txt' (or a list) -> {split: file}: one to three files, each
+    split read from its file name (`train.txt`, `valid_list.txt`, `test-files.txt`), or
+    given as `split=FILE` where the name does not say it (`train=trainval.txt`)."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    items = [str(v) for v in items if str(v).strip()]
+    if not 1 <= len(items) <= 3:
+        raise UsageError(
+            f"--split-files takes one to three files, got {len(items)}",
+            "give them comma-separated: train.txt,val.txt,test.txt",
+        )
+    found: dict[str, Path] = {}
+    for item in items:
+        head, eq, tail = item.partition("=")
+        if eq and head.strip().casefold() in SPLIT_VALUES:
+            split, path = SPLIT_VALUES[head.strip().casefold()], Path(tail.strip())
+        else:
+            path = Path(item)
+            words = {SPLIT_VALUES[w] for w in re.split(r"[^a-z]+", path.stem.casefold())
+                     if w in SPLIT_VALUES}  # fmt: skip
+            if len(words) != 1:
+                raise UsageError(
+                    f"cannot tell from its name which split {item} lists",
+                    f"name it: train={item}, val={item} or test={item}",
+                )
+            split = words.pop()
+        if split in found:
+            raise UsageError(
+                f"two files for the {split} split: {found[split]} and {path}",
+                "give one file per split",
+            )
+        found[split] = path
+    return {s: found[s] for s in ("train", "val", "test") if s in found}
+
+
+def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Path]) -> dict:
+    """Give each row of `ls` the split whose file lists it (one image path per line, relative
+    to IMAGES_DIR and read as a label table's image column is; blank lines and `#` lines
+    ignored). An image in two files is a problem naming both; images no file lists are left
+    out and noted, or make up the train split when no train file is given. Changes `ls` in
+    place; returns what the manifest records: {split: {"file", "sha256", "images"}}."""
+    images_dir = Path(images_dir)
+    files, root_real = list_image_files(images_dir), os.path.realpath(images_dir)
+    listed: dict[str, tuple[str, str]] = {}  # name -> (split, "file line n")
+    bad: set[str] = set()
+    sources = {}
+    for split, path in split_files.items():
+        text, _ = read_text(path, None, "split file", "--split-files", "a list of image paths")
+        sources[split] = {"file": path.name, "sha256": _sha256(path), "images": 0}
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            where = f"{path.name} line {n}"
+            try:
+                _rel, name = resolve_path(line, images_dir, files, root_real)
+            except ValueError as e:
+                ls.problems.append((line.strip(), f"{where}: {e}"))
+                continue
+            if name in listed and listed[name][0] != split:
+                ls.problems.append((name, f"listed in {listed[name][1]} and {where}"))
+                bad.add(name)
+            elif name not in listed:
+                listed[name] = (split, where)
+                sources[split]["images"] += 1
+    rest = None if "train" in split_files else "train"
+    kept, left_out = [], []
+    for row in ls.rows:
+        split = listed[row.name][0] if row.name in listed else rest
+        if row.name in bad:
+            continue
+        if split is None:
+            left_out.append(row.name)
+            continue
+        row.split = split
+        kept.append(row)
+    unlabelled = len(set(listed) - {r.name for r in ls.rows} - {p[0] for p in ls.problems})
+    ls.rows = kept
+    if rest:
+        ls.notes.append("train: the images no split file lists")
+    if left_out:
+        more = ", ..." if len(left_out) > 5 else ""
+        ls.notes.append(
+            f"{len(left_out)} images are in no split file and were left out: "
+            f"{', '.join(left_out[:5])}{more}"
+        )
+    if unlabelled:
+        ls.notes.append(f"{unlabelled} files in the split files have no label, not used")
+    return sources
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def split_options(val, test, split_col, split_files) -> tuple[float, float, dict | None]:
+    """(val, test, {split: file} or None) from the build's split options: --split-files and
+    --split-col give the splits, so neither goes with the other or with --val/--test."""
+    if not split_files:
+        return (0.2 if val is None else val), (0.0 if test is None else test), None
+    for flag, v in (("--val", val), ("--test", test), ("--split-col", split_col)):
+        if v is not None:
+            raise UsageError(
+                f"--split-files gives the splits, so {flag} cannot be used with it",
+                f"leave out {flag}, or --split-files",
+            )
+    return 0.0, 0.0, parse_split_files(split_files)

@@ -87,6 +87,12 @@ class DatasetInfo:
         """{split: {class name: images}} for the splits the dataset has."""
         return {s: self.per_class(s) for s in self.splits}
 
+    @property
+    def conversions(self) -> list[str]:
+        """What the build's conversion changed ("12 of 40 images: RGBA -> RGB, ..."); empty
+        for datasets built before cnncli recorded it."""
+        return list(self.manifest.get("conversions") or [])
+
     def shard_count(self) -> int:
         return sum(len(self._split(s)["shards"]) for s in self.splits)
 
@@ -104,6 +110,7 @@ class DatasetInfo:
             "total": sum(self.count(s) for s in self.splits),
             "sha256": self.sha256,
             "unbalanced": unbalanced(counts, self.class_names),
+            "conversions": self.conversions,
         }
 
     @property

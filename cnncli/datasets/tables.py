@@ -29,26 +29,7 @@ def read_table(path: str | os.PathLike, encoding: str | None = None):
     import pandas as pd
 
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"label table {path} not found", "check the --labels path") from None
-    except OSError as e:
-        raise InputError(f"cannot read label table {path} ({e.strerror or e})") from None
-    if encoding:
-        try:
-            text = raw.decode(encoding)
-        except LookupError:
-            raise UsageError(f"unknown encoding {encoding!r}", "try utf-8 or cp949") from None
-        except UnicodeDecodeError as e:
-            raise InputError(
-                f"label table {path} is not valid {encoding} (byte {e.start})",
-                "pass the table's real encoding with --encoding",
-            ) from None
-        used = encoding
-    else:
-        text, used = _decode_guess(raw, path)
-    text = text.lstrip("\ufeff")
+    text, used = read_text(path, encoding, "label table", "--labels TABLE.csv", "the CSV/TSV file")
     if not text.strip():
         raise InputError(f"label table {path} is empty", "give a table with a header row")
     first = text.splitlines()[0]
@@ -67,7 +48,88 @@ def read_table(path: str | os.PathLike, encoding: str | None = None):
     return df, used, sep
 
 
-def _decode_guess(raw: bytes, path: Path) -> tuple[str, str]:
+def read_text(path: Path, encoding: str | None, what: str, flag: str,
+              expected: str) -> tuple[str, str]:  # fmt: skip
+    """A text input (`what`: "label table", "split file") -> (text without BOM, encoding
+    used): `encoding`, else UTF-8 (BOM or not), UTF-16 with a BOM, or cp949/EUC-KR. An
+    image, model, workbook or other binary file is refused by name: "give `expected` (`flag`)"."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} not found", f"check the {flag.split()[0]} path") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path} ({e.strerror or e})") from None
+    kind = binary_kind(raw, path, nul_counts=encoding is None)
+    if kind:
+        raise InputError(f"{path} is {kind}, not a {what}", f"give {expected} ({flag})")
+    if encoding:
+        try:
+            text = raw.decode(encoding)
+        except LookupError:
+            raise UsageError(f"unknown encoding {encoding!r}", "try utf-8 or cp949") from None
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{what} {path} is not valid {encoding} (byte {e.start})",
+                "pass the file's real encoding with --encoding",
+            ) from None
+        used = encoding
+    else:
+        text, used = _decode_guess(raw, path, what)
+    return text.lstrip("\ufeff"), used
+
+
+# The first bytes of files that are given by mistake where a text table belongs.
+MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old-style Excel workbook (.xls) or Office file"),
+    (b"%PDF-", "a PDF document"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"\x93NUMPY", "a NumPy array file (.npy)"),
+)
+
+
+def binary_kind(raw: bytes, path: Path, nul_counts: bool = True) -> str | None:
+    """What a file is when it is not text ("a PNG image", "an Excel workbook (.xlsx)", "a
+    binary file"), from its first bytes; None for text. NUL bytes mean binary only when
+    `nul_counts` (not when an --encoding such as UTF-16 was given)."""
+    for magic, kind in MAGIC:
+        if raw.startswith(magic):
+            return kind
+    if raw.startswith(b"BM") and raw[6:10] == b"\0\0\0\0":
+        return "a BMP image"
+    if raw.startswith(b"RIFF") and raw[8:12] == b"WEBP":
+        return "a WebP image"
+    if raw.startswith(b"PK\x03\x04"):
+        return _zip_kind(path)
+    if nul_counts and b"\0" in raw[:8192] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "a binary file (it holds NUL bytes)"
+    return None
+
+
+def _zip_kind(path: Path) -> str:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "a ZIP archive"
+    if any(n.startswith("xl/") for n in names):
+        return "an Excel workbook (.xlsx; save it as CSV)"
+    if "config.json" in names and any(n.endswith(".h5") for n in names):
+        return "a Keras model (.keras)"
+    if "mimetype" in names and any(n == "content.xml" for n in names):
+        return "an OpenDocument file (save it as CSV)"
+    return "a ZIP archive"
+
+
+def _decode_guess(raw: bytes, path: Path, what: str) -> tuple[str, str]:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16"), "utf-16"
     for enc in ("utf-8-sig", "cp949"):  # cp949 is a superset of EUC-KR
@@ -79,7 +141,7 @@ def _decode_guess(raw: bytes, path: Path) -> tuple[str, str]:
         except UnicodeDecodeError:
             continue
     raise InputError(
-        f"label table {path} is neither UTF-8 nor cp949/EUC-KR",
+        f"{what} {path} is neither UTF-8 nor cp949/EUC-KR",
         "pass its encoding with --encoding (for example --encoding latin-1)",
     )
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from cnncli.datasets.tfrecord import encode_example, frame
 from cnncli.errors import ImageError
-from cnncli.images import ImageSpec, convert_image, open_image
+from cnncli.images import Conversions, ImageSpec, convert_image, open_image
 
 PNG_COMPRESS_LEVEL = 1  # measured: level 6 is 2.2x slower to write for 9% smaller files
 # Below this many pixels in total, starting worker processes costs more than it saves
@@ -28,22 +28,23 @@ POOL_MIN_PIXELS = 8_000_000
 
 
 def convert_record(task: tuple) -> tuple:
-    """(path, spec dict, encoding, index, label, name) -> ('ok', record, sha256) or
-    ('bad', reason, sha256): the image opened and checked fully (one decode), converted
-    to the spec and framed as one TFRecord."""
+    """(path, spec dict, encoding, index, label, name) -> ('ok', record, sha256, what the
+    conversion changed) or ('bad', reason, sha256, None): the image opened and checked fully
+    (one decode), converted to the spec and framed as one TFRecord."""
     path, spec_d, encoding, index, label, name = task
     try:
         with open(path, "rb") as f:
             sha = hashlib.sha256(f.read()).hexdigest()
     except OSError as e:
-        return ("bad", f"cannot read ({e.strerror or e})", "")
+        return ("bad", f"cannot read ({e.strerror or e})", "", None)
+    changed = Conversions()
     try:
-        arr = convert_image(open_image(path), ImageSpec.from_dict(spec_d))
+        arr = convert_image(open_image(path), ImageSpec.from_dict(spec_d), changed)
     except ImageError as e:
-        return ("bad", e.reason, sha)
+        return ("bad", e.reason, sha, None)
     data = encode_pixels(arr, encoding)
     record = frame(encode_example({"image": data, "label": label, "index": index, "path": name}))
-    return ("ok", record, sha)
+    return ("ok", record, sha, changed)
 
 
 def encode_pixels(arr: np.ndarray, encoding: str) -> bytes:

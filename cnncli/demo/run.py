@@ -227,12 +227,14 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
         "accuracy": ev.accuracy,
         "misclassified": len(ev.misclassified),
     }
-    wrong = len(ev.misclassified)
+    sheet = f"error sheet ({len(ev.misclassified)} misclassified, most confident first)"
+    if not ev.misclassified:  # the sheet shows the closest calls instead
+        sheet = f"error sheet (none wrong: the {len(ev.close_calls)} least certain correct ones)"
     done(
         "evaluate",
         t,
         (ev_dir / "confusion.png", f"confusion matrix, accuracy {ev.accuracy:.3f}"),
-        (ev_dir / "errors.png", f"error sheet ({wrong} misclassified)"),
+        (ev_dir / "errors.png", sheet),
     )
 
     t = step("filters", "drawing the course's filter table on one façade photo")

@@ -8,6 +8,7 @@ every caption, title and figure cnncli makes, so Korean class names render on an
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 import weakref
 from functools import lru_cache
@@ -20,6 +21,12 @@ FONT_PATH = FONTS_DIR / "CnncliGothic.ttf"
 _PROBE = "\U0010fffd"  # a private-use code point no font maps: renders the font's .notdef
 
 AnyFont = ImageFont.FreeTypeFont | ImageFont.ImageFont
+HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")  # syllables and Jamo
+
+
+def has_hangul(text: str) -> bool:
+    """Whether `text` holds a Hangul syllable or Jamo (Korean text)."""
+    return bool(HANGUL.search(text))
 
 
 @lru_cache(maxsize=32)

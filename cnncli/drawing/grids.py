@@ -17,7 +17,8 @@ from cnncli.errors import UsageError
 NORMS = ("channel", "layer", "global")
 MAX_CHANNELS = 256  # channels drawn per layer; wider layers show the first 256 (noted)
 MAX_CELL = 256  # a map larger than this is reduced (block mean) to fit a 256 px cell
-MIN_CELL = 24  # a smaller map is enlarged (nearest) to at least 24 px
+MIN_CELL = 64  # a smaller map is enlarged (nearest, whole times) to at least 64 px
+MIN_PICTURE = 224  # input.png and gradcam.png of a small model: enlarged to at least 224 px
 MAX_VALUES = 4096  # values drawn in a vector strip (the CSV holds them all)
 GAP = 2
 BG = (255, 255, 255)
@@ -35,6 +36,20 @@ def colormap_lut(name: str) -> np.ndarray:
             f"unknown colormap {name!r}", "use a matplotlib colormap: viridis, gray, magma, ..."
         ) from None
     return (cmap(np.arange(256))[:, :3] * 255 + 0.5).astype(np.uint8)
+
+
+def display_factor(height: int, width: int, minimum: int) -> int:
+    """The whole number of times to enlarge a height x width picture so its longer side
+    reaches `minimum` pixels (1 when it already does)."""
+    return max(1, math.ceil(minimum / max(1, height, width)))
+
+
+def enlarge(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """`pixels` (H, W[, C]) enlarged `factor` times, nearest neighbour: every pixel becomes
+    a factor x factor block, so what is shown is still exactly what the model saw."""
+    if factor <= 1:
+        return pixels
+    return np.asarray(pixels).repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def normalize(values: np.ndarray, norm: str = "channel", stats=None) -> np.ndarray:
@@ -129,9 +144,10 @@ def activation_grid(
         hh, ww = h // down, w // down
         values = values[: hh * down, : ww * down].reshape(hh, down, ww, down, k).mean(axis=(1, 3))
         title.append(f"each map shown at 1/{down} size (block mean over {down}x{down} pixels)")
-    up = max(1, math.ceil(MIN_CELL / max(values.shape[0], values.shape[1])))
+    up = display_factor(values.shape[0], values.shape[1], MIN_CELL)
     if up > 1:
-        values = values.repeat(up, axis=0).repeat(up, axis=1)
+        values = enlarge(values, up)
+        title.append(f"each {h}x{w} map shown at {up}x (nearest neighbour)")
     ch, cw = values.shape[:2]
     cells = np.moveaxis(_levels(values), 2, 0)  # (k, ch, cw)
 

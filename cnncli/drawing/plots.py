@@ -134,7 +134,21 @@ def plot_confusion(
             plt.close(fig)
 
 
-MARKERS = "os^Dv<>pP*Xh"  # one marker per cluster (cycled), one tab10 colour per class
+MARKERS = "os^Dv<>pP*Xh"  # one marker per cluster (cycled; numbers drawn when they repeat)
+LEGEND_ROWS = 8  # a legend longer than this gets more columns
+LEGEND_MAX = 40  # class legend entries drawn; more are summed up as "+N more"
+LEGEND_NAME = 20  # characters of a class name in the legend
+
+
+def class_colors(n: int) -> list:
+    """`n` distinct colours: tab10 up to 10 classes, tab20 up to 20, then turbo, evenly."""
+    import matplotlib
+
+    if n <= 10:
+        return [matplotlib.colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    return [matplotlib.colormaps["turbo"](i / (n - 1)) for i in range(n)]
 
 
 def plot_projection(
@@ -144,29 +158,89 @@ def plot_projection(
     title: str,
     out_png: str | os.PathLike,
 ) -> Path:
-    """Draw (N, 2) `points` as a scatter plot: colour by class (tab10, classes sorted),
-    marker by cluster, one legend entry per (class, cluster) present; write `out_png`
-    (640x480) atomically. Used by `embed --clusters` for its PCA of the vectors."""
+    """Draw (N, 2) `points` as a scatter plot: colour by class (classes sorted), marker by
+    cluster, and two legends right of the axes, "class" (colours) and "cluster" (markers),
+    one entry per class and per cluster, in columns of LEGEND_ROWS; cluster numbers are
+    written at the cluster centres when there are more clusters than markers. The figure
+    (4.8 in high, 100 dpi) is widened to hold the legends, whatever the counts. Used by
+    `embed --clusters` for its PCA of the vectors."""
     plt = pyplot()
     xy = np.asarray(points, dtype=np.float64)
-    names = [str(c) for c in classes]
-    cluster_of = [int(c) for c in clusters]
+    names = np.array([str(c) for c in classes], dtype=object)
+    cluster_of = np.array([int(c) for c in clusters], dtype=int)
+    order = sorted(set(names))
+    colors = dict(zip(order, class_colors(len(order)), strict=True))
+    groups = sorted(set(cluster_of.tolist()))
     with plt.rc_context(matplotlib_rc()):
-        fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+        fig = plt.figure(figsize=(6.4, 4.8), dpi=100)
         try:
-            for ci, name in enumerate(sorted(set(names))):
-                idx = [i for i, c in enumerate(names) if c == name]
-                for c in sorted({cluster_of[i] for i in idx}):
-                    sel = [i for i in idx if cluster_of[i] == c]
-                    ax.scatter(
-                        xy[sel, 0], xy[sel, 1], color=plt.cm.tab10(ci % 10),
-                        marker=MARKERS[c % len(MARKERS)], label=f"{name} · cluster {c}",
-                    )  # fmt: skip
+            ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+            for name in order:
+                for c in groups:
+                    sel = (names == name) & (cluster_of == c)
+                    if sel.any():
+                        ax.scatter(xy[sel, 0], xy[sel, 1], color=colors[name],
+                                   marker=MARKERS[c % len(MARKERS)], s=24, alpha=0.85)  # fmt: skip
+            if len(groups) > len(MARKERS):  # markers repeat: number each cluster's centre
+                box = {"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7}
+                for c in groups:
+                    centre = xy[cluster_of == c].mean(axis=0)
+                    ax.annotate(str(c), centre, ha="center", va="center", size="small", bbox=box)
             ax.set_xlabel("PC 1")
             ax.set_ylabel("PC 2")
             ax.set_title(title)
-            ax.legend(fontsize="small", loc="best")
-            fig.tight_layout()
+            shown = order[:LEGEND_MAX]
+            class_handles = [_legend_mark("o", colors[n]) for n in shown]
+            class_labels = [_short(n) for n in shown]
+            if len(order) > len(shown):
+                class_handles.append(_legend_mark("", "white"))
+                class_labels.append(f"+{len(order) - len(shown)} more")
+            cluster_handles = [_legend_mark(MARKERS[c % len(MARKERS)], "0.35") for c in groups]
+            legends = [
+                fig.legend(class_handles, class_labels, title="class", loc="upper left",
+                           fontsize="small", ncols=_columns(len(class_handles))),
+                fig.legend(cluster_handles, [str(c) for c in groups], title="cluster",
+                           loc="upper left", fontsize="small", ncols=_columns(len(groups))),
+            ]  # fmt: skip
+            _place(fig, ax, legends)
             return save_figure(fig, out_png, dpi=100)
         finally:
             plt.close(fig)
+
+
+def _legend_mark(marker: str, color):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], marker=marker or None, color=color, linestyle="none", markersize=6)
+
+
+def _short(name: str) -> str:
+    """A long class name cut in the middle: both ends stay, where names tend to differ."""
+    if len(name) <= LEGEND_NAME:
+        return name
+    tail = (LEGEND_NAME - 1) * 2 // 3
+    return f"{name[: LEGEND_NAME - 1 - tail]}…{name[-tail:]}"
+
+
+def _columns(count: int) -> int:
+    return max(1, -(-count // LEGEND_ROWS))
+
+
+def _place(fig, ax, legends, axes_w: float = 4.6, axes_h: float = 3.6) -> None:
+    """Lay out in inches, measured rather than guessed (no tight_layout, which gives up
+    with a warning when legends are large): the axes at a fixed size with room for their
+    labels, the legends stacked in a column right of them, the figure as wide as needed."""
+    left, bottom, gap, pad = 0.8, 0.65, 0.2, 0.15
+    sizes = [lg.get_window_extent() for lg in legends]  # the backend's own renderer
+    dpi = fig.dpi
+    widths = [b.width / dpi for b in sizes]
+    heights = [b.height / dpi for b in sizes]
+    fig_w = left + axes_w + gap + max(widths) + pad
+    fig_h = max(bottom + axes_h + 0.45, sum(heights) + gap + 2 * pad)
+    fig.set_size_inches(fig_w, fig_h)
+    ax.set_position((left / fig_w, bottom / fig_h, axes_w / fig_w, axes_h / fig_h))
+    x = (left + axes_w + gap) / fig_w
+    top = fig_h - pad - 0.3
+    for lg, h in zip(legends, heights, strict=True):
+        lg.set_bbox_to_anchor((x, top / fig_h), transform=fig.transFigure)
+        top -= h + gap

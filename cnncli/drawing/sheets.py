@@ -3,6 +3,9 @@
 Used by `dataset preview` (class names under sample images), `evaluate --errors`
 ("실제 : 대리석 // 예측 : 벽돌") and `embed --clusters` (one sheet per cluster).
 
+A caption line wider than its cell is shortened from the left (`fit_line`), keeping the end
+of a file name where names differ ("…0100090012.png").
+
 Captions are drawn with the bundled CnncliGothic font (a Hangul subset of NanumGothic, SIL OFL;
 see cnncli/fonts/README.md). When the font in use cannot draw a caption (the bundled file is
 missing or broken and Pillow's default font has no Hangul), the cells are labelled with indices
@@ -40,6 +43,7 @@ BACKGROUND = (255, 255, 255)
 TEXT_COLOR = (20, 20, 20)
 CHECKER = ((204, 204, 204), (255, 255, 255))
 CHECKER_SQUARE = 8
+KEEP = 4  # a shortened word keeps at least this many of its last characters
 
 ImageLike = np.ndarray | Image.Image
 
@@ -81,12 +85,34 @@ def plan_captions(
     return CaptionPlan("legend", labels, legend)
 
 
-def _fit_line(draw: ImageDraw.ImageDraw, line: str, font: AnyFont, width: int) -> str:
-    if draw.textlength(line, font=font) <= width:
+def fit_line(line: str, font: AnyFont, width: float) -> str:
+    """`line` as drawn in `width` pixels: whole when it fits, else shortened from the LEFT,
+    since names differ at their end ("BV1171010400100090012.png" -> "…0100090012.png").
+    The longest word is shortened first, so "0.87 · BV1171010400100090012.png" keeps its
+    probability ("0.87 · …00090012.png") while the word keeps KEEP characters; else the
+    whole line is shortened from the left."""
+    if font.getlength(line) <= width:
         return line
-    while line and draw.textlength(line + "...", font=font) > width:
-        line = line[:-1]
-    return line + "..."
+    dots = "…" if font_covers("…", font) else "..."
+    words = line.split(" ")
+    longest = max(range(len(words)), key=lambda i: len(words[i]))
+    head, tail = " ".join(words[:longest] + [""]), " ".join([""] + words[longest + 1 :])
+    word = words[longest]
+    if font.getlength(f"{head}{dots}{word[-KEEP:]}{tail}") <= width:
+        return f"{head}{_keep_end(word, font, width - font.getlength(head + tail), dots)}{tail}"
+    return _keep_end(line, font, width, dots)
+
+
+def _keep_end(text: str, font: AnyFont, width: float, dots: str) -> str:
+    """`dots` + the longest end of `text` that fits in `width` (binary search)."""
+    lo, hi = 0, len(text)  # characters kept: lo fits (or is 0), hi is the whole text
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if font.getlength(dots + text[len(text) - mid :]) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return dots + text[len(text) - lo :] if lo else dots
 
 
 def _draw_lines(
@@ -100,7 +126,7 @@ def _draw_lines(
 ) -> None:
     step = line_height(font)
     for i, line in enumerate(lines):
-        line = _fit_line(draw, line, font, width)
+        line = fit_line(line, font, width)
         dx = (width - draw.textlength(line, font=font)) / 2 if center else 0
         draw.text((x + round(dx), y + i * step), line, font=font, fill=TEXT_COLOR)
 

@@ -31,14 +31,17 @@ import numpy as np
 from cnncli.atomic import atomic_dir
 from cnncli.drawing.grids import (
     MAX_CHANNELS,
+    MIN_PICTURE,
     NORMS,
     activation_grid,
     colormap_lut,
+    display_factor,
+    enlarge,
     value_strip,
 )
 from cnncli.drawing.save import save_png
-from cnncli.errors import UsageError
-from cnncli.images import collect_images, load_image
+from cnncli.errors import OutputExistsError, UsageError
+from cnncli.images import Conversions, collect_images, load_image
 from cnncli.inference.gradcam import (
     forward_with_gradcam,
     gradcam_overlay,
@@ -82,6 +85,8 @@ class ImageActivations:
     gradcam_layer: str | None = None
     gradcam_class: str | None = None
     gradcam_map: np.ndarray | None = field(default=None, repr=False)  # at the conv's size
+    input_size: tuple[int, int] = (0, 0)  # (height, width) the model sees
+    display_scale: int = 1  # input.png and gradcam.png are enlarged this many times
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ def activations(
     subfolders: bool | None = None,
     overwrite: bool = False,
     unsafe: bool = False,
+    class_names=None,
+    pixel_scale=None,
 ) -> ActivationsResult:
     """Write each chosen layer's maps for each image (see the module docstring).
 
@@ -151,6 +158,7 @@ def activations(
     Output goes to `out_dir` for one image, else to `out_dir/<image name>/`
     (`subfolders=True` forces the subfolder); without `out_dir`, to
     `activations/<image name>/` here. Existing folders are refused unless `overwrite`.
+    `class_names` and `pixel_scale` (--classes, --scale) are as in open_model.
     """
     if norm not in NORMS:
         raise UsageError(f"unknown --norm {norm!r}", f"use one of {', '.join(NORMS)}")
@@ -164,7 +172,18 @@ def activations(
         )
     colormap_lut(cmap)  # an unknown colormap fails before any work
     files = collect_images(images)
-    info = open_model(model, unsafe=unsafe)
+    if out_dir is None:
+        out_dir, subfolders = "activations", True
+    base = Path(out_dir)
+    if subfolders is None:
+        subfolders = len(files) > 1
+    folders = [base / name if subfolders else base for name in _unique_names(files)]
+    for folder in folders:  # refused before the model (and TensorFlow) loads
+        if overwrite:
+            check_replaceable(folder, ["index.html"], "an activations folder (no index.html)")
+        elif folder.exists():
+            raise OutputExistsError(folder)
+    info = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
     probe = trace_model(info.model)
     chosen = probe.select(layers)
     if not chosen:
@@ -174,25 +193,22 @@ def activations(
         class_index = parse_class(class_index, info.class_names)
     multi = probe.build(list(chosen) + ([target] if target is not None else []))
     options = GridOptions(per_row, cmap, norm, raw, max_channels)
-    if out_dir is None:
-        out_dir, subfolders = "activations", True
-    base = Path(out_dir)
-    if subfolders is None:
-        subfolders = len(files) > 1
     counter = Counter(progress, len(files))
-    results = []
-    for path, name in zip(files, _unique_names(files), strict=True):
-        folder = base / name if subfolders else base
-        if overwrite:
-            check_replaceable(folder, ["index.html"], "an activations folder (no index.html)")
+    results, changed = [], Conversions()
+    for path, folder in zip(files, folders, strict=True):
         with atomic_dir(folder, overwrite=overwrite) as tmp:
-            res = _one_image(info, multi, chosen, target, path, tmp, options, class_index)
+            res = _one_image(info, multi, chosen, target, path, tmp, options, class_index, changed)
         res.out_dir = folder
         results.append(res)
         counter.add()
-    notes = list(info.notes)
+    notes = list(info.notes) + changed.notes()
+    skipped = [li.name for li in probe.layers if li.augmentation and li not in chosen]
+    if skipped and layers is None:
+        notes.append(
+            f"augmentation layers left out (the identity outside training): {', '.join(skipped)}"
+        )
     for li in chosen:
-        if len(li.shape) == 3 and li.shape[2] > max_channels:
+        if li.draws_maps and len(li.shape) == 3 and li.shape[2] > max_channels:
             notes.append(
                 f"{li.name} has {li.shape[2]} channels: the grid shows the first {max_channels}"
             )
@@ -208,9 +224,10 @@ def _one_image(
     out: Path,
     options: GridOptions,
     class_index: int | None,
+    changed: Conversions | None = None,
 ) -> ImageActivations:
     """One forward pass (under a GradientTape with Grad-CAM), then the files of one image."""
-    pixels = load_image(path, info.image)
+    pixels = load_image(path, info.image, changed)
     x = (pixels.astype(np.float32) * np.float32(info.pixel_scale))[None]
     if target is None:
         outs, cam, ci = [np.asarray(o) for o in multi(x, training=False)], None, None
@@ -221,7 +238,8 @@ def _one_image(
     probs = probs[0]
     per_row, cmap, norm = options.per_row, options.cmap, options.norm
     raw, max_channels = options.raw, options.max_channels
-    save_png(pixels, out / "input.png", compress_level=1)  # in an atomic folder: speed
+    scale = display_factor(pixels.shape[0], pixels.shape[1], MIN_PICTURE)  # small models
+    save_png(enlarge(pixels, scale), out / "input.png", compress_level=1)  # atomic folder
     stats = None
     if norm == "global":
         flat = np.concatenate([np.asarray(o, np.float64).ravel() for o in outs[: len(chosen)]])
@@ -232,7 +250,7 @@ def _one_image(
         note = None
         title = [f"{li.index:02d} {li.name} · {li.type} · output {li.shape_text}"]
         csv_name = npy_name = None
-        if li.kind == "spatial":
+        if li.draws_maps:
             c = a.shape[-1]
             shown = min(c, max_channels)
             extra = f" · first {shown} of {c} channels (capped)" if c > shown else ""
@@ -243,6 +261,10 @@ def _one_image(
         else:
             vec = a.ravel()
             vnorm = "layer" if norm == "channel" else norm
+            if li.kind == "spatial":  # 1x1 maps: one value per channel, no picture to draw
+                dims = "x".join(str(d) for d in li.shape[:-1])
+                note = f"{dims} maps: one value per channel, drawn as values"
+                title.append(f"{note} (channel i = value i)")
             title.append(f"norm: {vnorm} ({COURSE_NORM}) · {vec.size} values")
             img = value_strip(vec, title, per_row, cmap, norm, stats)
             csv_name = f"{li.file_stem}.csv"
@@ -259,9 +281,11 @@ def _one_image(
             LayerOutput(li.index, li.name, li.type, li.shape_text, png, csv_name, npy_name, note)
         )
     result = ImageActivations(Path(path), out, rows, info.class_names[idx], idx, float(probs[idx]))
+    result.input_size, result.display_scale = (pixels.shape[0], pixels.shape[1]), scale
     if cam is not None:
         full = resize_map(cam, pixels.shape[0], pixels.shape[1])
-        save_png(gradcam_overlay(pixels, full), out / "gradcam.png", compress_level=1)
+        overlay = np.asarray(gradcam_overlay(pixels, full))
+        save_png(enlarge(overlay, scale), out / "gradcam.png", compress_level=1)
         if raw:
             np.save(out / "gradcam.npy", full)
         result.gradcam = "gradcam.png"
@@ -288,6 +312,7 @@ def to_json(result: ActivationsResult) -> dict:
                 "predicted_class": r.predicted_class,
                 "probability": r.probability,
                 "gradcam": str(r.out_dir / r.gradcam) if r.gradcam else None,
+                "display_scale": r.display_scale,
                 "layers": [
                     {
                         "index": lo.index,

@@ -19,7 +19,7 @@ from PIL import Image
 
 from cnncli.atomic import atomic_dir, atomic_file
 from cnncli.errors import OutputExistsError, UsageError
-from cnncli.images import ImageSpec, collect_images, convert_image, load_image
+from cnncli.images import Conversions, ImageSpec, collect_images, convert_image, load_image
 from cnncli.inference.activations import check_replaceable
 from cnncli.inference.model import open_model
 from cnncli.inference.trace import select_layers, trace_model
@@ -115,8 +115,9 @@ def _count_items(inputs: Sequence) -> int:
     return len(collect_images(paths))
 
 
-def _iter_items(inputs: Sequence, spec: ImageSpec):
-    """Yield _Item for a dataset folder (every split), or image files / folders."""
+def _iter_items(inputs: Sequence, spec: ImageSpec, changed: Conversions):
+    """Yield _Item for a dataset folder (every split), or image files / folders; what the
+    conversion changed is counted in `changed`."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [Path(p) for p in inputs]
@@ -130,7 +131,9 @@ def _iter_items(inputs: Sequence, spec: ImageSpec):
                 pixels = rec.image
                 if pixels.shape != spec.shape:  # same conversion function as the build
                     img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-                    pixels = convert_image(img, spec)
+                    pixels = convert_image(img, spec, changed)
+                else:
+                    changed.add([])  # the dataset's records are already the model's size
                 yield _Item(rec.path, names[rec.label], split, pixels)
         return
     for p in paths:
@@ -147,7 +150,7 @@ def _iter_items(inputs: Sequence, spec: ImageSpec):
             if len(rel.parts) > 1:
                 cls = rel.parts[0]
             break
-        yield _Item(str(f), cls, "", load_image(f, spec))
+        yield _Item(str(f), cls, "", load_image(f, spec, changed))
 
 
 def embed(
@@ -161,10 +164,13 @@ def embed(
     unsafe: bool = False,
     progress: Progress | None = None,
     batch_size: int = BATCH,
+    class_names=None,
+    pixel_scale=None,
 ) -> EmbedResult:
     """Write one vector per image from `layer` to `out_csv` (file, class, predicted,
     probability, split, [cluster], v0..vN). With `clusters=K`: KMeans(K, random_state=seed,
-    n_init=10), a contact sheet per cluster and a PCA plot in `<csv stem>_clusters/`."""
+    n_init=10), a contact sheet per cluster and a PCA plot in `<csv stem>_clusters/`.
+    `class_names` and `pixel_scale` (--classes, --scale) are as in open_model."""
     out_csv = Path(out_csv)
     cluster_dir = out_csv.with_name(out_csv.stem + "_clusters")
     if not overwrite:
@@ -177,7 +183,7 @@ def embed(
         )
     if clusters is not None and clusters < 1:
         raise UsageError(f"--clusters must be at least 1, got {clusters}")
-    info = open_model(model, unsafe=unsafe)
+    info = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
     probe = trace_model(info.model)
     if layer is None:
         chosen = default_embed_layer(probe.layers)
@@ -190,6 +196,7 @@ def embed(
     scale = np.float32(info.pixel_scale)
     counter = Counter(progress, _count_items(inputs))
     counter.start()
+    changed = Conversions()
     files, classes, splits, predicted, probability, thumbs, vecs = [], [], [], [], [], [], []
 
     def run(batch: list[_Item]) -> None:
@@ -213,7 +220,7 @@ def embed(
         counter.add(len(batch))
 
     batch: list[_Item] = []
-    for item in _iter_items(inputs, info.image):
+    for item in _iter_items(inputs, info.image, changed):
         batch.append(item)
         if len(batch) == batch_size:
             run(batch)
@@ -230,7 +237,7 @@ def embed(
         splits=splits,
         vectors=np.stack(vecs).astype(np.float32),
         conversion=info.conversion,
-        notes=list(info.notes),
+        notes=list(info.notes) + changed.notes(),
     )
     labels = None
     if clusters:

@@ -8,50 +8,50 @@ actual class, columns: predicted) and the misclassified images. The loss is the 
 categorical cross-entropy for one unit per class (from logits when the head has no
 activation), averaged over the images.
 
-`errors_png` draws the misclassified images titled as the course does
-("실제 : 대리석 // 예측 : 벽돌" when the class names are Korean, "actual: 4 // predicted: 9"
-otherwise); `errors_csv` lists them; `confusion_png` draws the matrix.
+`errors_png` draws the misclassified images, most confidently wrong first, titled as the
+course does (cnncli.inference.misclassified; when nothing is wrong, the least certain
+correct ones); `errors_csv` lists them in the same order; `confusion_png` draws the matrix.
+No output is written beside the model: by default (`DEFAULT_PLACE`) the confusion plot goes
+to the model's run folder (a run's best/last model or checkpoint) or the current folder,
+and an existing output is refused unless `overwrite`, before the model is loaded.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cnncli.atomic import atomic_file
 from cnncli.datasets.shards import SPLITS
-from cnncli.errors import DatasetError, ModelError, UsageError
+from cnncli.errors import DatasetError, ModelError, OutputExistsError, UsageError
 from cnncli.inference.metrics import (
     ClassMetrics,
     confusion_matrix,
     cross_entropy,
     per_class_metrics,
 )
+from cnncli.inference.misclassified import (
+    CLOSE_CALLS,
+    SHEET_MAX,
+    Misclassified,
+    Smallest,
+    error_title,
+    margin_key,
+    rows,
+    sheet_title,
+    write_errors_csv,
+    write_errors_sheet,
+    wrong_key,
+)
 from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress
+from cnncli.training.rundir import RUN_JSON
 
-BESIDE_MODEL = "beside-model"  # confusion_png: <model>.confusion-<split>.png beside the model
-SHEET_MAX = 100  # images drawn in the errors sheet (the CSV lists them all)
-SHEET_CELL = 200
-HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
-
-
-@dataclass
-class Misclassified:
-    path: str
-    actual: str
-    predicted: str
-    probability: float  # the model's probability for the predicted class
-    actual_index: int
-    predicted_index: int
+DEFAULT_PLACE = "default"  # confusion_png: the run folder or the current folder (see above)
+__all__ = ["DEFAULT_PLACE", "EvaluationResult", "Misclassified", "error_title", "evaluate"]
 
 
 @dataclass
@@ -74,6 +74,7 @@ class EvaluationResult:
     conversion: str = ""
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # what was written: kind -> path
+    close_calls: list[Misclassified] = field(default_factory=list)  # least certain correct
 
     @property
     def macro(self) -> dict[str, float]:
@@ -155,18 +156,47 @@ def _chosen_split(info, split: str | None) -> str:
     return split
 
 
-def default_confusion_path(model: ModelInfo, split: str) -> Path:
-    """Where the confusion plot goes by default: `<model>.confusion-<split>.png` beside it."""
-    if model.path is None:
-        raise UsageError(
-            "the model has no file to put the confusion plot beside", "give confusion_png"
-        )
-    return model.path.with_name(f"{model.path.stem}.confusion-{split}.png")
+def run_folder_of(model_path) -> Path | None:
+    """The train run folder a model file belongs to: the folder beside it holding run.json
+    (best.keras, last.keras), or the one above its checkpoints/ folder; else None."""
+    parent = Path(model_path).parent
+    for folder in (parent, parent.parent) if parent.name == "checkpoints" else (parent,):
+        if (folder / RUN_JSON).is_file():
+            return folder
+    return None
 
 
-def _check_fit(model: ModelInfo, info) -> list[str]:
-    """Refuse a model that cannot take this dataset; return notes on softer mismatches."""
-    notes = []
+def default_confusion_path(model, split: str) -> Path:
+    """Where the confusion plot goes by default: `<model name>.confusion-<split>.png` in the
+    model's run folder when it belongs to a writable one, else in the current folder;
+    never beside a model elsewhere (a shared or read-only folder)."""
+    path = _model_path(model)
+    name = f"{path.stem if path else 'model'}.confusion-{split}.png"
+    run = run_folder_of(path) if path else None
+    if run is not None and os.access(run, os.W_OK):
+        return run / name
+    return Path(name)
+
+
+def _model_path(model) -> Path | None:
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model)
+    path = getattr(model, "path", None)
+    return Path(path) if path else None
+
+
+def check_outputs(paths, overwrite: bool) -> None:
+    """Refuse an output that exists (unless `overwrite`) before any work is done."""
+    for path in paths:
+        if path is not None and Path(path).exists() and not overwrite:
+            raise OutputExistsError(path)
+
+
+def _check_fit(model: ModelInfo, info) -> tuple[list[str], list[int] | None]:
+    """Refuse a model that cannot take this dataset; return notes on softer mismatches,
+    and the model's output column for each dataset class when the model names the same
+    classes in another order (matched by name), else None."""
+    notes, order = [], None
     want = tuple(model.model.inputs[0].shape[1:])
     have = tuple(info.image.shape)
     if len(want) != 3 or any(w is not None and w != h for w, h in zip(want, have, strict=False)):
@@ -181,17 +211,25 @@ def _check_fit(model: ModelInfo, info) -> list[str]:
             f"{info.num_classes} ({', '.join(info.class_names)})",
             "evaluate it on a dataset with the classes it was trained on",
         )
-    if model.from_cnncli and list(model.class_names) != list(info.class_names):
-        notes.append(
-            f"the model's class names ({', '.join(model.class_names)}) differ from the "
-            f"dataset's ({', '.join(info.class_names)}); the dataset's are used, by index"
-        )
+    mine, theirs = list(model.class_names), list(info.class_names)
+    if model.names_from != "indices" and mine != theirs:
+        if sorted(mine) == sorted(theirs):
+            order = [mine.index(name) for name in theirs]
+            notes.append(
+                f"the model's classes ({', '.join(mine)}) are the dataset's in another "
+                "order: matched by name"
+            )
+        else:
+            notes.append(
+                f"the model's class names ({', '.join(mine)}) differ from the dataset's "
+                f"({', '.join(theirs)}); the dataset's are used, by index"
+            )
     if model.from_cnncli and model.image != info.image:
         notes.append(
             f"the model was trained on {model.image.describe()} images, the dataset holds "
             f"{info.image.describe()}"
         )
-    return notes
+    return notes, order
 
 
 def _shape(shape) -> str:
@@ -234,13 +272,19 @@ def evaluate(
     confusion_png: str | os.PathLike | None = None,
     progress: Progress | None = None,
     unsafe: bool = False,
+    overwrite: bool = False,
+    class_names=None,
+    pixel_scale=None,
 ) -> EvaluationResult:
     """Evaluate `model` (a path, a loaded model or a keras.Model) on a split of the dataset
     at `dataset_dir` (default split: test if it has images, else val). Writes the errors
     sheet, errors CSV and confusion plot when their paths are given (`confusion_png=
-    BESIDE_MODEL`: `<model>.confusion-<split>.png` beside the model file, replaced if there).
-    `progress(done, total)` counts images; it is first called once the model and dataset
-    are open and checked, so a bad input fails before any progress shows."""
+    DEFAULT_PLACE`: see default_confusion_path); an existing one is refused unless
+    `overwrite`, before the model is loaded. `class_names` and `pixel_scale` (--classes,
+    --scale) are as in open_model; a model whose class names are the dataset's in another
+    order is matched by name. `progress(done, total)` counts images; it is first called
+    once the model and dataset are open and checked, so a bad input fails before any
+    progress shows."""
     from cnncli.datasets.store import open_dataset
 
     if batch_size < 1:
@@ -249,24 +293,31 @@ def evaluate(
         raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     info = open_dataset(dataset_dir)
     split = _chosen_split(info, split)
-    m = open_model(model, unsafe=unsafe)
-    notes = list(m.notes) + _check_fit(m, info)
+    if isinstance(confusion_png, str) and confusion_png == DEFAULT_PLACE:
+        confusion_png = default_confusion_path(model, split)
+    check_outputs((errors_png, errors_csv, confusion_png), overwrite)
+    m = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
+    fit_notes, order = _check_fit(m, info)
+    notes = list(m.notes) + fit_notes + [f"converted at build: {c}" for c in info.conversions]
     names = list(info.class_names)
-    if confusion_png == BESIDE_MODEL:
-        confusion_png = default_confusion_path(m, split)
     counter = Counter(progress, info.count(split))
     counter.start()
 
     labels, probs, paths = [], [], []
-    wrong_images: dict[int, np.ndarray] = {}  # kept for the errors sheet (first SHEET_MAX)
+    wrong, close = Smallest(SHEET_MAX), Smallest(CLOSE_CALLS)  # images for the errors sheet
     seen = 0
     for x, y, p in _batches(info, split, batch_size):
         pr = probabilities(m, x)
+        if order is not None:
+            pr = pr[:, order]
         pred = predicted_classes(pr, m.head)
         if errors_png is not None:
-            for i in np.flatnonzero(pred != y):
-                if len(wrong_images) < SHEET_MAX:
-                    wrong_images[seen + int(i)] = x[i].astype(np.uint8)
+            for i in range(len(y)):
+                image = x[i].astype(np.uint8)
+                if pred[i] != y[i]:
+                    wrong.offer(wrong_key(pr[i], y[i], pred[i], seen + i), seen + i, image)
+                else:
+                    close.offer(margin_key(pr[i], seen + i), seen + i, image)
         labels.append(y)
         probs.append(pr)
         paths.extend(p)
@@ -297,77 +348,34 @@ def evaluate(
         notes=notes,
     )
     result.per_class = per_class_metrics(result.confusion, names)
-    result.misclassified = [
-        Misclassified(
-            path=paths[i],
-            actual=names[int(y_true[i])],
-            predicted=names[int(y_pred[i])],
-            probability=float(pr[i, int(y_pred[i])]),
-            actual_index=int(y_true[i]),
-            predicted_index=int(y_pred[i]),
+    table = (y_true, y_pred, pr, paths, names)
+    result.misclassified = rows(
+        np.flatnonzero(y_pred != y_true), *table,
+        key=lambda r: wrong_key(pr[r.index], r.actual_index, r.predicted_index, r.index),
+    )  # fmt: skip
+    if not result.misclassified:
+        right = sorted(np.flatnonzero(y_pred == y_true), key=lambda i: margin_key(pr[i], i))
+        result.close_calls = rows(
+            right[:CLOSE_CALLS], *table, key=lambda r: margin_key(pr[r.index], r.index)
         )
-        for i in np.flatnonzero(y_pred != y_true)
-    ]
+    _write(result, errors_png, errors_csv, confusion_png, wrong, close, overwrite)
+    return result
+
+
+def _write(result, errors_png, errors_csv, confusion_png, wrong, close, overwrite) -> None:
     if errors_csv is not None:
-        write_errors_csv(result, errors_csv)
+        write_errors_csv(result.misclassified, errors_csv, overwrite=overwrite)
         result.files["errors_csv"] = str(errors_csv)
     if errors_png is not None:
-        write_errors_sheet(result, wrong_images, errors_png)
+        shown = result.misclassified[:SHEET_MAX] or result.close_calls
+        images = (wrong if result.misclassified else close).images()
+        title = sheet_title(result.count, result.split, len(result.misclassified), len(shown))
+        write_errors_sheet(shown, images, title, errors_png, overwrite=overwrite)
         result.files["errors_png"] = str(errors_png)
     if confusion_png is not None:
         from cnncli.drawing.plots import plot_confusion
 
-        title = f"Confusion matrix: {split} ({result.count} images, "
+        title = f"Confusion matrix: {result.split} ({result.count} images, "
         title += f"accuracy {result.accuracy:.3f})"
-        plot_confusion(result.confusion, names, confusion_png, title=title)
+        plot_confusion(result.confusion, result.class_names, confusion_png, title=title)
         result.files["confusion_png"] = str(confusion_png)
-    return result
-
-
-# --- the error files --------------------------------------------------------------------
-
-
-def error_title(actual: str, predicted: str) -> str:
-    """The course's title for a misclassified image: Korean when the names are Korean."""
-    if HANGUL.search(actual) or HANGUL.search(predicted):
-        return f"실제 : {actual} // 예측 : {predicted}"
-    return f"actual: {actual} // predicted: {predicted}"
-
-
-def write_errors_csv(result: EvaluationResult, path) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "actual", "predicted", "probability"])
-    for m in result.misclassified:
-        w.writerow([m.path, m.actual, m.predicted, f"{m.probability:.6f}"])
-    with atomic_file(path) as tmp:
-        Path(tmp).write_text(buf.getvalue(), encoding="utf-8")
-    return Path(path)
-
-
-def write_errors_sheet(result: EvaluationResult, images: dict[int, np.ndarray], path) -> Path:
-    """A contact sheet of the misclassified images (the first SHEET_MAX), each titled with
-    its actual and predicted class and the probability of the prediction."""
-    from cnncli.drawing.save import save_png
-    from cnncli.drawing.sheets import contact_sheet
-
-    wrong = [i for i in np.flatnonzero(result.predicted != result.labels)][:SHEET_MAX]
-    by_index = {i: m for i, m in zip(wrong, result.misclassified, strict=False)}
-    items = []
-    for i in wrong:
-        m = by_index[i]
-        caption = f"{error_title(m.actual, m.predicted)}\n{m.probability:.2f} · {Path(m.path).name}"
-        items.append((images[int(i)], caption))
-    n = len(result.misclassified)
-    shown = f", first {SHEET_MAX} shown" if n > SHEET_MAX else ""
-    title = f"{n} misclassified of {result.count} ({result.split}{shown})"
-    if not items:
-        title = f"no misclassified images of {result.count} ({result.split})"
-    sheet = contact_sheet(
-        items,
-        per_row=min(8, max(1, math.ceil(math.sqrt(len(items))))),
-        cell=SHEET_CELL,
-        title=title,
-        font_size=12,
-    )
-    return save_png(sheet, path)

@@ -8,13 +8,15 @@ so they read the same head, names and pixels for the same file.
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from cnncli.errors import InputError, ModelError
+from cnncli.errors import InputError, ModelError, UsageError
 from cnncli.images import ImageSpec
 from cnncli.models.head import Head, model_head, outputs_to_probabilities
 
@@ -34,11 +36,12 @@ class ModelInfo:
     head: Head
     notes: list[str] = field(default_factory=list)
     image_stored: bool = False  # the image spec was stored with the model (else: input shape)
+    names_from: str = "indices"  # where class_names come from: stored, given (--classes), indices
 
     @property
     def scale_text(self) -> str:
         """The pixel scale as a person writes it: 1/255, 1, 0.5."""
-        return "1/255" if abs(self.pixel_scale - 1 / 255) < 1e-12 else f"{self.pixel_scale:.6g}"
+        return scale_text(self.pixel_scale)
 
     @property
     def conversion(self) -> str:
@@ -52,12 +55,20 @@ class ModelInfo:
         return f"images converted to {self.image.describe()}, {how}; pixels x {self.scale_text}"
 
 
-def open_model(model, unsafe: bool = False) -> ModelInfo:
+def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) -> ModelInfo:
     """A model file path, a cnncli.models.io LoadedModel, a ModelInfo or a keras.Model ->
     ModelInfo, with the defaults used for a model saved elsewhere stated in `notes` (the
-    image conversion is stated by `conversion`, not repeated there)."""
+    image conversion is stated by `conversion`, not repeated there).
+
+    `class_names` ("a,b,c" or a list, as --classes) and `pixel_scale` ("1/255", "1",
+    0.00392, as --scale) replace what is stored with the model or the defaults, for a
+    model saved elsewhere. They are checked before the model is loaded (a bad value is a
+    UsageError, before TensorFlow is imported); a number of names that does not match the
+    model's output is a UsageError; replacing a stored value is stated in `notes`."""
+    given_names = parse_class_names(class_names)
+    given_scale = parse_pixel_scale(pixel_scale)
     if isinstance(model, ModelInfo):
-        return model
+        return _overridden(model, given_names, given_scale)
     path = None
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -81,7 +92,8 @@ def open_model(model, unsafe: bool = False) -> ModelInfo:
     class_names = list(m.class_names) if getattr(m, "class_names", None) else None
     from_cnncli = bool(getattr(m, "from_cnncli", False))
     stored = getattr(m, "raw", None)
-    image_stored = bool(stored.get("image")) if isinstance(stored, dict) else from_cnncli
+    stored = stored if isinstance(stored, dict) else {}
+    image_stored = bool(stored.get("image")) if stored else from_cnncli
     spec = getattr(m, "image", None) if image_stored else None
     scale = float(getattr(m, "pixel_scale", 1 / 255))
     notes = list(getattr(m, "notes", []) or [])
@@ -89,18 +101,102 @@ def open_model(model, unsafe: bool = False) -> ModelInfo:
     if spec is None:
         spec = ImageSpec.for_input_shape(keras_model.inputs[0].shape)
     notes = [n for n in notes if not n.startswith("image conversion")]  # said by `conversion`
+    names_from = "stored" if stored.get("class_names") else "indices"
     if not class_names:
         class_names = [str(i) for i in range(head.num_classes)]
         _note(notes, f"class names: the output indices {', '.join(class_names)}")
-    if len(class_names) != head.num_classes:
+    if len(class_names) != head.num_classes and given_names is None:
         raise ModelError(
             f"the model's output has {head.units} unit(s) but its metadata names "
             f"{len(class_names)} classes",
             "save the model again with cnncli, or check which model file this is",
         )
-    return ModelInfo(
-        keras_model, path, class_names, spec, scale, from_cnncli, head, notes, image_stored
-    )
+    info = ModelInfo(
+        keras_model, path, class_names, spec, scale, from_cnncli, head, notes, image_stored,
+        names_from,
+    )  # fmt: skip
+    return _overridden(info, given_names, given_scale)
+
+
+def parse_class_names(value) -> list[str] | None:
+    """--classes: "a,b,c" (or a list of names) -> ["a", "b", "c"]; None stays None.
+    Names are stripped of spaces; an empty or repeated name is a UsageError."""
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    names = [n.strip() for n in names]
+    if len(names) < 2 or any(not n for n in names):
+        raise UsageError(
+            f"--classes {','.join(names)!r} needs two or more names, none empty",
+            "give them comma-separated in the order of the model's outputs, e.g. cat,dog",
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UsageError(
+            f"--classes names {', '.join(repeated)} more than once", "give each class once"
+        )
+    return names
+
+
+_FRACTION = re.compile(r"^\s*([0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)\s*$")
+
+
+def parse_pixel_scale(value) -> float | None:
+    """--scale: "1/255", "1", "0.00392" (or a number) -> a positive float; None stays None."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str) and _FRACTION.match(value):
+            top, bottom = _FRACTION.match(value).groups()
+            scale = float(top) / float(bottom)
+        else:
+            scale = float(value)
+    except (ValueError, ZeroDivisionError):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise UsageError(
+            f"--scale {value!r} is not a positive number", "write it as 1/255, 1 or 0.00392"
+        )
+    return scale
+
+
+def scale_text(scale: float) -> str:
+    """A pixel scale as a person writes it: 1/255, 1, 0.5."""
+    return "1/255" if abs(scale - 1 / 255) < 1e-12 else f"{scale:.6g}"
+
+
+def _overridden(info: ModelInfo, names: list[str] | None, scale: float | None) -> ModelInfo:
+    """`info` with the --classes and --scale values in place, each change stated once."""
+    if names is None and scale is None:
+        return info
+    notes = list(info.notes)
+    changes: dict = {}
+    if names is not None:
+        n = info.head.num_classes
+        if len(names) != n:
+            unit = " (one sigmoid unit: 2 classes)" if info.head.kind == "binary" else ""
+            raise UsageError(
+                f"--classes gives {len(names)} names but the model predicts {n} classes{unit}",
+                f"give {n} names, comma-separated, in the order of the model's outputs",
+            )
+        notes = [x for x in notes if not x.startswith("class names:")]
+        if info.names_from == "stored" and names != info.class_names:
+            notes.append(
+                f"class names: {', '.join(names)} from --classes, not the ones stored with "
+                f"the model ({', '.join(info.class_names)})"
+            )
+        changes.update(class_names=names, names_from="given")
+    scale_assumed = any(x.startswith("pixel scale:") for x in info.notes)
+    if scale is not None:
+        notes = [x for x in notes if not x.startswith("pixel scale:")]  # given, not assumed
+    if scale is not None and abs(scale - info.pixel_scale) > 1e-12:
+        if not scale_assumed:
+            notes.append(
+                f"pixel scale: {scale_text(scale)} from --scale, not the one stored with the "
+                f"model ({scale_text(info.pixel_scale)})"
+            )
+        changes["pixel_scale"] = scale
+    return replace(info, notes=notes, **changes)
 
 
 def _note(notes: list[str], text: str) -> None:

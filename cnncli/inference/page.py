@@ -1,11 +1,21 @@
 """index.html for one image's activations: relative links only, so the folder can be
-moved, zipped or opened from the file system."""
+moved, zipped or opened from the file system; the page itself is made by
+cnncli.drawing.html (the bundled Hangul font embedded, `lang` from the content)."""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
 from urllib.parse import quote
+
+from cnncli.drawing.html import write_page
+
+
+def scale_note(scale: int, height: int, width: int) -> str:
+    """ "shown at 8x (nearest neighbour; the model sees 28x28 pixels)", or "" at 1x."""
+    if scale <= 1:
+        return ""
+    return f"shown at {scale}x (nearest neighbour; the model sees {width}x{height} pixels)"
 
 
 def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -> Path:
@@ -17,26 +27,23 @@ def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -
         f"<tr><td>{e(str(name))}</td><td>{p:.4f}</td></tr>"
         for name, p in zip(class_names, probs, strict=True)
     )
+    shown = scale_note(r.display_scale, *r.input_size)
+    shown = f'<p class="scale">{e(shown)}</p>' if shown else ""
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>cnncli activations: {e(r.image.name)}</title>",
-        "<style>body{font-family:sans-serif;margin:1.5em;max-width:100%}"
-        "img{max-width:100%;image-rendering:pixelated;border:1px solid #ccc}"
-        "section{margin:1.5em 0}td{padding:0 .6em}</style></head><body>",
         f"<h1>Activations of {e(r.image.name)}</h1>",
         f"<p>Model: {e(str(model_path.name) if model_path else 'in memory')}</p>",
         f"<p>Conversion: {e(conversion)}</p>",
         '<section id="input"><h2>Input</h2>',
-        f'<img src="input.png" alt="input image {e(r.image.name)}">',
+        f'<img src="input.png" alt="input image {e(r.image.name)}">{shown}',
         f"<p>Predicted class: <b>{e(r.predicted_class)}</b> (probability {r.probability:.4f})</p>",
-        f"<table><tr><th>class</th><th>probability</th></tr>{prob_rows}</table></section>",
+        f'<table id="probabilities"><tr><th>class</th><th>probability</th></tr>{prob_rows}'
+        "</table></section>",
     ]
     if r.gradcam:
         parts.append(
             f'<section id="gradcam"><h2>Grad-CAM: class {e(str(r.gradcam_class))}, '
             f"layer {e(str(r.gradcam_layer))}</h2>"
-            f'<img src="{quote(r.gradcam)}" alt="Grad-CAM heatmap"></section>'
+            f'<img src="{quote(r.gradcam)}" alt="Grad-CAM heatmap">{shown}</section>'
         )
     parts.append("<h2>Layers</h2>")
     for lo in r.layers:
@@ -51,6 +58,6 @@ def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -
             f"output {e(lo.shape)}{note}</h3><p>{' · '.join(links)}</p>"
             f'<img src="{quote(lo.file)}" alt="{e(lo.name)}" loading="lazy"></section>'
         )
-    parts.append("</body></html>\n")
-    (out / "index.html").write_text("\n".join(parts), encoding="utf-8")
-    return out / "index.html"
+    css = ".scale{color:#555;font-size:90%;margin:.2em 0}"
+    title = f"cnncli activations: {r.image.name}"
+    return write_page(out / "index.html", title, "\n".join(parts), css)

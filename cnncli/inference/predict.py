@@ -15,12 +15,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cnncli.errors import ImageError, UsageError
-from cnncli.images import collect_images, load_image
+from cnncli.images import Conversions, collect_images, load_image
 from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress
@@ -50,6 +50,7 @@ class PredictResult:
     skipped: list[tuple[str, str]]  # (file, reason) for files that could not be used
     model: ModelInfo
     top_k: int
+    conversions: list[str] = field(default_factory=list)  # what the conversion changed, once
 
     @property
     def conversion(self) -> str:
@@ -57,7 +58,7 @@ class PredictResult:
 
     @property
     def notes(self) -> list[str]:
-        return self.model.notes
+        return self.model.notes + self.conversions
 
     def __iter__(self):
         return iter(self.rows)
@@ -101,20 +102,23 @@ def predict(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     unsafe: bool = False,
+    class_names=None,
+    pixel_scale=None,
 ) -> PredictResult:
     """Predict the class of each image file (or the images in each folder).
 
     Files that cannot be read as images are skipped and listed in `skipped` with the
     reason; when none can be read, ImageError names the first one. `progress(done, total)`
     counts files, read or skipped. Returns rows (file, class, probability, top-k) in input
-    order.
+    order. `class_names` and `pixel_scale` (--classes, --scale) replace what is stored with
+    the model (see cnncli.inference.model.open_model).
     """
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     files = collect_images(inputs)
-    info = open_model(model, unsafe=unsafe)
+    info = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
     n_classes = len(info.class_names)
     if top_k > n_classes:
         raise UsageError(
@@ -122,6 +126,7 @@ def predict(
             f"use --top-k {n_classes} or less",
         )
     counter = Counter(progress, len(files))
+    changed = Conversions()
     rows: list[Prediction] = []
     skipped: list[tuple[str, str]] = []
     first_error: ImageError | None = None
@@ -150,7 +155,7 @@ def predict(
 
     for f in files:
         try:
-            arr = load_image(f, info.image)
+            arr = load_image(f, info.image, changed)
         except ImageError as e:
             first_error = first_error or e
             skipped.append((str(f), e.reason))
@@ -168,4 +173,4 @@ def predict(
             first_error.path,
             f"{first_error.reason} (and {len(skipped) - 1} other file(s) could not be read)",
         )
-    return PredictResult(rows, skipped, info, top_k)
+    return PredictResult(rows, skipped, info, top_k, changed.notes())

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cnncli.errors import ModelError, UsageError
+from cnncli.training.augment import is_augmentation
 
 GROUPS = ("conv", "pool", "dense", "all")
 
@@ -24,12 +25,19 @@ class LayerInfo:
     name: str  # "conv2d" or, inside a nested model, "inner/conv2d"
     type: str  # class name: Conv2D, MaxPooling2D, ...
     shape: tuple  # output shape without the batch axis
+    augmentation: bool = False  # a random preprocessing layer: the identity outside training
 
     @property
     def kind(self) -> str:
         if len(self.shape) in (2, 3):
             return "spatial"
         return "vector"
+
+    @property
+    def draws_maps(self) -> bool:
+        """Spatial output with more than one position per channel: drawn as a grid of maps.
+        A 1x1 map (a global pooling kept 2-D) is one number per channel: drawn as values."""
+        return self.kind == "spatial" and any(d != 1 for d in self.shape[:-1])
 
     @property
     def file_stem(self) -> str:
@@ -72,7 +80,7 @@ def trace_model(model) -> Probe:
     if isinstance(final, (list, tuple)):
         final = final[0]
     layers = [
-        LayerInfo(i, name, type(layer).__name__, tuple(_dims(out)))
+        LayerInfo(i, name, type(layer).__name__, tuple(_dims(out)), is_augmentation(layer))
         for i, (name, layer, out) in enumerate(record)
     ]
     return Probe(model, inp, layers, [out for _, _, out in record], final)
@@ -150,8 +158,14 @@ def layer_group(info: LayerInfo) -> set[str]:
 
 
 def default_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
-    """Every layer with spatial output, plus Flatten and Dense layers."""
-    return [li for li in layers if li.kind == "spatial" or li.type in ("Flatten", "Dense")]
+    """Every layer with spatial output, plus Flatten and Dense layers; augmentation layers
+    (in models saved by hand or by earlier cnncli versions) are left out: they pass the image
+    through unchanged outside training."""
+    return [
+        li
+        for li in layers
+        if not li.augmentation and (li.kind == "spatial" or li.type in ("Flatten", "Dense"))
+    ]
 
 
 def select_layers(layers: Sequence[LayerInfo], selection) -> list[LayerInfo]:

@@ -4,6 +4,7 @@ A head is 'binary' (one unit: P(class 1)) or 'categorical' (one unit per class),
 logits or probabilities as its last layer's activation says. `outputs_to_probabilities`
 turns raw outputs into per-class probabilities, so every command that reads a model's
 answer (train's metrics, predict, evaluate, activations, embed) reads it the same way.
+`rescales_input` reads the other end: whether the model scales its own pixels.
 """
 
 from __future__ import annotations
@@ -74,3 +75,19 @@ def predicted_classes(probs: np.ndarray, head: Head) -> np.ndarray:
     if head.kind == "binary":
         return (probs[:, 1] > 0.5).astype(np.int64)
     return probs.argmax(axis=1)
+
+
+def rescales_input(model) -> bool:
+    """Whether the model's first computing layer (past augmentation, inside a nested first
+    model too) is Rescaling or Normalization: the model takes raw 0..255 pixels itself."""
+    layers = list(getattr(model, "layers", []))
+    while layers:
+        first = layers[0]
+        name = type(first).__name__
+        if name == "InputLayer" or name.startswith("Random"):
+            layers = layers[1:]
+        elif getattr(first, "layers", None):  # a nested model: look inside it
+            layers = list(first.layers) + layers[1:]
+        else:
+            return name in ("Rescaling", "Normalization")
+    return False

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnncli.errors import InputError, ModelError, UsageError
+from cnncli.errors import InputError, ModelError, ModelFileError, UsageError
 from cnncli.images import ImageSpec
+from cnncli.models.head import rescales_input
 
 METADATA_VERSION = 1
 KERAS_MEMBER = "cnncli.json"
@@ -113,8 +114,11 @@ def _kind_from_extension(path: Path) -> str:
     )
 
 
-def _kind(path: Path) -> str:
-    """'keras' or 'h5' from the file's first bytes (the extension must be a model's too)."""
+def check_model_file(path: str | os.PathLike) -> str:
+    """'keras' or 'h5' from the file's first bytes (the extension must be a model's too);
+    InputError (exit 2) for a file that is missing, a folder, empty or not a model. Reads 8
+    bytes, no TensorFlow: commands call it before TensorFlow loads."""
+    path = Path(path)
     if not path.exists():
         raise InputError(f"model file {path} not found", "give the path of a .keras or .h5 file")
     if path.is_dir():
@@ -123,7 +127,10 @@ def _kind(path: Path) -> str:
                 f"{path} is a TensorFlow SavedModel folder, not a Keras model file",
                 "save the model with model.save('model.keras') and give that file",
             )
-        raise InputError(f"{path} is a folder, not a model file", "give a .keras or .h5 file")
+        raise InputError(
+            f"{path} is a folder, not a model file",
+            "give a .keras or .h5 file (a train run folder holds best.keras)",
+        )
     by_name = _kind_from_extension(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -132,14 +139,14 @@ def _kind(path: Path) -> str:
     if head == _HDF5_MAGIC:
         return "h5"
     if not head:
-        raise ModelError(f"{path} is empty, not a model", "save the model again")
+        raise ModelFileError(f"{path} is empty, not a model", "save the model again")
     what = "a .keras zip archive" if by_name == "keras" else "an HDF5 file"
-    raise ModelError(f"{path} is not a model file (not {what})", "give a Keras model file")
+    raise ModelFileError(f"{path} is not a model file (not {what})", "give a Keras model file")
 
 
-def _damaged(path: Path, why: str = "") -> ModelError:
+def _damaged(path: Path, why: str = "") -> ModelFileError:
     detail = f" ({why})" if why else ""
-    return ModelError(
+    return ModelFileError(
         f"{path} is truncated or damaged{detail}", "save or copy the model file again"
     )
 
@@ -173,7 +180,7 @@ def _h5_attr(f, name: str) -> str | None:
 def read_metadata(path: str | os.PathLike) -> dict | None:
     """The cnncli metadata stored in a model file, or None (no TensorFlow import)."""
     path = Path(path)
-    kind = _kind(path)
+    kind = check_model_file(path)
     if kind == "keras":
         raw = _read_keras_member(path, KERAS_MEMBER)
         text = raw.decode("utf-8") if raw is not None else None
@@ -185,12 +192,12 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
     try:
         meta = json.loads(text)
     except ValueError:
-        raise ModelError(f"{path}: the stored cnncli metadata is not valid JSON") from None
+        raise ModelFileError(f"{path}: the stored cnncli metadata is not valid JSON") from None
     if not isinstance(meta, dict):
-        raise ModelError(f"{path}: the stored cnncli metadata is not a JSON object")
+        raise ModelFileError(f"{path}: the stored cnncli metadata is not a JSON object")
     version = meta.get("format_version", 1)
     if not isinstance(version, int) or version > METADATA_VERSION:
-        raise ModelError(
+        raise ModelFileError(
             f"{path}: cnncli model metadata format_version {version} is newer than this "
             f"cnncli understands ({METADATA_VERSION})",
             "upgrade cnncli",
@@ -201,17 +208,17 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
 def read_config(path: str | os.PathLike) -> dict:
     """The model's architecture config as stored in the file (no deserialisation)."""
     path = Path(path)
-    if _kind(path) == "keras":
+    if check_model_file(path) == "keras":
         raw = _read_keras_member(path, "config.json")
         if raw is None:
-            raise ModelError(f"{path} has no config.json: not a Keras model archive")
+            raise ModelFileError(f"{path} has no config.json: not a Keras model archive")
         text = raw.decode("utf-8")
     else:
         with _open_h5(path) as f:
             text = _h5_attr(f, "model_config")
             if text is None:
                 what = "weights only" if "model_weights" in f or "layer_names" in f.attrs else ""
-                raise ModelError(
+                raise ModelFileError(
                     f"{path} holds {what or 'no model architecture'}, not a whole model",
                     "save it with model.save(...), or build the architecture and load the weights",
                 )
@@ -279,7 +286,7 @@ def load_model(
     conversion its input shape implies, and pixel_scale 1/255.
     """
     path = Path(path)
-    kind = _kind(path)
+    kind = check_model_file(path)
     stored = read_metadata(path)
     config = read_config(path)
     reasons = unsafe_reasons(config)
@@ -373,6 +380,9 @@ def _metadata(model, stored: dict | None) -> ModelMetadata:
             notes.append("image conversion: the model's input has no fixed size")
     if "pixel_scale" in stored:
         scale = float(stored["pixel_scale"])
+    elif rescales_input(model):
+        scale = 1.0
+        notes.append("pixel scale: 1 (the model's first layer scales the pixels itself)")
     else:
         scale = 1 / 255
         notes.append("pixel scale: 1/255 (pixels divided by 255, as the course's notebooks do)")
@@ -386,13 +396,5 @@ def _metadata(model, stored: dict | None) -> ModelMetadata:
     )
 
 
-__all__ = [
-    "LoadedModel",
-    "ModelMetadata",
-    "default_metadata",
-    "load_model",
-    "read_config",
-    "read_metadata",
-    "save_model",
-    "unsafe_reasons",
-]
+__all__ = ["LoadedModel", "ModelMetadata", "check_model_file", "default_metadata", "load_model",
+           "read_config", "read_metadata", "save_model", "unsafe_reasons"]  # fmt: skip

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnncli.errors import ModelError, UsageError
+from cnncli.errors import ModelError, OutputExistsError, UsageError
 
 MACS_NOTE = (
     "MACs: Conv and Dense multiply-accumulates for one image; pooling, activations, "
@@ -230,10 +230,12 @@ def summarize_source(
     expand: bool = False,
     unsafe: bool = False,
     export=None,
+    overwrite: bool = False,
 ) -> SourceSummary:
     """The summary of exactly one of a model file (loaded safely unless `unsafe`), a named
     architecture (`arch`) or a spec file (`spec`). `input_shape` and `classes` build --arch
-    and --spec for another input or class count; `export` writes them as a spec file."""
+    and --spec for another input or class count; `export` writes them as a spec file (an
+    existing one only with `overwrite`)."""
     from cnncli.models import spec as specs
 
     if sum(s is not None for s in (model_file, arch, spec)) != 1:
@@ -245,6 +247,8 @@ def summarize_source(
         raise UsageError("--input and --classes apply to --arch and --spec, not to a model file")
     if model_file is not None and export is not None:
         raise UsageError("--export writes --arch or --spec as a spec file, not a model file")
+    if export is not None and Path(export).exists() and not overwrite:
+        raise OutputExistsError(export)
     result = SourceSummary({})
     if arch is not None:
         from cnncli.models.presets import architecture_to_spec, build_architecture

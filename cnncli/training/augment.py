@@ -1,4 +1,5 @@
-"""Data augmentation as Keras preprocessing layers (active only during training).
+"""Data augmentation as Keras preprocessing layers (active only during training, and left
+out of the models a run saves for use: `without_augmentation`).
 
 The course's ImageDataGenerator settings: rotation_range=40, width/height_shift_range=0.1,
 shear_range=0.2 (0.2-0.4 in its examples), zoom_range (0.2 here: the course uses up to 0.5 in
@@ -123,12 +124,47 @@ def _shear_config(layer) -> dict:
     return config
 
 
+def is_augmentation(layer) -> bool:
+    """A random preprocessing layer (RandomFlip, RandomRotation, ...): the identity outside
+    training."""
+    cls = type(layer)
+    return cls.__name__.startswith("Random") and "preprocessing" in cls.__module__
+
+
 def existing_augmentation(model) -> list[str]:
     """Names of the random preprocessing layers (RandomFlip, RandomRotation, ...) a model
     already holds, nested models included: what augmentation_layers would add again."""
-    names = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        cls = type(layer)
-        if cls.__name__.startswith("Random") and "preprocessing" in cls.__module__:
-            names.append(layer.name)
-    return names
+    layers = model._flatten_layers(include_self=False, recursive=True)
+    return [layer.name for layer in layers if is_augmentation(layer)]
+
+
+def without_augmentation(model):
+    """`model` without its augmentation layers (nested models included), for saving: the
+    same layer objects, so the same weights as training updates them. Augmentation is the
+    identity outside training, so the outputs are the same; a model user (predict,
+    activations, summary) never meets no-op layers. `model` itself when it has none."""
+    import keras
+
+    if not existing_augmentation(model):
+        return model
+
+    def kept(layer):
+        return without_augmentation(layer) if isinstance(layer, keras.Model) else layer
+
+    if isinstance(model, keras.Sequential):
+        inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), dtype=model.inputs[0].dtype)
+        layers = [kept(layer) for layer in model.layers if not _only_augmentation(layer)]
+        return keras.Sequential([inputs, *layers], name=model.name)
+
+    def call(layer, *args, **kwargs):
+        return args[0] if _only_augmentation(layer) else layer(*args, **kwargs)
+
+    return keras.models.clone_model(model, clone_function=kept, call_function=call)
+
+
+def _only_augmentation(layer) -> bool:
+    """An augmentation layer, or a nested model made of nothing else (left out whole)."""
+    inner = getattr(layer, "layers", None)
+    if inner:
+        return all(_only_augmentation(sub) for sub in inner)
+    return is_augmentation(layer)

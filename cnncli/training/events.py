@@ -1,5 +1,6 @@
 """What a training run reports: events while it runs (`TrainEvents`, `EpochReport`), what it
-returns (`TrainResult`) and how Ctrl-C ends it (`TrainingInterrupted`).
+returns (`TrainResult`) and how Ctrl-C or SIGTERM ends it (`TrainingInterrupted`,
+`TrainingTerminated`, `sigterm_interrupts`).
 
 The library draws nothing: it calls a `TrainEvents` object, which the CLI turns into a rich
 progress bar and epoch lines (or JSON lines). No TensorFlow here, so the CLI and the checks
@@ -8,6 +9,10 @@ that run before TensorFlow loads can use these names.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +78,7 @@ class TrainResult:
 
     @property
     def best_metrics(self) -> dict:
+        """Every metric AT the best epoch (the one `monitor` chose), not each one's own best."""
         for row in self.history:
             if row["epoch"] == self.best_epoch:
                 return row
@@ -97,3 +103,34 @@ class TrainingInterrupted(CnnError):
     """Ctrl-C during training: the last finished epoch is saved and can be resumed."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+class TrainingTerminated(TrainingInterrupted):
+    """SIGTERM during training: saved as after Ctrl-C; exit 143 (128 + SIGTERM), the code
+    that supervisors (timeout, docker, Slurm, Kubernetes) expect of a terminated process."""
+
+    exit_code = ExitCode.TERMINATED
+
+
+class Terminated(KeyboardInterrupt):
+    """What SIGTERM raises while `sigterm_interrupts` is on: a KeyboardInterrupt, so that it
+    unwinds training exactly as Ctrl-C does."""
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated (as SIGINT raises KeyboardInterrupt)
+    instead of ending the process at once; the previous handler comes back after. Only in
+    the main thread, the one place Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

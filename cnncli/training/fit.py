@@ -82,7 +82,7 @@ def train(
     spec file or dict), `from_model` (a saved model file) or `model` (a Keras model) names
     the architecture. `strategy`: a --strategy name or a distribute.StrategyPlan (several
     workers: only the chief writes RUN_DIR). Raises TrainingInterrupted (exit 130) on
-    Ctrl-C after saving."""
+    Ctrl-C, TrainingTerminated (exit 143) on SIGTERM, after saving."""
     opts = options or TrainOptions()
     opts.check()
     plan = _plan(strategy)

@@ -1,9 +1,10 @@
 """The fit itself, once cnncli.training.fit's checks have passed: the strategy a run trains
 under and the folder it writes, its input pipelines, its callbacks, and `model.fit` with
-Ctrl-C and a broken cluster turned into clear errors.
+Ctrl-C, SIGTERM and a broken cluster turned into clear errors.
 
 Every epoch end writes the run folder (cnncli.training.callbacks.RunFolderCallback), so an
-interrupted run (Ctrl-C, kill -9) resumes from its last finished epoch.
+interrupted run (Ctrl-C, SIGTERM, kill -9) resumes from its last finished epoch. The models
+saved for use (best, last, checkpoints) leave augmentation out; the resume state keeps it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cnncli.drawing.plots import plot_history
 from cnncli.errors import CnnError
 from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
+from cnncli.training.augment import without_augmentation
 from cnncli.training.callbacks import (
     EventsCallback,
     ResumableEarlyStopping,
@@ -31,7 +33,14 @@ from cnncli.training.callbacks import (
     RunState,
     monitor_mode,
 )
-from cnncli.training.events import TrainEvents, TrainingInterrupted, TrainResult
+from cnncli.training.events import (
+    Terminated,
+    TrainEvents,
+    TrainingInterrupted,
+    TrainingTerminated,
+    TrainResult,
+    sigterm_interrupts,
+)
 from cnncli.training.model import build_model, class_weights, resume_model
 from cnncli.training.options import ModelSource, TrainOptions
 
@@ -109,6 +118,7 @@ def resume_run(run_dir: Path, info: DatasetInfo, run: dict, state: dict, opts: T
     # history.csv may hold a row of an epoch whose state was never committed: rewrite it
     rundir.write_history(out / rundir.HISTORY_CSV, st.history)
     run["status"] = "running"
+    run.pop("interrupted_by", None)
     run.setdefault("resumes", []).append({"at_epoch": st.epoch, "time": rundir.now()})
     write_json(out / rundir.RUN_JSON, run)
     return _fit(net, info, run_dir, where, run, opts, st, events, callbacks)
@@ -178,9 +188,20 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
     return train_ds, val_ds, steps, None, detail  # class weights are in the data
 
 
+def _for_use(net):
+    """The model saved as best/last/checkpoints: `net` without its augmentation layers (the
+    same layers and weights), compiled as `net` is so that Keras' load_model + evaluate
+    works on it. Call it in the strategy's scope."""
+    deployed = without_augmentation(net)
+    if deployed is not net:
+        deployed.compile_from_config(net.get_compile_config())
+    return deployed
+
+
 def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
-               events: TrainEvents | None, steps: int) -> list:  # fmt: skip
-    """Early stopping (resumable), the run folder writer, events, TensorBoard."""
+               events: TrainEvents | None, steps: int, deployed) -> list:  # fmt: skip
+    """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
+    use), events, TensorBoard."""
     metadata = run["metadata"]
 
     def on_epoch_saved(state: RunState):
@@ -208,7 +229,7 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
         RunFolderCallback(
             out,
             epochs=opts.epochs,
-            save_model=lambda model, path: save_model(model, path, metadata=metadata),
+            save_model=lambda _training, path: save_model(deployed, path, metadata=metadata),
             checkpoint_pattern=opts.checkpoint,
             save_best_only=opts.save_best_only,
             monitor=opts.monitor,
@@ -241,7 +262,9 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
         zeros = (np.zeros((batch, *info.image.shape), "float32"), np.zeros((batch,), "int32"))
         distribute.prepare_model(net, where.strategy, zeros)
     run["distribute"] = detail or where.plan.to_dict()
-    cbs = [*_callbacks(out, run, opts, st, events, steps), *extra_callbacks]
+    with where.scope:
+        deployed = _for_use(net)
+    cbs = [*_callbacks(out, run, opts, st, events, steps, deployed), *extra_callbacks]
     if events is not None:
         events.train_begin(
             {
@@ -290,22 +313,28 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
 
 def _fit_or_interrupt(net, fit_args: dict, run_dir: Path, out: Path, run: dict, st: RunState,
                       plan: distribute.StrategyPlan) -> None:  # fmt: skip
-    """model.fit; Ctrl-C becomes TrainingInterrupted once the finished epochs are saved, and
-    a broken cluster (another worker stopped) one clear line."""
+    """model.fit; Ctrl-C (and SIGTERM: kill, timeout, docker stop, a pre-emption) becomes
+    TrainingInterrupted (TrainingTerminated) once the finished epochs are saved, and a
+    broken cluster (another worker stopped) one clear line."""
     import tensorflow as tf
 
     try:
-        # shuffle=False: the dataset is shuffled per epoch (seeded)
-        net.fit(**fit_args, shuffle=False, verbose=0)
-    except KeyboardInterrupt:
+        with sigterm_interrupts():
+            # shuffle=False: the dataset is shuffled per epoch (seeded)
+            net.fit(**fit_args, shuffle=False, verbose=0)
+    except KeyboardInterrupt as e:
         _plot(out, st)
+        by = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
         run["status"] = "interrupted"
+        run["interrupted_by"] = by
         write_json(out / rundir.RUN_JSON, run)
-        raise TrainingInterrupted(
-            f"training interrupted after {st.epoch} finished epoch(s); "
+        what = "stopped by SIGTERM" if by == "SIGTERM" else "interrupted"
+        error = TrainingTerminated if by == "SIGTERM" else TrainingInterrupted
+        raise error(
+            f"training {what} after {st.epoch} finished epoch(s); "
             f"the state of epoch {st.epoch} is saved in {run_dir}"
             if st.epoch
-            else f"training interrupted before the first epoch finished (nothing to resume in "
+            else f"training {what} before the first epoch finished (nothing to resume in "
             f"{run_dir})",
             (
                 f"continue with: cnncli train --resume {run_dir}"

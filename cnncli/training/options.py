@@ -18,8 +18,10 @@ from cnncli.training.augment import AugmentOptions
 DEFAULT_EPOCHS = 10
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
 CACHE_MODES = ("memory", "disk", "none")
-DEFAULT_CHECKPOINT = "checkpoints/save-{epoch:02d}-{val_loss:.4f}.keras"
-NO_VAL_CHECKPOINT = "checkpoints/save-{epoch:02d}-{loss:.4f}.keras"
+METRICS = ("loss", "accuracy")  # what a run logs (and --monitor may name), val_ on val
+CHECKPOINT_DIR = "checkpoints"  # where a --checkpoint pattern without a folder writes
+DEFAULT_CHECKPOINT = f"{CHECKPOINT_DIR}/save-{{epoch:02d}}-{{val_loss:.4f}}.keras"
+NO_VAL_CHECKPOINT = f"{CHECKPOINT_DIR}/save-{{epoch:02d}}-{{loss:.4f}}.keras"
 
 
 @dataclass
@@ -70,13 +72,18 @@ class TrainOptions:
     def for_dataset(self, info) -> TrainOptions:
         """A copy with the defaults that depend on the dataset (a DatasetInfo)
         filled in: epochs, the monitored metric and the checkpoint pattern (both checked
-        against the dataset's splits)."""
+        against the dataset's splits; a pattern without a folder goes into checkpoints/)."""
         has_val = info.count("val") > 0
         monitor = self.monitor or ("val_loss" if has_val else "loss")
         if monitor.startswith("val_") and not has_val:
             raise UsageError(f"--monitor {monitor} needs a val split, and {info.path} has none")
+        known = [*METRICS, *(f"val_{m}" for m in METRICS if has_val)]
+        if monitor not in known:
+            raise UsageError(f"unknown --monitor {monitor!r}", f"use one of {', '.join(known)}")
         pattern = self.checkpoint or (DEFAULT_CHECKPOINT if has_val else NO_VAL_CHECKPOINT)
         check_checkpoint_pattern(pattern, has_val)
+        if not os.path.dirname(pattern) and not os.path.isabs(pattern):
+            pattern = f"{CHECKPOINT_DIR}/{pattern}"  # the course's bare "save-....h5" too
         epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
         return replace(self, epochs=epochs, monitor=monitor, checkpoint=pattern)
 

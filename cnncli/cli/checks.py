@@ -1,0 +1,23 @@
+"""What a TensorFlow command refuses before TensorFlow loads (seconds of import): a model
+file that is missing or not a model, and a named input that does not exist. One call at the
+top of a command body. The errors are the library's own, so a mistake reads (and exits, 2)
+the same as when the library meets it later."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def check_first(model: Path | None = None, inputs: Sequence[Path] = ()) -> None:
+    """Refuse `model` unless it is a model file (by its name and first bytes) and any of
+    `inputs` (image files, folders, datasets the user named) that does not exist. Nothing
+    here imports TensorFlow."""
+    from cnncli.errors import ImageError
+    from cnncli.models.io import check_model_file
+
+    if model is not None:
+        check_model_file(model)
+    for path in inputs:
+        if not Path(path).exists():
+            raise ImageError(path, "file not found")  # what load_image says when it reads it

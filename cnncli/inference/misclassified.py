@@ -1,0 +1,151 @@
+"""The images evaluate gets wrong, in the order worth looking at, and the two files that
+show them: the error sheet (PNG) and the error list (CSV).
+
+Order: the most confidently wrong first, as fastai's `plot_top_losses` does: the lowest
+probability given to the actual class (the highest loss) first, then the highest
+probability of the predicted class, then dataset order. When nothing is wrong, the sheet
+shows the correct images the model was least sure of instead (the smallest margin between
+its two most likely classes first), titled as such, so a sheet is never empty.
+
+Captions follow the course ("실제 : 대리석 // 예측 : 벽돌" when the class names are Korean,
+"actual: 4 //  predicted: 9" otherwise), with a second line "#1 · p=0.97 · photo.png": the
+rank (the CSV's row), the probability of the predicted class and the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.atomic import atomic_file
+from cnncli.drawing.fonts import has_hangul
+
+SHEET_MAX = 100  # images drawn in the errors sheet (the CSV lists them all)
+CLOSE_CALLS = 16  # correct images drawn when nothing is wrong
+SHEET_CELL = 200
+
+
+@dataclass
+class Misclassified:
+    """One image of the split: its actual and predicted class (they differ for the
+    misclassified; they agree for the close calls drawn when nothing is wrong)."""
+
+    path: str
+    actual: str
+    predicted: str
+    probability: float  # the model's probability for the predicted class
+    actual_index: int
+    predicted_index: int
+    index: int = -1  # position in the split (dataset order)
+    actual_probability: float = math.nan  # the model's probability for the actual class
+
+
+def wrong_key(probs: np.ndarray, actual: int, predicted: int, index: int) -> tuple:
+    """Sort key, most confidently wrong first: p(actual) up, p(predicted) down, index."""
+    return (float(probs[actual]), -float(probs[predicted]), index)
+
+
+def margin_key(probs: np.ndarray, index: int) -> tuple:
+    """Sort key, least certain first: the gap between the two most likely classes, index."""
+    top = np.sort(probs)[::-1]
+    return (float(top[0] - top[1]) if len(top) > 1 else 1.0, index)
+
+
+class Smallest:
+    """The `n` items with the smallest keys seen so far (with their images), in memory
+    bounded by `n` whatever the size of the split."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._heap: list = []  # (negated key, index, image): the largest kept key on top
+
+    def offer(self, key: tuple, index: int, image) -> None:
+        neg = tuple(-k for k in key)
+        if len(self._heap) < self.n:
+            heapq.heappush(self._heap, (neg, index, image))
+        elif neg > self._heap[0][0]:
+            heapq.heapreplace(self._heap, (neg, index, image))
+
+    def images(self) -> dict[int, np.ndarray]:
+        return {index: image for _, index, image in self._heap}
+
+
+def rows(indices, labels, predicted, probs, paths, names, key) -> list[Misclassified]:
+    """Misclassified rows for `indices` of the split, sorted by `key(row)`."""
+    out = [
+        Misclassified(
+            path=paths[i],
+            actual=names[int(labels[i])],
+            predicted=names[int(predicted[i])],
+            probability=float(probs[i, int(predicted[i])]),
+            actual_index=int(labels[i]),
+            predicted_index=int(predicted[i]),
+            index=int(i),
+            actual_probability=float(probs[i, int(labels[i])]),
+        )
+        for i in indices
+    ]
+    return sorted(out, key=key)
+
+
+def error_title(actual: str, predicted: str) -> str:
+    """The course's title for a misclassified image: Korean when the names are Korean.
+    The English one has two spaces after "//": the bundled font's slash leans into the
+    next letter, and with one space the caption reads "//predicted"."""
+    if has_hangul(actual) or has_hangul(predicted):
+        return f"실제 : {actual} // 예측 : {predicted}"
+    return f"actual: {actual} //  predicted: {predicted}"
+
+
+def caption(rank: int, m: Misclassified) -> str:
+    """Two lines: the course's title, then "#rank · p=0.97 · file name"."""
+    title = error_title(m.actual, m.predicted)
+    return f"{title}\n#{rank} · p={m.probability:.2f} · {Path(m.path).name}"
+
+
+def write_errors_csv(misclassified: list[Misclassified], path, overwrite: bool = True) -> Path:
+    """path, actual, predicted, probability: one row per misclassified image, in order."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "actual", "predicted", "probability"])
+    for m in misclassified:
+        w.writerow([m.path, m.actual, m.predicted, f"{m.probability:.6f}"])
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        Path(tmp).write_text(buf.getvalue(), encoding="utf-8")
+    return Path(path)
+
+
+def sheet_title(count: int, split: str, wrong: int, shown: int) -> str:
+    """The sheet's title: what it shows, and in which order."""
+    if wrong:
+        first = f", first {shown} shown" if wrong > shown else ""
+        return f"{wrong} misclassified of {count} ({split}{first})\nmost confidently wrong first"
+    return (
+        f"no misclassified images of {count} ({split})\n"
+        f"the {shown} least certain correct ones, smallest margin first"
+    )
+
+
+def write_errors_sheet(
+    shown: list[Misclassified], images: dict[int, np.ndarray], title: str, path,
+    overwrite: bool = True,
+) -> Path:  # fmt: skip
+    """A contact sheet of `shown` (in order), each captioned by `caption`."""
+    from cnncli.drawing.save import save_png
+    from cnncli.drawing.sheets import contact_sheet
+
+    items = [(images[m.index], caption(rank, m)) for rank, m in enumerate(shown, 1)]
+    sheet = contact_sheet(
+        items,
+        per_row=min(8, max(1, math.ceil(math.sqrt(len(items))))),
+        cell=SHEET_CELL,
+        title=title,
+        font_size=12,
+    )
+    return save_png(sheet, path, overwrite=overwrite)

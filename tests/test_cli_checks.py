@@ -1,0 +1,82 @@
+"""One exit-code rule for every command (cnncli.errors): an input the user named that is
+missing or unreadable is a usage error, exit 2; and TensorFlow commands refuse what they
+can before TensorFlow loads (cnncli.cli.checks, and each library function's own checks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory, tiny):
+    """A dataset, a model saved as cnncli saves one, an image, and things that are not."""
+    root = tmp_path_factory.mktemp("checks")
+    images = tiny.make_images(root / "images", tiny.SHAPES[:2], per_class=4)
+    tiny.build(images, root / "ds")
+    tiny.save_with_metadata(tiny.model(2), root / "m.keras", tiny.SHAPES[:2])
+    (root / "text.png").write_text("not an image")
+    (root / "text.keras").write_text("not a model")
+    (root / "out").mkdir()
+    (root / "out" / "keep.txt").write_text("keep")
+    (root / "spec.yaml").write_text("keep")
+    return root
+
+
+def test_mistakes_exit_2_before_tensorflow_loads(kit, fresh_cli):
+    """evaluate, predict, activations, embed and summary: a missing or unreadable named
+    input, an existing output, a bad option: one line, exit 2, TensorFlow never imported."""
+    m, ds, img = kit / "m.keras", kit / "ds", sorted((kit / "images").rglob("*.png"))[0]
+    no = kit / "none.png"
+    cases = [
+        (["evaluate", kit / "none.keras", ds],
+         f"error: model file {kit / 'none.keras'} not found: give the path of a .keras or .h5 "
+         "file"),
+        (["evaluate", m, kit / "nods"],
+         f"error: dataset folder {kit / 'nods'} not found: build it with cnncli dataset build "
+         "IMAGES_DIR -o DIR"),
+        (["predict", kit / "text.keras", img],
+         f"error: {kit / 'text.keras'} is not a model file (not a .keras zip archive): give a "
+         "Keras model file"),
+        (["predict", m, img, no], f"error: {no}: file not found"),
+        (["activations", m, no, "-o", kit / "a"], f"error: {no}: file not found"),
+        (["activations", m, img, "-o", kit / "out"],
+         f"error: {kit / 'out'} already exists: choose another output or pass --overwrite"),
+        (["embed", m, kit / "nods", "-o", kit / "e.csv"], f"error: {kit / 'nods'}: file not found"),
+        (["summary", kit / "text.keras"],
+         f"error: {kit / 'text.keras'} is not a model file (not a .keras zip archive): give a "
+         "Keras model file"),
+        (["summary", "--arch", "tiny", "--export", kit / "spec.yaml"],
+         f"error: {kit / 'spec.yaml'} already exists: choose another output or pass --overwrite"),
+    ]  # fmt: skip
+    results, heavy = fresh_cli([case for case, _ in cases], cwd=kit)
+    for (case, line), (code, stderr) in zip(cases, results, strict=True):
+        assert (code, stderr) == (2, line), case
+    assert heavy == []
+    assert (kit / "spec.yaml").read_text() == "keep" and not (kit / "a").exists()
+    assert sorted(p.name for p in (kit / "out").iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["predict", "{m}", "{bad}"], ["activations", "{m}", "{bad}", "-o", "{tmp}/a"],
+     ["filter", "--kernel", "sharpen", "{bad}", "--out-dir", "{tmp}"]],
+    ids=["predict", "activations", "filter"],
+)  # fmt: skip
+def test_a_named_file_that_is_not_an_image_exits_2_everywhere(cli, kit, tmp_path, command):
+    """The issue's case: 'not an image' exited 2 in filter but 1 in predict and activations."""
+    bad = kit / "text.png"
+    args = [a.format(m=kit / "m.keras", bad=bad, tmp=tmp_path) for a in command]
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: {bad}: not an image, or a format cnncli cannot read")
+
+
+def test_predict_skipping_an_unreadable_file_exits_2(cli, kit):
+    good = sorted((kit / "images").rglob("*.png"))[0]
+    result = cli("predict", kit / "m.keras", kit / "text.png", good, "--json")
+    assert result.exit_code == 2
+    assert [p["file"] for p in json.loads(result.stdout)["predictions"]] == [str(good)]
