@@ -1,5 +1,6 @@
 """What the image conversion (cnncli.images.convert_image) changed, worded for the user and
-tallied once per run: "12 of 40 images: RGBA -> grayscale, alpha dropped (...)".
+tallied once per run: "12 of 40 images: RGBA -> grayscale, alpha dropped (...)", "3 of 40
+images: turned upright by EXIF orientation 6 (rotated 90° clockwise)".
 
 The conversion itself is Keras' load_img's: a mode change is Pillow's `convert` (alpha is
 dropped, never composited over a background; alpha added is opaque; grayscale is
@@ -36,6 +37,19 @@ def color_kind(img: Image.Image, color: str) -> str | None:
         added = "from its transparent colour" if "transparency" in img.info else "(opaque)"
         return f"{text}, alpha added {added}"
     return text
+
+
+# What each EXIF orientation does to stand a picture upright (Pillow's exif_transpose)
+TURNS = {2: "mirrored left to right", 3: "rotated 180°", 4: "flipped top to bottom",
+         5: "mirrored and rotated 90° counter-clockwise", 6: "rotated 90° clockwise",
+         7: "mirrored and rotated 90° clockwise", 8: "rotated 90° counter-clockwise"}  # fmt: skip
+
+
+def orientation_kind(orientation) -> str | None:
+    """How turning an image upright by its EXIF orientation (2-8) reads in a run's notes."""
+    if orientation not in TURNS:
+        return None
+    return f"turned upright by EXIF orientation {orientation} ({TURNS[orientation]})"
 
 
 def aspect_text(width: int, height: int) -> str:

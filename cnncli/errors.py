@@ -6,9 +6,12 @@ The rule, for every command:
              existing output, or an input the user named (a file or folder: an image, a
              model, a dataset, a label table, a run folder) that is missing, unreadable or
              not what it should be: InputError and its kinds (ImageError, DatasetError,
-             ModelFileError).
+             ModelFileError); an output another command is writing (BusyError).
   1 (failure) the command started and something failed on the way: a model that cannot be
              built or used for this data (ModelError), an unexpected error.
+  Writing an output: a full disk or quota (OutputWriteError, exit 1), a read-only or
+             forbidden output (exit 2), each named with its path by `writing()` /
+             `output_error()`, the one place that turns such an OSError into a message.
   130        Ctrl-C (KeyboardInterrupt); 143: training stopped by SIGTERM (kill, timeout,
              docker stop, a cluster's pre-emption), which saves a resumable state as Ctrl-C.
 Library code raises these with a message that says what is wrong and a hint that says what
@@ -17,7 +20,13 @@ to do; the CLI turns them into one line on stderr and the exit code.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -94,3 +103,107 @@ class OutputExistsError(UsageError):
     def __init__(self, path, flag: str = "--overwrite"):
         super().__init__(f"{path} already exists", f"choose another output or pass {flag}")
         self.path = path
+
+
+class BusyError(UsageError):
+    """An output another cnncli command is writing, or a dataset it reads (cnncli.claims):
+    refused at once, naming that command (exit 2, as an existing output)."""
+
+
+class DatasetChangedError(CnnError):
+    """The dataset a training reads was replaced or changed while it ran (exit 1): the run
+    stops; the state of its last finished epoch stays resumable."""
+
+
+# ------------------------------------------------------------------ writing outputs
+_NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up"}
+_NOT_WRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                 errno.EPERM: "permission denied"}  # fmt: skip
+
+
+class OutputWriteError(CnnError):
+    """An output cannot be written: no space (ENOSPC, EDQUOT; exit 1) or not writable (EROFS,
+    EACCES, EPERM; exit 2). `path` names the output (None: not known), `free` the bytes free
+    there (None if unknown), `needed` what the write needed when known, `errno` the
+    OSError's."""
+
+    def __init__(self, path, errno_: int, free: int | None, needed: int | None, hint: str):
+        self.path = Path(path) if path is not None else None
+        self.errno, self.free, self.needed = errno_, free, needed
+        self.no_space = errno_ in _NO_SPACE
+        what = _NO_SPACE.get(errno_) or _NOT_WRITABLE.get(errno_, os.strerror(errno_))
+        room = []  # space matters only when it ran out
+        if free is not None and self.no_space:
+            room.append(f"{bytes_text(free)} free there")
+        if needed and self.no_space:
+            room.append(f"the write needed about {bytes_text(needed)}")
+        detail = f" ({'; '.join(room)})" if room else ""
+        target = f" {path}" if path is not None else " an output"
+        super().__init__(f"cannot write{target}: {what}{detail}", hint)
+        self.exit_code = ExitCode.FAILURE if self.no_space else ExitCode.USAGE
+
+
+def bytes_text(n: int) -> str:
+    """1536 -> '1.5 KB' (binary units, as `--shard-size` reads them)."""
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{int(size)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def free_bytes(path) -> int | None:
+    """The bytes free to this user on the disk that holds `path` (or its nearest existing
+    folder); None if that cannot be told."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        return shutil.disk_usage(where).free
+    except OSError:
+        return None
+
+
+def output_error(e: OSError, path=None, needed: int | None = None,
+                 hint: str | None = None) -> OutputWriteError | None:  # fmt: skip
+    """The one-line error for `e`, met while writing the output `path` (a file or folder),
+    or None when `e` is not a write problem of that output (then re-raise it). A permission
+    error counts only when it names `path`, a file in it, or a temporary beside it (".name.*"),
+    so an unreadable input is never reported as an output. Without `path` (the CLI's last
+    resort) only a full disk or a read-only file system is told, with the file the OSError
+    names if it names one."""
+    code = e.errno
+    if code not in _NO_SPACE and code not in _NOT_WRITABLE:
+        return None
+    named = Path(os.fsdecode(e.filename)) if e.filename is not None else None
+    if code in (errno.EACCES, errno.EPERM):
+        if path is None:
+            return None
+        path = Path(path)
+        beside = (
+            named is not None
+            and named.parent == path.parent
+            and named.name.startswith(f".{path.name}.")
+        )
+        if named is not None and not (named == path or path in named.parents or beside):
+            return None
+    path = path if path is not None else named
+    if hint is None:
+        hint = ("free some space or choose another output, then run the command again"
+                if code in _NO_SPACE else "choose an output folder you can write to")  # fmt: skip
+    free = free_bytes(path) if path is not None else None
+    return OutputWriteError(path, code, free, needed, hint)
+
+
+@contextmanager
+def writing(path, needed: int | None = None, hint: str | None = None) -> Iterator[None]:
+    """Inside the block, an OSError of a full disk, quota, read-only file system or denied
+    permission on `path` becomes OutputWriteError naming `path` (see output_error)."""
+    try:
+        yield
+    except OSError as e:
+        err = output_error(e, path, needed, hint)
+        if err is None:
+            raise
+        raise err from e

@@ -9,112 +9,29 @@ alpha channel, the size or aspect ratio) is counted in a `Conversions` tally
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnncli.conversions import Conversions, color_kind, resize_kind
+from cnncli.conversions import Conversions, color_kind, orientation_kind, resize_kind
 from cnncli.errors import ImageError, InputError, UsageError
+from cnncli.image_spec import COLORS, FITS, ImageSpec, parse_size  # noqa: F401 (re-exported)
+from cnncli.orientation import APPLIED, TURNED, apply_orientation, header_orientation
 
-COLORS = ("rgba", "rgb", "grayscale")
-FITS = ("stretch", "crop", "pad")
-CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 PIL_MODE = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 )  # fmt: skip
 PIL_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP")
 RESAMPLE = Image.Resampling.BILINEAR  # Keras' default interpolation for image loading
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What every image becomes: height x width pixels, a colour mode, and how aspect
-    ratio is handled when resizing. Stored in dataset manifests and with models."""
-
-    height: int
-    width: int
-    color: str = "rgb"
-    fit: str = "stretch"
-    dtype: str = "uint8"
-
-    def __post_init__(self):
-        if self.color not in COLORS:
-            raise UsageError(
-                f"unknown colour mode {self.color!r}", f"use one of {', '.join(COLORS)}"
-            )
-        if self.fit not in FITS:
-            raise UsageError(f"unknown fit {self.fit!r}", f"use one of {', '.join(FITS)}")
-        if self.height < 1 or self.width < 1:
-            raise UsageError(f"image size must be positive, got {self.height}x{self.width}")
-
-    @property
-    def channels(self) -> int:
-        return CHANNELS[self.color]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.height, self.width, self.channels)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = self.channels
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ImageSpec:
-        return cls(
-            height=int(d["height"]),
-            width=int(d["width"]),
-            color=d.get("color") or color_for_channels(int(d["channels"])),
-            fit=d.get("fit", "stretch"),
-            dtype=d.get("dtype", "uint8"),
-        )
-
-    @classmethod
-    def for_input_shape(cls, shape, fit: str = "stretch") -> ImageSpec:
-        """The conversion a model's input shape (H, W, C) implies (for models saved elsewhere)."""
-        dims = list(tuple(shape))[-3:]
-        if len(dims) != 3 or any(d is None for d in dims):
-            raise UsageError(
-                f"the model's input shape {tuple(shape)} has no fixed height, width and channels",
-                "pass the image size explicitly",
-            )
-        h, w, c = (int(d) for d in dims)
-        return cls(height=h, width=w, color=color_for_channels(c), fit=fit)
-
-    def describe(self) -> str:
-        color = self.color if self.color == "grayscale" else self.color.upper()
-        return f"{self.height}x{self.width} {color} ({self.fit})"
-
-
-def color_for_channels(channels: int) -> str:
-    for name, n in CHANNELS.items():
-        if n == channels:
-            return name
-    raise UsageError(f"images with {channels} channels are not supported", "use 1, 3 or 4 channels")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'500x500' or '500' -> (height, width)."""
-    t = str(text).lower().replace("×", "x").replace(",", "x").strip()
-    parts = t.split("x")
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        nums = []
-    if len(nums) == 1:
-        nums = nums * 2
-    if len(nums) != 2 or min(nums) < 1:
-        raise UsageError(f"bad size {text!r}", "write it as HEIGHTxWIDTH, for example 150x150")
-    return nums[0], nums[1]
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -191,11 +108,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # GIF / multi-page TIFF: the first frame
         img.load()
-    try:
-        # in place: without it Pillow returns a full copy even when there is nothing to turn
-        ImageOps.exif_transpose(img, in_place=True)
-    except Exception:  # a broken EXIF block should not lose the picture
-        pass
+    apply_orientation(img)  # noted in img.info: convert_image says it in the run's notes
     return img
 
 
@@ -209,20 +122,36 @@ def probe_image(path: str | os.PathLike) -> tuple[int, int, str]:
     with _reading(path), Image.open(path, formats=_open_formats()) as img:
         _check_bomb(path, img)
         height, width = img.height, img.width
-        if _orientation(img) in (5, 6, 7, 8):  # turned by 90 degrees
+        if header_orientation(img) in TURNED:  # as the decode will turn it
             height, width = width, height
         return height, width, natural_color(img)
 
 
 def _check_not_empty(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
     except OSError as e:
-        raise ImageError(path, f"cannot read ({e.strerror or e})") from None
-    if size == 0:
+        raise ImageError(path, unreadable_reason(e)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(path, "is a folder, not an image")
+    if st.st_size == 0:
         raise ImageError(path, "empty file (0 bytes)")
+
+
+# The system's errors (Pillow's own OSErrors carry no errno) that say a file cannot be read,
+# as opposed to one whose data is damaged.
+_UNREADABLE = (errno.EACCES, errno.EPERM, errno.EISDIR, errno.EIO, errno.ENAMETOOLONG)
+
+
+def unreadable_reason(e: OSError) -> str:
+    """Why a file cannot be read, in words: 'cannot read (permission denied)'."""
+    if e.errno == errno.EISDIR:
+        return "is a folder, not an image"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "cannot read (permission denied)"
+    return f"cannot read ({(e.strerror or str(e)).lower()})"
 
 
 @contextmanager
@@ -241,24 +170,13 @@ def _reading(path: Path) -> Iterator[None]:
     except UnidentifiedImageError:
         raise ImageError(path, "not an image, or a format cnncli cannot read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
+        if isinstance(e, OSError) and e.errno in _UNREADABLE:
+            raise ImageError(path, unreadable_reason(e)) from None
         raise ImageError(path, f"truncated or corrupt image data ({e})") from None
-
-
-def _orientation(img: Image.Image) -> int | None:
-    """EXIF orientation from the header. PNG's getexif() would decode the whole image to
-    look for an eXIf chunk after the pixels (measured: 22 ms per 500x500 PNG), so for PNG
-    only a chunk before the pixels counts, which is where writers put it."""
-    try:
-        if img.format == "PNG":
-            raw = img.info.get("exif")
-            if not raw:
-                return None
-            exif = Image.Exif()
-            exif.load(raw)
-            return exif.get(0x0112)
-        return img.getexif().get(0x0112)
-    except Exception:  # a broken EXIF block: the full decode will say if the file is bad
-        return None
+    except Exception as e:  # Pillow's parsers on damaged data: IndexError (a GIF frame),
+        # TypeError "Missing dimensions" (TIFF), struct.error, KeyError, ZeroDivisionError
+        what = f"{type(e).__name__}: {e}"
+        raise ImageError(path, f"truncated or corrupt image data ({what})") from None
 
 
 def _open_formats() -> tuple[str, ...]:
@@ -351,6 +269,8 @@ def convert_image(img: Image.Image, spec: ImageSpec,
     """An opened image -> uint8 array of shape (spec.height, spec.width, spec.channels);
     what was changed is counted in `conversions` when given."""
     kinds: list | None = [] if conversions is not None else None
+    if kinds is not None and (turned := orientation_kind(img.info.get(APPLIED))):
+        kinds.append((turned, None))
     img = to_color(img, spec.color, kinds)
     img = resize(img, spec.height, spec.width, spec.fit, kinds)
     if conversions is not None:

@@ -199,3 +199,146 @@ def test_unsafe_flag_through_the_cli(cli):
     data = json.loads(allowed.stdout)
     assert [r["type"] for r in data["layers"]] == ["InputLayer", "Lambda", "Flatten", "Dense"]
     assert data["total_params"] == 130
+
+
+# --- hostile files: bounded reads, checked metadata, one line each (issue 13) ----------------
+def _archive(path: Path, members: dict) -> Path:
+    """A .keras-shaped zip: {member: bytes or a (chunk, times) pair streamed compressed}."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            if isinstance(data, tuple):
+                chunk, times = data
+                with z.open(name, "w") as f:
+                    for _ in range(times):
+                        f.write(chunk)
+            else:
+                z.writestr(name, data)
+    return path
+
+
+def _peak_mib(fn) -> tuple[float, float]:
+    """(peak MiB Python allocated, seconds) while fn() runs (and raises, as expected here)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        fn()
+    except ModelError:
+        pass
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20, seconds
+
+
+def test_zip_bomb_members_are_refused_unread(tmp_path, cli):
+    from cnncli.models.io import read_config
+
+    mib = b" " * 2**20
+    bomb = _archive(tmp_path / "bomb.keras", {"config.json": (mib, 65)})  # 65 MiB in ~65 KB
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(ModelError) as err:
+        read_config(bomb)
+    assert str(err.value).startswith(
+        f"{bomb}: its config.json unpacks to 65.0 MiB, over the 64 MiB that cnncli reads"
+    )
+    peak, seconds = _peak_mib(lambda: read_config(bomb))
+    assert peak < 4 and seconds < 2  # was: the whole member read (2.8 GB, 8-12 s for 1 GiB)
+    meta = _archive(tmp_path / "meta.keras", {"config.json": b"{}", "cnncli.json": (mib, 2)})
+    with pytest.raises(ModelError, match=r"its cnncli.json unpacks to 2.0 MiB, over the 1 MiB"):
+        read_metadata(meta)
+    result = cli("summary", bomb)  # the command: exit 2, one line, nothing from Keras
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "over the 64 MiB that cnncli reads" in result.stderr
+
+
+def test_a_zip_directory_that_lies_about_a_size_reads_no_more(tmp_path):
+    path = _archive(tmp_path / "liar.keras", {"config.json": (b" " * 2**20, 8)})
+    data = bytearray(path.read_bytes())
+    central = data.rindex(b"PK\x01\x02")  # the member's central directory entry
+    data[central + 24 : central + 28] = (100).to_bytes(4, "little")  # "100 bytes unpacked"
+    path.write_bytes(bytes(data))
+    from cnncli.models.io import read_config
+
+    peak, _ = _peak_mib(lambda: read_config(path))
+    assert peak < 4
+    with pytest.raises(ModelError, match="is truncated or damaged"):
+        read_config(path)
+
+
+@pytest.mark.parametrize(
+    "stored,message",
+    [
+        ({"class_names": 5}, "has class_names 5, not a list of names"),
+        ({"image": {"height": 8, "color": "rgb"}}, "image conversion that cannot be used: the "
+                                                    "image spec has no width"),
+        ({"pixel_scale": "abc"}, "has pixel_scale 'abc', not a positive number"),
+        ({"image": {"height": 8, "width": "x", "color": "rgb"}}, "the image width 'x' is not"),
+        ({"image": {"height": 60000, "width": 60000, "color": "rgb"}},
+         "image size 60000x60000 is over Pillow's decompression-bomb limit of 89,478,485"),
+        ({"format_version": "1"}, "format_version must be a whole number, got '1'"),
+    ],
+)  # fmt: skip
+def test_stored_metadata_of_the_wrong_type_is_one_line(tmp_path, stored, message):
+    path = _archive(tmp_path / "m.keras", {"config.json": b"{}", "cnncli.json": json.dumps(stored)})
+    with pytest.raises(InputError) as err:  # exit 2, like any input that is not what it should be
+        load_model(path)
+    assert message in str(err.value) and str(err.value).startswith(f"{path}: ")
+
+
+def test_text_that_is_not_utf8_and_a_damaged_hdf5_heap(tmp_path, tiny):
+    from cnncli.models.io import read_config
+
+    latin = _archive(tmp_path / "latin.keras", {"config.json": b'{"name": "caf\xe9"}'})
+    with pytest.raises(InputError, match=r"damaged \(its model config is not UTF-8 text"):
+        read_config(latin)
+    meta = _archive(tmp_path / "meta.keras", {"config.json": b"{}", "cnncli.json": b"\xff{}"})
+    with pytest.raises(InputError, match="the stored cnncli metadata is not valid JSON"):
+        read_metadata(meta)
+    good = save_model(tiny, tmp_path / "good.h5", META)
+    data = bytearray(good.read_bytes())
+    heap = data.index(b"GCOL")  # the global heap that holds the string attributes
+    data[heap : heap + 4] = b"XXXX"
+    (tmp_path / "heap.h5").write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        load_model(tmp_path / "heap.h5")
+    assert str(err.value).startswith(
+        f"{tmp_path / 'heap.h5'} is truncated or damaged (its attribute 'model_config' cannot"
+    )
+
+
+@pytest.fixture(scope="module")
+def any_size_model():
+    """A model that takes images of any size (global pooling), as a hostile file can hold."""
+    import keras
+
+    return keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(2, activation="softmax")])  # fmt: skip
+
+
+def test_a_stored_image_size_is_held_to_pillows_limit_and_the_models_input(
+    tmp_path, any_size_model, cli, write_image
+):
+    huge = {"class_names": ["a", "b"], "pixel_scale": 1.0,
+            "image": {"height": 60000, "width": 60000, "color": "rgb"}}  # fmt: skip
+    path = save_model(any_size_model, tmp_path / "huge.keras", huge)
+    assert path.stat().st_size < 100_000
+    image = write_image(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8))
+    result = cli("predict", path, image)  # was: 8 GB+ allocated before anything refused it
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "image size 60000x60000 is over Pillow's decompression-bomb limit" in result.stderr
+    fixed = build_architecture("tiny", input_shape=(8, 8, 3), num_classes=2)
+    other = save_model(fixed, tmp_path / "other.keras", {**huge, "image": {
+        "height": 16, "width": 16, "color": "rgb"}})  # fmt: skip
+    with pytest.raises(InputError) as err:
+        load_model(other)
+    assert str(err.value) == (
+        f"{other}: the image size stored with it, 16x16x3, does not fit the model's input "
+        "8x8x3: save the model again with cnncli, or check which model file this is"
+    )
+    ok = save_model(any_size_model, tmp_path / "ok.keras", {**huge, "image": {
+        "height": 16, "width": 12, "color": "rgb"}})  # fmt: skip
+    assert load_model(ok).metadata.image == ImageSpec(16, 12, "rgb")  # any size fits

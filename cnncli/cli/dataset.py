@@ -87,9 +87,7 @@ def build(
             )  # fmt: skip
     except DatasetError as e:
         if e.problems:
-            console.err_console.print(
-                console.make_table(["file", "problem"], e.problems, title="Problems")
-            )
+            _show_problems(e.problems, out)
         raise
     if json_out:
         console.print_json(result.to_dict())
@@ -98,8 +96,31 @@ def build(
     for note in result.notes:
         console.info(note)
     if result.skipped:
+        _show_problems(result.skipped, None, title="Skipped")
         console.warn(f"{len(result.skipped)} bad rows skipped: see {out / 'skipped.csv'}")
     console.info(f"wrote {out}")
+
+
+def _show_problems(problems: list, out: Path | None, title: str = "Problems") -> None:
+    """Problems counted by kind, then the first SHOWN of them (a terminal cannot show
+    100,000 rows, nor draw them quickly); the whole list goes to a file beside OUT, whose
+    path is said (`out` None: it is already in the dataset's skipped.csv)."""
+    from cnncli.cli import console
+    from cnncli.datasets.problems import SHOWN, count_kinds, write_problem_list
+
+    n = len(problems)
+    if n > 1:
+        console.err_console.print(console.make_table(
+            ["kind", "files"], count_kinds(problems), title=f"{title} by kind", numeric=["files"]
+        ))  # fmt: skip
+    heading = title if n <= SHOWN else f"{title}: the first {SHOWN} of {n:,}"
+    console.err_console.print(console.make_table(["file", "problem"], problems[:SHOWN],
+                                                 title=heading))  # fmt: skip
+    if n > SHOWN and out is not None:
+        try:
+            console.info(f"all {n:,} problems are listed in {write_problem_list(problems, out)}")
+        except OSError as e:
+            console.warn(f"could not write the list of all {n:,} problems ({e.strerror or e})")
 
 
 def _counts_table(counts: dict, class_names: list[str], title: str | None = None) -> None:

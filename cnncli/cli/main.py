@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
 
 from cnncli import __version__
 from cnncli.cli import activations, dataset, demo, evaluate, filters, inspect, state, train
-from cnncli.errors import CnnError, ExitCode
+from cnncli.errors import CnnError, ExitCode, output_error
 
 
 class CnnGroup(TyperGroup):
@@ -103,6 +103,12 @@ def run_guarded(call, args: list[str]) -> None:
     except SystemExit:
         raise
     except Exception as e:  # a bug or an unexpected failure: still one line, unless --debug
+        told = output_error(e) if isinstance(e, OSError) else None
+        if told is not None:  # a full disk or read-only file system the library did not name
+            if debug():
+                traceback.print_exc()
+            error_line(told.one_line())
+            sys.exit(told.exit_code)
         if debug():
             traceback.print_exc()
             error_line(f"{type(e).__name__}: {e}")

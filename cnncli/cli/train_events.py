@@ -145,6 +145,8 @@ def print_train_result(result, quiet: bool = False, json_log: bool = False) -> N
     The metrics shown are those OF the best epoch (chosen by the monitored metric), not each
     metric's own best: training accuracy may peak at another epoch."""
     stop = " (stopped early)" if result.stopped_early else ""
+    for note in result.notes:  # e.g. a resume that only finished what a stopped run left
+        info(note)
     if not result.wrote:  # a worker that is not the chief
         info(f"worker done{stop}: the chief wrote the run folder {result.run_dir}")
         return

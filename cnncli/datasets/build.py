@@ -13,12 +13,15 @@ The steps, and why in this order:
    streaming into shards (cnncli.datasets.shards) inside a temporary folder beside OUT_DIR.
 5. if anything was wrong and --skip-bad was not given: list every problem, write nothing.
    Otherwise index.csv, skipped.csv and manifest.json are written and the folder renamed.
+Every check runs before anything is reported: a problem that stops the whole build (class
+indices with a gap, images of several sizes and no --size, a class too small for the split)
+is kept as a "blocker" while the other checks, the decode of every image among them, go on,
+so that one run lists every problem at once.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,16 @@ import numpy as np
 
 from cnncli import __version__
 from cnncli.atomic import atomic_dir, write_json
-from cnncli.datasets.labels import LabelRow, LabelSet, load_label_table, scan_class_folders
+from cnncli.claims import claimed
+from cnncli.datasets.labels import load_label_table, scan_class_folders
+from cnncli.datasets.plan import (
+    Plan,
+    kept_warnings,
+    plan_build,
+    stop_if_bad,
+    warning_notes,
+    with_warnings,
+)
 from cnncli.datasets.shards import (
     SPLITS,
     ShardSet,
@@ -35,10 +47,11 @@ from cnncli.datasets.shards import (
     write_index,
     write_skipped,
 )
-from cnncli.datasets.splits import apply_split_files, assign_splits, split_options
+from cnncli.datasets.splits import apply_split_files, split_options
+from cnncli.datasets.store import recover_dataset
 from cnncli.datasets.workers import convert_record, ordered_map, pool_size
-from cnncli.errors import DatasetError, ImageError, InputError, OutputExistsError, UsageError
-from cnncli.images import COLORS, FITS, Conversions, ImageSpec, parse_size, probe_image
+from cnncli.errors import DatasetError, InputError, OutputExistsError, UsageError, writing
+from cnncli.images import COLORS, FITS, Conversions, parse_size
 from cnncli.progress import Counter as ProgressCounter
 from cnncli.progress import Progress
 
@@ -56,6 +69,7 @@ class BuildResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, decoder's words)
 
     def to_dict(self) -> dict:
         return {
@@ -68,23 +82,11 @@ class BuildResult:
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "unused_files": len(self.unused),
             "notes": self.notes,
+            "warnings": [{"path": p, "message": m} for p, m in self.warnings],
         }
 
 
-@dataclass
-class Plan:
-    """What will be built: the rows whose header opened, their splits, the image spec, and
-    the problems and notes found so far."""
-
-    labels: LabelSet
-    rows: list[LabelRow]
-    spec: ImageSpec
-    splits: list[str]
-    source_pixels: int
-    problems: list[tuple[str, str]]
-    notes: list[str]
-
-
+@claimed("out_dir", "cnncli dataset build", prepare=recover_dataset)
 def build_dataset(
     images_dir,
     out_dir,
@@ -155,19 +157,16 @@ def build_dataset(
         "record_format": record_format,
         "shard_size": shard_size if isinstance(shard_size, int) else str(shard_size),
     }
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    # a full disk or an unwritable OUT_DIR: one line naming it (nothing is left behind) and,
+    # for raw records, about how much the dataset needs
+    pixels = len(plan.rows) * int(np.prod(plan.spec.shape))
+    with writing(out_dir, pixels if record_format == "raw" else None), \
+            atomic_dir(out_dir, overwrite=overwrite) as tmp:  # fmt: skip
         with ShardSet(tmp, shard_limit) as shards:
             sha, bad, changed = _convert(plan, images_dir, shards, record_format, workers, seed,
                                 skip_bad, progress)  # fmt: skip
         problems, notes, rows = plan.problems, plan.notes, plan.rows
-        if problems and not skip_bad:
-            n = len(problems)
-            raise DatasetError(
-                f"{n} problem{'s' * (n != 1)} in the inputs; nothing was written"
-                + (f" ({problems[0][0]}: {problems[0][1]})" if n == 1 else ""),
-                "fix them, or pass --skip-bad to build from the good rows",
-                problems=problems,
-            )
+        stop_if_bad(problems, plan.blockers, skip_bad)
         kept = [i for i in range(len(rows)) if i not in bad]
         counts = _counts(plan, kept)
         _check_train(counts, ls.class_names, problems, given)
@@ -177,7 +176,8 @@ def build_dataset(
         if problems:
             write_skipped(tmp, problems)
             notes.append(f"{len(problems)} bad rows skipped (listed in skipped.csv)")
-        notes += changed.notes()
+        warned = kept_warnings(plan.warned, problems)
+        notes += changed.notes() + warning_notes(warned)
         manifest = _manifest(plan, record_format, counts, shard_names, options, changed.notes())
         n_shards = sum(len(v) for v in shard_names.values())
         notes.append(
@@ -185,29 +185,7 @@ def build_dataset(
             f" ({workers} worker process{'es' * (workers != 1)})"
         )
         write_json(tmp / "manifest.json", manifest)
-    return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused)
-
-
-def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, test: float,
-               seed: int, given: str | None) -> Plan:  # fmt: skip
-    """Probe every image's header, choose the image spec, check the classes and split
-    (`given`: where the rows' own splits came from, "column 'part'"; else --val/--test)."""
-    notes, problems = list(ls.notes), list(ls.problems)
-    if ls.unused:
-        shown = ", ".join(ls.unused[:5]) + (", ..." if len(ls.unused) > 5 else "")
-        notes.append(f"{len(ls.unused)} image files in the folder are not in the table: {shown}")
-    spec, rows, pixels = _choose_spec(ls.rows, images_dir, color, size, fit, problems, notes)
-    _check_classes(rows, ls, problems)
-    if given:
-        splits = [r.split for r in rows]
-        notes.append(f"splits from {given} (--val/--test not used)")
-    else:
-        try:
-            splits = assign_splits(rows, ls.class_names, val, test, seed)
-        except DatasetError as e:
-            e.problems = problems + e.problems
-            raise
-    return Plan(ls, rows, spec, splits, pixels, problems, notes)
+    return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused, warned)
 
 
 def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str, workers: int,
@@ -225,20 +203,21 @@ def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str,
     sha: dict[int, str] = {}
     bad: set[int] = set()
     changed = Conversions()
-    writing = skip_bad or not plan.problems
+    writing = not plan.blockers and (skip_bad or not plan.problems)
     counter = ProgressCounter(progress, len(rows))
     counter.start()
     # closing(): the pool stops at once on an error or Ctrl-C, not when garbage collected
     with closing(ordered_map(convert_record, tasks, workers)) as results:
-        for i, (status, payload, sha[i], kinds) in zip(order, results, strict=True):
+        for i, (status, payload, sha[i], kinds, said) in zip(order, results, strict=True):
             if status == "ok":
                 changed.merge(kinds)
+                plan.warned += [(rows[i].name, m) for m in said]
                 if writing:
                     shards.write(plan.splits[i], payload)
             else:
-                plan.problems.append((rows[i].name, payload))
+                plan.problems.append((rows[i].name, with_warnings(payload, said)))
                 bad.add(i)
-                writing = skip_bad
+                writing = skip_bad and not plan.blockers
             counter.add()
     return sha, bad, changed
 
@@ -315,24 +294,6 @@ def _check_replaceable(out_dir: Path, images_dir: Path, labels) -> None:
         )
 
 
-def _check_classes(rows, ls: LabelSet, problems) -> None:
-    present = Counter(r.label for r in rows)
-    if len(ls.class_names) < 2:
-        raise DatasetError(
-            f"only one class ({ls.class_names[0] if ls.class_names else 'none'}): "
-            "a classifier needs two or more",
-            "add images of another class",
-            problems=problems,
-        )
-    missing = [ls.class_names[i] for i in range(len(ls.class_names)) if not present[i]]
-    if missing:
-        raise DatasetError(
-            f"class {missing[0]!r} has no usable images",
-            "add images for it or leave it out with --classes",
-            problems=problems,
-        )
-
-
 def _check_train(counts, class_names, problems, given) -> None:
     """Every class needs images in the train split (after bad rows were skipped)."""
     empty = [c for c in class_names if not counts.get("train", {}).get(c)]
@@ -344,43 +305,6 @@ def _check_train(counts, class_names, problems, given) -> None:
             + (f", or put some in train in the split {given.split()[0]}" if given else ""),
             problems=problems,
         )
-
-
-# --------------------------------------------------------------------------- plan
-def _choose_spec(rows, images_dir, color, size, fit, problems, notes):
-    """(ImageSpec, rows whose header opened, total source pixels): given colour/size, else
-    the majority colour and the common size. Every header is probed (0.3 ms per PNG), which
-    also refuses empty files, non-images and bombs before any decoding."""
-    kept, colors, sizes = [], Counter(), Counter()
-    for r in rows:
-        try:
-            h, w, c = probe_image(images_dir / r.path)
-        except ImageError as e:
-            problems.append((r.name, e.reason))
-            continue
-        kept.append(r)
-        colors[c] += 1
-        sizes[(h, w)] += 1
-    pixels = sum(h * w * n for (h, w), n in sizes.items())
-    if color is None:
-        rank = {"rgba": 0, "rgb": 1, "grayscale": 2}  # ties: keep the richer mode
-        color = min(colors, key=lambda c: (-colors[c], rank[c])) if colors else "rgb"
-        shown = ", ".join(f"{c} {n}" for c, n in colors.most_common())
-        notes.append(f"colour: {color} (the mode most images have: {shown}; --color to choose)")
-    if size is None:
-        if len(sizes) > 1:
-            shown = ", ".join(f"{h}x{w}: {n}" for (h, w), n in sizes.most_common(4))
-            more = ", ..." if len(sizes) > 4 else ""
-            msg = f"the images differ in size ({shown}{more})"
-            hint = "choose one with --size HxW (and --fit stretch|crop|pad)"
-            if problems:
-                raise DatasetError(f"{len(problems)} problems in the inputs, and {msg}",
-                                   hint, problems=problems)  # fmt: skip
-            raise UsageError(msg, hint)
-        size = next(iter(sizes)) if sizes else (1, 1)
-        notes.append(f"size: {size[0]}x{size[1]} (every image has it; --size to change)")
-    spec = ImageSpec(height=size[0], width=size[1], color=color, fit=fit)
-    return spec, kept, pixels
 
 
 def _counts(plan: Plan, kept: list[int]) -> dict[str, dict[str, int]]:

@@ -15,14 +15,22 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli.datasets.tables import detect_columns, is_numeric_column, nfc, read_table
-from cnncli.errors import DatasetError, InputError, UsageError
-from cnncli.images import find_images, is_image_file, natural_key
+from cnncli.datasets.tables import (
+    detect_columns,
+    is_numeric_column,
+    is_whole_number,
+    nfc,
+    read_table,
+)
+from cnncli.errors import CnnError, DatasetError, InputError, UsageError
+from cnncli.images import find_images, is_image_file, natural_key, unreadable_reason
 
+MAX_CLASS_INDEX_DIGITS = 6  # a class index of a million or more is a typo, not a class
 SPLIT_VALUES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                 "validation": "val", "test": "test", "testing": "test"}  # fmt: skip
 
@@ -46,6 +54,9 @@ class LabelSet:
     notes: list[str] = field(default_factory=list)
     sha256: str = ""
     columns: dict = field(default_factory=dict)
+    # problems that stop the whole build, --skip-bad or not (class indices with a gap):
+    # (where, error), kept so the build can still check every image and list it all at once
+    blockers: list[tuple[str, CnnError]] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------- files
@@ -56,6 +67,16 @@ def list_image_files(images_dir: Path) -> dict[str, str]:
         rel = os.path.relpath(f, images_dir)
         out[nfc(rel.replace(os.sep, "/"))] = rel
     return out
+
+
+def shown_name(text: str) -> str:
+    """A file name as it can be printed and stored: bytes that are not UTF-8 (kept by
+    Python as surrogates) written as \\xNN."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _inside(path: Path, root_real: str) -> bool:
@@ -75,13 +96,28 @@ def resolve_path(value: str, images_dir: Path, files: dict[str, str], root_real:
         raise ValueError("path leaves IMAGES_DIR (../) and is refused")
     rel = files.get(norm)
     if rel is None:
-        candidate = images_dir / norm
-        if not candidate.is_file():
-            raise ValueError("file not found")
+        _check_file(os.path.join(images_dir, norm))
         rel = norm
     if not _inside(images_dir / rel, root_real):
         raise ValueError("symlink points outside IMAGES_DIR and is refused")
     return rel, norm
+
+
+def _check_file(path: str) -> None:
+    """Raise ValueError(reason) unless `path` is a file (one that find_images did not list:
+    a name without an image extension, or hidden)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except ValueError:  # os.stat's "embedded null byte"
+        raise ValueError("file name holds a NUL byte") from None
+    except OSError as e:  # a name too long for the system, no permission to look
+        raise ValueError(unreadable_reason(e)) from None
+    if stat.S_ISDIR(mode):
+        raise ValueError("is a folder, not an image")
+    if not stat.S_ISREG(mode):
+        raise ValueError("is not a regular file")
 
 
 def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_col=None,
@@ -109,7 +145,7 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
     for i, rec in enumerate(df.to_dict("records")):
         line = i + 2
         value = rec[cols["image"]]
-        shown = value or f"(line {line})"
+        shown = shown_name(value) or f"(line {line})"
         try:
             rel, name = resolve_path(value, images_dir, files, root_real)
         except ValueError as e:
@@ -138,12 +174,13 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
                 continue
         raw_rows.append((line, rel, name, label, cname, split))
 
+    blockers: list[tuple[str, CnnError]] = []
     if numeric:
-        class_names, rows = _numeric_classes(raw_rows, cols, classes, problems, table)
+        class_names, rows = _numeric_classes(raw_rows, cols, classes, problems, table, blockers)
     else:
         class_names, rows = _text_classes(raw_rows, classes, notes)
     used = {r.name for r in rows} | {p[0] for p in problems}
-    unused = sorted((k for k in files if k not in used), key=natural_key)
+    unused = sorted((shown_name(k) for k in files if k not in used), key=natural_key)
     return LabelSet(
         rows=rows,
         class_names=class_names,
@@ -152,36 +189,72 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
         notes=notes,
         sha256=hashlib.sha256(table.read_bytes()).hexdigest(),
         columns=cols,
+        blockers=blockers,
     )
 
 
-def _numeric_classes(raw_rows, cols, classes, problems, table):
-    pairs = [(int(float(r[3])), r[4]) for r in raw_rows]
+def _class_indices(raw_rows, column: str, problems) -> list[tuple]:
+    """The rows whose label is a class index, as (row, index); a value that is not (a typo
+    in a column of numbers: 'O' for '0', a NUL byte, '1.5', a 40-digit number) is a bad
+    row naming its line."""
+    whole = sum(1 for r in raw_rows if is_whole_number(r[3]))
+    out = []
+    for r in raw_rows:
+        line, name, label = r[0], r[2], r[3]
+        if not is_whole_number(label):
+            problems.append(
+                (name, f"line {line}: label {_clip(label)!r} is not a whole number (column "
+                       f"{column!r} holds class indices: {whole} of {len(raw_rows)} labels "
+                       "are whole numbers, and all but one in ten make a column of numbers)")
+            )  # fmt: skip
+            continue
+        digits = label.lstrip("+-").split(".")[0].lstrip("0")
+        if len(digits) > MAX_CLASS_INDEX_DIGITS:
+            problems.append(
+                (name, f"line {line}: label {_clip(label)} is too large for a class index")
+            )
+            continue
+        out.append((r, int(label.split(".")[0])))
+    return out
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _numeric_classes(raw_rows, cols, classes, problems, table, blockers):
+    """Class indices 0..K-1 (and their names): rows, with each row's label its index. Indices
+    that do not run 0..K-1 are a blocker; the rows then get their position among the
+    indices, so that the build can still check every image before it stops."""
+    column = cols["label"]
+    good = _class_indices(raw_rows, column, problems)
     by_index: dict[int, Counter] = {}
     by_name: dict[str, Counter] = {}
-    for idx, name in pairs:
-        by_index.setdefault(idx, Counter())[name] += 1
-        by_name.setdefault(name, Counter())[idx] += 1
+    for r, idx in good:
+        by_index.setdefault(idx, Counter())[r[4]] += 1
+        by_name.setdefault(r[4], Counter())[idx] += 1
     index_name = {i: c.most_common(1)[0][0] for i, c in by_index.items()}
     name_index = {n: c.most_common(1)[0][0] for n, c in by_name.items()}
     indices = sorted(by_index)
-    if indices and (indices[0] < 0 or indices != list(range(len(indices)))):
-        shown = ", ".join(map(str, indices[:10]))
-        raise DatasetError(
-            f"class indices in column {cols['label']!r} of {table} must run 0..K-1; found {shown}",
+    position = {idx: k for k, idx in enumerate(indices)}
+    runs = not indices or (indices[0] == 0 and indices[-1] == len(indices) - 1)
+    if not runs:
+        shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
+        blockers.append((table.name, DatasetError(
+            f"class indices in column {column!r} of {table} must run 0..K-1; found {shown}",
             "renumber them from 0, or label by name with --label-col",
-        )
+        )))  # fmt: skip
     names = [index_name[i] for i in indices]
     if cols["name"]:
         dup = [n for n, c in Counter(names).items() if c > 1]
         if dup:
-            raise DatasetError(
+            blockers.append((table.name, DatasetError(
                 f"class name {dup[0]!r} stands for several indices in {table}",
                 "give each class index its own name",
-            )
+            )))  # fmt: skip
     else:
         names = [str(i) for i in indices]
-    if classes:
+    if classes and runs:
         if len(classes) != len(names) or (cols["name"] and list(classes) != names):
             raise UsageError(
                 f"--classes lists {len(classes)} names but the table's indices 0..{len(names) - 1} "
@@ -190,14 +263,14 @@ def _numeric_classes(raw_rows, cols, classes, problems, table):
             )
         names = list(classes)
     rows = []
-    for (line, rel, name, _label, _cname, split), (idx, n) in zip(raw_rows, pairs, strict=True):
+    for (line, rel, name, _label, n, split), idx in good:
         if cols["name"] and (index_name[idx] != n or name_index[n] != idx):
             problems.append(
                 (name, f"line {line}: label {idx} contradicts its name {n!r} "
                        f"(elsewhere {n!r} is {name_index[n]} and {idx} is {index_name[idx]!r})")
             )  # fmt: skip
             continue
-        rows.append(LabelRow(rel, name, idx, names[idx], split, line))
+        rows.append(LabelRow(rel, name, position[idx], names[position[idx]], split, line))
     return names, rows
 
 
@@ -247,12 +320,21 @@ def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
         )
     rows, listing, others = [], [], 0
     root_real = os.path.realpath(images_dir)
-    problems = []
+    problems, blockers = [], []
     for idx, cname in enumerate(names):
         sub = found[cname]
+        if shown_name(cname) != cname:  # its files could not be named in the dataset
+            blockers.append((shown_name(cname), DatasetError(
+                f"class folder name {shown_name(cname)!r} is not valid UTF-8",
+                "rename the folder (its files were not checked)",
+            )))  # fmt: skip
+            continue
         for key, on_disk in list_image_files(images_dir / sub).items():  # find_images' order
             rel = os.path.join(sub, on_disk)
             name = f"{cname}/{key}"
+            if shown_name(name) != name:
+                problems.append((shown_name(name), "file name is not valid UTF-8: rename it"))
+                continue
             if not _inside(images_dir / rel, root_real):
                 problems.append((name, "symlink points outside IMAGES_DIR and is refused"))
                 continue
@@ -261,19 +343,20 @@ def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
         for _root, dirs, fs in os.walk(images_dir / sub):  # only counts what find_images skips
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             others += sum(1 for f in fs if not f.startswith(".") and not is_image_file(f))
-    notes = [f"class folders: {len(names)} ({', '.join(names)})"]
+    notes = [f"class folders: {len(names)} ({', '.join(map(shown_name, names))})"]
     if others:
         notes.append(f"{others} files without an image extension ignored")
-    unused = [k for k in list_image_files(images_dir) if "/" not in k]
+    unused = [shown_name(k) for k in list_image_files(images_dir) if "/" not in k]
     extra = sorted(set(found) - set(names), key=natural_key)
     if extra:
-        notes.append(f"folders not in --classes left out: {', '.join(extra)}")
+        notes.append(f"folders not in --classes left out: {', '.join(map(shown_name, extra))}")
     return LabelSet(
         rows=rows,
-        class_names=names,
+        class_names=[shown_name(n) for n in names],
         problems=problems,
         unused=unused,
         notes=notes,
         sha256=hashlib.sha256("\n".join(listing).encode("utf-8")).hexdigest(),
         columns={},
+        blockers=blockers,
     )

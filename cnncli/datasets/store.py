@@ -1,12 +1,14 @@
 """Open a dataset folder (docs/FORMAT.md) and read its records, without TensorFlow.
 
 `open_dataset(path)` checks the folder (exists, has a manifest of a known format version,
-every listed shard present, not a half-written build) and returns a `DatasetInfo`;
+every listed shard present, not a half-written build) and returns a `DatasetInfo`, after
+`recover_dataset` has dealt with what an interrupted build left;
 `iter_records(info, split)` reads a split's shards in pure Python, verifying CRCs.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -17,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli import claims
+from cnncli.atomic import clean_debris, parse_temp_name, recover_swap
 from cnncli.datasets.tfrecord import decode_example, read_records
-from cnncli.errors import DatasetError
+from cnncli.errors import BusyError, DatasetError
 from cnncli.images import ImageSpec
 
 KNOWN_VERSIONS = (1,)
@@ -141,15 +145,19 @@ def unbalanced(counts: dict, class_names: list[str]) -> str | None:
 
 
 def open_dataset(path) -> DatasetInfo:
-    """Open and check a dataset folder; raise DatasetError with one clear line if unusable."""
+    """Open and check a dataset folder; raise DatasetError with one clear line if unusable.
+    What an interrupted build of it left is recovered or removed first (recover_dataset)."""
     path = Path(path)
     if path.name.startswith(".") and ".partial-" in path.name:
         raise DatasetError(
             f"{path} is the temporary folder of an interrupted build (incomplete)", _BUILD
         )
+    recover_dataset(path)
     if not path.exists():
         partial = (
-            sorted(path.parent.glob(f".{path.name}.partial-*")) if path.parent.exists() else []
+            sorted(path.parent.glob(f".{glob.escape(path.name)}.partial-*"))
+            if path.parent.exists()
+            else []
         )
         if partial:
             raise DatasetError(
@@ -158,6 +166,12 @@ def open_dataset(path) -> DatasetInfo:
                 "delete that folder and " + _BUILD,
             )
         raise DatasetError(f"dataset folder {path} not found", _BUILD)
+    manifest, raw = _checked(path)
+    return DatasetInfo(path=path, manifest=manifest, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _checked(path: Path) -> tuple[dict, bytes]:
+    """(manifest, its bytes) of a whole dataset folder; DatasetError (one line) otherwise."""
     if not path.is_dir():
         raise DatasetError(f"{path} is not a dataset folder (it is a file)", _BUILD)
     mpath = path / "manifest.json"
@@ -171,6 +185,10 @@ def open_dataset(path) -> DatasetInfo:
     if not isinstance(manifest, dict) or manifest.get("format") != "cnncli-dataset":
         raise DatasetError(f"{path} is not a cnncli dataset (unknown manifest)", _BUILD)
     version = manifest.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise DatasetError(
+            f"{mpath}: format_version must be a whole number, got {version!r}", _BUILD
+        )
     if version not in KNOWN_VERSIONS:
         raise DatasetError(
             f"dataset {path} has format version {version}, which this cnncli "
@@ -186,7 +204,49 @@ def open_dataset(path) -> DatasetInfo:
                 )
     if not (path / "index.csv").is_file():
         raise DatasetError(f"dataset {path} is incomplete: index.csv is missing", _BUILD)
-    return DatasetInfo(path=path, manifest=manifest, sha256=hashlib.sha256(raw).hexdigest())
+    return manifest, raw
+
+
+def dataset_complete(folder: Path) -> bool:
+    """Whether `folder` holds a whole dataset (the build's last file, manifest.json, is
+    written, and every file it lists is there)."""
+    try:
+        _checked(Path(folder))
+    except (DatasetError, OSError):
+        return False
+    return True
+
+
+def recover_dataset(path) -> None:
+    """What interrupted builds of dataset `path` left, dealt with, each said in one line: a
+    build with --overwrite stopped between its two renames (`path` missing) is finished when
+    its new dataset is complete, else the old one is put back (cnncli.atomic.recover_swap);
+    the temporary folders of builds that are gone are removed. Takes the claim on `path`
+    for the recovery (DatasetError naming the build that holds it); with the claim held by
+    this process (a build's start), every leftover not of this process is removed."""
+    path = Path(path)
+    parent = path.parent
+    try:
+        left = [
+            p
+            for p in parent.glob(f".{glob.escape(path.name)}.*-*")
+            if (t := parse_temp_name(p.name)) is not None and t.target == path.name
+        ]
+    except OSError:
+        return
+    if not left:
+        return
+    held = claims.holds(path)
+    if held is None and not path.exists():
+        try:
+            with claims.claim(path, None):
+                recover_dataset(path)
+        except BusyError as e:
+            raise DatasetError(e.message, "wait for it to finish, then run it again") from None
+        return
+    if not path.exists():
+        recover_swap(path, dataset_complete)
+    clean_debris(parent, path.name, claimed=held == "write")
 
 
 def decode_image(data: bytes, spec: ImageSpec, encoding: str) -> np.ndarray:

@@ -17,7 +17,7 @@ from cnncli.images import is_image_file
 LABEL_NAMES = ("y", "label", "labels", "class", "target")
 NAME_NAMES = ("type", "name", "class_name", "classname", "label_name", "category", "kind")
 INDEX_NAMES = ("index", "idx", "id", "no", "#")
-_INT = re.compile(r"[+-]?\d+(\.0*)?")
+_INT = re.compile(r"[+-]?[0-9]+(\.0*)?")
 
 
 def nfc(text: str) -> str:
@@ -131,7 +131,14 @@ def _zip_kind(path: Path) -> str:
 
 def _decode_guess(raw: bytes, path: Path, what: str) -> tuple[str, str]:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16"), "utf-16"
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as e:  # an odd byte count (cut short), a lone surrogate
+            why = "an odd number of bytes" if len(raw) % 2 else f"bad data at byte {e.start}"
+            raise InputError(
+                f"{what} {path} starts as UTF-16 but is damaged ({why})",
+                "save it again (as UTF-8 or UTF-16), or pass its encoding with --encoding",
+            ) from None
     for enc in ("utf-8-sig", "cp949"):  # cp949 is a superset of EUC-KR
         try:
             text = raw.decode(enc)
@@ -146,13 +153,19 @@ def _decode_guess(raw: bytes, path: Path, what: str) -> tuple[str, str]:
     )
 
 
-def _is_int(s: str) -> bool:
+def is_whole_number(s: str) -> bool:
+    """'3', '+3', '3.0': a value that can be a class index (ASCII digits only)."""
     return bool(_INT.fullmatch(s))
 
 
 def is_numeric_column(series) -> bool:
+    """Whole numbers in all the non-empty values but at most one in ten (or one, in a
+    short table), and in more of them than not: a column of class indices with a typo or
+    two ('O' for '0', a stray NUL byte) is still one, and those rows are bad rows."""
     values = [v for v in series if v != ""]
-    return bool(values) and all(_is_int(v) for v in values)
+    whole = sum(1 for v in values if is_whole_number(v))
+    others = len(values) - whole
+    return whole > others and others <= max(1, len(values) // 10)
 
 
 def _ignorable_index(name: str, series) -> bool:

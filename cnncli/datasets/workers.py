@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
@@ -18,7 +21,8 @@ import numpy as np
 
 from cnncli.datasets.tfrecord import encode_example, frame
 from cnncli.errors import ImageError
-from cnncli.images import Conversions, ImageSpec, convert_image, open_image
+from cnncli.image_warnings import image_warnings, is_tiff
+from cnncli.images import Conversions, ImageSpec, convert_image, open_image, unreadable_reason
 
 PNG_COMPRESS_LEVEL = 1  # measured: level 6 is 2.2x slower to write for 9% smaller files
 # Below this many pixels in total, starting worker processes costs more than it saves
@@ -29,22 +33,27 @@ POOL_MIN_PIXELS = 8_000_000
 
 def convert_record(task: tuple) -> tuple:
     """(path, spec dict, encoding, index, label, name) -> ('ok', record, sha256, what the
-    conversion changed) or ('bad', reason, sha256, None): the image opened and checked fully
-    (one decode), converted to the spec and framed as one TFRecord."""
+    conversion changed, what the decoder said) or ('bad', reason, sha256, None, what the
+    decoder said): the image opened and checked fully (one decode), converted to the spec
+    and framed as one TFRecord. The decoder's warnings (cnncli.image_warnings) are caught
+    so that they can be attached to the file instead of reaching stderr without its name."""
     path, spec_d, encoding, index, label, name = task
     try:
         with open(path, "rb") as f:
-            sha = hashlib.sha256(f.read()).hexdigest()
+            head = f.read(4)
+            sha = hashlib.sha256(head + f.read()).hexdigest()
     except OSError as e:
-        return ("bad", f"cannot read ({e.strerror or e})", "", None)
+        return ("bad", unreadable_reason(e), "", None, [])
     changed = Conversions()
+    said: list[str] = []
     try:
-        arr = convert_image(open_image(path), ImageSpec.from_dict(spec_d), changed)
+        with image_warnings(capture_stderr=is_tiff(head)) as said:
+            arr = convert_image(open_image(path), ImageSpec.from_dict(spec_d), changed)
     except ImageError as e:
-        return ("bad", e.reason, sha, None)
+        return ("bad", e.reason, sha, None, said)
     data = encode_pixels(arr, encoding)
     record = frame(encode_example({"image": data, "label": label, "index": index, "path": name}))
-    return ("ok", record, sha, changed)
+    return ("ok", record, sha, changed, said)
 
 
 def encode_pixels(arr: np.ndarray, encoding: str) -> bytes:
@@ -91,7 +100,8 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4)
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_ignore_sigint,
+        initializer=worker_start,
+        initargs=(os.getpid(),),
     )
     pending: deque = deque()
     it = iter(items)
@@ -113,5 +123,33 @@ def _run_chunk(fn: Callable, chunk: list) -> list:
     return [fn(t) for t in chunk]
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCH_SECONDS = 0.5
+
+
+def worker_start(parent_pid: int) -> None:
+    """The pool's initializer: a worker ignores Ctrl-C (the parent's to handle) and dies
+    with its parent, even when the parent is killed with -9 and cannot shut the pool down
+    (its workers would otherwise wait on their task queue for ever, and keep the
+    multiprocessing resource tracker alive too: it exits once the last worker is gone).
+    On Linux the kernel kills the worker (PR_SET_PDEATHSIG); everywhere a watchdog thread
+    ends it within WATCH_SECONDS of finding itself re-parented."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the watchdog does it
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                     name="cnncli-parent-watchdog").start()  # fmt: skip
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(WATCH_SECONDS)
+    os._exit(1)

@@ -6,6 +6,7 @@ stopping, and the seed generator states that make a resumed run equal an uninter
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 import keras
 
 from cnncli.atomic import atomic_file
+from cnncli.errors import writing
 from cnncli.training import rundir
 from cnncli.training.events import EpochReport, TrainEvents
 
@@ -44,8 +46,18 @@ class EventsCallback(keras.callbacks.Callback):
 
 
 def _copy(src: Path, dst: Path) -> None:
-    with atomic_file(dst) as tmp:
+    with _writing(dst, src), atomic_file(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def _writing(path: Path, like: Path | None = None):
+    """errors.writing(path) with what the write needs when known: the size of `like` (the
+    file it replaces, or copies)."""
+    try:
+        needed = like.stat().st_size if like is not None else None
+    except OSError:
+        needed = None
+    return writing(path, needed)
 
 
 def monitor_mode(monitor: str) -> str:
@@ -88,9 +100,15 @@ class RunState:
 
 
 class RunFolderCallback(keras.callbacks.Callback):
-    """At each epoch end, in this order: best.keras (if improved), the --checkpoint file,
-    last.keras, the resume model file, history.csv, then state.json (the commit point),
-    history.png and run.json. A kill at any moment leaves a consistent resumable state."""
+    """At each epoch end, in this order: the resume model (state/epoch-NNNN.keras) and the
+    model for use (state/last-epoch-NNNN.keras), then state.json, the commit point; then
+    what derives from the committed epoch (`save_outputs`): history.csv, the model for use
+    renamed to last.keras, best.keras (if improved), the --checkpoint file, run.json.
+    A kill, Ctrl-C or full disk before the commit leaves every file at the previous epoch
+    (the new epoch's files are removed or replaced by the next try); after it, resume calls
+    `save_outputs` again, which finishes the rename and the copies. So last.keras never
+    holds an epoch the state does not. A write that fails for want of space (or
+    permission) raises OutputWriteError naming the file."""
 
     def __init__(
         self,
@@ -138,63 +156,51 @@ class RunFolderCallback(keras.callbacks.Callback):
         value = metrics.get(self.monitor)
         improved = self._improved(value)
         st = self.state
-        # the model is saved once (last.keras); best and checkpoint are copies of that file
-        last = self.run_dir / rundir.LAST_MODEL
-        self.save_model(self.model, last)
-        if improved:
-            st.best_value, st.best_epoch = value, number
-            _copy(last, self.run_dir / rundir.BEST_MODEL)
-        checkpoint = None
-        if improved or not self.save_best_only:
-            path = Path(self.pattern.format(epoch=number, **metrics))
-            if not path.is_absolute():
-                path = self.run_dir / path
-            if path.suffix == last.suffix:
-                _copy(last, path)
-            else:  # another format (.h5)
-                self.save_model(self.model, path)
-            checkpoint = (
-                str(path.relative_to(self.run_dir))
-                if path.is_relative_to(self.run_dir)
-                else str(path)
-            )
-
-        # resume state: the full model (weights + optimizer) under a per-epoch name, so the
-        # previous one stays valid until state.json points at the new one
         sdir = rundir.state_dir(self.run_dir)
-        resume_name = f"epoch-{number:04d}.keras"
-        with atomic_file(sdir / resume_name) as tmp:
-            self.model.save(tmp)
-        st.epoch = number
-        st.history.append({"epoch": number, **metrics})
-        st.epoch_seconds.append(round(seconds, 4))
-        es = self.early_stopping
-        if es is not None:
-            st.early_stop = {
-                "wait": int(es.wait),
-                "best": None if es.best is None else float(es.best),
-                "best_epoch": int(es.best_epoch),
-            }
-        rundir.write_history(self.run_dir / rundir.HISTORY_CSV, st.history)
-        rundir.write_state(
-            self.run_dir,
-            {
-                "epoch": st.epoch,
-                "model": resume_name,
-                "seed_states": seed_states(self.model),
-                "monitor": self.monitor,
-                "best_value": st.best_value,
-                "best_epoch": st.best_epoch,
-                "early_stop": st.early_stop,
-                "history": st.history,
-                "epoch_seconds": st.epoch_seconds,
-            },
-        )
-        for old in sdir.glob("epoch-*.keras"):
-            if old.name != resume_name:
-                old.unlink(missing_ok=True)
-        if self.on_epoch_saved is not None:
-            self.on_epoch_saved(st)
+        # per-epoch names: the previous epoch's files stay valid until state.json points here
+        resume_model, for_use = sdir / resume_name(number), sdir / last_name(number)
+        try:
+            with _writing(resume_model, sdir / resume_name(st.epoch)), \
+                    atomic_file(resume_model, scratch_beside=True) as tmp:  # fmt: skip
+                self.model.save(tmp)  # the full model: weights + optimizer + augmentation
+            with _writing(for_use, self.run_dir / rundir.LAST_MODEL):
+                self.save_model(self.model, for_use)
+            best_value, best_epoch = (value, number) if improved else (st.best_value,
+                                                                       st.best_epoch)  # fmt: skip
+            es = self.early_stopping
+            early_stop = st.early_stop
+            if es is not None:
+                early_stop = {
+                    "wait": int(es.wait),
+                    "best": None if es.best is None else float(es.best),
+                    "best_epoch": int(es.best_epoch),
+                }
+            history = [*st.history, {"epoch": number, **metrics}]
+            epoch_seconds = [*st.epoch_seconds, round(seconds, 4)]
+            with _writing(sdir / rundir.STATE_JSON):
+                rundir.write_state(
+                    self.run_dir,
+                    {
+                        "epoch": number,
+                        "model": resume_model.name,
+                        "last_model": for_use.name,
+                        "seed_states": seed_states(self.model),
+                        "monitor": self.monitor,
+                        "best_value": best_value,
+                        "best_epoch": best_epoch,
+                        "early_stop": early_stop,
+                        "history": history,
+                        "epoch_seconds": epoch_seconds,
+                    },
+                )
+        except BaseException:  # not committed: the new epoch's files go, as if never begun
+            if _committed_epoch(self.run_dir) != number:
+                resume_model.unlink(missing_ok=True)
+                for_use.unlink(missing_ok=True)
+            raise
+        st.epoch, st.history, st.epoch_seconds = number, history, epoch_seconds
+        st.best_value, st.best_epoch, st.early_stop = best_value, best_epoch, early_stop
+        checkpoint = self.save_outputs()
         if self.events is not None:
             self.events.epoch_end(
                 EpochReport(
@@ -209,6 +215,69 @@ class RunFolderCallback(keras.callbacks.Callback):
                     checkpoint=checkpoint,
                 )
             )
+
+    def save_outputs(self) -> str | None:
+        """Write what derives from the committed epoch (self.state), after dropping the older
+        state models: history.csv, last.keras (renamed from state/, where it was written
+        before the commit), best.keras if that epoch is the best, its --checkpoint file; then
+        call on_epoch_saved (run.json). Resume calls it again, for a run stopped before
+        these were written (each step is done again or already done). Returns the
+        checkpoint written (relative to the run folder when inside it), or None."""
+        st = self.state
+        number = st.epoch
+        metrics = {k: v for k, v in st.history[-1].items() if k != "epoch"}
+        improved = st.best_epoch == number
+        sdir = rundir.state_dir(self.run_dir)
+        pending = sdir / last_name(number)
+        for old in sdir.glob("*epoch-*.keras"):  # older models, no longer needed: space first
+            if old.name not in (resume_name(number), pending.name):
+                old.unlink(missing_ok=True)
+        history_csv = self.run_dir / rundir.HISTORY_CSV
+        with _writing(history_csv):
+            rundir.write_history(history_csv, st.history)
+        last = self.run_dir / rundir.LAST_MODEL
+        if pending.exists():  # a rename: no space needed, never half done
+            os.replace(pending, last)
+        elif not last.exists():  # removed by hand since: saved again from the state's model
+            with _writing(last):
+                self.save_model(self.model, last)
+        if improved:
+            _copy(last, self.run_dir / rundir.BEST_MODEL)
+        checkpoint = None
+        if improved or not self.save_best_only:
+            path = Path(self.pattern.format(epoch=number, **metrics))
+            if not path.is_absolute():
+                path = self.run_dir / path
+            if path.suffix == last.suffix:
+                _copy(last, path)
+            else:  # another format (.h5)
+                with _writing(path, last):
+                    self.save_model(self.model, path)
+            checkpoint = (
+                str(path.relative_to(self.run_dir))
+                if path.is_relative_to(self.run_dir)
+                else str(path)
+            )
+        if self.on_epoch_saved is not None:
+            self.on_epoch_saved(st)
+        return checkpoint
+
+
+def _committed_epoch(run_dir: Path) -> int | None:
+    try:
+        return int(rundir.read_state(run_dir)["epoch"])
+    except Exception:  # no state yet, or unreadable: nothing of this epoch is committed
+        return None
+
+
+def resume_name(epoch: int) -> str:
+    """The resume model of an epoch, in state/: the training model with its optimizer."""
+    return f"epoch-{epoch:04d}.keras"
+
+
+def last_name(epoch: int) -> str:
+    """The model for use of an epoch, in state/ until the commit makes it last.keras."""
+    return f"last-epoch-{epoch:04d}.keras"
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -11,14 +11,19 @@ uninterrupted one (CPU, fixed seed). `run_training` is what `cnncli train` calls
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
 from cnncli.datasets.store import DatasetInfo, open_dataset
 from cnncli.errors import InputError, UsageError
 from cnncli.training import distribute, rundir
+from cnncli.training.ending import early_stop_reached
 from cnncli.training.events import TrainEvents, TrainingInterrupted, TrainResult
 from cnncli.training.options import TrainOptions, model_source
+
+FINISHED = ("finished", "early-stopped")  # run.json statuses of a run that ended by itself
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingInterrupted", "resume", "run_training",
            "train"]  # fmt: skip
@@ -53,7 +58,7 @@ def run_training(
         raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR --arch NAME")
     return train(
         dataset_dir,
-        run_dir if run_dir is not None else rundir.default_run_dir(),
+        run_dir,
         arch=arch,
         spec=spec,
         from_model=from_model,
@@ -64,6 +69,36 @@ def run_training(
     )
 
 
+def _claiming(what: str, resuming: bool = False):
+    """Decorator of train and resume: the call holds the run's claims (rundir.run_claims:
+    its run folder, and a read claim on its dataset) from its checks to its end, so a second
+    train into the folder, or a build replacing the dataset, is refused meanwhile. run_dir
+    None becomes the first free of runs/train, runs/train2, ..."""
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            if resuming and not Path(a["run_dir"]).is_dir():
+                return fn(*bound.args, **bound.kwargs)  # it says what is missing
+            dataset_dir = a["dataset_dir"]
+            if dataset_dir is None and resuming:
+                dataset_dir = rundir.dataset_of(a["run_dir"])
+            chief = _plan(a["strategy"]).is_chief
+            with rundir.run_claims(a["run_dir"], dataset_dir, chief, what) as run_dir:
+                a["run_dir"] = run_dir
+                return fn(*bound.args, **bound.kwargs)
+
+        return call
+
+    return wrap
+
+
+@_claiming("cnncli train")
 def train(
     dataset_dir,
     run_dir,
@@ -78,11 +113,13 @@ def train(
     callbacks: Sequence = (),
     strategy: str | distribute.StrategyPlan = "auto",
 ) -> TrainResult:
-    """Train on DATASET_DIR into RUN_DIR. Exactly one of `arch` (a preset name), `spec` (a
-    spec file or dict), `from_model` (a saved model file) or `model` (a Keras model) names
-    the architecture. `strategy`: a --strategy name or a distribute.StrategyPlan (several
-    workers: only the chief writes RUN_DIR). Raises TrainingInterrupted (exit 130) on
-    Ctrl-C, TrainingTerminated (exit 143) on SIGTERM, after saving."""
+    """Train on DATASET_DIR into RUN_DIR (None: the first free of runs/train, runs/train2,
+    ...), holding both from start to end (see _claiming). Exactly one of `arch` (a preset
+    name), `spec` (a spec file or dict), `from_model` (a saved model file) or `model` (a
+    Keras model) names the architecture. `strategy`: a --strategy name or a
+    distribute.StrategyPlan (several workers: only the chief writes RUN_DIR). Raises
+    TrainingInterrupted (exit 130) on Ctrl-C, TrainingTerminated (exit 143) on SIGTERM,
+    after saving."""
     opts = options or TrainOptions()
     opts.check()
     plan = _plan(strategy)
@@ -103,6 +140,7 @@ def train(
                      callbacks)  # fmt: skip
 
 
+@_claiming("cnncli train --resume", resuming=True)
 def resume(
     run_dir,
     *,
@@ -132,11 +170,20 @@ def resume(
             f"not {dataset_dir} (sha256 {info.sha256[:12]})",
             "resume with the dataset the run started on, or start a new run",
         )
-    if state["epoch"] >= opts.epochs:
-        raise UsageError(
-            f"{run_dir} already finished {state['epoch']} of {opts.epochs} epochs",
-            "pass --epochs with a larger total to train further",
-        )
+    # a run stopped after its last epoch (Ctrl-C or kill while it finished, a full disk)
+    # is not finished: resume writes what it left undone
+    if run.get("status") in FINISHED:
+        if state["epoch"] >= opts.epochs:
+            raise UsageError(
+                f"{run_dir} already finished {state['epoch']} of {opts.epochs} epochs",
+                "pass --epochs with a larger total to train further",
+            )
+        if early_stop_reached(state.get("early_stop"), opts.early_stop, state["epoch"]):
+            raise UsageError(
+                f"{run_dir} stopped early after {state['epoch']} epochs ({opts.monitor} did "
+                f"not improve for {opts.early_stop})",
+                f"to train further, start a new run from its model: --from {run_dir}/last.keras",
+            )
     _check_shards(plan, info)
 
     from cnncli.training.loop import resume_run  # TensorFlow loads here, after the checks

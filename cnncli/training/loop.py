@@ -1,6 +1,6 @@
 """The fit itself, once cnncli.training.fit's checks have passed: the strategy a run trains
-under and the folder it writes, its input pipelines, its callbacks, and `model.fit` with
-Ctrl-C, SIGTERM and a broken cluster turned into clear errors.
+under and the folder it writes, its input pipelines, its callbacks, and `model.fit`, run
+under cnncli.training.ending (Ctrl-C, SIGTERM, a full disk, a broken cluster: clear errors).
 
 Every epoch end writes the run folder (cnncli.training.callbacks.RunFolderCallback), so an
 interrupted run (Ctrl-C, SIGTERM, kill -9) resumes from its last finished epoch. The models
@@ -21,8 +21,7 @@ import keras
 
 from cnncli.atomic import write_json
 from cnncli.datasets.store import DatasetInfo
-from cnncli.drawing.plots import plot_history
-from cnncli.errors import CnnError
+from cnncli.errors import writing
 from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
 from cnncli.training.augment import without_augmentation
@@ -33,14 +32,9 @@ from cnncli.training.callbacks import (
     RunState,
     monitor_mode,
 )
-from cnncli.training.events import (
-    Terminated,
-    TrainEvents,
-    TrainingInterrupted,
-    TrainingTerminated,
-    TrainResult,
-    sigterm_interrupts,
-)
+from cnncli.training.ending import early_stop_reached, finish_run, run_or_interrupt
+from cnncli.training.events import TrainEvents, TrainResult
+from cnncli.training.guard import DatasetGuard
 from cnncli.training.model import build_model, class_weights, resume_model
 from cnncli.training.options import ModelSource, TrainOptions
 
@@ -95,7 +89,8 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
         "loss": type(net.loss).__name__,
     }
     run = rundir.new_run_record(dataset_dir, info, model, opts.to_dict())
-    write_json(out / rundir.RUN_JSON, run)
+    with writing(out / rundir.RUN_JSON):
+        write_json(out / rundir.RUN_JSON, run)
     return _fit(net, info, run_dir, where, run, opts, RunState(), events, callbacks)
 
 
@@ -115,20 +110,13 @@ def resume_run(run_dir: Path, info: DatasetInfo, run: dict, state: dict, opts: T
         epoch_seconds=list(state.get("epoch_seconds", [])),
         early_stop=state.get("early_stop"),
     )
-    # history.csv may hold a row of an epoch whose state was never committed: rewrite it
-    rundir.write_history(out / rundir.HISTORY_CSV, st.history)
     run["status"] = "running"
-    run.pop("interrupted_by", None)
+    for key in ("interrupted_by", "failed_by", "error"):
+        run.pop(key, None)
     run.setdefault("resumes", []).append({"at_epoch": st.epoch, "time": rundir.now()})
-    write_json(out / rundir.RUN_JSON, run)
-    return _fit(net, info, run_dir, where, run, opts, st, events, callbacks)
-
-
-def _plot(run_dir: Path, st: RunState) -> None:
-    """history.png, drawn when training ends or is interrupted (not every epoch: a figure
-    costs about as much as a small epoch; a run killed with -9 gets it on resume)."""
-    if st.history:
-        plot_history(run_dir / rundir.HISTORY_CSV, run_dir / rundir.HISTORY_PNG)
+    with writing(out / rundir.RUN_JSON):
+        write_json(out / rundir.RUN_JSON, run)
+    return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, resumed=True)
 
 
 def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epoch: int,
@@ -213,7 +201,8 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
             "value": state.best_value,
             "metrics": next((r for r in state.history if r["epoch"] == state.best_epoch), {}),
         }
-        write_json(out / rundir.RUN_JSON, run)
+        with writing(out / rundir.RUN_JSON):
+            write_json(out / rundir.RUN_JSON, run)
 
     early = None
     cbs: list = []
@@ -225,8 +214,7 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
             initial=st.early_stop,
         )  # fmt: skip
         cbs.append(early)
-    cbs.append(
-        RunFolderCallback(
+    folder = RunFolderCallback(
             out,
             epochs=opts.epochs,
             save_model=lambda _training, path: save_model(deployed, path, metadata=metadata),
@@ -237,26 +225,34 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
             early_stopping=early,
             events=events,
             on_epoch_saved=on_epoch_saved,
-        )
-    )
+        )  # fmt: skip
+    cbs.append(folder)
     if opts.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
-    return cbs
+    return cbs, folder
 
 
 def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opts: TrainOptions,
-         st: RunState, events: TrainEvents | None, extra_callbacks) -> TrainResult:  # fmt: skip
+         st: RunState, events: TrainEvents | None, extra_callbacks,
+         resumed: bool = False) -> TrainResult:  # fmt: skip
     """Fit `net` from epoch st.epoch to opts.epochs, writing where.out_dir (RUN_DIR on the
-    chief; a temporary folder, removed at the end, on the other workers)."""
+    chief; a temporary folder, removed at the end, on the other workers), then finish the
+    run folder (history.png, run.json). `resumed`: first rewrite what the last committed
+    epoch derives (a run stopped before it was written); with no epoch left to train (a run
+    stopped after its last epoch), only that and the finish are done."""
     import numpy as np
 
     initial_epoch = st.epoch
     out = where.out_dir
+    to_train = initial_epoch < opts.epochs and not early_stop_reached(
+        st.early_stop, opts.early_stop, st.epoch
+    )
     # --cache disk: a cache file per process in the run folder, removed when training ends
     # (a half-written cache of an interrupted run would otherwise block the next one)
-    cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" else None
-    train_ds, val_ds, steps, weights, detail = _inputs(info, opts, where, initial_epoch,
-                                                       cache_dir)  # fmt: skip
+    cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" and to_train else None
+    train_ds, val_ds, steps, weights, detail = (
+        _inputs(info, opts, where, initial_epoch, cache_dir) if to_train else (None,) * 4 + ({},)
+    )
     if where.strategy is not None:
         batch = min(opts.batch_size, info.count("train"))
         zeros = (np.zeros((batch, *info.image.shape), "float32"), np.zeros((batch,), "int32"))
@@ -264,8 +260,11 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     run["distribute"] = detail or where.plan.to_dict()
     with where.scope:
         deployed = _for_use(net)
-    cbs = [*_callbacks(out, run, opts, st, events, steps, deployed), *extra_callbacks]
-    if events is not None:
+    cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed)
+    # first: a changed dataset stops the run before an epoch that read it is saved
+    guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)
+    cbs = [guard, *cbs, *extra_callbacks]
+    if events is not None and to_train:
         events.train_begin(
             {
                 "run_dir": str(run_dir),
@@ -284,19 +283,30 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     fit_args = {"x": train_ds, "epochs": opts.epochs, "initial_epoch": initial_epoch,
                 "steps_per_epoch": steps, "validation_data": val_ds, "class_weight": weights,
                 "callbacks": cbs}  # fmt: skip
+
+    def work():
+        if resumed and st.epoch and where.plan.is_chief:  # what the committed epoch derives
+            folder.set_model(net)
+            folder.save_outputs()
+        if to_train:
+            # shuffle=False: the dataset is shuffled per epoch (seeded)
+            net.fit(**fit_args, shuffle=False, verbose=0)
+        finish_run(out, run, st, opts.epochs)
+
     try:
         with distribute.keras_workarounds(where.plan):
-            _fit_or_interrupt(net, fit_args, run_dir, out, run, st, where.plan)
-        _plot(out, st)
-        stopped = st.epoch < opts.epochs
-        run["status"] = "early-stopped" if stopped else "finished"
-        run["finished"] = rundir.now()
-        write_json(out / rundir.RUN_JSON, run)
+            run_or_interrupt(guard.watching(work), run_dir, out, run, st, where.plan)
     finally:
         if cache_dir is not None:
             shutil.rmtree(cache_dir, ignore_errors=True)
         if not where.plan.is_chief:  # the Keras multi-worker habit: write, then delete
             shutil.rmtree(out, ignore_errors=True)
+    notes = []
+    if not to_train:
+        notes.append(
+            f"{run_dir}: no epoch left to train ({st.epoch} finished); wrote what the stopped "
+            "run left undone (last/best model, history.csv, history.png, run.json)"
+        )
     return TrainResult(
         run_dir=run_dir,
         epochs_run=st.epoch,
@@ -304,57 +314,9 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
         best_value=st.best_value,
         monitor=opts.monitor,
         history=st.history,
-        stopped_early=stopped,
+        stopped_early=st.epoch < opts.epochs,
         resumed_from=initial_epoch,
+        notes=notes,
         distribute=detail,
         wrote=where.plan.is_chief,
     )
-
-
-def _fit_or_interrupt(net, fit_args: dict, run_dir: Path, out: Path, run: dict, st: RunState,
-                      plan: distribute.StrategyPlan) -> None:  # fmt: skip
-    """model.fit; Ctrl-C (and SIGTERM: kill, timeout, docker stop, a pre-emption) becomes
-    TrainingInterrupted (TrainingTerminated) once the finished epochs are saved, and a
-    broken cluster (another worker stopped) one clear line."""
-    import tensorflow as tf
-
-    try:
-        with sigterm_interrupts():
-            # shuffle=False: the dataset is shuffled per epoch (seeded)
-            net.fit(**fit_args, shuffle=False, verbose=0)
-    except KeyboardInterrupt as e:
-        _plot(out, st)
-        by = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
-        run["status"] = "interrupted"
-        run["interrupted_by"] = by
-        write_json(out / rundir.RUN_JSON, run)
-        what = "stopped by SIGTERM" if by == "SIGTERM" else "interrupted"
-        error = TrainingTerminated if by == "SIGTERM" else TrainingInterrupted
-        raise error(
-            f"training {what} after {st.epoch} finished epoch(s); "
-            f"the state of epoch {st.epoch} is saved in {run_dir}"
-            if st.epoch
-            else f"training {what} before the first epoch finished (nothing to resume in "
-            f"{run_dir})",
-            (
-                f"continue with: cnncli train --resume {run_dir}"
-                + (" on every worker, with the same --workers" if plan.multi_worker else "")
-            )
-            if st.epoch
-            else None,
-        ) from None
-    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError) as e:  # fmt: skip
-        if not plan.multi_worker:
-            raise
-        run["status"] = "interrupted"
-        write_json(out / rundir.RUN_JSON, run)
-        raise CnnError(
-            f"worker {plan.rank} of {plan.num_workers}: the cluster broke off after {st.epoch} "
-            f"finished epoch(s): another worker stopped or cannot be reached "
-            f"({type(e).__name__})",
-            f"start every worker again with cnncli train --resume {run_dir} and the same "
-            "--workers (each with its --worker-index)"
-            if st.epoch
-            else "check that every worker runs and that the ports are open, then start again",
-        ) from None

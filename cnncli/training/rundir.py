@@ -1,5 +1,6 @@
-"""The run folder: its default name (runs/train, runs/train2, ...), its layout, run.json,
-and the resumable state written atomically at the end of every epoch.
+"""The run folder: its default name (runs/train, runs/train2, ...), the claims a run holds
+(its folder, and its dataset for reading: `run_claims`), its layout, run.json, and the
+resumable state written atomically at the end of every epoch.
 
 Layout of a run folder:
   best.keras           the model at its best monitored epoch (with cnncli metadata)
@@ -20,11 +21,13 @@ import platform
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from cnncli import __version__
-from cnncli.atomic import write_json, write_text
-from cnncli.errors import InputError, OutputExistsError, UsageError
+from cnncli import __version__, claims
+from cnncli.atomic import clean_debris, write_json, write_text
+from cnncli.errors import BusyError, CnnError, InputError, OutputExistsError, UsageError
 
 RUN_JSON = "run.json"
 HISTORY_CSV = "history.csv"
@@ -36,19 +39,69 @@ STATE_JSON = "state.json"
 
 
 def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
-    """The first free folder of runs/train, runs/train2, runs/train3, ..."""
+    """The first free folder of runs/train, runs/train2, runs/train3, ... (a name another
+    run has claimed, `.train2.lock`, is not free either)."""
     root = Path(root)
     taken = set()
     if root.is_dir():
-        pattern = re.compile(rf"^{re.escape(name)}(\d*)$")
+        pattern = re.compile(rf"^\.?{re.escape(name)}(\d*)(\.lock)?$")
         for p in root.iterdir():
             m = pattern.match(p.name)
-            if m:
+            if m and (p.name[0] == ".") == bool(m.group(2)):
                 taken.add(int(m.group(1) or 1))
     n = 1
     while n in taken:
         n += 1
     return root / (name if n == 1 else f"{name}{n}")
+
+
+@contextmanager
+def run_claims(run_dir, dataset_dir, chief: bool, what: str) -> Iterator[Path]:
+    """The claims a training holds from its checks to its end (cnncli.claims): the run
+    folder's on the chief (a second train into it is refused; `run_dir` None: the first of
+    runs/train, runs/train2, ... that is free and can be claimed), then a read claim on
+    `dataset_dir` (a build cannot replace it meanwhile; None: no dataset to claim). What
+    stopped runs left in the folder (temporary files of processes that are gone) is removed
+    and said. Yields the run folder."""
+    with ExitStack() as held:
+        if chief:
+            run_dir = held.enter_context(_claimed_run_dir(run_dir, what))
+        elif run_dir is None:
+            run_dir = default_run_dir()
+        if dataset_dir is not None:
+            held.enter_context(claims.reading(dataset_dir, what))
+        yield Path(run_dir)
+
+
+@contextmanager
+def _claimed_run_dir(run_dir, what: str) -> Iterator[Path]:
+    if run_dir is None:
+        for _ in range(100):  # another run may claim the free name first: then the next one
+            run_dir = default_run_dir()
+            try:
+                lock = claims.acquire(run_dir, what)
+                break
+            except BusyError:
+                continue
+        else:  # pragma: no cover - 100 runs starting at once
+            raise BusyError("no free run folder in runs/", "give one with -o")
+    else:
+        lock = claims.acquire(run_dir, what)
+    run_dir = Path(run_dir)
+    try:
+        for folder in (run_dir, run_dir / STATE_DIR, run_dir / "checkpoints"):
+            clean_debris(folder)
+        yield run_dir
+    finally:
+        claims.release(lock)
+
+
+def dataset_of(run_dir) -> Path | None:
+    """The dataset folder run.json names, or None when it cannot be read."""
+    try:
+        return Path(read_run_json(run_dir)["dataset"]["path"])
+    except (CnnError, OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def check_run_dir(path: str | Path, overwrite: bool = False) -> None:

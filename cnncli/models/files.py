@@ -1,0 +1,220 @@
+"""A model file read without Keras or TensorFlow: what kind it is (`check_model_file`), and
+what it stores, read with bounded memory: the architecture config (`read_config`) and
+cnncli's metadata (`read_metadata`).
+
+- `.keras` (a zip): the config is the member `config.json`, the metadata `cnncli.json`.
+- `.h5` (HDF5, also as saved by tf.keras 2.x): the root attributes `model_config` and
+  `cnncli_metadata`.
+A small file can unpack to a huge member (a zip bomb: 1 MB that inflates to 1 GiB), so a
+member's size is checked in the archive's directory before it is read, and no more than the
+limit is ever read (the directory can lie): config.json at most CONFIG_LIMIT, the metadata
+at most METADATA_LIMIT, each refused in one line that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+from cnncli.errors import InputError, ModelFileError
+from cnncli.models.metadata import check_stored
+
+KERAS_MEMBER = "cnncli.json"
+H5_ATTRIBUTE = "cnncli_metadata"
+EXTENSIONS = (".keras", ".h5", ".hdf5")
+MIB = 2**20
+CONFIG_LIMIT = 64 * MIB  # the largest Keras architecture configs are a few MB
+METADATA_LIMIT = 1 * MIB  # what cnncli stores is a few KB
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGIC = b"PK\x03\x04"
+_OTHER_FORMATS = {
+    ".pb": "a TensorFlow SavedModel",
+    ".tflite": "a TensorFlow Lite model",
+    ".onnx": "an ONNX model",
+    ".pt": "a PyTorch model",
+    ".pth": "a PyTorch model",
+    ".weights.h5": "a weights-only file",
+}
+# what zipfile raises on a damaged archive or member (a bad CRC, a broken deflate stream,
+# an unknown compression method, an encrypted member)
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, RuntimeError,
+               NotImplementedError, ValueError, zlib.error)  # fmt: skip
+
+
+def kind_from_extension(path: Path) -> str:
+    """'keras' or 'h5' from the file name; InputError for another model format or name."""
+    name = path.name.lower()
+    for ext, what in _OTHER_FORMATS.items():
+        if name.endswith(ext):
+            raise InputError(
+                f"{path}: {what} is not supported", "give a Keras model file (.keras or .h5)"
+            )
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        return "keras"
+    if suffix in (".h5", ".hdf5"):
+        return "h5"
+    raise InputError(
+        f"{path}: unknown model file extension {path.suffix or '(none)'!r}",
+        "give a Keras model file ending in .keras or .h5",
+    )
+
+
+def check_model_file(path: str | os.PathLike) -> str:
+    """'keras' or 'h5' from the file's first bytes (the extension must be a model's too);
+    InputError (exit 2) for a file that is missing, a folder, empty or not a model. Reads 8
+    bytes, no TensorFlow: commands call it before TensorFlow loads."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model file {path} not found", "give the path of a .keras or .h5 file")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            raise InputError(
+                f"{path} is a TensorFlow SavedModel folder, not a Keras model file",
+                "save the model with model.save('model.keras') and give that file",
+            )
+        raise InputError(
+            f"{path} is a folder, not a model file",
+            "give a .keras or .h5 file (a train run folder holds best.keras)",
+        )
+    by_name = kind_from_extension(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise InputError(f"cannot read model file {path} ({e.strerror or e})") from None
+    if head.startswith(_ZIP_MAGIC):
+        return "keras"
+    if head == _HDF5_MAGIC:
+        return "h5"
+    if not head:
+        raise ModelFileError(f"{path} is empty, not a model", "save the model again")
+    what = "a .keras zip archive" if by_name == "keras" else "an HDF5 file"
+    raise ModelFileError(f"{path} is not a model file (not {what})", "give a Keras model file")
+
+
+def damaged(path: Path, why: str = "") -> ModelFileError:
+    """The error for a model file that is truncated or damaged (`why`: the detail)."""
+    detail = f" ({' '.join(str(why).split())[:120]})" if why else ""
+    return ModelFileError(
+        f"{path} is truncated or damaged{detail}", "save or copy the model file again"
+    )
+
+
+def _too_big(path: Path, what: str, size: int | None, limit: int) -> ModelFileError:
+    found = f"unpacks to {size / MIB:,.1f} MiB" if size is not None else "unpacks to more"
+    return ModelFileError(
+        f"{path}: its {what} {found}, over the {limit / MIB:g} MiB that cnncli reads",
+        "this is not a model cnncli saved (a zip bomb?): save the model again",
+    )
+
+
+def read_member(path: Path, member: str, limit: int) -> bytes | None:
+    """A member of the .keras archive `path`, or None if it has none; refused unread when
+    the archive's directory says it unpacks to more than `limit` bytes, and never more than
+    `limit` bytes read (the directory can lie)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            try:
+                info = z.getinfo(member)
+            except KeyError:
+                return None
+            if info.file_size > limit:
+                raise _too_big(path, member, info.file_size, limit)
+            with z.open(info) as f:
+                data = _read_at_most(f, limit + 1)
+    except _ZIP_ERRORS as e:
+        raise damaged(path, e) from None
+    if len(data) > limit:
+        raise _too_big(path, member, None, limit)
+    return data
+
+
+def _read_at_most(f, most: int) -> bytes:
+    """Up to `most` bytes of `f`, 1 MiB at a time (zipfile inflates as much as is asked)."""
+    chunks, size = [], 0
+    while size < most and (chunk := f.read(min(MIB, most - size))):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _open_h5(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        raise damaged(path, e) from None
+
+
+def _h5_attribute(f, path: Path, name: str, limit: int) -> bytes | None:
+    """A root attribute of an HDF5 file as bytes, or None; a damaged attribute heap or an
+    attribute over `limit` bytes is refused."""
+    try:
+        if name not in f.attrs:
+            return None
+        raw = f.attrs[name]
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise damaged(path, f"its attribute {name!r} cannot be read: {e}") from None
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    elif not isinstance(raw, bytes):
+        raw = str(raw).encode("utf-8")
+    if len(raw) > limit:
+        raise _too_big(path, f"attribute {name!r}", len(raw), limit)
+    return raw
+
+
+def _parse_json(raw: bytes, path: Path, what: str):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise damaged(path, f"its {what} is not UTF-8 text (byte {e.start})") from None
+    except (ValueError, RecursionError):
+        raise damaged(path, f"its {what} is not valid JSON") from None
+
+
+def read_metadata(path: str | os.PathLike) -> dict | None:
+    """The cnncli metadata stored in a model file with each key checked (models.metadata
+    check_stored), or None (no TensorFlow import)."""
+    path = Path(path)
+    if check_model_file(path) == "keras":
+        raw = read_member(path, KERAS_MEMBER, METADATA_LIMIT)
+    else:
+        with _open_h5(path) as f:
+            raw = _h5_attribute(f, path, H5_ATTRIBUTE, METADATA_LIMIT)
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ModelFileError(
+            f"{path}: the stored cnncli metadata is not valid JSON", "save the model again"
+        ) from None
+    return check_stored(meta, path)
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The model's architecture config as stored in the file (no deserialisation)."""
+    path = Path(path)
+    if check_model_file(path) == "keras":
+        raw = read_member(path, "config.json", CONFIG_LIMIT)
+        if raw is None:
+            raise ModelFileError(f"{path} has no config.json: not a Keras model archive")
+    else:
+        with _open_h5(path) as f:
+            raw = _h5_attribute(f, path, "model_config", CONFIG_LIMIT)
+            if raw is None:
+                what = "weights only" if "model_weights" in f or "layer_names" in f.attrs else ""
+                raise ModelFileError(
+                    f"{path} holds {what or 'no model architecture'}, not a whole model",
+                    "save it with model.save(...), or build the architecture and load the weights",
+                )
+    config = _parse_json(raw, path, "model config")
+    if not isinstance(config, dict):
+        raise damaged(path, "its model config is not a JSON object")
+    return config

@@ -1,0 +1,165 @@
+"""What cnncli stores with a model (docs/FORMAT.md), checked as it is read, and what a loaded
+model gets from it: `ModelMetadata` (class names, image conversion, pixel scale), with the
+defaults for a model saved elsewhere stated in its notes.
+
+A model file can come from anywhere, so every stored key is checked for its type before it
+is used (`check_stored`: `class_names: 5`, an image without a width, `pixel_scale: "abc"`
+are one clear line each, not a crash later), and the stored image size is held to Pillow's
+decompression-bomb limit and to the model's own input shape (`model_metadata`): a 100 KB
+file cannot make a command allocate gigabytes for images the model cannot take anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnncli.errors import ModelFileError, UsageError
+from cnncli.image_spec import ImageSpec, shown
+from cnncli.models.head import rescales_input
+
+METADATA_VERSION = 1
+_AGAIN = "save the model again with cnncli"
+
+
+@dataclass
+class ModelMetadata:
+    class_names: list[str]
+    image: ImageSpec | None
+    pixel_scale: float
+    from_cnncli: bool
+    raw: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # the defaults used for a model saved elsewhere
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Dict-style access (`metadata.get("pixel_scale")`), for callers that treat the
+        metadata as the stored dict: fields first, then the stored keys."""
+        if key in self.__dataclass_fields__:
+            return getattr(self, key)
+        return self.raw.get(key, default)
+
+
+def check_stored(meta, path) -> dict:
+    """The metadata read from the model file `path` (parsed JSON) -> the same dict, once
+    each key cnncli reads has the right type; else ModelFileError naming the key."""
+
+    def bad(what: str) -> ModelFileError:
+        return ModelFileError(f"{path}: the stored cnncli metadata {what}", _AGAIN)
+
+    if not isinstance(meta, dict):
+        raise bad("is not a JSON object")
+    version = meta.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(
+            f"{path}: cnncli model metadata format_version must be a whole number, "
+            f"got {shown(version)}",
+            _AGAIN,
+        )
+    if version > METADATA_VERSION:
+        raise ModelFileError(
+            f"{path}: cnncli model metadata format_version {version} is newer than this "
+            f"cnncli understands ({METADATA_VERSION})",
+            "upgrade cnncli",
+        )
+    names = meta.get("class_names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, (str, int)) for n in names)
+    ):
+        raise bad(f"has class_names {shown(names)}, not a list of names")
+    if meta.get("image"):
+        try:
+            ImageSpec.from_dict(meta["image"])
+        except UsageError as e:
+            raise bad(f"has an image conversion that cannot be used: {e.message}") from None
+    scale = meta.get("pixel_scale")
+    if "pixel_scale" in meta and not _positive_number(scale):
+        raise bad(f"has pixel_scale {shown(scale)}, not a positive number")
+    return meta
+
+
+def _positive_number(value) -> bool:
+    """A number that is positive and finite as a float (10**400 is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:
+        return False
+
+
+def default_metadata(model) -> ModelMetadata:
+    """What `load_model` reports for a model saved without cnncli metadata (a keras.Model
+    in memory, say): the defaults, each stated in `notes`."""
+    return model_metadata(model, None)
+
+
+def model_metadata(model, stored: dict | None, path=None) -> ModelMetadata:
+    """The metadata of a loaded Keras `model` from what its file `path` stored (checked by
+    `check_stored`; None: saved elsewhere), with the defaults used stated in `notes`. A
+    stored image size that the model's input cannot take is a ModelFileError."""
+    notes: list[str] = []
+    stored = stored or {}
+    units = _output_units(model)
+
+    names = stored.get("class_names")
+    if not names:
+        n = 2 if units == 1 else (units or 0)
+        names = [str(i) for i in range(n)]
+        notes.append(
+            f"class names: the output indices {', '.join(names[:4])}"
+            + (", ..." if len(names) > 4 else "")
+            + (" (one sigmoid unit: 2 classes)" if units == 1 else "")
+        )
+    image = None
+    if stored.get("image"):
+        image = ImageSpec.from_dict(stored["image"])
+        _check_input(image, model, path)
+    else:
+        try:
+            image = ImageSpec.for_input_shape(model.inputs[0].shape)
+            notes.append(f"image conversion: {image.describe()}, from the model's input shape")
+        except Exception:
+            notes.append("image conversion: the model's input has no fixed size")
+    if "pixel_scale" in stored:
+        scale = float(stored["pixel_scale"])
+    elif rescales_input(model):
+        scale = 1.0
+        notes.append("pixel scale: 1 (the model's first layer scales the pixels itself)")
+    else:
+        scale = 1 / 255
+        notes.append("pixel scale: 1/255 (pixels divided by 255, as the course's notebooks do)")
+    return ModelMetadata(
+        class_names=[str(n) for n in names],
+        image=image,
+        pixel_scale=scale,
+        from_cnncli=bool(stored),
+        raw=dict(stored),
+        notes=notes,
+    )
+
+
+def _check_input(image: ImageSpec, model, path) -> None:
+    """The stored image (height, width, channels) against the model's input shape, where
+    the model fixes them."""
+    try:
+        dims = tuple(model.inputs[0].shape)[-3:]
+    except Exception:  # no inputs to compare with
+        return
+    if len(dims) != 3 or all(
+        d is None or d == want for d, want in zip(dims, image.shape, strict=True)
+    ):
+        return
+    fixed = "x".join("?" if d is None else str(d) for d in dims)
+    raise ModelFileError(
+        f"{path or 'the model'}: the image size stored with it, "
+        f"{'x'.join(map(str, image.shape))}, does not fit the model's input {fixed}",
+        "save the model again with cnncli, or check which model file this is",
+    )
+
+
+def _output_units(model) -> int | None:
+    try:
+        return int(model.outputs[0].shape[-1])
+    except Exception:
+        return None
