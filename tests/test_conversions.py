@@ -1,4 +1,4 @@
-"""What the image conversion changed, said once per run (cnncli.conversions): the pixels
+"""What the image conversion changed, said once per run (cnncli.images.conversions): the pixels
 follow Keras' load_img (alpha dropped, never composited; alpha added opaque), and the
 tally's notes count each kind of change; `dataset build`, `predict`, `activations` and
 `embed` report it."""

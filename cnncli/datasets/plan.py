@@ -14,8 +14,8 @@ from pathlib import Path
 from cnncli.datasets.labels import LabelRow, LabelSet
 from cnncli.datasets.splits import assign_splits
 from cnncli.errors import CnnError, DatasetError, ImageError, UsageError
-from cnncli.image_warnings import image_warnings
 from cnncli.images import ImageSpec, probe_image
+from cnncli.images.decoder_warnings import image_warnings
 
 
 @dataclass

@@ -21,8 +21,8 @@ import numpy as np
 
 from cnncli.datasets.tfrecord import encode_example, frame
 from cnncli.errors import ImageError
-from cnncli.image_warnings import image_warnings, is_tiff
 from cnncli.images import Conversions, ImageSpec, convert_image, open_image, unreadable_reason
+from cnncli.images.decoder_warnings import image_warnings, is_tiff
 
 PNG_COMPRESS_LEVEL = 1  # measured: level 6 is 2.2x slower to write for 9% smaller files
 # Below this many pixels in total, starting worker processes costs more than it saves
@@ -35,7 +35,7 @@ def convert_record(task: tuple) -> tuple:
     """(path, spec dict, encoding, index, label, name) -> ('ok', record, sha256, what the
     conversion changed, what the decoder said) or ('bad', reason, sha256, None, what the
     decoder said): the image opened and checked fully (one decode), converted to the spec
-    and framed as one TFRecord. The decoder's warnings (cnncli.image_warnings) are caught
+    and framed as one TFRecord. The decoder's warnings (cnncli.images.decoder_warnings) are caught
     so that they can be attached to the file instead of reaching stderr without its name."""
     path, spec_d, encoding, index, label, name = task
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnncli.errors import ModelFileError, UsageError
-from cnncli.image_spec import ImageSpec, shown
+from cnncli.images.spec import ImageSpec, shown
 from cnncli.models.head import rescales_input
 
 METADATA_VERSION = 1

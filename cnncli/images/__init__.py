@@ -4,7 +4,7 @@
 `activations` call the same function with the `ImageSpec` stored with the model, so the
 same pixels reach the model at training and at use. What a conversion changed (a mode, the
 alpha channel, the size or aspect ratio) is counted in a `Conversions` tally
-(cnncli.conversions) and said once per run. NumPy and Pillow only.
+(cnncli.images.conversions) and said once per run. NumPy and Pillow only.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnncli.conversions import Conversions, color_kind, orientation_kind, resize_kind
 from cnncli.errors import ImageError, InputError, UsageError
-from cnncli.image_spec import COLORS, FITS, ImageSpec, parse_size  # noqa: F401 (re-exported)
-from cnncli.orientation import APPLIED, TURNED, apply_orientation, header_orientation
+from cnncli.images.conversions import Conversions, color_kind, orientation_kind, resize_kind
+from cnncli.images.orientation import APPLIED, TURNED, apply_orientation, header_orientation
+from cnncli.images.spec import COLORS, FITS, ImageSpec, parse_size  # noqa: F401 (re-exported)
 
 PIL_MODE = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
 IMAGE_EXTENSIONS = (
