@@ -64,9 +64,7 @@ def activations_command(
             gradcam=gradcam, class_index=class_, max_channels=max_channels, progress=bar,
             overwrite=overwrite, unsafe=unsafe, class_names=classes, pixel_scale=scale,
         )  # fmt: skip
-    console.info(result.conversion)
-    for note in result.notes:
-        console.info(f"note: {note}")
+    console.notes(result.notes, result.conversion)
     if json_out:
         console.print_json(to_json(result))
         return
@@ -112,9 +110,7 @@ def embed_command(
             overwrite=overwrite, unsafe=unsafe, progress=bar, class_names=classes,
             pixel_scale=scale,
         )  # fmt: skip
-    console.info(result.conversion)
-    for note in result.notes:
-        console.info(f"note: {note}")
+    console.notes(result.notes, result.conversion)
     if json_out:
         console.print_json(result.to_json())
         return

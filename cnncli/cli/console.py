@@ -33,6 +33,14 @@ def info(message: str) -> None:
     err_console.print(escape(message), soft_wrap=True)
 
 
+def notes(items, conversion: str | None = None) -> None:
+    """The image conversion a command used (when given) and its notes, one line each."""
+    if conversion:
+        info(conversion)
+    for note in items:
+        info(f"note: {note}")
+
+
 def escape(text: str) -> str:
     from rich.markup import escape as _escape
 

@@ -65,8 +65,7 @@ def evaluate_command(
             errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
             overwrite=overwrite, class_names=classes, pixel_scale=scale,
         )  # fmt: skip
-    for note in result.notes:
-        console.info(f"note: {note}")
+    console.notes(result.notes)
     if json_out:
         console.print_json(result.to_json())
     else:
@@ -159,9 +158,7 @@ def predict_command(
             model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
             class_names=classes, pixel_scale=scale,
         )  # fmt: skip
-    console.info(result.conversion)
-    for note in result.notes:
-        console.info(f"note: {note}")
+    console.notes(result.notes, result.conversion)
     for file, reason in result.skipped:
         console.warn(f"skipped {file}: {reason}")
     if json_out:
