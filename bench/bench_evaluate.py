@@ -14,7 +14,13 @@
 The model is loaded once outside the timings (both sides use the same object). The sides
 alternate in rounds and the median is reported, as the machine is shared and noisy.
 
-    python bench/bench_evaluate.py [--quick]
+(3) predict, whole command (issue 18 §3): the 1,797 digits of sklearn's load_digits as
+    28x28 grayscale PNGs, `cnncli predict MODEL DIR` with stdout piped (plain lines) and with
+    `--csv`, against a hand-written script (keras.models.load_model, a Pillow loop per
+    image, `model.predict`, one printed line per image), each a fresh process, interleaved;
+    images per second of the whole process and the ratio (goal >= 0.95x).
+
+    python bench/bench_evaluate.py [--quick] [--only-command]
 """
 
 from __future__ import annotations
@@ -30,6 +36,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+HAND_WRITTEN = """
+import sys
+from pathlib import Path
+import numpy as np
+import keras
+from PIL import Image
+model = keras.models.load_model(sys.argv[1], compile=False)
+files = sorted(Path(sys.argv[2]).rglob("*.png"))
+x = np.stack([np.asarray(Image.open(f), dtype=np.float32)[:, :, None] for f in files])
+probs = model.predict(x, batch_size=32, verbose=0)
+for f, p in zip(files, probs):
+    print(f"{f}\t{int(p.argmax())}\t{float(p.max()):.6f}")
+"""
 
 CLASSES = 10
 BATCH = 32
@@ -65,6 +88,69 @@ def make_model(path: Path, info):
     return path
 
 
+def make_digits(root: Path) -> Path:
+    """The 1,797 8x8 digits of sklearn's bundled load_digits as 28x28 grayscale PNGs in
+    class folders (resized as MNIST-sized inputs)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i, (img, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        folder = root / f"digit{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        small = Image.fromarray((img * (255 / 16)).astype(np.uint8), "L")
+        small.resize((28, 28), Image.Resampling.BILINEAR).save(folder / f"{i:04d}.png")
+    return root
+
+
+def whole_command(tmp: Path, rounds: int) -> None:
+    """(3): each side a fresh process, stdout to a pipe, interleaved rounds, median."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from cnncli.images import ImageSpec
+
+    folder = make_digits(tmp / "digits")
+    n = sum(1 for _ in folder.rglob("*.png"))
+    spec = ImageSpec(height=28, width=28, color="grayscale", fit="stretch")
+    names = [f"digit{i}" for i in range(CLASSES)]
+    info = SimpleNamespace(image=spec, class_names=names)
+    model_path = make_model(tmp / "digits.keras", info)
+    cnncli = [sys.executable, "-m", "cnncli", "predict", str(model_path), str(folder)]
+    sides = {
+        "cnncli predict (piped: plain lines)": cnncli,
+        "cnncli predict --csv": [*cnncli, "--csv"],
+        "hand-written Pillow + model.predict": [sys.executable, "-c", HAND_WRITTEN,
+                                                str(model_path), str(folder)],
+    }  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    outputs = {}
+    for r in range(rounds + 1):  # round 0 warms the page cache and is not counted
+        for name, cmd in sides.items():
+            t = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            dt = time.perf_counter() - t
+            if out.returncode:
+                raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
+            outputs[name] = out.stdout
+            if r:
+                times[name].append(dt)
+    hand = statistics.median(times["hand-written Pillow + model.predict"])
+    print(
+        f"\n(3) predict, whole command, {n} digit PNGs (28x28 grayscale), mnist architecture,"
+        f" median of {rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}"
+    )
+    for name, ts in times.items():
+        t = statistics.median(ts)
+        print(f"  {name:38} {n / t:8.0f} images/s ({t:.2f} s)  ratio {hand / t:.2f}")
+    plain = outputs["cnncli predict (piped: plain lines)"].splitlines()
+    ours = [line.split("\t")[1] for line in plain[1:]]
+    theirs = [f"digit{line.split(chr(9))[1]}" for line in
+              outputs["hand-written Pillow + model.predict"].splitlines()]  # fmt: skip
+    same = sum(a == b for a, b in zip(ours, theirs, strict=False))
+    print(f"  rows {len(ours)} / {len(theirs)}; same class in {same}")
+
+
 def timed(fn):
     t = time.perf_counter()
     out = fn()
@@ -76,9 +162,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer images and rounds")
     ap.add_argument("--images", type=int, help="test images (default 4000, quick 600)")
     ap.add_argument("--rounds", type=int, help="alternating rounds (default 3, quick 2)")
+    ap.add_argument("--only-command", action="store_true", help="only (3), the whole command")
     args = ap.parse_args()
     n_test = args.images or (600 if args.quick else 4000)
     rounds = args.rounds or (2 if args.quick else 3)
+    if args.only_command:
+        with tempfile.TemporaryDirectory(prefix="bench_evaluate-") as tmp:
+            whole_command(Path(tmp), rounds)
+        return
 
     from cnncli.datasets.build import build_dataset
     from cnncli.datasets.store import iter_records, open_dataset
@@ -163,6 +254,7 @@ def main() -> None:
         print(f"  hand-written Pillow + model.predict:         {n_pred / b:10.0f}  ({b:.3f} s)")
         print(f"  ratio cnncli / hand-written:         {b / a:.2f}")
         print(f"  same predicted class: {same}/{n_pred}")
+        whole_command(tmp, rounds)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from cnncli.filters import correlate_image, named_kernel
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+from cnncli.filters import correlate_image, named_kernel  # noqa: E402
 
 KERNELS3 = [
     "identity", "edge", "laplacian", "edge-diagonal", "sharpen", "box-blur",
@@ -140,7 +144,7 @@ def whole_command(x: np.ndarray, tmp: Path, reps: int) -> None:
     src = tmp / "big.png"
     Image.fromarray(x).save(src, compress_level=6)
     decoded = x.nbytes
-    cnncli = shutil.which("cnncli") or "cnncli"
+    cnncli = [sys.executable, "-m", "cnncli"]  # this checkout (see REPO), not an older install
     convert = shutil.which("convert") or shutil.which("magick")
     print(f"\n(c) whole command on {src.name} ({x.shape[1]}x{x.shape[0]}, "
           f"{src.stat().st_size / 1e6:.1f} MB PNG), wall time median of {reps}")  # fmt: skip
@@ -157,7 +161,7 @@ def whole_command(x: np.ndarray, tmp: Path, reps: int) -> None:
         print("  ImageMagick not installed (apt-get install imagemagick): peer skipped")
     for level in (0, 1, 3, 6):
         out = tmp / f"c{level}.png"
-        cmd = [cnncli, "filter", "--kernel", "sharpen", str(src), "-o", str(out),
+        cmd = [*cnncli, "filter", "--kernel", "sharpen", str(src), "-o", str(out),
                "--overwrite", "--compress", str(level)]  # fmt: skip
         runs = [run(cmd) for _ in range(reps)]
         rows.append((f"cnncli --compress {level}", statistics.median(r[0] for r in runs),
@@ -177,6 +181,22 @@ def whole_command(x: np.ndarray, tmp: Path, reps: int) -> None:
     print(f"  decoded image {decoded / 1e6:.0f} MB; python interpreter alone "
           f"{run([sys.executable, '-c', 'pass'])[1] / 1e6:.0f} MB RSS")  # fmt: skip
     phases(src, tmp)
+    if convert:
+        row_filters(np.asarray(Image.open(tmp / "c1.png")), im_size, tmp)
+
+
+def row_filters(x: np.ndarray, im_size: int, tmp: Path) -> None:
+    """The PNG row filter (cnncli.filters.png) on the sharpened image, in-process: Sub on
+    every row (the encoder before issue 18) against the per-row adaptive choice."""
+    from cnncli.filters.png import write_png
+
+    print("  row filter at --compress 1, encode only (median of 3):")
+    for row_filter in ("sub", "up", "average", "adaptive"):
+        out = tmp / f"rf-{row_filter}.png"
+        t = median_ms(lambda rf=row_filter, out=out: write_png(out, x, "RGB", 1, rf), 3)
+        size = out.stat().st_size
+        print(f"    {row_filter:9} {t / 1000:6.2f} s {size / 1e6:8.2f} MB  "
+              f"size/ImageMagick {size / im_size:.4f}")  # fmt: skip
 
 
 PHASES = """

@@ -1,388 +1,234 @@
-"""Benchmark `cnncli train` (issue 4 §4) against hand-written Keras, in one run.
+"""Benchmark `cnncli train` against the hand-written fp32 notebook (issue 18 §1, §2, §6).
 
-(1) Training speed, for the `mnist` architecture on 28x28x1 images and the `facade`
-    architecture on 500x500x4 images: samples per second of cnncli's training (the library
-    function cnncli.training.fit.train, as `cnncli train` calls it) against a hand-written
-    `model.fit` on the same images preloaded as NumPy arrays (divided by 255), same
-    architecture, batch size and epochs. Goal: >= 0.95 of the hand-written speed from the
-    second epoch on; the first epoch's extra time (reading the dataset into the cache) is
-    stated. cnncli's figure is given for the fit alone and with its per-epoch saving (best,
-    last, checkpoint and resume state, history.csv/png, run.json).
-(2) Reading the dataset alone: images per second over 3 epochs of cnncli's tf.data pipeline
-    against keras.utils.image_dataset_from_directory on the same images in class folders
-    (as used, and with .cache()). Goal: at least as fast.
-(3) Multi-worker (issue 7 §2): `cnncli train --arch mnist` as two worker processes on
-    127.0.0.1 (MultiWorkerMirroredStrategy, each reading its own shard files, batch B/2 per
-    worker) against one process (batch B), the same global batch: samples per second from
-    epoch 2 on, from the chief's --json-log. On one machine the two workers share its cores,
-    so this measures what the cluster machinery costs, not a speed-up.
+Two cases: digits (the 1,797 8x8 digits of sklearn's bundled load_digits as 28x28 PNGs, as
+bench_evaluate.py makes them; a stratified 80/20 split: 1,437 train, 360 test; the `mnist`
+architecture, batch 64) and the course's façade model (synthetic 500x500x4 images, two
+classes; the `facade` architecture, batch 32). Sides, interleaved in rounds, median:
+  - notebook: the train images preloaded as NumPy arrays /255, `model.fit`, fp32;
+  - cnncli default: cnncli.training.fit.train as `cnncli train` runs it (precision auto:
+    the precision it picked and why are printed), per-epoch saving included;
+  - cnncli --precision fp32: only when the default picked something else;
+  - cnncli --precision bf16.
+Samples per second from epoch 2 on (cnncli: its fit alone, and with its saving: the wall
+time of an epoch to after its files), the ratio to the notebook, the test accuracy of the
+model after the last epoch (same seed everywhere), and the achieved GFLOP/s (3 x the
+forward FLOPs of the convolutions and dense layers per image x samples/s) next to the
+machine's fp32 and bf16 matmul peak (a timed tf.matmul). cnncli turns on op determinism
+process-wide, so the notebook runs under it too.
 
-cnncli turns on TensorFlow's op determinism (for exact resume) for the whole process, so the
-hand-written side runs with it too (--no-determinism: neither does). The two sides alternate
-in rounds and the median ratio is reported, as the machine is shared and noisy.
+Goals: bf16 >= 1.5x the notebook on digits and >= 1.3x on the façade model with test
+accuracy within 0.01 of fp32; cnncli default with saving >= 1.05x.
 
-    python bench/bench_train.py [--quick] [--only mnist|facade|multi-worker]
+    python bench/bench_train.py [--quick] [--rounds N] [--only digits|facade|multi-worker]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's cnncli
 
 import numpy as np  # noqa: E402
+from bench_evaluate import make_digits  # noqa: E402
+from bench_train_io import make_images, multi_worker  # noqa: E402
 from PIL import Image  # noqa: E402
 
-EPOCHS = 3
 
-
-def make_images(root: Path, n: int, side: int, mode: str, classes: int, seed=0) -> Path:
-    """n synthetic images in class folders (a class-dependent pattern plus noise)."""
+def split_folder(src: Path, dst: Path, test: float = 0.2, seed: int = 0) -> tuple[Path, Path]:
+    """src's class folders into dst/train and dst/test (stratified, seeded)."""
     rng = np.random.default_rng(seed)
-    channels = {"L": 1, "RGBA": 4}[mode]
-    distinct = min(n, 64 if side > 100 else n)
-    made = []
-    for i in range(n):
-        c = i % classes
-        folder = root / f"class{c:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"img{i:05d}.png"
-        if i < distinct:
-            arr = rng.integers(0, 100, (side, side, channels), dtype=np.uint8)
-            arr[(c * side) // classes : ((c + 1) * side) // classes] += 120
-            if channels == 4:
-                arr[..., 3] = 255
-            img = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode)
-            img.save(path, compress_level=1)
-            made.append(path)
-        else:
-            shutil.copyfile(made[i % distinct], path)
-    return root
+    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
+        files = sorted(folder.glob("*.png"))
+        rng.shuffle(files)
+        k = round(len(files) * test)
+        for part, chosen in (("test", files[:k]), ("train", files[k:])):
+            (dst / part / folder.name).mkdir(parents=True, exist_ok=True)
+            for f in chosen:
+                os.link(f, dst / part / folder.name / f.name)
+    return dst / "train", dst / "test"
 
 
-def architecture(name: str, shape, classes: int):
-    """The course's architecture from cnncli's presets (the course's own definition when
-    the presets module is not installed)."""
-    try:
-        from cnncli.models.presets import build_architecture
-    except ImportError:
-        return _course_architecture(name, shape, classes)
-    return build_architecture(name, input_shape=shape, num_classes=classes)
-
-
-def _course_architecture(name, shape, classes):
-    import keras
-    from keras import layers as L
-
-    head = [L.Dense(1, activation="sigmoid")] if classes == 2 else [
-        L.Dense(classes, activation="softmax")]  # fmt: skip
-    if name == "mnist":  # 93,322 parameters (course 001)
-        body = [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2),
-                L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2),
-                L.Conv2D(64, 3, activation="relu"), L.Flatten(),
-                L.Dense(64, activation="relu")]  # fmt: skip
-    else:  # facade (course 000)
-        body = []
-        for filters, k, pool in ((10, 5, 5), (10, 5, 5), (20, 3, 5), (25, 2, 4)):
-            body += [L.Conv2D(filters, k, padding="same"), L.LeakyReLU(), L.MaxPooling2D(pool)]
-        body += [L.Flatten(), L.Dense(10, activation="relu"), L.Dropout(0.5)]
-    return keras.Sequential([keras.Input(shape), *body, *head], name=name)
-
-
-def load_arrays(images: Path, side: int, channels: int):
-    """The hand-written way: every image into one NumPy array, /255."""
-    files = sorted(images.rglob("*.png"))
-    x = np.empty((len(files), side, side, channels), np.float32)
-    y = np.empty(len(files), np.int32)
-    for i, f in enumerate(files):
-        arr = np.asarray(Image.open(f))
-        x[i] = (arr[..., None] if arr.ndim == 2 else arr) / 255.0
-        y[i] = int(f.parent.name[5:])
+def load_arrays(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every image of the class folders into one float32 array (0..255) and the labels."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    files = sorted(folder.rglob("*.png"))
+    xs = [np.asarray(Image.open(f), np.float32) for f in files]
+    x = np.stack([a[..., None] if a.ndim == 2 else a for a in xs])
+    y = np.array([classes.index(f.parent.name) for f in files], np.int32)
     return x, y
 
 
-class EpochTimer:
-    def __init__(self):
-        import keras
-
-        class CB(keras.callbacks.Callback):
-            def on_epoch_begin(cb, epoch, logs=None):
-                cb.t0 = time.perf_counter()
-
-            def on_epoch_end(cb, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - cb.t0)
-
-        self.seconds: list[float] = []
-        self.callback = CB()
-
-
-def keras_baseline(case, images: Path):
+def notebook(case) -> dict:
+    """The course's way: arrays /255, a Sequential model, compile, fit, evaluate."""
     import keras
 
-    t0 = time.perf_counter()
-    x, y = load_arrays(images, case["side"], case["channels"])
-    load_s = time.perf_counter() - t0
+    from cnncli.models.presets import build_architecture
+
     keras.utils.set_random_seed(0)
-    model = architecture(case["arch"], x.shape[1:], case["classes"])
+    x, y = case["train"]
+    model = build_architecture(case["arch"], x.shape[1:], case["classes"])
     binary = case["classes"] == 2
     model.compile(
         optimizer="adam",
-        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
     )
-    timer = EpochTimer()
-    model.fit(x, y, batch_size=case["batch"], epochs=EPOCHS, shuffle=True, verbose=0,
-              callbacks=[timer.callback])  # fmt: skip
-    return {"load_s": load_s, "epochs": timer.seconds, "n": len(y)}
+    seconds = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.t0)
+
+    model.fit(x / 255.0, y, batch_size=case["batch"], epochs=case["epochs"], shuffle=True,
+              verbose=0, callbacks=[Timer()])  # fmt: skip
+    tx, ty = case["test"]
+    acc = model.evaluate(tx / 255.0, ty, batch_size=256, verbose=0)[1]
+    return {"fit": seconds, "wall": seconds, "acc": acc, "precision": "fp32 (Keras default)"}
 
 
-def cnncli_train(case, dataset: Path, run_dir: Path, deterministic: bool = True):
-    from cnncli.training.callbacks import TrainEvents
+def cnncli_side(case, run_dir: Path, precision: str) -> dict:
+    import keras
+
+    from cnncli.training.events import TrainEvents
     from cnncli.training.fit import TrainOptions, train
 
     class Events(TrainEvents):
         def __init__(self):
-            self.begin, self.end = {}, {}
-            self.fit_seconds = []
+            self.begin, self.end, self.fit, self.info = {}, {}, [], {}
+
+        def train_begin(self, info):
+            self.info = info
 
         def epoch_begin(self, epoch, steps):
             self.begin[epoch] = time.perf_counter()
 
         def epoch_end(self, report):
             self.end[report.epoch] = time.perf_counter()
-            self.fit_seconds.append(report.seconds)
+            self.fit.append(report.seconds)
 
     ev = Events()
-    t0 = time.perf_counter()
-    options = TrainOptions(
-        epochs=EPOCHS, batch_size=case["batch"], seed=0, deterministic=deterministic
-    )
-    import keras
-
-    keras.utils.set_random_seed(0)
-    shape = (case["side"], case["side"], case["channels"])
-    model = architecture(case["arch"], shape, case["classes"])
-    train(dataset, run_dir, model=model, options=options, overwrite=True, events=ev)
-    total = time.perf_counter() - t0
-    # wall time of an epoch including its saving: from its start to after its files
+    options = TrainOptions(epochs=case["epochs"], batch_size=case["batch"], seed=0,
+                           precision=precision)  # fmt: skip
+    train(case["ds"], run_dir, arch=case["arch"], options=options, overwrite=True, events=ev)
     walls = [ev.end[e] - ev.begin[e] for e in sorted(ev.end)]
-    return {"epochs": ev.fit_seconds, "walls": walls, "total": total}
+    model = keras.models.load_model(run_dir / "last.keras")
+    tx, ty = case["test"]
+    acc = model.evaluate(tx, ty, batch_size=256, verbose=0)[1]  # cnncli's model rescales
+    return {"fit": ev.fit, "wall": walls, "acc": acc, "precision": ev.info.get("precision", "")}
 
 
-def rate(n, seconds):
-    return n / seconds if seconds > 0 else float("nan")
+def matmul_peak(dtype: str, n: int = 2048, seconds: float = 1.5) -> float:
+    """GFLOP/s of a timed square tf.matmul in `dtype` (float32 or bfloat16)."""
+    import tensorflow as tf
+
+    a = tf.cast(np.random.default_rng(0).random((n, n), np.float32), dtype)
+    tf.matmul(a, a).numpy()  # warm up (oneDNN picks its kernel)
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        tf.matmul(a, a).numpy()
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - t0) / 1e9
 
 
-def read_cnncli(dataset: Path, batch: int) -> float:
-    from cnncli.datasets.store import open_dataset
-    from cnncli.datasets.tfdata import make_tf_dataset
-
-    info = open_dataset(dataset)
-    ds = make_tf_dataset(info, "train", batch_size=batch, shuffle=True, seed=0)
-    t0 = time.perf_counter()
-    n = 0
-    for _ in range(EPOCHS):
-        for x, _y in ds:
-            n += int(x.shape[0])
-    return rate(n, time.perf_counter() - t0)
-
-
-def read_keras(images: Path, case, batch: int, cache: bool) -> float:
-    import keras
-
-    ds = keras.utils.image_dataset_from_directory(
-        images, image_size=(case["side"], case["side"]), batch_size=batch,
-        color_mode={1: "grayscale", 4: "rgba"}[case["channels"]], shuffle=True, seed=0,
-        verbose=False,
-    )  # fmt: skip
-    if cache:
-        ds = ds.cache()
-    t0 = time.perf_counter()
-    n = 0
-    for _ in range(EPOCHS):
-        for x, _y in ds:
-            n += int(x.shape[0])
-    return rate(n, time.perf_counter() - t0)
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def cli_train(dataset: Path, run_dir: Path, batch: int, workers: int) -> dict:
-    """`cnncli train --arch mnist` in `workers` processes; the chief's per-epoch seconds and
-    the wall time of the whole command."""
-    cluster = ",".join(f"127.0.0.1:{p}" for p in _free_ports(workers))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
-    cmds = []
-    for i in range(workers):
-        cmd = [sys.executable, "-m", "cnncli", "train", str(dataset), "--arch", "mnist",
-               "-o", str(run_dir), "--overwrite", "--epochs", str(EPOCHS),
-               "--batch-size", str(batch), "--json-log", "--quiet"]  # fmt: skip
-        if workers > 1:
-            cmd += ["--workers", cluster, "--worker-index", str(i)]
-        cmds.append(cmd)
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env) for c in cmds]  # fmt: skip
-    outs = [p.communicate(timeout=1800) for p in procs]
-    wall = time.perf_counter() - t0
-    for p, (_, err) in zip(procs, outs, strict=True):
-        if p.returncode != 0:
-            raise SystemExit(f"cnncli train failed ({p.returncode}):\n{err[-2000:]}")
-    lines = [json.loads(line) for line in outs[0][0].splitlines() if line.startswith("{")]
-    return {"epochs": [d["seconds"] for d in lines], "wall": wall,
-            "val_accuracy": lines[-1].get("val_accuracy")}  # fmt: skip
-
-
-def multi_worker(tmp: Path, quick: bool, rounds: int) -> None:
+def prepare(tmp: Path, quick: bool) -> list[dict]:
     from cnncli.datasets.build import build_dataset
+    from cnncli.models.presets import build_architecture
+    from cnncli.training.precision import forward_flops
 
-    n, batch = (2000, 64) if quick else (12000, 64)
-    images = make_images(tmp / "mw" / "images", n, 28, "L", 10)
-    ds = tmp / "mw" / "ds"
-    build_dataset(images, ds, val=0.1, shard_size=max(1, n // 8))  # 8 train shards
-    results = []
-    for r in range(rounds):
-        one = cli_train(ds, tmp / "mw" / f"one{r}", batch, 1)
-        two = cli_train(ds, tmp / "mw" / f"two{r}", batch // 2, 2)
-        results.append((one, two))
-    train_n = int(n * 0.9)
-    print(f"\n(3) multi-worker: mnist on {n} 28x28x1 images ({train_n} train), global batch "
-          f"{batch}, {EPOCHS} epochs, rounds {rounds}")  # fmt: skip
-    print(f"{'':30} {'samples/s ep2+':>15} {'command wall s':>15} {'val_accuracy':>13}")
+    digits = make_digits(tmp / "digits" / "all")
+    n_facade = 64 if quick else 160
+    facade = make_images(tmp / "facade" / "all", n_facade, 500, "RGBA", 2)
+    cases = [
+        {"name": "digits 28x28x1", "arch": "mnist", "classes": 10, "batch": 64,
+         "epochs": 4 if quick else 10, "all": digits},
+        {"name": "facade 500x500x4", "arch": "facade", "classes": 2, "batch": 32,
+         "epochs": 3 if quick else 5, "all": facade},
+    ]  # fmt: skip
+    for case in cases:
+        root = case["all"].parent
+        train_dir, test_dir = split_folder(case["all"], root / "split")
+        case["train"], case["test"] = load_arrays(train_dir), load_arrays(test_dir)
+        case["ds"] = root / "ds"
+        build_dataset(train_dir, case["ds"], val=0.0, test=0.0, seed=0)
+        model = build_architecture(case["arch"], case["train"][0].shape[1:], case["classes"])
+        case["flops"] = forward_flops(model)
+    return cases
+
+
+def report(case, sides: dict, peaks: dict) -> None:
     med = statistics.median
-    for label, k in (("one process (batch 64)", 0), ("two workers (32 each)", 1)):
-        rates = [rate(train_n * (EPOCHS - 1), sum(x[k]["epochs"][1:])) for x in results]
-        walls = [x[k]["wall"] for x in results]
-        acc = results[-1][k]["val_accuracy"]
-        print(f"{label:30} {med(rates):>15.0f} {med(walls):>15.1f} {acc:>13.3f}")
-    ratios = [rate(1, sum(t["epochs"][1:])) / rate(1, sum(o["epochs"][1:])) for o, t in results]
-    print(f"ratio two workers / one process (samples/s from epoch 2): {med(ratios):.2f} "
-          f"(rounds: {' '.join(f'{x:.2f}' for x in ratios)})")  # fmt: skip
+    x, _ = case["train"]
+    n = len(x) * (case["epochs"] - 1)
+    base = [n / sum(r["fit"][1:]) for r in sides["notebook"]]
+    print(f"\n{case['name']}: {len(x)} train, {len(case['test'][1])} test, batch "
+          f"{case['batch']}, {case['epochs']} epochs, {case['flops'] / 1e6:.1f} MFLOP/image "
+          f"forward")  # fmt: skip
+    print(f"{'side':26} {'fit/s':>8} {'+saving/s':>10} {'ratio':>6} {'GFLOP/s':>8} "
+          f"{'%peak':>6} {'test acc':>9}  rounds (ratio with saving)")  # fmt: skip
+    for label, rounds in sides.items():
+        fit = [n / sum(r["fit"][1:]) for r in rounds]
+        wall = [n / sum(r["wall"][1:]) for r in rounds]
+        ratios = [w / b for w, b in zip(wall, base, strict=True)]
+        gflops = 3 * case["flops"] * med(wall) / 1e9
+        peak = peaks["bf16" if "bf16" in rounds[-1]["precision"] else "fp32"]
+        print(f"{label:26} {med(fit):>8.1f} {med(wall):>10.1f} {med(ratios):>6.2f} "
+              f"{gflops:>8.1f} {100 * gflops / peak:>5.0f}% {rounds[-1]['acc']:>9.4f}  "
+              + " ".join(f"{r:.2f}" for r in ratios))  # fmt: skip
+    for label, rounds in sides.items():
+        if label != "notebook":
+            print(f"  {label}: {rounds[-1]['precision']}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer images")
-    ap.add_argument(
-        "--no-determinism",
-        action="store_true",
-        help="train cnncli without TensorFlow op determinism (to measure its cost)",
-    )
-    ap.add_argument("--only", choices=["mnist", "facade", "multi-worker"], help="one case only")
+    ap.add_argument("--quick", action="store_true", help="fewer epochs and façade images")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per case (default 3, quick 1)")
+    ap.add_argument("--only", choices=["digits", "facade", "multi-worker"], help="one case only")
     args = ap.parse_args()
-    cases = [
-        {"name": "mnist 28x28x1", "arch": "mnist", "side": 28, "channels": 1, "mode": "L",
-         "classes": 10, "batch": 64, "n": 2000 if args.quick else 12000},
-        {"name": "facade 500x500x4", "arch": "facade", "side": 500, "channels": 4,
-         "mode": "RGBA", "classes": 2, "batch": 8, "n": 24 if args.quick else 96},
-    ]  # fmt: skip
-    args.rounds = args.rounds or (1 if args.quick else 3)
-    if args.only:
-        cases = [c for c in cases if c["arch"] == args.only]
-    from cnncli.datasets.build import build_dataset
-
+    rounds = args.rounds or (1 if args.quick else 3)
     tmp = Path(tempfile.mkdtemp(prefix="bench_train-"))
-    if args.only == "multi-worker":
-        try:
-            print(f"cores: {os.cpu_count()} (shared with other work: figures are noisy)")
-            multi_worker(tmp, args.quick, args.rounds)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
     try:
-        print(f"cores: {os.cpu_count()} (shared with other work: figures are noisy)")
-        for case in cases:
-            case["images"] = make_images(tmp / case["arch"] / "images", case["n"], case["side"],
-                                         case["mode"], case["classes"])  # fmt: skip
-            t0 = time.perf_counter()
-            build_dataset(case["images"], tmp / case["arch"] / "ds", val=0.0)
-            case["build_s"] = time.perf_counter() - t0
-            case["ds"] = tmp / case["arch"] / "ds"
-
+        if args.only == "multi-worker":  # bench_train_io.py's part (2)
+            multi_worker(tmp, args.quick, rounds)
+            return
         import tensorflow as tf
 
-        det = "off" if args.no_determinism else "on"
-        print(f"TensorFlow {tf.__version__}, epochs {EPOCHS}, cnncli op determinism {det}\n")
-        if not args.no_determinism:
-            # cnncli turns op determinism on (for exact resume); it is process-wide, so the
-            # hand-written runs get it too and both sides run under the same setting
-            tf.config.experimental.enable_op_determinism()
-        # rounds alternate the two sides, so a burst of load from other work on this shared
-        # machine hits both; the median of the per-round ratios is the figure
-        for case in cases:
-            case["rounds"] = []
-            for r in range(args.rounds):
-                k = keras_baseline(case, case["images"])
-                c = cnncli_train(case, case["ds"], tmp / case["arch"] / f"run{r}",
-                                 not args.no_determinism)  # fmt: skip
-                case["rounds"].append((k, c))
-            case["read_keras"] = read_keras(case["images"], case, case["batch"], cache=False)
-            case["read_keras_cache"] = read_keras(case["images"], case, case["batch"], cache=True)
-            case["read_cnncli"] = read_cnncli(case["ds"], case["batch"])
+        from cnncli.training.precision import detect_device
 
-        print("(1) training, samples/s from epoch 2 on (median of rounds; per-round ratios)")
-        head = f"{'case':18} {'n':>6} {'batch':>5} {'keras fit':>10} {'cnncli fit':>11} "
-        head += f"{'ratio':>6} {'+saving':>8} {'ratio':>6}  rounds"
-        print(head)
+        cases = prepare(tmp, args.quick)
+        if args.only:
+            cases = [c for c in cases if c["arch"] == {"digits": "mnist"}.get(args.only, args.only)]
+        tf.config.experimental.enable_op_determinism()  # as cnncli runs (process-wide)
+        peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
+        device = detect_device()
+        print(f"TensorFlow {tf.__version__}; {os.cpu_count()} cores; device {device.describe()}"
+              f" ({device.evidence}); the machine is shared: figures are noisy")  # fmt: skip
+        print(f"matmul peak (2048x2048, tf.matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 "
+              f"{peaks['bf16']:.0f} GFLOP/s")  # fmt: skip
         for case in cases:
-            n = case["n"]
-            ks, cs, ws, ratios = [], [], [], []
-            for k, c in case["rounds"]:
-                ks.append(rate(n * (EPOCHS - 1), sum(k["epochs"][1:])))
-                cs.append(rate(n * (EPOCHS - 1), sum(c["epochs"][1:])))
-                ws.append(rate(n * (EPOCHS - 1), sum(c["walls"][1:])))
-                ratios.append(cs[-1] / ks[-1])
-            med = statistics.median
-            wr = med(w / k for w, k in zip(ws, ks, strict=True))
-            print(
-                f"{case['name']:18} {n:>6} {case['batch']:>5} {med(ks):>10.1f} {med(cs):>11.1f} "
-                f"{med(ratios):>6.2f} {med(ws):>8.1f} {wr:>6.2f}  "
-                + " ".join(f"{x:.2f}" for x in ratios)
-            )
-        print("\nfirst epoch's extra time over a later epoch (median of rounds)")
-        for case in cases:
-            k_extra = statistics.median(
-                k["epochs"][0] - statistics.mean(k["epochs"][1:]) for k, _ in case["rounds"]
-            )
-            c_extra = statistics.median(
-                c["epochs"][0] - statistics.mean(c["epochs"][1:]) for _, c in case["rounds"]
-            )
-            load = statistics.median(k["load_s"] for k, _ in case["rounds"])
-            print(
-                f"{case['name']:18} cnncli {c_extra:+.2f}s (reads the shards into the memory "
-                f"cache; the dataset build took {case['build_s']:.1f}s once); keras "
-                f"{k_extra:+.2f}s, after {load:.1f}s loading the images into NumPy arrays"
-            )
-        print("\n(2) reading the dataset alone, images/s over 3 epochs")
-        print(f"{'case':18} {'cnncli tf.data':>15} {'keras idfd':>11} {'ratio':>6} "
-              f"{'idfd+cache':>11} {'ratio':>6}")  # fmt: skip
-        for case in cases:
-            r, k, kc = case["read_cnncli"], case["read_keras"], case["read_keras_cache"]
-            print(f"{case['name']:18} {r:>15.0f} {k:>11.0f} {r / k:>6.2f} {kc:>11.0f} "
-                  f"{r / kc:>6.2f}")  # fmt: skip
-        print("\ngoals: (1) ratio >= 0.95 from epoch 2 on; (2) ratio >= 1.0")
-        if not args.only:
-            multi_worker(tmp, args.quick, args.rounds)
+            sides: dict[str, list] = {"notebook": [], "cnncli default": []}
+            for r in range(rounds):  # interleaved: a burst of load hits every side
+                sides["notebook"].append(notebook(case))
+                sides["cnncli default"].append(cnncli_side(case, tmp / f"d{r}", "auto"))
+                if "fp32" not in sides["cnncli default"][-1]["precision"]:
+                    sides.setdefault("cnncli --precision fp32", []).append(
+                        cnncli_side(case, tmp / f"f{r}", "fp32"))  # fmt: skip
+                sides.setdefault("cnncli --precision bf16", []).append(
+                    cnncli_side(case, tmp / f"b{r}", "bf16"))  # fmt: skip
+            report(case, sides, peaks)
+        print("\ngoals: bf16 >= 1.5x (digits), >= 1.3x (façade), test accuracy within 0.01 of "
+              "fp32; cnncli default with saving >= 1.05x")  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -106,6 +106,16 @@ def clean_debris(folder: str | os.PathLike, target: str | None = None,
     return removed
 
 
+def scratch_folder() -> Path:
+    """A folder of this process's own in the system temp folder (`.cnncli.scratch-PID-TAG`):
+    what a multi-worker training's non-chief workers write and throw away. The caller
+    removes it; if the process is killed first, the next `clean_scratch` does."""
+    clean_scratch()
+    folder = temp_path(Path(tempfile.gettempdir()) / "cnncli", "scratch")
+    folder.mkdir(parents=True)
+    return folder
+
+
 @contextmanager
 def scratch(near: str | os.PathLike | None = None) -> Iterator[Path]:
     """A scratch folder for what libraries write to the system temp folder (Keras' .keras
@@ -134,8 +144,9 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = True,
     """Yield a temporary path beside `path`; on success it is renamed to `path`.
 
     The temporary name keeps the extension (`.x.png.tmp-...png`), so libraries infer the
-    format, and is removed if the block raises. `scratch_beside`: within the block the
-    system temp folder is a scratch folder beside `path` too (for Keras' model save).
+    format, and is removed if the block raises. `scratch_beside`: the temporary path is
+    inside a scratch folder beside `path` (`.NAME.scratch-PID-TAG/NAME`), which is also the
+    system temp folder within the block (for Keras' model save); all of it removed at the end.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -143,12 +154,17 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = True,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path, "tmp")
     tmp = tmp.with_name(tmp.name + path.suffix)  # keep the suffix so libraries infer formats
+    if scratch_beside:
+        # The file itself is written inside the scratch folder too: Keras puts the weights
+        # of a model too large for memory in an anonymous temporary file beside the file
+        # it writes, which a kill would leave with no pid to tell it is debris.
+        with scratch(path) as folder:
+            inside = folder / path.name
+            yield inside
+            os.replace(inside, path)
+        return
     try:
-        if scratch_beside:
-            with scratch(path):
-                yield tmp
-        else:
-            yield tmp
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():

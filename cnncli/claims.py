@@ -335,3 +335,26 @@ def claimed(arg: str, what: str, prepare: Callable[[Path], object] | None = None
         return call
 
     return wrap
+
+
+def reading_arg(arg: str, what: str, which: Callable[[object], Path | None]):
+    """Decorator: the call holds the read claim on the path `which(value of arg)` returns
+    (None: nothing to claim), so a build cannot replace a dataset while, say, an
+    evaluation reads it."""
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            target = which(bound.arguments[arg])
+            if target is None:
+                return fn(*args, **kwargs)
+            with reading(target, what):
+                return fn(*args, **kwargs)
+
+        return call
+
+    return wrap

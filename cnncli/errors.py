@@ -196,6 +196,20 @@ def output_error(e: OSError, path=None, needed: int | None = None,
     return OutputWriteError(path, code, free, needed, hint)
 
 
+_STRERROR = {os.strerror(code): code for code in (*_NO_SPACE, errno.EROFS)}
+
+
+def output_error_in_text(text: str, path) -> OutputWriteError | None:
+    """The one-line error for a write failure that a library reports as text, not as an
+    OSError (TensorFlow's own writers: the tf.data disk cache, TensorBoard's event files,
+    checkpoint shards say "...: No space left on device"), met while writing into `path`;
+    None when `text` tells no full disk, quota or read-only file system."""
+    for strerror, code in _STRERROR.items():
+        if strerror in text:
+            return output_error(OSError(code, strerror), path)
+    return None
+
+
 @contextmanager
 def writing(path, needed: int | None = None, hint: str | None = None) -> Iterator[None]:
     """Inside the block, an OSError of a full disk, quota, read-only file system or denied

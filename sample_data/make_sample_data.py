@@ -11,10 +11,17 @@ facade/  40 RGBA PNGs, 128x128, named like the course's files (BV + 19 digits), 
          lighting and noise. The wall is a cut-out: a random four-sided region is opaque (with
          a soft edge) and the rest is fully transparent with black RGB, as in the course's
          PNGs, so the alpha channel says where the wall is. labels.csv is the course's table:
-         `,image,type,y` with an unnamed pandas index column, UTF-8.
+         `,image,type,y` with an unnamed pandas index column, UTF-8. measures.csv holds two
+         values measured on each image (regression targets): `brightness`, the mean of R, G
+         and B over the opaque wall (0..255), and `wall`, the fraction of the image the wall
+         covers (alpha of 128 or more).
 shapes/  one folder per class (circle, square, triangle, star), 20 RGB PNGs of 32x32 each:
          a bright shape of random hue on a dark background of random hue, with random
          position, size and a tilt of up to 17 degrees from upright.
+multishapes/  100 RGB PNGs of 48x48 (a multi-label set): each holds none, one, two or three
+         of circle, square and triangle (never one twice), each in its own quarter of the
+         image; labels.csv names them two ways: `tags` ("circle;triangle", empty for none)
+         and one 0/1 column per shape.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ FACADE_CLASSES = {"벽돌": 0, "대리석": 1}  # brick y=0, marble y=1, as in t
 SHAPES = ("circle", "square", "triangle", "star")
 SHAPE_SIZE = 32
 SHAPES_PER_CLASS = 20
+MULTI_SHAPES = ("circle", "square", "triangle")
+MULTI_SIZE = 48
+MULTI_IMAGES = 100
+MULTI_HOW_MANY = (0.05, 0.35, 0.4, 0.2)  # chance of 0, 1, 2 or 3 shapes in an image
 SUPERSAMPLE = 4  # shapes and masks are drawn 4x larger and reduced, for smooth edges
 
 
@@ -126,6 +137,15 @@ def facade_image(rng: np.random.Generator, kind: str, size: int = FACADE_SIZE) -
     return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
 
 
+def measure(img: Image.Image) -> tuple[float, float]:
+    """(brightness: mean of R, G, B over the opaque wall, wall: fraction of the image with
+    alpha 128 or more), rounded as measures.csv stores them."""
+    arr = np.asarray(img, dtype=np.float64)
+    wall = arr[..., 3] == 255
+    brightness = arr[wall][:, :3].mean() if wall.any() else 0.0
+    return round(float(brightness), 1), round(float((arr[..., 3] >= 128).mean()), 3)
+
+
 def make_facade(out: Path, rng: np.random.Generator) -> list[tuple[str, str, int]]:
     out.mkdir(parents=True, exist_ok=True)
     n = FACADE_PER_CLASS * len(FACADE_CLASSES)
@@ -135,16 +155,22 @@ def make_facade(out: Path, rng: np.random.Generator) -> list[tuple[str, str, int
     rows = []
     for number, kind in zip(numbers, kinds, strict=True):
         name = f"BV117101040010009{number:04d}.png"  # BV + 19 digits, like BV1171010400100090001
-        facade_image(rng, str(kind)).save(out / name, format="PNG", optimize=False)
-        rows.append((name, str(kind), FACADE_CLASSES[str(kind)]))
+        img = facade_image(rng, str(kind))
+        img.save(out / name, format="PNG", optimize=False)
+        rows.append((name, str(kind), FACADE_CLASSES[str(kind)], *measure(img)))
     return rows
 
 
-def write_labels(path: Path, rows: list[tuple[str, str, int]]) -> None:
+def write_labels(path: Path, rows: list[tuple]) -> None:
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=["image", "type", "y"])
+    table = pd.DataFrame([r[:3] for r in rows], columns=["image", "type", "y"])
     table.to_csv(path, encoding="utf-8", lineterminator="\n")  # ",image,type,y" header
+
+
+def write_measures(path: Path, rows: list[tuple]) -> None:
+    lines = ["image,brightness,wall"] + [f"{r[0]},{r[3]:.1f},{r[4]:.3f}" for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # --- shapes ----------------------------------------------------------------------------------
@@ -175,7 +201,11 @@ def shape_image(rng: np.random.Generator, kind: str, size: int = SHAPE_SIZE) -> 
     cx, cy = rng.uniform(r, s - r), rng.uniform(r, s - r)
     tilt = rng.uniform(-0.3, 0.3)  # radians
     img = Image.new("RGB", (s, s), bg)
-    draw = ImageDraw.Draw(img)
+    draw_shape(ImageDraw.Draw(img), kind, cx, cy, r, tilt, fg)
+    return img.resize((size, size), Image.Resampling.BOX)
+
+
+def draw_shape(draw, kind: str, cx: float, cy: float, r: float, tilt: float, fg) -> None:
     if kind == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fg)
     elif kind == "square":
@@ -186,7 +216,6 @@ def shape_image(rng: np.random.Generator, kind: str, size: int = SHAPE_SIZE) -> 
         draw.polygon(_polygon(cx, cy, r, 5, -np.pi / 2 + tilt, inner=0.42), fill=fg)
     else:
         raise ValueError(kind)
-    return img.resize((size, size), Image.Resampling.BOX)
 
 
 def make_shapes(out: Path, rng: np.random.Generator) -> None:
@@ -197,12 +226,43 @@ def make_shapes(out: Path, rng: np.random.Generator) -> None:
             shape_image(rng, kind).save(folder / f"{kind}_{i:02d}.png", format="PNG")
 
 
+def multi_image(rng: np.random.Generator, kinds: list[str], size: int = MULTI_SIZE):
+    """Each shape of `kinds` in its own quarter of a dark image, bright, of its own hue."""
+    s = size * SUPERSAMPLE
+    half = s // 2
+    bg = tuple(int(v) for v in rng.integers(0, 90, 3))
+    img = Image.new("RGB", (s, s), bg)
+    draw = ImageDraw.Draw(img)
+    for kind, cell in zip(kinds, rng.permutation(4)[: len(kinds)], strict=False):
+        fg = tuple(int(v) for v in rng.integers(130, 256, 3))
+        r = rng.uniform(0.3, 0.44) * half
+        cx = (cell % 2) * half + rng.uniform(r, half - r)
+        cy = (cell // 2) * half + rng.uniform(r, half - r)
+        draw_shape(draw, kind, cx, cy, r, rng.uniform(-0.3, 0.3), fg)
+    return img.resize((size, size), Image.Resampling.BOX)
+
+
+def make_multishapes(out: Path, rng: np.random.Generator) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["image,tags," + ",".join(MULTI_SHAPES)]
+    for i in range(MULTI_IMAGES):
+        k = int(rng.choice(len(MULTI_HOW_MANY), p=MULTI_HOW_MANY))
+        kinds = sorted(rng.choice(MULTI_SHAPES, size=k, replace=False).tolist())
+        name = f"multi_{i:03d}.png"
+        multi_image(rng, kinds).save(out / name, format="PNG")
+        flags = ",".join("1" if s in kinds else "0" for s in MULTI_SHAPES)
+        lines.append(f"{name},{';'.join(kinds)},{flags}")
+    (out / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def make_sample_data(out: Path) -> None:
-    """Write facade/ (with labels.csv) and shapes/ under `out`."""
+    """Write facade/ (with labels.csv and measures.csv), shapes/ and multishapes/ under `out`."""
     rng = np.random.default_rng(SEED)
     rows = make_facade(out / "facade", rng)
     write_labels(out / "facade" / "labels.csv", rows)
+    write_measures(out / "facade" / "measures.csv", rows)
     make_shapes(out / "shapes", rng)
+    make_multishapes(out / "multishapes", rng)
 
 
 if __name__ == "__main__":

@@ -175,3 +175,136 @@ def fresh_cli():
         return [tuple(r) for r in results], heavy
 
     return run
+
+
+# --- headless Chromium (HTML pages: test_html_pages, test_report) ---------------------------
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def find_browser(environ) -> str:
+    """The headless browser's path; without one, skip with the reason, or under CI
+    (CI=true) fail: a browser test must never skip silently where it is meant to run."""
+    import shutil
+
+    exe = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if exe is None:
+        message = "headless Chromium not found on PATH (Debian: apt-get install chromium)"
+        if environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}; CI must install it (.ci/run does)")
+        pytest.skip(message)
+    return exe
+
+
+@pytest.fixture(name="find_browser", scope="session")
+def find_browser_fixture():
+    """find_browser(environ) -> the browser's path (skips, or fails under CI, without one)."""
+    return find_browser
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """(run, screenshot): run(args) runs headless Chromium with an isolated fontconfig
+    holding only DejaVu Sans (so only a page's embedded font can draw Hangul);
+    screenshot(html_file, size) -> an RGB array."""
+    import shutil
+    import subprocess
+
+    import matplotlib
+    from PIL import Image
+
+    exe = find_browser(os.environ)
+    home = tmp_path_factory.mktemp("chromium")
+    fonts = home / "fonts"
+    fonts.mkdir()
+    shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", fonts)
+    conf = home / "fonts.conf"
+    conf.write_text(
+        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
+        f"<dir>{fonts}</dir><cachedir>{home / 'fc-cache'}</cachedir></fontconfig>",
+        encoding="utf-8",
+    )
+    env = dict(os.environ, FONTCONFIG_FILE=str(conf), HOME=str(home))
+    base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            f"--user-data-dir={home / 'profile'}"]  # fmt: skip
+
+    def run(args, text=False):
+        proc = subprocess.run(base + args, capture_output=True, text=text, env=env, timeout=90)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    def screenshot(page: Path, size=(800, 600)) -> np.ndarray:
+        shot = page.with_suffix(".shot.png")
+        run([f"--screenshot={shot}", f"--window-size={size[0]},{size[1]}", page.as_uri()])
+        with Image.open(shot) as im:
+            return np.asarray(im.convert("RGB"))
+
+    return run, screenshot
+
+
+# Runs first in the page: records failed loads (img, link, script: error events in the
+# capture phase), script errors and console.error; once loaded and the fonts are ready,
+# writes what it saw as JSON into <pre id="page-probe">.
+_PAGE_PROBE = """<script>
+(() => {
+  const errors = [];
+  addEventListener("error", ev => errors.push(ev.target && ev.target !== window
+      ? "failed to load " + (ev.target.src || ev.target.href)
+      : "script error " + ev.message), true);
+  const log = console.error.bind(console);
+  console.error = (...a) => { errors.push("console.error " + a.join(" ")); log(...a); };
+  function ink(font, text) {
+    const c = document.createElement("canvas"); c.width = 60 * text.length + 40; c.height = 90;
+    const g = c.getContext("2d"); g.fillStyle = "#fff"; g.fillRect(0, 0, c.width, c.height);
+    g.fillStyle = "#000"; g.font = font; g.fillText(text, 10, 65);
+    return Array.from(g.getImageData(0, 0, c.width, c.height).data);
+  }
+  addEventListener("load", async () => {
+    const hangul = [...new Set(document.body.innerText.match(/[\\uac00-\\ud7a3]/g) || [])].join("");
+    await document.fonts.load("48px CnncliGothic", hangul || "a");
+    await document.fonts.ready;
+    let drawn = null;
+    if (hangul) {
+      const a = ink("48px CnncliGothic, sans-serif", hangul), b = ink("48px sans-serif", hangul);
+      drawn = a.filter((v, i) => v !== b[i]).length > 200;
+    }
+    const out = document.createElement("pre"); out.id = "page-probe";
+    out.textContent = JSON.stringify({
+      errors, hangul, hangul_drawn: drawn,
+      images: [...document.images].map(i => [i.getAttribute("src"), i.naturalWidth]),
+      fonts: [...document.fonts].map(f => [f.family, f.status]),
+      resources: performance.getEntriesByType("resource").map(r => r.name),
+      overflow: document.documentElement.scrollWidth > innerWidth,
+    });
+    document.body.appendChild(out);
+  });
+})();
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def open_page(browser):
+    """open_page(html_file, width=1280) -> what headless Chromium saw on the page: errors
+    (failed loads, script errors, console.error), images [(src, naturalWidth)], fonts
+    [(family, status)], resources (every URL it fetched), hangul (the page's Hangul) and
+    hangul_drawn (whether the page's embedded font draws it differently from the fallback),
+    overflow (the page wider than the window). The page is read from a copy beside it."""
+    import html
+    import json
+    import re
+
+    run, _ = browser
+
+    def probe(page: Path, width: int = 1280) -> dict:
+        copy = page.with_name(f"probe-{page.name}")
+        text = page.read_text(encoding="utf-8")
+        charset = '<meta charset="utf-8">'  # the probe after it: within the first 1024 bytes
+        copy.write_text(text.replace(charset, charset + _PAGE_PROBE, 1), encoding="utf-8")
+        dom = run(["--dump-dom", f"--window-size={width},900", "--virtual-time-budget=20000",
+                   copy.as_uri()], text=True).stdout  # fmt: skip
+        copy.unlink()
+        found = re.search(r'<pre id="page-probe">(.*?)</pre>', dom, re.S)
+        assert found, f"the page did not finish loading: {dom[-500:]}"
+        return json.loads(html.unescape(found.group(1)))
+
+    return probe

@@ -239,3 +239,46 @@ def test_a_training_removes_what_killed_runs_left_in_its_folder(tmp_path, dead_p
         assert [p for p in run.rglob(".*") if p.is_file()] == [kept]
     assert len(said) == 3 and all(s.startswith("removed what interrupted commands") for s in said)
     assert not (tmp_path / ".run.lock").exists()
+
+
+def test_worker_scratch_folders_carry_the_pid_and_are_cleaned_after_a_kill(
+    tmp_path, dead_pid, monkeypatch, said
+):
+    """A non-chief worker of a multi-worker training writes into a scratch folder named
+    with its pid (never an anonymous tmpXXXX): killed, the next command removes it."""
+    from cnncli.atomic import scratch_folder
+
+    system_temp = tmp_path / "systemp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
+    killed = system_temp / f".cnncli.scratch-{dead_pid}-{HOST_TAG}0002"
+    (killed / "checkpoints").mkdir(parents=True)
+    mine = scratch_folder()
+    assert mine.parent == system_temp and parse_temp_name(mine.name).pid == os.getpid()
+    assert not killed.exists() and f".cnncli.scratch-{dead_pid}" in said[-1]
+
+
+def test_keras_weights_file_of_a_model_too_large_for_memory_is_in_the_scratch(
+    tmp_path, tiny, monkeypatch
+):
+    """Keras writes the weights of a model larger than free memory to an anonymous
+    temporary file beside the file it saves: that file is inside the pid-named scratch
+    folder, so a kill during the save leaves debris the next command can tell is dead."""
+    from keras.src.saving import saving_lib
+
+    made = []
+    real = tempfile.NamedTemporaryFile
+
+    def named(*args, **kwargs):
+        f = real(*args, **kwargs)
+        made.append(Path(f.name))
+        return f
+
+    monkeypatch.setattr(saving_lib, "is_memory_sufficient", lambda model: False)
+    monkeypatch.setattr(saving_lib.tempfile, "NamedTemporaryFile", named)
+    path = tiny.save_with_metadata(tiny.model(2), tmp_path / "m.keras", ["a", "b"])
+    assert made, "Keras wrote the weights in memory"
+    for f in made:
+        assert f.parent.parent == tmp_path and parse_temp_name(f.parent.name).pid == os.getpid()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+    assert path.stat().st_size > 0

@@ -259,3 +259,31 @@ def test_the_guard_names_a_failure_of_a_changed_dataset(tmp_path):
     (ds / "manifest.json").write_text('{"changed": 1}')
     with pytest.raises(DatasetChangedError, match="training stopped after 2 finished"):
         guard.watching(broken)()
+
+
+def test_evaluate_and_embed_hold_the_dataset_they_read(tmp_path, tiny):
+    """A build --overwrite is refused while evaluate or embed reads the dataset (they used
+    to read shards that a build could replace under them), and the claim ends with them."""
+    from cnncli.datasets.build import build_dataset
+    from cnncli.inference.embed import embed
+    from cnncli.inference.evaluate import evaluate
+
+    images = tiny.make_images(tmp_path / "img", ["a", "b"])
+    ds = tiny.build(images, tmp_path / "ds")
+    model = tiny.save_with_metadata(tiny.model(2), tmp_path / "m.keras", ["a", "b"])
+    refused: list[str] = []
+
+    def replace_the_dataset(done, total):
+        if done == 0:
+            try:
+                build_dataset(images, ds, overwrite=True, workers=1, val=0.5)
+            except BusyError as e:
+                refused.append(str(e))
+
+    evaluate(model, ds, split="val", progress=replace_the_dataset)
+    embed(model, [ds], out_csv=tmp_path / "v.csv", progress=replace_the_dataset)
+    assert len(refused) == 2, refused
+    assert "cnncli evaluate (pid" in refused[0] and "cnncli embed (pid" in refused[1]
+    assert all("reads it, so it cannot be written now" in r for r in refused)
+    assert not (tmp_path / ".ds.lock").exists()
+    build_dataset(images, ds, overwrite=True, workers=1, val=0.5)  # free again

@@ -159,3 +159,21 @@ def test_cli_split_files(cli, tmp_path, shapes):
         "error: --split-files gives the splits, so --val cannot be used with it: "
         "leave out --val, or --split-files"
     ]
+
+
+def test_lines_may_carry_a_label_after_the_path(tmp_path, shapes):
+    """Published split lists often read `path label` or `path,label`: the path is used and
+    the label must agree with the folder's (or table's) label, else a bad row naming both."""
+    train = write_list(tmp_path / "train.txt", "circle/0.png circle", "circle/1.png\tcircle",
+                       "square/0.png,square", "square/1.png square")  # fmt: skip
+    test = write_list(tmp_path / "test.txt", "circle/3.png circle", "square/3.png circle")
+    with pytest.raises(DatasetError) as e:
+        build_dataset(shapes, tmp_path / "ds", split_files=f"{train},{test}")
+    assert e.value.problems == [
+        ("square/3.png", "test.txt line 2 gives label 'circle', the labels say 'square'")
+    ]
+    build_dataset(shapes, tmp_path / "ds", split_files=f"{train},{test}", skip_bad=True)
+    assert split_of(tmp_path / "ds") == {
+        "circle/0.png": "train", "circle/1.png": "train", "square/0.png": "train",
+        "square/1.png": "train", "circle/3.png": "test",
+    }  # fmt: skip

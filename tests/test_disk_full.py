@@ -114,3 +114,38 @@ def test_the_cli_tells_a_full_disk_the_library_did_not_name(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot write /somewhere/out.png: the disk is full (")
     assert "unexpected" not in err and "Errno" not in err
+
+
+def test_tensorflows_own_writers_on_a_full_disk_are_one_line_and_resume_goes_on(tmp_path, tiny):
+    """TensorFlow's own writers (the --cache disk files, TensorBoard's event files) report a
+    full disk as a tf.errors text, not an OSError: still one line naming the run folder,
+    run.json "failed" (disk full), and --resume goes on."""
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    from cnncli.training.fit import resume, train
+    from cnncli.training.options import TrainOptions
+
+    images = tiny.make_images(tmp_path / "images", ["a", "b"], per_class=6)
+    ds = tiny.build(images, tmp_path / "ds", val=0.25, test=0.0)
+
+    class CacheWriteFails(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, f"{tmp_path}/run/cache-1/x.data: No space left on device"
+                )
+
+    run = tmp_path / "run"
+    opts = TrainOptions(epochs=2, batch_size=4, seed=1, cache="disk")
+    with pytest.raises(OutputWriteError) as exc:
+        train(ds, run, model=tiny.model(2), options=opts, callbacks=[CacheWriteFails()])
+    line = str(exc.value)
+    assert exc.value.exit_code == 1
+    assert line.startswith(f"training stopped after 1 finished epoch(s): cannot write {run}")
+    assert "the disk is full" in line and f"cnncli train --resume {run}" in line
+    meta = json.loads((run / "run.json").read_text())
+    assert (meta["status"], meta["failed_by"]) == ("failed", "disk full")
+    assert resume(run).epochs_run == 2

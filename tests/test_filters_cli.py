@@ -16,6 +16,12 @@ from scipy import ndimage
 from cnncli.filters import named_kernel
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """Outputs without -o/--out-dir land in the current folder: here, tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
 def cv2_ref(arr: np.ndarray, name: str, border=cv2.BORDER_REFLECT_101) -> np.ndarray:
     return cv2.filter2D(arr, -1, named_kernel(name), borderType=border)
 
@@ -25,10 +31,10 @@ def rgb(tmp_path, rng, write_image):
     return write_image(tmp_path / "img.png", rng.integers(0, 256, (24, 30, 3), dtype=np.uint8))
 
 
-def test_users_example_writes_beside_the_input(cli, rgb):
+def test_users_example_writes_in_the_current_folder(cli, rgb):
     result = cli("filter", "--kernel", "sharpen", rgb)
     assert result.exit_code == 0, result.stderr
-    out = rgb.with_name("img.sharpen.png")
+    out = Path("img.sharpen.png")  # the current folder (tmp_path here)
     assert f"wrote {out}" in result.stderr
     src = np.asarray(Image.open(rgb))
     np.testing.assert_array_equal(np.asarray(Image.open(out)), cv2_ref(src, "sharpen"))
@@ -334,3 +340,22 @@ def test_interrupted_write_leaves_no_file(tmp_path, rng, write_image, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         filter_files([src], "edge", out=tmp_path / out)
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_outputs_go_to_the_current_folder_never_beside_the_input(cli, tmp_path, write_image, rng):
+    """The photos a user filters are only read: without -o/--out-dir the result is
+    written in the current folder, and the photos' folder is left as it was."""
+    photos = tmp_path / "photos"
+    src = write_image(photos / "img.png", rng.integers(0, 256, (6, 7, 3), dtype=np.uint8))
+    work = tmp_path / "work"
+    work.mkdir()
+    import os
+
+    os.chdir(work)
+    result = cli("filter", "-k", "sharpen", src)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in photos.iterdir()] == ["img.png"]
+    assert (work / "img.sharpen.png").exists()
+    result = cli("pool", "--op", "max", "--size", "2", src)
+    assert result.exit_code == 0, result.output
+    assert (work / "img.maxpool2.png").exists() and len(list(photos.iterdir())) == 1

@@ -9,10 +9,8 @@ these tests skip, except under CI (CI=true), where they fail: CI must install it
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,6 @@ from PIL import Image
 from cnncli.drawing.fonts import load_font
 from cnncli.drawing.html import html_page, page_lang
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 NAMES = ["벽돌", "대리석"]
 FONT_FACE = re.compile(r"@font-face\{[^}]*\}")
 # show only the class-name cells, large and black, at a known place
@@ -32,59 +29,12 @@ ONLY_NAMES = (
 )
 
 
-def find_browser(environ) -> str:
-    """The headless browser's path; without one, skip with the reason, or under CI
-    (CI=true) fail: a browser test must never skip silently where it is meant to run."""
-    exe = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
-    if exe is None:
-        message = "headless Chromium not found on PATH (Debian: apt-get install chromium)"
-        if environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{message}; CI must install it (.ci/run does)")
-        pytest.skip(message)
-    return exe
-
-
-def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch, find_browser):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(pytest.fail.Exception, match="CI must install it"):
         find_browser({"CI": "true"})
     with pytest.raises(pytest.skip.Exception, match="Chromium not found"):
         find_browser({})
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """(run, screenshot): run(args) runs headless Chromium with an isolated fontconfig;
-    screenshot(html_file, size) -> an RGB array."""
-    exe = find_browser(os.environ)
-    import matplotlib
-
-    home = tmp_path_factory.mktemp("chromium")
-    fonts = home / "fonts"
-    fonts.mkdir()
-    shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", fonts)
-    conf = home / "fonts.conf"
-    conf.write_text(
-        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
-        f"<dir>{fonts}</dir><cachedir>{home / 'fc-cache'}</cachedir></fontconfig>",
-        encoding="utf-8",
-    )
-    env = dict(os.environ, FONTCONFIG_FILE=str(conf), HOME=str(home))
-    base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            f"--user-data-dir={home / 'profile'}"]  # fmt: skip
-
-    def run(args, text=False):
-        proc = subprocess.run(base + args, capture_output=True, text=text, env=env, timeout=90)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc
-
-    def screenshot(page: Path, size=(800, 600)) -> np.ndarray:
-        shot = page.with_suffix(".shot.png")
-        run([f"--screenshot={shot}", f"--window-size={size[0]},{size[1]}", page.as_uri()])
-        with Image.open(shot) as im:
-            return np.asarray(im.convert("RGB"))
-
-    return run, screenshot
 
 
 @pytest.fixture(scope="module")

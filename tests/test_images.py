@@ -199,3 +199,56 @@ def test_a_png_turned_by_a_late_exif_chunk_is_measured_turned(tmp_path, tiny):
         x, _, paths = tiny.split_arrays(tmp_path / "ds", split)
         for image, name in zip(x, paths, strict=True):  # the pixels, turned and not resized
             np.testing.assert_array_equal(image.astype(np.uint8), np.rot90(sources[name], -1))
+
+
+def _corrupt_exif_jpeg(path):
+    img = Image.fromarray(np.zeros((6, 5, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    img.save(path, exif=exif.tobytes())
+    data = bytearray(path.read_bytes())
+    at = data.find(b"Exif\x00\x00") + 6
+    data[at + 4 : at + 8] = b"\xff\xff\xff\x00"  # the first directory's offset: past the end
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_load_image_names_the_file_a_decoder_warning_is_about(tmp_path, capfd):
+    """predict, evaluate, activations and embed read images with load_image: Pillow's
+    "Corrupt EXIF" reaches the user with the file's name, once per file, never bare."""
+    from cnncli.images import ImageSpec, load_image
+    from cnncli.notices import listen
+
+    files = [_corrupt_exif_jpeg(tmp_path / f"e{i}.jpg") for i in range(3)]
+    heard: list[str] = []
+    capfd.readouterr()
+    with listen(heard.append):
+        for f in files:
+            load_image(f, ImageSpec(6, 5, "rgb", "stretch"))
+    assert heard == [
+        f"{f}: Corrupt EXIF data. Expecting to read 2 bytes but only got 0" for f in files
+    ]
+    assert "EXIF" not in capfd.readouterr().err
+
+
+def test_decoder_warnings_stay_with_their_thread(tmp_path):
+    """Threads decoding at once (predict's pool) each get their own file's warnings."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cnncli.images.decoder_warnings import image_warnings
+
+    bad = _corrupt_exif_jpeg(tmp_path / "bad.jpg")
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(good)
+
+    def read(path):
+        with image_warnings() as said:
+            open_image(path).getexif()
+            open_image(path)
+        return list(said)
+
+    paths = [bad, good] * 40
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read, paths))
+    for path, said in zip(paths, results, strict=True):
+        assert bool(said) == (path == bad), (path, said)

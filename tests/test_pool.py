@@ -11,6 +11,12 @@ from PIL import Image
 from cnncli.errors import UsageError
 from cnncli.filters import pool
 
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """Outputs without -o/--out-dir land in the current folder: here, tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
 COURSE = np.array([[3, 2, 2], [4, 2, 4], [5, 1, 4]])
 
 

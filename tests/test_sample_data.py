@@ -101,6 +101,40 @@ def test_shapes_folders(sample_data):
             assert (arr.min(axis=2) >= 130).sum() > 32, f  # plenty of fully bright pixels
 
 
+def test_facade_measures_are_measured_on_the_pixels(sample_data):
+    """measures.csv (regression targets): brightness = mean RGB over the opaque wall, wall =
+    the fraction with alpha >= 128, as the README says; marble is the brighter class."""
+    folder = sample_data / "facade"
+    measures = pd.read_csv(folder / "measures.csv")
+    labels = pd.read_csv(folder / "labels.csv", index_col=0)
+    assert measures.columns.tolist() == ["image", "brightness", "wall"]
+    assert measures["image"].tolist() == labels["image"].tolist()
+    for name, brightness, wall in measures.itertuples(index=False):
+        arr = np.asarray(Image.open(folder / name)).astype(float)
+        assert brightness == pytest.approx(arr[arr[..., 3] == 255][:, :3].mean(), abs=0.051)
+        assert wall == pytest.approx((arr[..., 3] >= 128).mean(), abs=0.0006)
+    both = measures.merge(labels, on="image")
+    assert both[both["type"] == "벽돌"]["brightness"].max() < 150
+    assert both[both["type"] == "대리석"]["brightness"].min() > 180
+    assert 0.5 <= measures["wall"].min() and measures["wall"].max() <= 0.8
+
+
+def test_multishapes_table_names_the_shapes_two_ways(sample_data):
+    folder = sample_data / "multishapes"
+    table = pd.read_csv(folder / "labels.csv", keep_default_na=False)
+    shapes = ["circle", "square", "triangle"]
+    assert table.columns.tolist() == ["image", "tags", *shapes]
+    assert table["image"].tolist() == [f"multi_{i:03d}.png" for i in range(100)]
+    assert sorted(p.name for p in folder.glob("*.png")) == table["image"].tolist()
+    for row in table.itertuples(index=False):
+        assert row.tags == ";".join(s for s in shapes if getattr(row, s) == 1)
+    assert table[shapes].sum().to_dict() == {"circle": 60, "square": 61, "triangle": 61}
+    assert table[shapes].sum(axis=1).value_counts().sort_index().tolist() == [4, 29, 48, 19]
+    for name in table["image"][:10]:
+        with Image.open(folder / name) as img:
+            assert (img.mode, img.size) == ("RGB", (48, 48))
+
+
 def test_total_size_under_5_mb(sample_data):
     total = sum(p.stat().st_size for p in sample_data.rglob("*") if p.is_file())
     assert total < 5_000_000
@@ -115,7 +149,9 @@ def test_readme_describes_the_script_and_seed(sample_data):
 
 
 def test_regeneration_is_deterministic(sample_data, regenerated):
-    committed = [f for f in files_under(sample_data) if f.startswith(("facade/", "shapes/"))]
+    committed = [
+        f for f in files_under(sample_data) if f.startswith(("facade/", "shapes/", "multishapes/"))
+    ]
     assert files_under(regenerated) == committed
     for rel in committed:
         new, old = regenerated / rel, sample_data / rel

@@ -142,3 +142,35 @@ def test_fixed_epoch_steps_wrap_and_class_weights(datasets):
         want = [{0: 0.5, 1: 2.0}.get(int(c), 1.0) for c in y.numpy()]  # unlisted: 1.0
         np.testing.assert_allclose(w.numpy(), want)
     assert len(files) >= 1 and all(f.endswith(".tfrecord") for f in files)
+
+
+@pytest.mark.parametrize("task", ["multilabel", "regression"])
+def test_task_labels_come_out_as_float_vectors_in_raw_units(task, sample_data, tmp_path):
+    """multilabel: float32 [L] multi-hot; regression: float32 [T] in the table's units; the
+    same seeded shuffle as classification."""
+    from cnncli.datasets.build import build_dataset
+    from cnncli.datasets.store import iter_records, open_dataset
+    from cnncli.datasets.tfdata import make_tf_dataset
+
+    if task == "multilabel":
+        folder = sample_data / "multishapes"
+        kw = dict(labels=folder / "labels.csv", label_col="tags")
+    else:
+        folder = sample_data / "facade"
+        kw = dict(labels=folder / "measures.csv", target_cols=["brightness", "wall"])
+    build_dataset(folder, tmp_path / "ds", task=task, shard_size="40KB", workers=1, **kw)
+    info = open_dataset(tmp_path / "ds")
+    ref = {r.path: r.label for r in iter_records(info, "val")}
+    width = 3 if task == "multilabel" else 2
+    ds = make_tf_dataset(info, "val", batch_size=4, shuffle=True, seed=5, with_paths=True)
+    order = []
+    for _x, y, p in ds:
+        assert y.dtype.name == "float32" and y.shape[1:] == (width,)
+        for yi, pi in zip(y.numpy(), p.numpy(), strict=True):
+            np.testing.assert_array_equal(yi, ref[pi.decode()])
+            order.append(pi.decode())
+    assert sorted(order) == sorted(ref) and len(info.shard_paths("val")) > 1
+    again = make_tf_dataset(info, "val", batch_size=4, shuffle=True, seed=5, with_paths=True)
+    assert _paths(again) == order
+    if task == "regression":
+        assert max(v[0] for v in ref.values()) > 150  # brightness in 0..255, not standardized

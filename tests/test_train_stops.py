@@ -40,8 +40,20 @@ def _weights(path):
 
 
 def _same_weights(a, b) -> bool:
-    wa, wb = _weights(a), _weights(b)
+    """Whether model files a and b hold the same weights; b may be (run, epoch): the
+    resume state of that epoch (state/model.keras with state/epoch-NNNN.npz)."""
+    wa, wb = _weights(a), _state_weights(*b) if isinstance(b, tuple) else _weights(b)
     return len(wa) == len(wb) and all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
+
+
+def _state_weights(run: Path, epoch: int):
+    import keras
+
+    from cnncli.training.callbacks import load_variables
+
+    model = keras.models.load_model(run / "state" / "model.keras")
+    load_variables(model, run / "state" / f"epoch-{epoch:04d}.npz")
+    return model.get_weights()
 
 
 def _state(run: Path) -> dict:
@@ -132,7 +144,7 @@ def test_a_stop_after_the_last_epoch_is_told_and_resume_finishes_it(cli, ds, tmp
     assert meta["status"] == "finished" and meta["epochs_finished"] == 2
     assert "interrupted_by" not in meta and (run / "history.png").is_file()
     assert _history_epochs(run) == [1, 2]
-    assert _same_weights(run / "last.keras", run / "state" / "epoch-0002.keras")
+    assert _same_weights(run / "last.keras", (run, 2))
     r = cli("train", "--resume", run)
     assert r.exit_code == 2 and "already finished 2 of 2 epochs" in r.stderr
 
@@ -170,7 +182,9 @@ def test_a_stop_between_the_commit_and_the_model_files_resumes_to_the_same_run(
     ckpts = sorted(p.name for p in (cut / "checkpoints").iterdir())
     assert ckpts == sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir())
     assert len(ckpts) == 2 and resumed.best_epoch == full.best_epoch
-    assert sorted(p.name for p in (cut / "state").iterdir()) == ["epoch-0002.keras", "state.json"]
+    assert sorted(p.name for p in (cut / "state").iterdir()) == [
+        "epoch-0002.npz", "model.keras", "state.json"
+    ]  # fmt: skip
     assert _run_json(cut)["status"] == "finished" and _debris(cut) == []
 
 
@@ -209,7 +223,12 @@ def _fail_checkpoint_copy(monkeypatch):
 
     from cnncli.training import callbacks
 
-    original = shutil.copyfile
+    original, link = shutil.copyfile, os.link
+
+    def hard_link(src, dst, *args, **kwargs):  # best and checkpoints are hard links to last
+        if "save-02" in Path(dst).name:
+            raise ENOSPC
+        return link(src, dst, *args, **kwargs)
 
     def copyfile(src, dst, *args, **kwargs):
         if "save-02" in Path(dst).name:
@@ -217,12 +236,27 @@ def _fail_checkpoint_copy(monkeypatch):
         return original(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(callbacks.shutil, "copyfile", copyfile)
+    monkeypatch.setattr(callbacks.os, "link", hard_link)
+
+
+def _fail_variables(monkeypatch):
+    """The resume state of epoch 2 (its .npz) fails after writing a few bytes."""
+    from cnncli.training import callbacks
+
+    original = callbacks.save_variables
+
+    def save_variables(model, path):
+        if "epoch-0002.npz" in Path(path).name:
+            Path(path).write_bytes(b"PK\x03\x04 half a state")
+            raise ENOSPC
+        return original(model, path)
+
+    monkeypatch.setattr(callbacks, "save_variables", save_variables)
 
 
 # (what fails at epoch 2, the file the message names, the epoch the state is left at)
 DISK_FULL = {
-    "resume model": (lambda mp: _fail_keras_save(mp, r"(^|\.)epoch-0002\.keras"),
-                     "state/epoch-0002.keras", 1),
+    "resume state": (_fail_variables, "state/epoch-0002.npz", 1),
     "model for use": (lambda mp: _fail_keras_save(mp, r"last-epoch-0002\.keras"),
                       "state/last-epoch-0002.keras", 1),
     "state.json": (_fail_state_json, "state/state.json", 1),
@@ -260,9 +294,9 @@ def test_a_full_disk_at_any_write_names_the_file_and_resume_continues(ds, tmp_pa
     meta = _run_json(run)
     assert (meta["status"], meta["failed_by"]) == ("failed", "disk full")
     assert _state(run)["epoch"] == kept
-    assert _same_weights(run / "last.keras", run / "state" / f"epoch-{kept:04d}.keras")
+    assert _same_weights(run / "last.keras", (run, kept))
     assert sorted(p.name for p in (run / "state").iterdir()) == [
-        f"epoch-{kept:04d}.keras", "state.json"
+        f"epoch-{kept:04d}.npz", "model.keras", "state.json"
     ]  # fmt: skip
     assert _history_epochs(run) == list(range(1, kept + 1)) and _debris(run) == []
 
@@ -271,7 +305,7 @@ def test_a_full_disk_at_any_write_names_the_file_and_resume_continues(ds, tmp_pa
     meta = _run_json(run)
     assert meta["status"] == "finished" and "failed_by" not in meta
     assert len(list((run / "checkpoints").iterdir())) == 3
-    assert _same_weights(run / "last.keras", run / "state" / "epoch-0003.keras")
+    assert _same_weights(run / "last.keras", (run, 3))
 
 
 def test_a_full_disk_through_the_cli_is_one_line_and_exit_1(cli, ds, tmp_path, monkeypatch):

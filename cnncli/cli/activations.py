@@ -43,7 +43,11 @@ def activations_command(
     ] = False,
     class_: Annotated[
         str | None,
-        typer.Option("--class", help="Class (name or index) for Grad-CAM (default: predicted)."),
+        typer.Option(
+            "--class",
+            help="Class (name or index) for Grad-CAM (default: predicted); multi-label: a "
+            "label (default: the most likely); regression: a target (default: the first).",
+        ),
     ] = None,
     max_channels: Annotated[int, typer.Option(help="Channels drawn per layer at most.")] = 256,
     classes: ClassesOpt = None,
@@ -69,7 +73,9 @@ def activations_command(
         console.print_json(to_json(result))
         return
     for r in result.images:
-        title = f"{r.image.name}: predicted {r.predicted_class} ({r.probability:.3f})"
+        said = r.predicted_class if r.task != "classify" else (
+            f"{r.predicted_class} ({r.probability:.3f})")  # fmt: skip
+        title = f"{r.image.name}: predicted {said}"
         console.print_table(["#", "layer", "type", "output shape", "file"], result_rows(r), title)
         if r.gradcam:
             console.info(f"Grad-CAM (class {r.gradcam_class}, layer {r.gradcam_layer}): "
@@ -92,6 +98,14 @@ def embed_command(
         typer.Option(help="Group the vectors with k-means into K clusters (sheets and a plot)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of k-means.")] = 0,
+    color_by: Annotated[
+        str | None,
+        typer.Option(
+            "--color-by",
+            help="The plot's colours: a multi-label model's label (has it or not), a "
+            "regression model's target (its value, with a colour bar; default: the first).",
+        ),
+    ] = None,
     classes: ClassesOpt = None,
     scale: ScaleOpt = None,
     overwrite: OverwriteOpt = False,
@@ -108,7 +122,7 @@ def embed_command(
         result = embed(
             model, inputs, layer=layer, out_csv=out, clusters=clusters, seed=seed,
             overwrite=overwrite, unsafe=unsafe, progress=bar, class_names=classes,
-            pixel_scale=scale,
+            pixel_scale=scale, color_by=color_by,
         )  # fmt: skip
     console.notes(result.notes, result.conversion)
     if json_out:
@@ -118,7 +132,8 @@ def embed_command(
     for k, (path, n) in enumerate(zip(result.cluster_sheets, result.cluster_sizes, strict=True)):
         rows.append((f"cluster {k}", f"{n} images", str(path)))
     if result.projection:
-        rows.append(("projection", "PCA, coloured by class", str(result.projection)))
+        what = f"coloured by {result.color_by}" if result.color_by else "coloured by class"
+        rows.append(("projection", f"PCA, {what}", str(result.projection)))
     console.print_table(["output", "what", "file"], rows)
 
 

@@ -78,15 +78,9 @@ def print_table(*args, **kwargs) -> None:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if value is None:
-        return "-"
-    return str(value)
+    from cnncli.runs.table import cell_text  # one formatter for terminal and HTML tables
+
+    return cell_text(value)
 
 
 @contextmanager

@@ -21,8 +21,31 @@ def build(
         Path | None, typer.Option("--labels", help="Label table (CSV or tab-separated).")
     ] = None,
     image_col: Annotated[str | None, typer.Option(help="Column naming the image files.")] = None,
-    label_col: Annotated[str | None, typer.Option(help="Column holding the labels.")] = None,
+    label_col: Annotated[
+        str | None, typer.Option(help="Column holding the labels (multilabel: several a cell).")
+    ] = None,
     name_col: Annotated[str | None, typer.Option(help="Column holding class names.")] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="classify (one class per image), multilabel (labels from --label-col "
+            "or --label-cols) or regression (numbers from --target-col)."
+        ),
+    ] = "classify",
+    label_delim: Annotated[
+        str | None,
+        typer.Option(
+            help="multilabel: what separates the labels in a --label-col cell (default ;)."
+        ),
+    ] = None,
+    label_cols: Annotated[
+        str | None,
+        typer.Option(metavar="A,B,C", help="multilabel: one 0/1 column per label: a,b,c."),
+    ] = None,
+    target_col: Annotated[
+        list[str] | None,
+        typer.Option(help="regression: a numeric column to predict (repeat for several)."),
+    ] = None,
     encoding: Annotated[
         str | None, typer.Option(help="The table's text encoding (default: UTF-8 or cp949).")
     ] = None,
@@ -78,7 +101,8 @@ def build(
         with ProgressBar("converting") as progress:
             result = build_dataset(
                 images_dir, out, labels=labels, image_col=image_col, label_col=label_col,
-                name_col=name_col, encoding=encoding, classes=classes, color=color, size=size,
+                name_col=name_col, task=task, label_delim=label_delim, label_cols=label_cols,
+                target_cols=target_col, encoding=encoding, classes=classes, color=color, size=size,
                 fit=fit, val=val, test=test, seed=seed, split_col=split_col,
                 split_files=split_files, skip_bad=skip_bad, overwrite=overwrite,
                 workers=workers, record_format=record_format,
@@ -92,7 +116,7 @@ def build(
     if json_out:
         console.print_json(result.to_dict())
         return
-    _counts_table(result.counts, [c["name"] for c in result.manifest["classes"]])
+    _contents(result.manifest, result.counts, [c["name"] for c in result.manifest["classes"]])
     for note in result.notes:
         console.info(note)
     if result.skipped:
@@ -143,12 +167,50 @@ def _counts_table(counts: dict, class_names: list[str], title: str | None = None
     )
 
 
+def _contents(manifest: dict, counts: dict, names: list[str], title: str | None = None) -> None:
+    """What a dataset holds, as its task has it: images per class and split (classify);
+    per label, with unlabeled rows and co-occurrence (multilabel); images per split and
+    each target's statistics and histogram (regression)."""
+    from cnncli.cli import console
+    from cnncli.datasets.tasks import histogram_lines
+
+    task = manifest.get("task", "classify")
+    if task == "classify":
+        _counts_table(counts, names, title=title)
+        return
+    splits = list(counts)
+    images = [manifest["splits"][s]["count"] for s in splits]
+    footer = [["images", *images, sum(images)]]
+    if task == "multilabel":
+        none = [manifest["unlabeled"].get(s, 0) for s in splits]
+        per = [[counts[s].get(n, 0) for s in splits] for n in names]
+        rows = [[n, *row, sum(row)] for n, row in zip(names, per, strict=True)]
+        console.print_table(["label", *splits, "total"], rows, title=title,
+                            numeric=[*splits, "total"],
+                            footer_rows=[*footer, ["unlabeled", *none, sum(none)]])  # fmt: skip
+        console.print_table(["train", *names], [[n, *row] for n, row in
+                                                zip(names, manifest["cooccurrence"], strict=True)],
+                            title="labels together (train split)", numeric=names)  # fmt: skip
+        return
+    console.print_table(["", *splits, "total"], footer, title=title, numeric=[*splits, "total"])
+    console.print_table(["target", "mean", "std", "min", "max"],
+                        [[t["name"], t["mean"], t["std"], t["min"], t["max"]]
+                         for t in manifest["targets"]],
+                        title="targets (mean and std of the train split)",
+                        numeric=["mean", "std", "min", "max"])  # fmt: skip
+    for name, hist in manifest.get("target_histograms", {}).items():
+        console.console.print(f"{name}:", highlight=False)
+        for line in histogram_lines(hist):
+            console.console.print("  " + console.escape(line), highlight=False)
+
+
 @app.command("info")
 def info(
     dataset_dir: Annotated[Path, typer.Argument(help="A dataset folder.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Classes, counts per split, image shape and encoding of a dataset."""
+    """Classes (or labels with their co-occurrence, or targets with their statistics and
+    histograms), counts per split, image shape and encoding of a dataset."""
     from cnncli.cli import console
     from cnncli.datasets.store import open_dataset
 
@@ -157,7 +219,7 @@ def info(
     if json_out:
         console.print_json(summary)
         return
-    _counts_table(summary["counts"], ds.class_names, title=str(ds.path))
+    _contents(ds.manifest, summary["counts"], ds.class_names, title=str(ds.path))
     shards = ds.shard_count()
     console.info(
         f"images: {ds.image.describe()}, shape {ds.image.shape}; records: {ds.encoding}, "
@@ -174,10 +236,13 @@ def preview(
     dataset_dir: Annotated[Path, typer.Argument(help="A dataset folder.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="The PNG contact sheet to write.")],
     split: Annotated[str, typer.Option(help="Which split to draw from.")] = "train",
-    per_class: Annotated[int, typer.Option(help="Images per class.")] = 8,
+    per_class: Annotated[
+        int, typer.Option(help="Images per class (per label, or per quarter of the target).")
+    ] = 8,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """A contact sheet of the first images of each class, captioned with class names."""
+    """A contact sheet of the first images of each class, captioned with class names (or
+    with each image's labels, or target values)."""
     from cnncli.cli import console
     from cnncli.datasets.preview import preview_sheet
 

@@ -11,9 +11,10 @@ import typer
 
 from cnncli.cli.checks import check_first
 from cnncli.cli.options import ClassesOpt, JsonOpt, ModelArg, OverwriteOpt, ScaleOpt, UnsafeOpt
-from cnncli.errors import InputError, UsageError
+from cnncli.errors import InputError, OutputExistsError, UsageError
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
+_TASKS = "Multi-label and regression models"
 
 
 def evaluate_command(
@@ -42,8 +43,37 @@ def evaluate_command(
         ),
     ] = None,
     no_confusion: Annotated[
-        bool, typer.Option("--no-confusion", help="Write no confusion-matrix plot.")
+        bool,
+        typer.Option(
+            "--no-confusion",
+            help="Write no plot (the confusion matrix; regression: scatter, residuals).",
+        ),
     ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold", help="Multi-label: one threshold for every label (default: the "
+            "model's own, 0.5 until tuned).", rich_help_panel=_TASKS,
+        ),
+    ] = None,  # fmt: skip
+    tune_thresholds: Annotated[
+        bool,
+        typer.Option(
+            "--tune-thresholds", help="Multi-label: pick each label's threshold on the val "
+            "split (best F1) and store them in the model file.", rich_help_panel=_TASKS,
+        ),
+    ] = False,  # fmt: skip
+    scatter: Annotated[
+        Path | None,
+        typer.Option("--scatter", help="Regression: the true-vs-predicted plot (default: "
+                     "<model>.scatter-<split>.png, placed as --confusion).",
+                     rich_help_panel=_TASKS),
+    ] = None,  # fmt: skip
+    residuals: Annotated[
+        Path | None,
+        typer.Option("--residuals", help="Regression: the residual histogram (default: "
+                     "<model>.residuals-<split>.png).", rich_help_panel=_TASKS),
+    ] = None,  # fmt: skip
     batch_size: BatchOpt = 32,
     classes: ClassesOpt = None,
     scale: ScaleOpt = None,
@@ -51,26 +81,30 @@ def evaluate_command(
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split."""
-    from cnncli.cli import console
+    """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split
+    (multi-label: per-label metrics, micro/macro F1; regression: MAE, RMSE, R² per target)."""
+    from cnncli.cli import console, task_views
     from cnncli.cli.progress import ProgressBar
     from cnncli.inference.evaluate import DEFAULT_PLACE, evaluate
 
-    if confusion is not None and no_confusion:
-        raise UsageError("--confusion and --no-confusion contradict each other")
-    plot = None if no_confusion else (confusion or DEFAULT_PLACE)
+    if no_confusion and any(p is not None for p in (confusion, scatter, residuals)):
+        raise UsageError("--no-confusion and a plot's path contradict each other")
+    plot, fig = (None, None) if no_confusion else (confusion or DEFAULT_PLACE, DEFAULT_PLACE)
     with ProgressBar("evaluate") as bar:
         result = evaluate(
             model, dataset, split=split, batch_size=batch_size, errors_png=errors,
             errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
-            overwrite=overwrite, class_names=classes, pixel_scale=scale,
+            overwrite=overwrite, class_names=classes, pixel_scale=scale, threshold=threshold,
+            tune_thresholds=tune_thresholds, scatter_png=scatter or fig,
+            residuals_png=residuals or fig,
         )  # fmt: skip
     console.notes(result.notes)
+    task = task_views.is_task(result)
     if json_out:
         console.print_json(result.to_json())
     else:
-        _render_evaluation(result)
-    _render_files(result)
+        (task_views.render_task_evaluation if task else _render_evaluation)(result)
+    (task_views.render_task_files if task else _render_files)(result)
 
 
 def _render_files(result) -> None:
@@ -136,42 +170,128 @@ def predict_command(
     csv_out: Annotated[bool, typer.Option("--csv", help="Print the result as CSV on stdout.")] = (
         False
     ),
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write every row to this file: CSV, or JSON if it "
+                     "ends in .json (stdout then shows nothing).", dir_okay=False),
+    ] = None,  # fmt: skip
     batch_size: BatchOpt = 32,
     classes: ClassesOpt = None,
     scale: ScaleOpt = None,
+    overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
 ) -> None:
     """Class name and probability for each image, with the class names stored with the model.
 
-    A file that is not a readable image is reported (one line naming it) and skipped; the
-    others are predicted and the exit code is 2 (an unreadable input, cnncli.errors' rule).
+    Rows are printed as the model answers. Piped or redirected, stdout gets plain
+    tab-separated lines (a header, then one line per image); on a terminal a table, or past
+    300 images a summary per class (the whole list: --csv, --json or -o FILE). A file
+    that is not a readable image is reported (one line naming it) and skipped; the others
+    are predicted and the exit code is 2 (an unreadable input, cnncli.errors' rule).
     """
     from cnncli.cli import console
     from cnncli.cli.progress import ProgressBar
-    from cnncli.inference.predict import predict
+    from cnncli.inference.predict import predict_batches
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
     check_first(model, inputs)
-    with ProgressBar("predict") as bar:
-        result = predict(
+    if output is not None and output.exists() and not overwrite:
+        raise OutputExistsError(output)
+    sink = PredictionSink(json_out, csv_out, output, overwrite, stdout_is_terminal())
+    with ProgressBar("predict", enabled=not sink.streams_to_terminal) as bar:
+        stream = predict_batches(
             model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
             class_names=classes, pixel_scale=scale,
         )  # fmt: skip
-    console.notes(result.notes, result.conversion)
-    for file, reason in result.skipped:
+        with sink:
+            for rows in stream:
+                sink.add(stream, rows)
+            sink.finish(stream)
+    console.notes(stream.notes, stream.conversion)
+    for file, reason in stream.skipped:
         console.warn(f"skipped {file}: {reason}")
-    if json_out:
-        console.print_json(result.to_json())
-    elif csv_out:
-        sys.stdout.write(result.to_csv())
-        sys.stdout.flush()
-    else:
-        _render_predictions(result)
-    if result.skipped:
-        total = len(result.rows) + len(result.skipped)
-        console.info(f"{len(result.skipped)} of {total} file(s) could not be read")
+    if stream.skipped:
+        total = sink.count + len(stream.skipped)
+        console.info(f"{len(stream.skipped)} of {total} file(s) could not be read")
         raise typer.Exit(InputError.exit_code)
+
+
+TABLE_ROWS = 300  # on a terminal, more rows than this are summed up per class
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+class PredictionSink:
+    """Where predict's rows go, batch by batch: streamed as CSV or plain tab-separated lines
+    (stdout not a terminal), streamed into the -o file, or kept for --json and the terminal's
+    table or summary, printed by `finish`."""
+
+    def __init__(self, json_out: bool, csv_out: bool, output: Path | None, overwrite: bool,
+                 terminal: bool):  # fmt: skip
+        import contextlib
+
+        self.output, self.count = output, 0
+        self.kept: list = []
+        self.stack = contextlib.ExitStack()
+        self.file = None
+        self.as_json = json_out or (output is not None and output.suffix.lower() == ".json")
+        self.delimiter = "," if csv_out or output is not None else "\t"
+        self.table = terminal and not (csv_out or json_out or output is not None)
+        self.streams_to_terminal = terminal and csv_out and output is None
+        self.overwrite, self.writer = overwrite, None
+
+    def __enter__(self) -> PredictionSink:
+        import csv
+
+        from cnncli.atomic import atomic_file
+
+        target = sys.stdout
+        if self.output is not None:
+            tmp = self.stack.enter_context(atomic_file(self.output, overwrite=self.overwrite))
+            target = self.file = self.stack.enter_context(open(tmp, "w", newline=""))  # noqa: SIM115
+        if not (self.as_json or self.table):
+            self.writer = csv.writer(target, delimiter=self.delimiter, lineterminator="\n")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.__exit__(*exc)
+
+    def add(self, stream, rows: list) -> None:
+        from cnncli.inference.predict import csv_header
+
+        if self.writer is None:
+            self.kept += rows
+        else:
+            if self.count == 0:
+                self.writer.writerow(csv_header(stream.top_k, stream.model))
+            self.writer.writerows(r.cells() for r in rows)
+            if self.file is None:
+                sys.stdout.flush()
+        self.count += len(rows)
+
+    def finish(self, stream) -> None:
+        from cnncli.cli import console
+        from cnncli.inference.predict import csv_header
+
+        if self.writer is not None and self.count == 0:
+            self.writer.writerow(csv_header(stream.top_k, stream.model))
+        if self.as_json:
+            data = stream.result(self.kept).to_json()
+            if self.file is None:
+                console.print_json(data)
+            else:
+                import json
+
+                self.file.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        elif self.table and self.count <= TABLE_ROWS:
+            _render_predictions(stream.result(self.kept))
+        elif self.table:
+            _render_summary(stream.result(self.kept))
+        if self.output is not None:
+            console.info(f"wrote {self.count} prediction{'s' * (self.count != 1)} to {self.output}")
 
 
 def _render_predictions(result) -> None:
@@ -180,12 +300,38 @@ def _render_predictions(result) -> None:
     columns = ["file", "class", "probability"]
     columns += [f"top {i}" for i in range(2, result.top_k + 1)]
     base, names = _short_names([r.file for r in result.rows])
+    from cnncli.cli import task_views
+
+    if task_views.is_task(result):  # multilabel, regression
+        return task_views.render_task_predictions(result, names, base, summary=False)
     rows = [
         (name, r.class_name, r.probability, *(f"{c} ({p:.3f})" for c, p in r.top_k[1:]))
         for name, r in zip(names, result.rows, strict=True)
     ]
     title = f"Predictions (files in {base})" if base else "Predictions"
     console.print_table(columns, rows, title=title, numeric=["probability"])
+
+
+def _render_summary(result) -> None:
+    """Past TABLE_ROWS rows: images per predicted class and their mean probability."""
+    from collections import defaultdict
+
+    from cnncli.cli import console, task_views
+
+    if task_views.is_task(result):  # multilabel, regression
+        task_views.render_task_predictions(result, [], None, summary=True)
+    else:
+        per: dict[str, list[float]] = defaultdict(list)
+        for r in result.rows:
+            per[r.class_name].append(r.probability)
+        n = len(result.rows)
+        console.print_table(
+            ["class", "images", "share", "mean probability"],
+            [(c, len(p), f"{len(p) / n:.1%}", sum(p) / len(p)) for c, p in sorted(per.items())],
+            title=f"Predictions: {n:,} images, by predicted class",
+            numeric=["images", "share", "mean probability"],
+        )
+    console.info("every row: --csv or --json on stdout, or -o FILE (.csv or .json)")
 
 
 def _short_names(files: list[str]) -> tuple[str | None, list[str]]:

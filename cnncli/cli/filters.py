@@ -24,7 +24,7 @@ OutOpt = Annotated[
 ]  # fmt: skip
 OutDirOpt = Annotated[
     Path | None,
-    typer.Option("--out-dir", help="Folder for the outputs (default: beside each input)."),
+    typer.Option("--out-dir", help="Folder for the outputs (default: the current folder)."),
 ]
 PaddingOpt = Annotated[
     str, typer.Option("--padding", help="same (TensorFlow's rule) or valid.")
@@ -38,9 +38,10 @@ CompressOpt = Annotated[
         max=9,
         help="PNG compression 0-9, a speed/size trade-off (pixels are identical): 0 stores "
         "uncompressed (fastest, 3 bytes a pixel for RGB); 1-3 use zlib's run-length strategy "
-        "(default 1: on a 12 MP photo about 3x faster to write than Pillow's encoder, file "
-        "within 2% of ImageMagick's); 4-9 zlib's default strategy, slower, smaller on flat "
-        "or synthetic images.",
+        "(default 1: the row filter chosen per row as libpng does; measured on a 12 MP "
+        "photo-like image, the file 0.9997x the size of ImageMagick's, the command about "
+        "0.6x its time); 4-9 zlib's default strategy, slower, smaller on flat or "
+        "synthetic images.",
     ),
 ]
 
@@ -96,7 +97,7 @@ def filter_command(
 ) -> None:
     """Apply a kernel (cross-correlation, as CNN layers compute it) to images or a matrix.
 
-    Example: cnncli filter --kernel sharpen img.png  (writes img.sharpen.png beside it)
+    Example: cnncli filter --kernel sharpen img.png  (writes img.sharpen.png in the current folder)
     """
     from cnncli.filters.files import FilterOptions, filter_files
     from cnncli.filters.matrices import filter_matrix

@@ -57,6 +57,14 @@ def summary_command(
         typer.Option("--export", help="Write --arch/--spec as a spec file (.yaml or .json)."),
     ] = None,
     overwrite: OverwriteOpt = False,
+    backbone: Annotated[
+        str | None,
+        typer.Option("--backbone", help="The model cnncli train --backbone NAME builds (the "
+                     "backbone one row, frozen; --expand opens it)."),
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="MobileNet width, with --backbone.")
+    ] = None,
 ) -> None:
     """Layer table of a model: output shapes, parameters, MACs and activation memory."""
     from cnncli.cli import console
@@ -67,7 +75,8 @@ def summary_command(
         return
     result = summarize_source(model_file, arch=arch, spec=spec, classes=classes,
                               input_shape=parse_input_shape(input_shape), expand=expand,
-                              unsafe=unsafe, export=export, overwrite=overwrite)  # fmt: skip
+                              unsafe=unsafe, export=export, overwrite=overwrite,
+                              backbone=backbone, alpha=alpha)  # fmt: skip
     if result.exported is not None:
         of = f" of {arch!r}" if arch is not None else ""
         console.info(f"wrote the spec{of} to {result.exported}")
@@ -89,9 +98,11 @@ def print_summary(result: dict) -> None:
     rows = []
     for r in result["layers"]:
         indent = "  " * r["depth"]
+        counts = ("" if "frozen_params" not in r else
+                  f": {r['trainable_params']:,} trainable, {r['frozen_params']:,} frozen")
         rows.append(
             (
-                f"{indent}{r['name']} ({r['type']})",
+                f"{indent}{r['name']} ({r['type']}){counts}",
                 format_shape(r["output_shape"]),
                 r["params"],
                 format_count(r["macs"]) if r["macs"] else "0",

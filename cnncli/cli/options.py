@@ -18,7 +18,10 @@ UnsafeOpt = Annotated[
         "--unsafe", help="Allow models that run code (Lambda layers, custom objects): trust it."
     ),
 ]
-MODEL_HELP = "A .keras or .h5 model file (a run's best.keras, say)."
+MODEL_HELP = (
+    "A .keras or .h5 model file (a run's best.keras, say); predict and evaluate also take "
+    "what cnncli export wrote (.tflite, .onnx, a SavedModel folder)."
+)
 ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
 OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]
 ClassesOpt = Annotated[

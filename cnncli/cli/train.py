@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from cnncli.cli.options import OverwriteOpt
+from cnncli.cli.options import JsonOpt, OverwriteOpt
+from cnncli.cli.train_transfer import (
+    AlphaOpt,
+    BackboneOpt,
+    FindLrOpt,
+    FineTuneAtOpt,
+    FineTuneLrOpt,
+    FreezeOpt,
+    LrScheduleOpt,
+    UnfreezeOpt,
+    WarmupOpt,
+    WeightsOpt,
+)
 from cnncli.training.options import DEFAULT_EPOCHS
 
 _AUG = "Augmentation"
@@ -30,6 +42,17 @@ def train_command(
     from_model: Annotated[
         Path | None, typer.Option("--from", help="Continue training a saved model (.keras/.h5).")
     ] = None,
+    backbone: BackboneOpt = None,
+    weights: WeightsOpt = None,
+    alpha: AlphaOpt = None,
+    freeze: FreezeOpt = False,
+    fine_tune_at: FineTuneAtOpt = None,
+    fine_tune_lr: FineTuneLrOpt = 1e-5,
+    unfreeze: UnfreezeOpt = None,
+    lr_schedule: LrScheduleOpt = "constant",
+    warmup: WarmupOpt = 0,
+    find_lr: FindLrOpt = False,
+    json_out: JsonOpt = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -75,7 +98,17 @@ def train_command(
     ] = None,
     class_weight: Annotated[
         str | None,
-        typer.Option("--class-weight", help="'auto': weight classes by their inverse frequency."),
+        typer.Option(
+            "--class-weight",
+            help="'auto': weight classes by their inverse frequency (multi-label: each label's "
+            "positives by its negatives/positives).",
+        ),
+    ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            "--loss", help="Regression: mse (default) or huber, on the standardized targets."
+        ),
     ] = None,
     tensorboard: Annotated[
         bool, typer.Option("--tensorboard", help="Write TensorBoard logs into RUN_DIR/tensorboard.")
@@ -84,6 +117,24 @@ def train_command(
         str,
         typer.Option("--cache", help="memory (fast), disk (bounded memory: a cache file) or none."),
     ] = "memory",
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="auto (bf16 where the CPU has AMX-BF16 or a GPU computes it, for a model "
+            "large enough to gain; else fp32), fp32 or bf16 (mixed: the head, loss and "
+            "weights stay float32; the saved models are float32).",
+        ),
+    ] = "auto",
+    steps_per_execution: Annotated[
+        int | None,
+        typer.Option(
+            "--steps-per-execution",
+            metavar="N",
+            help="Batches per Keras call (default: chosen from the step's size); always a "
+            "divisor of an epoch's steps, so the progress bar moves N batches at a time.",
+        ),
+    ] = None,
     augment: Annotated[
         bool,
         typer.Option(
@@ -186,6 +237,7 @@ def train_command(
     history.csv/png, run.json). Ctrl-C (exit 130) or SIGTERM (exit 143) saves a resumable
     state."""
     from cnncli.cli.train_events import TrainingView, print_train_result
+    from cnncli.cli.train_transfer import find_lr_command
     from cnncli.training.augment import AugmentOptions
     from cnncli.training.distribute import plan_strategy
     from cnncli.training.fit import run_training
@@ -201,12 +253,21 @@ def train_command(
         early_stop=early_stop,
         monitor=monitor,
         class_weight=class_weight,
+        loss=loss,
         tensorboard=tensorboard,
         cache=cache,
+        precision=precision.lower(),
+        steps_per_execution=steps_per_execution,
         augment=AugmentOptions.from_options(augment, **transforms),
         checkpoint=checkpoint,
         save_best_only=save_best_only,
+        backbone=backbone, weights=weights, alpha=alpha, freeze=freeze,
+        fine_tune_at=fine_tune_at, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
+        lr_schedule=lr_schedule.lower(), warmup=warmup,
     )
+    if find_lr:
+        return find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite,
+                               json_out, quiet)  # fmt: skip
     plan = plan_strategy(strategy, workers=workers, worker_index=worker_index)
     with TrainingView(quiet=quiet, json_log=json_log) as view:
         result = run_training(dataset_dir, out, arch=arch, spec=spec, from_model=from_model,

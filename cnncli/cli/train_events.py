@@ -57,7 +57,12 @@ class TrainingView:
             if self.writes
             else f"the chief (worker 0) writes {run['run_dir']}; this worker writes nothing"
         )
-        info(f"strategy: {run.get('strategy', 'one device')}")
+        info(f"strategy: {run.get('strategy', 'one device')}; device: {run.get('device', '?')}")
+        if run.get("precision"):
+            spe = run.get("steps_per_execution", 1)
+            info(f"{run['precision']}; {spe} step{'s' if spe != 1 else ''} per execution")
+        for note in run.get("notes", []):  # the backbone, its weights and phases
+            info(note)
         info(
             f"training {run['params']:,} parameters on {counts} images, {batch}, "
             f"epochs {run['initial_epoch'] + 1}..{run['epochs']}, {where}"
@@ -130,9 +135,11 @@ class TrainingView:
 
 
 def metrics_text(logs: dict, short: bool = False) -> str:
-    """'loss 0.1234  accuracy 0.9000  val_loss ...' (short: 'acc' for accuracy)."""
+    """'loss 0.1234  accuracy 0.9000  val_loss ...' (short: 'acc' for accuracy); a
+    multi-label run shows f1_macro, a regression run mae, in the place of accuracy."""
     parts = []
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    main = ("accuracy", "f1_macro", "mae")
+    for key in ("loss", *main, "val_loss", *(f"val_{m}" for m in main)):
         if key in logs:
             name = "acc" if short and key == "accuracy" else key
             parts.append(f"{name} {logs[key]:.4f}")

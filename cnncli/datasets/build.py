@@ -49,7 +49,9 @@ from cnncli.datasets.shards import (
 )
 from cnncli.datasets.splits import apply_split_files, split_options
 from cnncli.datasets.store import recover_dataset
-from cnncli.datasets.workers import convert_record, ordered_map, pool_size
+from cnncli.datasets.targets import check_task_options, load_task_table
+from cnncli.datasets.tasks import index_label, split_counts, task_manifest
+from cnncli.datasets.workers import convert_record, describe_pool, ordered_map, pool_plan
 from cnncli.errors import DatasetError, InputError, OutputExistsError, UsageError, writing
 from cnncli.images import COLORS, FITS, Conversions, parse_size
 from cnncli.progress import Counter as ProgressCounter
@@ -74,11 +76,12 @@ class BuildResult:
     def to_dict(self) -> dict:
         return {
             "out_dir": str(self.out_dir),
+            "task": self.manifest.get("task", "classify"),
             "classes": [c["name"] for c in self.manifest["classes"]],
             "image": self.manifest["image"],
             "encoding": self.manifest["encoding"],
             "counts": self.counts,
-            "total": sum(sum(c.values()) for c in self.counts.values()),
+            "total": sum(s["count"] for s in self.manifest["splits"].values()),
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "unused_files": len(self.unused),
             "notes": self.notes,
@@ -95,6 +98,10 @@ def build_dataset(
     image_col: str | None = None,
     label_col: str | None = None,
     name_col: str | None = None,
+    task: str = "classify",
+    label_delim: str | None = None,
+    label_cols=None,
+    target_cols=None,
     encoding: str | None = None,
     classes=None,
     color: str | None = None,
@@ -118,8 +125,13 @@ def build_dataset(
     and `skip_bad` is false; nothing is written then. `progress(done, total)` is called as
     images are converted. `val`/`test` default to 0.2/0.0; `split_col` (a table column) or
     `split_files` ('train.txt,val.txt,test.txt': lists of image paths) give the splits instead.
+    `task` "multilabel" (`label_col` + `label_delim`, or `label_cols`) or "regression"
+    (`target_cols`) reads those from the table (cnncli.datasets.targets).
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
+    check_task_options(task, labels=labels, label_col=label_col, label_delim=label_delim,
+                       label_cols=label_cols, target_cols=target_cols, name_col=name_col,
+                       classes=classes)  # fmt: skip
     val, test, split_files = split_options(val, test, split_col, split_files)
     _check_options(val, test, color, fit, record_format)
     shard_limit = parse_shard_size(shard_size)
@@ -128,7 +140,12 @@ def build_dataset(
     if isinstance(size, str):
         size = parse_size(size)
     _check_paths(images_dir, out_dir, labels, overwrite, split_col)
-    if labels is not None:
+    if task != "classify":
+        ls = load_task_table(labels, images_dir, task, image_col=image_col, label_col=label_col,
+                             label_delim=label_delim, label_cols=label_cols,
+                             target_cols=target_cols, encoding=encoding,
+                             split_col=split_col)  # fmt: skip
+    elif labels is not None:
         ls = load_label_table(labels, images_dir, image_col=image_col, label_col=label_col,
                               name_col=name_col, encoding=encoding, classes=classes,
                               split_col=split_col)  # fmt: skip
@@ -139,11 +156,12 @@ def build_dataset(
         sources = apply_split_files(ls, images_dir, split_files)
         given = "files " + ", ".join(f"{p.name} ({s})" for s, p in split_files.items())
     plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given)
-    workers = pool_size(workers, plan.source_pixels)
+    pool = pool_plan(workers, plan.source_pixels)  # ('threads' or 'processes', how many)
     options = {
         "labels": Path(labels).name if labels is not None else None,
         "columns": {k: v for k, v in ls.columns.items() if k != "ignored"} or None,
         "classes": classes,
+        "task": task,
         "color": plan.spec.color,
         "size": [plan.spec.height, plan.spec.width],
         "fit": plan.spec.fit,
@@ -163,7 +181,7 @@ def build_dataset(
     with writing(out_dir, pixels if record_format == "raw" else None), \
             atomic_dir(out_dir, overwrite=overwrite) as tmp:  # fmt: skip
         with ShardSet(tmp, shard_limit) as shards:
-            sha, bad, changed = _convert(plan, images_dir, shards, record_format, workers, seed,
+            sha, bad, changed = _convert(plan, images_dir, shards, record_format, pool, seed,
                                 skip_bad, progress)  # fmt: skip
         problems, notes, rows = plan.problems, plan.notes, plan.rows
         stop_if_bad(problems, plan.blockers, skip_bad)
@@ -171,7 +189,7 @@ def build_dataset(
         counts = _counts(plan, kept)
         _check_train(counts, ls.class_names, problems, given)
         shard_names = shards.finish()
-        write_index(tmp, [(i, rows[i].name, rows[i].label, rows[i].class_name,
+        write_index(tmp, [(i, rows[i].name, index_label(rows[i].label), rows[i].class_name,
                            plan.splits[i], sha[i]) for i in kept])  # fmt: skip
         if problems:
             write_skipped(tmp, problems)
@@ -179,16 +197,19 @@ def build_dataset(
         warned = kept_warnings(plan.warned, problems)
         notes += changed.notes() + warning_notes(warned)
         manifest = _manifest(plan, record_format, counts, shard_names, options, changed.notes())
+        manifest, said = task_manifest(manifest, rows, plan.splits, kept, task, ls.class_names,
+                                       ls.target_names)  # fmt: skip
+        notes += said
         n_shards = sum(len(v) for v in shard_names.values())
         notes.append(
             f"records: {record_format} pixels, {n_shards} shard{'s' * (n_shards != 1)}"
-            f" ({workers} worker process{'es' * (workers != 1)})"
+            f" ({describe_pool(pool)})"
         )
         write_json(tmp / "manifest.json", manifest)
     return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused, warned)
 
 
-def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str, workers: int,
+def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str, pool: tuple,
              seed: int, skip_bad: bool, progress: Progress | None):  # fmt: skip
     """Convert every row in a seeded order (the shards' order) and write the records, unless
     a problem means nothing will be written: then only check, to list every problem.
@@ -207,7 +228,7 @@ def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str,
     counter = ProgressCounter(progress, len(rows))
     counter.start()
     # closing(): the pool stops at once on an error or Ctrl-C, not when garbage collected
-    with closing(ordered_map(convert_record, tasks, workers)) as results:
+    with closing(ordered_map(convert_record, tasks, pool[1], kind=pool[0])) as results:
         for i, (status, payload, sha[i], kinds, said) in zip(order, results, strict=True):
             if status == "ok":
                 changed.merge(kinds)
@@ -308,8 +329,5 @@ def _check_train(counts, class_names, problems, given) -> None:
 
 
 def _counts(plan: Plan, kept: list[int]) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
-    for i in kept:
-        per = counts.setdefault(plan.splits[i], dict.fromkeys(plan.labels.class_names, 0))
-        per[plan.rows[i].class_name] += 1
-    return {s: counts[s] for s in SPLITS if s in counts}
+    ls = plan.labels
+    return split_counts(plan.rows, plan.splits, kept, ls.task, ls.class_names)

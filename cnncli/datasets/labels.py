@@ -39,8 +39,8 @@ SPLIT_VALUES = {"train": "train", "training": "train", "val": "val", "valid": "v
 class LabelRow:
     path: str  # relative to IMAGES_DIR, as on disk (used to open the file)
     name: str  # the same path, NFC and with '/' (stored in the dataset)
-    label: int
-    class_name: str
+    label: int | list  # class index; multilabel: 0/1 per label; regression: float per target
+    class_name: str  # the class, or the caption of a row's labels ("대리석;벽돌") or values
     split: str | None = None
     line: int = 0  # the table line (header = 1) or 0 for folders
 
@@ -57,6 +57,8 @@ class LabelSet:
     # problems that stop the whole build, --skip-bad or not (class indices with a gap):
     # (where, error), kept so the build can still check every image and list it all at once
     blockers: list[tuple[str, CnnError]] = field(default_factory=list)
+    task: str = "classify"  # or "multilabel" (class_names are the labels) or "regression"
+    target_names: list[str] = field(default_factory=list)  # regression: the target columns
 
 
 # ------------------------------------------------------------------------------- files
@@ -124,23 +126,61 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
                      encoding=None, classes=None, split_col=None) -> LabelSet:  # fmt: skip
     """Read a label table against IMAGES_DIR -> LabelSet with every row-level problem listed."""
     table, images_dir = Path(table), Path(images_dir)
-    df, used_encoding, sep = read_table(table, encoding)
-    if len(df) == 0:
-        raise InputError(f"label table {table} has a header but no rows", "add one row per image")
+    df, described = open_label_table(table, encoding)
     files = list_image_files(images_dir)
     cols = detect_columns(df, files, image_col=image_col, label_col=label_col,
                           name_col=name_col, split_col=split_col, path=table)  # fmt: skip
-    root_real = os.path.realpath(images_dir)
     numeric = is_numeric_column(df[cols["label"]])
     problems: list[tuple[str, str]] = []
     notes = [
-        f"label table {table.name}: {len(df)} rows, {used_encoding}, "
-        f"{'tab' if sep == chr(9) else repr(sep)}-separated; image column {cols['image']!r}, "
-        f"label column {cols['label']!r}"
+        f"{described}; image column {cols['image']!r}, label column {cols['label']!r}"
         + (f", class-name column {cols['name']!r}" if cols["name"] else "")
     ]
 
-    raw_rows = []  # (line, rel, name, label text, class text, split)
+    raw_rows = table_rows(df, cols, images_dir, files, problems,
+                          lambda rec: rec[cols["label"]], lambda label: label == "")  # fmt: skip
+    blockers: list[tuple[str, CnnError]] = []
+    if numeric:
+        class_names, rows = _numeric_classes(raw_rows, cols, classes, problems, table, blockers)
+    else:
+        class_names, rows = _text_classes(raw_rows, classes, notes)
+    return table_label_set(table, files, rows, class_names, problems, notes, cols,
+                           blockers=blockers)  # fmt: skip
+
+
+def table_label_set(table: Path, files: dict[str, str], rows: list[LabelRow], class_names,
+                    problems, notes, cols, **more) -> LabelSet:  # fmt: skip
+    """The LabelSet of a label table: the files nobody named and the table's sha256 added."""
+    return LabelSet(rows=rows, class_names=class_names, problems=problems,
+                    unused=unused_files(files, rows, problems), notes=notes,
+                    sha256=hashlib.sha256(table.read_bytes()).hexdigest(), columns=cols,
+                    **more)  # fmt: skip
+
+
+def open_label_table(table: Path, encoding: str | None):
+    """(DataFrame, "label table NAME: N rows, ENCODING, ','-separated"); a table without
+    rows is an InputError."""
+    df, used_encoding, sep = read_table(table, encoding)
+    if len(df) == 0:
+        raise InputError(f"label table {table} has a header but no rows", "add one row per image")
+    seps = "tab" if sep == chr(9) else repr(sep)
+    return df, f"label table {table.name}: {len(df)} rows, {used_encoding}, {seps}-separated"
+
+
+def unused_files(files: dict[str, str], rows: list[LabelRow], problems: list) -> list[str]:
+    """The image files under IMAGES_DIR that no row named (natural order, as shown)."""
+    used = {r.name for r in rows} | {p[0] for p in problems}
+    return sorted((shown_name(k) for k in files if k not in used), key=natural_key)
+
+
+def table_rows(df, cols: dict, images_dir: Path, files: dict[str, str], problems: list,
+               label_of, unlabelled=None) -> list[tuple]:  # fmt: skip
+    """The rows of a label table whose file resolves, as (line, rel, name, label, class
+    text, split) with `label_of(record)` as the label; missing files, duplicates, bad
+    splits and (when `unlabelled(label)` says so) rows without a label are added to
+    `problems` as (file, "line N: reason")."""
+    root_real = os.path.realpath(images_dir)
+    raw_rows = []
     seen: dict[str, tuple[int, str]] = {}
     for i, rec in enumerate(df.to_dict("records")):
         line = i + 2
@@ -151,8 +191,8 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
         except ValueError as e:
             problems.append((shown, f"line {line}: {e}"))
             continue
-        label = rec[cols["label"]]
-        cname = rec[cols["name"]] if cols["name"] else ""
+        label = label_of(rec)
+        cname = rec[cols["name"]] if cols.get("name") else ""
         if name in seen:
             first_line, first_label = seen[name]
             clash = "" if first_label == (label, cname) else " with another label"
@@ -161,11 +201,11 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
             )
             continue
         seen[name] = (line, (label, cname))
-        if label == "":
+        if unlabelled is not None and unlabelled(label):
             problems.append((name, f"line {line}: no label"))
             continue
         split = None
-        if cols["split"]:
+        if cols.get("split"):
             split = SPLIT_VALUES.get(rec[cols["split"]].casefold())
             if split is None:
                 problems.append(
@@ -173,24 +213,7 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
                 )
                 continue
         raw_rows.append((line, rel, name, label, cname, split))
-
-    blockers: list[tuple[str, CnnError]] = []
-    if numeric:
-        class_names, rows = _numeric_classes(raw_rows, cols, classes, problems, table, blockers)
-    else:
-        class_names, rows = _text_classes(raw_rows, classes, notes)
-    used = {r.name for r in rows} | {p[0] for p in problems}
-    unused = sorted((shown_name(k) for k in files if k not in used), key=natural_key)
-    return LabelSet(
-        rows=rows,
-        class_names=class_names,
-        problems=problems,
-        unused=unused,
-        notes=notes,
-        sha256=hashlib.sha256(table.read_bytes()).hexdigest(),
-        columns=cols,
-        blockers=blockers,
-    )
+    return raw_rows
 
 
 def _class_indices(raw_rows, column: str, problems) -> list[tuple]:

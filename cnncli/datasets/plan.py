@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cnncli.datasets.labels import LabelRow, LabelSet
 from cnncli.datasets.splits import assign_splits
+from cnncli.datasets.stratify import multilabel_splits, regression_splits
 from cnncli.errors import CnnError, DatasetError, ImageError, UsageError
 from cnncli.images import ImageSpec, probe_image
 from cnncli.images.decoder_warnings import image_warnings
@@ -46,13 +47,20 @@ def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, tes
     warned: list[tuple[str, str]] = []
     spec, rows, pixels = choose_spec(ls.rows, images_dir, color, size, fit, problems, notes,
                                      blockers, warned)  # fmt: skip
-    check_classes(rows, ls, blockers)
+    if ls.task == "classify":
+        check_classes(rows, ls, blockers)
     if given:
         splits = [r.split for r in rows]
         notes.append(f"splits from {given} (--val/--test not used)")
     else:
         try:
-            splits = assign_splits(rows, ls.class_names, val, test, seed)
+            if ls.task == "multilabel":
+                splits, said = multilabel_splits(rows, ls.class_names, val, test, seed)
+                notes += said
+            elif ls.task == "regression":
+                splits = regression_splits(rows, val, test, seed)
+            else:
+                splits = assign_splits(rows, ls.class_names, val, test, seed)
         except DatasetError as e:  # the images are still checked, to list every problem
             blockers.append(("(split)", e))
             splits = ["train"] * len(rows)

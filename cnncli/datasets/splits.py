@@ -23,23 +23,30 @@ from cnncli.datasets.tables import read_text
 from cnncli.errors import DatasetError, UsageError
 
 
-def _split_count(fraction: float, n: int) -> int:
+def split_count(fraction: float, n: int) -> int:
     return 0 if fraction <= 0 else max(1, math.floor(fraction * n + 0.5))
 
 
 def assign_splits(rows: list[LabelRow], class_names: list[str], val: float, test: float,
                   seed: int) -> list[str]:  # fmt: skip
     """Stratified, reproducible split: each class shuffled with its own seeded generator."""
-    splits = ["train"] * len(rows)
+    return stratified_split([r.label for r in rows], class_names, val, test, seed)
+
+
+def stratified_split(groups: list[int], group_names: list[str], val: float, test: float,
+                     seed: int, what: str = "class") -> list[str]:  # fmt: skip
+    """Each group (class, or a regression target's quantile bin) split val/test/train by
+    the same fractions, shuffled with its own seeded generator."""
+    splits = ["train"] * len(groups)
     by_class: dict[int, list[int]] = {}
-    for i, r in enumerate(rows):
-        by_class.setdefault(r.label, []).append(i)
+    for i, g in enumerate(groups):
+        by_class.setdefault(g, []).append(i)
     too_small = []
     for label, members in sorted(by_class.items()):
         n = len(members)
-        n_val, n_test = _split_count(val, n), _split_count(test, n)
+        n_val, n_test = split_count(val, n), split_count(test, n)
         if n - n_val - n_test < 1:
-            too_small.append((class_names[label], n, n_val + n_test + 1))
+            too_small.append((group_names[label], n, n_val + n_test + 1))
             continue
         order = np.random.default_rng([seed, label]).permutation(n)
         for k, pos in enumerate(order):
@@ -49,9 +56,9 @@ def assign_splits(rows: list[LabelRow], class_names: list[str], val: float, test
                 splits[members[pos]] = "val"
     if too_small:
         name, n, need = too_small[0]
-        more = f" (and {len(too_small) - 1} more classes)" if len(too_small) > 1 else ""
+        more = f" (and {len(too_small) - 1} more {what}es)" if len(too_small) > 1 else ""
         raise DatasetError(
-            f"class {name!r} has {n} image{'s' * (n != 1)}, too few for --val {val} and "
+            f"{what} {name!r} has {n} image{'s' * (n != 1)}, too few for --val {val} and "
             f"--test {test}: it needs at least {need}{more}",
             "add images, lower --val/--test, or give a split column with --split-col",
         )
@@ -96,13 +103,15 @@ def parse_split_files(value) -> dict[str, Path]:
 
 def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Path]) -> dict:
     """Give each row of `ls` the split whose file lists it (one image path per line, relative
-    to IMAGES_DIR and read as a label table's image column is; blank lines and `#` lines
-    ignored). An image in two files is a problem naming both; images no file lists are left
-    out and noted, or make up the train split when no train file is given. Changes `ls` in
-    place; returns what the manifest records: {split: {"file", "sha256", "images"}}."""
+    to IMAGES_DIR and read as a label table's image column is, optionally followed by its
+    label, which must agree with the labels; blank lines and `#` lines ignored). An image in
+    two files is a problem naming both; images no file lists are left out and noted, or
+    make up the train split when no train file is given. Changes `ls` in place; returns
+    what the manifest records: {split: {"file", "sha256", "images"}}."""
     images_dir = Path(images_dir)
     files, root_real = list_image_files(images_dir), os.path.realpath(images_dir)
     listed: dict[str, tuple[str, str]] = {}  # name -> (split, "file line n")
+    labels_given: dict[str, tuple[str, str]] = {}  # name -> (label, "file line n")
     bad: set[str] = set()
     sources = {}
     for split, path in split_files.items():
@@ -113,10 +122,12 @@ def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Pat
                 continue
             where = f"{path.name} line {n}"
             try:
-                _rel, name = resolve_path(line, images_dir, files, root_real)
+                name, given = _listed_image(line, images_dir, files, root_real)
             except ValueError as e:
                 ls.problems.append((line.strip(), f"{where}: {e}"))
                 continue
+            if given is not None:
+                labels_given[name] = (given, where)
             if name in listed and listed[name][0] != split:
                 ls.problems.append((name, f"listed in {listed[name][1]} and {where}"))
                 bad.add(name)
@@ -126,6 +137,12 @@ def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Pat
     rest = None if "train" in split_files else "train"
     kept, left_out = [], []
     for row in ls.rows:
+        if row.name in labels_given and not _same_label(labels_given[row.name][0], row):
+            given, where = labels_given[row.name]
+            ls.problems.append(
+                (row.name, f"{where} gives label {given!r}, the labels say {row.class_name!r}")
+            )
+            bad.add(row.name)
         split = listed[row.name][0] if row.name in listed else rest
         if row.name in bad:
             continue
@@ -147,6 +164,32 @@ def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Pat
     if unlabelled:
         ls.notes.append(f"{unlabelled} files in the split files have no label, not used")
     return sources
+
+
+def _listed_image(line: str, images_dir: Path, files, root_real) -> tuple[str, str | None]:
+    """One split-file line -> (image name, the label written after it or None). A line is
+    an image path, or `path label` / `path,label` as many published split lists are
+    (`n01440764/n01440764_10026.JPEG 0`); a path with spaces in it is read whole first."""
+    try:
+        return resolve_path(line, images_dir, files, root_real)[1], None
+    except ValueError as whole:
+        head, sep, label = line.strip().replace("\t", " ").rpartition(
+            "," if "," in line else " "
+        )
+        if not sep or not head.strip() or not label.strip():
+            raise whole from None
+        try:
+            return resolve_path(head.strip(), images_dir, files, root_real)[1], label.strip()
+        except ValueError:
+            raise whole from None
+
+
+def _same_label(given: str, row) -> bool:
+    """A label written in a split file agrees with the row's: its class name, or its
+    class index for a table of numbers."""
+    if given == row.class_name:
+        return True
+    return isinstance(row.label, int) and given.lstrip("+").isdigit() and int(given) == row.label
 
 
 def _sha256(path: Path) -> str:

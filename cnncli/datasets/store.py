@@ -12,6 +12,7 @@ import glob
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,7 +26,8 @@ from cnncli.datasets.tfrecord import decode_example, read_records
 from cnncli.errors import BusyError, DatasetError
 from cnncli.images import ImageSpec
 
-KNOWN_VERSIONS = (1,)
+KNOWN_VERSIONS = (1, 2)  # 2: multilabel and regression datasets (docs/FORMAT.md)
+TASKS = ("classify", "multilabel", "regression")
 # A dataset is reported as unbalanced when its largest class has this many times the
 # smallest's images.
 UNBALANCED_RATIO = 1.5
@@ -33,9 +35,23 @@ _BUILD = "build it with cnncli dataset build IMAGES_DIR -o DIR"
 
 
 @dataclass(frozen=True)
+class Target:
+    """A regression target as the manifest records it: its column name, and the mean and
+    population std of the train split (std 0 stored as 1.0), min and max over all images."""
+
+    name: str
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
 class Record:
     index: int
-    label: int
+    # classify: the class index; multilabel: float32 [L] multi-hot; regression: float32 [T]
+    # in the table's own units
+    label: int | np.ndarray
     path: str
     image: np.ndarray  # H x W x C uint8
 
@@ -54,6 +70,27 @@ class DatasetInfo:
     @property
     def num_classes(self) -> int:
         return len(self.manifest["classes"])
+
+    @property
+    def task(self) -> str:
+        """"classify" (also every format-version-1 dataset), "multilabel" or "regression"."""
+        return self.manifest.get("task") or "classify"
+
+    @property
+    def label_names(self) -> list[str]:
+        """The labels of a multilabel dataset (its class_names); [] for the other tasks."""
+        return self.class_names if self.task == "multilabel" else []
+
+    @cached_property
+    def targets(self) -> list[Target]:
+        """The regression targets, in record order; [] for the other tasks."""
+        return [Target(t["name"], float(t["mean"]), float(t["std"]), float(t["min"]),
+                       float(t["max"])) for t in self.manifest.get("targets") or []]  # fmt: skip
+
+    @property
+    def output_size(self) -> int:
+        """What a model's output holds: classes, labels or targets."""
+        return len(self.targets) if self.task == "regression" else self.num_classes
 
     @cached_property
     def image(self) -> ImageSpec:
@@ -104,17 +141,21 @@ class DatasetInfo:
         """What `cnncli dataset info --json` prints: classes, image, counts, checksum and the
         unbalanced-classes warning (None when balanced)."""
         counts = self.counts()
+        task = self.task
         return {
             "path": str(self.path),
+            "task": task,
             "classes": self.class_names,
             "image": self.image.to_dict(),
             "shape": list(self.image.shape),
             "encoding": self.encoding,
             "counts": counts,
+            "images": {s: self.count(s) for s in self.splits},
             "total": sum(self.count(s) for s in self.splits),
             "sha256": self.sha256,
-            "unbalanced": unbalanced(counts, self.class_names),
+            "unbalanced": unbalanced(counts, self.class_names) if task == "classify" else None,
             "conversions": self.conversions,
+            **{k: self.manifest[k] for k in TASK_KEYS[task] if k in self.manifest},
         }
 
     @property
@@ -127,6 +168,14 @@ class DatasetInfo:
                 self.path / "index.csv", dtype={"path": str, "class_name": str, "split": str}
             )
         return self._index
+
+
+# What `dataset info --json` carries for each task, beside the counts.
+TASK_KEYS = {
+    "classify": (),
+    "multilabel": ("label_counts", "unlabeled", "cooccurrence"),
+    "regression": ("targets", "target_histograms"),
+}
 
 
 def unbalanced(counts: dict, class_names: list[str]) -> str | None:
@@ -189,6 +238,11 @@ def _checked(path: Path) -> tuple[dict, bytes]:
         raise DatasetError(
             f"{mpath}: format_version must be a whole number, got {version!r}", _BUILD
         )
+    if version in KNOWN_VERSIONS and manifest.get("task", "classify") not in TASKS:
+        raise DatasetError(
+            f"dataset {path} has task {manifest.get('task')!r}, which this cnncli does not know",
+            "upgrade cnncli, or build the dataset again with this version",
+        )
     if version not in KNOWN_VERSIONS:
         raise DatasetError(
             f"dataset {path} has format version {version}, which this cnncli "
@@ -205,6 +259,19 @@ def _checked(path: Path) -> tuple[dict, bytes]:
     if not (path / "index.csv").is_file():
         raise DatasetError(f"dataset {path} is incomplete: index.csv is missing", _BUILD)
     return manifest, raw
+
+
+def dataset_folder(value) -> Path | None:
+    """`value` (a path, or a list of one path) as a Path when it is a dataset folder (one
+    holding manifest.json), else None: what evaluate and embed claim for reading."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            return None
+        value = value[0]
+    if not isinstance(value, (str, os.PathLike)):
+        return None
+    path = Path(value)
+    return path if (path / "manifest.json").is_file() else None
 
 
 def dataset_complete(folder: Path) -> bool:
@@ -265,14 +332,19 @@ def decode_image(data: bytes, spec: ImageSpec, encoding: str) -> np.ndarray:
 
 def iter_records(info: DatasetInfo, split: str) -> Iterator[Record]:
     """Each record of a split, in shard order, with its pixels decoded."""
-    spec, encoding = info.image, info.encoding
+    spec, encoding, task = info.image, info.encoding, info.task
     for shard in info.shard_paths(split):
         with open(shard, "rb") as f:
             for data in read_records(f, name=str(shard)):
                 ex = decode_example(data)
+                if task == "classify":
+                    label = int(ex["label"][0])
+                else:
+                    label = np.asarray(ex["target" if task == "regression" else "label"],
+                                       dtype=np.float32)  # fmt: skip
                 yield Record(
                     index=int(ex["index"][0]),
-                    label=int(ex["label"][0]),
+                    label=label,
                     path=ex["path"][0].decode("utf-8"),
                     image=decode_image(ex["image"][0], spec, encoding),
                 )

@@ -175,23 +175,31 @@ def _ignorable_index(name: str, series) -> bool:
     return is_numeric_column(series)
 
 
-def _need_col(df, name: str | None, flag: str, path) -> str | None:
+def need_column(df, name: str | None, flag: str, path) -> str | None:
+    """`name` as a column of the table, or a UsageError naming the closest column."""
     if name is None:
         return None
     name = nfc(name).strip()
     if name not in df.columns:
+        import difflib
+
         cols = ", ".join(repr(c) for c in df.columns)
-        raise UsageError(f"{flag} {name!r} is not a column of {path}", f"the columns are {cols}")
+        close = difflib.get_close_matches(name, [str(c) for c in df.columns], n=1, cutoff=0.5)
+        if not close:  # 'Tags' for 'tags'
+            close = [c for c in df.columns if str(c).casefold() == name.casefold()][:1]
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(f"{flag} {name!r} is not a column of {path}",
+                         f"{hint}the columns are {cols}")  # fmt: skip
     return name
 
 
 def detect_columns(df, files: dict[str, str], *, image_col=None, label_col=None,
                    name_col=None, split_col=None, path="the table") -> dict:  # fmt: skip
     """Choose the image, label and name columns (overrides first) -> dict of column names."""
-    image_col = _need_col(df, image_col, "--image-col", path)
-    label_col = _need_col(df, label_col, "--label-col", path)
-    name_col = _need_col(df, name_col, "--name-col", path)
-    split_col = _need_col(df, split_col, "--split-col", path)
+    image_col = need_column(df, image_col, "--image-col", path)
+    label_col = need_column(df, label_col, "--label-col", path)
+    name_col = need_column(df, name_col, "--name-col", path)
+    split_col = need_column(df, split_col, "--split-col", path)
     explicit = {c for c in (image_col, label_col, name_col, split_col) if c}
     ignored = [c for c in df.columns if c not in explicit and _ignorable_index(c, df[c])]
     free = [c for c in df.columns if c not in explicit and c not in ignored]

@@ -1,8 +1,10 @@
 """A dataset split as a `tf.data.Dataset`: parallel shard reads, decode, cache, seeded
 shuffle, batch, prefetch. Used by training and evaluation.
 
-Images come out as float32 0..255 (H, W, C) and labels as int32; models trained by cnncli
-rescale inside the model, so the same raw pixels reach it at training and at use.
+Images come out as float32 0..255 (H, W, C); labels as the dataset's task has them: a class
+index int32 (classify), a float32 [L] multi-hot (multilabel) or float32 [T] targets in the
+table's own units (regression: the model standardizes them). Models trained by cnncli rescale
+inside the model, so the same raw pixels reach it at training and at use.
 """
 
 from __future__ import annotations
@@ -26,18 +28,32 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7919 + 17) % (2**31 - 1)
 
 
-def _features() -> dict:
+def _features(info: DatasetInfo) -> dict:
+    if info.task == "regression":
+        label = {"target": tf.io.FixedLenFeature([len(info.targets)], tf.float32)}
+    elif info.task == "multilabel":
+        label = {"label": tf.io.FixedLenFeature([info.num_classes], tf.int64)}
+    else:
+        label = {"label": tf.io.FixedLenFeature([1], tf.int64)}
     return {
         "image": tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([1], tf.int64),
+        **label,
         "path": tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
+
+
+def _label(ex: dict, task: str):
+    if task == "regression":
+        return ex["target"]
+    if task == "multilabel":
+        return tf.cast(ex["label"], tf.float32)
+    return tf.cast(ex["label"][0], tf.int32)
 
 
 def _decoder(info: DatasetInfo, with_paths: bool):
     spec, encoding = info.image, info.encoding
     shape = (spec.height, spec.width, spec.channels)
-    features = _features()
+    features, task = _features(info), info.task
     if not with_paths:
         features.pop("path")
     if encoding not in ("raw", "png"):
@@ -50,7 +66,7 @@ def _decoder(info: DatasetInfo, with_paths: bool):
         else:
             image = tf.io.decode_png(ex["image"], channels=spec.channels)
             image = tf.ensure_shape(image, shape)
-        label = tf.cast(ex["label"][0], tf.int32)
+        label = _label(ex, task)
         if with_paths:
             return image, label, ex["path"]
         return image, label
@@ -81,8 +97,9 @@ def make_tf_dataset(
     epoch_steps: int | None = None,
     class_weight: dict[int, float] | None = None,
 ) -> tf.data.Dataset:
-    """A split of an opened dataset as batches of (image float32 0..255, label int32)
-    [+ path bytes].
+    """A split of an opened dataset as batches of (image float32 0..255, label) [+ path
+    bytes]: label int32 (classify), float32 [L] multi-hot (multilabel) or float32 [T] raw
+    targets (regression).
 
     - Shards are read in parallel (deterministic order); `num_shards`/`shard_index` take
       every num_shards-th shard FILE (for multi-worker training).

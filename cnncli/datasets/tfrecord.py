@@ -86,12 +86,14 @@ def _field(number: int, payload: bytes) -> bytes:
 def _feature(value) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview, str)):
         value = [value]
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         value = [value]
     values = list(value)
     if values and all(isinstance(v, int) for v in values):
         packed = b"".join(_varint(v) for v in values)
         return _field(3, _field(1, packed))  # Int64List, packed
+    if values and all(isinstance(v, float) for v in values):
+        return _field(2, _field(1, struct.pack(f"<{len(values)}f", *values)))  # FloatList
     items = []
     for v in values:
         if isinstance(v, str):
@@ -100,8 +102,17 @@ def _feature(value) -> bytes:
     return _field(1, b"".join(items))  # BytesList
 
 
+def label_features(label) -> dict:
+    """A record's label as Example features (docs/FORMAT.md): a class index (int) ->
+    {"label": [index]}; a multi-hot list of ints -> {"label": [0/1, ...]}; a list of floats
+    (regression targets, raw units) -> {"target": [values]}."""
+    if isinstance(label, (list, tuple)) and label and all(isinstance(v, float) for v in label):
+        return {"target": list(label)}
+    return {"label": label}
+
+
 def encode_example(features: dict) -> bytes:
-    """Serialize a tf.train.Example from {name: bytes | str | int | list of those}."""
+    """Serialize a tf.train.Example from {name: bytes | str | int | float | list of those}."""
     entries = b"".join(
         _field(1, _field(1, key.encode("utf-8")) + _field(2, _feature(features[key])))
         for key in sorted(features)

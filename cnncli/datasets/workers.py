@@ -1,9 +1,20 @@
 """The conversion workers of `build_dataset`: open, check and convert each image, encode its
-record and hash its source, in a spawn-safe process pool that imports no TensorFlow.
+record and hash its source, in threads or in a spawn-safe process pool that imports no
+TensorFlow.
 
 Each image is decoded once (cnncli.images.open_image checks it fully as it decodes), so
-checking costs no second pass. Results come back in the order the tasks went in, with at
-most two chunks per worker in flight, so memory stays flat however many images there are.
+checking costs no second pass. Results come back in the order the tasks went in, with a
+bounded number in flight, so memory stays flat however many images there are.
+
+Threads or processes (`pool_plan`): Pillow releases the GIL while it decodes, converts and
+resizes, and hashlib while it hashes, which is most of a record's time (profiled with
+cProfile on 500x500 RGBA PNGs: about 87%), so threads convert in parallel with no start-up
+at all, where a process pool spends about 0.3 s of wall time and 0.6 s of CPU starting two
+workers (Python, NumPy and Pillow imported again in each) before its first record: the
+fixed cost that made a 120-image build slower than a plain loop. Processes are kept for
+large builds on many cores, where the part of the work that holds the GIL would limit
+threads. With one worker the conversion runs in one thread beside the main thread, which
+writes the previous record meanwhile.
 """
 
 from __future__ import annotations
@@ -19,16 +30,17 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from cnncli.datasets.tfrecord import encode_example, frame
+from cnncli.datasets.tfrecord import encode_example, frame, label_features
 from cnncli.errors import ImageError
 from cnncli.images import Conversions, ImageSpec, convert_image, open_image, unreadable_reason
 from cnncli.images.decoder_warnings import image_warnings, is_tiff
 
 PNG_COMPRESS_LEVEL = 1  # measured: level 6 is 2.2x slower to write for 9% smaller files
-# Below this many pixels in total, starting worker processes costs more than it saves
-# (measured: spawning 2 workers takes about 0.3 s of wall time and 0.6 s of CPU; one
-# 500x500 RGBA PNG takes about 20 ms to check and convert, so the pool wins from ~30 such).
-POOL_MIN_PIXELS = 8_000_000
+# Processes only for builds this large and this many workers (see the module docstring);
+# below, threads. 100 M source pixels: 400 images of 500x500, about 10 s of conversion on
+# one core, where starting the pool costs under 5%.
+POOL_MIN_PIXELS = 100_000_000
+POOL_MIN_WORKERS = 4
 
 
 def convert_record(task: tuple) -> tuple:
@@ -52,7 +64,8 @@ def convert_record(task: tuple) -> tuple:
     except ImageError as e:
         return ("bad", e.reason, sha, None, said)
     data = encode_pixels(arr, encoding)
-    record = frame(encode_example({"image": data, "label": label, "index": index, "path": name}))
+    features = {"image": data, "index": index, "path": name, **label_features(label)}
+    record = frame(encode_example(features))
     return ("ok", record, sha, changed, said)
 
 
@@ -79,18 +92,31 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def pool_size(workers: int | None, source_pixels: int) -> int:
-    """Worker processes for a build: the given number (default: every core), or one when
-    the sources are too small for a pool to pay for its start-up."""
-    if source_pixels < POOL_MIN_PIXELS:  # decoding the sources is most of the work
-        return 1
-    return workers or default_workers()
+def pool_plan(workers: int | None, source_pixels: int) -> tuple[str, int]:
+    """('threads' or 'processes', how many) for a build: the given number of workers
+    (default: every core), as processes only for large builds on many cores."""
+    n = workers or default_workers()
+    if n >= POOL_MIN_WORKERS and source_pixels >= POOL_MIN_PIXELS:
+        return "processes", n
+    return "threads", n
 
 
-def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4) -> Iterator:
-    """fn (a module-level function) over items, results in order, in a spawn-safe process
-    pool with at most 2 chunks per worker in flight. Close the iterator (contextlib.closing)
-    to stop the pool at once on an error or Ctrl-C."""
+def describe_pool(pool: tuple[str, int]) -> str:
+    """('threads', 2) -> '2 worker threads'; ('processes', 1) -> '1 worker process'."""
+    kind, n = pool
+    noun = "thread" if kind == "threads" else "process"
+    return f"{n} worker {noun}{('s' if kind == 'threads' else 'es') * (n != 1)}"
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4,
+                kind: str = "processes") -> Iterator:  # fmt: skip
+    """fn (a module-level function) over items, results in order: in `workers` threads
+    (kind 'threads', ordered_thread_map) or in a spawn-safe process pool with at most 2
+    chunks per worker in flight. Close the iterator (contextlib.closing) to stop the pool
+    at once on an error or Ctrl-C."""
+    if kind == "threads":
+        yield from ordered_thread_map(fn, items, workers, chunksize, ahead=4 * workers * chunksize)
+        return
     if workers <= 1:
         yield from map(fn, items)
         return
@@ -103,11 +129,20 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4)
         initializer=worker_start,
         initargs=(os.getpid(),),
     )
+    try:
+        yield from in_order(pool, fn, items, chunksize, 2 * workers)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def in_order(pool, fn: Callable, items: Iterable, chunksize: int, chunks: int) -> Iterator:
+    """fn over items through an executor, in chunks, results in order, at most `chunks`
+    chunks in flight; the chunks not started are cancelled when the iterator is closed."""
     pending: deque = deque()
     it = iter(items)
     try:
         while True:
-            while len(pending) < 2 * workers:
+            while len(pending) < chunks:
                 chunk = [t for _, t in zip(range(chunksize), it, strict=False)]
                 if not chunk:
                     break
@@ -116,11 +151,27 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4)
                 return
             yield from pending.popleft().result()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for future in pending:
+            future.cancel()
 
 
 def _run_chunk(fn: Callable, chunk: list) -> list:
     return [fn(t) for t in chunk]
+
+
+def ordered_thread_map(fn: Callable, items: Iterable, threads: int, chunksize: int = 8,
+                       ahead: int = 64) -> Iterator:  # fmt: skip
+    """fn over items in a pool of threads, results in order, at most about `ahead` items
+    in flight (memory stays flat). For work that releases the GIL (Pillow decoding a file,
+    NumPy on large arrays): no process start-up, nothing pickled. The consumer does its own
+    work (a model's forward pass, writing records) while the threads go on, so one thread
+    is worth having too. Close the iterator (contextlib.closing) to stop at once; the items
+    not started are dropped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = max(-(-ahead // chunksize), 2 * threads)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cnncli-decode") as pool:
+        yield from in_order(pool, fn, items, chunksize, chunks)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

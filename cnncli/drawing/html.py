@@ -65,12 +65,17 @@ def font_face_css(text: str) -> str:
     )
 
 
+VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'  # phones
+
+
 def html_page(title: str, body: str, css: str = "") -> str:
     """A whole HTML document: `title` (plain text), `body` (HTML), the bundled font embedded
-    for the characters used, `lang` from the content, BASE_CSS then `css`."""
+    for the characters used, `lang` from the content, a viewport for phones, BASE_CSS then
+    `css`."""
     text = f"{title}\n{body}"
     head = (
         f'<!doctype html>\n<html lang="{page_lang(text)}"><head><meta charset="utf-8">\n'
+        f"{VIEWPORT}\n"
         f"<title>{html.escape(title)}</title>\n"
         f"<style>{font_face_css(text)}\n{BASE_CSS}{css}</style></head>"
     )

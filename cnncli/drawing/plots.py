@@ -60,11 +60,14 @@ def plot_history(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> 
     plt = pyplot()
     rows = read_history(history_csv)
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+    # the first panel: accuracy, or a multi-label run's macro F1, a regression run's MAE
+    first = next((m for m in ("accuracy", "f1_macro", "mae") if any(m in r for r in rows)),
+                 "accuracy")  # fmt: skip
     with plt.rc_context(matplotlib_rc()):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         try:
             for ax, metric, title in (
-                (axes[0], "accuracy", "Training and validation accuracy"),
+                (axes[0], first, f"Training and validation {first}"),
                 (axes[1], "loss", "Training and validation loss"),
             ):
                 for key, label, style in (
@@ -82,6 +85,9 @@ def plot_history(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> 
                     ax.set_xticks(_ticks(epochs))
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend()
+            from cnncli.drawing.lr_plots import mark_schedule  # the rate, the phase change
+
+            mark_schedule(axes, epochs, rows)
             fig.tight_layout()
             return save_figure(fig, out_png, dpi=80)
         finally:

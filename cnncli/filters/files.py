@@ -61,7 +61,7 @@ def filter_files(
 ) -> list[Written]:
     """`cnncli filter` on image files: the kernel (a name, rows or a file, times `scale`)
     applied to each image, written to `out` (one image) or to
-    `<out_dir or the image's folder>/<stem>.<kernel name or "filtered">.png`. PNGs without
+    `<out_dir or the current folder>/<stem>.<kernel name or "filtered">.png`. PNGs without
     alpha stream from the decoded image to the file (see stream_filter)."""
     require_images(images, "name image files, or use --matrix or --list")
     o = options or FilterOptions()
@@ -92,7 +92,7 @@ def pool_files(
     progress: Progress | None = None,
 ) -> list[Written]:
     """`cnncli pool` on image files: every channel (alpha too) pooled, written to `out` or
-    `<out_dir or the image's folder>/<stem>.<op>pool<size>.png`."""
+    `<out_dir or the current folder>/<stem>.<op>pool<size>.png`."""
     require_images(images, "name image files, or use --matrix")
     check_pool_options(op, size, stride, padding)
     targets = output_targets(images, f"{op}pool{size}", out, out_dir)
@@ -122,10 +122,11 @@ def output_targets(
 def output_path(
     source: Path, tag: str, out: Path | None = None, out_dir: Path | None = None
 ) -> Path:
-    """Where a result goes: `out`, or `<out_dir or source's folder>/<stem>.<tag>.png`."""
+    """Where a result goes: `out`, or `<out_dir or the current folder>/<stem>.<tag>.png`:
+    never beside an input the user only meant to read (a photo library, a mounted drive)."""
     if out is not None:
         return out
-    folder = out_dir if out_dir is not None else source.parent
+    folder = out_dir if out_dir is not None else Path()
     return folder / f"{source.stem}.{tag}.png"
 
 

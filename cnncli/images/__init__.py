@@ -13,7 +13,6 @@ import errno
 import os
 import re
 import stat
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +22,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnncli.errors import ImageError, InputError, UsageError
 from cnncli.images.conversions import Conversions, color_kind, orientation_kind, resize_kind
+from cnncli.images.decoder_warnings import image_warnings, is_tiff, refuse_bombs
 from cnncli.images.orientation import APPLIED, TURNED, apply_orientation, header_orientation
 from cnncli.images.spec import COLORS, FITS, ImageSpec, parse_size  # noqa: F401 (re-exported)
+from cnncli.notices import say
 
 PIL_MODE = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
 IMAGE_EXTENSIONS = (
@@ -104,10 +105,14 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     _check_not_empty(path)
     with _reading(path):
         img = Image.open(path, formats=_open_formats())
-        _check_bomb(path, img)
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)  # GIF / multi-page TIFF: the first frame
-        img.load()
+        try:
+            _check_bomb(path, img)
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)  # GIF / multi-page TIFF: the first frame
+            img.load()
+        except BaseException:
+            img.close()  # a damaged file is refused, and not left open
+            raise
     apply_orientation(img)  # noted in img.info: convert_image says it in the run's notes
     return img
 
@@ -157,10 +162,9 @@ def unreadable_reason(e: OSError) -> str:
 @contextmanager
 def _reading(path: Path) -> Iterator[None]:
     """Pillow's failures while opening `path` -> ImageError with the reason in words."""
+    refuse_bombs()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
+        yield
     except ImageError:
         raise
     except FileNotFoundError:
@@ -284,5 +288,18 @@ def convert_image(img: Image.Image, spec: ImageSpec,
 def load_image(path: str | os.PathLike, spec: ImageSpec,
                conversions: Conversions | None = None) -> np.ndarray:  # fmt: skip
     """Open, orient, convert and resize one image file: the array a model is given; what
-    was changed is counted in `conversions` (a run's tally) when given."""
-    return convert_image(open_image(path), spec, conversions)
+    was changed is counted in `conversions` (a run's tally) when given. What the decoders
+    say about the file (Pillow's warnings, libtiff's lines) is told with its name."""
+    with image_warnings(capture_stderr=_starts_as_tiff(path)) as said:
+        arr = convert_image(open_image(path), spec, conversions)
+    for line in said:
+        say(f"{path}: {line}")
+    return arr
+
+
+def _starts_as_tiff(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return is_tiff(f.read(4))
+    except OSError:  # open_image names what is wrong
+        return False

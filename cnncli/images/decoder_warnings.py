@@ -14,12 +14,28 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from PIL import Image
+
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PILLOW_TIFF_NAME = "tempfile.tif: "  # the name Pillow gives libtiff for every file
+
+# Python's warnings machinery is one per process, and `warnings.catch_warnings` is not safe
+# when threads decode images at once (predict decodes in a thread pool): each thread's
+# block would swap the global filters and collector under the others, and a warning could
+# be attached to another thread's file. Instead one hook, put in place once, hands each
+# warning to the list of the thread that caused it; threads that are not collecting pass
+# it on unchanged. Descriptor 2 is one per process too: the TIFF capture takes a lock.
+_local = threading.local()
+_hook_lock = threading.Lock()
+_fd2_lock = threading.Lock()
+_FROM = r"PIL|cnncli\.images"  # Pillow's warnings, and those Pillow says at our call
+_ALWAYS_PIL = ("always", None, Warning, _FROM)  # every one, for every file
+_BOMB_ERROR = ("error", None, Image.DecompressionBombWarning, None)  # refused, not warned
 
 
 def is_tiff(head: bytes) -> bool:
@@ -27,22 +43,56 @@ def is_tiff(head: bytes) -> bool:
     return head[:4] in TIFF_MAGIC
 
 
+def _show(message, category, filename, lineno, file=None, line=None):
+    said = getattr(_local, "said", None)
+    if said is not None and not issubclass(category, ResourceWarning):  # not the garbage
+        # collector's word on some other file, which it may say in any thread at any time
+        said.append(_one_line(str(message)))
+        return
+    _show.previous(message, category, filename, lineno, file, line)
+
+
+_show.previous = warnings.showwarning
+
+
+def _ensure_hook() -> None:
+    """The collecting hook and the two filters in place (again, after a caller's
+    `catch_warnings` block, a test runner's among them, restored what it saved)."""
+    with _hook_lock:
+        if warnings.showwarning is not _show:
+            _show.previous = warnings.showwarning
+            warnings.showwarning = _show
+        first = [(a, m and m.pattern, c, mod and mod.pattern) for a, m, c, mod, _ in
+                 warnings.filters[:2]]  # fmt: skip
+        if first != [_BOMB_ERROR, _ALWAYS_PIL]:
+            warnings.filterwarnings("always", module=_FROM)
+            warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def refuse_bombs() -> None:
+    """Pillow's DecompressionBombWarning raised as an error in every thread (the filter
+    is global: set it once, instead of a `catch_warnings` block per image)."""
+    _ensure_hook()
+
+
 @contextmanager
 def image_warnings(capture_stderr: bool = False) -> Iterator[list[str]]:
-    """Collect, into the yielded list, each warning Pillow gives while the block runs (and,
-    with `capture_stderr`, each line written to file descriptor 2), as one-line messages.
-    Errors the block raises pass through untouched."""
+    """Collect, into the yielded list, each warning Pillow gives in this thread while the
+    block runs (and, with `capture_stderr`, each line written to file descriptor 2), as
+    one-line messages. Errors the block raises pass through untouched. Safe to use from
+    several threads at once."""
+    _ensure_hook()
     said: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if capture_stderr:
-                with _stderr_lines(said):
-                    yield said
-            else:
+    outer = getattr(_local, "said", None)
+    _local.said = said
+    try:
+        if capture_stderr:
+            with _fd2_lock, _stderr_lines(said):
                 yield said
-        finally:
-            said[:0] = [_one_line(str(w.message)) for w in caught]
+        else:
+            yield said
+    finally:
+        _local.said = outer
 
 
 def _one_line(text: str) -> str:

@@ -42,6 +42,7 @@ from cnncli.drawing.grids import (
 from cnncli.drawing.save import save_png
 from cnncli.errors import OutputExistsError, UsageError
 from cnncli.images import Conversions, collect_images, load_image
+from cnncli.inference.answers import answers
 from cnncli.inference.gradcam import (
     forward_with_gradcam,
     gradcam_overlay,
@@ -87,6 +88,10 @@ class ImageActivations:
     gradcam_map: np.ndarray | None = field(default=None, repr=False)  # at the conv's size
     input_size: tuple[int, int] = (0, 0)  # (height, width) the model sees
     display_scale: int = 1  # input.png and gradcam.png are enlarged this many times
+    # multilabel: predicted_class is the labels above their thresholds ("a 0.93, b 0.71"),
+    # regression the values ("brightness 123.4"); probability the first one's
+    task: str = "classify"
+    thresholds: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,7 @@ def _one_image(
         outs, cam, ci = forward_with_gradcam(multi, x, len(chosen), class_index, info.head)
     probs = outputs_to_probabilities(np.asarray(outs[-1], np.float64), info.head)
     idx = int(predicted_classes(probs, info.head)[0])
+    said = answers(info, probs)[0] if info.task != "classify" else None
     probs = probs[0]
     per_row, cmap, norm = options.per_row, options.cmap, options.norm
     raw, max_channels = options.raw, options.max_channels
@@ -281,6 +287,9 @@ def _one_image(
             LayerOutput(li.index, li.name, li.type, li.shape_text, png, csv_name, npy_name, note)
         )
     result = ImageActivations(Path(path), out, rows, info.class_names[idx], idx, float(probs[idx]))
+    if said is not None:  # multilabel, regression: what the model says, in words
+        result.predicted_class, result.task = said.text, info.task
+        result.thresholds = info.label_thresholds if info.task == "multilabel" else None
     result.input_size, result.display_scale = (pixels.shape[0], pixels.shape[1]), scale
     if cam is not None:
         full = resize_map(cam, pixels.shape[0], pixels.shape[1])
@@ -311,6 +320,7 @@ def to_json(result: ActivationsResult) -> dict:
                 "out_dir": str(r.out_dir),
                 "predicted_class": r.predicted_class,
                 "probability": r.probability,
+                "task": r.task,
                 "gradcam": str(r.out_dir / r.gradcam) if r.gradcam else None,
                 "display_scale": r.display_scale,
                 "layers": [

@@ -3,7 +3,10 @@ written as a CSV beside the file, its class, and the class and probability predi
 (the model opened by cnncli.inference.model.open_model, its output read by
 cnncli.models.head); `clusters=K` groups them with scikit-learn's
 KMeans (seeded, n_init fixed), draws one contact sheet per cluster and a 2-D PCA plot
-coloured by class. TensorFlow is imported only inside the functions that run the model.
+coloured by class. For a multi-label model the plot is coloured by one label (`color_by`:
+has it / has it not), for a regression model by a target's value with a colour bar (the
+dataset's value, else the predicted one). TensorFlow is imported only inside the functions
+that run the model.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import numpy as np
 from PIL import Image
 
 from cnncli.atomic import atomic_dir, atomic_file
+from cnncli.claims import reading_arg
+from cnncli.datasets.store import dataset_folder
 from cnncli.errors import OutputExistsError, UsageError
 from cnncli.images import Conversions, ImageSpec, collect_images, convert_image, load_image
 from cnncli.inference.activations import check_replaceable
+from cnncli.inference.answers import answers, format_value
 from cnncli.inference.model import open_model
 from cnncli.inference.trace import select_layers, trace_model
-from cnncli.models.head import outputs_to_probabilities, predicted_classes
+from cnncli.models.head import UNITS_LAYER, outputs_to_probabilities, predicted_classes
 from cnncli.progress import Counter, Progress
 
 N_INIT = 10  # KMeans restarts: fixed, so a seed gives the same clusters on any sklearn
@@ -49,6 +55,10 @@ class EmbedResult:
     cluster_sheets: list[Path] = field(default_factory=list)
     cluster_sizes: list[int] = field(default_factory=list)
     projection: Path | None = None
+    task: str = "classify"
+    color_by: str | None = None  # the label or target the plot is coloured by
+    values: np.ndarray | None = None  # (N, L) 0/1 labels or (N, T) values, for the colours
+    value_names: list[str] = field(default_factory=list)  # their labels or targets
 
     @property
     def count(self) -> int:
@@ -89,25 +99,25 @@ class _Item:
     cls: str
     split: str
     pixels: np.ndarray  # converted to the model's spec
+    label: np.ndarray | None = None  # a multilabel / regression dataset's labels or values
 
 
 def default_embed_layer(layers):
-    """The last Flatten layer, else the layer before the head (the last layer)."""
+    """The last Flatten layer, else the layer before the head (the last layer; a regression
+    model's: its Dense before the de-standardization)."""
+    if len(layers) > 2 and layers[-1].name == UNITS_LAYER:
+        layers = layers[:-1]
     flats = [li for li in layers if li.type == "Flatten"]
     if flats:
         return flats[-1]
     return layers[-2] if len(layers) >= 2 else layers[-1]
 
 
-def _is_dataset(path: Path) -> bool:
-    return path.is_dir() and (path / "manifest.json").is_file()
-
-
 def _count_items(inputs: Sequence) -> int:
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [Path(p) for p in inputs]
-    if len(paths) == 1 and _is_dataset(paths[0]):
+    if len(paths) == 1 and dataset_folder(paths[0]):
         from cnncli.datasets.store import open_dataset
 
         info = open_dataset(paths[0])
@@ -121,7 +131,7 @@ def _iter_items(inputs: Sequence, spec: ImageSpec, changed: Conversions):
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [Path(p) for p in inputs]
-    if len(paths) == 1 and _is_dataset(paths[0]):
+    if len(paths) == 1 and dataset_folder(paths[0]):
         from cnncli.datasets.store import iter_records, open_dataset
 
         info = open_dataset(paths[0])
@@ -134,10 +144,14 @@ def _iter_items(inputs: Sequence, spec: ImageSpec, changed: Conversions):
                     pixels = convert_image(img, spec, changed)
                 else:
                     changed.add([])  # the dataset's records are already the model's size
-                yield _Item(rec.path, names[rec.label], split, pixels)
+                if info.task == "classify":
+                    yield _Item(rec.path, names[rec.label], split, pixels)
+                else:
+                    yield _Item(rec.path, _label_text(info, rec.label), split, pixels,
+                                np.asarray(rec.label, np.float64))  # fmt: skip
         return
     for p in paths:
-        if _is_dataset(p):
+        if dataset_folder(p):
             raise UsageError(f"{p} is a dataset folder", "give it alone, without other inputs")
     roots = [p for p in paths if p.is_dir()]
     for f in collect_images(paths):
@@ -153,6 +167,33 @@ def _iter_items(inputs: Sequence, spec: ImageSpec, changed: Conversions):
         yield _Item(str(f), cls, "", load_image(f, spec, changed))
 
 
+def _label_text(info, label) -> str:
+    """A multilabel record's labels ("a;b"), a regression record's values ("3.2")."""
+    if info.task == "multilabel":
+        return ";".join(n for n, v in zip(info.class_names, label, strict=True) if v > 0.5)
+    return ";".join(format_value(float(v)) for v in label)
+
+
+def color_choice(info, color_by: str | None) -> str | None:
+    """--color-by: a label of a multi-label model, a target of a regression model (default:
+    its first); a classifier is coloured by class and takes none."""
+    names = list(info.class_names)
+    if info.task == "classify":
+        if color_by is not None:
+            raise UsageError(
+                "--color-by is for multi-label and regression models", "leave out --color-by"
+            )
+        return None
+    if color_by is None:
+        return names[0]
+    if color_by not in names:
+        what = "label" if info.task == "multilabel" else "target"
+        raise UsageError(f"--color-by {color_by!r} is not a {what} of the model",
+                         f"use one of {', '.join(names)}")  # fmt: skip
+    return color_by
+
+
+@reading_arg("inputs", "cnncli embed", dataset_folder)
 def embed(
     model,
     inputs: Sequence,
@@ -166,11 +207,13 @@ def embed(
     batch_size: int = BATCH,
     class_names=None,
     pixel_scale=None,
+    color_by: str | None = None,
 ) -> EmbedResult:
     """Write one vector per image from `layer` to `out_csv` (file, class, predicted,
     probability, split, [cluster], v0..vN). With `clusters=K`: KMeans(K, random_state=seed,
     n_init=10), a contact sheet per cluster and a PCA plot in `<csv stem>_clusters/`.
-    `class_names` and `pixel_scale` (--classes, --scale) are as in open_model."""
+    `class_names` and `pixel_scale` (--classes, --scale) are as in open_model. `color_by`: the
+    label (multi-label model) or target (regression model) the plot is coloured by."""
     out_csv = Path(out_csv)
     cluster_dir = out_csv.with_name(out_csv.stem + "_clusters")
     if not overwrite:
@@ -184,6 +227,7 @@ def embed(
     if clusters is not None and clusters < 1:
         raise UsageError(f"--clusters must be at least 1, got {clusters}")
     info = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
+    color_by = color_choice(info, color_by)
     probe = trace_model(info.model)
     if layer is None:
         chosen = default_embed_layer(probe.layers)
@@ -198,15 +242,25 @@ def embed(
     counter.start()
     changed = Conversions()
     files, classes, splits, predicted, probability, thumbs, vecs = [], [], [], [], [], [], []
+    values: list[np.ndarray] = []  # multilabel / regression: the colours' source
 
     def run(batch: list[_Item]) -> None:
         x = np.stack([it.pixels for it in batch]).astype(np.float32) * scale
         feats, out = multi(x, training=False)
         probs = outputs_to_probabilities(np.asarray(out, np.float64), info.head)
-        best = predicted_classes(probs, info.head)
         vecs.extend(np.asarray(feats).reshape(len(batch), -1))
-        predicted.extend(info.class_names[int(c)] for c in best)
-        probability.extend(float(p[int(c)]) for p, c in zip(probs, best, strict=True))
+        if info.task != "classify":
+            for it, a, p in zip(batch, answers(info, probs), probs, strict=True):
+                predicted.append(";".join(a.names) if a.task == "multilabel" else a.text)
+                probability.append(a.top)
+                known = it.label
+                if known is None:  # image files: the model's answer
+                    known = (p > info.label_thresholds) if a.task == "multilabel" else p
+                values.append(np.asarray(known, np.float64))
+        else:
+            best = predicted_classes(probs, info.head)
+            predicted.extend(info.class_names[int(c)] for c in best)
+            probability.extend(float(p[int(c)]) for p, c in zip(probs, best, strict=True))
         for it in batch:
             files.append(it.file)
             classes.append(it.cls)
@@ -238,6 +292,10 @@ def embed(
         vectors=np.stack(vecs).astype(np.float32),
         conversion=info.conversion,
         notes=list(info.notes) + changed.notes(),
+        task=info.task,
+        color_by=color_by,
+        values=np.stack(values) if values else None,
+        value_names=list(info.class_names),
     )
     labels = None
     if clusters:
@@ -312,4 +370,16 @@ def _projection_plot(r: EmbedResult, labels, path: Path) -> None:
         xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
     classes = [c or p for c, p in zip(r.classes, r.predicted, strict=True)]
     title = f"{r.layer}: {r.count} vectors of {r.dims} values (PCA)"
+    if r.task == "regression":
+        from cnncli.inference.task_plots import plot_projection_values
+
+        names = r.value_names
+        v = r.values[:, names.index(r.color_by)]
+        plot_projection_values(xy, v, labels, f"{title}, coloured by {r.color_by}", r.color_by,
+                               path)  # fmt: skip
+        return
+    if r.task == "multilabel":
+        i = r.value_names.index(r.color_by)
+        classes = [r.color_by if v[i] > 0.5 else f"not {r.color_by}" for v in r.values]
+        title += f", coloured by {r.color_by}"
     plot_projection(xy, classes, labels, title, path)

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnncli.claims import reading_arg
 from cnncli.datasets.shards import SPLITS
-from cnncli.errors import DatasetError, ModelError, OutputExistsError, UsageError
+from cnncli.datasets.store import dataset_folder
+from cnncli.errors import ModelError, UsageError
 from cnncli.inference.metrics import (
     ClassMetrics,
     confusion_matrix,
@@ -46,12 +48,26 @@ from cnncli.inference.misclassified import (
     wrong_key,
 )
 from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
+from cnncli.inference.split_io import (
+    DEFAULT_PLACE,
+    check_input_shape,
+    check_outputs,
+    chosen_split,
+    dataset_batches,
+    default_plot_path,
+    default_split,
+    run_folder_of,
+)
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress
-from cnncli.training.rundir import RUN_JSON
 
-DEFAULT_PLACE = "default"  # confusion_png: the run folder or the current folder (see above)
-__all__ = ["DEFAULT_PLACE", "EvaluationResult", "Misclassified", "error_title", "evaluate"]
+__all__ = ["DEFAULT_PLACE", "EvaluationResult", "Misclassified", "default_confusion_path",
+           "default_split", "error_title", "evaluate", "run_folder_of"]  # fmt: skip
+
+
+def default_confusion_path(model, split: str) -> Path:
+    """Where the confusion plot goes by default (cnncli.inference.split_io.default_plot_path)."""
+    return default_plot_path(model, split, "confusion")
 
 
 @dataclass
@@ -135,75 +151,16 @@ class EvaluationResult:
         }
 
 
-def default_split(info) -> str:
-    """test when the dataset has test images, else val (else train)."""
-    for split in ("test", "val", "train"):
-        if info.count(split) > 0:
-            return split
-    raise DatasetError(f"dataset {info.path} has no images in any split")
-
-
-def _chosen_split(info, split: str | None) -> str:
-    """The split to evaluate: the default one, or the one asked for if it has images."""
-    if split is None:
-        return default_split(info)
-    if info.count(split) == 0:
-        have = [f"{s} ({info.count(s)})" for s in SPLITS if info.count(s) > 0]
-        raise DatasetError(
-            f"dataset {info.path} has no {split!r} images",
-            f"use --split with one of: {', '.join(have) or 'none'}",
-        )
-    return split
-
-
-def run_folder_of(model_path) -> Path | None:
-    """The train run folder a model file belongs to: the folder beside it holding run.json
-    (best.keras, last.keras), or the one above its checkpoints/ folder; else None."""
-    parent = Path(model_path).parent
-    for folder in (parent, parent.parent) if parent.name == "checkpoints" else (parent,):
-        if (folder / RUN_JSON).is_file():
-            return folder
-    return None
-
-
-def default_confusion_path(model, split: str) -> Path:
-    """Where the confusion plot goes by default: `<model name>.confusion-<split>.png` in the
-    model's run folder when it belongs to a writable one, else in the current folder;
-    never beside a model elsewhere (a shared or read-only folder)."""
-    path = _model_path(model)
-    name = f"{path.stem if path else 'model'}.confusion-{split}.png"
-    run = run_folder_of(path) if path else None
-    if run is not None and os.access(run, os.W_OK):
-        return run / name
-    return Path(name)
-
-
-def _model_path(model) -> Path | None:
-    if isinstance(model, (str, os.PathLike)):
-        return Path(model)
-    path = getattr(model, "path", None)
-    return Path(path) if path else None
-
-
-def check_outputs(paths, overwrite: bool) -> None:
-    """Refuse an output that exists (unless `overwrite`) before any work is done."""
-    for path in paths:
-        if path is not None and Path(path).exists() and not overwrite:
-            raise OutputExistsError(path)
-
-
 def _check_fit(model: ModelInfo, info) -> tuple[list[str], list[int] | None]:
     """Refuse a model that cannot take this dataset; return notes on softer mismatches,
     and the model's output column for each dataset class when the model names the same
     classes in another order (matched by name), else None."""
     notes, order = [], None
-    want = tuple(model.model.inputs[0].shape[1:])
-    have = tuple(info.image.shape)
-    if len(want) != 3 or any(w is not None and w != h for w, h in zip(want, have, strict=False)):
+    check_input_shape(model, info)
+    if model.task != "classify":
         raise ModelError(
-            f"the model expects images of shape {_shape(want)} but the dataset's images are "
-            f"{_shape(have)} ({info.image.describe()})",
-            "evaluate it on a dataset built with the same --size and --color",
+            f"the model is a {model.task} model but the dataset is classify",
+            "evaluate it on a dataset of the task it was trained for",
         )
     if model.head.num_classes != info.num_classes:
         raise ModelError(
@@ -232,36 +189,7 @@ def _check_fit(model: ModelInfo, info) -> tuple[list[str], list[int] | None]:
     return notes, order
 
 
-def _shape(shape) -> str:
-    return "x".join("?" if d is None else str(d) for d in shape)
-
-
-def _batches(info, split: str, batch_size: int):
-    """(uint8-valued float images, labels, paths) batches, through the training pipeline
-    when cnncli.datasets.tfdata exists, else from the records in pure Python."""
-    try:
-        from cnncli.datasets.tfdata import make_tf_dataset
-    except ImportError:
-        make_tf_dataset = None
-    if make_tf_dataset is not None:
-        ds = make_tf_dataset(info, split, batch_size=batch_size, cache="none", with_paths=True)
-        for x, y, p in ds.as_numpy_iterator():
-            yield x, y.astype(np.int64).reshape(-1), [s.decode("utf-8") for s in p.reshape(-1)]
-        return
-    from cnncli.datasets.store import iter_records
-
-    xs, ys, ps = [], [], []
-    for rec in iter_records(info, split):
-        xs.append(rec.image)
-        ys.append(rec.label)
-        ps.append(rec.path)
-        if len(xs) == batch_size:
-            yield np.stack(xs).astype(np.float32), np.array(ys), ps
-            xs, ys, ps = [], [], []
-    if xs:
-        yield np.stack(xs).astype(np.float32), np.array(ys), ps
-
-
+@reading_arg("dataset_dir", "cnncli evaluate", dataset_folder)
 def evaluate(
     model,
     dataset_dir,
@@ -275,7 +203,11 @@ def evaluate(
     overwrite: bool = False,
     class_names=None,
     pixel_scale=None,
-) -> EvaluationResult:
+    threshold: float | None = None,
+    tune_thresholds: bool = False,
+    scatter_png: str | os.PathLike | None = None,
+    residuals_png: str | os.PathLike | None = None,
+):
     """Evaluate `model` (a path, a loaded model or a keras.Model) on a split of the dataset
     at `dataset_dir` (default split: test if it has images, else val). Writes the errors
     sheet, errors CSV and confusion plot when their paths are given (`confusion_png=
@@ -284,7 +216,12 @@ def evaluate(
     --scale) are as in open_model; a model whose class names are the dataset's in another
     order is matched by name. `progress(done, total)` counts images; it is first called
     once the model and dataset are open and checked, so a bad input fails before any
-    progress shows."""
+    progress shows.
+
+    A multilabel or regression dataset is evaluated by cnncli.inference.evaluate_tasks (a
+    TaskEvaluation): `threshold` (all labels) and `tune_thresholds` (picked on val, stored
+    with the model) for multi-label models; `scatter_png` and `residuals_png` (or
+    DEFAULT_PLACE) the plots of a regression model, where the confusion plot is none."""
     from cnncli.datasets.store import open_dataset
 
     if batch_size < 1:
@@ -292,7 +229,20 @@ def evaluate(
     if split is not None and split not in SPLITS:  # before any loading
         raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     info = open_dataset(dataset_dir)
-    split = _chosen_split(info, split)
+    split = chosen_split(info, split)
+    if info.task != "classify":
+        return _evaluate_task(
+            model, info, split, batch_size=batch_size, errors_png=errors_png,
+            errors_csv=errors_csv, confusion_png=confusion_png, scatter_png=scatter_png,
+            residuals_png=residuals_png, progress=progress, unsafe=unsafe, overwrite=overwrite,
+            class_names=class_names, pixel_scale=pixel_scale, threshold=threshold,
+            tune_thresholds=tune_thresholds,
+        )  # fmt: skip
+    if threshold is not None or tune_thresholds:
+        raise UsageError(
+            "--threshold and --tune-thresholds are for multi-label models; this dataset's "
+            "task is classify"
+        )
     if isinstance(confusion_png, str) and confusion_png == DEFAULT_PLACE:
         confusion_png = default_confusion_path(model, split)
     check_outputs((errors_png, errors_csv, confusion_png), overwrite)
@@ -306,7 +256,7 @@ def evaluate(
     labels, probs, paths = [], [], []
     wrong, close = Smallest(SHEET_MAX), Smallest(CLOSE_CALLS)  # images for the errors sheet
     seen = 0
-    for x, y, p in _batches(info, split, batch_size):
+    for x, y, p in dataset_batches(info, split, batch_size):
         pr = probabilities(m, x)
         if order is not None:
             pr = pr[:, order]
@@ -360,6 +310,21 @@ def evaluate(
         )
     _write(result, errors_png, errors_csv, confusion_png, wrong, close, overwrite)
     return result
+
+
+def _evaluate_task(model, info, split, *, confusion_png, scatter_png, residuals_png, **kwargs):
+    """A multilabel or regression dataset: cnncli.inference.evaluate_tasks."""
+    from cnncli.inference.evaluate_tasks import evaluate_task, plot_paths
+
+    if confusion_png is not None and str(confusion_png) != DEFAULT_PLACE:
+        raise UsageError(
+            f"--confusion draws a classifier's confusion matrix; this dataset's task is "
+            f"{info.task}",
+            "leave out --confusion"
+            + (" (--scatter and --residuals name the plots)" if info.task == "regression" else ""),
+        )
+    plots = plot_paths(model, split, info.task, scatter_png, residuals_png)
+    return evaluate_task(model, info, split, plots=plots, **kwargs)
 
 
 def _write(result, errors_png, errors_csv, confusion_png, wrong, close, overwrite) -> None:

@@ -5,6 +5,8 @@ The class is the one predict names (cnncli.models.head.predicted_classes) unless
 chooses one. Its score is what the head outputs for it: the logit for a logit head, the
 probability for a sigmoid/softmax head (for one sigmoid unit: p for class 1, 1 - p for
 class 0; for one logit unit: z and -z), so the map never depends on a guess about values.
+A multi-label model explains one label (`--class LABEL`; default: its most likely), its
+probability the score; a regression model one target's value (default: the first).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def gradcam_target(probe: Probe) -> LayerInfo:
 
 
 def parse_class(value, class_names: Sequence[str]) -> int:
-    """--class as a class name or an index into `class_names`."""
+    """--class as a class name or an index into `class_names` (a multi-label model's
+    labels, a regression model's targets)."""
     names = list(class_names)
     if isinstance(value, str) and value in names:
         return names.index(value)
@@ -64,7 +67,9 @@ def forward_with_gradcam(multi, x: np.ndarray, target_pos: int, class_index, hea
     with tf.GradientTape() as tape:
         outs = multi(tf.convert_to_tensor(x), training=False)
         pred = outs[-1]
-        if class_index is None:
+        if class_index is None and head.kind == "regression":
+            class_index = 0  # the first target's value
+        elif class_index is None:
             probs = outputs_to_probabilities(np.asarray(pred, np.float64), head)
             class_index = int(predicted_classes(probs, head)[0])
         score = class_score(pred, class_index, head)

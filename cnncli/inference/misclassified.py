@@ -9,7 +9,10 @@ its two most likely classes first), titled as such, so a sheet is never empty.
 
 Captions follow the course ("실제 : 대리석 // 예측 : 벽돌" when the class names are Korean,
 "actual: 4 //  predicted: 9" otherwise), with a second line "#1 · p=0.97 · photo.png": the
-rank (the CSV's row), the probability of the predicted class and the file.
+rank (the CSV's row), the probability of the predicted class and the file. A multi-label
+model's sheet shows the images with the most wrong labels ("실제 : 대리석, 벽돌 // 예측 :
+벽돌"), a regression model's the largest errors ("true 3.2 // pred 4.1"); `write_sheet`
+draws any of them.
 """
 
 from __future__ import annotations
@@ -137,14 +140,36 @@ def write_errors_sheet(
     overwrite: bool = True,
 ) -> Path:  # fmt: skip
     """A contact sheet of `shown` (in order), each captioned by `caption`."""
+    items = [(images[m.index], caption(rank, m)) for rank, m in enumerate(shown, 1)]
+    return write_sheet(items, title, path, overwrite)
+
+
+def multilabel_caption(rank: int, actual: list[str], predicted: list[str], file: str,
+                       wrong: int) -> str:  # fmt: skip
+    """ "실제 : 대리석, 벽돌 // 예측 : 벽돌", then "#1 · 1 wrong · photo.png"."""
+    none = "(없음)"
+    title = f"실제 : {', '.join(actual) or none} // 예측 : {', '.join(predicted) or none}"
+    return f"{title}\n#{rank} · {wrong} wrong · {Path(file).name}"
+
+
+def regression_caption(rank: int, true: list[float], pred: list[float], file: str) -> str:
+    """ "true 3.2 // pred 4.1" (several targets: comma-separated; 3 significant digits),
+    then "#1 · photo.png"."""
+    t = ", ".join(f"{v:.3g}" for v in true)
+    p = ", ".join(f"{v:.3g}" for v in pred)
+    return f"true {t} //  pred {p}\n#{rank} · {Path(file).name}"
+
+
+def write_sheet(items: list, title: str, path, overwrite: bool = True,
+                cell: int = SHEET_CELL) -> Path:  # fmt: skip
+    """A contact sheet of (image, caption) items, in order, written atomically."""
     from cnncli.drawing.save import save_png
     from cnncli.drawing.sheets import contact_sheet
 
-    items = [(images[m.index], caption(rank, m)) for rank, m in enumerate(shown, 1)]
     sheet = contact_sheet(
         items,
         per_row=min(8, max(1, math.ceil(math.sqrt(len(items))))),
-        cell=SHEET_CELL,
+        cell=cell,
         title=title,
         font_size=12,
     )

@@ -37,6 +37,18 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
     image_stored: bool = False  # the image spec was stored with the model (else: input shape)
     names_from: str = "indices"  # where class_names come from: stored, given (--classes), indices
+    task: str = "classify"  # classify, multilabel (class_names: the labels) or regression
+    thresholds: list[float] | None = None  # multilabel: a label is predicted above its own
+    targets: list[dict] = field(default_factory=list)  # regression: name, mean, std, min, max
+
+    @property
+    def label_thresholds(self) -> list[float]:
+        """A multi-label model's threshold per label (0.5 where none is stored)."""
+        from cnncli.models.head import DEFAULT_THRESHOLD
+
+        n = len(self.class_names)
+        t = list(self.thresholds or [])
+        return t if len(t) == n else [DEFAULT_THRESHOLD] * n
 
     @property
     def scale_text(self) -> str:
@@ -76,6 +88,10 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
             raise InputError(
                 f"model file {path} not found", "give the path of a .keras or .h5 file"
             )
+        from cnncli.inference.runtimes import exported_kind, open_exported
+
+        if exported_kind(path):  # a .tflite, .onnx or SavedModel folder from cnncli export
+            return _overridden(open_exported(path), given_names, given_scale)
         if path.is_dir():
             raise InputError(
                 f"{path} is a folder, not a model file",
@@ -97,7 +113,8 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
     spec = getattr(m, "image", None) if image_stored else None
     scale = float(getattr(m, "pixel_scale", 1 / 255))
     notes = list(getattr(m, "notes", []) or [])
-    head = model_head(keras_model)
+    task = getattr(m, "task", None) or "classify"
+    head = model_head(keras_model, task)
     if spec is None:
         spec = ImageSpec.for_input_shape(keras_model.inputs[0].shape)
     notes = [n for n in notes if not n.startswith("image conversion")]  # said by `conversion`
@@ -113,7 +130,7 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
         )
     info = ModelInfo(
         keras_model, path, class_names, spec, scale, from_cnncli, head, notes, image_stored,
-        names_from,
+        names_from, task, getattr(m, "thresholds", None), list(getattr(m, "targets", []) or []),
     )  # fmt: skip
     return _overridden(info, given_names, given_scale)
 
@@ -215,7 +232,8 @@ def _load(path: Path, unsafe: bool):
 
 def probabilities(info: ModelInfo, images) -> np.ndarray:
     """uint8/float32 images (N, H, W, C) in 0..255 -> (N, num_classes) float probabilities.
-    A sigmoid head's p becomes [1 - p, p]."""
+    A sigmoid head's p becomes [1 - p, p]; a multi-label head gives each label's probability,
+    a regression head its values in the table's units (cnncli.models.head)."""
     x = np.asarray(images, dtype=np.float32)
     if info.pixel_scale != 1.0:
         x = x * np.float32(info.pixel_scale)

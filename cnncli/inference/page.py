@@ -23,10 +23,21 @@ def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -
     predicted class and every class's probability, Grad-CAM, then each layer's grid with
     links to its files. Links are relative, so the page opens from the file system."""
     e = html.escape
+    task = getattr(r, "task", "classify")
     prob_rows = "".join(
         f"<tr><td>{e(str(name))}</td><td>{p:.4f}</td></tr>"
+        if task != "regression"
+        else f"<tr><td>{e(str(name))}</td><td>{p:.6g}</td></tr>"
         for name, p in zip(class_names, probs, strict=True)
     )
+    said = {
+        "classify": f"Predicted class: <b>{e(r.predicted_class)}</b> (probability "
+        f"{r.probability:.4f})",
+        "multilabel": f"Predicted labels (above their thresholds): <b>{e(r.predicted_class)}</b>",
+        "regression": f"Predicted values: <b>{e(r.predicted_class)}</b>",
+    }[task]
+    head = {"classify": "class</th><th>probability", "multilabel": "label</th><th>probability",
+            "regression": "target</th><th>value"}[task]  # fmt: skip
     shown = scale_note(r.display_scale, *r.input_size)
     shown = f'<p class="scale">{e(shown)}</p>' if shown else ""
     parts = [
@@ -35,9 +46,8 @@ def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -
         f"<p>Conversion: {e(conversion)}</p>",
         '<section id="input"><h2>Input</h2>',
         f'<img src="input.png" alt="input image {e(r.image.name)}">{shown}',
-        f"<p>Predicted class: <b>{e(r.predicted_class)}</b> (probability {r.probability:.4f})</p>",
-        f'<table id="probabilities"><tr><th>class</th><th>probability</th></tr>{prob_rows}'
-        "</table></section>",
+        f"<p>{said}</p>",
+        f'<table id="probabilities"><tr><th>{head}</th></tr>{prob_rows}</table></section>',
     ]
     if r.gradcam:
         parts.append(

@@ -31,7 +31,12 @@ from cnncli.models.files import (  # check_model_file, read_*: re-exported (__al
     read_config,
     read_metadata,
 )
-from cnncli.models.metadata import METADATA_VERSION, ModelMetadata, default_metadata, model_metadata
+from cnncli.models.metadata import (
+    ModelMetadata,
+    default_metadata,
+    format_version_for,
+    model_metadata,
+)
 
 _CODE_LAYERS = {"Lambda", "TFSMLayer", "__lambda__", "JaxLayer", "FlaxLayer", "TorchModuleWrapper"}
 _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
@@ -55,7 +60,7 @@ def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> 
 
     path = Path(path)
     kind = kind_from_extension(path)
-    meta = {"format_version": METADATA_VERSION, **dict(metadata or {})}
+    meta = {"format_version": format_version_for(metadata or {}), **dict(metadata or {})}
     meta.setdefault("cnncli_version", __version__)
     if isinstance(meta.get("image"), ImageSpec):
         meta["image"] = meta["image"].to_dict()
@@ -71,6 +76,36 @@ def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> 
             model.save(tmp)
             import h5py
 
+            with h5py.File(tmp, "a") as f:
+                f.attrs[H5_ATTRIBUTE] = text
+    return path
+
+
+def store_metadata(path: str | os.PathLike, changes: dict) -> Path:
+    """Update the cnncli metadata stored in the model file `path` with `changes` (say, a
+    multi-label model's tuned thresholds), atomically and without Keras: the weights and
+    the rest of the file stay as they are. Returns the path."""
+    from cnncli.atomic import atomic_file
+    from cnncli.models.metadata import check_stored
+
+    path = Path(path)
+    kind = check_model_file(path)
+    meta = {**(read_metadata(path) or {}), **changes}
+    meta["format_version"] = max(int(meta.get("format_version", 1)), format_version_for(meta))
+    text = json.dumps(check_stored(meta, path), ensure_ascii=False, default=str)
+    with atomic_file(path, overwrite=True) as tmp:
+        if kind == "keras":
+            with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+                for item in src.infolist():
+                    if item.filename != KERAS_MEMBER:
+                        dst.writestr(item, src.read(item.filename))
+                dst.writestr(KERAS_MEMBER, text.encode("utf-8"))
+        else:
+            import shutil
+
+            import h5py
+
+            shutil.copyfile(path, tmp)
             with h5py.File(tmp, "a") as f:
                 f.attrs[H5_ATTRIBUTE] = text
     return path
@@ -191,4 +226,5 @@ def _load_renamed(path: Path, suffix: str, unsafe: bool, compile: bool):
 
 
 __all__ = ["LoadedModel", "ModelMetadata", "check_model_file", "default_metadata", "load_model",
-           "read_config", "read_metadata", "save_model", "unsafe_reasons"]  # fmt: skip
+           "read_config", "read_metadata", "save_model", "store_metadata",
+           "unsafe_reasons"]  # fmt: skip

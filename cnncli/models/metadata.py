@@ -1,6 +1,8 @@
 """What cnncli stores with a model (docs/FORMAT.md), checked as it is read, and what a loaded
-model gets from it: `ModelMetadata` (class names, image conversion, pixel scale), with the
-defaults for a model saved elsewhere stated in its notes.
+model gets from it: `ModelMetadata` (task, class or label names, the thresholds of a
+multi-label model, the targets of a regression model, image conversion, pixel scale), with
+the defaults for a model saved elsewhere stated in its notes. `task_metadata` is what a
+training run stores for its dataset's task.
 
 A model file can come from anywhere, so every stored key is checked for its type before it
 is used (`check_stored`: `class_names: 5`, an image without a width, `pixel_scale: "abc"`
@@ -17,10 +19,13 @@ from typing import Any
 
 from cnncli.errors import ModelFileError, UsageError
 from cnncli.images.spec import ImageSpec, shown
-from cnncli.models.head import rescales_input
+from cnncli.models.head import DEFAULT_THRESHOLD, TASKS, rescales_input
 
-METADATA_VERSION = 1
+# 2: multilabel and regression models (task, thresholds, targets); a classifier is still
+# stored as version 1, so an older cnncli keeps reading it
+METADATA_VERSION = 2
 _AGAIN = "save the model again with cnncli"
+_TARGET_KEYS = ("name", "mean", "std", "min", "max")
 
 
 @dataclass
@@ -31,6 +36,9 @@ class ModelMetadata:
     from_cnncli: bool
     raw: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # the defaults used for a model saved elsewhere
+    task: str = "classify"  # classify, multilabel or regression
+    thresholds: list[float] | None = None  # multilabel: one per label
+    targets: list[dict] = field(default_factory=list)  # regression: name, mean, std, min, max
 
     def get(self, key: str, default: Any = None) -> Any:
         """Dict-style access (`metadata.get("pixel_scale")`), for callers that treat the
@@ -75,7 +83,54 @@ def check_stored(meta, path) -> dict:
     scale = meta.get("pixel_scale")
     if "pixel_scale" in meta and not _positive_number(scale):
         raise bad(f"has pixel_scale {shown(scale)}, not a positive number")
+    _check_task(meta, bad)
     return meta
+
+
+def _check_task(meta: dict, bad) -> None:
+    """The task keys: a known task, thresholds in 0..1 (one per label), targets with a
+    name and finite numbers (std positive), one per output."""
+    task = meta.get("task", "classify")
+    if task not in TASKS:
+        raise bad(f"has task {shown(task)}, not one of {', '.join(TASKS)}")
+    thresholds = meta.get("thresholds")
+    if thresholds is not None:
+        names = meta.get("class_names") or []
+        if not (isinstance(thresholds, list) and all(_unit_number(t) for t in thresholds)):
+            raise bad(f"has thresholds {shown(thresholds)}, not a list of numbers in 0..1")
+        if names and len(thresholds) != len(names):
+            raise bad(f"has {len(thresholds)} thresholds for {len(names)} labels")
+    targets = meta.get("targets")
+    if task == "regression" and not targets:
+        raise bad("has task regression but no targets")
+    if targets is not None and not (
+        isinstance(targets, list)
+        and all(
+            isinstance(t, dict)
+            and isinstance(t.get("name"), str)
+            and all(_finite(t.get(k)) for k in _TARGET_KEYS[1:])
+            for t in targets
+        )
+    ):
+        raise bad(f"has targets {shown(targets)}, not a list of name, mean, std, min and max")
+    for t in targets or []:
+        if not t["std"] > 0:
+            raise bad(f"has target {t['name']!r} with std {shown(t['std'])}, not positive")
+
+
+def _finite(value) -> bool:
+    try:
+        return _number(value) and math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _unit_number(value) -> bool:
+    return _number(value) and 0 <= value <= 1
 
 
 def _positive_number(value) -> bool:
@@ -101,8 +156,16 @@ def model_metadata(model, stored: dict | None, path=None) -> ModelMetadata:
     notes: list[str] = []
     stored = stored or {}
     units = _output_units(model)
+    task = stored.get("task", "classify")
+    targets = [dict(t) for t in stored.get("targets") or []]
 
-    names = stored.get("class_names")
+    names = [t["name"] for t in targets] if task == "regression" else stored.get("class_names")
+    if task == "regression" and units is not None and len(targets) != units:
+        raise ModelFileError(
+            f"{path or 'the model'}: the model gives {units} value(s) but its metadata names "
+            f"{len(targets)} target(s)",
+            _AGAIN,
+        )
     if not names:
         n = 2 if units == 1 else (units or 0)
         names = [str(i) for i in range(n)]
@@ -129,6 +192,10 @@ def model_metadata(model, stored: dict | None, path=None) -> ModelMetadata:
     else:
         scale = 1 / 255
         notes.append("pixel scale: 1/255 (pixels divided by 255, as the course's notebooks do)")
+    thresholds = None
+    if task == "multilabel":
+        thresholds = [float(t) for t in stored.get("thresholds") or []]
+        thresholds = thresholds or [DEFAULT_THRESHOLD] * len(names)
     return ModelMetadata(
         class_names=[str(n) for n in names],
         image=image,
@@ -136,7 +203,31 @@ def model_metadata(model, stored: dict | None, path=None) -> ModelMetadata:
         from_cnncli=bool(stored),
         raw=dict(stored),
         notes=notes,
+        task=task,
+        thresholds=thresholds,
+        targets=targets,
     )
+
+
+def format_version_for(meta: dict) -> int:
+    """The metadata version a dict needs: 2 for a multilabel or regression model, else 1."""
+    return 1 if meta.get("task", "classify") == "classify" else METADATA_VERSION
+
+
+def task_metadata(info) -> dict:
+    """What a model trained on the dataset `info` (a DatasetInfo) stores about its task,
+    beside its class names: nothing more for a classifier (format version 1, readable by
+    an older cnncli); a multi-label model its task and a threshold per label (0.5 until
+    `evaluate --tune-thresholds` picks them); a regression model its task and targets
+    (name, mean, std, min, max of the train split: what its outputs mean)."""
+    task = getattr(info, "task", "classify")
+    if task == "multilabel":
+        thresholds = [DEFAULT_THRESHOLD] * len(info.class_names)
+        return {"format_version": 2, "task": task, "thresholds": thresholds}
+    if task == "regression":
+        targets = [{k: getattr(t, k) for k in _TARGET_KEYS} for t in info.targets]
+        return {"format_version": 2, "task": task, "class_names": [], "targets": targets}
+    return {}
 
 
 def _check_input(image: ImageSpec, model, path) -> None:

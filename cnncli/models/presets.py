@@ -187,29 +187,33 @@ def architecture_entries(
     name: str,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
+    task: str = "classify",
 ) -> tuple[tuple[int, int, int], list[tuple[str, dict]]]:
-    """(input shape, layer entries with the head) for a named architecture."""
+    """(input shape, layer entries with the head) for a named architecture; `task` and
+    `num_classes` choose the head (cnncli.models.spec.head_entry)."""
     arch = get_architecture(name)
     shape = tuple(int(d) for d in (input_shape or arch.input_shape))
     if len(shape) != 3 or any(d < 1 for d in shape):
         raise UsageError(f"input shape must be HxWxC with positive sizes, got {shape}")
     n = arch.num_classes if num_classes is None else int(num_classes)
     body = [(cls, dict(kwargs)) for cls, kwargs in arch.body]
-    return shape, [*body, head_entry(n)]
+    return shape, [*body, head_entry(n, task)]
 
 
 def build_architecture(
     name: str,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
+    task: str = "classify",
 ):
-    """A keras.Sequential of the named architecture; defaults are the course's shapes.
+    """A keras.Sequential of the named architecture; defaults are the course's shapes;
+    `task` (multilabel, regression) and `num_classes` (labels, targets) choose the head.
 
     Unknown name -> UsageError; an input too small for the architecture -> ModelError
     saying the smallest input it takes.
     """
     arch = get_architecture(name)
-    shape, entries = architecture_entries(name, input_shape, num_classes)
+    shape, entries = architecture_entries(name, input_shape, num_classes, task)
 
     def describe(i: int) -> str:
         return f"architecture {arch.name!r}, layer {i + 1} ({entries[i][0]})"

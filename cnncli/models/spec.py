@@ -291,8 +291,12 @@ def check_shapes(layers, input_shape: tuple, describe, error=UsageError) -> None
 
 
 # ---------------------------------------------------------------------- building
-def head_entry(num_classes: int) -> tuple[str, dict]:
-    """The last layer for `num_classes`: 2 -> Dense(1, sigmoid); more -> Dense(N, softmax)."""
+def head_entry(num_classes: int, task: str = "classify") -> tuple[str, dict]:
+    """The last layer for `num_classes`: 2 -> Dense(1, sigmoid); more -> Dense(N, softmax);
+    `task` multilabel: Dense(N, sigmoid); regression: Dense(N) linear (cnncli.training.tasks)."""
+    if task != "classify" and num_classes >= 1:
+        act = {"activation": "sigmoid"} if task == "multilabel" else {}
+        return "Dense", {"units": num_classes, **act}
     if num_classes < 2:
         raise UsageError(f"--classes must be 2 or more, got {num_classes}")
     if num_classes == 2:
@@ -328,11 +332,12 @@ def build_from_spec(
     spec: dict | str | os.PathLike,
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
+    task: str = "classify",
 ):
     """A Keras model from a spec (a dict, or the path of a spec file).
 
     `input_shape` overrides the spec's; `num_classes` replaces the last layer (which must
-    be Dense) by the head for that many classes (2: one sigmoid unit; more: softmax).
+    be Dense) by the `task`'s head for that many classes, labels or targets (head_entry).
     Mistakes raise UsageError naming the layer's position (1-based) and the key.
     """
     if not isinstance(spec, dict):
@@ -366,7 +371,7 @@ def build_from_spec(
                 "classes, the last layer is not Dense",
                 "end the spec with a Dense layer or leave out --classes",
             )
-        entries[-1] = head_entry(int(num_classes))
+        entries[-1] = head_entry(int(num_classes), task)
     name = str(spec.get("name") or "spec_model")
     name = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
     return build_layers(entries, input_shape, name)

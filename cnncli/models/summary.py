@@ -162,6 +162,9 @@ def _layer_rows(model, expand: bool, depth: int) -> list[dict]:
                 out,
                 depth,
             )
+            # a backbone's trainable and frozen weights (the row shows both)
+            row["trainable_params"] = _weights_count(layer.trainable_weights)
+            row["frozen_params"] = _weights_count(layer.non_trainable_weights)
             # the nested model's activations: its layers' outputs
             row["activation_bytes"] = sum(
                 r["activation_bytes"] for r in inner if r["depth"] == depth + 1
@@ -231,6 +234,8 @@ def summarize_source(
     unsafe: bool = False,
     export=None,
     overwrite: bool = False,
+    backbone: str | None = None,
+    alpha: float | None = None,
 ) -> SourceSummary:
     """The summary of exactly one of a model file (loaded safely unless `unsafe`), a named
     architecture (`arch`) or a spec file (`spec`). `input_shape` and `classes` build --arch
@@ -238,7 +243,7 @@ def summarize_source(
     existing one only with `overwrite`)."""
     from cnncli.models import spec as specs
 
-    if sum(s is not None for s in (model_file, arch, spec)) != 1:
+    if sum(s is not None for s in (model_file, arch, spec, backbone)) != 1:
         raise UsageError(
             "give exactly one of MODEL_FILE, --arch NAME or --spec FILE",
             "see `cnncli summary --list-arch` for the architectures",
@@ -250,7 +255,11 @@ def summarize_source(
     if export is not None and Path(export).exists() and not overwrite:
         raise OutputExistsError(export)
     result = SourceSummary({})
-    if arch is not None:
+    if backbone is not None:  # frozen, as --freeze and --fine-tune-at start
+        from cnncli.models.backbones import summary_model
+
+        model = summary_model(backbone, input_shape, classes, alpha)
+    elif arch is not None:
         from cnncli.models.presets import architecture_to_spec, build_architecture
 
         if export is not None:

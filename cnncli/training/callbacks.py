@@ -5,6 +5,7 @@ stopping, and the seed generator states that make a resumed run equal an uninter
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import shutil
@@ -46,8 +47,16 @@ class EventsCallback(keras.callbacks.Callback):
 
 
 def _copy(src: Path, dst: Path) -> None:
+    """`dst` made the same file as `src`: a hard link (no bytes written; model files are
+    only ever replaced whole, never changed in place, so the two never diverge), or a
+    copy where the file system has no hard links."""
     with _writing(dst, src), atomic_file(dst) as tmp:
-        shutil.copyfile(src, tmp)
+        try:
+            os.link(src, tmp)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
+            shutil.copyfile(src, tmp)
 
 
 def _writing(path: Path, like: Path | None = None):
@@ -61,7 +70,9 @@ def _writing(path: Path, like: Path | None = None):
 
 
 def monitor_mode(monitor: str) -> str:
-    return "min" if "loss" in monitor or "error" in monitor else "max"
+    """min for a loss or an error (mae, rmse), max for the others (accuracy, f1, auc, r2)."""
+    lower = ("loss", "error", "mae", "rmse")
+    return "min" if any(w in monitor for w in lower) else "max"
 
 
 def seed_states(model) -> list[list[int]]:
@@ -87,6 +98,57 @@ def _layers(model):
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
+def _state_variables(model) -> list:
+    opt = model.optimizer
+    if opt is not None and not opt.built:
+        opt.build(model.trainable_variables)
+    return [*model.weights, *(opt.variables if opt is not None else [])]
+
+
+def save_training_model(model, path: Path) -> None:
+    """state/model.keras: the training model (augmentation, dtype policies, compile
+    settings) with its optimizer built, saved once when a run starts; each epoch's
+    save_variables file holds its values. Call it in the strategy's scope."""
+    _state_variables(model)  # builds the optimizer: its variables are saved with the model
+    with _writing(path), atomic_file(path, scratch_beside=True) as tmp:
+        model.save(tmp)
+
+
+def save_variables(model, path: Path) -> None:
+    """The resume state of an epoch: every weight of the training model and every variable
+    of its optimizer, in order, as one .npz (a few ms; the model's structure is saved once,
+    at the start, as state/model.keras). Write it through atomic_file."""
+    import numpy as np
+
+    arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(_state_variables(model))}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_variables(model, path: Path) -> None:
+    """Put the values save_variables wrote back into `model` (built from state/model.keras)
+    and its optimizer; an InputError if the file does not fit the model."""
+    import numpy as np
+
+    from cnncli.errors import InputError
+
+    variables = _state_variables(model)
+    try:
+        with np.load(path) as data:
+            arrays = [data[k] for k in sorted(data.files)]
+    except Exception as e:  # a damaged state file
+        raise InputError(f"cannot read the resume state {path} ({e})") from None
+    if len(arrays) != len(variables) or any(
+        tuple(a.shape) != tuple(v.shape) for a, v in zip(arrays, variables, strict=True)
+    ):
+        raise InputError(
+            f"the resume state {path} does not fit the run's model (state/{rundir.TRAIN_MODEL})",
+            "start the training again",
+        )
+    for v, a in zip(variables, arrays, strict=True):
+        v.assign(a)
+
+
 @dataclass
 class RunState:
     """What resume restores besides weights and optimizer (kept in state/state.json)."""
@@ -97,13 +159,20 @@ class RunState:
     history: list = field(default_factory=list)
     epoch_seconds: list = field(default_factory=list)
     early_stop: dict | None = None
+    # state/model.keras is still to be written: a new run, or an older run's resume. Known
+    # from the state every worker read, never from what is on disk now: saving builds the
+    # optimizer, and under a multi-worker strategy every worker must do that, or none.
+    needs_structure: bool = field(default=True, compare=False)
 
 
 class RunFolderCallback(keras.callbacks.Callback):
-    """At each epoch end, in this order: the resume model (state/epoch-NNNN.keras) and the
-    model for use (state/last-epoch-NNNN.keras), then state.json, the commit point; then
+    """At each epoch end, in this order: the resume state (state/epoch-NNNN.npz: the
+    variables of the training model and its optimizer; its structure is state/model.keras,
+    written once when the run starts) and the model for use (state/last-epoch-NNNN.keras,
+    the one model serialisation of an epoch), then state.json, the commit point; then
     what derives from the committed epoch (`save_outputs`): history.csv, the model for use
-    renamed to last.keras, best.keras (if improved), the --checkpoint file, run.json.
+    renamed to last.keras, best.keras (if improved) and the --checkpoint file as hard links
+    to it, run.json.
     A kill, Ctrl-C or full disk before the commit leaves every file at the previous epoch
     (the new epoch's files are removed or replaced by the next try); after it, resume calls
     `save_outputs` again, which finishes the rename and the copies. So last.keras never
@@ -161,8 +230,8 @@ class RunFolderCallback(keras.callbacks.Callback):
         resume_model, for_use = sdir / resume_name(number), sdir / last_name(number)
         try:
             with _writing(resume_model, sdir / resume_name(st.epoch)), \
-                    atomic_file(resume_model, scratch_beside=True) as tmp:  # fmt: skip
-                self.model.save(tmp)  # the full model: weights + optimizer + augmentation
+                    atomic_file(resume_model) as tmp:  # fmt: skip
+                save_variables(self.model, tmp)  # weights + optimizer (+ augmentation seeds)
             with _writing(for_use, self.run_dir / rundir.LAST_MODEL):
                 self.save_model(self.model, for_use)
             best_value, best_epoch = (value, number) if improved else (st.best_value,
@@ -182,7 +251,8 @@ class RunFolderCallback(keras.callbacks.Callback):
                     self.run_dir,
                     {
                         "epoch": number,
-                        "model": resume_model.name,
+                        "model": rundir.TRAIN_MODEL,
+                        "variables": resume_model.name,
                         "last_model": for_use.name,
                         "seed_states": seed_states(self.model),
                         "monitor": self.monitor,
@@ -229,7 +299,7 @@ class RunFolderCallback(keras.callbacks.Callback):
         improved = st.best_epoch == number
         sdir = rundir.state_dir(self.run_dir)
         pending = sdir / last_name(number)
-        for old in sdir.glob("*epoch-*.keras"):  # older models, no longer needed: space first
+        for old in sdir.glob("*epoch-*.*"):  # older states, no longer needed: space first
             if old.name not in (resume_name(number), pending.name):
                 old.unlink(missing_ok=True)
         history_csv = self.run_dir / rundir.HISTORY_CSV
@@ -271,8 +341,9 @@ def _committed_epoch(run_dir: Path) -> int | None:
 
 
 def resume_name(epoch: int) -> str:
-    """The resume model of an epoch, in state/: the training model with its optimizer."""
-    return f"epoch-{epoch:04d}.keras"
+    """The resume state of an epoch, in state/: the variables of the training model and its
+    optimizer (save_variables)."""
+    return f"epoch-{epoch:04d}.npz"
 
 
 def last_name(epoch: int) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnncli.atomic import write_json
-from cnncli.errors import CnnError, OutputWriteError, writing
+from cnncli.errors import CnnError, OutputWriteError, output_error_in_text, writing
 from cnncli.training import distribute, rundir
 from cnncli.training.events import (
     Terminated,
@@ -62,7 +62,13 @@ def run_or_interrupt(work, run_dir: Path, out: Path, run: dict, st: RunState,
     resume = f"cnncli train --resume {run_dir}"
     try:
         with sigterm_interrupts():
-            work()
+            try:
+                work()
+            except tf.errors.OpError as e:  # TensorFlow's own writers: cache, TensorBoard
+                err = output_error_in_text(str(e), out)
+                if err is None:
+                    raise
+                raise err from None
     except KeyboardInterrupt as e:
         by = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
         with contextlib.suppress(OSError, CnnError):  # as much as the disk allows

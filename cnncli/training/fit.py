@@ -123,7 +123,8 @@ def train(
     opts = options or TrainOptions()
     opts.check()
     plan = _plan(strategy)
-    source = model_source(arch=arch, spec=spec, from_model=from_model, model=model)
+    source = model_source(arch=arch, spec=spec, from_model=from_model, model=model,
+                          backbone=opts.backbone)  # fmt: skip
     info = open_dataset(dataset_dir)
     if "train" not in info.splits or info.count("train") == 0:
         raise InputError(

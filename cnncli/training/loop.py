@@ -4,7 +4,9 @@ under cnncli.training.ending (Ctrl-C, SIGTERM, a full disk, a broken cluster: cl
 
 Every epoch end writes the run folder (cnncli.training.callbacks.RunFolderCallback), so an
 interrupted run (Ctrl-C, SIGTERM, kill -9) resumes from its last finished epoch. The models
-saved for use (best, last, checkpoints) leave augmentation out; the resume state keeps it.
+saved for use (best, last, checkpoints) leave augmentation out and compute in float32; the
+resume state keeps the training model as it is (augmentation, mixed precision). The device
+and precision (cnncli.training.precision) are chosen when the run starts.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
-from cnncli.atomic import write_json
+from cnncli.atomic import scratch_folder, write_json
 from cnncli.datasets.store import DatasetInfo
 from cnncli.errors import writing
 from cnncli.models.io import save_model
@@ -30,13 +31,26 @@ from cnncli.training.callbacks import (
     ResumableEarlyStopping,
     RunFolderCallback,
     RunState,
+    load_variables,
     monitor_mode,
+    save_training_model,
+    set_seed_states,
 )
 from cnncli.training.ending import early_stop_reached, finish_run, run_or_interrupt
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
 from cnncli.training.model import build_model, class_weights, resume_model
 from cnncli.training.options import ModelSource, TrainOptions
+from cnncli.training.precision import (
+    Device,
+    Precision,
+    choose_precision,
+    choose_steps_per_execution,
+    detect_device,
+    float32_model,
+    forward_flops,
+)
+from cnncli.training.tasks import label_zeros, with_label_weights
 
 
 @dataclass
@@ -57,7 +71,7 @@ class Placement:
         if self.plan.is_chief:
             self.out_dir = prepare()
         else:
-            self.out_dir = Path(tempfile.mkdtemp(prefix="cnncli-worker-"))
+            self.out_dir = scratch_folder()  # its pid in the name: debris when killed
         return self.out_dir
 
 
@@ -77,8 +91,14 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
               events: TrainEvents | None, callbacks: Sequence) -> TrainResult:  # fmt: skip
     """A new run: build and compile the model, make RUN_DIR, write run.json, fit."""
     where = _place(plan, opts)
+    device, chosen = detect_device(), []
+
+    def policy_for(model) -> str:  # --precision for this device and model
+        chosen.append(choose_precision(opts.precision, device, forward_flops(model) / 1e6))
+        return chosen[-1].policy
+
     with where.scope:
-        net, head = build_model(source, info, opts)
+        net, head = build_model(source, info, opts, policy_for)
     out = where.open_folder(lambda: rundir.prepare_run_dir(run_dir, overwrite=overwrite))
     model = {
         "source": source.describe(net.name),
@@ -89,6 +109,8 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
         "loss": type(net.loss).__name__,
     }
     run = rundir.new_run_record(dataset_dir, info, model, opts.to_dict())
+    run.update(precision=chosen[-1].to_dict(), device=device.to_dict())
+    run["metadata"]["training_precision"] = chosen[-1].name
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)
     return _fit(net, info, run_dir, where, run, opts, RunState(), events, callbacks)
@@ -100,8 +122,15 @@ def resume_run(run_dir: Path, info: DatasetInfo, run: dict, state: dict, opts: T
     """Continue RUN_DIR from the state of its last finished epoch (`state`: state.json)."""
     where = _place(plan, opts)
     out = where.open_folder(lambda: run_dir)
+    sdir, seeds = rundir.state_dir(run_dir), state.get("seed_states", [])
     with where.scope:
-        net = resume_model(rundir.state_dir(run_dir) / state["model"], state.get("seed_states", []))
+        net = resume_model(sdir / state["model"], seeds, info, opts)
+        if state.get("variables"):  # else an older run's state: a whole model per epoch
+            from cnncli.training.phases import resume_phase
+
+            resume_phase(net, opts, info, state["epoch"])  # past --fine-tune-at: unfrozen
+            load_variables(net, sdir / state["variables"])
+            set_seed_states(net, seeds)
     st = RunState(
         epoch=state["epoch"],
         best_value=state.get("best_value"),
@@ -109,11 +138,17 @@ def resume_run(run_dir: Path, info: DatasetInfo, run: dict, state: dict, opts: T
         history=list(state.get("history", [])),
         epoch_seconds=list(state.get("epoch_seconds", [])),
         early_stop=state.get("early_stop"),
+        needs_structure=not state.get("variables"),
     )
     run["status"] = "running"
     for key in ("interrupted_by", "failed_by", "error"):
         run.pop(key, None)
-    run.setdefault("resumes", []).append({"at_epoch": st.epoch, "time": rundir.now()})
+    device = detect_device()
+    run["device"] = device.to_dict()  # the device of the latest training
+    run.setdefault("precision", {"name": "fp32", "policy": "float32", "reason": "an older run"})
+    run.setdefault("resumes", []).append(
+        {"at_epoch": st.epoch, "time": rundir.now(), "device": device.describe()}
+    )
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)
     return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, resumed=True)
@@ -126,6 +161,9 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
 
     has_val = info.count("val") > 0
     weights = class_weights(info) if opts.class_weight == "auto" else None
+    per_label = None  # multilabel: a weight per (image, label), put in the data
+    if info.task == "multilabel" and weights is not None:
+        per_label, weights = weights, None
     common = {"cache": opts.cache, "cache_dir": cache_dir}
     # one spare epoch: Keras may look one batch ahead
     epochs = {"repeat": True, "first_epoch": initial_epoch, "last_epoch": opts.epochs + 1}
@@ -133,6 +171,8 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
     if not plan.multi_worker:
         train_ds = make_tf_dataset(info, "train", batch_size=opts.batch_size, shuffle=True,
                                    seed=opts.seed, **epochs, **common)  # fmt: skip
+        if per_label is not None:
+            train_ds = with_label_weights(train_ds, per_label)
         val_ds = (make_tf_dataset(info, "val", batch_size=opts.batch_size, **common)
                   if has_val else None)  # fmt: skip
         steps = steps_per_epoch(info, "train", opts.batch_size)
@@ -155,6 +195,8 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
             shard_index=ctx.input_pipeline_id, epoch_steps=steps * per_worker,
             class_weight=weights, **epochs, **common,
         )  # fmt: skip
+        if per_label is not None:
+            ds = with_label_weights(ds, per_label)
         return distribute.auto_shard_off(ds)
 
     def val_fn(ctx):
@@ -177,17 +219,22 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
 
 
 def _for_use(net):
-    """The model saved as best/last/checkpoints: `net` without its augmentation layers (the
-    same layers and weights), compiled as `net` is so that Keras' load_model + evaluate
-    works on it. Call it in the strategy's scope."""
-    deployed = without_augmentation(net)
+    """(the model saved as best/last/checkpoints, a function that brings its weights up to
+    date): `net` without its augmentation layers (the same layers and weights) and, for a
+    mixed-precision `net`, a float32 copy of that (its weights copied before each save),
+    compiled as `net` is so that Keras' load_model + evaluate works on it. Call it in the
+    strategy's scope."""
+    plain = without_augmentation(net)
+    deployed = float32_model(plain)
     if deployed is not net:
         deployed.compile_from_config(net.get_compile_config())
-    return deployed
+    if deployed is plain:
+        return deployed, lambda: None
+    return deployed, lambda: deployed.set_weights(plain.get_weights())
 
 
 def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
-               events: TrainEvents | None, steps: int, deployed) -> list:  # fmt: skip
+               events: TrainEvents | None, steps: int, deployed, sync) -> list:  # fmt: skip
     """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
     use), events, TensorBoard."""
     metadata = run["metadata"]
@@ -217,7 +264,8 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
     folder = RunFolderCallback(
             out,
             epochs=opts.epochs,
-            save_model=lambda _training, path: save_model(deployed, path, metadata=metadata),
+            save_model=lambda _training, path: save_model(sync() or deployed, path,
+                                                          metadata=metadata),  # fmt: skip
             checkpoint_pattern=opts.checkpoint,
             save_best_only=opts.save_best_only,
             monitor=opts.monitor,
@@ -255,15 +303,23 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     )
     if where.strategy is not None:
         batch = min(opts.batch_size, info.count("train"))
-        zeros = (np.zeros((batch, *info.image.shape), "float32"), np.zeros((batch,), "int32"))
+        zeros = (np.zeros((batch, *info.image.shape), "float32"), label_zeros(info, batch))
         distribute.prepare_model(net, where.strategy, zeros)
     run["distribute"] = detail or where.plan.to_dict()
+    flop_per_step = 3 * forward_flops(net) * opts.batch_size  # forward + backward
+    spe, why = choose_steps_per_execution(steps or 0, flop_per_step, opts.steps_per_execution,
+                                          (steps or 0) * (opts.epochs - initial_epoch))  # fmt: skip
+    net.steps_per_execution = spe  # read when fit makes its train function
+    run["steps_per_execution"] = {"value": spe, "reason": why}
     with where.scope:
-        deployed = _for_use(net)
-    cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed)
+        deployed, sync = _for_use(net)
+    cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed, sync)
     # first: a changed dataset stops the run before an epoch that read it is saved
     guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)
-    cbs = [guard, *cbs, *extra_callbacks]
+    from cnncli.training.schedules import schedule_callbacks  # phases, learning rate
+    from cnncli.training.transfer import transfer_notes
+
+    cbs = [guard, *schedule_callbacks(opts, info, out, initial_epoch), *cbs, *extra_callbacks]
     if events is not None and to_train:
         events.train_begin(
             {
@@ -278,6 +334,10 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
                 "strategy": where.plan.describe(),
                 "distribute": detail,
                 "writes": where.plan.is_chief,
+                "device": Device(**run["device"]).describe(),
+                "precision": Precision.from_dict(run["precision"]).describe(),
+                "steps_per_execution": spe,
+                "notes": transfer_notes(opts, info),
             }
         )
     fit_args = {"x": train_ds, "epochs": opts.epochs, "initial_epoch": initial_epoch,
@@ -285,6 +345,9 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
                 "callbacks": cbs}  # fmt: skip
 
     def work():
+        if to_train and st.needs_structure:  # a new run (or an older run's resume)
+            with where.scope:  # on every worker (the others into their scratch folder)
+                save_training_model(net, rundir.state_dir(out) / rundir.TRAIN_MODEL)
         if resumed and st.epoch and where.plan.is_chief:  # what the committed epoch derives
             folder.set_model(net)
             folder.save_outputs()

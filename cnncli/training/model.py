@@ -2,7 +2,8 @@
 Keras model), wrapped to take raw pixels (raw 0..255 pixels -> Rescaling(1/255) ->
 augmentation -> the architecture), its head read from the layers (cnncli.models.head),
 compiled for the dataset (2 classes: sigmoid + binary cross-entropy; more: softmax + sparse
-categorical cross-entropy), balanced class weights, and the model a resume continues.
+categorical cross-entropy; multilabel and regression: cnncli.training.tasks), balanced class
+weights, and the model a resume continues.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import keras
 
 from cnncli.datasets.store import DatasetInfo
 from cnncli.errors import InputError, ModelError, UsageError
-from cnncli.models.head import Head, model_head
+from cnncli.models.head import UNITS_LAYER, Head, model_head
 from cnncli.training.augment import (
     AugmentOptions,
     augmentation_layers,
@@ -22,21 +23,35 @@ from cnncli.training.augment import (
 )
 from cnncli.training.callbacks import set_seed_states
 from cnncli.training.options import ModelSource, TrainOptions
+from cnncli.training.precision import with_policy
+from cnncli.training.tasks import (
+    check_from_model,
+    compile_args,
+    output_size,
+    positive_weights,
+    units_layer,
+)
 
 
-def build_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions) -> tuple:
+def build_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions,
+                policy_for=None) -> tuple:  # fmt: skip
     """(compiled training model, its Head) for `source` on the dataset `info`. Call it in
-    the strategy's scope."""
-    arch, raw_pixels = source_model(source, info)
+    the strategy's scope. `policy_for(model)`: the Keras dtype policy it computes in
+    (cnncli.training.precision; None: float32)."""
+    arch, raw_pixels = source_model(source, info, opts)
     net = build_training_model(arch, info, opts.augment, seed=opts.seed, raw_pixels=raw_pixels)
-    head = training_head(net, info.num_classes)
-    compile_model(net, opts, head)
+    if policy_for is not None:
+        net = with_policy(net, policy_for(net))
+    head = training_head(net, output_size(info), info.task)
+    compile_model(net, opts, head, info)
     return net, head
 
 
-def source_model(source: ModelSource, info: DatasetInfo) -> tuple:
-    """The architecture as a Keras model: (model, takes_raw_pixels)."""
-    shape, n = info.image.shape, info.num_classes
+def source_model(source: ModelSource, info: DatasetInfo,
+                 opts: TrainOptions | None = None) -> tuple:  # fmt: skip
+    """The architecture as a Keras model: (model, takes_raw_pixels); a built-in or spec
+    architecture gets the head of the dataset's task."""
+    shape, n, task = info.image.shape, output_size(info), info.task
     if source.kind == "model":  # a Keras model object (library use, tests)
         import tensorflow as tf
 
@@ -48,26 +63,39 @@ def source_model(source: ModelSource, info: DatasetInfo) -> tuple:
     if source.kind == "arch":
         from cnncli.models.presets import build_architecture
 
-        return build_architecture(source.value, input_shape=shape, num_classes=n), False
+        return build_architecture(source.value, input_shape=shape, num_classes=n, task=task), False
     if source.kind == "spec":
         from cnncli.models.spec import build_from_spec
 
-        return build_from_spec(source.value, input_shape=shape, num_classes=n), False
+        return build_from_spec(source.value, input_shape=shape, num_classes=n, task=task), False
+    if source.kind == "backbone":  # takes raw pixels: its preprocessing is in the model
+        from cnncli.models.backbones import backbone_for_run
+
+        return backbone_for_run(info, opts or TrainOptions(backbone=source.value)), True
     if source.kind == "from":
         from cnncli.models.io import load_model
 
         loaded = load_model(source.value, compile=False)
+        if task != "classify" or loaded.metadata.task != "classify":
+            check_from_model(loaded.metadata, model_head(loaded.model, loaded.metadata.task), info)
         # a cnncli model takes raw pixels (its own Rescaling); one saved elsewhere gets ours
         return loaded.model, float(loaded.metadata.pixel_scale) == 1.0
     raise UsageError(f"unknown model source {source.kind!r}")
 
 
-def training_head(model, num_classes: int) -> Head:
+def training_head(model, num_classes: int, task: str = "classify") -> Head:
     """The model's Head (read from its last layer, nested models included), checked
-    against the dataset's class count."""
-    head = model_head(model)
+    against the dataset's class count (labels, targets for another `task`)."""
+    head = model_head(model, task)
     if head.num_classes == num_classes:
         return head
+    if task != "classify":
+        what = "labels" if task == "multilabel" else "targets"
+        raise ModelError(
+            f"the model's output has {head.units} unit(s) but the dataset has {num_classes} "
+            f"{what}",
+            f"use an architecture with one output unit per {what[:-1]}",
+        )
     raise ModelError(
         f"the model's output has {head.units} unit(s) but the dataset has {num_classes} classes",
         "use an architecture built for this dataset's classes (1 sigmoid unit for 2 classes, "
@@ -99,7 +127,9 @@ def build_training_model(
             "stays active while training",
         )
     make_shear_portable(arch)  # a loaded model's shear layers (--from) save loadably too
-    if raw_pixels and not aug:
+    # regression: the outputs in the table's units (a --from model has its own already)
+    units = info.task == "regression" and arch.layers[-1].name != UNITS_LAYER
+    if raw_pixels and not aug and not units:
         return arch
     inputs = keras.Input(shape=shape, name="pixels")
     x = inputs if raw_pixels else keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
@@ -108,17 +138,26 @@ def build_training_model(
     if isinstance(arch, keras.Sequential):
         for layer in arch.layers:
             x = layer(x)
-        return keras.Model(inputs, x, name=arch.name)
-    return keras.Model(inputs, arch(x), name=arch.name)
+    else:
+        x = arch(x)
+    if units:
+        x = units_layer(info)(x)
+    return keras.Model(inputs, x, name=arch.name)
 
 
 def _shape(s) -> str:
     return "x".join("?" if d is None else str(d) for d in s)
 
 
-def compile_model(model, opts: TrainOptions, head: Head) -> None:
-    config = {} if opts.lr is None else {"learning_rate": opts.lr}
-    optimizer = keras.optimizers.get({"class_name": opts.optimizer, "config": config})
+def compile_model(model, opts: TrainOptions, head: Head, info: DatasetInfo | None = None,
+                  optimizer=None) -> None:  # fmt: skip
+    """Compile for the head (and the dataset's task); `optimizer`: one to keep (a resume)."""
+    if optimizer is None:
+        config = {} if opts.lr is None else {"learning_rate": opts.lr}
+        optimizer = keras.optimizers.get({"class_name": opts.optimizer, "config": config})
+    if head.task != "classify":
+        model.compile(optimizer=optimizer, **compile_args(info, head, opts.loss))
+        return
     if head.kind == "binary":
         loss = keras.losses.BinaryCrossentropy(from_logits=head.from_logits)
     else:
@@ -126,8 +165,11 @@ def compile_model(model, opts: TrainOptions, head: Head) -> None:
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
 
-def class_weights(info: DatasetInfo) -> dict[int, float]:
-    """Balanced weights n / (k * n_c) from the train split's counts."""
+def class_weights(info: DatasetInfo):
+    """Balanced weights n / (k * n_c) from the train split's counts; a multilabel dataset:
+    each label's positive weight (cnncli.training.tasks.positive_weights), an array."""
+    if info.task == "multilabel":
+        return positive_weights(info)
     counts = info.per_class("train")
     names = info.class_names
     total = sum(counts.values())
@@ -137,13 +179,19 @@ def class_weights(info: DatasetInfo) -> dict[int, float]:
     }
 
 
-def resume_model(path: Path, seed_states: list):
+def resume_model(path: Path, seed_states: list, info: DatasetInfo | None = None,
+                 opts: TrainOptions | None = None):  # fmt: skip
     """The model a resume continues (weights and optimizer state) with the random seed
-    states of its last finished epoch. Call it in the strategy's scope."""
+    states of its last finished epoch. Call it in the strategy's scope. A multilabel or
+    regression run is compiled again from `opts` with its optimizer kept (Keras does not
+    store every loss argument: Huber's delta)."""
     try:
         net = keras.models.load_model(path, compile=True)
     except Exception as e:  # a damaged state file
         raise InputError(f"cannot load the resume state {path} ({e})") from None
     make_shear_portable(net)
     set_seed_states(net, seed_states)
+    if info is not None and opts is not None and info.task != "classify":
+        head = model_head(net, info.task)
+        compile_model(net, opts, head, info, optimizer=net.optimizer)
     return net

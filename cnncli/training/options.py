@@ -14,11 +14,19 @@ from dataclasses import asdict, dataclass, replace
 
 from cnncli.errors import UsageError
 from cnncli.training.augment import AugmentOptions
+from cnncli.training.precision import PRECISIONS
 
 DEFAULT_EPOCHS = 10
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
 CACHE_MODES = ("memory", "disk", "none")
 METRICS = ("loss", "accuracy")  # what a run logs (and --monitor may name), val_ on val
+# ... for each dataset task (a multi-label run also logs precision_/recall_ per label)
+TASK_METRICS = {
+    "classify": METRICS,
+    "multilabel": ("loss", "f1_micro", "f1_macro", "auc"),
+    "regression": ("loss", "mae", "rmse", "r2"),
+}
+LOSSES = ("mse", "huber")  # --loss of a regression run
 CHECKPOINT_DIR = "checkpoints"  # where a --checkpoint pattern without a folder writes
 DEFAULT_CHECKPOINT = f"{CHECKPOINT_DIR}/save-{{epoch:02d}}-{{val_loss:.4f}}.keras"
 NO_VAL_CHECKPOINT = f"{CHECKPOINT_DIR}/save-{{epoch:02d}}-{{loss:.4f}}.keras"
@@ -40,6 +48,19 @@ class TrainOptions:
     checkpoint: str | None = None  # default: DEFAULT_CHECKPOINT (NO_VAL_CHECKPOINT: no val)
     save_best_only: bool = True
     deterministic: bool = True
+    loss: str | None = None  # regression: mse (default) or huber, on standardized targets
+    precision: str = "auto"  # auto, fp32 or bf16 (cnncli.training.precision)
+    steps_per_execution: int | None = None  # None: chosen for the epoch's steps
+    # transfer learning and schedules: rules in cnncli.training.transfer
+    backbone: str | None = None  # a keras.applications backbone (cnncli.models.backbones)
+    weights: str | None = None  # none, a file, or None: the official file in the Keras cache
+    alpha: float | None = None  # MobileNet width
+    freeze: bool = False  # the backbone frozen all run
+    fine_tune_at: int | None = None  # the epoch (1-based) the backbone's top is unfrozen
+    fine_tune_lr: float = 1e-5
+    unfreeze: int | None = None  # backbone layers unfrozen from the top (None: all)
+    lr_schedule: str = "constant"
+    warmup: int = 0  # epochs of linear warm-up
 
     def check(self) -> None:
         """Refuse a bad value (UsageError naming the option and what it takes)."""
@@ -59,10 +80,23 @@ class TrainOptions:
             )
         if self.class_weight not in (None, "auto"):
             raise UsageError(f"unknown --class-weight {self.class_weight!r}", "use auto")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise UsageError(f"unknown --loss {self.loss!r}", f"use one of {', '.join(LOSSES)}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(
+                f"unknown --precision {self.precision!r}", f"use one of {', '.join(PRECISIONS)}"
+            )
+        if self.steps_per_execution is not None and self.steps_per_execution < 1:
+            raise UsageError(
+                f"--steps-per-execution must be at least 1, got {self.steps_per_execution}"
+            )
         if self.early_stop is not None and self.early_stop < 1:
             raise UsageError(f"--early-stop must be at least 1 epoch, got {self.early_stop}")
         if self.augment is not None:
             self.augment.check()
+        from cnncli.training.transfer import check_transfer
+
+        check_transfer(self)
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise UsageError(
                 "--tensorboard needs the tensorboard package, which is not installed",
@@ -74,18 +108,30 @@ class TrainOptions:
         filled in: epochs, the monitored metric and the checkpoint pattern (both checked
         against the dataset's splits; a pattern without a folder goes into checkpoints/)."""
         has_val = info.count("val") > 0
+        task = getattr(info, "task", "classify")
+        check_task_options(self, task)
+        metrics = TASK_METRICS[task]
         monitor = self.monitor or ("val_loss" if has_val else "loss")
         if monitor.startswith("val_") and not has_val:
             raise UsageError(f"--monitor {monitor} needs a val split, and {info.path} has none")
-        known = [*METRICS, *(f"val_{m}" for m in METRICS if has_val)]
+        known = [*metrics, *(f"val_{m}" for m in metrics if has_val)]
         if monitor not in known:
-            raise UsageError(f"unknown --monitor {monitor!r}", f"use one of {', '.join(known)}")
+            raise UsageError(
+                f"unknown --monitor {monitor!r}"
+                + ("" if task == "classify" else f" for a {task} dataset"),
+                f"use one of {', '.join(known)}",
+            )
         pattern = self.checkpoint or (DEFAULT_CHECKPOINT if has_val else NO_VAL_CHECKPOINT)
-        check_checkpoint_pattern(pattern, has_val)
+        check_checkpoint_pattern(pattern, has_val, metrics)
         if not os.path.dirname(pattern) and not os.path.isabs(pattern):
             pattern = f"{CHECKPOINT_DIR}/{pattern}"  # the course's bare "save-....h5" too
         epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
-        return replace(self, epochs=epochs, monitor=monitor, checkpoint=pattern)
+        from cnncli.training.transfer import check_transfer, check_transfer_dataset
+
+        filled = replace(self, epochs=epochs, monitor=monitor, checkpoint=pattern)
+        check_transfer(filled)  # --fine-tune-at against the default epochs too
+        check_transfer_dataset(filled, info)
+        return filled
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -100,18 +146,33 @@ class TrainOptions:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def check_checkpoint_pattern(pattern: str, has_val: bool) -> None:
-    """Refuse a --checkpoint pattern that cannot be filled from an epoch's metrics."""
-    keys = {"loss": 0.5, "accuracy": 0.5}
+def check_task_options(opts: TrainOptions, task: str) -> None:
+    """The options that only some dataset tasks take: --loss (regression), --class-weight
+    auto (classify: balanced class weights; multilabel: per-label positive weights)."""
+    if opts.loss is not None and task != "regression":
+        raise UsageError(
+            f"--loss {opts.loss} is for regression datasets; this dataset's task is {task}",
+            "leave out --loss (the loss follows the dataset's task)",
+        )
+    if opts.class_weight and task == "regression":
+        raise UsageError(
+            "--class-weight is for classify and multilabel datasets; this one is regression",
+            "leave out --class-weight",
+        )
+
+
+def check_checkpoint_pattern(pattern: str, has_val: bool, metrics=METRICS) -> None:
+    """Refuse a --checkpoint pattern that cannot be filled from an epoch's `metrics`."""
+    keys = dict.fromkeys(metrics, 0.5)
     if has_val:
-        keys.update(val_loss=0.5, val_accuracy=0.5)
+        keys.update({f"val_{m}": 0.5 for m in metrics})
     try:
         pattern.format(epoch=1, **keys)
     except (KeyError, IndexError, ValueError) as e:
         raise UsageError(
             f"--checkpoint pattern {pattern!r} cannot be filled ({type(e).__name__}: {e})",
-            "use {epoch}, {loss}, {accuracy}"
-            + (", {val_loss}, {val_accuracy}" if has_val else " (no val split)"),
+            "use {epoch}, " + ", ".join(f"{{{k}}}" for k in keys)
+            + ("" if has_val else " (no val split)"),
         ) from None
     if not pattern.endswith((".keras", ".h5")):
         raise UsageError(f"--checkpoint pattern {pattern!r} must end in .keras or .h5")
@@ -131,17 +192,19 @@ class ModelSource:
         return {"kind": self.kind, "value": value}
 
 
-def model_source(arch=None, spec=None, from_model=None, model=None) -> ModelSource:
+def model_source(arch=None, spec=None, from_model=None, model=None,
+                 backbone=None) -> ModelSource:  # fmt: skip
     """The one architecture source given; anything else is a UsageError. What can be checked
     without TensorFlow is checked here: the preset name, that the spec file reads and that
     the --from file is a model file."""
     given = [(kind, value) for kind, value in
-             (("arch", arch), ("spec", spec), ("from", from_model), ("model", model))
+             (("arch", arch), ("spec", spec), ("from", from_model), ("model", model),
+              ("backbone", backbone))
              if value is not None]  # fmt: skip
     if len(given) != 1:
         raise UsageError(
             "say which model to train with exactly one of --arch NAME, --spec FILE "
-            "or --from MODEL_FILE",
+            "or --from MODEL_FILE (or --backbone NAME)",
             "see cnncli train --help",
         )
     kind, value = given[0]

@@ -9,7 +9,9 @@ Layout of a run folder:
   history.csv          one row per finished epoch, numbered from 1
   history.png          loss and accuracy curves (two panels)
   run.json             options, versions, dataset hash, per-epoch times, best epoch, metadata
-  state/               resume state: state.json + epoch-NNNN.keras (weights and optimizer)
+  state/               resume state: state.json, model.keras (the training model with its
+                       augmentation and precision, written once) + epoch-NNNN.npz (its
+                       weights and optimizer variables at the last finished epoch)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from cnncli import __version__, claims
 from cnncli.atomic import clean_debris, write_json, write_text
 from cnncli.errors import BusyError, CnnError, InputError, OutputExistsError, UsageError
+from cnncli.models.metadata import task_metadata
 
 RUN_JSON = "run.json"
 HISTORY_CSV = "history.csv"
@@ -36,6 +39,7 @@ BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"
 STATE_DIR = "state"
 STATE_JSON = "state.json"
+TRAIN_MODEL = "model.keras"  # in state/: the training model, written when the run starts
 
 
 def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
@@ -167,6 +171,7 @@ def model_metadata(info) -> dict:
         "pixel_scale": 1.0,
         "dataset_sha256": info.sha256,
         "cnncli_version": __version__,
+        **task_metadata(info),  # multilabel: thresholds; regression: targets
     }
 
 

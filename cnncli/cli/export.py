@@ -1,0 +1,94 @@
+"""`cnncli export`: a thin command over cnncli.export.run.export_model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli.cli.options import JsonOpt, ModelArg, OverwriteOpt, UnsafeOpt
+
+
+def export_command(
+    model: ModelArg,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", metavar="savedmodel|litert|onnx", help="What to export to."
+        ),  # fmt: skip
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            show_default=False,
+            help="The file (.tflite, .onnx) or SavedModel folder to write (default: "
+            "<model><.tflite|.onnx|_savedmodel> in the model's run folder, or here).",
+        ),
+    ] = None,  # fmt: skip
+    int8: Annotated[
+        bool, typer.Option("--int8", help="LiteRT only: int8 weights and activations.")
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration",
+            metavar="DATASET_DIR",
+            show_default=False,
+            help="Dataset whose train split sets the int8 ranges (needed by --int8).",
+        ),
+    ] = None,  # fmt: skip
+    check: Annotated[
+        Path | None,
+        typer.Option(
+            "--check",
+            metavar="DATASET_DIR",
+            show_default=False,
+            help="Dataset whose test (else val) images the export is checked on "
+            "(default: the calibration set, else a few sample images).",
+        ),
+    ] = None,  # fmt: skip
+    overwrite: OverwriteOpt = False,
+    unsafe: UnsafeOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a model to a SavedModel, LiteRT or ONNX, with a sidecar PATH.cnncli.json (class
+    names, image conversion), checked to give the Keras model's answers first."""
+    from cnncli.cli import console
+    from cnncli.cli.progress import ProgressBar
+    from cnncli.export.run import export_model
+
+    with ProgressBar("check") as bar:
+        result = export_model(
+            model, format, output, int8=int8, calibration=calibration, check=check,
+            overwrite=overwrite, unsafe=unsafe, progress=bar,
+        )  # fmt: skip
+    if json_out:
+        console.print_json(result.to_json())
+        return
+    _render(result)
+
+
+def _render(result) -> None:
+    from cnncli.cli import console
+
+    c = result.check
+    where = c.images_from + (f" ({c.split})" if c.split else "")
+    rows = [("images", f"{c.images} from {where}"),
+            ("top-1 agreement", "-" if c.top1_agreement is None else f"{c.top1_agreement:.4f}"),
+            ("max abs difference", f"{c.max_abs_diff:.3g}"
+             + ("" if c.tolerance is None else f" (allowed {c.tolerance:.3g})"))]  # fmt: skip
+    if c.keras_accuracy is not None:
+        rows.append(("accuracy keras / export", f"{c.keras_accuracy:.4f} / "
+                     f"{c.exported_accuracy:.4f}"))  # fmt: skip
+    kind = "LiteRT int8" if result.int8 else result.format
+    console.print_table(["check", "result"], rows, title=f"{kind}: {result.path}")
+    console.info(f"wrote {result.path} ({result.size:,} bytes) and {result.sidecar}")
+    if result.int8 and c.accuracy_lost is not None:
+        console.info(f"int8 lost {c.accuracy_lost * 100:.2f} points of accuracy on {where}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export", no_args_is_help=True)(export_command)

@@ -1,0 +1,63 @@
+"""Learning-rate pictures: the rate of each epoch and the phase change drawn onto
+history.png's panels, and the loss-vs-learning-rate curve of `cnncli train --find-lr`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnncli.drawing.plots import matplotlib_rc, pyplot
+from cnncli.drawing.save import save_figure
+
+LR_COLUMN = "learning_rate"
+
+
+def mark_schedule(axes, epochs: Sequence[int], rows: Sequence[dict]) -> None:
+    """On history.png: the learning rate per epoch (grey, log scale, right axis of the loss
+    panel) and a dotted line where fine-tuning starts (history.csv's `phase` turns 2)."""
+    pts = [(e, r[LR_COLUMN]) for e, r in zip(epochs, rows, strict=True) if LR_COLUMN in r]
+    if pts:
+        ax = axes[-1].twinx()
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, color="0.5", linestyle="--", marker=".", label="learning rate")
+        if min(ys) > 0:
+            ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_ascii_exponent())  # the bundled font has no U+2212
+        ax.yaxis.set_minor_formatter(_ascii_exponent(minor=True))
+        ax.set_ylabel("learning rate", color="0.4")
+    start = next((e for e, r in zip(epochs, rows, strict=True) if r.get("phase") == 2), None)
+    if start is not None:
+        for ax in axes:
+            ax.axvline(start - 0.5, color="tab:red", linestyle=":", label="fine-tuning starts")
+        axes[0].legend()
+
+
+def plot_lr_sweep(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
+                  suggested: float | None, out_png: str | os.PathLike) -> Path:  # fmt: skip
+    """The --find-lr curve: loss (raw and smoothed) against the learning rate (log scale),
+    the suggested rate marked; written atomically."""
+    plt = pyplot()
+    with plt.rc_context({**matplotlib_rc(), "axes.unicode_minus": False}):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        try:
+            ax.plot(lrs, losses, color="0.75", label="loss")
+            ax.plot(lrs, smoothed, "b", label="smoothed loss")
+            if suggested is not None:
+                ax.axvline(suggested, color="tab:red", linestyle="--",
+                           label=f"suggested --lr {suggested:.2g}")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel("loss")
+            ax.set_title("Learning rate sweep")
+            ax.legend()
+            fig.tight_layout()
+            return save_figure(fig, out_png, dpi=80)
+        finally:
+            plt.close(fig)
+
+
+def _ascii_exponent(minor: bool = False):
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: "" if minor else f"{v:.0e}".replace("e-0", "e-"))

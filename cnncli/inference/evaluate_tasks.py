@@ -1,0 +1,324 @@
+"""Evaluate a multi-label or regression model on a split of a dataset of its task (called
+by cnncli.inference.evaluate.evaluate for such a dataset).
+
+- multilabel: per-label precision / recall / F1 / support at each label's threshold (the
+  model's, or `threshold` for all), micro and macro F1, subset accuracy, Hamming loss;
+  `tune_thresholds` first picks each label's threshold on the val split (best F1) and
+  stores them with the model file (cnncli.models.io.store_metadata, atomic). The error
+  sheet shows the images with the most wrong labels, "실제 : … // 예측 : …".
+- regression: MAE, RMSE and R^2 per target in the table's units, beside the MAE of always
+  predicting the train mean; a true-vs-predicted scatter with the y = x line and a residual
+  histogram (PNG); the error sheet shows the largest errors, "true 3.2 // pred 4.1".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.atomic import atomic_file
+from cnncli.errors import DatasetError, ModelError, UsageError
+from cnncli.inference.answers import format_value
+from cnncli.inference.metrics import best_thresholds, multilabel_metrics, regression_metrics
+from cnncli.inference.misclassified import (
+    SHEET_MAX,
+    Smallest,
+    multilabel_caption,
+    regression_caption,
+    write_sheet,
+)
+from cnncli.inference.model import ModelInfo, open_model, probabilities
+from cnncli.inference.split_io import (
+    DEFAULT_PLACE,
+    check_input_shape,
+    check_outputs,
+    dataset_batches,
+    default_plot_path,
+)
+from cnncli.progress import Counter
+
+PLOT_KINDS = ("scatter", "residuals")
+
+
+@dataclass
+class TaskEvaluation:
+    """A multi-label or regression evaluation (see the module docstring)."""
+
+    task: str
+    model_path: str | None
+    dataset: str
+    split: str
+    count: int
+    names: list[str]  # labels or targets
+    loss: float
+    loss_name: str
+    metrics: dict  # multilabel: micro_f1, macro_f1, subset_accuracy, hamming_loss
+    labels: list = field(default_factory=list)  # LabelMetrics (multilabel)
+    targets: list = field(default_factory=list)  # TargetMetrics (regression)
+    worst: list[dict] = field(default_factory=list)  # the error list, worst first
+    thresholds: list[float] = field(default_factory=list)
+    tuned: bool = False  # thresholds picked on val and stored with the model
+    conversion: str = ""
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    y_true: np.ndarray | None = None
+    outputs: np.ndarray | None = None  # probabilities (multilabel) or values (regression)
+    paths: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = {
+            "task": self.task,
+            "model": self.model_path,
+            "dataset": self.dataset,
+            "split": self.split,
+            "count": self.count,
+            "loss": self.loss,
+            "loss_name": self.loss_name,
+            **self.metrics,
+        }
+        if self.task == "multilabel":
+            out["thresholds_tuned"] = self.tuned
+            out["labels"] = [vars(m) for m in self.labels]
+        else:
+            out["targets"] = [vars(m) for m in self.targets]
+        out.update(worst=self.worst, conversion=self.conversion, notes=list(self.notes),
+                   files=dict(self.files))  # fmt: skip
+        return out
+
+
+def plot_paths(model, split: str, task: str, scatter_png, residuals_png) -> dict:
+    """{kind: path} of the plots to write (DEFAULT_PLACE: cnncli.inference.split_io's);
+    a multi-label evaluation draws none."""
+    given = {"scatter": scatter_png, "residuals": residuals_png}
+    if task != "regression":
+        return {}
+    return {
+        kind: default_plot_path(model, split, kind) if str(p) == DEFAULT_PLACE else Path(p)
+        for kind, p in given.items()
+        if p is not None
+    }
+
+
+def evaluate_task(model, info, split: str, *, batch_size: int, errors_png=None,
+                  errors_csv=None, plots: dict | None = None, progress=None, unsafe=False,
+                  overwrite=False, class_names=None, pixel_scale=None, threshold=None,
+                  tune_thresholds=False) -> TaskEvaluation:  # fmt: skip
+    """Evaluate `model` on `split` of the multilabel or regression dataset `info` (checked
+    and chosen by evaluate); `plots`: {kind: path} from plot_paths."""
+    plots = plots or {}
+    task = info.task
+    if task == "regression" and (threshold is not None or tune_thresholds):
+        raise UsageError("--threshold and --tune-thresholds are for multi-label models")
+    if threshold is not None and not 0 < threshold < 1:
+        raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
+    if threshold is not None and tune_thresholds:
+        raise UsageError("--threshold and --tune-thresholds contradict each other",
+                         "give one threshold for all labels, or let them be tuned")  # fmt: skip
+    if tune_thresholds and info.count("val") == 0:
+        raise DatasetError(
+            f"--tune-thresholds picks thresholds on the val split, and {info.path} has none",
+            "build the dataset with --val, or leave out --tune-thresholds",
+        )
+    check_outputs((errors_png, errors_csv, *plots.values()), overwrite)
+    m = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
+    notes = list(m.notes) + _check_task_fit(m, info)
+    notes += [f"converted at build: {c}" for c in info.conversions]
+    tuned = False
+    if tune_thresholds:
+        y_val, p_val, _ = _run(m, info, "val", batch_size, None, None)
+        m.thresholds = best_thresholds(y_val, p_val)
+        _store_thresholds(m)
+        tuned = True
+        notes.append(
+            f"thresholds picked on val ({info.count('val')} images) and stored in {m.path}"
+        )
+    counter = Counter(progress, info.count(split))
+    counter.start()
+    keep = Smallest(SHEET_MAX) if errors_png is not None else None
+    if task == "multilabel":
+        t = m.label_thresholds if threshold is None else [threshold] * len(m.class_names)
+        y, out, paths = _run(m, info, split, batch_size, keep, counter, np.asarray(t))
+        mm = multilabel_metrics(y, out, t, m.class_names)
+        result = TaskEvaluation(
+            task, _path(m), str(info.path), split, len(y), list(m.class_names), mm["loss"],
+            m.head.loss_name, {k: mm[k] for k in ("micro_f1", "macro_f1", "subset_accuracy",
+                                                   "hamming_loss")},
+            labels=mm["labels"], thresholds=list(t), tuned=tuned,
+        )  # fmt: skip
+        result.worst = _multilabel_worst(y, mm["predicted"], out, paths, m.class_names)
+    else:
+        y, out, paths = _run(m, info, split, batch_size, keep, counter)
+        means = [tt.mean for tt in info.targets]
+        targets = regression_metrics(y, out, m.class_names, means)
+        loss = (
+            float(np.mean(((y - out) / [t.std or 1.0 for t in info.targets]) ** 2))
+            if len(y)
+            else 0.0
+        )
+        result = TaskEvaluation(
+            task, _path(m), str(info.path), split, len(y), list(m.class_names), loss,
+            "mean_squared_error (standardized)",
+            {"mae": _mean(targets, "mae"), "rmse": _mean(targets, "rmse"),
+             "r2": _mean(targets, "r2"), "baseline_mae": _mean(targets, "baseline_mae")},
+            targets=targets,
+        )  # fmt: skip
+        result.worst = _regression_worst(y, out, paths, m.class_names, info.targets)
+    result.y_true, result.outputs, result.paths = y, out, paths
+    result.conversion = (f"images read from the dataset ({info.image.describe()}); "
+                         f"pixels x {m.scale_text}")  # fmt: skip
+    result.notes = notes
+    _write(result, errors_png, errors_csv, plots, keep, overwrite)
+    return result
+
+
+def _path(m: ModelInfo) -> str | None:
+    return str(m.path) if m.path else None
+
+
+def _mean(rows: list, key: str) -> float:
+    return float(np.mean([getattr(r, key) for r in rows])) if rows else 0.0
+
+
+def _check_task_fit(m: ModelInfo, info) -> list[str]:
+    """Refuse a model of another task or output size; notes on other names."""
+    check_input_shape(m, info)
+    n = len(info.targets) if info.task == "regression" else info.num_classes
+    if m.task != info.task:
+        raise ModelError(
+            f"the model is a {m.task} model but the dataset is {info.task}",
+            "evaluate it on a dataset of the task it was trained for",
+        )
+    if m.head.units != n:
+        raise ModelError(
+            f"the model gives {m.head.units} output(s) but the dataset has {n} "
+            f"{'targets' if info.task == 'regression' else 'labels'}",
+            "evaluate it on the dataset it was trained on",
+        )
+    theirs = [t.name for t in info.targets] if info.task == "regression" else info.class_names
+    if list(m.class_names) != list(theirs):
+        return [f"the model's names ({', '.join(m.class_names)}) differ from the dataset's "
+                f"({', '.join(theirs)}); matched by position"]  # fmt: skip
+    return []
+
+
+def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None):
+    """(labels, outputs, paths) of a split; `keep` (a Smallest) gets the worst images."""
+    ys, outs, paths, seen = [], [], [], 0
+    std = np.array([t.std or 1.0 for t in info.targets]) if info.task == "regression" else None
+    for x, y, p in dataset_batches(info, split, batch_size):
+        out = probabilities(m, x)
+        if keep is not None:
+            if std is None:
+                wrong = ((out > thresholds).astype(int) != y).sum(axis=1)
+                keys = [
+                    (-int(w), -float(np.abs(o - t).sum()))
+                    for w, o, t in zip(wrong, out, y, strict=True)
+                ]
+            else:
+                keys = [(-float(np.abs((o - t) / std).max()),) for o, t in zip(out, y, strict=True)]
+            for i, key in enumerate(keys):
+                keep.offer((*key, seen + i), seen + i, x[i].astype(np.uint8))
+        ys.append(y)
+        outs.append(out)
+        paths.extend(p)
+        seen += len(y)
+        if counter is not None:
+            counter.add(len(y))
+    width = len(info.targets) if info.task == "regression" else info.num_classes
+    if not ys:
+        return np.zeros((0, width)), np.zeros((0, width)), paths
+    return np.concatenate(ys), np.concatenate(outs), paths
+
+
+def _multilabel_worst(y, pred, probs, paths, names) -> list[dict]:
+    wrong = (pred != y.astype(int)).sum(axis=1)
+    miss = np.abs(probs - y).sum(axis=1)
+    order = sorted(np.flatnonzero(wrong), key=lambda i: (-wrong[i], -miss[i], i))
+    return [
+        {
+            "index": int(i),
+            "path": paths[i],
+            "actual": [n for n, v in zip(names, y[i], strict=True) if v > 0.5],
+            "predicted": [n for n, v in zip(names, pred[i], strict=True) if v],
+            "wrong": int(wrong[i]),
+        }
+        for i in order
+    ]
+
+
+def _regression_worst(y, out, paths, names, targets, limit=SHEET_MAX) -> list[dict]:
+    std = np.array([t.std or 1.0 for t in targets])
+    err = np.abs((out - y) / std).max(axis=1) if len(y) else np.zeros(0)
+    order = sorted(range(len(y)), key=lambda i: (-err[i], i))[:limit]
+    return [
+        {
+            "index": int(i),
+            "path": paths[i],
+            "true": [float(v) for v in y[i]],
+            "predicted": [float(v) for v in out[i]],
+            "error": [float(v) for v in out[i] - y[i]],
+        }
+        for i in order
+    ]
+
+
+def _store_thresholds(m: ModelInfo) -> None:
+    """The tuned thresholds into the model file itself (atomically), as its metadata."""
+    from cnncli.models.io import store_metadata
+
+    if m.path is None or not Path(m.path).is_file():
+        raise UsageError(
+            "--tune-thresholds stores the thresholds in the model file; this model has none",
+            "give the model as a .keras or .h5 file (a run folder's best.keras)",
+        )
+    store_metadata(m.path, {"thresholds": [round(float(t), 4) for t in m.thresholds]})
+
+
+def _write(result: TaskEvaluation, errors_png, errors_csv, plots, keep, overwrite) -> None:
+    if errors_csv is not None:
+        _write_csv(result, errors_csv, overwrite)
+        result.files["errors_csv"] = str(errors_csv)
+    if errors_png is not None:
+        images = keep.images()
+        shown = [w for w in result.worst if w["index"] in images][:SHEET_MAX]
+        items = []
+        for rank, w in enumerate(shown, 1):
+            if result.task == "multilabel":
+                text = multilabel_caption(rank, w["actual"], w["predicted"], w["path"], w["wrong"])
+            else:
+                text = regression_caption(rank, w["true"], w["predicted"], w["path"])
+            items.append((images[w["index"]], text))
+        if result.task == "multilabel":
+            title = f"{len(result.worst)} of {result.count} with wrong labels ({result.split})"
+            title += "\nmost wrong labels first"
+        else:
+            title = f"the {len(shown)} largest errors of {result.count} ({result.split})"
+        write_sheet(items, title, errors_png, overwrite, cell=280)  # long captions: wide cells
+        result.files["errors_png"] = str(errors_png)
+    for kind, path in plots.items():
+        from cnncli.inference.task_plots import draw_plot
+
+        draw_plot(kind, result, path)
+        result.files[f"{kind}_png"] = str(path)
+
+
+def _write_csv(result: TaskEvaluation, path, overwrite: bool) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if result.task == "multilabel":
+        w.writerow(["path", "actual", "predicted", "wrong"])
+        for r in result.worst:
+            w.writerow([r["path"], ";".join(r["actual"]), ";".join(r["predicted"]), r["wrong"]])
+    else:
+        names = result.names
+        w.writerow(["path", *(f"true_{n}" for n in names), *(f"pred_{n}" for n in names)])
+        for r in result.worst:
+            w.writerow(
+                [r["path"], *map(format_value, r["true"]), *map(format_value, r["predicted"])]
+            )
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        Path(tmp).write_text(buf.getvalue(), encoding="utf-8")

@@ -1,0 +1,99 @@
+"""The report's charts, drawn as every cnncli figure is (cnncli.drawing.plots.pyplot,
+the bundled font through matplotlib_rc, saved atomically by save_figure):
+
+- `plot_curves(series, out_png)`: one panel per metric (loss, accuracy, or a task's own
+  names), one colour per run, training dashed and validation solid; one run or several.
+- `plot_final_bars(labels, values, out_png)`: one panel per metric, a bar per run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnncli.drawing.fonts import matplotlib_rc
+from cnncli.drawing.plots import class_colors, pyplot
+from cnncli.drawing.save import save_figure
+
+MAX_PANELS = 6  # metrics drawn; the rest are in the tables
+
+
+def curve_metrics(histories: Sequence[list[dict]]) -> list[str]:
+    """The metric names to draw (without val_), loss first, in first-seen order."""
+    names: list[str] = []
+    for rows in histories:
+        for row in rows:
+            for key in row:
+                base = key[4:] if key.startswith("val_") else key
+                if key != "epoch" and base not in names:
+                    names.append(base)
+    names.sort(key=lambda n: n != "loss")
+    return names[:MAX_PANELS]
+
+
+def _grid(plt, panels: int, width: float = 5.0, height: float = 3.6):
+    cols = min(panels, 2)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    return fig, flat[:panels]
+
+
+def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.PathLike) -> Path:
+    """Draw each run's history (label, history.csv rows) into `out_png`."""
+    plt = pyplot()
+    metrics = curve_metrics([rows for _, rows in series]) or ["loss"]
+    colors = class_colors(len(series))
+    with plt.rc_context(matplotlib_rc()):
+        fig, axes = _grid(plt, len(metrics))
+        try:
+            for ax, metric in zip(axes, metrics, strict=True):
+                for (label, rows), color in zip(series, colors, strict=True):
+                    for key, style, part in (
+                        (metric, "--", "train"),
+                        (f"val_{metric}", "-", "val"),
+                    ):
+                        pts = [(r["epoch"], r[key]) for r in rows if key in r and "epoch" in r]
+                        if pts:
+                            xs, ys = zip(*pts, strict=True)
+                            name = f"{label} {part}" if len(series) > 1 else part
+                            ax.plot(xs, ys, style, color=color, marker="o", markersize=3,
+                                    label=name)  # fmt: skip
+                ax.set_title(metric)
+                ax.set_xlabel("epoch")
+                ax.xaxis.get_major_locator().set_params(integer=True)
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize="small")
+            fig.tight_layout()
+            return save_figure(fig, out_png, dpi=80)
+        finally:
+            plt.close(fig)
+
+
+def plot_final_bars(labels: Sequence[str], values: dict[str, list],
+                    out_png: str | os.PathLike) -> Path:  # fmt: skip
+    """A bar per run (`labels`) for each metric of `values` ({metric: value per run, None
+    where a run lacks it}) into `out_png`."""
+    plt = pyplot()
+    metrics = list(values)[:MAX_PANELS] or ["loss"]
+    colors = class_colors(len(labels))
+    with plt.rc_context(matplotlib_rc()):
+        fig, axes = _grid(plt, len(metrics), height=3.0 + 0.12 * max(map(len, labels), default=0))
+        try:
+            for ax, metric in zip(axes, metrics, strict=True):
+                ys = [v if v is not None else 0.0 for v in values.get(metric, [])]
+                xs = range(len(ys))
+                ax.bar(xs, ys, color=colors[: len(ys)])
+                ax.set_xticks(list(xs), list(labels), rotation=30 if len(labels) > 3 else 0,
+                              ha="right" if len(labels) > 3 else "center")  # fmt: skip
+                for x, v in zip(xs, values.get(metric, []), strict=True):
+                    ax.annotate("-" if v is None else f"{v:.3g}", (x, v or 0.0),
+                                ha="center", va="bottom", fontsize="small")  # fmt: skip
+                ax.set_title(metric)
+            fig.tight_layout()
+            return save_figure(fig, out_png, dpi=80)
+        finally:
+            plt.close(fig)

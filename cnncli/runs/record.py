@@ -1,0 +1,320 @@
+"""One run folder read into a RunRecord, from its small files only (run.json, history.csv,
+the claim beside it, and report/evaluation-test.json when a report evaluated it).
+
+Status: run.json's `status`, checked against what is on disk: "running" only while the
+process that claims the folder lives (cnncli.claims' pid check); a run.json that still says
+"running" without one, and a history.csv cut short by a kill, read as "interrupted".
+"early-stopped" is "finished" with `early_stopped` set. Metrics are whatever columns
+history.csv has (loss, accuracy, or a task's own: mae, f1, ...), so every task reads alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnncli import claims
+from cnncli.errors import InputError
+
+# The run folder's file names, as cnncli.training.rundir writes them (a test keeps them
+# equal): importing rundir would load NumPy and Pillow (through cnncli.models.metadata),
+# a third of `cnncli runs`' whole time.
+RUN_JSON = "run.json"
+HISTORY_CSV = "history.csv"
+FORMAT = "cnncli-run"
+FORMAT_VERSION = 1  # the newest run.json this cnncli reads
+DEFAULT_TASK = "classify"
+REPORT_DIR = "report"  # RUN/report/: the run's page and what it computed
+LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "rmse", "hamming")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is better (loss, mae, hamming_loss, ...)."""
+    name = metric.lower()
+    return any(word in name for word in LOWER_IS_BETTER)
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    name: str
+    status: str
+    task: str = DEFAULT_TASK
+    early_stopped: bool = False
+    pid: int | None = None
+    model: str = "?"
+    params: int | None = None
+    dataset: str = "?"
+    dataset_sha256: str = ""
+    dataset_path: str = ""
+    class_names: list = field(default_factory=list)
+    epochs_done: int = 0
+    epochs_planned: int | None = None
+    monitor: str | None = None
+    best_epoch: int | None = None
+    best_value: float | None = None
+    best_metrics: dict = field(default_factory=dict)
+    final: dict = field(default_factory=dict)  # the last complete epoch's metrics
+    test: dict = field(default_factory=dict)  # test_<metric> from a report's evaluation
+    seconds_per_epoch: float | None = None
+    started: str = ""
+    finished: str = ""
+    options: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    run: dict = field(default_factory=dict, repr=False)  # run.json as read
+
+    @property
+    def dataset_label(self) -> str:
+        return f"{self.dataset} {self.dataset_sha256[:8]}".strip()
+
+    def metric(self, name: str) -> float | None:
+        """`name` at the best epoch, else at the last one; test_<m> from the evaluation."""
+        for source in (self.test, self.best_metrics, self.final):
+            value = source.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        return None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "status": self.status,
+            "early_stopped": self.early_stopped,
+            "pid": self.pid,
+            "task": self.task,
+            "model": self.model,
+            "params": self.params,
+            "dataset": {
+                "name": self.dataset,
+                "sha256": self.dataset_sha256,
+                "path": self.dataset_path,
+            },  # fmt: skip
+            "epochs_done": self.epochs_done,
+            "epochs_planned": self.epochs_planned,
+            "best": {
+                "epoch": self.best_epoch,
+                "monitor": self.monitor,
+                "value": self.best_value,
+                "metrics": self.best_metrics,
+            },  # fmt: skip
+            "final": self.final,
+            "test": self.test,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "started": self.started,
+            "finished": self.finished,
+            "options": self.options,
+            "notes": self.notes,
+        }
+
+
+def read_run_file(path: Path) -> dict:
+    """run.json of the run folder `path`, checked: valid JSON of format cnncli-run and a
+    format_version this cnncli reads (InputError naming the file otherwise)."""
+    file = path / RUN_JSON
+    try:
+        run = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{file} cannot be read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{file} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(run, dict) or run.get("format", FORMAT) != FORMAT:
+        raise InputError(f"{file} is not a cnncli run record")
+    version = run.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"{file} has format_version {version!r}, not a whole number (damaged?)")
+    if version > FORMAT_VERSION:
+        raise InputError(
+            f"{file} has format_version {version}, newer than this cnncli reads ({FORMAT_VERSION})",
+            "upgrade cnncli to list this run",
+        )
+    return run
+
+
+def read_complete_history(path: Path) -> tuple[list[dict], int]:
+    """(complete rows, rows left out) of history.csv. A row is complete when it has every
+    column, each a number, and the line ends (a kill can cut the last line mid-number);
+    reading stops at the first incomplete row. A missing file has no rows."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], 0
+    except (OSError, UnicodeDecodeError):
+        return [], 1
+    lines = text.split("\n")
+    ended = lines[:-1]  # the last piece has no newline after it: cut short, or empty
+    cut = 1 if lines[-1].strip() else 0
+    table = list(csv.reader(ended))
+    if not table:
+        return [], cut
+    header, rows = table[0], []
+    for i, cells in enumerate(table[1:]):
+        row = _parse_row(header, cells)
+        if row is None:
+            return rows, len(table) - 1 - i + cut
+        rows.append(row)
+    return rows, cut
+
+
+def _parse_row(header: list[str], cells: list[str]) -> dict | None:
+    if len(cells) != len(header):
+        return None
+    row = {}
+    for key, cell in zip(header, cells, strict=True):
+        if cell == "":
+            continue
+        try:
+            row[key] = int(cell) if key == "epoch" else float(cell)
+        except ValueError:
+            return None
+    return row if "epoch" in row else None
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """The RunRecord of one run folder (InputError when its run.json cannot be used)."""
+    path = Path(path)
+    run = read_run_file(path)
+    history, cut = read_complete_history(path / HISTORY_CSV)
+    r = RunRecord(path=path, name=path.name, status=str(run.get("status", "?")), run=run)
+    r.task = str(run.get("task") or _get(run, "dataset", "task") or DEFAULT_TASK)
+    r.started, r.finished = str(run.get("started", "")), str(run.get("finished", ""))
+    _model(r, run)
+    _dataset(r, run)
+    opts = run.get("options")
+    r.options = opts if isinstance(opts, dict) else {}
+    planned = r.options.get("epochs")
+    r.epochs_planned = planned if isinstance(planned, int) else None
+    r.history = history
+    r.epochs_done = len(history)
+    r.final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
+    _status(r, run, cut)
+    _best(r, run)
+    r.seconds_per_epoch = _seconds(run.get("epoch_seconds"))
+    r.test = _test_metrics(path)
+    return r
+
+
+def _get(d: dict, *keys):
+    for key in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def _model(r: RunRecord, run: dict) -> None:
+    source = _get(run, "model", "source") or {}
+    value = str(source.get("value", "")) if isinstance(source, dict) else ""
+    kind = source.get("kind") if isinstance(source, dict) else None
+    if kind in ("spec", "from") and value:
+        value = f"{kind} {Path(value).name}"
+    r.model = value or str(_get(run, "model", "name") or "?")
+    params = _get(run, "model", "params")
+    r.params = params if isinstance(params, int) else None
+
+
+def _dataset(r: RunRecord, run: dict) -> None:
+    r.dataset_path = str(_get(run, "dataset", "path") or "")
+    r.dataset = Path(r.dataset_path).name if r.dataset_path else "?"
+    r.dataset_sha256 = str(_get(run, "dataset", "sha256") or "")
+    names = _get(run, "dataset", "class_names")
+    r.class_names = names if isinstance(names, list) else []
+
+
+def _status(r: RunRecord, run: dict, cut: int) -> None:
+    if r.status == "early-stopped":
+        r.status, r.early_stopped = "finished", True
+    if r.status == "running":
+        holder = _holder(r.path)
+        if holder is not None:
+            r.pid = holder
+        else:
+            r.status = "interrupted"
+            r.notes.append(
+                "run.json says running, but no process holds the run folder (killed?): "
+                f"continue with cnncli train --resume {r.path}"
+            )
+    if cut:
+        r.notes.append(
+            f"{HISTORY_CSV} is cut short: {r.epochs_done} complete epoch(s) used, "
+            f"{cut} incomplete row(s) left out"
+        )
+        if r.status != "running":
+            r.status = "interrupted"
+    if r.status == "failed" and run.get("error"):
+        r.notes.append(f"failed: {run.get('failed_by') or run['error']}")
+
+
+def _holder(path: Path) -> int | None:
+    """The pid of the live process that claims run folder `path`, else None."""
+    try:
+        info = json.loads(claims.lock_path(path).read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return None
+    if isinstance(info, dict) and info.get("pid") and claims.holder_alive(info):
+        return int(info["pid"]) if str(info["pid"]).isdigit() else None
+    return None
+
+
+def _best(r: RunRecord, run: dict) -> None:
+    best = run.get("best") if isinstance(run.get("best"), dict) else {}
+    named = [m for m in (best.get("monitor"), r.options.get("monitor")) if isinstance(m, str)]
+    r.monitor = named[0] if named else _default_monitor(r.final)
+    epoch = best.get("epoch")
+    if isinstance(epoch, int) and any(row["epoch"] == epoch for row in r.history):
+        r.best_epoch = epoch
+    elif r.monitor and r.history:  # run.json behind or ahead of history.csv: recompute
+        rows = [row for row in r.history if isinstance(row.get(r.monitor), float)]
+        if rows:
+            pick = min if lower_is_better(r.monitor) else max
+            r.best_epoch = pick(rows, key=lambda row: row[r.monitor])["epoch"]
+    if r.best_epoch is not None:
+        row = next(row for row in r.history if row["epoch"] == r.best_epoch)
+        r.best_metrics = {k: v for k, v in row.items() if k != "epoch"}
+        r.best_value = r.best_metrics.get(r.monitor)
+
+
+def _default_monitor(final: dict) -> str | None:
+    for name in ("val_loss", "loss"):
+        if name in final:
+            return name
+    return None
+
+
+def _seconds(values) -> float | None:
+    """Seconds per epoch: the median of the epochs after the first (which also builds the
+    model and traces the graph), or the first alone."""
+    if not isinstance(values, list):
+        return None
+    nums = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not nums:
+        return None
+    return float(statistics.median(nums[1:] if len(nums) > 1 else nums))
+
+
+def evaluation_file(run_dir: Path, split: str) -> Path:
+    """Where a report keeps the evaluation of the run's best model on `split`."""
+    return Path(run_dir) / REPORT_DIR / f"evaluation-{split}.json"
+
+
+def _test_metrics(path: Path) -> dict:
+    """test_<metric> for each number of the report's test evaluation (count left out)."""
+    try:
+        data = json.loads(evaluation_file(path, "test").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return test_metrics(data) if isinstance(data, dict) else {}
+
+
+def test_metrics(evaluation: dict) -> dict:
+    """test_<metric> for each number of an evaluation's JSON (its image count left out)."""
+    return {
+        f"test_{k}": float(v)
+        for k, v in evaluation.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "count"
+    }

@@ -1,0 +1,165 @@
+"""`cnncli report`: a self-contained folder (index.html, its PNGs beside it, run.json and
+history.csv copied in) for one run, or for a comparison of several.
+
+- One run: RUN/report/ (or `out`): facts, options, dataset, model summary, learning curves,
+  the evaluation on val and test, activations and Grad-CAM of two validation images.
+- Several runs: report/ here (or `out`): the runs table with the options that differ,
+  the curves overlaid, the final metrics as bars, and each run's own page in runs/NAME/.
+
+Missing parts are computed (cnncli.runs.compute, TensorFlow) unless `compute` is False;
+then what an earlier report of the run computed is reused, and the rest is listed with the
+command that makes it. An existing report is replaced only with `overwrite`, and only if it
+is a report; everything is checked before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnncli.atomic import atomic_dir
+from cnncli.errors import InputError, OutputExistsError, UsageError
+from cnncli.inference.activations import check_replaceable
+from cnncli.progress import Progress
+from cnncli.runs import charts, pages
+from cnncli.runs.compute import Parts, compute_parts, missing_parts, reuse_parts
+from cnncli.runs.find import is_run
+from cnncli.runs.record import HISTORY_CSV, REPORT_DIR, RUN_JSON, RunRecord, read_run, test_metrics
+from cnncli.runs.table import RunsTable, changed_options, default_sort, sort_runs
+
+DEFAULT_COMPARE_DIR = "report"
+CURVES = "curves.png"
+FINAL = "final.png"
+
+
+@dataclass
+class ReportResult:
+    page: Path
+    runs: list[str]
+    computed: bool
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"page": str(self.page), "runs": self.runs, "computed": self.computed,
+                "missing": self.missing, "notes": self.notes}  # fmt: skip
+
+
+def write_report(runs: Sequence, out=None, compute: bool = True, overwrite: bool = False,
+                 progress: Progress | None = None) -> ReportResult:  # fmt: skip
+    """Write the report of one run or the comparison of several (module docstring);
+    `progress(done, total)` counts the computed parts."""
+    paths = [Path(p) for p in runs]
+    if not paths:
+        raise UsageError("give at least one run folder", "cnncli report runs/train")
+    for p in paths:
+        if not p.is_dir():
+            raise InputError(f"run folder {p} not found", "give the folder cnncli train wrote")
+        if not is_run(p):
+            raise InputError(f"{p} is not a cnncli run folder (no {RUN_JSON})",
+                             "give the folder cnncli train wrote")  # fmt: skip
+    records = [read_run(p) for p in paths]
+    if len(records) == 1:
+        target = Path(out) if out is not None else paths[0] / REPORT_DIR
+    else:
+        target = Path(out) if out is not None else Path(DEFAULT_COMPARE_DIR)
+    check_output(target, overwrite)
+    result = ReportResult(target / "index.html", [str(p) for p in paths], compute)
+    with atomic_dir(target, overwrite=overwrite) as tmp:
+        if len(records) == 1:
+            parts = run_folder(records[0], tmp, compute, [target], progress)
+            result.missing = list(parts.missing)
+            result.notes = list(records[0].notes)
+        else:
+            _compare(records, tmp, compute, target, result, progress)
+    return result
+
+
+def check_output(target: Path, overwrite: bool) -> None:
+    """Refuse an existing output without `overwrite`, and with it anything but a report."""
+    if overwrite:
+        check_replaceable(target, ["index.html"], "a cnncli report (no index.html)")
+    elif target.exists():
+        raise OutputExistsError(target)
+
+
+def run_folder(r: RunRecord, folder: Path, compute: bool, earlier: Sequence[Path],
+               progress: Progress | None = None) -> Parts:  # fmt: skip
+    """Fill `folder` with run `r`'s page and what it shows; `earlier`: report folders
+    whose computed parts may be reused when not computing. Returns the parts."""
+    for name in (RUN_JSON, HISTORY_CSV):
+        if (r.path / name).is_file():
+            shutil.copy2(r.path / name, folder / name)
+    parts = None
+    if compute:
+        parts = compute_parts(r, folder, progress)
+    else:
+        for old in [*earlier, r.path / REPORT_DIR]:
+            if old.is_dir() and old.resolve() != folder.resolve():
+                parts = reuse_parts(old, folder)
+                if parts is not None:
+                    break
+        parts = parts or Parts(missing=missing_parts(r))
+    if "test" in parts.evaluations:
+        r.test = test_metrics(parts.evaluations["test"])
+    curves = None
+    if r.history:
+        charts.plot_curves([(r.name, r.history)], folder / CURVES)
+        curves = CURVES
+    pages.run_page(folder, r, parts, curves)
+    return parts
+
+
+def unique_names(records: Sequence[RunRecord]) -> list[str]:
+    """Run names made unique (runs/a/train and runs/b/train: train, train_2)."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        n = seen.get(r.name, 0) + 1
+        seen[r.name] = n
+        out.append(r.name if n == 1 else f"{r.name}_{n}")
+    return out
+
+
+def _compare(records: list[RunRecord], tmp: Path, compute: bool, target: Path,
+             result: ReportResult, progress: Progress | None) -> None:  # fmt: skip
+    names = unique_names(records)
+    links = {}
+    for i, (r, name) in enumerate(zip(records, names, strict=True)):
+        r.name = name
+        folder = tmp / "runs" / name
+        folder.mkdir(parents=True)
+        step = None
+        if progress is not None:
+
+            def step(done, total, i=i):
+                progress(i * (total or 1) + done, len(records) * (total or 1))
+
+        parts = run_folder(r, folder, compute, [target / "runs" / name], step)
+        links[name] = f"runs/{name}/index.html"
+        result.missing += [f"{name}: {m}" for m in parts.missing]
+        result.notes += [f"{name}: {n}" for n in r.notes]
+    if len({r.task for r in records}) > 1:
+        result.notes.append("the runs have different tasks: each shows its own metrics")
+    t = RunsTable(sort_runs(records, default_sort(records)), sort=default_sort(records),
+                  changed=changed_options(records))  # fmt: skip
+    charts.plot_curves([(r.name, r.history) for r in t.runs], tmp / CURVES)
+    bars = None
+    values = final_values(t)
+    if values:
+        charts.plot_final_bars([r.name for r in t.runs], values, tmp / FINAL)
+        bars = FINAL
+    pages.compare_page(tmp, t, links, CURVES, bars, result.notes)
+
+
+def final_values(t: RunsTable) -> dict[str, list]:
+    """{metric: value per run} for the bars: validation, then test, then training metrics
+    of the last epoch, as many as the chart draws."""
+    metrics = t.metrics
+    order = ([m for m in metrics if m.startswith("val_")]
+             + [m for m in metrics if m.startswith("test_")]
+             + [m for m in metrics if not m.startswith(("val_", "test_"))])  # fmt: skip
+    return {m: [{**r.final, **r.test}.get(m) for r in t.runs]
+            for m in order[: charts.MAX_PANELS]}  # fmt: skip

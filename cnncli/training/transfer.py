@@ -1,0 +1,96 @@
+"""The rules of the transfer-learning and schedule options of a run (--backbone, --weights,
+--alpha, --freeze, --fine-tune-at, --fine-tune-lr, --unfreeze, --lr-schedule, --warmup),
+checked before TensorFlow loads; TrainOptions.check and for_dataset call them. The Keras
+side lives in cnncli.models.backbones, cnncli.training.phases and cnncli.training.schedules.
+"""
+
+from __future__ import annotations
+
+from cnncli.errors import UsageError
+
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+DEFAULT_FINE_TUNE_LR = 1e-5
+
+
+def check_transfer(opts) -> None:
+    """Refuse a bad combination of the backbone, phase and schedule options (one line)."""
+    from cnncli.models.backbones import check_alpha, get_backbone
+
+    if opts.backbone is not None:
+        check_alpha(get_backbone(opts.backbone), opts.alpha)
+    else:
+        for flag, given in (("--weights", opts.weights is not None), ("--alpha", opts.alpha),
+                            ("--freeze", opts.freeze), ("--fine-tune-at", opts.fine_tune_at),
+                            ("--unfreeze", opts.unfreeze)):  # fmt: skip
+            if given:
+                raise UsageError(f"{flag} needs a pretrained backbone",
+                                 "add --backbone NAME (e.g. --backbone mobilenetv2)")  # fmt: skip
+    if opts.freeze and opts.fine_tune_at is not None:
+        raise UsageError("--freeze keeps the backbone frozen all run; --fine-tune-at unfreezes it",
+                         "give one of them")  # fmt: skip
+    if opts.fine_tune_at is not None:
+        if opts.fine_tune_at < 2:
+            raise UsageError(f"--fine-tune-at is the epoch the fine-tuning starts (2 or later), "
+                             f"got {opts.fine_tune_at}",
+                             "without a frozen first phase, leave it out")  # fmt: skip
+        if opts.epochs is not None and opts.fine_tune_at > opts.epochs:
+            raise UsageError(f"--fine-tune-at {opts.fine_tune_at} is beyond --epochs "
+                             f"{opts.epochs}", "give a larger --epochs or an earlier "
+                             "--fine-tune-at")  # fmt: skip
+    elif opts.unfreeze is not None:
+        raise UsageError("--unfreeze says how many backbone layers --fine-tune-at unfreezes",
+                         "add --fine-tune-at EPOCH")  # fmt: skip
+    if opts.unfreeze is not None and opts.unfreeze < 1:
+        raise UsageError(f"--unfreeze must be at least 1 layer, got {opts.unfreeze}")
+    if not opts.fine_tune_lr > 0:
+        raise UsageError(f"--fine-tune-lr must be positive, got {opts.fine_tune_lr}")
+    if opts.lr_schedule not in SCHEDULES:
+        raise UsageError(f"unknown --lr-schedule {opts.lr_schedule!r}",
+                         f"use one of {', '.join(SCHEDULES)}")  # fmt: skip
+    if opts.warmup < 0:
+        raise UsageError(f"--warmup must be 0 or more epochs, got {opts.warmup}")
+    if opts.epochs is not None and opts.warmup and opts.warmup >= opts.epochs:
+        raise UsageError(f"--warmup {opts.warmup} leaves no epoch after it (--epochs "
+                         f"{opts.epochs})", "give fewer warm-up epochs")  # fmt: skip
+
+
+def check_transfer_dataset(opts, info) -> list[str]:
+    """The dataset's images against the backbone (smallest size; grayscale/RGBA converted
+    in the model) and the weights file (found, never downloaded). Returns the notes said
+    at the start of training."""
+    if opts.backbone is None:
+        return []
+    from cnncli.models.backbones import check_input, get_backbone, resolve_weights
+
+    bb = get_backbone(opts.backbone)
+    note = check_input(bb, info.image)
+    resolve_weights(bb, opts.alpha, opts.weights, info.image.height)
+    return [note] if note else []
+
+
+def uses_lr_column(opts) -> bool:
+    """Whether a run logs its learning rate per epoch (a schedule, warm-up or phases)."""
+    return (opts.lr_schedule != "constant" or bool(opts.warmup)
+            or opts.fine_tune_at is not None or opts.backbone is not None)  # fmt: skip
+
+
+def transfer_notes(opts, info) -> list[str]:
+    """What training says at its start about the backbone: the colour conversion in the
+    model, the weights loaded, the phases, early stopping's best weights."""
+    notes = check_transfer_dataset(opts, info)
+    if opts.backbone is not None:
+        from cnncli.models.backbones import get_backbone, resolve_weights
+
+        bb = get_backbone(opts.backbone)
+        path = resolve_weights(bb, opts.alpha, opts.weights, info.image.height)
+        notes.append(f"backbone {bb.describe(opts.alpha)}: "
+                     + (f"weights from {path}" if path else "random weights (--weights none)")
+                     + (", frozen all run" if opts.freeze else "")
+                     + (f", frozen until epoch {opts.fine_tune_at}, then "
+                        + (f"its top {opts.unfreeze} layers" if opts.unfreeze else "all of it")
+                        + f" trained at lr {opts.fine_tune_lr:g} (BatchNorm stays frozen)"
+                        if opts.fine_tune_at else ""))  # fmt: skip
+    if opts.early_stop:
+        notes.append(f"early stop after {opts.early_stop} epochs without improvement; "
+                     "best.keras keeps the best epoch's weights")  # fmt: skip
+    return notes
