@@ -85,9 +85,10 @@ def test_piped_stdout_gets_plain_lines_in_order(cli, shapes, csv_top2):
 
 
 def test_terminal_table_then_summary_past_table_rows(cli, shapes, monkeypatch):
+    import cnncli.cli.console as console
     import cnncli.cli.evaluate as command
 
-    monkeypatch.setattr(command, "stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(console, "stdout_is_terminal", lambda: True)
     files = sorted((shapes["images"] / "square").glob("*.png"))[:2]
     table = cli("predict", shapes["path"], *files)
     assert table.exit_code == 0, table.output

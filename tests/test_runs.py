@@ -169,7 +169,14 @@ def test_test_metrics_come_from_the_reports_evaluation(runs_dir):
     assert "test_accuracy" in t.columns()
 
 
-def test_cli_table_json_and_csv(cli, runs_dir):
+def test_cli_table_json_and_csv(cli, runs_dir, monkeypatch):
+    import cnncli.cli.console as console
+
+    piped = cli("runs", runs_dir)  # not a terminal: plain tab-separated lines, grep-able
+    lines = piped.stdout.splitlines()
+    assert lines[0].split("\t")[:3] == ["path", "name", "status"] and "│" not in piped.stdout
+    assert [line.split("\t")[1] for line in lines[1:]] == ["train2", "train", "train3"]
+    monkeypatch.setattr(console, "stdout_is_terminal", lambda: True)
     r = cli("runs", runs_dir)
     assert r.exit_code == 0, r.stderr
     assert "3 run(s), task classify, sorted by val_loss" in r.stdout and "train2" in r.stdout

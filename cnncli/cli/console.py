@@ -122,3 +122,9 @@ def progress_bar(description: str, total: int | None, enabled: bool = True):
             progress.update(task, rate=f"{speed:,.1f}/s" if speed else "")
 
         yield advance
+
+
+def stdout_is_terminal() -> bool:
+    """Whether results go to a person (a rich table) or into a pipe or file (plain lines,
+    which print faster and which grep and cut read)."""
+    return sys.stdout.isatty()

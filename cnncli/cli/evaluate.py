@@ -198,7 +198,7 @@ def predict_command(
     check_first(model, inputs)
     if output is not None and output.exists() and not overwrite:
         raise OutputExistsError(output)
-    sink = PredictionSink(json_out, csv_out, output, overwrite, stdout_is_terminal())
+    sink = PredictionSink(json_out, csv_out, output, overwrite, console.stdout_is_terminal())
     with ProgressBar("predict", enabled=not sink.streams_to_terminal) as bar:
         stream = predict_batches(
             model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
@@ -218,10 +218,6 @@ def predict_command(
 
 
 TABLE_ROWS = 300  # on a terminal, more rows than this are summed up per class
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
 
 
 class PredictionSink:

@@ -56,8 +56,8 @@ def runs_command(
     table = list_runs(dirs or (), sort=sort, only_changed=only_changed)
     if json_out:
         console.print_json(table.to_json())
-    elif csv_out:
-        sys.stdout.write(table.to_csv())
+    elif csv_out or (table.runs and not console.stdout_is_terminal()):
+        sys.stdout.write(table.to_csv("," if csv_out else "\t"))  # piped: plain lines
         sys.stdout.flush()
     elif table.runs:
         title, columns, rows = table.display(width=console.console.width)

@@ -114,10 +114,11 @@ class RunsTable:
         return {"sort": self.sort, "changed_options": self.changed, "runs": runs,
                 "skipped": [s.to_dict() for s in self.skipped]}  # fmt: skip
 
-    def to_csv(self) -> str:
-        """One row per run: the table's columns, numbers in full."""
+    def to_csv(self, delimiter: str = ",") -> str:
+        """One row per run: the table's columns, numbers in full (`delimiter` "\\t": the
+        plain lines `cnncli runs` prints into a pipe)."""
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
+        writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
         header = [c.replace("/", "_per_") for c in self.columns()]
         writer.writerow(["path", *header, "best_epoch", "best_value", "monitor"])
         for r, row in zip(self.runs, self.rows(), strict=True):
