@@ -20,12 +20,10 @@ from pathlib import Path
 from cnncli import claims
 from cnncli.errors import InputError
 
-# The run folder's file names, as cnncli.training.rundir writes them (a test keeps them
-# equal): importing rundir would load NumPy and Pillow (through cnncli.models.metadata),
-# a third of `cnncli runs`' whole time.
-RUN_JSON = "run.json"
-HISTORY_CSV = "history.csv"
-FORMAT = "cnncli-run"
+# The run folder's names, from the one module that writes them (it loads no NumPy).
+from cnncli.training.rundir import HISTORY_CSV, RUN_JSON
+from cnncli.training.rundir import RUN_FORMAT as FORMAT
+
 FORMAT_VERSION = 1  # the newest run.json this cnncli reads
 DEFAULT_TASK = "classify"
 REPORT_DIR = "report"  # RUN/report/: the run's page and what it computed

@@ -30,8 +30,8 @@ from pathlib import Path
 from cnncli import __version__, claims
 from cnncli.atomic import clean_debris, write_json, write_text
 from cnncli.errors import BusyError, CnnError, InputError, OutputExistsError, UsageError
-from cnncli.models.metadata import task_metadata
 
+RUN_FORMAT = "cnncli-run"  # run.json's format name
 RUN_JSON = "run.json"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
@@ -143,7 +143,7 @@ def new_run_record(dataset_dir, info, model: dict, options: dict) -> dict:
     """run.json of a run that starts now (status "running"); `info` is the DatasetInfo,
     `model` says what is trained (source, name, params, head, from_logits, loss)."""
     return {
-        "format": "cnncli-run",
+        "format": RUN_FORMAT,
         "format_version": 1,
         "command": "train",
         "status": "running",
@@ -164,6 +164,9 @@ def new_run_record(dataset_dir, info, model: dict, options: dict) -> dict:
 
 def model_metadata(info) -> dict:
     """What every model a run saves carries (cnncli.models.io; docs/FORMAT.md)."""
+    # here, not at the top: `cnncli runs` reads this module's names without NumPy/Pillow
+    from cnncli.models.metadata import task_metadata
+
     return {
         "format_version": 1,
         "class_names": info.class_names,
