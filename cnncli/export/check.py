@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cnncli.datasets.store import iter_records
+from cnncli.inference.split_io import dataset_batches as split_batches
 from cnncli.models.head import outputs_to_probabilities, predicted_classes
 from cnncli.progress import Counter, Progress
 
@@ -51,16 +51,10 @@ class CheckResult:
 
 
 def dataset_batches(dataset, split: str, labelled: bool) -> Iterator[tuple]:
-    """(uint8 images N x H x W x C, class labels or None) batches of a dataset split."""
-    xs, ys = [], []
-    for rec in iter_records(dataset, split):
-        xs.append(rec.image)
-        ys.append(rec.label)
-        if len(xs) == BATCH:
-            yield np.stack(xs), np.asarray(ys) if labelled else None
-            xs, ys = [], []
-    if xs:
-        yield np.stack(xs), np.asarray(ys) if labelled else None
+    """(images N x H x W x C in 0..255, class labels or None) batches of a dataset split,
+    read as evaluate reads them (cnncli.inference.split_io)."""
+    for x, y, _paths in split_batches(dataset, split, BATCH):
+        yield x, y if labelled else None
 
 
 def sample_batches(spec, count: int = SAMPLE_IMAGES) -> Iterator[tuple]:
