@@ -12,7 +12,7 @@
 (c) raw against PNG-encoded records (the --record-format choice): build time, dataset size
     and tf.data read + decode rate, on 500x500x4 and on 28x28x1 images.
 
-    python bench/bench_dataset.py [--quick]
+    python bench/bench_dataset.py [--quick] [--no-memory] [--no-formats] [--repeats N]
 """
 
 from __future__ import annotations
@@ -232,6 +232,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer images")
     ap.add_argument("--no-formats", action="store_true", help="skip (c), the record formats")
+    ap.add_argument("--no-memory", action="store_true", help="skip (b), the peak memory")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats in (a), best kept")
     args = ap.parse_args()
     sizes = [120, 400] if args.quick else [120, 1200]
     counts = [200, 800] if args.quick else [1000, 4000]
@@ -246,14 +248,16 @@ def main() -> None:
             "procs": "cnncli build, process pool",
         }
         for n in sizes:
-            s = bench_speed(tmp, n)
+            s = bench_speed(tmp, n, args.repeats)
             cpu = s["cpu_ms_per_image"]
             print(f"(a) {n} PNGs 500x500 RGBA -> {TARGET[0]}x{TARGET[1]} RGBA records "
-                  "(best of 2, interleaved)")  # fmt: skip
+                  f"(best of {args.repeats}, interleaved)")  # fmt: skip
             for k, label in names.items():
                 print(f"    {label:32} {s['ips'][k]:7.1f} images/s  {cpu[k]:6.1f} ms CPU/image"
                       f"  ratio to the loop {s['ratio'][k]:.2f}x")  # fmt: skip
             print(f"    the default build kept {s['cores_used_by_build']:.2f} cores busy")
+        if args.no_memory:
+            return
         rows = bench_memory(tmp, counts)
         print("(b) peak RSS of a build (500x500 RGBA PNGs kept at size, raw records)")
         for r in rows:

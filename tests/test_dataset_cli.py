@@ -51,8 +51,8 @@ def test_build_info_preview_on_sample_facade(cli, tmp_path, facade):
     r = cli("dataset", "preview", out, "-o", tmp_path / "sheet.png", "--per-class", "3")
     assert r.exit_code == 0, r.output
     assert "captions: class names, drawn with the bundled Hangul font" in r.stderr
-    sheet = Image.open(tmp_path / "sheet.png")
-    assert sheet.format == "PNG" and sheet.width > 3 * 128
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.format == "PNG" and sheet.width > 3 * 128
 
 
 def test_installed_script_builds_sample_data(tmp_path, facade):

@@ -342,3 +342,27 @@ def test_a_stored_image_size_is_held_to_pillows_limit_and_the_models_input(
     ok = save_model(any_size_model, tmp_path / "ok.keras", {**huge, "image": {
         "height": 16, "width": 12, "color": "rgb"}})  # fmt: skip
     assert load_model(ok).metadata.image == ImageSpec(16, 12, "rgb")  # any size fits
+
+
+def test_saving_builds_keras_reference_objects_once_not_per_save(tmp_path, tiny, monkeypatch):
+    """Keras 3 rebuilds reference Layer/Optimizer/Metric objects at every save (its cache
+    is written and read under two different keys); cnncli remembers them: the part of an
+    epoch's save that was pure overhead. The files still load with the same weights."""
+    from keras.src.saving import saving_lib
+
+    calls: dict[str, int] = {}
+    original = saving_lib.get_attr_skipset
+
+    def counting(obj_type):
+        calls[obj_type] = calls.get(obj_type, 0) + 1
+        return original(obj_type)
+
+    monkeypatch.setattr(saving_lib, "get_attr_skipset", counting)
+    tiny.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    for i in range(3):
+        save_model(tiny, tmp_path / f"m{i}.keras", META)
+    loaded = load_model(tmp_path / "m2.keras", compile=True).model
+    assert calls and set(calls.values()) == {1}, calls  # once per type, not once per save
+    assert {"Sequential", "Optimizer"} <= set(calls) or {"Functional", "Optimizer"} <= set(calls)
+    for a, b in zip(tiny.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -117,6 +117,41 @@ def test_threads_processes_and_one_worker_write_the_same_bytes(images, tmp_path,
             assert (tmp_path / other / n).read_bytes() == (tmp_path / "one" / n).read_bytes()
 
 
+def test_one_worker_decodes_while_the_main_thread_finishes(tmp_path, write_image, monkeypatch):
+    """--workers 1: the worker thread decodes, the main thread converts, frames and writes
+    (the two overlap); a bad file is still a problem named with its reason."""
+    import threading
+
+    from cnncli.datasets import workers
+    from cnncli.datasets.build import build_dataset
+
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        for i in range(6):
+            write_image(tmp_path / "in" / c / f"{i}.png",
+                        rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))  # fmt: skip
+    good = (tmp_path / "in" / "a" / "0.png").read_bytes()
+    (tmp_path / "in" / "a" / "cut.png").write_bytes(good[: len(good) // 2])
+    seen: dict[str, set] = {"decode": set(), "finish": set()}
+    decode, finish = workers.decode_record, workers.finish_record
+
+    def spy(stage, fn):
+        def run(x):
+            seen[stage].add(threading.current_thread().name)
+            return fn(x)
+
+        return run
+
+    monkeypatch.setattr(workers, "decode_record", spy("decode", decode))
+    monkeypatch.setattr(workers, "finish_record", spy("finish", finish))
+    result = build_dataset(tmp_path / "in", tmp_path / "ds", workers=1, val=0.0, skip_bad=True)
+    assert seen["finish"] == {threading.current_thread().name}
+    assert seen["decode"] and all(n.startswith("cnncli-decode") for n in seen["decode"])
+    assert [name for name, _ in result.skipped] == ["a/cut.png"]
+    assert "truncated" in result.skipped[0][1], result.skipped
+    assert sum(result.counts["train"].values()) == 12
+
+
 def test_pool_plan_threads_unless_large_and_many_cores():
     from cnncli.datasets.workers import pool_plan
 

@@ -82,7 +82,11 @@ def build(
     ] = False,
     overwrite: OverwriteOpt = False,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default: every core).")
+        int | None,
+        typer.Option(
+            help="Conversion workers (default: every core): threads, or processes for large "
+            "builds on 4+ cores. With 1, the main thread finishes what the worker decodes."
+        ),
     ] = None,
     record_format: Annotated[
         str, typer.Option(help="raw (fast, default) or png (smaller) pixels in the records.")

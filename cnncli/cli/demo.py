@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
+from cnncli.demo.run import EPOCHS
 
 
 class DemoView:
@@ -47,6 +48,14 @@ def demo_command(
             help="Where to write everything (replaces an earlier demo output there, nothing else).",
         ),
     ] = Path("cnncli-demo"),
+    epochs: Annotated[
+        int,
+        typer.Option(
+            "--epochs",
+            help="Training epochs (the façade model reaches full validation accuracy by epoch "
+            "3-5; fewer for a quicker look).",
+        ),
+    ] = EPOCHS,
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch lines.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -57,7 +66,7 @@ def demo_command(
     from cnncli.demo.run import run_demo
 
     with DemoView(quiet) as view:
-        result = run_demo(out, events=view)
+        result = run_demo(out, events=view, epochs=epochs)
     if json_out:
         console.print_json(result.to_dict())
         return

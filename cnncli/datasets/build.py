@@ -51,7 +51,7 @@ from cnncli.datasets.splits import apply_split_files, split_options
 from cnncli.datasets.store import recover_dataset
 from cnncli.datasets.targets import check_task_options, load_task_table
 from cnncli.datasets.tasks import index_label, split_counts, task_manifest
-from cnncli.datasets.workers import convert_record, describe_pool, ordered_map, pool_plan
+from cnncli.datasets.workers import converted_records, describe_pool, pool_plan
 from cnncli.errors import DatasetError, InputError, OutputExistsError, UsageError, writing
 from cnncli.images import COLORS, FITS, Conversions, parse_size
 from cnncli.progress import Counter as ProgressCounter
@@ -228,7 +228,7 @@ def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str,
     counter = ProgressCounter(progress, len(rows))
     counter.start()
     # closing(): the pool stops at once on an error or Ctrl-C, not when garbage collected
-    with closing(ordered_map(convert_record, tasks, pool[1], kind=pool[0])) as results:
+    with closing(converted_records(tasks, pool)) as results:
         for i, (status, payload, sha[i], kinds, said) in zip(order, results, strict=True):
             if status == "ok":
                 changed.merge(kinds)

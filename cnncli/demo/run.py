@@ -19,7 +19,6 @@ from pathlib import Path
 from cnncli import __version__
 from cnncli.atomic import write_json
 from cnncli.errors import CnnError, UsageError
-from cnncli.images import find_images
 from cnncli.training.events import TrainingInterrupted
 
 MARKER = ".cnncli-demo.json"
@@ -116,8 +115,12 @@ def run_demo(
     the new run finishes (until then it is set aside, and put back if the run fails); a
     folder the demo did not write is refused. The marker file says "running" until the
     last step is done, so an interrupted output never looks whole."""
+    from cnncli.training.options import TrainOptions
+
     events = events or DemoEvents()
     out_dir = Path(out_dir)
+    options = TrainOptions(epochs=epochs, batch_size=BATCH, seed=0)
+    options.check()  # a bad --epochs is refused before anything is done
     check_demo_dir(out_dir)
     samples = sample_data_dir()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,7 @@ def run_demo(
     marker = {"written_by": "cnncli demo", "cnncli_version": __version__, "status": "running"}
     write_json(out_dir / MARKER, marker)
     try:
-        result = _steps(out_dir, samples, events, epochs)
+        result = _steps(out_dir, samples, events, options)
     except BaseException as e:
         shutil.rmtree(out_dir, ignore_errors=True)
         if old is not None:
@@ -144,8 +147,9 @@ def run_demo(
     return result
 
 
-def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoResult:
+def _steps(out: Path, samples: Path, events: DemoEvents, options) -> DemoResult:
     from cnncli.datasets.build import build_dataset
+    from cnncli.images import find_images
 
     result = DemoResult(out)
     facade = samples / "facade"
@@ -182,18 +186,12 @@ def _steps(out: Path, samples: Path, events: DemoEvents, epochs: int) -> DemoRes
         (out / "summary.json", f"layer table, {result.summary['total_params']:,} parameters"),
     )
 
-    t = step("train", f"training it for {epochs} epochs (batch {BATCH})")
+    epochs = options.epochs
+    t = step("train", f"training it for {epochs} epoch{'s' * (epochs != 1)} (batch {BATCH})")
     from cnncli.training.fit import train
-    from cnncli.training.options import TrainOptions
 
     run = out / "run"
-    trained = train(
-        dataset,
-        run,
-        arch="facade",
-        options=TrainOptions(epochs=epochs, batch_size=BATCH, seed=0),
-        events=events.train_events(),
-    )
+    trained = train(dataset, run, arch="facade", options=options, events=events.train_events())
     best = run / "best.keras"
     from cnncli.inference.model import open_model
 

@@ -291,7 +291,11 @@ def load_image(path: str | os.PathLike, spec: ImageSpec,
     was changed is counted in `conversions` (a run's tally) when given. What the decoders
     say about the file (Pillow's warnings, libtiff's lines) is told with its name."""
     with image_warnings(capture_stderr=_starts_as_tiff(path)) as said:
-        arr = convert_image(open_image(path), spec, conversions)
+        img = open_image(path)
+        try:
+            arr = convert_image(img, spec, conversions)
+        finally:
+            img.close()  # a GIF or TIFF keeps its file open after load()
     for line in said:
         say(f"{path}: {line}")
     return arr

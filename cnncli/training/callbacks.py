@@ -109,7 +109,10 @@ def save_training_model(model, path: Path) -> None:
     """state/model.keras: the training model (augmentation, dtype policies, compile
     settings) with its optimizer built, saved once when a run starts; each epoch's
     save_variables file holds its values. Call it in the strategy's scope."""
+    from cnncli.models.io import memoise_keras_skipsets
+
     _state_variables(model)  # builds the optimizer: its variables are saved with the model
+    memoise_keras_skipsets()
     with _writing(path), atomic_file(path, scratch_beside=True) as tmp:
         model.save(tmp)
 

@@ -185,6 +185,9 @@ def resume_model(path: Path, seed_states: list, info: DatasetInfo | None = None,
     states of its last finished epoch. Call it in the strategy's scope. A multilabel or
     regression run is compiled again from `opts` with its optimizer kept (Keras does not
     store every loss argument: Huber's delta)."""
+    from cnncli.models.io import memoise_keras_skipsets
+
+    memoise_keras_skipsets()
     try:
         net = keras.models.load_model(path, compile=True)
     except Exception as e:  # a damaged state file
