@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,24 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
+_EXIT_STATUS = 0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    global _EXIT_STATUS
+    _EXIT_STATUS = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """The tests that run commands in-process leave TensorFlow's runtime (and tf.data
+    iterators) in this process; Python's shutdown can then deadlock in TensorFlow's thread
+    pools (a suite was seen to print its results and never exit). The results are printed
+    and written by now, so the process leaves as cnncli.cli.state.exit_now does."""
+    if "tensorflow" in sys.modules:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(_EXIT_STATUS)
 SAMPLE_DATA = REPO / "sample_data"
 
 

@@ -1,7 +1,9 @@
 """Start-up stays light: help, version and the NumPy/Pillow commands never load TensorFlow."""
 
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -150,3 +152,30 @@ def test_completing_commands_and_options_loads_no_tensorflow():
     words = "cnncli activations --ov"
     out = _complete(_CNNCLI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD="2")
     assert out.splitlines()[0] == "--overwrite" and out.strip().endswith("HEAVY="), out
+
+
+def test_a_command_that_loaded_tensorflow_leaves_at_once_with_its_code(tmp_path):
+    """Python's own shutdown after TensorFlow took 5-8 s (and can deadlock in tf.data's
+    threads): exit_now flushes what was printed and leaves with the command's exit code."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, time\n"
+        "import tensorflow as tf\n"
+        "from cnncli.cli.state import exit_now\n"
+        "ds = tf.data.Dataset.range(10**6).map(lambda x: x * 2, num_parallel_calls=-1)"
+        ".batch(32).prefetch(-1)\n"
+        "it = iter(ds)\n"
+        "for _ in range(20):\n"
+        "    next(it)\n"
+        "print('last line', time.time(), end='')\n"
+        "exit_now(int(sys.argv[1]))\n"
+    )
+    for code in (0, 3):
+        done = subprocess.run(
+            [sys.executable, str(script), str(code)], capture_output=True, text=True,
+            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )  # fmt: skip
+        ended = time.time()
+        assert done.returncode == code, done.stderr[-2000:]
+        assert done.stdout.startswith("last line")  # flushed although os._exit skips it
+        assert ended - float(done.stdout.split()[-1]) < 3.0

@@ -166,7 +166,13 @@ for _group in (dataset, inspect, train, evaluate, filters, activations, demo, ru
 
 def main() -> None:
     state.quiet_tensorflow("--verbose" in sys.argv)
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        code = e.code
+    else:
+        code = 0
+    state.exit_now(code)
 
 
 if __name__ == "__main__":
