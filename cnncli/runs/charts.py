@@ -15,8 +15,11 @@ from pathlib import Path
 from cnncli.drawing.fonts import matplotlib_rc
 from cnncli.drawing.plots import class_colors, pyplot
 from cnncli.drawing.save import save_figure
+from cnncli.runs.record import history_sample
 
 MAX_PANELS = 6  # metrics drawn; the rest are in the tables
+MAX_POINTS = 1000  # epochs drawn per run (evenly spaced, the last among them): history.csv has all
+MARKERS_UP_TO = 100  # epochs per run drawn with a marker on each
 
 
 def curve_metrics(histories: Sequence[list[dict]]) -> list[str]:
@@ -43,8 +46,10 @@ def _grid(plt, panels: int, width: float = 5.0, height: float = 3.6):
 
 
 def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.PathLike) -> Path:
-    """Draw each run's history (label, history.csv rows) into `out_png`."""
+    """Draw each run's history (label, history.csv rows) into `out_png`; a long history is
+    thinned to MAX_POINTS epochs per run, evenly spaced."""
     plt = pyplot()
+    series = [(label, history_sample(rows, MAX_POINTS)) for label, rows in series]
     metrics = curve_metrics([rows for _, rows in series]) or ["loss"]
     colors = class_colors(len(series))
     with plt.rc_context(matplotlib_rc()):
@@ -60,7 +65,8 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
                         if pts:
                             xs, ys = zip(*pts, strict=True)
                             name = f"{label} {part}" if len(series) > 1 else part
-                            ax.plot(xs, ys, style, color=color, marker="o", markersize=3,
+                            marker = "o" if len(xs) <= MARKERS_UP_TO else None
+                            ax.plot(xs, ys, style, color=color, marker=marker, markersize=3,
                                     label=name)  # fmt: skip
                 ax.set_title(metric)
                 ax.set_xlabel("epoch")

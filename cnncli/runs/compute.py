@@ -6,13 +6,11 @@ grids and Grad-CAM of two validation images (cnncli.inference.activations).
 Each part that cannot be made (no model file, the dataset moved, a task the evaluation
 does not know) is listed in `Parts.missing` with why and the command that makes it; the
 others are still made. `parts.json` in the report folder records what was computed, so a
-later report with `--no-compute` reuses it.
+later report with `--no-compute` reuses it (cnncli.runs.reuse, which trusts none of it).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,29 +73,6 @@ def missing_parts(r: RunRecord) -> list[str]:
         "--split val --errors errors.png)",
         f"activations and Grad-CAM: cnncli activations {model} IMAGE --gradcam",
     ]
-
-
-def read_parts(folder: Path) -> Parts | None:
-    """The parts an earlier report recorded in `folder`, or None."""
-    try:
-        data = json.loads((folder / PARTS_JSON).read_text(encoding="utf-8"))
-        return Parts(**{k: v for k, v in data.items() if k in Parts.__dataclass_fields__})
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def reuse_parts(old: Path, new: Path) -> Parts | None:
-    """Copy what an earlier report in `old` computed into `new`; its Parts, or None."""
-    parts = read_parts(old)
-    if parts is None or not parts.computed:
-        return None
-    for name in parts.files():
-        src = old / name
-        if src.is_dir():
-            shutil.copytree(src, new / name, dirs_exist_ok=True)
-        elif src.is_file():
-            shutil.copy2(src, new / name)
-    return parts
 
 
 def compute_parts(r: RunRecord, out: Path, progress: Progress | None = None) -> Parts:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from cnncli.atomic import write_text
 from cnncli.drawing.html import html_page
 from cnncli.runs.compute import Parts
-from cnncli.runs.record import RunRecord
+from cnncli.runs.record import RunRecord, history_sample
 from cnncli.runs.table import (
     RunsTable,
     best_text,
@@ -22,8 +22,12 @@ from cnncli.runs.table import (
     flat_options,
     status_text,
 )
+from cnncli.safe_files import plain_name
 
 e = html.escape
+MAX_CELL = 300  # characters of a value shown in a cell (run.json can hold long strings)
+MAX_HISTORY_ROWS = 200  # epochs in a page's history table (all of them: history.csv)
+MAX_ITEMS = 1000  # rows of a per-class table
 CSS = (
     "body{line-height:1.4;color:#222}main{max-width:72em;margin:auto}"
     "h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em}"
@@ -58,15 +62,30 @@ def table(columns: Sequence[str], rows, numeric: Sequence[str] = (), id_: str = 
         cells = []
         for c, v in zip(columns, row, strict=True):
             cls = ' class="num"' if c in numeric else ""
-            cells.append(f"<td{cls}>{v if c in raw else e(cell_text(v))}</td>")
+            cells.append(f"<td{cls}>{v if c in raw else e(clip(cell_text(v)))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     ident = f' id="{id_}"' if id_ else ' class="pairs"' if not header else ""
     return f'<div class="wide"><table{ident}>{head}{"".join(body)}</table></div>'
 
 
+def clip(text: str, most: int = MAX_CELL) -> str:
+    """`text`, or its first `most` characters and how long it was."""
+    return text if len(text) <= most else f"{text[:most]}… ({len(text):,} characters)"
+
+
+def href(name: str) -> str | None:
+    """The quoted link to `name`, a file in the page's folder; None when `name` is not a
+    plain relative name (an absolute path, `../`, `//host/`, `javascript:`): a page links
+    only inside its folder."""
+    return quote(name) if plain_name(name) else None
+
+
 def figure(src: str, caption: str, chart: bool = False) -> str:
+    link = href(src)
+    if link is None:
+        return ""
     cls = ' class="chart"' if chart else ""
-    return (f'<figure><a href="{quote(src)}"><img src="{quote(src)}"{cls} alt="{e(caption)}">'
+    return (f'<figure><a href="{link}"><img src="{link}"{cls} alt="{e(caption)}">'
             f"</a><figcaption>{e(caption)}</figcaption></figure>")  # fmt: skip
 
 
@@ -81,7 +100,8 @@ def missing_list(lines: Sequence[str]) -> str:
     items = []
     for line in lines:
         what, _, command = line.rpartition(": cnncli ")
-        text = f"{e(what)}: <code>cnncli {e(command)}</code>" if what else e(line)
+        what, command = clip(what), clip(command)
+        text = f"{e(what)}: <code>cnncli {e(command)}</code>" if what else e(clip(line))
         items.append(f"<li>{text}</li>")
     return f'<section id="missing"><h2>Not in this report</h2><ul class="missing">{"".join(items)}</ul></section>'  # noqa: E501
 
@@ -90,8 +110,10 @@ def status_span(r: RunRecord) -> str:
     return f'<span class="status-{e(r.status)}">{e(status_text(r))}</span>'
 
 
-def run_page(out: Path, r: RunRecord, parts: Parts, curves: str | None) -> Path:
-    """Write out/index.html for one run."""
+def run_page(out: Path, r: RunRecord, parts: Parts, curves: str | None,
+             files: Sequence[str] = ("run.json", "history.csv")) -> Path:  # fmt: skip
+    """Write out/index.html for one run (`files`: the run's files copied beside it)."""
+    links = " · ".join(f'<a href="{href(f)}">{e(f)}</a>' for f in files if href(f))
     facts = [
         ("status", status_span(r)),
         ("task", e(r.task)),
@@ -100,14 +122,14 @@ def run_page(out: Path, r: RunRecord, parts: Parts, curves: str | None) -> Path:
         ("epochs", e(epochs_text(r))),
         ("best", e(best_text(r))),
         ("seconds per epoch", e(cell_text(r.seconds_per_epoch))),
-        ("started", e(r.started)),
-        ("finished", e(r.finished or "-")),
-        ("files", '<a href="run.json">run.json</a> · <a href="history.csv">history.csv</a>'),
+        ("started", e(clip(r.started))),
+        ("finished", e(clip(r.finished or "-"))),
+        ("files", links or "-"),
     ]
     parts_html = [
         f"<h1>Run {e(r.name)}</h1><p>{e(str(r.path))}</p>",
         f'<section id="facts">{pairs(facts, raw=True)}</section>',
-        *(f"<p>note: {e(n)}</p>" for n in r.notes),
+        *(f"<p>note: {e(clip(n))}</p>" for n in r.notes),
         '<section id="trained"><h2>What was trained on what</h2>',
         "<h3>Options</h3>" + pairs(flat_options(r.options).items()),
         "<h3>Dataset</h3>" + _dataset(r),
@@ -149,8 +171,13 @@ def _model(r: RunRecord, parts: Parts) -> str:
 
 def _history(r: RunRecord) -> str:
     names = [k for k in (r.history[0] if r.history else {}) if k != "epoch"]
-    rows = [(row["epoch"], *(row.get(k) for k in names)) for row in r.history]
-    return table(["epoch", *names], rows, numeric=["epoch", *names], id_="history")
+    shown = history_sample(r.history, MAX_HISTORY_ROWS, [r.best_epoch] if r.best_epoch else [])
+    rows = [(row["epoch"], *(row.get(k) for k in names)) for row in shown]
+    note = ""
+    if len(shown) < len(r.history):
+        note = (f"<p>{len(shown):,} of {len(r.history):,} epochs shown (evenly spaced, the best "
+                "and the last among them); every epoch is in history.csv</p>")  # fmt: skip
+    return table(["epoch", *names], rows, numeric=["epoch", *names], id_="history") + note
 
 
 def _evaluations(parts: Parts) -> str:
@@ -171,8 +198,10 @@ def _evaluations(parts: Parts) -> str:
         pics = [figure(parts.pictures[k], f"{PICTURES.get(k[: -len(split) - 1], k)}, {split}",
                        chart=not k.startswith("errors")) for k in shown]  # fmt: skip
         out.append(f'<div class="pics">{"".join(pics)}</div>')
-        if (ev.get("files") or {}).get("errors_csv"):
-            out.append(f'<p><a href="errors-{quote(split)}.csv">misclassified list (CSV)</a></p>')
+        files = ev.get("files") if isinstance(ev.get("files"), dict) else {}
+        if files.get("errors_csv") and href(f"errors-{split}.csv"):
+            out.append(f'<p><a href="{href(f"errors-{split}.csv")}">misclassified list (CSV)'
+                       "</a></p>")  # fmt: skip
     return "\n".join(out + ["</section>"])
 
 
@@ -187,7 +216,8 @@ def _items(items, id_: str) -> str:
         return ""
     cols = [k for k, v in items[0].items() if isinstance(v, (str, int, float)) and k != "index"]
     numeric = [k for k in cols if not isinstance(items[0][k], str)]
-    rows = [[it.get(k) if isinstance(it, dict) else None for k in cols] for it in items]
+    rows = [[it.get(k) if isinstance(it, dict) else None for k in cols]
+            for it in items[:MAX_ITEMS]]  # fmt: skip
     return table(cols, rows, numeric=numeric, id_=id_)
 
 
@@ -196,10 +226,10 @@ def _activations(parts: Parts) -> str:
         return ""
     out = ['<section id="activations"><h2>Activations and Grad-CAM</h2>']
     for a in parts.activations:
-        out.append(
-            f"<h3>{e(a['image'])}: predicted {e(str(a['predicted']))} "
-            f'({a["probability"]:.3f}) · <a href="{quote(a["page"])}">every layer</a></h3>'
-        )
+        page = href(a["page"])
+        more = f' · <a href="{page}">every layer</a>' if page else ""
+        out.append(f"<h3>{e(a['image'])}: predicted {e(str(a['predicted']))} "
+                   f'({a["probability"]:.3f}){more}</h3>')  # fmt: skip
         pics = [figure(a["input"], "input")]
         if a.get("gradcam"):
             pics.append(figure(a["gradcam"], "Grad-CAM"))
@@ -213,9 +243,8 @@ def compare_page(out: Path, t: RunsTable, links: dict[str, str], curves: str,
     """Write out/index.html comparing the runs of `t` (links: run name -> its page)."""
     title, columns, rows = t.display()
     for row, r in zip(rows, t.runs, strict=True):
-        row[0] = (
-            f'<a href="{quote(links[r.name])}">{e(r.name)}</a>' if r.name in links else e(r.name)
-        )
+        link = href(links[r.name]) if r.name in links else None
+        row[0] = f'<a href="{link}">{e(r.name)}</a>' if link else e(r.name)
     numeric = [*t.metrics, "s/epoch", "params"]
     body = [
         f"<h1>{e(f'Comparison of {len(t.runs)} runs')}</h1><p>{e(title)}</p>",
@@ -228,6 +257,6 @@ def compare_page(out: Path, t: RunsTable, links: dict[str, str], curves: str,
         ('<section id="final"><h2>Final metrics</h2>'
          + figure(bars, "last epoch (test: the report's evaluation)", chart=True)
          + "</section>") if bars else "",
-        *(f"<p>note: {e(n)}</p>" for n in notes),
+        *(f"<p>note: {e(clip(n))}</p>" for n in notes),
     ]  # fmt: skip
     return write(out / "index.html", f"cnncli report: {len(t.runs)} runs", "\n".join(body))

@@ -11,22 +11,26 @@ history.csv has (loss, accuracy, or a task's own: mae, f1, ...), so every task r
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli import claims
 from cnncli.errors import InputError
+from cnncli.safe_files import RefusedFile, inside, read_json_file, read_text_file
 
-# The run folder's names, from the one module that writes them (it loads no NumPy).
-from cnncli.training.rundir import HISTORY_CSV, RUN_JSON
+# The run folder's names and limits, from the one module that writes them (no NumPy).
+from cnncli.training.rundir import HISTORY_CSV, HISTORY_LIMIT, RUN_JSON, RUN_JSON_LIMIT
 from cnncli.training.rundir import RUN_FORMAT as FORMAT
 
 FORMAT_VERSION = 1  # the newest run.json this cnncli reads
 DEFAULT_TASK = "classify"
 REPORT_DIR = "report"  # RUN/report/: the run's page and what it computed
+EVALUATION_LIMIT = 4 * 2**20  # report/evaluation-SPLIT.json (per class: ~100 bytes)
+CLAIM_LIMIT = 64 * 2**10  # the claim beside a run folder: a few lines of JSON
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "rmse", "hamming")
 
 
@@ -116,11 +120,9 @@ def read_run_file(path: Path) -> dict:
     format_version this cnncli reads (InputError naming the file otherwise)."""
     file = path / RUN_JSON
     try:
-        run = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{file} cannot be read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{file} is not valid JSON ({e.msg}, line {e.lineno})") from None
+        run = read_json_file(file, RUN_JSON_LIMIT)  # a regular file, bounded, not too deep
+    except FileNotFoundError:
+        raise InputError(f"{file} cannot be read (not found)") from None
     if not isinstance(run, dict) or run.get("format", FORMAT) != FORMAT:
         raise InputError(f"{file} is not a cnncli run record")
     version = run.get("format_version", 1)
@@ -137,26 +139,38 @@ def read_run_file(path: Path) -> dict:
 def read_complete_history(path: Path) -> tuple[list[dict], int]:
     """(complete rows, rows left out) of history.csv. A row is complete when it has every
     column, each a number, and the line ends (a kill can cut the last line mid-number);
-    reading stops at the first incomplete row. A missing file has no rows."""
+    reading stops at the first incomplete row. A missing file has no rows; a file that is
+    not a regular file of at most HISTORY_LIMIT bytes, or not UTF-8, is refused
+    (RefusedFile); a byte-order mark is dropped."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path, HISTORY_LIMIT)
     except FileNotFoundError:
         return [], 0
-    except (OSError, UnicodeDecodeError):
-        return [], 1
-    lines = text.split("\n")
-    ended = lines[:-1]  # the last piece has no newline after it: cut short, or empty
-    cut = 1 if lines[-1].strip() else 0
-    table = list(csv.reader(ended))
-    if not table:
+    end = text.rfind("\n") + 1  # what follows the last newline was cut short, or is empty
+    cut = 1 if text[end:].strip() else 0
+    reader = csv.reader(io.StringIO(text[:end], newline=""))
+    header = next(reader, None)
+    if header is None:
         return [], cut
-    header, rows = table[0], []
-    for i, cells in enumerate(table[1:]):
+    rows = []
+    for cells in reader:
         row = _parse_row(header, cells)
         if row is None:
-            return rows, len(table) - 1 - i + cut
+            return rows, 1 + sum(1 for _ in reader) + cut
         rows.append(row)
     return rows, cut
+
+
+def history_sample(rows: list[dict], most: int, keep: Sequence[int] = ()) -> list[dict]:
+    """At most about `most` of `rows` (history rows) for a chart or a page, evenly spaced,
+    always with the first and the last and the rows whose epoch is in `keep` (the best);
+    every row when there are no more than `most`."""
+    if len(rows) <= most:
+        return rows
+    n, keep = len(rows), set(keep)
+    picked = {round(i * (n - 1) / (most - 1)) for i in range(most)}
+    picked |= {i for i, row in enumerate(rows) if row.get("epoch") in keep}
+    return [rows[i] for i in sorted(picked)]
 
 
 def _parse_row(header: list[str], cells: list[str]) -> dict | None:
@@ -177,8 +191,15 @@ def read_run(path: str | Path) -> RunRecord:
     """The RunRecord of one run folder (InputError when its run.json cannot be used)."""
     path = Path(path)
     run = read_run_file(path)
-    history, cut = read_complete_history(path / HISTORY_CSV)
-    r = RunRecord(path=path, name=path.name, status=str(run.get("status", "?")), run=run)
+    refused = None
+    try:
+        history, cut = read_complete_history(path / HISTORY_CSV)
+    except RefusedFile as e:
+        history, cut, refused = [], 0, e
+    name = path.name if path.name not in ("", ".", "..") else path.resolve().name
+    r = RunRecord(path=path, name=name or "run", status=str(run.get("status", "?")), run=run)
+    if refused is not None:
+        r.notes.append(f"{refused.one_line()}: its epochs are not shown")
     r.task = str(run.get("task") or _get(run, "dataset", "task") or DEFAULT_TASK)
     r.started, r.finished = str(run.get("started", "")), str(run.get("finished", ""))
     _model(r, run)
@@ -193,7 +214,7 @@ def read_run(path: str | Path) -> RunRecord:
     _status(r, run, cut)
     _best(r, run)
     r.seconds_per_epoch = _seconds(run.get("epoch_seconds"))
-    r.test = _test_metrics(path)
+    r.test = _test_metrics(r)
     return r
 
 
@@ -250,9 +271,9 @@ def _status(r: RunRecord, run: dict, cut: int) -> None:
 
 def _holder(path: Path) -> int | None:
     """The pid of the live process that claims run folder `path`, else None."""
-    try:
-        info = json.loads(claims.lock_path(path).read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
+    try:  # the claim is beside the folder: a regular file, a few lines (never a FIFO)
+        info = read_json_file(claims.lock_path(path), CLAIM_LIMIT)
+    except (OSError, InputError):
         return None
     if isinstance(info, dict) and info.get("pid") and claims.holder_alive(info):
         return int(info["pid"]) if str(info["pid"]).isdigit() else None
@@ -267,7 +288,8 @@ def _best(r: RunRecord, run: dict) -> None:
     if isinstance(epoch, int) and any(row["epoch"] == epoch for row in r.history):
         r.best_epoch = epoch
     elif r.monitor and r.history:  # run.json behind or ahead of history.csv: recompute
-        rows = [row for row in r.history if isinstance(row.get(r.monitor), float)]
+        rows = [row for row in r.history
+                if isinstance(row.get(r.monitor), float) and math.isfinite(row[r.monitor])]
         if rows:
             pick = min if lower_is_better(r.monitor) else max
             r.best_epoch = pick(rows, key=lambda row: row[r.monitor])["epoch"]
@@ -300,11 +322,16 @@ def evaluation_file(run_dir: Path, split: str) -> Path:
     return Path(run_dir) / REPORT_DIR / f"evaluation-{split}.json"
 
 
-def _test_metrics(path: Path) -> dict:
-    """test_<metric> for each number of the report's test evaluation (count left out)."""
+def _test_metrics(r: RunRecord) -> dict:
+    """test_<metric> for each number of the report's test evaluation (count left out); one
+    that is not a regular file inside the run folder is left out with a note."""
+    file = evaluation_file(r.path, "test")
     try:
-        data = json.loads(evaluation_file(path, "test").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json_file(inside(r.path, f"{REPORT_DIR}/{file.name}"), EVALUATION_LIMIT)
+    except FileNotFoundError:
+        return {}
+    except InputError as e:
+        r.notes.append(f"{e.one_line()}: no test metrics")
         return {}
     return test_metrics(data) if isinstance(data, dict) else {}
 

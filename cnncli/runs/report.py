@@ -14,7 +14,6 @@ is a report; everything is checked before TensorFlow loads.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,13 @@ from cnncli.errors import InputError, OutputExistsError, UsageError
 from cnncli.inference.activations import check_replaceable
 from cnncli.progress import Progress
 from cnncli.runs import charts, pages
-from cnncli.runs.compute import Parts, compute_parts, missing_parts, reuse_parts
+from cnncli.runs.compute import Parts, compute_parts, missing_parts
 from cnncli.runs.find import is_run
 from cnncli.runs.record import HISTORY_CSV, REPORT_DIR, RUN_JSON, RunRecord, read_run, test_metrics
+from cnncli.runs.reuse import reuse_parts
 from cnncli.runs.table import RunsTable, changed_options, default_sort, sort_runs
+from cnncli.safe_files import RefusedFile, copy_regular_file, plain_name
+from cnncli.training.rundir import HISTORY_LIMIT, RUN_JSON_LIMIT
 
 DEFAULT_COMPARE_DIR = "report"
 CURVES = "curves.png"
@@ -88,17 +90,26 @@ def check_output(target: Path, overwrite: bool) -> None:
 def run_folder(r: RunRecord, folder: Path, compute: bool, earlier: Sequence[Path],
                progress: Progress | None = None) -> Parts:  # fmt: skip
     """Fill `folder` with run `r`'s page and what it shows; `earlier`: report folders
-    whose computed parts may be reused when not computing. Returns the parts."""
-    for name in (RUN_JSON, HISTORY_CSV):
-        if (r.path / name).is_file():
-            shutil.copy2(r.path / name, folder / name)
+    whose computed parts may be reused when not computing. Returns the parts. Only regular
+    files inside the run folder are copied (cnncli.safe_files); what is not is said in
+    `r.notes`."""
+    copied = []
+    for name, limit in ((RUN_JSON, RUN_JSON_LIMIT), (HISTORY_CSV, HISTORY_LIMIT)):
+        try:
+            copy_regular_file(r.path / name, folder / name, limit)
+            copied.append(name)
+        except FileNotFoundError:
+            continue
+        except RefusedFile as e:
+            r.notes.append(f"{e.one_line()}: not copied into the report")
     parts = None
     if compute:
         parts = compute_parts(r, folder, progress)
     else:
         for old in [*earlier, r.path / REPORT_DIR]:
-            if old.is_dir() and old.resolve() != folder.resolve():
-                parts = reuse_parts(old, folder)
+            if old.resolve() != folder.resolve():
+                parts, notes = reuse_parts(old, folder)
+                r.notes += notes
                 if parts is not None:
                     break
         parts = parts or Parts(missing=missing_parts(r))
@@ -108,7 +119,7 @@ def run_folder(r: RunRecord, folder: Path, compute: bool, earlier: Sequence[Path
     if r.history:
         charts.plot_curves([(r.name, r.history)], folder / CURVES)
         curves = CURVES
-    pages.run_page(folder, r, parts, curves)
+    pages.run_page(folder, r, parts, curves, copied)
     return parts
 
 
@@ -117,9 +128,10 @@ def unique_names(records: Sequence[RunRecord]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for r in records:
-        n = seen.get(r.name, 0) + 1
-        seen[r.name] = n
-        out.append(r.name if n == 1 else f"{r.name}_{n}")
+        name = r.name if plain_name(r.name) and "/" not in r.name else "run"
+        n = seen.get(name, 0) + 1
+        seen[name] = n
+        out.append(name if n == 1 else f"{name}_{n}")
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -111,8 +112,8 @@ class RunsTable:
                 flat = flat_options(r.options)
                 d["changed"] = {k: flat.get(k) for k in self.changed}
             runs.append(d)
-        return {"sort": self.sort, "changed_options": self.changed, "runs": runs,
-                "skipped": [s.to_dict() for s in self.skipped]}  # fmt: skip
+        return json_numbers({"sort": self.sort, "changed_options": self.changed, "runs": runs,
+                             "skipped": [s.to_dict() for s in self.skipped]})  # fmt: skip
 
     def to_csv(self, delimiter: str = ",") -> str:
         """One row per run: the table's columns, numbers in full (`delimiter` "\\t": the
@@ -126,6 +127,19 @@ class RunsTable:
             writer.writerow([str(r.path), *cells, r.best_epoch or "", _blank(r.best_value),
                              r.monitor or ""])  # fmt: skip
         return buf.getvalue()
+
+
+def json_numbers(value):
+    """`value` with every float that is not finite (inf, nan: a loss that diverged) as None,
+    since JSON has no Infinity or NaN (`--json` stays valid JSON; the table and CSV show
+    inf and nan)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_numbers(v) for v in value]
+    return value
 
 
 def cell_text(value) -> str:

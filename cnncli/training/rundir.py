@@ -30,6 +30,7 @@ from pathlib import Path
 from cnncli import __version__, claims
 from cnncli.atomic import clean_debris, write_json, write_text
 from cnncli.errors import BusyError, CnnError, InputError, OutputExistsError, UsageError
+from cnncli.safe_files import read_json_file, read_text_file
 
 RUN_FORMAT = "cnncli-run"  # run.json's format name
 RUN_JSON = "run.json"
@@ -40,6 +41,11 @@ LAST_MODEL = "last.keras"
 STATE_DIR = "state"
 STATE_JSON = "state.json"
 TRAIN_MODEL = "model.keras"  # in state/: the training model, written when the run starts
+# What a reader of a run folder reads at most (docs/FORMAT.md): run.json holds options,
+# class names and a few numbers per epoch (about 40 KB for 1,000 classes and 1,000 epochs);
+# history.csv 30 to 200 bytes an epoch (20,000 epochs of ten metrics fit, 140,000 of four).
+RUN_JSON_LIMIT = 4 * 2**20
+HISTORY_LIMIT = 4 * 2**20
 
 
 def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
@@ -216,22 +222,23 @@ def _csv_value(v):
 
 def read_history(path: str | Path) -> list[dict]:
     """history.csv rows as dicts of floats (epoch as int); empty or unreadable cells are left
-    out; a missing file reads as no rows."""
-    path = Path(path)
-    if not path.is_file():
+    out; a missing file reads as no rows. Only a regular file of at most HISTORY_LIMIT bytes
+    is read (cnncli.safe_files; RefusedFile otherwise); a byte-order mark is dropped."""
+    try:
+        text = read_text_file(path, HISTORY_LIMIT)
+    except FileNotFoundError:
         return []
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            parsed = {}
-            for key, value in row.items():
-                if key is None or value in ("", None):
-                    continue
-                try:
-                    parsed[key] = int(value) if key == "epoch" else float(value)
-                except ValueError:
-                    continue
-            rows.append(parsed)
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        parsed = {}
+        for key, value in row.items():
+            if key is None or value in ("", None):
+                continue
+            try:
+                parsed[key] = int(value) if key == "epoch" else float(value)
+            except ValueError:
+                continue
+        rows.append(parsed)
     return rows
 
 
@@ -263,7 +270,10 @@ def read_state(run_dir: str | Path) -> dict:
 
 
 def read_run_json(run_dir: str | Path) -> dict:
+    """run.json of `run_dir` as JSON (a regular file of at most RUN_JSON_LIMIT bytes,
+    cnncli.safe_files; InputError naming the file otherwise)."""
     path = Path(run_dir) / RUN_JSON
-    if not path.is_file():
-        raise InputError(f"{run_dir} is not a cnncli run folder (no run.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return read_json_file(path, RUN_JSON_LIMIT)
+    except FileNotFoundError:
+        raise InputError(f"{run_dir} is not a cnncli run folder (no run.json)") from None
