@@ -1,7 +1,7 @@
 """Multi-label and regression training (issue 14): how well, and how fast.
 
 Two parts:
-  - quality: the bundled sample sets, as the README builds them: sample_data/multishapes
+  - quality: the bundled sample sets, as docs/tasks.md builds them: sample_data/multishapes
     (multilabel, --label-col tags) and sample_data/facade/measures.csv (regression,
     --target-col brightness --target-col wall); a model trained on each with `cnncli train`'s
     library call, then evaluated on val: macro F1 for the labels, MAE per target against the
@@ -48,7 +48,7 @@ def quality(tmp: Path, quick: bool) -> None:
     rg = build_dataset(SAMPLE / "facade", tmp / "facade-measures",
                        labels=SAMPLE / "facade" / "measures.csv", task="regression",
                        target_cols=["brightness", "wall"]).out_dir  # fmt: skip
-    # the README's runs: mnist on the 48x48 shapes, tiny on the 128x128 façades
+    # docs/tasks.md's runs: mnist on the 48x48 shapes, tiny on the 128x128 façades
     runs = (
         ("multilabel", ml, "mnist", TrainOptions(epochs=10 if quick else 30, batch_size=16,
                                                  monitor="val_f1_macro")),

@@ -1,4 +1,4 @@
-"""Make the README's pictures (docs/img/*.png) from real outputs of `cnncli demo`.
+"""Make the documentation's pictures (docs/img/*.png) from real outputs of `cnncli demo`.
 
     python docs/make_pictures.py            # needs cnncli installed; chromium for the page shot
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from docs_pages import example_commands
 
 from cnncli.datasets.build import build_dataset
 from cnncli.datasets.labels import LabelRow
@@ -264,17 +264,18 @@ def test_regression_split_is_stratified_on_bins():
     assert np.histogram(val, bins=10, range=(0, 100))[0].tolist() == [2] * 10
 
 
-# ------------------------------------------------------------------------------ README
-def test_readme_task_examples_run_as_written(cli, tmp_path, monkeypatch):
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    lines = [shlex.split(line) for block in re.findall(r"```bash\n(.*?)```", text, re.S)
-             for line in block.splitlines()
-             if line.startswith("cnncli dataset") and ("--task" in line or "data/multi" in line
-                                                        or "data/facade-m" in line)]  # fmt: skip
+# ------------------------------------------------------------------------------ docs
+def test_docs_task_examples_run_as_written(cli, tmp_path, monkeypatch):
+    """docs/tasks.md's dataset examples (and any other page's `--task` ones), in order."""
+    lines = [
+        words
+        for words in example_commands("dataset")
+        if "--task" in words or any(a.startswith(("data/multi", "data/facade-m")) for a in words)
+    ]
     assert sum("--task" in w for w in lines) >= 3
     (tmp_path / "sample_data").symlink_to(REPO / "sample_data")
     monkeypatch.chdir(tmp_path)
     for words in lines:
-        result = cli(*words[1:])
+        result = cli(*words)
         assert result.exit_code == 0, (words, result.output)
     assert (tmp_path / "data" / "multishapes" / "manifest.json").is_file()

@@ -1,4 +1,5 @@
-"""README.md stays true: its two set-up commands work on a fresh machine, as written."""
+"""README.md stays true: its two set-up commands work on a fresh machine, as written, and it
+lists every command with a link to its page under docs/."""
 
 import os
 import re
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from docs_pages import anchors
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -35,15 +37,24 @@ def test_ci_runs_the_readme_test_command():
     assert commands[-1] == tests  # the last thing CI runs is README's test command
 
 
-def test_readme_has_a_section_for_every_command(cli):
+def test_readme_lists_every_command_with_its_page(cli):
+    """The front page names every command of `cnncli --help` and links to pages that exist,
+    at headings they have (tests/test_docs.py checks the pages themselves)."""
     result = cli("--help")
     commands = set(re.findall(r"│ (\w[\w-]*)\s{2,}", result.stdout))
     assert {"dataset", "summary", "train", "evaluate", "predict", "filter", "pool"} <= commands
     assert {"activations", "embed", "demo"} <= commands
     for command in commands:
-        assert f"cnncli {command}" in README, f"README says nothing of `cnncli {command}`"
+        assert f"`cnncli {command}`" in README, f"README says nothing of `cnncli {command}`"
     for picture in re.findall(r"\]\((docs/img/[^)]+)\)", README):
         assert (REPO / picture).is_file(), picture
+    links = re.findall(r"\]\((docs/[^)#]+\.md)(?:#([^)]+))?\)", README)
+    assert len({page for page, _ in links}) >= 10
+    for page, anchor in links:
+        assert (REPO / page).is_file(), page
+        if anchor:
+            text = (REPO / page).read_text(encoding="utf-8")
+            assert anchor in anchors(text), f"{page} has no heading #{anchor}"
 
 
 def _tracked_copy(dest: Path) -> None:

@@ -1,31 +1,19 @@
-"""README's examples leave the bundled sample_data as it was: a `filter` example that wrote
-`...0012.sharpen.png` into sample_data/facade was then picked up by the `predict` example on
-that folder."""
+"""The documentation's examples leave the bundled sample_data as it was: a `filter` example
+that wrote `...0012.sharpen.png` into sample_data/facade was then picked up by the `predict`
+example on that folder."""
 
 from __future__ import annotations
 
-import re
-import shlex
 import shutil
 from pathlib import Path
 
+from docs_pages import example_commands
+
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text(encoding="utf-8")
-
-
-def readme_commands(command: str) -> list[list[str]]:
-    """The README's `cnncli <command> ...` lines (comments dropped), split as a shell would."""
-    lines = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
-        for line in block.splitlines():
-            words = shlex.split(line, comments=True)
-            if words[:2] == ["cnncli", command]:
-                lines.append(words[1:])
-    return lines
 
 
 def test_filter_examples_write_outside_the_sample_folder(cli, tmp_path, monkeypatch):
-    examples = [w for w in readme_commands("filter") if any("sample_data/" in a for a in w)]
+    examples = [w for w in example_commands("filter") if any("sample_data/" in a for a in w)]
     assert len(examples) >= 3
     for words in examples:
         for arg in words:
