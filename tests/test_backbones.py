@@ -49,6 +49,7 @@ def _backbone_weights(model):
     return backbone_of(model).get_weights()
 
 
+@pytest.mark.slow
 def test_two_phase_run_resumed_after_the_phase_change(two_phase):
     from cnncli.inference.model import open_model
     from cnncli.models.backbones import backbone_of

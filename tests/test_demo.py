@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from cnncli.demo.run import MARKER, STEPS, run_demo, sample_data_dir
 
+pytestmark = pytest.mark.slow  # whole runs of cnncli: the slow suite (.ci/run runs it)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):

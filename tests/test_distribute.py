@@ -182,6 +182,7 @@ def _history(run):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_two_workers_train_resume_and_match_one_worker(tmp_path, sample_data):
     from cnncli.datasets.build import build_dataset
     from cnncli.training.fit import train

@@ -126,6 +126,7 @@ def test_cli_embed(cli, model_path, class_dir, tmp_path):
     assert not (tmp_path / "k.csv").exists()
 
 
+@pytest.mark.slow
 def test_ten_classes_ten_clusters_no_warning_on_the_terminal(model_path, tmp_path, write_image):
     """`embed --clusters 10` on ten classes, run as a user runs it: the terminal shows no
     library warning (matplotlib's "Tight layout not applied" did); the legends themselves

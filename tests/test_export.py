@@ -58,6 +58,7 @@ def trained(tmp_path_factory, tiny):
     }
 
 
+@pytest.mark.slow
 def test_each_format_agrees_with_keras(trained):
     for fmt, result in trained["results"].items():
         c = result.check

@@ -20,12 +20,15 @@ import zlib
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from cnncli.errors import CnnError
 from cnncli.images import ImageSpec, load_image, probe_image
+
+pytestmark = pytest.mark.slow  # whole runs of cnncli: the slow suite (.ci/run runs it)
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
                 suppress_health_check=list(HealthCheck))  # fmt: skip

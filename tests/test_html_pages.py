@@ -106,6 +106,7 @@ def test_korean_page_embeds_the_font_and_says_ko(korean_page):
     assert '<html lang="en">' in html_page("t", "<p>only English</p>")
 
 
+@pytest.mark.slow
 def test_hangul_class_names_are_drawn_in_a_browser(browser, korean_page):
     """Hangul is drawn as the bundled font's glyphs, not as boxes: the page differs from the
     same page without its @font-face, and each class-name cell has the shape Pillow draws

@@ -97,6 +97,7 @@ def bf16_run(tmp_path_factory, tiny):
     return ds, root / "run", r, saves
 
 
+@pytest.mark.slow
 def test_a_bf16_run_says_so_and_saves_float32_models(bf16_run):
     import keras
 

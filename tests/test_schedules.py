@@ -36,6 +36,7 @@ def test_schedule_factors():
     assert cos[3] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
 
 
+@pytest.mark.slow
 def test_plateau_run_logs_its_rate_and_resumes_its_counters(ds, tmp_path):
     """lr 0.5 with sgd; --warmup 1; plateau (halved after 2 epochs without improvement):
     an interrupted run's resume continues the counters, equal to an uninterrupted run."""
@@ -89,6 +90,7 @@ def test_suggestion_is_the_steepest_fall():
     assert sweep_steps(12, 4) == 15 and sweep_steps(10**6, 32) == 200 and sweep_steps(1, 8) == 10
 
 
+@pytest.mark.slow
 def test_find_lr_cli(ds, tmp_path, cli):
     out = tmp_path / "sweep.png"
     r = cli("train", ds, "--arch", "tiny", "--find-lr", "-o", out, "--batch-size", "4",

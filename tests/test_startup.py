@@ -76,6 +76,7 @@ def test_version(cli):
     assert result.stdout.strip() == f"cnncli {__version__}"
 
 
+@pytest.mark.slow
 def test_tensorflow_load_noise_is_silenced():
     """TensorFlow's load-time info lines (absl, before its level applies) are dropped."""
     out = subprocess.run(
@@ -154,6 +155,7 @@ def test_completing_commands_and_options_loads_no_tensorflow():
     assert out.splitlines()[0] == "--overwrite" and out.strip().endswith("HEAVY="), out
 
 
+@pytest.mark.slow
 def test_a_command_that_loaded_tensorflow_leaves_at_once_with_its_code(tmp_path):
     """Python's own shutdown after TensorFlow took 5-8 s (and can deadlock in tf.data's
     threads): exit_now flushes what was printed and leaves with the command's exit code."""

@@ -65,6 +65,7 @@ def ml_run(task_sets, tmp_path_factory):
     return train(task_sets["ml"], run, arch="tiny", options=options)
 
 
+@pytest.mark.slow
 def test_multilabel_run_sigmoid_head_metrics_weights_and_metadata(task_sets, ml_run):
     from cnncli.datasets.store import open_dataset
     from cnncli.models.io import load_model
@@ -99,6 +100,7 @@ def test_multilabel_run_sigmoid_head_metrics_weights_and_metadata(task_sets, ml_
     assert last.units == 3 and last.activation.__name__ == "sigmoid"
 
 
+@pytest.mark.slow
 def test_regression_run_outputs_the_tables_units_and_resumes(task_sets, tmp_path, cli):
     import keras
 

@@ -124,6 +124,7 @@ def _weights(path):
     return keras.models.load_model(path, compile=False).get_weights()
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_equals_uninterrupted(ds2, tmp_path):
     from cnncli.errors import ExitCode
     from cnncli.training.events import TrainingInterrupted
@@ -327,6 +328,7 @@ def test_head_of_a_nested_model_and_stacked_augmentation(ds2, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["one-device", "mirrored"])
 def test_one_machine_strategies_train_like_the_default(ds2, tmp_path, strategy):
     """OneDeviceStrategy and MirroredStrategy (one CPU here) give the default path's run:
@@ -342,6 +344,7 @@ def test_one_machine_strategies_train_like_the_default(ds2, tmp_path, strategy):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_saved_models_leave_augmentation_out_and_resume_keeps_it(ds2, tmp_path):
     """best/last/checkpoints hold no augmentation layers (no no-op maps in activations, no
     Random* rows in summary) and give the training model's outputs; the resume state keeps

@@ -42,6 +42,7 @@ def _history(run):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_short_run_on_sample_data_with_json_log(cli, facade, tmp_path):
     run = tmp_path / "run"
     r = cli("train", facade, "--arch", "tiny", "-o", run, "--epochs", "2", "--batch-size", "8",
@@ -77,6 +78,7 @@ def test_short_run_on_sample_data_with_json_log(cli, facade, tmp_path):
         assert "RandomFlip" not in json.dumps(read_config(run / name)), name
 
 
+@pytest.mark.slow
 def test_default_run_folder_and_h5_checkpoints(cli, facade, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["train", facade, "--arch", "tiny", "--epochs", "1", "--batch-size", "16", "--quiet"]
@@ -221,6 +223,7 @@ def _check_resumed(cli, run, done):
     assert (run / "history.png").is_file()
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume(cli, facade, tmp_path, monkeypatch):
     """A real SIGINT, sent to this process during the second epoch's third batch."""
     from cnncli.training.callbacks import EventsCallback
@@ -246,6 +249,7 @@ def test_ctrl_c_then_resume(cli, facade, tmp_path, monkeypatch):
     _check_resumed(cli, run, 1)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume(cli, facade, tmp_path):
     """kill -9 of a real `cnncli train` process: the last finished epoch resumes."""
     run = tmp_path / "run"
@@ -259,6 +263,7 @@ def test_kill_9_then_resume(cli, facade, tmp_path):
     _check_resumed(cli, run, done)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_like_ctrl_c_and_h5_checkpoints_go_quietly_to_checkpoints(facade, tmp_path):
     """SIGTERM (kill, timeout, docker stop, a pre-emption) to a real `cnncli train`: the
     finished epochs stay saved, the last line is the resume command, run.json says
@@ -287,6 +292,7 @@ def test_sigterm_saves_like_ctrl_c_and_h5_checkpoints_go_quietly_to_checkpoints(
     assert "HDF5" not in err and "absl" not in err, err
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_dataset(cli, facade, tmp_path, sample_data):
     from cnncli.datasets.build import build_dataset
 

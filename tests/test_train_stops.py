@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # whole runs of cnncli: the slow suite (.ci/run runs it)
+
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 
 
@@ -85,6 +87,7 @@ def plot_history(*args, **kwargs):  # the run folder's finish, after the last ep
     return original(*args, **kwargs)
 plots.plot_history = plot_history
 from cnncli.cli.main import app
+
 app(sys.argv[1:], prog_name="cnncli")
 """
 
