@@ -21,7 +21,7 @@ from cnncli import claims
 from cnncli.errors import InputError
 
 # The run folder's names, from the one module that writes them (it loads no NumPy).
-from cnncli.training.rundir import HISTORY_CSV, RUN_JSON
+from cnncli.training.rundir import EVALUATION_JSON, HISTORY_CSV, RUN_JSON
 from cnncli.training.rundir import RUN_FORMAT as FORMAT
 
 FORMAT_VERSION = 1  # the newest run.json this cnncli reads
@@ -179,7 +179,7 @@ def read_run(path: str | Path) -> RunRecord:
     run = read_run_file(path)
     history, cut = read_complete_history(path / HISTORY_CSV)
     r = RunRecord(path=path, name=path.name, status=str(run.get("status", "?")), run=run)
-    r.task = str(run.get("task") or _get(run, "dataset", "task") or DEFAULT_TASK)
+    r.task = run_task(run)
     r.started, r.finished = str(run.get("started", "")), str(run.get("finished", ""))
     _model(r, run)
     _dataset(r, run)
@@ -195,6 +195,13 @@ def read_run(path: str | Path) -> RunRecord:
     r.seconds_per_epoch = _seconds(run.get("epoch_seconds"))
     r.test = _test_metrics(path)
     return r
+
+
+def run_task(run: dict) -> str:
+    """The run's task: training stores it with the model's metadata (absent: classify);
+    a top-level or dataset "task" is read too."""
+    task = run.get("task") or _get(run, "metadata", "task") or _get(run, "dataset", "task")
+    return str(task or DEFAULT_TASK)
 
 
 def _get(d: dict, *keys):
@@ -301,12 +308,33 @@ def evaluation_file(run_dir: Path, split: str) -> Path:
 
 
 def _test_metrics(path: Path) -> dict:
-    """test_<metric> for each number of the report's test evaluation (count left out)."""
+    """test_<metric> for each number of the run's test evaluation (count left out): the one
+    stored with the run (whichever report computed it) while its model file is unchanged,
+    else the one of the run's own report."""
+    stored = _read_json(path / EVALUATION_JSON.format(split="test"))
+    if stored and _stamp_matches(path, stored.get("model")):
+        return test_metrics(stored)
+    return test_metrics(_read_json(evaluation_file(path, "test")))
+
+
+def _read_json(file: Path) -> dict:
     try:
-        data = json.loads(evaluation_file(path, "test").read_text(encoding="utf-8"))
+        data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return test_metrics(data) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stamp_matches(path: Path, stamp) -> bool:
+    """Whether `stamp` (rundir.model_stamp) still describes a model file of run `path`."""
+    name = stamp.get("file") if isinstance(stamp, dict) else None
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        return False
+    try:
+        st = (path / name).stat()
+    except (OSError, ValueError):
+        return False
+    return (st.st_size, st.st_mtime_ns) == (stamp.get("size"), stamp.get("mtime_ns"))
 
 
 def test_metrics(evaluation: dict) -> dict:

@@ -18,6 +18,7 @@ from cnncli.training.precision import PRECISIONS
 
 DEFAULT_EPOCHS = 10
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
+KERAS_DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2, "adadelta": 1e-3}  # no --lr
 CACHE_MODES = ("memory", "disk", "none")
 METRICS = ("loss", "accuracy")  # what a run logs (and --monitor may name), val_ on val
 # ... for each dataset task (a multi-label run also logs precision_/recall_ per label)

@@ -9,6 +9,8 @@ Layout of a run folder:
   history.csv          one row per finished epoch, numbered from 1
   history.png          loss and accuracy curves (two panels)
   run.json             options, versions, dataset hash, per-epoch times, best epoch, metadata
+  evaluation-test.json the model's evaluation on a split (a report wrote it), stamped with
+                       the model file it evaluated (name, size, mtime_ns)
   state/               resume state: state.json, model.keras (the training model with its
                        augmentation and precision, written once) + epoch-NNNN.npz (its
                        weights and optimizer variables at the last finished epoch)
@@ -40,6 +42,7 @@ LAST_MODEL = "last.keras"
 STATE_DIR = "state"
 STATE_JSON = "state.json"
 TRAIN_MODEL = "model.keras"  # in state/: the training model, written when the run starts
+EVALUATION_JSON = "evaluation-{split}.json"  # the model's evaluation, whoever computed it
 
 
 def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
@@ -194,6 +197,23 @@ def versions() -> dict:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ------------------------------------------------------------------ evaluations
+def model_stamp(model: Path) -> dict:
+    """What says that a stored evaluation is of this model file: name, size, mtime_ns."""
+    st = Path(model).stat()
+    return {"file": Path(model).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def store_evaluation(run_dir, split: str, evaluation: dict, model: Path) -> Path:
+    """Keep `evaluation` (evaluate's JSON of `model`, a file of the run, on `split`) in the
+    run folder, stamped with the model file, so `cnncli runs` shows it whichever report
+    computed it; under the claim of that file (BusyError while another writes it)."""
+    path = Path(run_dir) / EVALUATION_JSON.format(split=split)
+    with claims.claim(path, "report"):
+        write_json(path, {**evaluation, "model": model_stamp(model)})
+    return path
 
 
 # ------------------------------------------------------------------ history.csv
