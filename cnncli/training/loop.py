@@ -40,7 +40,7 @@ from cnncli.training.ending import early_stop_reached, finish_run, run_or_interr
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
 from cnncli.training.model import build_model, class_weights, resume_model
-from cnncli.training.options import ModelSource, TrainOptions
+from cnncli.training.options import ModelSource, TrainOptions, no_val_notes
 from cnncli.training.precision import (
     Device,
     Precision,
@@ -337,7 +337,7 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
                 "device": Device(**run["device"]).describe(),
                 "precision": Precision.from_dict(run["precision"]).describe(),
                 "steps_per_execution": spe,
-                "notes": transfer_notes(opts, info),
+                "notes": [*no_val_notes(opts, info), *transfer_notes(opts, info)],
             }
         )
     fit_args = {"x": train_ds, "epochs": opts.epochs, "initial_epoch": initial_epoch,

@@ -162,6 +162,18 @@ def check_task_options(opts: TrainOptions, task: str) -> None:
         )
 
 
+def no_val_notes(opts: TrainOptions, info) -> list[str]:
+    """What a run on a dataset without a val split chooses by, said when training starts."""
+    if info.count("val") > 0:
+        return []
+    stop = ", early stop watches it" if opts.early_stop else ""
+    return [
+        f"the dataset has no val split: best.keras is picked by the training {opts.monitor}"
+        f"{stop}, and checkpoints are named {opts.checkpoint}; to choose by unseen images, "
+        "build it with --val 0.2 (with --split-files too: carved out of the train list)"
+    ]
+
+
 def check_checkpoint_pattern(pattern: str, has_val: bool, metrics=METRICS) -> None:
     """Refuse a --checkpoint pattern that cannot be filled from an epoch's `metrics`."""
     keys = dict.fromkeys(metrics, 0.5)
