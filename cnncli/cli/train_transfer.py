@@ -74,7 +74,8 @@ def find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite
     info(f"swept {len(result.lrs)} steps ({result.stopped}); loss vs learning rate: "
          f"{result.plot}; the weights were restored")  # fmt: skip
     if result.suggested_lr is None:
-        info("no suggestion: the loss did not fall over the sweep")
+        info(f"no suggestion: {result.no_suggestion}; pick --lr from the picture, or keep "
+             "the optimizer's default")  # fmt: skip
     else:
         info(f"suggested: --lr {result.suggested_lr:.2g} (steepest fall of the smoothed loss; "
              f"lowest loss at {result.min_loss_lr:.2g})")  # fmt: skip
