@@ -338,7 +338,8 @@ def _write(result, errors_png, errors_csv, confusion_png, wrong, close, overwrit
         shown = result.misclassified[:SHEET_MAX] or result.close_calls
         images = (wrong if result.misclassified else close).images()
         title = sheet_title(result.count, result.split, len(result.misclassified), len(shown))
-        write_errors_sheet(shown, images, title, errors_png, overwrite=overwrite)
+        write_errors_sheet(shown, images, title, errors_png, overwrite=overwrite,
+                           names=result.class_names)  # fmt: skip
         result.files["errors_png"] = str(errors_png)
     if confusion_png is not None:
         from cnncli.drawing.plots import plot_confusion
