@@ -8,19 +8,22 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli import completion as complete
+
 _TL = "Transfer learning and schedules"
 
 
-def _option(kind, flag: str, help: str, metavar: str | None = None):
-    """An option of this panel, typed `kind`."""
-    return Annotated[kind, typer.Option(flag, metavar=metavar, rich_help_panel=_TL, help=help)]
+def _option(kind, flag: str, help: str, metavar: str | None = None, values=None):
+    """An option of this panel, typed `kind` (`values`: what completes its value)."""
+    return Annotated[kind, typer.Option(flag, metavar=metavar, rich_help_panel=_TL, help=help,
+                                        autocompletion=values)]  # fmt: skip
 
 
 BackboneOpt = _option(
     str | None, "--backbone",
     "A keras.applications backbone (mobilenet, mobilenetv2, mobilenetv3small, "
     "mobilenetv3large, efficientnetb0, resnet50, densenet121) with its preprocessing "
-    "built into the model; instead of --arch.", "NAME")  # fmt: skip
+    "built into the model; instead of --arch.", "NAME", complete.backbones)  # fmt: skip
 WeightsOpt = _option(
     str | None, "--weights",
     "The backbone's weights: a local file (the official *_notop.h5, a .weights.h5, or a "
@@ -41,7 +44,8 @@ UnfreezeOpt = _option(
 LrScheduleOpt = _option(
     str, "--lr-schedule",
     "constant, step (x0.1 at 1/2 and 3/4 of the epochs), cosine, or plateau (halved "
-    "after 2 epochs without improvement); the rate is logged in history.csv.")  # fmt: skip
+    "after 2 epochs without improvement); the rate is logged in history.csv.",
+    values=complete.schedules)  # fmt: skip
 WarmupOpt = _option(int, "--warmup", "Epochs of linear warm-up before the schedule.", "EPOCHS")
 FindLrOpt = _option(
     bool, "--find-lr",
