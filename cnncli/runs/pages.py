@@ -172,10 +172,12 @@ def _evaluations(parts: Parts) -> str:
                        chart=not k.startswith("errors")) for k in shown]  # fmt: skip
         out.append(f'<div class="pics">{"".join(pics)}</div>')
         if (ev.get("files") or {}).get("errors_csv"):
-            out.append(f'<p><a href="errors-{quote(split)}.csv">misclassified list (CSV)</a></p>')
+            listed = ERRORS_CSV.get(str(ev.get("task")), "misclassified list")
+            out.append(f'<p><a href="errors-{quote(split)}.csv">{e(listed)} (CSV)</a></p>')
     return "\n".join(out + ["</section>"])
 
 
+ERRORS_CSV = {"regression": "largest errors", "multilabel": "images with wrong labels"}
 PICTURES = {"confusion": "confusion matrix", "errors": "error sheet, the worst first",
             "scatter": "true vs predicted", "residuals": "residuals"}  # fmt: skip
 

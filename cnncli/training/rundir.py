@@ -226,11 +226,16 @@ def write_history(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _csv_value(row.get(k, "")) for k in keys})
+        writer.writerow({k: _csv_value(k, row.get(k, "")) for k in keys})
     write_text(path, buf.getvalue())
 
 
-def _csv_value(v):
+WHOLE_COLUMNS = ("epoch", "phase")  # counted, not measured: written 2, never 2.0
+
+
+def _csv_value(key: str, v):
+    if key in WHOLE_COLUMNS and isinstance(v, float) and v.is_integer():
+        return int(v)
     return repr(float(v)) if isinstance(v, float) else v
 
 
