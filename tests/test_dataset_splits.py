@@ -126,7 +126,7 @@ def test_split_file_names_and_refused_combinations(tmp_path, shapes, write_image
             parse_split_files(value)
         assert str(e.value) == message
     write_list(train, "circle/0.png")
-    for option in ({"val": 0.1}, {"test": 0.0}, {"split_col": "part"}):
+    for option in ({"test": 0.0}, {"split_col": "part"}):  # --val: carved out of train
         with pytest.raises(UsageError) as e:
             build_dataset(shapes, tmp_path / "ds", split_files=str(train), **option)
         flag = "--" + next(iter(option)).replace("_", "-")
@@ -152,12 +152,12 @@ def test_cli_split_files(cli, tmp_path, shapes):
         "train": {"circle": 3, "square": 3},
         "val": {"circle": 1, "square": 1},
     }
-    r = cli("dataset", "build", shapes, "-o", tmp_path / "ds2", "--split-files", str(train),
-            "--val", "0.2")  # fmt: skip
+    r = cli("dataset", "build", shapes, "-o", tmp_path / "ds2", "--split-files",
+            f"{train},{val}", "--val", "0.2")  # fmt: skip
     assert r.exit_code == 2
     assert [ln for ln in r.stderr.splitlines() if ln.strip()] == [
-        "error: --split-files gives the splits, so --val cannot be used with it: "
-        "leave out --val, or --split-files"
+        f"error: --split-files gives the val split ({val}), so --val cannot be used with it: "
+        "leave out --val, or the val file"
     ]
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -24,7 +25,9 @@ def demo(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(work)
     try:
+        started = time.perf_counter()
         result = runner.invoke(app, ["demo"], catch_exceptions=False)
+        result.measured = time.perf_counter() - started
         as_json = runner.invoke(app, ["demo", "-o", "again", "--epochs", "1", "--json"],
                                 catch_exceptions=False)  # fmt: skip
     finally:
@@ -83,6 +86,10 @@ def test_demo_writes_every_step(demo):
 
 def test_demo_reports_steps_and_table(demo):
     _, result, as_json = demo
+    # the time it says it took is the time it took (the README states a range: 1-2 minutes)
+    said = float(re.search(r"cnncli demo wrote cnncli-demo in (\d+) s", result.stdout)[1])
+    assert abs(said - result.measured) <= 3, (said, result.measured)
+    print(f"demo: {result.measured:.1f} s")
     for i, _step in enumerate(STEPS, 1):
         assert f"[{i}/{len(STEPS)}]" in result.stderr
     assert "epoch 10/10" in result.stderr

@@ -181,9 +181,11 @@ def test_error_captions_label_the_rank_and_probability(shapes):
 
     r = evaluate(shapes["path"], shapes["ds"], split="train")
     first = r.misclassified[0]
-    title, second = caption(1, first).splitlines()
+    title, second, file = caption(1, first).splitlines()
     assert title == f"actual: {first.actual} //  predicted: {first.predicted}"
-    assert second == f"#1 · p={first.probability:.2f} · {first.path.rsplit('/', 1)[-1]}"
+    assert second == (f"#1 · p(actual)={first.actual_probability:.2f} · "
+                      f"p={first.probability:.2f}")  # fmt: skip
+    assert file == first.path.rsplit("/", 1)[-1]
 
 
 def _ink_gaps(text: str, sep: str = "//") -> tuple[int, int]:

@@ -58,16 +58,48 @@ def test_readme_lists_every_command_with_its_page(cli):
             assert anchor in anchors(text), f"{page} has no heading #{anchor}"
 
 
+# what running and testing leave in a source folder, never part of the source: anywhere,
+# and at the top (the demo's and a run's outputs, venvs, builds)
+JUNK_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
+TOP_JUNK = {".venv", "venv", "build", "dist", "site", "cnncli-demo", "runs"}
+
+
+def source_files(use_git: bool = True) -> list[str]:
+    """The repository's files as in a clean clone: git's tracked files in a checkout; from
+    an unpacked archive (no .git), every file but what running and testing leave behind
+    (JUNK_DIRS, *.egg-info)."""
+    if use_git and shutil.which("git") is not None and (REPO / ".git").exists():
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                             check=True).stdout.split(b"\0")  # fmt: skip
+        return [os.fsdecode(n) for n in out if n]
+    files = []
+    for folder, dirs, names in os.walk(REPO):
+        top = TOP_JUNK if Path(folder) == REPO else set()
+        dirs[:] = sorted(d for d in dirs if d not in JUNK_DIRS | top
+                         and not d.endswith(".egg-info"))  # fmt: skip
+        files += [str((Path(folder) / n).relative_to(REPO)) for n in sorted(names)]
+    return files
+
+
 def _tracked_copy(dest: Path) -> None:
-    """The repository's tracked files (as in a clean clone), without untracked junk."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        src = REPO / os.fsdecode(name)
+    """The repository's source files (source_files), copied to `dest`."""
+    for name in source_files():
+        src = REPO / name
         if src.is_file():
-            (dest / os.fsdecode(name)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / os.fsdecode(name))
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def test_an_unpacked_archive_gives_the_same_source_files():
+    """Without git (a release archive), the copy still has every tracked file and none of
+    the junk, so the fresh-venv test below runs there too."""
+    walked = set(source_files(use_git=False))
+    if shutil.which("git") is not None and (REPO / ".git").exists():
+        tracked = {n for n in source_files() if (REPO / n).is_file()}
+        assert tracked <= walked, sorted(tracked - walked)[:5]
+    assert not any(part in JUNK_DIRS for name in walked for part in Path(name).parts[:-1])
+    assert not any(Path(name).parts[0] in TOP_JUNK for name in walked)
+    assert "pyproject.toml" in walked and "README.md" in walked
 
 
 @pytest.mark.slow
@@ -77,8 +109,6 @@ def test_setup_commands_in_a_fresh_virtual_environment(tmp_path):
     The test command's pytest gets `--collect-only`: running the whole suite inside the
     suite would recurse and double CI's time; collecting proves the fresh install imports
     every test module."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("needs a git checkout to copy the tracked files")
     repo = tmp_path / "repo"
     _tracked_copy(repo)
     venv = tmp_path / "venv"

@@ -142,3 +142,11 @@ def test_pages_in_a_browser(open_page, reported, compared):
         assert not re.search(r'(src|href)="(https?:|//|/)', page.read_text(encoding="utf-8"))
     text = (run / "report" / "index.html").read_text(encoding="utf-8")
     assert "@media print" in text and 'name="viewport"' in text
+
+
+def test_activations_are_titled_by_the_images_own_file_names(reported):
+    """Issue 28: "test-1.png" (the report's own copy) was the title, not the image's name."""
+    run, _ = reported
+    text = (run / "report" / "index.html").read_text(encoding="utf-8")
+    assert "val-1.png: predicted" not in text
+    assert len(re.findall(r"<h3>\d+\.png: predicted", text)) == 2

@@ -132,7 +132,7 @@ def test_evaluate_multilabel_metrics_sheet_and_threshold(kit, tmp_path):
         assert (tmp_path / f"e{threshold}.png").read_bytes()[:4] == b"\x89PNG"
         json.dumps(r.to_json())
     assert multilabel_caption(1, ["left", "top"], ["top"], "a/b.png", 1) == (
-        "실제 : left, top // 예측 : top\n#1 · 1 wrong · b.png"
+        "actual: left, top //  predicted: top\n#1 · 1 wrong · b.png"
     )
 
 

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from cnncli.errors import ModelError, UsageError
+from cnncli.errors import InputError, UsageError
 
 LABELS = ("left", "top", "blue")
 
@@ -180,8 +180,8 @@ def test_a_mismatched_from_model_and_task_options_are_one_line(task_sets, ml_run
     assert e.value.message == "unknown --monitor 'val_accuracy' for a regression dataset"
     assert e.value.hint == "use one of loss, mae, rmse, r2, val_loss, val_mae, val_rmse, val_r2"
 
-    # a multilabel model cannot continue on the regression set
-    with pytest.raises(ModelError) as e:
+    # a multilabel model cannot continue on the regression set (refused before TensorFlow)
+    with pytest.raises(InputError) as e:
         train(task_sets["rg"], tmp_path / "d", from_model=ml_run.run_dir / "best.keras",
               options=opts(epochs=1))  # fmt: skip
     assert e.value.message == (

@@ -72,13 +72,16 @@ def activations_command(
     if json_out:
         console.print_json(to_json(result))
         return
+    from cnncli.models.head import output_word
+
     for r in result.images:
         said = r.predicted_class if r.task != "classify" else (
             f"{r.predicted_class} ({r.probability:.3f})")  # fmt: skip
         title = f"{r.image.name}: predicted {said}"
         console.print_table(["#", "layer", "type", "output shape", "file"], result_rows(r), title)
         if r.gradcam:
-            console.info(f"Grad-CAM (class {r.gradcam_class}, layer {r.gradcam_layer}): "
+            console.info(f"Grad-CAM ({output_word(r.task)} {r.gradcam_class}, layer "
+                         f"{r.gradcam_layer}): "
                          f"{r.out_dir / r.gradcam}")  # fmt: skip
         console.info(f"wrote {len(r.layers)} layer maps to {r.out_dir}/ (open index.html)")
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli import completion as complete
 from cnncli.cli.options import JsonOpt, OverwriteOpt
 from cnncli.cli.progress import ProgressBar
 
@@ -29,7 +30,8 @@ def build(
         str,
         typer.Option(
             help="classify (one class per image), multilabel (labels from --label-col "
-            "or --label-cols) or regression (numbers from --target-col)."
+            "or --label-cols) or regression (numbers from --target-col).",
+            autocompletion=complete.tasks,
         ),
     ] = "classify",
     label_delim: Annotated[
@@ -54,12 +56,16 @@ def build(
     ] = None,
     color: Annotated[
         str | None,
-        typer.Option(help="rgba, rgb or grayscale (default: the mode most images have)."),
+        typer.Option(help="rgba, rgb or grayscale (default: the mode most images have).",
+                     autocompletion=complete.colors),
     ] = None,
     size: Annotated[
         str | None, typer.Option(help="HxW (default: keep it when every image shares it).")
     ] = None,
-    fit: Annotated[str, typer.Option(help="stretch, crop or pad, for aspect ratio.")] = "stretch",
+    fit: Annotated[
+        str, typer.Option(help="stretch, crop or pad, for aspect ratio.",
+                          autocompletion=complete.fits)
+    ] = "stretch",  # fmt: skip
     val: Annotated[
         float | None, typer.Option(help="Fraction of each class for validation (default: 0.2).")
     ] = None,

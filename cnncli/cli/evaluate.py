@@ -162,9 +162,15 @@ def _render_evaluation(result) -> None:
 def predict_command(
     model: ModelArg,
     inputs: Annotated[
-        list[Path],
-        typer.Argument(metavar="IMAGE|DIR", help="Image files, or folders of images."),
-    ],
+        list[Path] | None,
+        typer.Argument(metavar="IMAGE|DIR",
+                       help="Image files, folders of images, or quoted patterns ('test/*.png')."),
+    ] = None,
+    files_list: Annotated[
+        Path | None,
+        typer.Option("--files", help="A text file listing images, one path a line (relative "
+                     "to the list's folder).", dir_okay=False),
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely classes.")] = 1,
     json_out: JsonOpt = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print the result as CSV on stdout.")] = (
@@ -191,10 +197,12 @@ def predict_command(
     """
     from cnncli.cli import console
     from cnncli.cli.progress import ProgressBar
+    from cnncli.inference.inputs import expand_inputs
     from cnncli.inference.predict import predict_batches
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
+    inputs = expand_inputs(inputs, files_list)
     check_first(model, inputs)
     if output is not None and output.exists() and not overwrite:
         raise OutputExistsError(output)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli import completion as complete
 from cnncli.cli.options import JsonOpt, ModelArg, OverwriteOpt, UnsafeOpt
 
 
@@ -15,7 +16,8 @@ def export_command(
     format: Annotated[
         str,
         typer.Option(
-            "--format", "-f", metavar="savedmodel|litert|onnx", help="What to export to."
+            "--format", "-f", metavar="savedmodel|litert|onnx", help="What to export to.",
+            autocompletion=complete.formats,
         ),  # fmt: skip
     ],
     output: Annotated[

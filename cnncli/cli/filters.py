@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli import completion as complete
 from cnncli.cli.options import JsonOpt, OverwriteOpt
 from cnncli.cli.progress import ProgressBar
 
@@ -60,6 +61,7 @@ def filter_command(
             "-k",
             help="A named kernel (see --list), rows like "
             "'0,-1,0;-1,5,-1;0,-1,0', or a text/CSV file.",
+            autocompletion=complete.kernels,
         ),  # fmt: skip
     ] = None,
     scale: Annotated[float | None, typer.Option(help="Multiply the kernel by this.")] = None,

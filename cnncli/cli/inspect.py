@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli import completion as complete
 from cnncli.cli.options import JsonOpt, OptionalModelArg, OverwriteOpt, UnsafeOpt
 from cnncli.errors import UsageError
 
@@ -31,7 +32,8 @@ def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
 def summary_command(
     model_file: OptionalModelArg = None,
     arch: Annotated[
-        str | None, typer.Option("--arch", help="A named architecture (see --list-arch).")
+        str | None, typer.Option("--arch", help="A named architecture (see --list-arch).",
+                                 autocompletion=complete.archs)  # fmt: skip
     ] = None,
     spec: Annotated[
         Path | None, typer.Option("--spec", help="A YAML or JSON spec file of layers.")
@@ -60,7 +62,8 @@ def summary_command(
     backbone: Annotated[
         str | None,
         typer.Option("--backbone", help="The model cnncli train --backbone NAME builds (the "
-                     "backbone one row, frozen; --expand opens it)."),
+                     "backbone one row, frozen; --expand opens it).",
+                     autocompletion=complete.backbones),
     ] = None,
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="MobileNet width, with --backbone.")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli import completion as complete
 from cnncli.cli.options import JsonOpt, OverwriteOpt
 from cnncli.cli.train_transfer import (
     AlphaOpt,
@@ -34,7 +35,8 @@ def train_command(
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option("--arch", help="A built-in architecture (facade, mnist, tiny, ...)."),
+        typer.Option("--arch", help="A built-in architecture (facade, mnist, tiny, ...).",
+                     autocompletion=complete.archs),  # fmt: skip
     ] = None,
     spec: Annotated[
         Path | None, typer.Option("--spec", help="A model spec file (YAML/JSON).")
@@ -78,7 +80,8 @@ def train_command(
         ),
     ] = 32,
     optimizer: Annotated[
-        str, typer.Option("--optimizer", help="adam, rmsprop, sgd or adadelta.")
+        str, typer.Option("--optimizer", help="adam, rmsprop, sgd or adadelta.",
+                          autocompletion=complete.optimizers)  # fmt: skip
     ] = "adam",
     lr: Annotated[
         float | None, typer.Option("--lr", help="Learning rate (default: the optimizer's).")
@@ -94,7 +97,8 @@ def train_command(
     ] = None,
     monitor: Annotated[
         str | None,
-        typer.Option("--monitor", help="Metric for best model and early stop (default val_loss)."),
+        typer.Option("--monitor", help="Metric for best model and early stop (default val_loss).",
+                     autocompletion=complete.monitors),  # fmt: skip
     ] = None,
     class_weight: Annotated[
         str | None,
@@ -115,7 +119,8 @@ def train_command(
     ] = False,
     cache: Annotated[
         str,
-        typer.Option("--cache", help="memory (fast), disk (bounded memory: a cache file) or none."),
+        typer.Option("--cache", help="memory (fast), disk (bounded memory: a cache file) or none.",
+                     autocompletion=complete.caches),  # fmt: skip
     ] = "memory",
     precision: Annotated[
         str,
@@ -124,6 +129,7 @@ def train_command(
             help="auto (bf16 where the CPU has AMX-BF16 or a GPU computes it, for a model "
             "large enough to gain; else fp32), fp32 or bf16 (mixed: the head, loss and "
             "weights stay float32; the saved models are float32).",
+            autocompletion=complete.precisions,
         ),
     ] = "auto",
     steps_per_execution: Annotated[

@@ -128,6 +128,12 @@ class TrainingView:
             escape(line), soft_wrap=True
         )
 
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            (self.progress.console if self.progress else err_console).print(
+                escape(f"note: {text}"), soft_wrap=True
+            )
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()

@@ -8,19 +8,22 @@ from typing import Annotated
 
 import typer
 
+from cnncli.cli import completion as complete
+
 _TL = "Transfer learning and schedules"
 
 
-def _option(kind, flag: str, help: str, metavar: str | None = None):
-    """An option of this panel, typed `kind`."""
-    return Annotated[kind, typer.Option(flag, metavar=metavar, rich_help_panel=_TL, help=help)]
+def _option(kind, flag: str, help: str, metavar: str | None = None, values=None):
+    """An option of this panel, typed `kind` (`values`: what completes its value)."""
+    return Annotated[kind, typer.Option(flag, metavar=metavar, rich_help_panel=_TL, help=help,
+                                        autocompletion=values)]  # fmt: skip
 
 
 BackboneOpt = _option(
     str | None, "--backbone",
     "A keras.applications backbone (mobilenet, mobilenetv2, mobilenetv3small, "
     "mobilenetv3large, efficientnetb0, resnet50, densenet121) with its preprocessing "
-    "built into the model; instead of --arch.", "NAME")  # fmt: skip
+    "built into the model; instead of --arch.", "NAME", complete.backbones)  # fmt: skip
 WeightsOpt = _option(
     str | None, "--weights",
     "The backbone's weights: a local file (the official *_notop.h5, a .weights.h5, or a "
@@ -41,7 +44,8 @@ UnfreezeOpt = _option(
 LrScheduleOpt = _option(
     str, "--lr-schedule",
     "constant, step (x0.1 at 1/2 and 3/4 of the epochs), cosine, or plateau (halved "
-    "after 2 epochs without improvement); the rate is logged in history.csv.")  # fmt: skip
+    "after 2 epochs without improvement); the rate is logged in history.csv.",
+    values=complete.schedules)  # fmt: skip
 WarmupOpt = _option(int, "--warmup", "Epochs of linear warm-up before the schedule.", "EPOCHS")
 FindLrOpt = _option(
     bool, "--find-lr",
@@ -74,7 +78,8 @@ def find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite
     info(f"swept {len(result.lrs)} steps ({result.stopped}); loss vs learning rate: "
          f"{result.plot}; the weights were restored")  # fmt: skip
     if result.suggested_lr is None:
-        info("no suggestion: the loss did not fall over the sweep")
+        info(f"no suggestion: {result.no_suggestion}; pick --lr from the picture, or keep "
+             "the optimizer's default")  # fmt: skip
     else:
         info(f"suggested: --lr {result.suggested_lr:.2g} (steepest fall of the smoothed loss; "
              f"lowest loss at {result.min_loss_lr:.2g})")  # fmt: skip

@@ -155,7 +155,8 @@ def build_dataset(
     if split_files:
         sources = apply_split_files(ls, images_dir, split_files)
         given = "files " + ", ".join(f"{p.name} ({s})" for s, p in split_files.items())
-    plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given)
+    plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given,
+                      carve=val if split_files else 0.0)  # fmt: skip
     pool = pool_plan(workers, plan.source_pixels)  # ('threads' or 'processes', how many)
     options = {
         "labels": Path(labels).name if labels is not None else None,
@@ -165,7 +166,7 @@ def build_dataset(
         "color": plan.spec.color,
         "size": [plan.spec.height, plan.spec.width],
         "fit": plan.spec.fit,
-        "val": val if not given else None,
+        "val": val if not given or (split_files and val) else None,
         "test": test if not given else None,
         "seed": seed,
         "split_col": split_col,

@@ -37,9 +37,10 @@ class Plan:
 
 
 def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, test: float,
-               seed: int, given: str | None) -> Plan:  # fmt: skip
+               seed: int, given: str | None, carve: float = 0.0) -> Plan:  # fmt: skip
     """Probe every image's header, choose the image spec, check the classes and split
-    (`given`: where the rows' own splits came from, "column 'part'"; else --val/--test)."""
+    (`given`: where the rows' own splits came from, "column 'part'"; else --val/--test;
+    `carve`: with `given`, the fraction of the train rows that becomes val, stratified)."""
     notes, problems, blockers = list(ls.notes), list(ls.problems), list(ls.blockers)
     if ls.unused:
         shown = ", ".join(ls.unused[:5]) + (", ..." if len(ls.unused) > 5 else "")
@@ -51,7 +52,14 @@ def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, tes
         check_classes(rows, ls, blockers)
     if given:
         splits = [r.split for r in rows]
-        notes.append(f"splits from {given} (--val/--test not used)")
+        if carve:
+            try:
+                splits = carve_val(rows, splits, ls, carve, seed)
+            except DatasetError as e:
+                blockers.append(("(split)", e))
+            notes.append(f"splits from {given}; val: --val {carve} of the train list, stratified")
+        else:
+            notes.append(f"splits from {given} (--val/--test not used)")
     else:
         try:
             if ls.task == "multilabel":
@@ -65,6 +73,24 @@ def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, tes
             blockers.append(("(split)", e))
             splits = ["train"] * len(rows)
     return Plan(ls, rows, spec, splits, pixels, problems, notes, blockers, warned)
+
+
+def carve_val(rows: list[LabelRow], splits: list[str], ls: LabelSet, val: float,
+              seed: int) -> list[str]:  # fmt: skip
+    """`splits` with the fraction `val` of its train rows made val, stratified as a
+    --val split of the task is (by class, label or target bin) and seeded."""
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    sub = [rows[i] for i in train]
+    if ls.task == "multilabel":
+        picked, _ = multilabel_splits(sub, ls.class_names, val, 0.0, seed)
+    elif ls.task == "regression":
+        picked = regression_splits(sub, val, 0.0, seed)
+    else:
+        picked = assign_splits(sub, ls.class_names, val, 0.0, seed)
+    out = list(splits)
+    for i, s in zip(train, picked, strict=True):
+        out[i] = s
+    return out
 
 
 def stop_if_bad(problems: list, blockers: list, skip_bad: bool) -> None:

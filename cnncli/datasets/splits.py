@@ -198,13 +198,21 @@ def _sha256(path: Path) -> str:
 
 def split_options(val, test, split_col, split_files) -> tuple[float, float, dict | None]:
     """(val, test, {split: file} or None) from the build's split options: --split-files and
-    --split-col give the splits, so neither goes with the other or with --val/--test."""
+    --split-col give the splits, so neither goes with the other or with --test; --val goes
+    with split files that give no val list (the val split is carved out of the train
+    list, stratified: the returned val)."""
     if not split_files:
         return (0.2 if val is None else val), (0.0 if test is None else test), None
-    for flag, v in (("--val", val), ("--test", test), ("--split-col", split_col)):
+    files = parse_split_files(split_files)
+    if val is not None and "val" in files:
+        raise UsageError(
+            f"--split-files gives the val split ({files['val']}), so --val cannot be used "
+            "with it", "leave out --val, or the val file",
+        )  # fmt: skip
+    for flag, v in (("--test", test), ("--split-col", split_col)):
         if v is not None:
             raise UsageError(
                 f"--split-files gives the splits, so {flag} cannot be used with it",
                 f"leave out {flag}, or --split-files",
             )
-    return 0.0, 0.0, parse_split_files(split_files)
+    return (val or 0.0), 0.0, files

@@ -7,7 +7,8 @@
   order. Rows without a label fill the splits by size. A label too rare to reach every
   split is said in a note.
 - regression: stratified on quantile bins of the first target (up to 10 bins of about ten
-  rows or more), each bin split as a class is (cnncli.datasets.splits.stratified_split).
+  rows or more); the split sizes are the whole set's (as a class split's), shared among
+  the bins in proportion to their sizes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnncli.datasets.labels import LabelRow
-from cnncli.datasets.splits import split_count, stratified_split
+from cnncli.datasets.splits import split_count
 from cnncli.errors import DatasetError
 
 ORDER = ("train", "val", "test")
@@ -89,17 +90,51 @@ def _reach_notes(labels_of, splits, label_names, active) -> list[str]:
 
 
 def regression_splits(rows: list[LabelRow], val: float, test: float, seed: int) -> list[str]:
-    """Each row's split, stratified on quantile bins of the first target."""
+    """Each row's split, stratified on quantile bins of the first target. The split sizes
+    are those of the whole set (--val 0.2 of 120 rows: 24), as a class split gives them;
+    each bin gets its share of them, the leftover rows going to the bins whose share was
+    cut most (ties in a seeded order), and keeps a training row."""
     values = np.array([r.label[0] for r in rows], dtype=np.float64)
     n = len(values)
-    for bins in range(min(MAX_BINS, max(1, n // ROWS_PER_BIN)), 0, -1):
-        edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if n else []
-        groups = np.searchsorted(edges, values, side="right").tolist()
-        try:
-            return stratified_split(groups, [f"bin {b}" for b in range(bins)], val, test, seed)
-        except DatasetError:
-            continue
+    n_val, n_test = split_count(val, n), split_count(test, n)
+    if n - n_val - n_test >= 1:
+        for bins in range(min(MAX_BINS, max(1, n // ROWS_PER_BIN)), 0, -1):
+            edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if n else []
+            groups = np.searchsorted(edges, values, side="right")
+            members = [np.flatnonzero(groups == b) for b in range(bins)]
+            sizes = [len(m) for m in members]
+            order = np.random.default_rng([seed, 7919]).permutation(bins)
+            q_test, q_val = shares(sizes, n_test, order), shares(sizes, n_val, order[::-1])
+            if all(s - t - v >= 1 for s, t, v in zip(sizes, q_test, q_val, strict=True) if s):
+                return _place_bins(n, members, q_test, q_val, seed)
     raise DatasetError(
         f"{n} image{'s' * (n != 1)} are too few for --val {val} and --test {test}",
         "add images, or lower --val/--test",
     )
+
+
+def shares(sizes: list[int], total: int, order) -> list[int]:
+    """`total` rows shared among bins of `sizes` in proportion (largest remainder: whole
+    shares first, the rest one each to the largest fractions, ties in `order`)."""
+    whole = sum(sizes)
+    if not whole:
+        return [0] * len(sizes)
+    exact = [total * s / whole for s in sizes]
+    out = [int(np.floor(e)) for e in exact]
+    rank = {b: k for k, b in enumerate(order)}
+    extra = sorted(range(len(sizes)), key=lambda b: (out[b] - exact[b], rank[b]))
+    for b in extra[: total - sum(out)]:
+        out[b] += 1
+    return out
+
+
+def _place_bins(n: int, members, q_test: list[int], q_val: list[int], seed: int) -> list[str]:
+    splits = ["train"] * n
+    for b, rows in enumerate(members):
+        order = np.random.default_rng([seed, b]).permutation(len(rows))
+        for k, pos in enumerate(order):
+            if k < q_test[b]:
+                splits[rows[pos]] = "test"
+            elif k < q_test[b] + q_val[b]:
+                splits[rows[pos]] = "val"
+    return splits

@@ -23,9 +23,17 @@ def mark_schedule(axes, epochs: Sequence[int], rows: Sequence[dict]) -> None:
         ax.plot(xs, ys, color="0.5", linestyle="--", marker=".", label="learning rate")
         if min(ys) > 0:
             ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_ascii_exponent())  # the bundled font has no U+2212
+        ax.yaxis.set_major_formatter(_ascii_exponent())
         ax.yaxis.set_minor_formatter(_ascii_exponent(minor=True))
         ax.set_ylabel("learning rate", color="0.4")
+        # one legend for the panel's lines and the rate, under the panel: the rate's line
+        # spans the whole panel, so a legend inside it would sit on the line
+        handles, labels = axes[-1].get_legend_handles_labels()
+        more, more_labels = ax.get_legend_handles_labels()
+        if axes[-1].get_legend() is not None:
+            axes[-1].get_legend().remove()
+        ax.legend(handles + more, labels + more_labels, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small", frameon=False)  # fmt: skip
     start = next((e for e, r in zip(epochs, rows, strict=True) if r.get("phase") == 2), None)
     if start is not None:
         for ax in axes:

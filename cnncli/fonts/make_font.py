@@ -59,9 +59,37 @@ def main() -> int:
             enc,
             lang,
         )
+    add_minus(font)
     font.save(TARGET)
     print(f"{TARGET}: {TARGET.stat().st_size:,} bytes")
     return 0
+
+
+def add_minus(font: TTFont) -> None:
+    """Give the font a MINUS SIGN (U+2212), which NanumGothic lacks: matplotlib's mathtext
+    draws every negative tick label ("10^-7") with it in the first font of font.family, and
+    mathtext has no fallback to a second font, so without it each minus is a box and a
+    warning. The glyph is the bar of the plus sign, as wide as the plus."""
+    from fontTools.pens.ttGlyphPen import TTGlyphPen
+
+    cmap = font.getBestCmap()
+    if 0x2212 in cmap:
+        return
+    plus = font["glyf"][cmap[ord("+")]]
+    width, lsb = font["hmtx"][cmap[ord("+")]]
+    dash = font["glyf"][cmap[0x2013]]  # the en dash's bar: its height and thickness
+    pen = TTGlyphPen(None)
+    for x, y in ((plus.xMin, dash.yMin), (plus.xMin, dash.yMax), (plus.xMax, dash.yMax),
+                 (plus.xMax, dash.yMin)):  # fmt: skip
+        (pen.lineTo if x != plus.xMin or y != dash.yMin else pen.moveTo)((x, y))
+    pen.closePath()
+    glyf = font["glyf"]
+    glyf["minus"] = pen.glyph()  # appended to the glyph order too
+    font.setGlyphOrder(glyf.glyphOrder)
+    font["hmtx"]["minus"] = (width, lsb)
+    for table in font["cmap"].tables:
+        if table.isUnicode():
+            table.cmap[0x2212] = "minus"
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ from cnncli.inference.split_io import (
     default_split,
     run_folder_of,
 )
+from cnncli.models.files import check_model_task
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress
 
@@ -230,6 +231,8 @@ def evaluate(
         raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     info = open_dataset(dataset_dir)
     split = chosen_split(info, split)
+    check_model_task(model, info, hint="evaluate it on a dataset of the task it was "
+                     "trained for")  # before TensorFlow loads  # fmt: skip
     if info.task != "classify":
         return _evaluate_task(
             model, info, split, batch_size=batch_size, errors_png=errors_png,
@@ -335,7 +338,8 @@ def _write(result, errors_png, errors_csv, confusion_png, wrong, close, overwrit
         shown = result.misclassified[:SHEET_MAX] or result.close_calls
         images = (wrong if result.misclassified else close).images()
         title = sheet_title(result.count, result.split, len(result.misclassified), len(shown))
-        write_errors_sheet(shown, images, title, errors_png, overwrite=overwrite)
+        write_errors_sheet(shown, images, title, errors_png, overwrite=overwrite,
+                           names=result.class_names)  # fmt: skip
         result.files["errors_png"] = str(errors_png)
     if confusion_png is not None:
         from cnncli.drawing.plots import plot_confusion

@@ -288,7 +288,8 @@ def _write(result: TaskEvaluation, errors_png, errors_csv, plots, keep, overwrit
         items = []
         for rank, w in enumerate(shown, 1):
             if result.task == "multilabel":
-                text = multilabel_caption(rank, w["actual"], w["predicted"], w["path"], w["wrong"])
+                text = multilabel_caption(rank, w["actual"], w["predicted"], w["path"],
+                                          w["wrong"], result.names)  # fmt: skip
             else:
                 text = regression_caption(rank, w["true"], w["predicted"], w["path"])
             items.append((images[w["index"]], text))

@@ -8,11 +8,11 @@ shows the correct images the model was least sure of instead (the smallest margi
 its two most likely classes first), titled as such, so a sheet is never empty.
 
 Captions follow the course ("실제 : 대리석 // 예측 : 벽돌" when the class names are Korean,
-"actual: 4 //  predicted: 9" otherwise), with a second line "#1 · p=0.97 · photo.png": the
-rank (the CSV's row), the probability of the predicted class and the file. A multi-label
-model's sheet shows the images with the most wrong labels ("실제 : 대리석, 벽돌 // 예측 :
-벽돌"), a regression model's the largest errors ("true 3.2 // pred 4.1"); `write_sheet`
-draws any of them.
+"actual: 4 //  predicted: 9" otherwise, for every task), then "#1 · p(actual)=0.01 · p=0.97"
+over the file name: the rank (the CSV's row), the probability of the actual class (what the
+order is by) and of the predicted one. A multi-label model's sheet shows the images with
+the most wrong labels ("actual: big, prime //  predicted: (no label)"), a regression
+model's the largest errors ("true 3.2 // pred 4.1"); `write_sheet` draws any of them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 
 from cnncli.atomic import atomic_file
 from cnncli.drawing.fonts import has_hangul
+from cnncli.inference.answers import NO_LABEL
 
 SHEET_MAX = 100  # images drawn in the errors sheet (the CSV lists them all)
 CLOSE_CALLS = 16  # correct images drawn when nothing is wrong
@@ -97,28 +98,45 @@ def rows(indices, labels, predicted, probs, paths, names, key) -> list[Misclassi
     return sorted(out, key=key)
 
 
-def error_title(actual: str, predicted: str) -> str:
-    """The course's title for a misclassified image: Korean when the names are Korean.
+def korean(names) -> bool:
+    """Whether captions use the course's Korean wording: the class names are Korean."""
+    return any(has_hangul(str(n)) for n in names)
+
+
+def error_title(actual: str, predicted: str, names=None) -> str:
+    """The course's title for a misclassified image: Korean when the class names (`names`,
+    every class or label name; by default the two given) are Korean, for every task.
     The English one has two spaces after "//": the bundled font's slash leans into the
     next letter, and with one space the caption reads "//predicted"."""
-    if has_hangul(actual) or has_hangul(predicted):
+    if korean((actual, predicted) if names is None else names):
         return f"실제 : {actual} // 예측 : {predicted}"
     return f"actual: {actual} //  predicted: {predicted}"
 
 
-def caption(rank: int, m: Misclassified) -> str:
-    """Two lines: the course's title, then "#rank · p=0.97 · file name"."""
-    title = error_title(m.actual, m.predicted)
-    return f"{title}\n#{rank} · p={m.probability:.2f} · {Path(m.path).name}"
+def caption(rank: int, m: Misclassified, names=None) -> str:
+    """The course's title, then what the sheet is sorted by: a misclassified image's
+    "#rank · p(actual)=0.01 · p=0.99" (the probability of the actual class, lowest first:
+    the highest loss) over its file name; a close call's "#rank · p=0.55 · file name"."""
+    title = error_title(m.actual, m.predicted, names)
+    file = Path(m.path).name
+    if m.actual_index != m.predicted_index:
+        actual = "p(실제)" if korean((m.actual, m.predicted) if names is None else names) \
+            else "p(actual)"  # fmt: skip
+        return (f"{title}\n#{rank} · {actual}={m.actual_probability:.2f} · "
+                f"p={m.probability:.2f}\n{file}")  # fmt: skip
+    return f"{title}\n#{rank} · p={m.probability:.2f} · {file}"
 
 
 def write_errors_csv(misclassified: list[Misclassified], path, overwrite: bool = True) -> Path:
-    """path, actual, predicted, probability: one row per misclassified image, in order."""
+    """path, actual, predicted, probability (of the predicted class), actual_probability
+    (of the actual class: what the list is sorted by, lowest first): one row per
+    misclassified image, in order."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "actual", "predicted", "probability"])
+    w.writerow(["path", "actual", "predicted", "probability", "actual_probability"])
     for m in misclassified:
-        w.writerow([m.path, m.actual, m.predicted, f"{m.probability:.6f}"])
+        w.writerow([m.path, m.actual, m.predicted, f"{m.probability:.6f}",
+                    f"{m.actual_probability:.6f}"])  # fmt: skip
     with atomic_file(path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(buf.getvalue(), encoding="utf-8")
     return Path(path)
@@ -137,18 +155,22 @@ def sheet_title(count: int, split: str, wrong: int, shown: int) -> str:
 
 def write_errors_sheet(
     shown: list[Misclassified], images: dict[int, np.ndarray], title: str, path,
-    overwrite: bool = True,
+    overwrite: bool = True, names=None,
 ) -> Path:  # fmt: skip
-    """A contact sheet of `shown` (in order), each captioned by `caption`."""
-    items = [(images[m.index], caption(rank, m)) for rank, m in enumerate(shown, 1)]
+    """A contact sheet of `shown` (in order), each captioned by `caption` (`names`: the
+    class names, which choose the wording)."""
+    items = [(images[m.index], caption(rank, m, names)) for rank, m in enumerate(shown, 1)]
     return write_sheet(items, title, path, overwrite)
 
 
 def multilabel_caption(rank: int, actual: list[str], predicted: list[str], file: str,
-                       wrong: int) -> str:  # fmt: skip
-    """ "실제 : 대리석, 벽돌 // 예측 : 벽돌", then "#1 · 1 wrong · photo.png"."""
-    none = "(없음)"
-    title = f"실제 : {', '.join(actual) or none} // 예측 : {', '.join(predicted) or none}"
+                       wrong: int, names=None) -> str:  # fmt: skip
+    """ "실제 : 대리석, 벽돌 // 예측 : (없음)" when the label names (`names`; by default
+    those shown) are Korean, else "actual: big, prime //  predicted: (no label)"; then
+    "#1 · 1 wrong · photo.png"."""
+    names = [*actual, *predicted] if names is None else names
+    none = "(없음)" if korean(names) else NO_LABEL
+    title = error_title(", ".join(actual) or none, ", ".join(predicted) or none, names)
     return f"{title}\n#{rank} · {wrong} wrong · {Path(file).name}"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from cnncli.drawing.html import write_page
+from cnncli.models.head import output_word
 
 
 def scale_note(scale: int, height: int, width: int) -> str:
@@ -51,7 +52,8 @@ def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -
     ]
     if r.gradcam:
         parts.append(
-            f'<section id="gradcam"><h2>Grad-CAM: class {e(str(r.gradcam_class))}, '
+            f'<section id="gradcam"><h2>Grad-CAM: {output_word(task)} '
+            f"{e(str(r.gradcam_class))}, "
             f"layer {e(str(r.gradcam_layer))}</h2>"
             f'<img src="{quote(r.gradcam)}" alt="Grad-CAM heatmap">{shown}</section>'
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnncli.errors import InputError, UsageError
+from cnncli.models.backbone_files import check_official_hash, official_rows, where_to_get
 
 BACKBONE_LAYER = "backbone"  # how the nested keras.applications model is named in a model
 PREPROCESSINGS = ("builtin", "tf", "caffe", "torch")
@@ -43,7 +44,7 @@ class Backbone:
         """The official include_top=False weights file name, as keras.applications asks
         get_file for it (MobileNet: the nearest official input size, like Keras)."""
         alpha = self.alphas[0] if alpha is None else alpha
-        rows = size if size in (96, 128, 160, 192, 224) else 224
+        rows = size if size in official_rows(self.name) else 224
         text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}.get(alpha, "")
         return self.notop.format(alpha=float(alpha), rows=rows, alpha_text=text)
 
@@ -112,19 +113,21 @@ def resolve_weights(bb: Backbone, alpha: float | None, weights: str | None,
     name = official if weights is None or str(weights).lower() == "imagenet" else str(weights)
     path = Path(name).expanduser()
     if path.is_file():
+        check_official_hash(path)
         return path
     if path.exists():
         raise InputError(f"--weights {name} is not a file")
     for folder in cache_folders():
         if len(path.parts) == 1 and (folder / path.name).is_file():
+            check_official_hash(folder / path.name)
             return folder / path.name
     where = " or ".join(str(f) for f in cache_folders())
     if weights is None or str(weights).lower() == "imagenet":
         raise InputError(
             f"no weights for {bb.describe(alpha)}: {official} is not in {where} "
             "(cnncli never downloads)",
-            f"copy {official} there, give --weights PATH, or train from scratch with "
-            "--weights none",
+            f"copy {official} there (download it{where_to_get(official)}), give --weights "
+            "PATH, or train from scratch with --weights none",
         )
     raise InputError(f"weights file {name} not found (looked here and in {where})",
                      f"give the path of a weights file ({official} for {bb.describe(alpha)}) "

@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 
 from cnncli.errors import InputError, ModelFileError
+from cnncli.models.head import outputs_text
 from cnncli.models.metadata import check_stored
 
 KERAS_MEMBER = "cnncli.json"
@@ -196,6 +197,33 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
             f"{path}: the stored cnncli metadata is not valid JSON", "save the model again"
         ) from None
     return check_stored(meta, path)
+
+
+def check_model_task(
+    model, info, role: str = "the model",
+    hint: str = "use it with a dataset of the task it was trained for",
+) -> None:  # fmt: skip
+    """Refuse (InputError, exit 2) a Keras model file whose stored cnncli metadata names
+    another task than the dataset's (`info`, a DatasetInfo), from the file alone, before
+    TensorFlow loads. A model without cnncli metadata, a loaded model or another format is
+    left to the checks made once it is loaded."""
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    path = Path(model)
+    if path.suffix.lower() not in EXTENSIONS or not path.is_file():
+        return
+    meta = read_metadata(path)
+    if meta is None:
+        return
+    mine, task = str(meta.get("task") or "classify"), info.task
+    if mine != task:
+        names = meta.get("targets") if mine == "regression" else meta.get("class_names")
+        n = len(info.targets) if task == "regression" else info.num_classes
+        have = f" ({outputs_text(mine, len(names))})" if isinstance(names, list) and names else ""
+        raise InputError(
+            f"{role} is a {mine} model{have} but the dataset is {task} ({outputs_text(task, n)})",
+            hint,
+        )
 
 
 def read_config(path: str | os.PathLike) -> dict:

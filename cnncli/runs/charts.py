@@ -17,7 +17,10 @@ from cnncli.drawing.plots import class_colors, pyplot
 from cnncli.drawing.save import save_figure
 from cnncli.runs.record import history_sample
 
-MAX_PANELS = 6  # metrics drawn; the rest are in the tables
+MAX_PANELS = 6  # curves drawn, and training metrics among the bars; the rest are in the tables
+# Readable on a phone: one panel per row, 5 inches wide at 2x (800 px), 12 pt text, so a
+# page 390 px wide shows the text about 13 px high.
+PANEL_WIDTH, PANEL_HEIGHT, CHART_DPI, FONT_PT = 5.0, 3.2, 160, 12
 MAX_POINTS = 1000  # epochs drawn per run (evenly spaced, the last among them): history.csv has all
 MARKERS_UP_TO = 100  # epochs per run drawn with a marker on each
 
@@ -31,18 +34,17 @@ def curve_metrics(histories: Sequence[list[dict]]) -> list[str]:
                 base = key[4:] if key.startswith("val_") else key
                 if key != "epoch" and base not in names:
                     names.append(base)
-    names.sort(key=lambda n: n != "loss")
+    names.sort(key=lambda n: not n.startswith("loss"))
     return names[:MAX_PANELS]
 
 
-def _grid(plt, panels: int, width: float = 5.0, height: float = 3.6):
-    cols = min(panels, 2)
-    rows = -(-panels // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.ravel())
-    for ax in flat[panels:]:
-        ax.set_visible(False)
-    return fig, flat[:panels]
+def _grid(plt, panels: int, height: float = PANEL_HEIGHT):
+    fig, axes = plt.subplots(panels, 1, figsize=(PANEL_WIDTH, height * panels), squeeze=False)
+    return fig, list(axes.ravel())
+
+
+def chart_rc() -> dict:
+    return {**matplotlib_rc(), "font.size": FONT_PT}
 
 
 def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.PathLike) -> Path:
@@ -52,7 +54,7 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
     series = [(label, history_sample(rows, MAX_POINTS)) for label, rows in series]
     metrics = curve_metrics([rows for _, rows in series]) or ["loss"]
     colors = class_colors(len(series))
-    with plt.rc_context(matplotlib_rc()):
+    with plt.rc_context(chart_rc()):
         fig, axes = _grid(plt, len(metrics))
         try:
             for ax, metric in zip(axes, metrics, strict=True):
@@ -74,7 +76,7 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize="small")
             fig.tight_layout()
-            return save_figure(fig, out_png, dpi=80)
+            return save_figure(fig, out_png, dpi=CHART_DPI)
         finally:
             plt.close(fig)
 
@@ -84,9 +86,9 @@ def plot_final_bars(labels: Sequence[str], values: dict[str, list],
     """A bar per run (`labels`) for each metric of `values` ({metric: value per run, None
     where a run lacks it}) into `out_png`."""
     plt = pyplot()
-    metrics = list(values)[:MAX_PANELS] or ["loss"]
+    metrics = list(values) or ["loss"]
     colors = class_colors(len(labels))
-    with plt.rc_context(matplotlib_rc()):
+    with plt.rc_context(chart_rc()):
         fig, axes = _grid(plt, len(metrics), height=3.0 + 0.12 * max(map(len, labels), default=0))
         try:
             for ax, metric in zip(axes, metrics, strict=True):
@@ -100,6 +102,6 @@ def plot_final_bars(labels: Sequence[str], values: dict[str, list],
                                 ha="center", va="bottom", fontsize="small")  # fmt: skip
                 ax.set_title(metric)
             fig.tight_layout()
-            return save_figure(fig, out_png, dpi=80)
+            return save_figure(fig, out_png, dpi=CHART_DPI)
         finally:
             plt.close(fig)

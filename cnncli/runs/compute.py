@@ -183,17 +183,18 @@ def _activations(parts: Parts, info, dataset, out: Path) -> None:
     split = next((s for s in ("val", "test", "train") if dataset.count(s) > 0), None)
     if split is None:
         return
-    files = []
+    files, names = [], []  # the pictures saved here; the images' own file names
     for rec in iter_records(dataset, split):
         files.append(save_png(rec.image, out / "images" / f"{split}-{len(files) + 1}.png"))
+        names.append(Path(str(rec.path)).name)
         if len(files) == SHOWN_IMAGES:
             break
     result = activations(info, files, out / "activations", gradcam=True, subfolders=True,
                          overwrite=True)  # fmt: skip
-    for img, rec_file in zip(result.images, files, strict=True):
+    for img, name in zip(result.images, names, strict=True):
         base = f"activations/{img.out_dir.name}"
         parts.activations.append({
-            "image": rec_file.name,
+            "image": name,
             "page": f"{base}/index.html",
             "input": f"{base}/input.png",
             "predicted": img.predicted_class,

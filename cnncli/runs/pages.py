@@ -200,11 +200,12 @@ def _evaluations(parts: Parts) -> str:
         out.append(f'<div class="pics">{"".join(pics)}</div>')
         files = ev.get("files") if isinstance(ev.get("files"), dict) else {}
         if files.get("errors_csv") and href(f"errors-{split}.csv"):
-            out.append(f'<p><a href="{href(f"errors-{split}.csv")}">misclassified list (CSV)'
-                       "</a></p>")  # fmt: skip
+            listed = ERRORS_CSV.get(str(ev.get("task")), "misclassified list")
+            out.append(f'<p><a href="{href(f"errors-{split}.csv")}">{e(listed)} (CSV)</a></p>')
     return "\n".join(out + ["</section>"])
 
 
+ERRORS_CSV = {"regression": "largest errors", "multilabel": "images with wrong labels"}
 PICTURES = {"confusion": "confusion matrix", "errors": "error sheet, the worst first",
             "scatter": "true vs predicted", "residuals": "residuals"}  # fmt: skip
 

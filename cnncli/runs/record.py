@@ -23,7 +23,13 @@ from cnncli.errors import InputError
 from cnncli.safe_files import RefusedFile, inside, read_json_file, read_text_file
 
 # The run folder's names and limits, from the one module that writes them (no NumPy).
-from cnncli.training.rundir import HISTORY_CSV, HISTORY_LIMIT, RUN_JSON, RUN_JSON_LIMIT
+from cnncli.training.rundir import (
+    EVALUATION_JSON,
+    HISTORY_CSV,
+    HISTORY_LIMIT,
+    RUN_JSON,
+    RUN_JSON_LIMIT,
+)
 from cnncli.training.rundir import RUN_FORMAT as FORMAT
 
 FORMAT_VERSION = 1  # the newest run.json this cnncli reads
@@ -200,7 +206,7 @@ def read_run(path: str | Path) -> RunRecord:
     r = RunRecord(path=path, name=name or "run", status=str(run.get("status", "?")), run=run)
     if refused is not None:
         r.notes.append(f"{refused.one_line()}: its epochs are not shown")
-    r.task = str(run.get("task") or _get(run, "dataset", "task") or DEFAULT_TASK)
+    r.task = run_task(run)
     r.started, r.finished = str(run.get("started", "")), str(run.get("finished", ""))
     _model(r, run)
     _dataset(r, run)
@@ -216,6 +222,13 @@ def read_run(path: str | Path) -> RunRecord:
     r.seconds_per_epoch = _seconds(run.get("epoch_seconds"))
     r.test = _test_metrics(r)
     return r
+
+
+def run_task(run: dict) -> str:
+    """The run's task: training stores it with the model's metadata (absent: classify);
+    a top-level or dataset "task" is read too."""
+    task = run.get("task") or _get(run, "metadata", "task") or _get(run, "dataset", "task")
+    return str(task or DEFAULT_TASK)
 
 
 def _get(d: dict, *keys):
@@ -323,17 +336,37 @@ def evaluation_file(run_dir: Path, split: str) -> Path:
 
 
 def _test_metrics(r: RunRecord) -> dict:
-    """test_<metric> for each number of the report's test evaluation (count left out); one
-    that is not a regular file inside the run folder is left out with a note."""
-    file = evaluation_file(r.path, "test")
+    """test_<metric> for each number of the run's test evaluation (count left out): the one
+    stored with the run (whichever report computed it) while its model file is unchanged,
+    else the one of the run's own report. One that is not a regular file inside the run
+    folder is left out with a note."""
+    stored = _read_evaluation(r, EVALUATION_JSON.format(split="test"))
+    if stored and _stamp_matches(r.path, stored.get("model")):
+        return test_metrics(stored)
+    return test_metrics(_read_evaluation(r, f"{REPORT_DIR}/{evaluation_file(r.path, 'test').name}"))
+
+
+def _read_evaluation(r: RunRecord, name: str) -> dict:
     try:
-        data = read_json_file(inside(r.path, f"{REPORT_DIR}/{file.name}"), EVALUATION_LIMIT)
+        data = read_json_file(inside(r.path, name), EVALUATION_LIMIT)
     except FileNotFoundError:
         return {}
     except InputError as e:
         r.notes.append(f"{e.one_line()}: no test metrics")
         return {}
-    return test_metrics(data) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stamp_matches(path: Path, stamp) -> bool:
+    """Whether `stamp` (rundir.model_stamp) still describes a model file of run `path`."""
+    name = stamp.get("file") if isinstance(stamp, dict) else None
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        return False
+    try:
+        st = (path / name).stat()
+    except (OSError, ValueError):
+        return False
+    return (st.st_size, st.st_mtime_ns) == (stamp.get("size"), stamp.get("mtime_ns"))
 
 
 def test_metrics(evaluation: dict) -> dict:

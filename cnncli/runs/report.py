@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli.atomic import atomic_dir
-from cnncli.errors import InputError, OutputExistsError, UsageError
+from cnncli.drawing.lr_plots import LR_COLUMN
+from cnncli.errors import CnnError, InputError, OutputExistsError, UsageError
 from cnncli.inference.activations import check_replaceable
 from cnncli.progress import Progress
 from cnncli.runs import charts, pages
@@ -29,7 +30,8 @@ from cnncli.runs.record import HISTORY_CSV, REPORT_DIR, RUN_JSON, RunRecord, rea
 from cnncli.runs.reuse import reuse_parts
 from cnncli.runs.table import RunsTable, changed_options, default_sort, sort_runs
 from cnncli.safe_files import RefusedFile, copy_regular_file, plain_name
-from cnncli.training.rundir import HISTORY_LIMIT, RUN_JSON_LIMIT
+from cnncli.training.options import KERAS_DEFAULT_LR
+from cnncli.training.rundir import HISTORY_LIMIT, RUN_JSON_LIMIT, store_evaluation
 
 DEFAULT_COMPARE_DIR = "report"
 CURVES = "curves.png"
@@ -105,6 +107,7 @@ def run_folder(r: RunRecord, folder: Path, compute: bool, earlier: Sequence[Path
     parts = None
     if compute:
         parts = compute_parts(r, folder, progress)
+        keep_evaluations(r, parts)
     else:
         for old in [*earlier, r.path / REPORT_DIR]:
             if old.resolve() != folder.resolve():
@@ -121,6 +124,18 @@ def run_folder(r: RunRecord, folder: Path, compute: bool, earlier: Sequence[Path
         curves = CURVES
     pages.run_page(folder, r, parts, curves, copied)
     return parts
+
+
+def keep_evaluations(r: RunRecord, parts: Parts) -> None:
+    """Store what `parts` evaluated with the run itself (rundir.store_evaluation), so
+    `cnncli runs` shows it whichever report computed it; not while the run trains."""
+    if r.status == "running" or not parts.model:
+        return
+    for split, evaluation in parts.evaluations.items():
+        try:
+            store_evaluation(r.path, split, evaluation, r.path / parts.model)
+        except (OSError, CnnError) as e:  # a read-only run folder: the report still has it
+            r.notes.append(f"the {split} evaluation is not stored with the run ({e})")
 
 
 def unique_names(records: Sequence[RunRecord]) -> list[str]:
@@ -153,25 +168,66 @@ def _compare(records: list[RunRecord], tmp: Path, compute: bool, target: Path,
         links[name] = f"runs/{name}/index.html"
         result.missing += [f"{name}: {m}" for m in parts.missing]
         result.notes += [f"{name}: {n}" for n in r.notes]
-    if len({r.task for r in records}) > 1:
+    mixed = len({r.task for r in records}) > 1
+    if mixed:
         result.notes.append("the runs have different tasks: each shows its own metrics")
     t = RunsTable(sort_runs(records, default_sort(records)), sort=default_sort(records),
                   changed=changed_options(records))  # fmt: skip
-    charts.plot_curves([(r.name, r.history) for r in t.runs], tmp / CURVES)
+    rates = any(LR_COLUMN in row for r in t.runs for row in r.history) or "lr" in t.changed
+    charts.plot_curves([(r.name, curve_rows(r, mixed, rates)) for r in t.runs], tmp / CURVES)
     bars = None
-    values = final_values(t)
+    values = final_values(t, mixed)
     if values:
         charts.plot_final_bars([r.name for r in t.runs], values, tmp / FINAL)
         bars = FINAL
     pages.compare_page(tmp, t, links, CURVES, bars, result.notes)
 
 
-def final_values(t: RunsTable) -> dict[str, list]:
-    """{metric: value per run} for the bars: validation, then test, then training metrics
-    of the last epoch, as many as the chart draws."""
+def curve_rows(r: RunRecord, mixed: bool, rates: bool = False) -> list[dict]:
+    """`r`'s history for the overlaid curves. When the runs' tasks differ, its loss is
+    drawn in a panel of its task's own ("loss (regression)"), never beside another loss;
+    with `rates` (the learning rate is compared), a run without a learning_rate column
+    gets its constant rate (--lr, or the optimizer's Keras default)."""
+    rename = {"loss": f"loss ({r.task})", "val_loss": f"val_loss ({r.task})"} if mixed else {}
+    rate = constant_rate(r) if rates else None
+    rows = []
+    for row in r.history:
+        row = {rename.get(k, k): v for k, v in row.items()}
+        if rate is not None and LR_COLUMN not in row:
+            row[LR_COLUMN] = rate
+        rows.append(row)
+    return rows
+
+
+def constant_rate(r: RunRecord) -> float | None:
+    """The learning rate a run without a schedule trained at: its --lr, else the Keras
+    default of its optimizer."""
+    lr = r.options.get("lr")
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+        return float(lr)
+    return KERAS_DEFAULT_LR.get(str(r.options.get("optimizer", "adam")))
+
+
+def final_values(t: RunsTable, mixed: bool = False) -> dict[str, list]:
+    """{metric: value per run} for the bars: the metric the page is sorted by first, then
+    every test and validation metric, then training metrics of the last epoch while the
+    chart has fewer than charts.MAX_PANELS panels. When the runs' tasks differ, a metric
+    several tasks have (loss) gets a panel per task ("val_loss (regression)")."""
     metrics = t.metrics
-    order = ([m for m in metrics if m.startswith("val_")]
-             + [m for m in metrics if m.startswith("test_")]
-             + [m for m in metrics if not m.startswith(("val_", "test_"))])  # fmt: skip
-    return {m: [{**r.final, **r.test}.get(m) for r in t.runs]
-            for m in order[: charts.MAX_PANELS]}  # fmt: skip
+    lead = [t.sort] if t.sort in metrics else []
+    shown = lead + [m for m in metrics if m.startswith("test_") and m not in lead]
+    shown += [m for m in metrics if m.startswith("val_") and m not in lead]
+    for m in metrics:
+        if m not in shown and len(shown) < charts.MAX_PANELS:
+            shown.append(m)
+    values = {}
+    for m in shown:
+        per_run = [{**r.final, **r.test}.get(m) for r in t.runs]
+        tasks = sorted({r.task for r, v in zip(t.runs, per_run, strict=True) if v is not None})
+        if not mixed or len(tasks) < 2:
+            values[m] = per_run
+            continue
+        for task in tasks:
+            values[f"{m} ({task})"] = [v if r.task == task else None
+                                       for r, v in zip(t.runs, per_run, strict=True)]  # fmt: skip
+    return values

@@ -17,6 +17,7 @@ from cnncli.runs.record import RunRecord, lower_is_better, read_run
 
 FIELDS = ("name", "status", "model", "dataset", "task", "epochs", "params", "started",
           "seconds_per_epoch")  # fmt: skip
+CSV_EXTRA = ("best_epoch", "best_value", "monitor")  # the CSV's columns after the table's
 
 
 @dataclass
@@ -37,8 +38,15 @@ class RunsTable:
         return names
 
     def columns(self) -> list[str]:
-        return ["name", "status", "model", "dataset", "task", "epochs", "best",
-                *self.metrics, "s/epoch", "params", "started", *self.changed]  # fmt: skip
+        base = ["name", "status", "model", "dataset", "task", "epochs", "best",
+                *self.metrics, "s/epoch", "params", "started"]  # fmt: skip
+        return [*base, *self.option_columns(base)]
+
+    def option_columns(self, taken: Sequence[str]) -> list[str]:
+        """The changed options' column names: "options.NAME" where NAME is already a
+        column (epochs, monitor, ...), so no header is repeated."""
+        taken = {*taken, *CSV_EXTRA}
+        return [f"options.{k}" if k in taken else k for k in self.changed]
 
     def rows(self) -> list[list]:
         """One list of plain values per run, in columns() order (None: not known)."""
@@ -91,7 +99,7 @@ class RunsTable:
                 name.startswith("best"),
                 name.startswith(("val_", "test_")) or name == "task",
                 name == "epochs",
-                name in self.changed,
+                name in self.changed or name.startswith("options."),
                 name in self.metrics,
             ]
             return order.index(True) if True in order else len(order)
@@ -121,7 +129,7 @@ class RunsTable:
         buf = io.StringIO()
         writer = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
         header = [c.replace("/", "_per_") for c in self.columns()]
-        writer.writerow(["path", *header, "best_epoch", "best_value", "monitor"])
+        writer.writerow(["path", *header, *CSV_EXTRA])
         for r, row in zip(self.runs, self.rows(), strict=True):
             cells = ["" if v is None else v for v in row]
             writer.writerow([str(r.path), *cells, r.best_epoch or "", _blank(r.best_value),
@@ -229,9 +237,20 @@ def sort_runs(runs: list[RunRecord], key: str | None) -> list[RunRecord]:
         reverse = key in ("params", "epochs", "started")
         return sorted(runs, key=value, reverse=reverse)
     sign = 1.0 if lower_is_better(key) else -1.0
-    have = [r for r in runs if r.metric(key) is not None]
-    rest = [r for r in runs if r.metric(key) is None]
-    return sorted(have, key=lambda r: sign * r.metric(key)) + sorted(rest, key=lambda r: r.name)
+    out: list[RunRecord] = []
+    for task in task_order(runs, key):  # a regression MSE never ranks against a cross-entropy
+        group = [r for r in runs if r.task == task]
+        have = [r for r in group if r.metric(key) is not None]
+        rest = [r for r in group if r.metric(key) is None]
+        out += sorted(have, key=lambda r: sign * r.metric(key)) + sorted(rest, key=lambda r: r.name)
+    return out
+
+
+def task_order(runs: Sequence[RunRecord], key: str) -> list[str]:
+    """The runs' tasks, those with metric `key` first, then by name."""
+    tasks = {r.task for r in runs}
+    has = {r.task for r in runs if r.metric(key) is not None}
+    return sorted(tasks, key=lambda t: (t not in has, t))
 
 
 def list_runs(dirs: Sequence = (), sort: str | None = None,

@@ -46,6 +46,26 @@ class EventsCallback(keras.callbacks.Callback):
         self.events.batch_end(batch + 1, _floats(logs))
 
 
+class ChanceWatch(keras.callbacks.Callback):
+    """Says once (TrainEvents.note) when validation accuracy stays at chance while training
+    accuracy climbs (cnncli.training.transfer.chance_note)."""
+
+    def __init__(self, events: TrainEvents, chance: float, random_backbone: bool):
+        super().__init__()
+        self.events, self.chance, self.random_backbone = events, chance, random_backbone
+        self.rows: list[dict] = []
+        self.said = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        from cnncli.training.transfer import chance_note
+
+        self.rows.append(_floats(logs))
+        note = None if self.said else chance_note(self.rows, self.chance, self.random_backbone)
+        if note:
+            self.said = True
+            self.events.note(note)
+
+
 def _copy(src: Path, dst: Path) -> None:
     """`dst` made the same file as `src`: a hard link (no bytes written; model files are
     only ever replaced whole, never changed in place, so the two never diverge), or a

@@ -36,6 +36,9 @@ class TrainEvents:
     def epoch_end(self, report: EpochReport) -> None:
         """One finished (and saved) epoch."""
 
+    def note(self, text: str) -> None:
+        """Something worth saying while training runs (once), e.g. val accuracy at chance."""
+
 
 @dataclass
 class EpochReport:

@@ -3,7 +3,10 @@ model trains on the train split with the rate growing exponentially each step (1
 at most MAX_STEPS steps, fewer for a small dataset: FIND_EPOCHS passes over it), stopping
 when the loss has grown 4 times past its best; the weights are put back afterwards. The
 suggested --lr is where the smoothed loss falls fastest (the steepest descent on a log
-scale, before the loss's minimum). Writes the loss-vs-rate picture; no run folder.
+scale), looked for between where it has begun to fall (a tenth of its fall below its first
+level: not the noise of the first steps) and its minimum; a fall under 5% is no clear fall,
+and then there is no suggestion and the reason is said. Writes the loss-vs-rate picture;
+no run folder.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from cnncli.errors import InputError
 
 MAX_STEPS, MIN_STEPS, FIND_EPOCHS = 200, 10, 5
 START_LR, END_LR, SMOOTHING, DIVERGED = 1e-7, 10.0, 0.9, 4.0
+MIN_FALL, FALL_BEGUN = 0.05, 0.1  # a clear fall: 5% of the loss; it has begun at 10% of it
+SLOPE_DECADES = 0.5  # the span of rates a slope is measured across
 
 
 @dataclass
@@ -27,6 +32,7 @@ class LrSweep:
     losses: list = field(default_factory=list)
     smoothed: list = field(default_factory=list)
     suggested_lr: float | None = None
+    no_suggestion: str | None = None  # why there is none (no clear fall of the loss)
     min_loss_lr: float | None = None
     stopped: str = "end"  # "end" or "diverged"
     plot: str | None = None
@@ -34,7 +40,8 @@ class LrSweep:
     planned_steps: int = 0
 
     def to_dict(self) -> dict:
-        return {"suggested_lr": self.suggested_lr, "min_loss_lr": self.min_loss_lr,
+        return {"suggested_lr": self.suggested_lr, "no_suggestion": self.no_suggestion,
+                "min_loss_lr": self.min_loss_lr,
                 "steps": len(self.lrs), "planned_steps": self.planned_steps,
                 "stopped": self.stopped, "plot": self.plot,
                 "weights_restored": self.weights_restored, "lrs": self.lrs,
@@ -57,18 +64,56 @@ def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> float | None:
-    """The rate of the steepest fall of the smoothed loss (per log10 of the rate), looked
-    for before the loss's minimum; None when the loss never falls."""
-    if len(lrs) < 3:
+    """The rate of the steepest fall of the smoothed loss (per log10 of the rate, measured
+    across SLOPE_DECADES of rates so that batch-to-batch noise averages out), looked for
+    where the loss has begun to fall and up to its minimum; None when the sweep shows no
+    clear fall (`no_fall_reason` says why)."""
+    if no_fall_reason(smoothed) is not None:
         return None
+    start, end = fall_window(smoothed)
+    logs = [math.log10(x) for x in lrs]
+    per_step = (logs[-1] - logs[0]) / max(1, len(logs) - 1)
+    h = max(1, round(SLOPE_DECADES / 2 / per_step)) if per_step > 0 else 1
+    slopes = {i: (smoothed[i + h] - smoothed[i - h]) / (logs[i + h] - logs[i - h])
+              for i in range(max(h, start), min(end, len(lrs) - 1 - h) + 1)}  # fmt: skip
+    if not slopes:
+        return float(lrs[start])
+    i = min(slopes, key=slopes.__getitem__)
+    return float(lrs[i]) if slopes[i] < 0 else None
+
+
+def plateau(smoothed: list[float]) -> tuple[float, float]:
+    """(level, spread) of the loss before the rate changes anything: the median and the
+    range of the smoothed loss over the first tenth of the sweep (its first steps, where
+    the average has seen few batches, left out)."""
+    head = smoothed[3 : max(8, len(smoothed) // 10)] or smoothed[:3]
+    ordered = sorted(head)
+    return ordered[len(ordered) // 2], ordered[-1] - ordered[0]
+
+
+def fall_window(smoothed: list[float]) -> tuple[int, int]:
+    """(first step where the smoothed loss is clearly below its plateau: by a tenth of its
+    fall and by the plateau's own spread, the step of its minimum): where the rate starts
+    to help, so the noise of the first steps (a regression's batches differ a lot,
+    whatever the rate) is never taken for a fall; the same on every loss scale."""
     end = min(range(len(smoothed)), key=smoothed.__getitem__)
-    if end < 2:
-        return None
-    logs = [math.log10(x) for x in lrs[: end + 1]]
-    slopes = [(smoothed[i + 1] - smoothed[i - 1]) / (logs[i + 1] - logs[i - 1])
-              for i in range(1, end)]  # fmt: skip
-    i = min(range(len(slopes)), key=slopes.__getitem__)
-    return float(lrs[i + 1]) if slopes[i] < 0 else None
+    level, spread = plateau(smoothed)
+    below = level - max(FALL_BEGUN * (level - smoothed[end]), spread)
+    start = next((i for i in range(min(3, end), end + 1) if smoothed[i] <= below), end)
+    return start, end
+
+
+def no_fall_reason(smoothed: list[float]) -> str | None:
+    """Why the sweep shows no clear fall of the loss (None: it does): too few steps, or the
+    smoothed loss's lowest point less than MIN_FALL of the plateau below it."""
+    if len(smoothed) < 5:
+        return f"only {len(smoothed)} steps of the sweep had a finite loss"
+    level, _ = plateau(smoothed)
+    low = min(smoothed)
+    if level - low < MIN_FALL * max(abs(level), abs(low)) or level <= low:
+        return (f"the smoothed loss fell only from {level:.4g} to {low:.4g} (less than "
+                f"{MIN_FALL:.0%}) over the sweep")  # fmt: skip
+    return None
 
 
 def find_lr(net, train_ds, steps: int, out_png: Path, progress=None) -> LrSweep:
@@ -110,6 +155,8 @@ def find_lr(net, train_ds, steps: int, out_png: Path, progress=None) -> LrSweep:
     lrs, losses = (list(t) for t in zip(*finite, strict=True))
     result.smoothed = smooth(losses)
     result.suggested_lr = suggest(lrs, result.smoothed)
+    if result.suggested_lr is None:
+        result.no_suggestion = no_fall_reason(result.smoothed) or "the loss did not fall"
     result.min_loss_lr = float(lrs[min(range(len(lrs)), key=result.smoothed.__getitem__)])
     result.plot = str(plot_lr_sweep(lrs, losses, result.smoothed, result.suggested_lr, out_png))
     return result

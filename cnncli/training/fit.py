@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cnncli.datasets.store import DatasetInfo, open_dataset
 from cnncli.errors import InputError, UsageError
+from cnncli.models.files import check_model_task
 from cnncli.training import distribute, rundir
 from cnncli.training.ending import early_stop_reached
 from cnncli.training.events import TrainEvents, TrainingInterrupted, TrainResult
@@ -130,6 +131,9 @@ def train(
         raise InputError(
             f"dataset {info.path} has no training images", "build it with a train split"
         )
+    if source.kind == "from":  # from the file alone, before TensorFlow loads
+        check_model_task(source.value, info, "the --from model",
+                         "train a new model for this dataset with --arch or --spec")  # fmt: skip
     opts = opts.for_dataset(info)
     _check_shards(plan, info)
     if plan.is_chief:

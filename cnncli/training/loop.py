@@ -27,6 +27,7 @@ from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
 from cnncli.training.augment import without_augmentation
 from cnncli.training.callbacks import (
+    ChanceWatch,
     EventsCallback,
     ResumableEarlyStopping,
     RunFolderCallback,
@@ -40,7 +41,7 @@ from cnncli.training.ending import early_stop_reached, finish_run, run_or_interr
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
 from cnncli.training.model import build_model, class_weights, resume_model
-from cnncli.training.options import ModelSource, TrainOptions
+from cnncli.training.options import ModelSource, TrainOptions, no_val_notes
 from cnncli.training.precision import (
     Device,
     Precision,
@@ -234,9 +235,10 @@ def _for_use(net):
 
 
 def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
-               events: TrainEvents | None, steps: int, deployed, sync) -> list:  # fmt: skip
+               events: TrainEvents | None, steps: int, deployed, sync,
+               info: DatasetInfo) -> list:  # fmt: skip
     """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
-    use), events, TensorBoard."""
+    use), events (and the watch of val accuracy at chance), TensorBoard."""
     metadata = run["metadata"]
 
     def on_epoch_saved(state: RunState):
@@ -275,6 +277,11 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
             on_epoch_saved=on_epoch_saved,
         )  # fmt: skip
     cbs.append(folder)
+    if events is not None and info.task == "classify" and info.count("val"):
+        val = info.per_class("val")
+        chance = max(val.values()) / max(1, sum(val.values()))
+        cbs.append(ChanceWatch(events, chance, opts.backbone is not None
+                               and str(opts.weights).lower() == "none"))  # fmt: skip
     if opts.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
     return cbs, folder
@@ -313,7 +320,7 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     run["steps_per_execution"] = {"value": spe, "reason": why}
     with where.scope:
         deployed, sync = _for_use(net)
-    cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed, sync)
+    cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed, sync, info)
     # first: a changed dataset stops the run before an epoch that read it is saved
     guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)
     from cnncli.training.schedules import schedule_callbacks  # phases, learning rate
@@ -337,7 +344,7 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
                 "device": Device(**run["device"]).describe(),
                 "precision": Precision.from_dict(run["precision"]).describe(),
                 "steps_per_execution": spe,
-                "notes": transfer_notes(opts, info),
+                "notes": [*no_val_notes(opts, info), *transfer_notes(opts, info)],
             }
         )
     fit_args = {"x": train_ds, "epochs": opts.epochs, "initial_epoch": initial_epoch,

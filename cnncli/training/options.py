@@ -18,6 +18,7 @@ from cnncli.training.precision import PRECISIONS
 
 DEFAULT_EPOCHS = 10
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
+KERAS_DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2, "adadelta": 1e-3}  # no --lr
 CACHE_MODES = ("memory", "disk", "none")
 METRICS = ("loss", "accuracy")  # what a run logs (and --monitor may name), val_ on val
 # ... for each dataset task (a multi-label run also logs precision_/recall_ per label)
@@ -159,6 +160,18 @@ def check_task_options(opts: TrainOptions, task: str) -> None:
             "--class-weight is for classify and multilabel datasets; this one is regression",
             "leave out --class-weight",
         )
+
+
+def no_val_notes(opts: TrainOptions, info) -> list[str]:
+    """What a run on a dataset without a val split chooses by, said when training starts."""
+    if info.count("val") > 0:
+        return []
+    stop = ", early stop watches it" if opts.early_stop else ""
+    return [
+        f"the dataset has no val split: best.keras is picked by the training {opts.monitor}"
+        f"{stop}, and checkpoints are named {opts.checkpoint}; to choose by unseen images, "
+        "build it with --val 0.2 (with --split-files too: carved out of the train list)"
+    ]
 
 
 def check_checkpoint_pattern(pattern: str, has_val: bool, metrics=METRICS) -> None:

@@ -9,6 +9,8 @@ Layout of a run folder:
   history.csv          one row per finished epoch, numbered from 1
   history.png          loss and accuracy curves (two panels)
   run.json             options, versions, dataset hash, per-epoch times, best epoch, metadata
+  evaluation-test.json the model's evaluation on a split (a report wrote it), stamped with
+                       the model file it evaluated (name, size, mtime_ns)
   state/               resume state: state.json, model.keras (the training model with its
                        augmentation and precision, written once) + epoch-NNNN.npz (its
                        weights and optimizer variables at the last finished epoch)
@@ -46,6 +48,7 @@ TRAIN_MODEL = "model.keras"  # in state/: the training model, written when the r
 # history.csv 30 to 200 bytes an epoch (20,000 epochs of ten metrics fit, 140,000 of four).
 RUN_JSON_LIMIT = 4 * 2**20
 HISTORY_LIMIT = 4 * 2**20
+EVALUATION_JSON = "evaluation-{split}.json"  # the model's evaluation, whoever computed it
 
 
 def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
@@ -202,6 +205,23 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+# ------------------------------------------------------------------ evaluations
+def model_stamp(model: Path) -> dict:
+    """What says that a stored evaluation is of this model file: name, size, mtime_ns."""
+    st = Path(model).stat()
+    return {"file": Path(model).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def store_evaluation(run_dir, split: str, evaluation: dict, model: Path) -> Path:
+    """Keep `evaluation` (evaluate's JSON of `model`, a file of the run, on `split`) in the
+    run folder, stamped with the model file, so `cnncli runs` shows it whichever report
+    computed it; under the claim of that file (BusyError while another writes it)."""
+    path = Path(run_dir) / EVALUATION_JSON.format(split=split)
+    with claims.claim(path, "report"):
+        write_json(path, {**evaluation, "model": model_stamp(model)})
+    return path
+
+
 # ------------------------------------------------------------------ history.csv
 def write_history(path: Path, rows: list[dict]) -> None:
     """history.csv rewritten whole and atomically: never a duplicate or half row."""
@@ -212,11 +232,16 @@ def write_history(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _csv_value(row.get(k, "")) for k in keys})
+        writer.writerow({k: _csv_value(k, row.get(k, "")) for k in keys})
     write_text(path, buf.getvalue())
 
 
-def _csv_value(v):
+WHOLE_COLUMNS = ("epoch", "phase")  # counted, not measured: written 2, never 2.0
+
+
+def _csv_value(key: str, v):
+    if key in WHOLE_COLUMNS and isinstance(v, float) and v.is_integer():
+        return int(v)
     return repr(float(v)) if isinstance(v, float) else v
 
 

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from cnncli.errors import ModelError
-from cnncli.models.head import UNITS_LAYER, Head
+from cnncli.models.head import UNITS_LAYER, Head, outputs_text
 
 
 def output_size(info) -> int:
@@ -129,14 +129,14 @@ def check_from_model(metadata, head: Head, info) -> None:
     mine, theirs = metadata.task, info.task
     if mine != theirs:
         raise ModelError(
-            f"the --from model is a {mine} model ({_outputs(mine, head.num_classes)}) but the "
-            f"dataset is {theirs} ({_outputs(theirs, output_size(info))})",
+            f"the --from model is a {mine} model ({outputs_text(mine, head.num_classes)}) but the "
+            f"dataset is {theirs} ({outputs_text(theirs, output_size(info))})",
             "train a new model for this dataset with --arch or --spec",
         )
     if head.units != output_size(info):
         raise ModelError(
             f"the --from model gives {head.units} output(s) but the dataset has "
-            f"{_outputs(theirs, output_size(info))}",
+            f"{outputs_text(theirs, output_size(info))}",
             "train a new model for this dataset with --arch or --spec",
         )
     if theirs == "regression":
@@ -148,8 +148,3 @@ def check_from_model(metadata, head: Head, info) -> None:
                 "train a new model for this dataset with --arch or --spec",
             )
 
-
-def _outputs(task: str, n: int) -> str:
-    one, many = {"classify": ("class", "classes"), "multilabel": ("label", "labels"),
-                 "regression": ("target", "targets")}[task]  # fmt: skip
-    return f"{n} {one if n == 1 else many}"

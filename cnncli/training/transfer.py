@@ -68,6 +68,34 @@ def check_transfer_dataset(opts, info) -> list[str]:
     return [note] if note else []
 
 
+CHANCE_EPOCHS, CHANCE_MARGIN, CLIMB = 3, 0.05, 0.15
+
+
+def chance_note(rows: list[dict], chance: float, random_backbone: bool) -> str | None:
+    """What to say when validation accuracy has stayed at chance (within CHANCE_MARGIN of
+    `chance`, the share of the val split's largest class) for the last CHANCE_EPOCHS epochs
+    while training accuracy climbed (by CLIMB, to CLIMB above chance); else None.
+    `random_backbone`: a backbone trained from random weights (--weights none), the usual
+    cause on a small set: its BatchNorm statistics never settle for unseen images."""
+    if len(rows) < CHANCE_EPOCHS:
+        return None
+    recent = rows[-CHANCE_EPOCHS:]
+    val = [r.get("val_accuracy") for r in recent]
+    acc = [r.get("accuracy") for r in rows]
+    if any(v is None for v in val) or any(a is None for a in acc):
+        return None
+    if max(val) > chance + CHANCE_MARGIN or acc[-1] < max(acc[0] + CLIMB, chance + CLIMB):
+        return None
+    said = (f"val accuracy has stayed at chance ({chance:.2f}: the largest class's share) for "
+            f"{CHANCE_EPOCHS} epochs while training accuracy climbed to {acc[-1]:.2f}")  # fmt: skip
+    if random_backbone:
+        return (f"{said}: a BatchNorm backbone trained from random weights (--weights none) "
+                "on a small set stays there (plain Keras too); use the official weights "
+                "(docs/BACKBONES.md), --freeze them, or a small --arch")  # fmt: skip
+    return (f"{said}: the model learns the training images by heart; try --augment, more "
+            "images, a smaller model or a lower --lr")  # fmt: skip
+
+
 def uses_lr_column(opts) -> bool:
     """Whether a run logs its learning rate per epoch (a schedule, warm-up or phases)."""
     return (opts.lr_schedule != "constant" or bool(opts.warmup)
