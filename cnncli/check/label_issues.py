@@ -1,0 +1,160 @@
+"""Label issues from out-of-fold predictions.
+
+Every image is scored by a model that never trained on it: the images are cut into K
+stratified folds (default 5) and a fast model trained on the other K-1 folds predicts each
+fold. The default model is scikit-learn's SVC (RBF kernel, C=10, Platt probabilities) on
+each image's pixels area-resized to 16x16 per channel and scaled to 0..1: on the planted
+digits set of bench/bench_check.py its probabilities put all 36 flipped labels among the
+first 72 ranked. With a trained model (`--model`), a logistic regression on the model's
+features (the input of its last Dense layer) is the fold model instead.
+
+Classify: ranked by cleanlab's label quality score (`cleanlab.rank.get_label_quality_scores`,
+self-confidence: the out-of-fold probability of the given label); the issues are the images
+cleanlab's confident learning flags (`cleanlab.filter.find_label_issues`) and those whose
+out-of-fold prediction is another class, most likely wrong first; `score` is 1 - quality.
+Multilabel: the same through `cleanlab.multilabel_classification`, the fold model one
+logistic regression per label. Regression: rows whose target is more than OUTLIER_Z robust
+standard deviations (1.4826 x the median absolute residual) from its out-of-fold prediction
+(support vector regression on the same pixels), ranked by that distance.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from cnncli.errors import UsageError
+from cnncli.progress import Counter
+
+DEFAULT_FOLDS = 5
+SVC_C = 10.0
+OUTLIER_Z = 3.0
+PIXEL_MODEL = "SVC (RBF, C=10) on 16x16 pixels"
+
+
+def check_folds(folds: int, smallest: tuple[str, int] | None, n: int) -> None:
+    """--folds from 2 to the images of the smallest class (or of the dataset)."""
+    if folds < 2:
+        raise UsageError(f"--folds must be 2 or more, got {folds}",
+                         f"the default is {DEFAULT_FOLDS}")  # fmt: skip
+    if smallest is not None and folds > smallest[1]:
+        name, count = smallest
+        raise UsageError(
+            f"--folds {folds} is more than the {count} images of the smallest class {name!r}",
+            f"use --folds {max(2, count)} or fewer (each fold needs an image of every class)",
+        )
+    if folds > n:
+        raise UsageError(f"--folds {folds} is more than the dataset's {n} images",
+                         f"use --folds {max(2, n)} or fewer")  # fmt: skip
+
+
+def _splitter(task: str, folds: int, seed: int):
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task == "classify":
+        return StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return KFold(folds, shuffle=True, random_state=seed)
+
+
+def _fold_model(task: str, features_from_model: bool):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, SVR
+
+    if task == "regression":
+        return make_pipeline(StandardScaler(), SVR(C=SVC_C))
+    if features_from_model:
+        base = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        return OneVsRestClassifier(base) if task == "multilabel" else base
+    if task == "multilabel":
+        return OneVsRestClassifier(SVC(C=SVC_C, probability=True, random_state=0))
+    return SVC(C=SVC_C, probability=True, random_state=0)
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int = 0,
+                features_from_model: bool = False,
+                counter: Counter | None = None) -> np.ndarray:  # fmt: skip
+    """Out-of-fold predictions: (N, classes) probabilities (classify: y class indices,
+    every class in every training part), (N, labels) per-label probabilities (multilabel),
+    or (N, T) values in the targets' units (regression)."""
+    x = np.asarray(x, np.float32)
+    out = None
+    for train, held in _splitter(task, folds, seed).split(x, y if task == "classify" else None):
+        model = _fold_model(task, features_from_model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter of a fold model
+            if task == "regression":
+                mean, std = y[train].mean(0), y[train].std(0) + 1e-12
+                pred = np.stack([model.fit(x[train], (y[train, t] - mean[t]) / std[t])
+                                 .predict(x[held]) * std[t] + mean[t]
+                                 for t in range(y.shape[1])], axis=1)  # fmt: skip
+            elif task == "multilabel":
+                pred = _multilabel_fit_predict(model, x[train], y[train], x[held])
+            else:
+                model.fit(x[train], y[train])
+                pred = np.zeros((len(held), int(y.max()) + 1))
+                pred[:, model.classes_] = model.predict_proba(x[held])
+        if out is None:
+            out = np.zeros((len(x), pred.shape[1]), np.float64)
+        out[held] = pred
+        if counter is not None:
+            counter.add()
+    return out
+
+
+def _multilabel_fit_predict(model, x, y, held) -> np.ndarray:
+    """Per-label probabilities; a label always (or never) on in the training part gets that."""
+    constant = (y.min(0) == y.max(0))
+    pred = np.tile(y[:1].astype(np.float64), (len(held), 1))
+    if (~constant).any():
+        model.fit(x, y[:, ~constant].astype(int))
+        pred[:, ~constant] = model.predict_proba(held)
+    return pred
+
+
+def classify_issues(labels: np.ndarray, probs: np.ndarray) -> list[tuple[int, int, float, bool]]:
+    """(image index, suggested class, score, flagged by confident learning) of the images
+    whose label is probably wrong, most likely wrong first."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    probs = probs / probs.sum(axis=1, keepdims=True).clip(min=1e-12)
+    quality = get_label_quality_scores(labels, probs, method="self_confidence")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flagged = find_label_issues(labels, probs)
+    suggested = probs.argmax(axis=1)
+    chosen = np.flatnonzero(flagged | (suggested != labels))
+    order = chosen[np.argsort(quality[chosen], kind="stable")]
+    return [(int(i), int(suggested[i]), float(1 - quality[i]), bool(flagged[i])) for i in order]
+
+
+def multilabel_issues(labels: np.ndarray, probs: np.ndarray) -> list[tuple]:
+    """(image index, suggested multi-hot, score, flagged) as classify_issues, for labels."""
+    from cleanlab.multilabel_classification.filter import find_label_issues
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores
+
+    given = [list(np.flatnonzero(row > 0.5)) for row in labels]
+    quality = get_label_quality_scores(given, probs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flagged = find_label_issues(given, probs)
+    suggested = probs >= 0.5
+    differs = (suggested != (labels > 0.5)).any(axis=1)
+    chosen = np.flatnonzero(flagged | differs)
+    order = chosen[np.argsort(quality[chosen], kind="stable")]
+    return [(int(i), suggested[i], float(1 - quality[i]), bool(flagged[i])) for i in order]
+
+
+def regression_issues(targets: np.ndarray, predicted: np.ndarray) -> list[tuple]:
+    """(row index, predicted targets, distance in robust standard deviations) of the rows
+    more than OUTLIER_Z from their prediction (the largest over targets), farthest first."""
+    resid = targets - predicted
+    mad = np.median(np.abs(resid - np.median(resid, axis=0)), axis=0) * 1.4826
+    z = (np.abs(resid - np.median(resid, axis=0)) / np.maximum(mad, 1e-12)).max(axis=1)
+    chosen = np.flatnonzero(z > OUTLIER_Z)
+    order = chosen[np.argsort(-z[chosen], kind="stable")]
+    return [(int(i), predicted[i], float(z[i])) for i in order]
