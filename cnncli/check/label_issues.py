@@ -2,7 +2,8 @@
 
 Every image is scored by a model that never trained on it: the images are cut into K
 stratified folds (default 5) and a fast model trained on the other K-1 folds predicts each
-fold. The default model is scikit-learn's SVC (RBF kernel, C=10, Platt probabilities) on
+fold. The default model is scikit-learn's SVC (RBF kernel, C=10, Platt probabilities
+fitted out of fold within the training part) on
 each image's pixels area-resized to 16x16 per channel and scaled to 0..1: on the planted
 digits set of bench/bench_check.py its probabilities put all 36 flipped labels among the
 first 72 ranked. With a trained model (`--model`), a logistic regression on the model's
@@ -12,8 +13,8 @@ Classify: ranked by cleanlab's label quality score (`cleanlab.rank.get_label_qua
 self-confidence: the out-of-fold probability of the given label); the issues are the images
 cleanlab's confident learning flags (`cleanlab.filter.find_label_issues`) and those whose
 out-of-fold prediction is another class, most likely wrong first; `score` is 1 - quality.
-Multilabel: the same through `cleanlab.multilabel_classification`, the fold model one
-logistic regression per label. Regression: rows whose target is more than OUTLIER_Z robust
+Multilabel: the same through `cleanlab.multilabel_classification`, one fold model per
+label. Regression: rows whose target is more than OUTLIER_Z robust
 standard deviations (1.4826 x the median absolute residual) from its out-of-fold prediction
 (support vector regression on the same pixels), ranked by that distance.
 """
@@ -57,21 +58,43 @@ def _splitter(task: str, folds: int, seed: int):
     return KFold(folds, shuffle=True, random_state=seed)
 
 
-def _fold_model(task: str, features_from_model: bool):
+def _classifier(y, features_from_model: bool):
+    """A fresh probabilistic classifier for class indices `y` (the training part): SVC with
+    Platt scaling fitted out of fold (CalibratedClassifierCV, as scikit-learn advises
+    instead of SVC(probability=True)), or a logistic regression on a model's features or
+    when a class has fewer than 2 images to calibrate on."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC, SVR
+    from sklearn.svm import SVC
 
-    if task == "regression":
-        return make_pipeline(StandardScaler(), SVR(C=SVC_C))
-    if features_from_model:
-        base = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-        return OneVsRestClassifier(base) if task == "multilabel" else base
-    if task == "multilabel":
-        return OneVsRestClassifier(SVC(C=SVC_C, probability=True, random_state=0))
-    return SVC(C=SVC_C, probability=True, random_state=0)
+    smallest = int(np.bincount(y)[np.unique(y)].min())
+    if features_from_model or smallest < 2:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    return CalibratedClassifierCV(SVC(C=SVC_C), cv=min(5, smallest), ensemble=False)
+
+
+def _probabilities(x, y, held, features_from_model: bool) -> np.ndarray:
+    """(len(held), y.max() + 1) probabilities from a classifier trained on (x, y); a class
+    absent from y gets 0, a single class gets 1."""
+    width = int(y.max()) + 1
+    present = np.unique(y)
+    pred = np.zeros((len(held), width))
+    if len(present) == 1:
+        pred[:, present[0]] = 1.0
+        return pred
+    model = _classifier(y, features_from_model).fit(x, y)
+    pred[:, model.classes_] = model.predict_proba(held)
+    return pred
+
+
+def _regressor():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    return make_pipeline(StandardScaler(), SVR(C=SVC_C))
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int = 0,
@@ -81,38 +104,32 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int =
     every class in every training part), (N, labels) per-label probabilities (multilabel),
     or (N, T) values in the targets' units (regression)."""
     x = np.asarray(x, np.float32)
+    classes = int(y.max()) + 1 if task == "classify" else 0
     out = None
     for train, held in _splitter(task, folds, seed).split(x, y if task == "classify" else None):
-        model = _fold_model(task, features_from_model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter of a fold model
             if task == "regression":
                 mean, std = y[train].mean(0), y[train].std(0) + 1e-12
-                pred = np.stack([model.fit(x[train], (y[train, t] - mean[t]) / std[t])
+                pred = np.stack([_regressor().fit(x[train], (y[train, t] - mean[t]) / std[t])
                                  .predict(x[held]) * std[t] + mean[t]
                                  for t in range(y.shape[1])], axis=1)  # fmt: skip
             elif task == "multilabel":
-                pred = _multilabel_fit_predict(model, x[train], y[train], x[held])
+                hot = (y[train] > 0.5).astype(np.int64)
+                pred = np.stack([_probabilities(x[train], hot[:, k], x[held],
+                                                features_from_model)[:, -1]
+                                 if hot[:, k].max() else np.zeros(len(held))
+                                 for k in range(y.shape[1])], axis=1)  # fmt: skip
             else:
-                model.fit(x[train], y[train])
-                pred = np.zeros((len(held), int(y.max()) + 1))
-                pred[:, model.classes_] = model.predict_proba(x[held])
+                pred = _probabilities(x[train], y[train], x[held], features_from_model)
+                if pred.shape[1] < classes:
+                    pred = np.pad(pred, ((0, 0), (0, classes - pred.shape[1])))
         if out is None:
             out = np.zeros((len(x), pred.shape[1]), np.float64)
         out[held] = pred
         if counter is not None:
             counter.add()
     return out
-
-
-def _multilabel_fit_predict(model, x, y, held) -> np.ndarray:
-    """Per-label probabilities; a label always (or never) on in the training part gets that."""
-    constant = (y.min(0) == y.max(0))
-    pred = np.tile(y[:1].astype(np.float64), (len(held), 1))
-    if (~constant).any():
-        model.fit(x, y[:, ~constant].astype(int))
-        pred[:, ~constant] = model.predict_proba(held)
-    return pred
 
 
 def classify_issues(labels: np.ndarray, probs: np.ndarray) -> list[tuple[int, int, float, bool]]:

@@ -95,6 +95,23 @@ def build(
     shard_size: Annotated[
         str, typer.Option(help="Shard size: bytes (64MB) or images (500).")
     ] = "64MB",
+    exclude: Annotated[
+        Path | None,
+        typer.Option(
+            help="Leave out images: issues.csv from dataset check (its rows suggesting "
+            "exclude) or a list of image names."
+        ),
+    ] = None,
+    relabel: Annotated[
+        Path | None,
+        typer.Option(help="Apply the suggested labels of the label-issue rows of issues.csv."),
+    ] = None,
+    allow_leaks: Annotated[
+        bool,
+        typer.Option(
+            "--allow-leaks", help="Split identical image files freely (default: one split each)."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
@@ -112,7 +129,7 @@ def build(
                 split_files=split_files, skip_bad=skip_bad, overwrite=overwrite,
                 workers=workers, record_format=record_format,
                 shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
-                progress=progress,
+                exclude=exclude, relabel=relabel, allow_leaks=allow_leaks, progress=progress,
             )  # fmt: skip
     except DatasetError as e:
         if e.problems:
