@@ -4,18 +4,22 @@ darker, with a little noise).
 
 How near duplicates are found, in memory that grows with the images, never with their pairs:
 1. each image becomes a small "working" picture: grey, WORK x WORK pixels (area resize),
-   blurred a little (what JPEG, resizing and noise change is mostly fine detail), stored
-   as uint8 (1 kB an image);
-2. candidates: each working picture's COARSE x COARSE thumbnail, mean and contrast
-   removed (brightness and contrast do not count), compared with every other by cosine
-   similarity, BLOCK rows at a time; each image keeps its NEIGHBOURS most similar above
-   CANDIDATE_SIMILARITY. The largest array is BLOCK x N similarities (40 MB at 20,000);
-3. verification of each candidate pair: the normalized cross-correlation of the central
-   (WORK - 2 SHIFT)^2 crop of one with the other's crops shifted by up to SHIFT pixels each
-   way, the best of both directions. A pair is a near duplicate at NEAR_SIMILARITY or
-   more. Measured on sklearn's digits at 32x32 (bench/bench_check.py): planted copies
-   (JPEG, resized, shifted 1-2 px, brightness x0.8-1.25, noise) score >= 0.97, while the
-   most similar pairs of distinct handwritten digits of one class stay below the threshold.
+   stored as uint8 (1 kB an image);
+2. candidates: each working picture's descriptor (the log magnitudes of its lowest
+   spatial frequencies, which a shift of a few pixels leaves almost unchanged; brightness
+   and contrast removed; centred on the dataset's mean) compared with every other by
+   cosine similarity, a block of rows at a time (BLOCK_CELLS similarities, 8 MB, whatever
+   the number of images); each image keeps its NEAREST most similar, and up to NEIGHBOURS
+   above CANDIDATE_SIMILARITY;
+3. verification of each candidate pair: the central (WORK - 2 SHIFT)^2 crop of one is
+   aligned with the other's crops shifted by up to SHIFT pixels each way (the best
+   normalized cross-correlation), the other is fitted as gain x crop + offset over the
+   pixels saturated in neither (a brightened photo clips), and the residual is averaged
+   over RESIDUAL_BLOCK^2 blocks (noise and JPEG average out, a different stroke does not).
+   A pair is a near duplicate when no block differs by more than NEAR_RESIDUAL of the
+   picture's contrast, in the better direction. Measured on sklearn's digits at 32x32
+   (bench/bench_check.py): planted copies (JPEG, resized, shifted 1-2 px, brightness
+   x0.8-1.25, noise) score at most 0.07, the closest distinct digits of one class 0.24.
 Pairs are joined into groups (connected components).
 """
 
@@ -29,9 +33,10 @@ import numpy as np
 WORK = 32  # working picture side
 SHIFT = 4  # pixels of shift tried each way in the verification (at WORK)
 FREQ = 4  # the candidate descriptor: spectrum magnitudes of the FREQ lowest frequencies
-BLOCK = 512  # rows of similarities computed at once
-NEIGHBOURS = 8  # candidates kept per image
-CANDIDATE_SIMILARITY = 0.95  # descriptor cosine similarity of a candidate
+BLOCK_CELLS = 2_000_000  # similarities computed at once (8 MB), whatever the images
+NEIGHBOURS = 8  # candidates kept per image above CANDIDATE_SIMILARITY
+NEAREST = 2  # candidates kept per image whatever their similarity
+CANDIDATE_SIMILARITY = 0.8  # descriptor cosine similarity of a candidate
 ALIGNED_SIMILARITY = 0.9  # normalized cross-correlation at the best shift, to go on
 SATURATED = 250  # pixels this bright in either picture are left out of the comparison
 RESIDUAL_BLOCK = 4  # the residual is averaged over RESIDUAL_BLOCK^2 pixel blocks
@@ -72,27 +77,37 @@ def descriptors(work: np.ndarray) -> np.ndarray:
     """(N, WORK, WORK) -> (N, D) float32 unit vectors: the log magnitudes of the lowest
     spatial frequencies, which a shift of a few pixels leaves almost unchanged; mean
     brightness (the zero frequency's own row is centred away) and contrast (a constant
-    in log space, removed with the mean) do not count."""
-    n = len(work)
-    x = work.astype(np.float32)
-    spectrum = np.abs(np.fft.rfft2(x - x.mean(axis=(1, 2), keepdims=True)))
-    low = np.concatenate([spectrum[:, :FREQ, :FREQ].reshape(n, -1),
-                          spectrum[:, -FREQ + 1 :, :FREQ].reshape(n, -1)], axis=1)  # fmt: skip
-    return _normalized(np.log1p(low)).astype(np.float32)
+    in log space, removed with the mean) do not count; centred on the dataset's mean."""
+    parts = []
+    for start in range(0, len(work), PAIR_BATCH * 4):  # a chunk at a time: FFTs are 30 kB each
+        x = work[start : start + PAIR_BATCH * 4].astype(np.float32)
+        spectrum = np.abs(np.fft.rfft2(x - x.mean(axis=(1, 2), keepdims=True)))
+        parts.append(np.concatenate([spectrum[:, :FREQ, :FREQ].reshape(len(x), -1),
+                                     spectrum[:, -FREQ + 1 :, :FREQ].reshape(len(x), -1)],
+                                    axis=1).astype(np.float32))  # fmt: skip
+    low = np.concatenate(parts) if parts else np.zeros((0, (2 * FREQ - 1) * FREQ), np.float32)
+    low = np.log1p(low)
+    # the spectral envelope all pictures share (smoothness) would make every pair similar:
+    # what counts is each picture's departure from the dataset's mean
+    return _normalized(low - low.mean(axis=0)).astype(np.float32)
 
 
 def candidate_pairs(desc: np.ndarray) -> np.ndarray:
-    """(P, 2) index pairs i < j: each image's NEIGHBOURS most similar others above
-    CANDIDATE_SIMILARITY, found BLOCK rows at a time (no N x N matrix)."""
+    """(P, 2) index pairs i < j: each image's NEAREST most similar others, and up to
+    NEIGHBOURS above CANDIDATE_SIMILARITY, found BLOCK_CELLS similarities at a time (no
+    N x N matrix)."""
     n = len(desc)
     k = min(NEIGHBOURS, n - 1)
+    block = max(1, BLOCK_CELLS // max(n, 1))
     found = []
-    for start in range(0, n if k > 0 else 0, BLOCK):
-        sims = desc[start : start + BLOCK] @ desc.T  # (B, N)
-        rows = np.arange(start, min(start + BLOCK, n))
+    for start in range(0, n if k > 0 else 0, block):
+        sims = desc[start : start + block] @ desc.T  # (block, N)
+        rows = np.arange(start, min(start + block, n))
         sims[rows - start, rows] = -np.inf
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        ok = np.take_along_axis(sims, top, axis=1) >= CANDIDATE_SIMILARITY
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        rank = np.argsort(np.argsort(-top_sims, axis=1), axis=1)
+        ok = (top_sims >= CANDIDATE_SIMILARITY) | (rank < NEAREST)
         i = np.broadcast_to(rows[:, None], top.shape)[ok]
         j = top[ok]
         found.append(np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1))

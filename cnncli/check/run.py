@@ -139,6 +139,8 @@ def check_dataset(dataset, *, model=None, folds: int = li.DEFAULT_FOLDS, out=Non
         features, result.label_model = model_features(opened, info, counter)
         from_model = True
         result.notes += list(opened.notes)
+    if n - n // folds > li.TRAIN_LIMIT:
+        result.label_model += f" (each fold model trained on {li.TRAIN_LIMIT:,} sampled images)"
     result.label_issues = find_label_issues(info, scan, texts, features, folds, seed,
                                             from_model, counter)  # fmt: skip
     _quality(info, scan, texts, result)
