@@ -12,6 +12,7 @@ import numpy as np
 from cnncli.atomic import atomic_dir, write_json, write_text
 from cnncli.check import duplicates as dup
 from cnncli.check import label_issues as li
+from cnncli.check import quality
 from cnncli.check.page import write_check_page
 from cnncli.check.quality import blank_images, class_balance, outlier_images
 from cnncli.check.report import ISSUES_HEADER, issue_rows, shown_indices, write_pictures
@@ -127,8 +128,9 @@ def check_dataset(dataset, *, model=None, folds: int = li.DEFAULT_FOLDS, out=Non
     result.thresholds = {
         "near_residual": dup.NEAR_RESIDUAL,
         "near_shift_pixels": f"{dup.SHIFT} of {dup.WORK}",
-        "blank_pixel_std": 2.0,
-        "outlier_robust_z": 5.0,
+        "blank_pixel_std": quality.BLANK_CONTRAST,
+        "outlier_robust_z": quality.OUTLIER_Z,
+        "regression_robust_z": li.OUTLIER_Z,
     }
     texts = [label_text(info, lab) for lab in scan.labels]
     result.duplicates = find_duplicates(scan, texts)
