@@ -18,6 +18,8 @@ timed), and prints beside it the anchors measured on the same images:
   distance that finds as many planted pairs as cnncli (or every pair when it cannot), and
   the other pairs it flags then; cnncli's planted pairs found and other pairs flagged;
 - leaks and conflicts: planted ones marked by cnncli;
+- near copies of the 40 façade photos of sample_data (128x128 RGB), by kind, and the
+  pairs of distinct photos flagged;
 - the near-duplicate search's peak memory (tracemalloc) and time on 2,000, 5,000 and
   20,000 synthetic images (each a random smooth picture): flat per image, not quadratic.
 
@@ -199,6 +201,57 @@ def anchor_phash(files: dict[str, Path], planted: set[frozenset], want: int):
     return best or table[-1], table
 
 
+PHOTO_KINDS = ("jpeg q60", "half size", "brightness x1.25", "brightness x0.8", "noise 6",
+               "shift 3 px", "crop 3 px")  # fmt: skip
+
+
+def photo_variant(img: Image.Image, kind: str) -> Image.Image:
+    w, h = img.size
+    if kind == "jpeg q60":
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=60)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    if kind == "half size":
+        return img.resize((w // 2, h // 2), Image.BICUBIC).resize((w, h), Image.BILINEAR)
+    if kind.startswith("brightness"):
+        return ImageEnhance.Brightness(img).enhance(float(kind.split("x")[1]))
+    if kind == "noise 6":
+        a = np.asarray(img, np.float32) + np.random.default_rng(0).normal(0, 6, (h, w, 3))
+        return Image.fromarray(np.uint8(np.clip(a, 0, 255)))
+    if kind == "shift 3 px":
+        a = np.asarray(img)
+        return Image.fromarray(np.concatenate([a[:, :3], a[:, :-3]], axis=1))  # edge repeated
+    return img.crop((3, 3, w - 3, h - 3)).resize((w, h), Image.BILINEAR)
+
+
+def photo_copies() -> tuple[dict[str, tuple[int, int]], int]:
+    """The façade photos of sample_data with one copy of each kind of the first 10: per
+    kind (copies found, copies), and the pairs of distinct photos flagged."""
+    from cnncli.check.duplicates import near_duplicate_pairs, working_image
+
+    files = sorted((REPO / "sample_data" / "facade").glob("*.png"))
+    photos = [Image.open(f).convert("RGB") for f in files]
+    work = [working_image(np.asarray(p)) for p in photos]
+    source = {}
+    for k, p in enumerate(photos[:10]):
+        for kind in PHOTO_KINDS:
+            source[len(work)] = (k, kind)
+            work.append(working_image(np.asarray(photo_variant(p, kind))))
+    pairs = near_duplicate_pairs(np.stack(work))
+    found = {kind: [0, 0] for kind in PHOTO_KINDS}
+    for _, kind in source.values():
+        found[kind][1] += 1
+    hit = set()
+    distinct = 0
+    for a, b, _ in pairs:
+        if b in source and a == source[b][0] and (a, b) not in hit:
+            hit.add((a, b))
+            found[source[b][1]][0] += 1
+        elif a < len(photos) and b < len(photos):
+            distinct += 1
+    return {k: (v[0], v[1]) for k, v in found.items()}, distinct
+
+
 def near_dup_memory(counts: list[int]) -> list[tuple[int, float, float]]:
     """(images, seconds, peak MiB under tracemalloc) of the near-duplicate search."""
     import tracemalloc
@@ -289,6 +342,9 @@ def main() -> None:
     print("pHash at other thresholds (bits: planted found, other pairs): " + "; ".join(
         f"<={t}: {f}, {o}" for t, f, o in ph_table if t in (4, 6, 8, 10, 12, 16)))
     print(f"{'command wall time (s)':38} {wall:>14.1f}   (CPU {cpu:.1f} s)")
+    found, distinct = photo_copies()
+    print("façade photos (128x128, sample_data), near copies found by kind: " + "; ".join(
+        f"{k} {f}/{n}" for k, (f, n) in found.items()) + f"; distinct pairs flagged: {distinct}")
     if not args.quick:
         for count, secs, mib in near_dup_memory([2000, 5000, 20000]):
             print(f"near-duplicate search, {count:>6} images: {secs:6.1f} s, peak {mib:7.1f} MiB "
