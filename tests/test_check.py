@@ -381,6 +381,12 @@ def test_model_features_and_unfit_models(tiny, tmp_path, cli):
     data = json.loads(r.stdout)
     assert "fit.keras's features" in data["label_model"]
     assert (ds / "check" / "index.html").is_file()
+    from cnncli.datasets.build import build_dataset
+
+    big = build_dataset(images, tmp_path / "ds10", size="10x10", val=0.25, workers=1).out_dir
+    r = cli("dataset", "check", str(big), "--model", str(fit), "--folds", "3")
+    assert r.exit_code == 2 and "expects images of shape 8x8x3" in r.output, r.output
+    assert not (big / "check").exists()
 
 
 def test_multilabel_wrong_tags_rank_first(tmp_path, write_image):
