@@ -1,4 +1,5 @@
-"""`cnncli dataset build | info | preview`: thin commands over cnncli.datasets."""
+"""`cnncli dataset build | info | preview | check`: thin commands over cnncli.datasets and
+cnncli.check."""
 
 from __future__ import annotations
 
@@ -100,6 +101,23 @@ def build(
     shard_size: Annotated[
         str, typer.Option(help="Shard size: bytes (64MB) or images (500).")
     ] = "64MB",
+    exclude: Annotated[
+        Path | None,
+        typer.Option(
+            help="Leave out images: issues.csv from dataset check (its rows suggesting "
+            "exclude) or a list of image names."
+        ),
+    ] = None,
+    relabel: Annotated[
+        Path | None,
+        typer.Option(help="Apply the suggested labels of the label-issue rows of issues.csv."),
+    ] = None,
+    allow_leaks: Annotated[
+        bool,
+        typer.Option(
+            "--allow-leaks", help="Split identical image files freely (default: one split each)."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
@@ -117,7 +135,7 @@ def build(
                 split_files=split_files, skip_bad=skip_bad, overwrite=overwrite,
                 workers=workers, record_format=record_format,
                 shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
-                progress=progress,
+                exclude=exclude, relabel=relabel, allow_leaks=allow_leaks, progress=progress,
             )  # fmt: skip
     except DatasetError as e:
         if e.problems:
@@ -260,6 +278,77 @@ def preview(
     for note in result["notes"]:
         console.info(note)
     console.info(f"wrote {out}")
+
+
+@app.command("check")
+def check(
+    dataset_dir: Annotated[Path, typer.Argument(help="A dataset folder (dataset build wrote).")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="A trained model (.keras) whose features score the labels instead of the "
+            "pixel model (faster on large images).",
+        ),
+    ] = None,
+    folds: Annotated[
+        int, typer.Option(help="Folds of the out-of-fold predictions (2 to the smallest class).")
+    ] = 5,
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="The report folder (default: DATASET/check)."),
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Duplicates (exact and near, with leaks between splits and conflicting labels), label
+    issues ranked by confident learning, class balance, blank and unusual images; writes
+    check.json, issues.csv and index.html."""
+    from cnncli.check.run import check_dataset
+    from cnncli.cli import console
+
+    with ProgressBar("checking", enabled=not json_out) as progress:
+        result = check_dataset(dataset_dir, model=model, folds=folds, out=out,
+                               overwrite=overwrite, progress=progress)  # fmt: skip
+    if json_out:
+        console.print_json(result.to_dict())
+        return
+    _check_tables(result)
+
+
+def _check_tables(result) -> None:
+    """Counts by kind, then the first rows of each list, then where the report is."""
+    from cnncli.cli import console
+
+    shown = 10
+    console.print_table(["found", "count"], list(result.counts.items()),
+                        title=f"check of {result.dataset}", numeric=["count"])  # fmt: skip
+    if result.duplicates:
+        rows = [[g["kind"], ", ".join(f"{n} ({s}, {lab})" for n, s, lab in
+                                      zip(g["images"], g["splits"], g["labels"], strict=True)),
+                 " ".join(w for w, on in (("leak", g["leak"]), ("conflict", g["conflict"]))
+                          if on)] for g in result.duplicates[:shown]]  # fmt: skip
+        console.print_table(["kind", "images (split, label)", "marked"], rows,
+                            title=_first(shown, len(result.duplicates), "duplicate groups"))
+    if result.label_issues:
+        word = "prediction" if result.task == "regression" else "suggested"
+        rows = [[x["image"], x["split"], x["given"], x["suggested"], f"{x['score']:.3f}"]
+                for x in result.label_issues[:shown]]  # fmt: skip
+        console.print_table(["image", "split", "given", word, "score"], rows,
+                            title=_first(shown, len(result.label_issues), "label issues"),
+                            numeric=["score"])  # fmt: skip
+    console.info(f"labels scored by {result.label_model}, {result.folds} folds out of fold")
+    c = result.classes
+    if c.get("unbalanced"):
+        console.warn(f"classes are unbalanced: {c['largest']!r} has {c['ratio']}x the images "
+                     f"of {c['smallest']!r}; {c['hint']}")  # fmt: skip
+    for note in result.notes:
+        console.info(note)
+    console.info(f"wrote {result.report} (index.html, issues.csv, check.json)")
+
+
+def _first(shown: int, total: int, what: str) -> str:
+    return what if total <= shown else f"{what}: the first {shown} of {total:,}"
 
 
 def register(root: typer.Typer) -> None:

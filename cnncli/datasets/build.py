@@ -31,6 +31,7 @@ import numpy as np
 from cnncli import __version__
 from cnncli.atomic import atomic_dir, write_json
 from cnncli.claims import claimed
+from cnncli.datasets.corrections import apply_corrections
 from cnncli.datasets.labels import load_label_table, scan_class_folders
 from cnncli.datasets.plan import (
     Plan,
@@ -47,7 +48,7 @@ from cnncli.datasets.shards import (
     write_index,
     write_skipped,
 )
-from cnncli.datasets.splits import apply_split_files, split_options
+from cnncli.datasets.splits import apply_split_files, keep_copies_together, split_options
 from cnncli.datasets.store import recover_dataset
 from cnncli.datasets.targets import check_task_options, load_task_table
 from cnncli.datasets.tasks import index_label, split_counts, task_manifest
@@ -117,6 +118,9 @@ def build_dataset(
     workers: int | None = None,
     record_format: str = DEFAULT_RECORD_FORMAT,
     shard_size=DEFAULT_SHARD_SIZE,
+    exclude=None,
+    relabel=None,
+    allow_leaks: bool = False,
     progress: Progress | None = None,
 ) -> BuildResult:
     """Build a dataset folder (docs/FORMAT.md) from IMAGES_DIR and an optional label table.
@@ -126,7 +130,10 @@ def build_dataset(
     images are converted. `val`/`test` default to 0.2/0.0; `split_col` (a table column) or
     `split_files` ('train.txt,val.txt,test.txt': lists of image paths) give the splits instead.
     `task` "multilabel" (`label_col` + `label_delim`, or `label_cols`) or "regression"
-    (`target_cols`) reads those from the table (cnncli.datasets.targets).
+    (`target_cols`) reads those from the table (cnncli.datasets.targets). `exclude` and
+    `relabel` (files from `cnncli dataset check`: cnncli.datasets.corrections) leave images
+    out and relabel them first; identical image files are kept in one split unless
+    `allow_leaks`.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     check_task_options(task, labels=labels, label_col=label_col, label_delim=label_delim,
@@ -151,12 +158,18 @@ def build_dataset(
                               split_col=split_col)  # fmt: skip
     else:
         ls = scan_class_folders(images_dir, classes, exclude=out_dir)
+    corrected, said = apply_corrections(ls, exclude, relabel)
+    ls.notes += said
     given = f"column {split_col!r}" if split_col else None
     if split_files:
         sources = apply_split_files(ls, images_dir, split_files)
         given = "files " + ", ".join(f"{p.name} ({s})" for s, p in split_files.items())
     plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given,
                       carve=val if split_files else 0.0)  # fmt: skip
+    if allow_leaks:
+        plan.notes.append("identical image files may land in different splits (--allow-leaks)")
+    else:
+        plan.notes.append(keep_copies_together(plan.rows, plan.splits, images_dir, given))
     pool = pool_plan(workers, plan.source_pixels)  # ('threads' or 'processes', how many)
     options = {
         "labels": Path(labels).name if labels is not None else None,
@@ -175,6 +188,8 @@ def build_dataset(
         "skip_bad": skip_bad,
         "record_format": record_format,
         "shard_size": shard_size if isinstance(shard_size, int) else str(shard_size),
+        **corrected,
+        **({"allow_leaks": True} if allow_leaks else {}),
     }
     # a full disk or an unwritable OUT_DIR: one line naming it (nothing is left behind) and,
     # for raw records, about how much the dataset needs

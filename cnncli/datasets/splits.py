@@ -116,7 +116,7 @@ def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Pat
     sources = {}
     for split, path in split_files.items():
         text, _ = read_text(path, None, "split file", "--split-files", "a list of image paths")
-        sources[split] = {"file": path.name, "sha256": _sha256(path), "images": 0}
+        sources[split] = {"file": path.name, "sha256": file_sha256(path), "images": 0}
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
@@ -192,8 +192,41 @@ def _same_label(given: str, row) -> bool:
     return isinstance(row.label, int) and given.lstrip("+").isdigit() and int(given) == row.label
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def keep_copies_together(rows: list[LabelRow], splits: list[str], images_dir: Path,
+                         given: str | None) -> str:  # fmt: skip
+    """Put every group of identical image files (same bytes) in one split, so a fresh split
+    never puts the same picture in train and test: train when one of them is there (a class
+    never loses its train images), else the first one's split; `splits` is changed in
+    place. Splits `given` by a column or files are kept as they are: their leaks are only
+    counted. Returns the line the build says."""
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        try:
+            groups.setdefault(file_sha256(Path(images_dir) / row.path), []).append(i)
+        except OSError:
+            continue  # the conversion reports the file
+    spanning = [g for g in groups.values() if len({splits[i] for i in g}) > 1]
+    if given:
+        if not spanning:
+            return f"identical image files: none in two splits of the {given}"
+        return (f"{len(spanning)} groups of identical image files span two splits of the "
+                f"{given} (leaks: cnncli dataset check lists them)")  # fmt: skip
+    moved = 0
+    for g in spanning:
+        target = "train" if any(splits[i] == "train" for i in g) else splits[g[0]]
+        moved += sum(splits[i] != target for i in g)
+        for i in g:
+            splits[i] = target
+    if not moved:
+        return ("identical image files are kept in one split (none had to move; "
+                "--allow-leaks splits them freely)")  # fmt: skip
+    return (f"identical image files are kept in one split: {moved} image{'s' * (moved != 1)} "
+            f"of {len(spanning)} group{'s' * (len(spanning) != 1)} moved (to train where a "
+            "copy is there; --allow-leaks splits them freely)")  # fmt: skip
 
 
 def split_options(val, test, split_col, split_files) -> tuple[float, float, dict | None]:
