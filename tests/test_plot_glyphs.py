@@ -9,6 +9,7 @@ import logging
 from fontTools.ttLib import TTFont
 
 from cnncli.drawing import fonts, lr_plots, plots
+from cnncli.training.rundir import read_history
 
 
 def test_the_bundled_font_has_a_minus_sign():
@@ -25,7 +26,7 @@ def test_the_lr_sweep_and_history_draw_minus_signs_without_warnings(tmp_path, ca
             "epoch,loss,mae,val_loss,val_mae\n1,-1.5,0.9,-1.2,0.8\n2,-2.5,0.7,-2.0,0.6\n",
             encoding="utf-8",
         )  # a loss below zero (a negative log-likelihood): minus signs on the y axis
-        plots.plot_history(tmp_path / "history.csv", tmp_path / "history.png")
+        plots.plot_history(read_history(tmp_path / "history.csv"), tmp_path / "history.png")
     glyphs = [r.getMessage() for r in caplog.records if "does not have a glyph" in r.getMessage()]
     assert glyphs == []
     assert (tmp_path / "lr.png").stat().st_size > 0

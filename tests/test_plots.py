@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from cnncli.drawing import fonts, plots
+from cnncli.training.rundir import read_history
 
 
 def _history(path, rows):
@@ -33,7 +34,7 @@ def test_plot_history_writes_a_png_with_two_panels(tmp_path):
             for e in range(1, 6)
         ],
     )  # fmt: skip
-    out = plots.plot_history(csv, tmp_path / "history.png")
+    out = plots.plot_history(read_history(csv), tmp_path / "history.png")
     assert out == tmp_path / "history.png"
     with Image.open(out) as img:
         assert img.format == "PNG"
@@ -44,14 +45,14 @@ def test_plot_history_writes_a_png_with_two_panels(tmp_path):
 def test_plot_history_without_validation_columns(tmp_path):
     csv = tmp_path / "history.csv"
     _history(csv, [{"epoch": 1, "loss": 0.9, "accuracy": 0.5}])
-    out = plots.plot_history(csv, tmp_path / "h.png")
+    out = plots.plot_history(read_history(csv), tmp_path / "h.png")
     assert out.stat().st_size > 0
 
 
 def test_read_history_skips_empty_cells(tmp_path):
     csv = tmp_path / "history.csv"
     csv.write_text("epoch,loss,val_loss\n1,0.5,\n2,0.25,0.3\n", encoding="utf-8")
-    assert plots.read_history(csv) == [
+    assert read_history(csv) == [
         {"epoch": 1, "loss": 0.5},
         {"epoch": 2, "loss": 0.25, "val_loss": 0.3},
     ]

@@ -7,7 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnncli.drawing.plots import matplotlib_rc, pyplot
+from cnncli.drawing.figures import pyplot
+from cnncli.drawing.fonts import matplotlib_rc
 from cnncli.drawing.save import save_figure
 
 LR_COLUMN = "learning_rate"

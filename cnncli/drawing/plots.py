@@ -1,10 +1,10 @@
 """Figures drawn with matplotlib, headless, in the bundled Hangul font, saved atomically.
 
-Every figure cnncli draws is made here, through `pyplot()` (the one place matplotlib is set
-up) inside `plt.rc_context(matplotlib_rc())` (the one font registration), and written by
+Every figure cnncli draws is made through `drawing.figures.pyplot()` (the one place matplotlib
+is set up) inside `plt.rc_context(matplotlib_rc())` (the one font registration), and written by
 `drawing.save.save_figure`.
 
-- `plot_history(history_csv, out_png)`: training vs validation accuracy and loss in two
+- `plot_history(rows, out_png)`: training vs validation accuracy and loss in two
   panels, as the course draws them ('bo' training points, a 'b' validation line).
 - `plot_confusion(matrix, class_names, out_png)`: the confusion matrix as a heat map with
   counts in the cells; Korean class names are drawn with the bundled Hangul font.
@@ -15,50 +15,23 @@ up) inside `plt.rc_context(matplotlib_rc())` (the one font registration), and wr
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from cnncli.drawing.figures import pyplot
 from cnncli.drawing.fonts import matplotlib_rc
+from cnncli.drawing.lr_plots import mark_schedule  # the rate, the phase change
 from cnncli.drawing.save import save_figure
-from cnncli.training.rundir import read_history  # history.csv's one reader
 
 
-def pyplot():
-    """matplotlib.pyplot, headless: the Agg backend (no display needed) unless the host
-    program already chose one (matplotlib.use, MPLBACKEND such as Jupyter's inline backend,
-    or pyplot imported), which is left as it is. Draw inside
-    `plt.rc_context(matplotlib_rc())` so text uses the bundled Hangul font without changing
-    the settings of a host program, and close each figure."""
-    import matplotlib
-
-    if not _backend_chosen():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _backend_chosen() -> bool:
-    """Whether this process already picked a matplotlib backend (or imported pyplot, which
-    picks one when it draws). `matplotlib.use(..., force=False)` is no such test: it still
-    switches the backend whenever the new one can be loaded."""
-    import matplotlib
-
-    if "matplotlib.pyplot" in sys.modules:
-        return True
-    # None while the backend is still "auto" (no matplotlib.use, no MPLBACKEND, no rc file)
-    chosen = getattr(matplotlib.rcParams, "_get_backend_or_none", lambda: None)()
-    return chosen is not None
-
-
-def plot_history(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> Path:
-    """Draw history.csv (columns epoch, loss, accuracy, val_loss, val_accuracy, ...) as two
-    panels, accuracy and loss, training vs validation; write `out_png` atomically."""
+def plot_history(rows: Sequence[dict], out_png: str | os.PathLike) -> Path:
+    """Draw a run's history (history.csv's rows as read by training.rundir.read_history:
+    epoch, loss, accuracy, val_loss, val_accuracy, ...) as two panels, accuracy and loss,
+    training vs validation; write `out_png` atomically. Drawing reads no run folder."""
     plt = pyplot()
-    rows = read_history(history_csv)
+    rows = list(rows)
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
     # the first panel: accuracy, or a multi-label run's macro F1, a regression run's MAE
     first = next((m for m in ("accuracy", "f1_macro", "mae") if any(m in r for r in rows)),
@@ -85,8 +58,6 @@ def plot_history(history_csv: str | os.PathLike, out_png: str | os.PathLike) -> 
                     ax.set_xticks(_ticks(epochs))
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend()
-            from cnncli.drawing.lr_plots import mark_schedule  # the rate, the phase change
-
             mark_schedule(axes, epochs, rows)
             fig.tight_layout()
             return save_figure(fig, out_png, dpi=80)

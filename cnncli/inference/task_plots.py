@@ -12,8 +12,8 @@ import numpy as np
 
 def draw_plot(kind: str, result, path) -> Path:
     """Write the `kind` plot ('scatter' or 'residuals') of a TaskEvaluation to `path`."""
+    from cnncli.drawing.figures import pyplot
     from cnncli.drawing.fonts import matplotlib_rc
-    from cnncli.drawing.plots import pyplot
     from cnncli.drawing.save import save_figure
 
     plt = pyplot()
@@ -67,8 +67,9 @@ def _residuals(ax, r: np.ndarray, name: str, m) -> None:
 def plot_projection_values(xy, values, clusters, title: str, name: str, path) -> Path:
     """(N, 2) points coloured by a regression target's `values` (viridis, with a colour
     bar), marked by cluster: embed's PCA plot for a regression model."""
+    from cnncli.drawing.figures import pyplot
     from cnncli.drawing.fonts import matplotlib_rc
-    from cnncli.drawing.plots import MARKERS, pyplot
+    from cnncli.drawing.plots import MARKERS
     from cnncli.drawing.save import save_figure
 
     plt = pyplot()

@@ -293,11 +293,10 @@ def backbone_for_run(info, opts):
     import keras
 
     from cnncli.models.spec import head_entry
-    from cnncli.training.tasks import output_size
 
     bb = get_backbone(opts.backbone)
     weights = resolve_weights(bb, opts.alpha, opts.weights, info.image.height)
-    _, kwargs = head_entry(output_size(info), info.task)
+    _, kwargs = head_entry(info.output_size, info.task)
     head = keras.layers.Dense(**kwargs, name="predictions")
     frozen = bool(opts.freeze or opts.fine_tune_at is not None)
     return build_backbone_model(bb.name, info.image.shape, head, alpha=opts.alpha,

@@ -12,8 +12,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from cnncli.drawing.figures import pyplot
 from cnncli.drawing.fonts import matplotlib_rc
-from cnncli.drawing.plots import class_colors, pyplot
+from cnncli.drawing.plots import class_colors
 from cnncli.drawing.save import save_figure
 from cnncli.runs.record import history_sample
 

@@ -38,7 +38,8 @@ def plot(run_dir: Path, st: RunState) -> None:
         from cnncli.drawing.plots import plot_history  # matplotlib: only when drawing
 
         with writing(run_dir / rundir.HISTORY_PNG):
-            plot_history(run_dir / rundir.HISTORY_CSV, run_dir / rundir.HISTORY_PNG)
+            plot_history(rundir.read_history(run_dir / rundir.HISTORY_CSV),
+                         run_dir / rundir.HISTORY_PNG)  # fmt: skip
 
 
 def finish_run(out: Path, run: dict, st: RunState, epochs: int) -> None:

@@ -27,7 +27,6 @@ from cnncli.training.precision import with_policy
 from cnncli.training.tasks import (
     check_from_model,
     compile_args,
-    output_size,
     positive_weights,
     units_layer,
 )
@@ -42,7 +41,7 @@ def build_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions,
     net = build_training_model(arch, info, opts.augment, seed=opts.seed, raw_pixels=raw_pixels)
     if policy_for is not None:
         net = with_policy(net, policy_for(net))
-    head = training_head(net, output_size(info), info.task)
+    head = training_head(net, info.output_size, info.task)
     compile_model(net, opts, head, info)
     return net, head
 
@@ -51,7 +50,7 @@ def source_model(source: ModelSource, info: DatasetInfo,
                  opts: TrainOptions | None = None) -> tuple:  # fmt: skip
     """The architecture as a Keras model: (model, takes_raw_pixels); a built-in or spec
     architecture gets the head of the dataset's task."""
-    shape, n, task = info.image.shape, output_size(info), info.task
+    shape, n, task = info.image.shape, info.output_size, info.task
     if source.kind == "model":  # a Keras model object (library use, tests)
         import tensorflow as tf
 

@@ -27,11 +27,6 @@ from cnncli.errors import ModelError
 from cnncli.models.head import UNITS_LAYER, Head, outputs_text
 
 
-def output_size(info) -> int:
-    """Units of the model's output for the dataset `info`: classes, labels or targets."""
-    return len(info.targets) if info.task == "regression" else info.num_classes
-
-
 def target_scale(info) -> float:
     """The spread the regression loss is divided by: the target's std (several targets: the
     root of their mean variance); never 0."""
@@ -120,7 +115,7 @@ def label_zeros(info, batch: int) -> np.ndarray:
     """A batch of zero labels of the task's shape (to build a model before fit)."""
     if info.task == "classify":
         return np.zeros((batch,), "int32")
-    return np.zeros((batch, output_size(info)), "float32")
+    return np.zeros((batch, info.output_size), "float32")
 
 
 def check_from_model(metadata, head: Head, info) -> None:
@@ -130,13 +125,13 @@ def check_from_model(metadata, head: Head, info) -> None:
     if mine != theirs:
         raise ModelError(
             f"the --from model is a {mine} model ({outputs_text(mine, head.num_classes)}) but the "
-            f"dataset is {theirs} ({outputs_text(theirs, output_size(info))})",
+            f"dataset is {theirs} ({outputs_text(theirs, info.output_size)})",
             "train a new model for this dataset with --arch or --spec",
         )
-    if head.units != output_size(info):
+    if head.units != info.output_size:
         raise ModelError(
             f"the --from model gives {head.units} output(s) but the dataset has "
-            f"{outputs_text(theirs, output_size(info))}",
+            f"{outputs_text(theirs, info.output_size)}",
             "train a new model for this dataset with --arch or --spec",
         )
     if theirs == "regression":

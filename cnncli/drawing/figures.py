@@ -1,0 +1,35 @@
+"""The one place matplotlib is set up: `pyplot()`, headless unless the host program chose
+a backend. Every module that draws (plots, lr_plots, runs' charts, inference's task plots)
+gets pyplot here."""
+
+from __future__ import annotations
+
+import sys
+
+
+def pyplot():
+    """matplotlib.pyplot, headless: the Agg backend (no display needed) unless the host
+    program already chose one (matplotlib.use, MPLBACKEND such as Jupyter's inline backend,
+    or pyplot imported), which is left as it is. Draw inside
+    `plt.rc_context(matplotlib_rc())` so text uses the bundled Hangul font without changing
+    the settings of a host program, and close each figure."""
+    import matplotlib
+
+    if not _backend_chosen():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _backend_chosen() -> bool:
+    """Whether this process already picked a matplotlib backend (or imported pyplot, which
+    picks one when it draws). `matplotlib.use(..., force=False)` is no such test: it still
+    switches the backend whenever the new one can be loaded."""
+    import matplotlib
+
+    if "matplotlib.pyplot" in sys.modules:
+        return True
+    # None while the backend is still "auto" (no matplotlib.use, no MPLBACKEND, no rc file)
+    chosen = getattr(matplotlib.rcParams, "_get_backend_or_none", lambda: None)()
+    return chosen is not None
