@@ -157,3 +157,18 @@ def test_find_lr_warns_when_the_sweep_is_too_short_to_trust():
     assert sweep_steps(100, 11) >= TRUSTED_STEPS > sweep_steps(100, 12)
     assert sweep_warning(100, 11, sweep_steps(100, 11)) is None
     assert sweep_warning(10**6, 32, sweep_steps(10**6, 32)) is None
+
+
+def test_a_regression_build_with_no_train_image_is_refused(images, tmp_path, cli):
+    """Found by the command-line fuzz: split files that list no image left a regression
+    dataset (which has no classes to check) with no rows, and the build ended in
+    "unexpected ValueError: zero-size array to reduction operation minimum"."""
+    table = _table(tmp_path / "t.csv", "image,y", [f"{i}.png,{i % 3}" for i in range(12)])
+    for name in ("train.txt", "val.txt"):
+        (tmp_path / name).write_text("# nothing listed\n")
+    r = cli("dataset", "build", images, "--labels", table, "--task", "regression",
+            "--target-col", "y", "--split-files",
+            f"{tmp_path / 'train.txt'},{tmp_path / 'val.txt'}", "-o", tmp_path / "ds")  # fmt: skip
+    assert (r.exit_code, _errors(r)) == (2, [
+        "error: no image is in the train split: fix or add images, or put some in train in the "
+        "split files"]), r.output  # fmt: skip

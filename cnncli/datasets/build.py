@@ -316,13 +316,14 @@ def _check_replaceable(out_dir: Path, images_dir: Path, labels) -> None:
 
 
 def _check_train(counts, class_names, problems, given) -> None:
-    """Every class needs images in the train split (after bad rows were skipped)."""
+    """Every class needs images in the train split (after bad rows were skipped), and so
+    does a regression dataset, which has no classes."""
     empty = [c for c in class_names if not counts.get("train", {}).get(c)]
-    if empty:
+    if empty or "train" not in counts:
+        what = f"class {empty[0]!r} has no images in" if empty else "no image is in"
         raise DatasetError(
-            f"class {empty[0]!r} has no images in the train split"
-            + (" after skipping bad rows" if problems else ""),
-            "fix or add images for that class"
+            f"{what} the train split" + (" after skipping bad rows" if problems else ""),
+            f"fix or add images{' for that class' * bool(empty)}"
             + (f", or put some in train in the split {given.split()[0]}" if given else ""),
             problems=problems,
         )

@@ -156,7 +156,8 @@ def load_task_table(
     `label`: a 0/1 list per label, or a float per target) with every bad row listed."""
     table, images_dir = Path(table), Path(images_dir)
     df, described = open_label_table(table, encoding)
-    label_cols, target_cols = parse_columns(label_cols), parse_columns(target_cols)
+    label_cols = check_column_list("--label-cols", label_cols) if label_cols else []
+    target_cols = check_column_list("--target-col", target_cols) if target_cols else []
     flag = "--target-col" if task == "regression" else "--label-cols"
     value_cols = [need_column(df, c, flag, table) for c in (target_cols or label_cols)]
     if label_col is not None:
