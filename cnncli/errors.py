@@ -292,6 +292,22 @@ def path_error(e: OSError, args: list[str] | tuple = ()) -> UsageError | None:
     )
 
 
+def not_found(path) -> bool:
+    """Whether nothing is at `path` (as Path.exists() answers False), except that a path
+    the system cannot look up raises path_error's one-line UsageError: Path.exists() says
+    False for a symlink loop, and a command would say "not found"."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL byte
+        return True
+    except OSError as e:
+        told = path_error(e)
+        if told is not None:
+            raise told from None
+        raise
+    return False
+
+
 @contextmanager
 def writing(path, needed: int | None = None, hint: str | None = None) -> Iterator[None]:
     """Inside the block, an OSError of a full disk, quota, read-only file system or denied

@@ -145,10 +145,14 @@ def test_a_path_too_long_or_looping_exits_2_in_every_command(kit, fresh_cli, tmp
     said = results[1][1]
     assert f"beside '{out[:29]}…{out[-29:]}'" in said and "to at most 229 bytes" in said, said
 
-    (tmp_path / "loop.csv").symlink_to("loop.csv")
-    results, _ = fresh_cli(
-        [["dataset", "build", kit / "images", "--labels", "loop.csv", "-o", "d3"]], tmp_path
-    )
-    assert results == [(2, "error: cannot open 'loop.csv': too many levels of symbolic links: "
+    # a symlink loop: Path.exists() says False, and these said "not found"
+    (tmp_path / "loop").symlink_to("loop")
+    cases = [["dataset", "build", kit / "images", "--labels", "loop", "-o", "d3"],
+             ["dataset", "build", "loop", "-o", "d4"], ["dataset", "info", "loop"],
+             ["predict", m, "loop"], ["embed", m, "loop", "-o", "e.csv"],
+             ["evaluate", m, "loop"]]  # fmt: skip
+    results, heavy = fresh_cli(cases, tmp_path)
+    assert results == [(2, "error: cannot open 'loop': too many levels of symbolic links: "
                            "a link points back to itself, or a chain of more than 40: point it "
-                           "at a real file")]  # fmt: skip
+                           "at a real file")] * len(cases)  # fmt: skip
+    assert heavy == []
