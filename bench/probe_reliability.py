@@ -309,6 +309,7 @@ PROBES: list[Probe] = [
     Probe("bad-inputs", "about 60 bad inputs: one clear line or a named bad row", bad_inputs),
     Probe("fuzz", "random tables, images, model files: only cnncli's own errors", fuzz_inputs),
 ]
+PROBES += __import__("probe_trials_tables").PROBES  # issue 23: tables, options, long paths
 
 
 def main(argv: list[str] | None = None) -> int:
