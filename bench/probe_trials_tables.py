@@ -123,7 +123,7 @@ def extreme_targets(ctx: Context) -> dict:
                    "--target-col", "y", "-o", out, cwd=work)  # fmt: skip
         err = " ".join(p.stderr.split())
         if value in OVER:
-            how = _judge(p.returncode, p.stderr, refused_with=("in the inputs; nothing was written",))
+            how = _judge(p.returncode, p.stderr, refused_with=("nothing was written",))
             if how == "handled" and not ("line 5" in err and "float32" in err):
                 how = "other miss"  # refused, but the row and the reason not named
         elif value in UNDER:
