@@ -156,3 +156,18 @@ def test_a_path_too_long_or_looping_exits_2_in_every_command(kit, fresh_cli, tmp
                            "a link points back to itself, or a chain of more than 40: point it "
                            "at a real file")] * len(cases)  # fmt: skip
     assert heavy == []
+
+
+def test_the_room_told_for_names_made_beside_an_output_covers_them():
+    """path_error tells how much shorter an output name must be from DERIVED_NAME_ROOM: the
+    temporary, partial, old and scratch names (with a 7-digit pid) and the lock fit in it."""
+    import os
+    from pathlib import Path
+
+    from cnncli.atomic import KINDS, temp_path
+    from cnncli.claims import lock_path
+    from cnncli.errors import DERIVED_NAME_ROOM
+
+    made = [temp_path(Path("x"), kind).name.replace(str(os.getpid()), "9" * 7) for kind in KINDS]
+    made.append(lock_path("x").name)
+    assert max(len(name) - 1 for name in made) == DERIVED_NAME_ROOM
