@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -80,8 +81,8 @@ def fuzz(examples: int = 10_000, seed: int = 13, work: Path | None = None, echo=
                 try:
                     run(data)
                 except AssertionError as e:  # a command line's answer (command_example)
-                    said = [ln for ln in str(e).splitlines() if "error:" in ln][-1:] or [str(e)]
-                    key = f"{name}: {' '.join(said[0].split())[:120]}"
+                    said = re.findall(r"error: [^'\"\\]{0,80}", str(e)) or [str(e)[:80]]
+                    key = f"{name}: {said[-1]}"
                     unexpected[key] += 1
                     first.setdefault(key, data.hex())
                 except Exception as e:  # the CnnErrors were let through by only_cnncli_errors
