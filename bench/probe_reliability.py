@@ -300,6 +300,8 @@ def fuzz_inputs(ctx: Context) -> dict:
     return fuzz(ctx.trials(2_000, 10_000), work=ctx.fresh("fuzz"), echo=lambda line: None)
 
 
+from probe_trials_tables import TABLE_PROBES  # noqa: E402  (needs Probe, defined above)
+
 PROBES: list[Probe] = [
     Probe("concurrent-builds", "two `dataset build` into one -o at once", concurrent_builds),
     Probe("concurrent-trains", "two `train` into one run folder at once", concurrent_trains),
@@ -308,8 +310,8 @@ PROBES: list[Probe] = [
     Probe("rename-gap", "killed between the two renames of --overwrite", rename_gap),
     Probe("bad-inputs", "about 60 bad inputs: one clear line or a named bad row", bad_inputs),
     Probe("fuzz", "random tables, images, model files: only cnncli's own errors", fuzz_inputs),
+    *TABLE_PROBES,
 ]
-PROBES += __import__("probe_trials_tables").PROBES  # issue 23: tables, options, long paths
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@
 Every trial counts as handled, "unexpected" (an "unexpected ..." line, a traceback, an exit
 code outside 0/1/2, or no one-line error), a silent wrong answer (exit 0 where the input
 had to be refused or noted), or another miss; "lost" is every trial not handled.
-Registered in bench/probe_reliability.py's PROBES; `python bench/probe_reliability.py -k
-tables` (or -k paths, -k lr) runs them alone.
+Registered in bench/probe_reliability.py's PROBES (as TABLE_PROBES); `python
+bench/probe_reliability.py -k tables` (or -k paths, -k lr) runs them alone.
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-_MAIN = sys.modules["__main__"]
-if Path(getattr(_MAIN, "__file__", None) or ".").name == "probe_reliability.py":
-    sys.modules.setdefault("probe_reliability", _MAIN)  # run as a script: one copy, not two
-
-from probe_reliability import Context, Probe, cnncli  # noqa: E402  (beside this script)
+# Probe lives in probe_reliability, which imports this module once Probe is defined: take it
+# from the module being run (`python bench/probe_reliability.py`: __main__) or imported.
+_home = sys.modules.get("probe_reliability") or sys.modules["__main__"]
+Probe, cnncli = _home.Probe, _home.cnncli
 
 IMAGES = 12
 
@@ -110,7 +109,7 @@ UNDER = ["1e-40", "1e-46", "-2e-39", "1.1e-38"]
 PLAIN = ["3.4e38", "-3.4e38", "1.2e-38", "0", "1e-30"]
 
 
-def extreme_targets(ctx: Context) -> dict:
+def extreme_targets(ctx) -> dict:
     work = ctx.fresh("tables-targets")
     images = _images(ctx.work / "tables-images")
     tally = Tally()
@@ -159,7 +158,7 @@ CELLS = {"y": lambda i: str(i % 2), "Y": lambda i: str(1 - i % 2), "y.1": lambda
          "tags": lambda i: ("a;b", "a", "b")[i % 3]}  # fmt: skip
 
 
-def duplicate_headers(ctx: Context) -> dict:
+def duplicate_headers(ctx) -> dict:
     work = ctx.fresh("tables-headers")
     images = _images(ctx.work / "tables-images")
     tally = Tally()
@@ -191,7 +190,7 @@ OPTION_CASES = [  # (options, refused with, or None: builds)
 ]
 
 
-def duplicate_options(ctx: Context) -> dict:
+def duplicate_options(ctx) -> dict:
     work = ctx.fresh("tables-options")
     images = _images(ctx.work / "tables-images")
     table = _table(work / "t.csv", "image,y,a,b", lambda i, n: CELLS[n](i))
@@ -208,7 +207,7 @@ def duplicate_options(ctx: Context) -> dict:
     return tally.result()
 
 
-def _path_inputs(ctx: Context, work: Path) -> dict:
+def _path_inputs(ctx, work: Path) -> dict:
     """A dataset, an .h5 model (the test fixture's: no TensorFlow needed to make it), an
     image and a run folder the path trials name beside their long paths."""
     images = _images(ctx.work / "tables-images")
@@ -270,7 +269,7 @@ def path_cases(x: dict) -> list[tuple[str, list]]:
     ]  # fmt: skip
 
 
-def long_paths(ctx: Context) -> dict:
+def long_paths(ctx) -> dict:
     work = ctx.fresh("paths")
     cases = path_cases(_path_inputs(ctx, work))
     tally = Tally()
@@ -282,7 +281,7 @@ def long_paths(ctx: Context) -> dict:
     return tally.result()
 
 
-def short_find_lr(ctx: Context) -> dict:
+def short_find_lr(ctx) -> dict:
     work = ctx.fresh("find-lr")
     images = _images(ctx.work / "tables-images")
     classes = work / "classes"
@@ -301,7 +300,7 @@ def short_find_lr(ctx: Context) -> dict:
     return tally.result()
 
 
-PROBES: list[Probe] = [
+TABLE_PROBES: list = [
     Probe("tables-targets", "regression targets beyond and below float32", extreme_targets),
     Probe("tables-headers", "a header naming a column twice, per task", duplicate_headers),
     Probe(
