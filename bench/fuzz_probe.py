@@ -1,6 +1,9 @@
-"""Fuzz probe (issue 13): many more random inputs than the test suite's through the three
-readers tests/test_fuzz.py fuzzes (label tables, images, model metadata and config), counting
-the inputs tried and the unexpected exceptions: anything but cnncli's own CnnError (goal 0).
+"""Fuzz probe (issue 13): many more random inputs than the test suite's through the readers
+tests/test_fuzz.py fuzzes (label tables, images, model metadata and config) and `dataset
+build` command lines with the task and table options (issue 23: --task, --label-cols,
+--target-col, --label-delim, --split-files; a tenth as many), counting the inputs tried and
+the unexpected exceptions: anything but cnncli's own CnnError, or a command line answered
+otherwise than with exit 0 or one "error:" line (goal 0).
 
     python bench/fuzz_probe.py [--examples N] [--seed S]
 
@@ -15,6 +18,7 @@ import argparse
 import importlib.util
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -24,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+COMMAND_SHARE = 0.1  # a `dataset build` command line costs about 30 times a table read
 
 
 def _examples_module():
@@ -55,11 +60,14 @@ def fuzz(examples: int = 10_000, seed: int = 13, work: Path | None = None, echo=
     work = Path(work or tempfile.mkdtemp(prefix="fuzz_probe-"))
     bases = f.small_images()
     folder = f.images_folder(work / "tables")
+    commands = f.images_folder(work / "commands" / "images")
     readers = {
         "tables": lambda data: f.table_example(data, folder),
         "images": lambda data: f.image_example(data, work, bases),
         "models": lambda data: f.model_example(data, work),
+        "commands": lambda data: f.command_example(data, commands),
     }
+    share = {"commands": COMMAND_SHARE}
     rng = random.Random(seed)
     counts: dict = {"trials": 0, "lost": 0}
     unexpected: Counter = Counter()
@@ -67,19 +75,25 @@ def fuzz(examples: int = 10_000, seed: int = 13, work: Path | None = None, echo=
     with _quiet_stderr():
         for name, run in readers.items():
             start = time.perf_counter()
-            for _ in range(examples):
+            tried = max(1, int(examples * share.get(name, 1)))
+            for _ in range(tried):
                 data = rng.randbytes(rng.randint(1, 96))
                 try:
                     run(data)
+                except AssertionError as e:  # a command line's answer (command_example)
+                    said = re.findall(r"error: [^'\"\\]{0,80}", str(e)) or [str(e)[:80]]
+                    key = f"{name}: {said[-1]}"
+                    unexpected[key] += 1
+                    first.setdefault(key, data.hex())
                 except Exception as e:  # the CnnErrors were let through by only_cnncli_errors
                     at = traceback.extract_tb(e.__traceback__)[-1]
                     key = f"{name}: {type(e).__name__} at {Path(at.filename).name}:{at.lineno}"
                     unexpected[key] += 1
                     first.setdefault(key, data.hex())
-            counts[name] = examples
-            counts["trials"] += examples
+            counts[name] = tried
+            counts["trials"] += tried
             found = sum(n for key, n in unexpected.items() if key.startswith(name))
-            echo(f"  {name}: {examples} inputs in {time.perf_counter() - start:.0f} s, "
+            echo(f"  {name}: {tried} inputs in {time.perf_counter() - start:.0f} s, "
                  f"{found} unexpected")  # fmt: skip
     counts["lost"] = sum(unexpected.values())
     if unexpected:
@@ -91,7 +105,8 @@ def fuzz(examples: int = 10_000, seed: int = 13, work: Path | None = None, echo=
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=10_000, help="inputs per reader")
+    parser.add_argument("--examples", type=int, default=10_000,
+                        help="inputs per reader (command lines: a tenth)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
     counts = fuzz(args.examples, args.seed)

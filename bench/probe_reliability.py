@@ -303,6 +303,7 @@ def fuzz_inputs(ctx: Context) -> dict:
 
 
 from probe_trials_runs import RUN_FOLDER_PROBES  # noqa: E402  (needs Probe, defined above)
+from probe_trials_tables import TABLE_PROBES  # noqa: E402  (needs Probe, defined above)
 
 PROBES: list[Probe] = [
     Probe("concurrent-builds", "two `dataset build` into one -o at once", concurrent_builds),
@@ -313,6 +314,7 @@ PROBES: list[Probe] = [
     Probe("bad-inputs", "about 60 bad inputs: one clear line or a named bad row", bad_inputs),
     Probe("fuzz", "random tables, images, model files: only cnncli's own errors", fuzz_inputs),
     *RUN_FOLDER_PROBES,
+    *TABLE_PROBES,
 ]
 
 

@@ -153,12 +153,19 @@ def bytes_text(n: int) -> str:
     return f"{n} bytes"  # pragma: no cover
 
 
+def nearest_folder(path) -> Path:
+    """`path` or its nearest existing folder above it (a name too long to look up counts as
+    missing, as a symlink loop does)."""
+    where = Path(path)
+    while not os.path.isdir(where) and where != where.parent:
+        where = where.parent
+    return where
+
+
 def free_bytes(path) -> int | None:
     """The bytes free to this user on the disk that holds `path` (or its nearest existing
     folder); None if that cannot be told."""
-    where = Path(path)
-    while not where.exists() and where != where.parent:
-        where = where.parent
+    where = nearest_folder(path)
     try:
         return shutil.disk_usage(where).free
     except OSError:
@@ -208,6 +215,97 @@ def output_error_in_text(text: str, path) -> OutputWriteError | None:
         if strerror in text:
             return output_error(OSError(code, strerror), path)
     return None
+
+
+# ------------------------------------------------------------------ paths
+def shortened(text: str, limit: int = 60) -> str:
+    """`text` whole if it has at most `limit` characters, else its start and end around '…'."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 1) // 2
+    return f"{text[:keep]}…{text[-keep:]}"
+
+
+# The most bytes a name cnncli writes beside an output adds to the output's name (atomic.py,
+# claims.py): '.NAME.partial-PID-TAG' is 1 + 9 + up to 7 pid digits + 1 + 8; a file's
+# temporary name ('.NAME.tmp-PID-TAG.png') adds its suffix again, a lock ('.NAME.lock') 6.
+DERIVED_NAME_ROOM = 26
+
+
+def _limit(folder: Path, name: str, default: int) -> int:
+    try:
+        return os.pathconf(folder, name)
+    except (OSError, ValueError):
+        return default
+
+
+def path_error(e: OSError, args: list[str] | tuple = ()) -> UsageError | None:
+    """The one-line usage error (exit 2) for a path the system cannot look up, whichever
+    command met it and whether it was an input or an output: a name longer than the file
+    system allows (ENAMETOOLONG: NAME_MAX bytes a name, PATH_MAX a path) or a symlink loop
+    (ELOOP); None for any other OSError. `args` (the command line) lets a name that cnncli
+    makes from an argument (a temporary or lock file beside an output) be told by the
+    argument's name and how much shorter it must be."""
+    if e.errno not in (errno.ENAMETOOLONG, errno.ELOOP):
+        return None
+    given = [a for a in args if not a.startswith("-")]
+    if e.filename is not None:
+        path = os.fsdecode(e.filename)
+    else:  # not said: the longest argument is the likeliest
+        path = max(given, key=lambda a: len(os.fsencode(a)), default="")
+    if e.errno == errno.ELOOP:
+        return UsageError(
+            f"cannot open {shortened(path)!r}: too many levels of symbolic links",
+            "a link points back to itself, or a chain of more than 40: point it at a real file",
+        )
+    folder = nearest_folder(os.path.dirname(os.path.abspath(path)))
+    name_max = _limit(folder, "PC_NAME_MAX", 255)
+    path_max = _limit(folder, "PC_PATH_MAX", 4096)
+    parts = Path(path).parts or (path,)
+    longest = max(parts, key=lambda p: len(os.fsencode(p)))
+    size = len(os.fsencode(longest))
+    if size <= name_max:
+        size = len(os.fsencode(os.path.abspath(path)))
+        return UsageError(
+            f"path too long: {shortened(path)!r} has {size} bytes (as an absolute path), more "
+            f"than the {path_max} a path may have here",
+            "use a shorter path, or run the command from a folder nearer it",
+        )
+    stems = {p for a in given for p in Path(a).parts}
+    source = None
+    if longest not in stems:  # a name cnncli makes from an argument's: '.NAME.tmp-...'
+        source = max((p for p in stems if len(p) > 8 and p in longest), key=len, default=None)
+    if source is not None:  # room for the longest name made beside an output, not this one
+        extra = max(size - len(os.fsencode(source)), DERIVED_NAME_ROOM + len(Path(source).suffix))
+        room = name_max - extra
+        return UsageError(
+            f"file name too long: cnncli writes {shortened(longest)!r} ({size} bytes) beside "
+            f"{shortened(source)!r} while making it, and a name may have at most {name_max} "
+            "bytes here",
+            f"shorten {shortened(source, 30)!r} to at most {max(room, 1)} bytes",
+        )
+    return UsageError(
+        f"file name too long: {shortened(longest)!r} has {size} bytes, more than the "
+        f"{name_max} a name may have here",
+        "use a shorter name",
+    )
+
+
+def not_found(path) -> bool:
+    """Whether nothing is at `path` (as Path.exists() answers False), except that a path
+    the system cannot look up raises path_error's one-line UsageError: Path.exists() says
+    False for a symlink loop, and a command would say "not found"."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL byte
+        return True
+    except OSError as e:
+        told = path_error(e)
+        if told is not None:
+            raise told from None
+        raise
+    return False
 
 
 @contextmanager

@@ -80,3 +80,94 @@ def test_predict_skipping_an_unreadable_file_exits_2(cli, kit):
     result = cli("predict", kit / "m.keras", kit / "text.png", good, "--json")
     assert result.exit_code == 2
     assert [p["file"] for p in json.loads(result.stdout)["predictions"]] == [str(good)]
+
+
+def test_a_path_too_long_or_looping_exits_2_in_every_command(kit, fresh_cli, tmp_path):
+    """Issue 23 item 14: a name longer than NAME_MAX (255 bytes), a path longer than PATH_MAX
+    or a symlink loop, as any command's input or output, is one usage line naming the
+    (shortened) path and the limit, before TensorFlow loads; it was "unexpected OSError:
+    File name too long" exit 1 in nine commands."""
+    m, ds = kit / "m.keras", kit / "ds"
+    img = sorted((kit / "images").rglob("*.png"))[0]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    long = "a" * 300  # one name over 255 bytes
+    deep = "/".join(["c" * 200] * 25)  # every name fits; the path is over 4096 bytes
+    out = "b" * 250  # fits, but not the temporary name cnncli writes beside it
+    cases = [
+        ["dataset", "build", long, "-o", tmp_path / "d1"],
+        ["dataset", "build", kit / "images", "-o", out],
+        ["dataset", "build", kit / "images", "--labels", f"{long}.csv", "-o", tmp_path / "d2"],
+        ["dataset", "info", long],
+        ["dataset", "info", deep],
+        ["dataset", "preview", long, "-o", tmp_path / "p.png"],
+        ["dataset", "preview", ds, "-o", f"{long}.png"],
+        ["train", long, "--arch", "tiny"],
+        ["train", ds, "--arch", "tiny", "-o", long],
+        ["train", ds, "--from", f"{long}.keras"],
+        ["train", ds, "--spec", f"{long}.yaml"],
+        ["evaluate", f"{long}.keras", ds],
+        ["evaluate", m, long],
+        ["evaluate", m, ds, "--confusion", f"{long}.png"],
+        ["predict", m, f"{long}.png"],
+        ["predict", m, img, "-o", f"{long}.csv"],
+        ["summary", f"{long}.keras"],
+        ["summary", "--spec", f"{long}.yaml"],
+        ["summary", "--arch", "tiny", "--export", f"{long}.yaml"],
+        ["activations", m, f"{long}.png"],
+        ["activations", m, img, "-o", long],
+        ["embed", m, long, "-o", tmp_path / "e.csv"],
+        ["embed", m, ds, "-o", f"{long}.csv"],
+        ["filter", f"{long}.png", "-k", "sobel-x"],
+        ["filter", img, "-k", "sobel-x", "-o", f"{long}.png"],
+        ["filter", img, "-k", "sobel-x", "--out-dir", long],
+        ["pool", f"{long}.png"],
+        ["pool", img, "-o", f"{long}.png"],
+        ["export", f"{long}.keras", "-f", "onnx"],
+        ["export", m, "-f", "onnx", "-o", f"{long}.onnx"],
+        ["runs", long],
+        ["runs", deep],
+        ["report", long],
+        ["report", run, "-o", long],
+    ]
+    results, heavy = fresh_cli(cases, cwd=tmp_path)
+    for case, (code, stderr) in zip(cases, results, strict=True):
+        lines = stderr.splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (case, stderr)
+        assert "unexpected" not in stderr and "a" * 60 not in stderr and "c" * 60 not in stderr
+        if deep in map(str, case):
+            assert "path too long" in stderr and "more than the 4096 a path may have" in stderr
+        else:
+            assert "file name too long" in stderr and " 255 " in stderr, (case, stderr)
+    assert heavy == []
+    # the 250-byte output is told by its own name and how much shorter it must be
+    said = results[1][1]
+    assert f"beside '{out[:29]}…{out[-29:]}'" in said and "to at most 229 bytes" in said, said
+
+    # a symlink loop: Path.exists() says False, and these said "not found"
+    (tmp_path / "loop").symlink_to("loop")
+    cases = [["dataset", "build", kit / "images", "--labels", "loop", "-o", "d3"],
+             ["dataset", "build", "loop", "-o", "d4"], ["dataset", "info", "loop"],
+             ["predict", m, "loop"], ["embed", m, "loop", "-o", "e.csv"],
+             ["evaluate", m, "loop"]]  # fmt: skip
+    results, heavy = fresh_cli(cases, tmp_path)
+    assert results == [(2, "error: cannot open 'loop': too many levels of symbolic links: "
+                           "a link points back to itself, or a chain of more than 40: point it "
+                           "at a real file")] * len(cases)  # fmt: skip
+    assert heavy == []
+
+
+def test_the_room_told_for_names_made_beside_an_output_covers_them():
+    """path_error tells how much shorter an output name must be from DERIVED_NAME_ROOM: the
+    temporary, partial, old and scratch names (with a 7-digit pid) and the lock fit in it."""
+    import os
+    from pathlib import Path
+
+    from cnncli.atomic import KINDS, temp_path
+    from cnncli.claims import lock_path
+    from cnncli.errors import DERIVED_NAME_ROOM
+
+    made = [temp_path(Path("x"), kind).name.replace(str(os.getpid()), "9" * 7) for kind in KINDS]
+    made.append(lock_path("x").name)
+    assert max(len(name) - 1 for name in made) == DERIVED_NAME_ROOM

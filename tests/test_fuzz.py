@@ -1,6 +1,8 @@
 """Fuzzing the readers of what a user hands cnncli: label tables, images and the metadata in
-model files. Whatever the bytes, only cnncli's own errors (CnnError: one line, exit 1 or 2)
-may come out, never an "unexpected" IndexError, struct.error or UnicodeDecodeError.
+model files, and `dataset build` command lines with the task and table options (--task,
+--label-cols, --target-col, --label-delim, --split-files) over tables made for them.
+Whatever the bytes, only cnncli's own errors (CnnError: one line, exit 1 or 2) may come
+out, never an "unexpected" IndexError, struct.error or UnicodeDecodeError.
 
 Each example is one hypothesis draw of bytes that `Choices` reads as a program: which table
 cells, which mutations of a small valid image or archive, which JSON values in which keys
@@ -11,8 +13,10 @@ time; bench/probe_reliability.py's fuzz section runs many more, at random.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 import struct
 import warnings
 import zipfile
@@ -112,8 +116,8 @@ def table_bytes(c: Choices) -> bytes:
 
 
 def images_folder(root):
-    """IMAGES_DIR for the tables: a.png, b.png, sub/c.png (4x4)."""
-    for name in ("a.png", "b.png", "sub/c.png"):
+    """IMAGES_DIR for the tables: a.png, b.png, sub/c.png, 0.png ... 7.png (4x4)."""
+    for name in ("a.png", "b.png", "sub/c.png", *(f"{k}.png" for k in range(8))):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / name)
     return root
@@ -139,6 +143,147 @@ def test_label_tables(tmp_path_factory):
     @given(program)
     def examples(data):
         table_example(data, work)
+
+    examples()
+
+
+# --- dataset build command lines: the task options and their tables ---------------------
+COMMAND_EXAMPLES = 60
+IMAGE_NAMES = [f"{k}.png" for k in range(8)]
+IMAGE_CELLS = IMAGE_NAMES + ["sub/c.png", "d.png", "../0.png", "", "/etc/passwd", "0.png"]
+NUMBERS = ["0", "1", "2", "1.5", "-2", "+1", "0.0", "3.4e38", "3.5e38", "1e308", "-1e300",
+           "1e-40", "1e-46", "nan", "inf", "1e999", "", "x"]  # fmt: skip
+COLUMNS = {  # a column name -> the values its cells take
+    "y": ["0", "1"] * 4 + NUMBERS + ["벽돌"],
+    "brightness": ["0.5", "2", "1e3", "-4"] * 3 + NUMBERS,
+    "tags": ["a;b", "a", "b", "a;b", "b;a", "a|b", "a;a", "", "c", " a ; b "],
+    "a": ["0", "1", "1", "0"] * 4 + ["2", "", "x", "1.0"],
+    "b": ["1", "0", "1"] * 5 + ["2", "", "-1"],
+    "split": ["train", "val", "train", "test", "train", "val", "", "x"],
+    "name": ["a", "b", "a", "b", "c", ""],
+    "": ["0", "1", "2"],
+    " y": NUMBERS[:7],
+    "Y": NUMBERS[:7],
+    "a.1": ["0", "1"],
+}
+OPTION_VALUES = {
+    "--task": ["classify", "multilabel", "multilabel", "regression", "regression", "bogus"],
+    "--label-cols": ["a,b", "a,b", "a,a,b", ",", "a", "tags", "zz", "a,,b", " a , b ", "a.1,b"],
+    "--target-col": ["y", "y", "brightness", "y,brightness", ",", "zz", " y", "a.1", "y,y", "a"],
+    "--label-col": ["tags", "tags", "y", "zz", "a", ""],
+    "--label-delim": [";", ";", ",", "", "|", ";;", " ", "\t"],
+    "--split-files": ["train.txt,val.txt", "train.txt,val.txt", "val=val.txt", "x.txt",
+                      "train=train.txt,train=val.txt", ",", "train.txt,val.txt,test.txt,val.txt",
+                      "test=missing.txt", "train.txt,val.txt,test.txt"],
+    "--split-col": ["split", "split", "zz", "y"],
+    "--image-col": ["image", "image", "y", "zz"],
+    "--name-col": ["name", "tags"],
+    "--classes": ["a,b", "a,a", ",", "0,1"],
+    "--val": ["0.25", "0.5", "0", "0.99", "-1"],
+}  # fmt: skip
+TASK_FLAGS = {  # the options each task takes, drawn more often than the others
+    "classify": ["--split-col", "--split-files", "--classes", "--name-col", "--image-col"],
+    "multilabel": ["--label-cols", "--label-col", "--label-delim", "--split-files"],
+    "regression": ["--target-col", "--target-col", "--split-files", "--split-col"],
+    "bogus": [],
+}
+
+
+def task_table(c: Choices, columns: list[str]) -> bytes:
+    """A label table with an image column, `columns` and cells their kind takes (a name
+    now and then twice), or (one time in 16) any table-like bytes."""
+    if c.byte() % 16 == 15:
+        return table_bytes(c)
+    cols = ["image"] + columns
+    if c.byte() % 16 == 15:
+        cols.append(c.pick(cols))
+    sep = c.pick([",", ",", ",", "\t", ";"])
+    lines = [sep.join(cols)]
+    for row in range(4 + c.byte() % 10):  # cell `row` of each list, or one further on
+        cells = [IMAGE_CELLS if col == "image" else COLUMNS[col] for col in cols]
+        lines.append(sep.join(v[(row + c.byte()) % len(v)] for v in cells))
+    return "\n".join(lines).encode()
+
+
+def build_command(c: Choices, work) -> list[str]:
+    """`dataset build` arguments from the program: a task, the option it needs (mostly), up
+    to two more (mostly the task's own; a flag may come twice), a table holding the columns
+    they name plus a few others (written beside `work`), and split files listing images."""
+    task = c.pick(OPTION_VALUES["--task"])
+    options = ["--task", task]
+    if task in ("multilabel", "regression") and c.byte() % 4 != 3:  # what it needs, mostly
+        flag = c.pick(["--label-cols", "--label-col"]) if task == "multilabel" else "--target-col"
+        options += [flag, OPTION_VALUES[flag][0]]
+    for _ in range(c.byte() % 8 // 3):
+        own = TASK_FLAGS[task] if c.byte() % 4 != 3 and TASK_FLAGS[task] else list(OPTION_VALUES)
+        flag = c.pick(own)
+        options += [flag, c.pick(OPTION_VALUES[flag])]
+    named = [n.strip() for v in options[1::2] for n in v.split(",")]
+    columns = [n for n in COLUMNS if n in named or c.byte() % 4 == 3]
+    table = work.parent / f"{work.name}-task.csv"
+    table.write_bytes(task_table(c, columns))
+    for name in ("train.txt", "val.txt", "test.txt"):
+        lines = [IMAGE_CELLS[(k + c.byte()) % 13] + c.pick(["", " 1", "\t0", " a;b"])
+                 for k in range(c.byte() % 8)]  # fmt: skip
+        (work.parent / name).write_text("\n".join(lines), encoding="utf-8")
+    args = ["dataset", "build", str(work), "--labels", str(table), "-o",
+            str(work.parent / "ds"), "--overwrite", "--workers", "1", *options]  # fmt: skip
+    if c.byte() % 2:
+        args.append("--skip-bad")
+    return args
+
+
+@functools.cache
+def _command():
+    """cnncli's click command, built once (typer's CliRunner builds it again on every call:
+    0.4 s, most of an example's time)."""
+    from typer.main import get_command
+
+    from cnncli.cli.main import app
+
+    return get_command(app)
+
+
+def run_command(args: list[str], cwd) -> tuple[int, str]:
+    """Run cnncli in-process in `cwd` -> (exit code, stderr)."""
+    from typer.testing import CliRunner
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with CliRunner().isolation() as (_out, err, _both):
+            try:
+                _command().main(args=args, prog_name="cnncli")
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            return code, err.getvalue().decode("utf-8", "replace")
+    finally:
+        os.chdir(here)
+
+
+def command_example(data: bytes, work) -> None:
+    """One `dataset build` command line from the program `data`, run in-process from the
+    folder that holds `work`: exit 0, or one "error:" line and exit 1 or 2; never an
+    "unexpected ..." error or a traceback."""
+    args = build_command(Choices(data), work)
+    code, err = run_command(args, work.parent)  # the split files' relative names
+    assert "unexpected" not in err and "Traceback" not in err, (args, err)
+    assert code in (0, 1, 2), (args, code, err)
+    if code:
+        last = [line for line in err.splitlines() if line.strip()][-1]
+        assert last.startswith("error: "), (args, err)
+
+
+def test_build_command_lines(tmp_path_factory):
+    """--task multilabel/regression, --label-cols, --target-col, --label-delim,
+    --split-files (issue 23): random command lines over random tables."""
+    work = images_folder(tmp_path_factory.mktemp("fuzz_commands") / "images")
+
+    @settings(FUZZ, max_examples=COMMAND_EXAMPLES)
+    @given(program)
+    def examples(data):
+        command_example(data, work)
 
     examples()
 

@@ -103,5 +103,11 @@ def test_find_lr_cli(ds, tmp_path, cli):
     assert data["lrs"][0] == pytest.approx(1e-7) and data["weights_restored"] is True
     assert out.is_file() and data["plot"] == str(out)
     assert "suggested_lr" in data
+    assert data["warning"].startswith("the sweep had only 15 steps (12 training images: 3 "
+                                      "batches of up to 4 a pass), too few to trust")  # fmt: skip
     r = cli("train", ds, "--arch", "tiny", "--find-lr", "-o", out)
     assert r.exit_code == 2 and "already exists" in r.stderr
+    r = cli("train", ds, "--arch", "tiny", "--find-lr", "-o", out, "--batch-size", "4",
+            "--overwrite")  # fmt: skip
+    assert r.exit_code == 0 and "warning: the sweep had only 15 steps" in r.stderr, r.output
+    assert "use --batch-size 1, or add training images" in " ".join(r.stderr.split())

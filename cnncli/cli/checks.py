@@ -13,7 +13,7 @@ def check_first(model: Path | None = None, inputs: Sequence[Path] = ()) -> None:
     """Refuse `model` unless it is a model file (by its name and first bytes) and any of
     `inputs` (image files, folders, datasets the user named) that does not exist. Nothing
     here imports TensorFlow."""
-    from cnncli.errors import ImageError
+    from cnncli.errors import ImageError, not_found
     from cnncli.export.sidecar import read_sidecar
     from cnncli.inference.runtimes import exported_kind
     from cnncli.models.io import check_model_file
@@ -23,5 +23,5 @@ def check_first(model: Path | None = None, inputs: Sequence[Path] = ()) -> None:
     elif model is not None:
         check_model_file(model)
     for path in inputs:
-        if not Path(path).exists():
+        if not_found(path):  # a symlink loop, a name too long: said as such
             raise ImageError(path, "file not found")  # what load_image says when it reads it

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - older typer on top of click
 from cnncli import __version__
 from cnncli.cli import activations, dataset, demo, evaluate, filters, inspect, runs, state, train
 from cnncli.cli import export as export_cli
-from cnncli.errors import CnnError, ExitCode, output_error
+from cnncli.errors import CnnError, ExitCode, output_error, path_error
 
 
 class CnnGroup(TyperGroup):
@@ -104,8 +104,10 @@ def run_guarded(call, args: list[str]) -> None:
     except SystemExit:
         raise
     except Exception as e:  # a bug or an unexpected failure: still one line, unless --debug
-        told = output_error(e) if isinstance(e, OSError) else None
-        if told is not None:  # a full disk or read-only file system the library did not name
+        # a full disk or read-only file system the library did not name; a path too long for
+        # the file system or a symlink loop, on any input or output of any command
+        told = (output_error(e) or path_error(e, args)) if isinstance(e, OSError) else None
+        if told is not None:
             if debug():
                 traceback.print_exc()
             error_line(told.one_line())

@@ -56,7 +56,7 @@ FindLrOpt = _option(
 def find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite: bool,
                     as_json: bool, quiet: bool = False) -> None:  # fmt: skip
     """`cnncli train DATA --find-lr`: the sweep (cnncli.training.find_lr) and its result."""
-    from cnncli.cli.console import info, print_json
+    from cnncli.cli.console import info, print_json, warn
     from cnncli.cli.progress import ProgressBar
     from cnncli.errors import UsageError
     from cnncli.training.find_lr import run_find_lr
@@ -77,6 +77,8 @@ def find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite
         return
     info(f"swept {len(result.lrs)} steps ({result.stopped}); loss vs learning rate: "
          f"{result.plot}; the weights were restored")  # fmt: skip
+    if result.warning:
+        warn(result.warning)
     if result.suggested_lr is None:
         info(f"no suggestion: {result.no_suggestion}; pick --lr from the picture, or keep "
              "the optimizer's default")  # fmt: skip

@@ -53,7 +53,14 @@ from cnncli.datasets.store import recover_dataset
 from cnncli.datasets.targets import check_task_options, load_task_table
 from cnncli.datasets.tasks import index_label, split_counts, task_manifest
 from cnncli.datasets.workers import converted_records, describe_pool, pool_plan
-from cnncli.errors import DatasetError, InputError, OutputExistsError, UsageError, writing
+from cnncli.errors import (
+    DatasetError,
+    InputError,
+    OutputExistsError,
+    UsageError,
+    not_found,
+    writing,
+)
 from cnncli.images import COLORS, FITS, Conversions, parse_size
 from cnncli.progress import Counter as ProgressCounter
 from cnncli.progress import Progress
@@ -302,7 +309,7 @@ def _check_options(val, test, color, fit, record_format) -> None:
 
 def _check_paths(images_dir: Path, out_dir: Path, labels, overwrite: bool, split_col) -> None:
     if not images_dir.is_dir():
-        what = "is not a folder" if images_dir.exists() else "not found"
+        what = "not found" if not_found(images_dir) else "is not a folder"
         raise InputError(f"image folder {images_dir} {what}", "give the folder holding the images")
     if out_dir.exists() and not overwrite:
         raise OutputExistsError(out_dir)
@@ -332,13 +339,14 @@ def _check_replaceable(out_dir: Path, images_dir: Path, labels) -> None:
 
 
 def _check_train(counts, class_names, problems, given) -> None:
-    """Every class needs images in the train split (after bad rows were skipped)."""
+    """Every class needs images in the train split (after bad rows were skipped), and so
+    does a regression dataset, which has no classes."""
     empty = [c for c in class_names if not counts.get("train", {}).get(c)]
-    if empty:
+    if empty or "train" not in counts:
+        what = f"class {empty[0]!r} has no images in" if empty else "no image is in"
         raise DatasetError(
-            f"class {empty[0]!r} has no images in the train split"
-            + (" after skipping bad rows" if problems else ""),
-            "fix or add images for that class"
+            f"{what} the train split" + (" after skipping bad rows" if problems else ""),
+            f"fix or add images{' for that class' * bool(empty)}"
             + (f", or put some in train in the split {given.split()[0]}" if given else ""),
             problems=problems,
         )

@@ -23,7 +23,7 @@ import numpy as np
 from cnncli import claims
 from cnncli.atomic import clean_debris, parse_temp_name, recover_swap
 from cnncli.datasets.tfrecord import decode_example, read_records
-from cnncli.errors import BusyError, DatasetError
+from cnncli.errors import BusyError, DatasetError, not_found
 from cnncli.images import ImageSpec
 
 KNOWN_VERSIONS = (1, 2)  # 2: multilabel and regression datasets (docs/FORMAT.md)
@@ -202,7 +202,7 @@ def open_dataset(path) -> DatasetInfo:
             f"{path} is the temporary folder of an interrupted build (incomplete)", _BUILD
         )
     recover_dataset(path)
-    if not path.exists():
+    if not_found(path):  # a symlink loop, a name too long: said as such
         partial = (
             sorted(path.parent.glob(f".{glob.escape(path.name)}.partial-*"))
             if path.parent.exists()

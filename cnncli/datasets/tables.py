@@ -11,7 +11,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from cnncli.errors import InputError, UsageError
+from cnncli.errors import InputError, UsageError, path_error
 from cnncli.images import is_image_file
 
 LABEL_NAMES = ("y", "label", "labels", "class", "target")
@@ -43,9 +43,29 @@ def read_table(path: str | os.PathLike, encoding: str | None = None):
         )
     except Exception as e:  # pandas' parser errors name the line
         raise InputError(f"cannot parse label table {path}: {' '.join(str(e).split())}") from None
+    _check_header(text, sep, path)
     df.columns = [nfc(str(c)).strip() for c in df.columns]
     df = df.apply(lambda col: col.map(lambda s: nfc(s).strip() if isinstance(s, str) else ""))
     return df, used, sep
+
+
+def _check_header(text: str, sep: str, path: Path) -> None:
+    """Refuse a header that names a column twice ('y,y', or 'y' and ' y'): pandas would
+    rename the second 'y.1' and a command would read whichever it finds. The raw header
+    is read as pandas reads it, then compared as the columns are (NFC, stripped)."""
+    import pandas as pd
+
+    raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, header=None, nrows=1,
+                      keep_default_na=False, skip_blank_lines=True)  # fmt: skip
+    names = [nfc(str(c)).strip() for c in raw.iloc[0]] if len(raw) else []
+    first: dict[str, int] = {}
+    for k, name in enumerate(names, 1):
+        if name and name in first:
+            raise InputError(
+                f"label table {path} names column {name!r} twice (columns {first[name]} and {k})",
+                "rename one of them, so that each column has its own name",
+            )
+        first.setdefault(name, k)
 
 
 def read_text(path: Path, encoding: str | None, what: str, flag: str,
@@ -58,6 +78,9 @@ def read_text(path: Path, encoding: str | None, what: str, flag: str,
     except FileNotFoundError:
         raise InputError(f"{what} {path} not found", f"check the {flag.split()[0]} path") from None
     except OSError as e:
+        told = path_error(e)  # a name too long for the file system, a symlink loop
+        if told is not None:
+            raise told from None
         raise InputError(f"cannot read {what} {path} ({e.strerror or e})") from None
     kind = binary_kind(raw, path, nul_counts=encoding is None)
     if kind:

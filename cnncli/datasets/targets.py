@@ -14,6 +14,7 @@ one UsageError, raised before any image is opened. Rows come back as a LabelSet 
 from __future__ import annotations
 
 import math
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -26,10 +27,13 @@ from cnncli.datasets.labels import (
     table_rows,
 )
 from cnncli.datasets.store import TASKS
-from cnncli.datasets.tables import detect_columns, need_column
+from cnncli.datasets.tables import detect_columns, need_column, nfc
 from cnncli.errors import UsageError
 from cnncli.images import natural_key
 
+FLOAT32_MAX = 3.4028234663852886e38  # the dataset stores targets as float32
+FLOAT32_TINY = 1.1754943508222875e-38  # float32's smallest normal number
+_FLOAT32 = struct.Struct("<f")
 DEFAULT_DELIMITER = ";"
 OTHER_DELIMITERS = (";", ",", "|", "/", "+", " ")  # suggested when --label-delim splits nothing
 _ONE_OF = {
@@ -64,6 +68,9 @@ def check_task_options(
         "--classes": classes,
     }
     given = [flag for flag, v in given.items() if v]
+    for flag, value in (("--label-cols", label_cols), ("--target-col", target_cols)):
+        if value:
+            check_column_list(flag, value)
     if task == "classify":
         for flag in given:
             if flag in _ONE_OF and flag != "--label-col":
@@ -112,6 +119,26 @@ def parse_columns(value) -> list[str]:
     return [c.strip() for item in items for c in str(item).split(",") if c.strip()]
 
 
+def check_column_list(flag: str, value) -> list[str]:
+    """The column names of `flag` ('a,b,c', or a repeated option's list) -> list, or a
+    UsageError when it names none (`--label-cols ","`) or one twice (`a,a,b`, compared as
+    the table's names are: NFC, stripped)."""
+    columns = parse_columns(value)
+    if not columns:
+        raise UsageError(f"{flag} {_shown(value)!r} names no column",
+                         "give column names of the table: a,b,c")  # fmt: skip
+    seen = Counter(nfc(c) for c in columns)
+    twice = [c for c, n in seen.items() if n > 1]
+    if twice:
+        raise UsageError(f"{flag} names column {twice[0]!r} {seen[twice[0]]} times",
+                         "name each column once")  # fmt: skip
+    return columns
+
+
+def _shown(value) -> str:
+    return value if isinstance(value, str) else " ".join(map(str, value))
+
+
 def load_task_table(
     table,
     images_dir,
@@ -129,7 +156,8 @@ def load_task_table(
     `label`: a 0/1 list per label, or a float per target) with every bad row listed."""
     table, images_dir = Path(table), Path(images_dir)
     df, described = open_label_table(table, encoding)
-    label_cols, target_cols = parse_columns(label_cols), parse_columns(target_cols)
+    label_cols = check_column_list("--label-cols", label_cols) if label_cols else []
+    target_cols = check_column_list("--target-col", target_cols) if target_cols else []
     flag = "--target-col" if task == "regression" else "--label-cols"
     value_cols = [need_column(df, c, flag, table) for c in (target_cols or label_cols)]
     if label_col is not None:
@@ -181,6 +209,20 @@ def parse_number(text: str) -> float | None:
         return None
 
 
+def is_float32(value: float) -> bool:
+    """A finite number that float32 holds without becoming infinite (it may round)."""
+    try:
+        return math.isfinite(_FLOAT32.unpack(_FLOAT32.pack(value))[0])
+    except OverflowError:
+        return False
+
+
+def below_float32_normal(value: float) -> bool:
+    """Not 0 but nearer 0 than float32's smallest normal number (1.2e-38): stored as a
+    subnormal with fewer digits, or as 0, and read as 0 where denormals are flushed."""
+    return value != 0 and abs(value) < FLOAT32_TINY
+
+
 def _check_numeric(df, column: str, table) -> None:
     """A target column holds numbers: text in more values than one in ten (or than
     numbers) is a column of text, not a few bad rows."""
@@ -215,6 +257,9 @@ def _target_rows(raw, columns: list[str], problems) -> list[LabelRow]:
                 why = f"target {column!r} value {text!r} is not a number"
             elif not math.isfinite(v):
                 why = f"target {column!r} value {text!r} is not a finite number"
+            elif not is_float32(v):
+                why = (f"target {column!r} value {text!r} is beyond float32's range "
+                       "(±3.4e38), in which the dataset stores targets")  # fmt: skip
             if why:
                 break
             values.append(v)

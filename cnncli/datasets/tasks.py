@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnncli.datasets.shards import SPLITS
+from cnncli.datasets.targets import FLOAT32_TINY, below_float32_normal
 
 TASK_FORMAT_VERSION = 2
 HISTOGRAM_BINS = 10
@@ -91,11 +92,26 @@ def task_manifest(
                 "max": float(col.max()),
             }
         )
+        tiny = [rows[i].line for i in kept if below_float32_normal(rows[i].label[k])]
+        if tiny:  # the records hold float32: such a value keeps fewer digits, or becomes 0
+            targets[-1]["below_float32_normal"] = len(tiny)
+            notes.append(_tiny_note(name, tiny))
         counts, edges = np.histogram(col, bins=HISTOGRAM_BINS)
         histograms[name] = {"edges": [float(e) for e in edges], "counts": counts.tolist()}
     manifest["targets"] = targets
     manifest["target_histograms"] = histograms
     return manifest, notes
+
+
+def _tiny_note(name: str, lines: list[int]) -> str:
+    many = len(lines) > 1
+    shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+    return (
+        f"note: {len(lines)} value{'s' * many} of target {name!r} (line{'s' * many} {shown}) "
+        f"{'are' if many else 'is'} nearer 0 than float32's smallest normal number "
+        f"({FLOAT32_TINY:.2g}): stored with fewer digits or as 0, and TensorFlow computes "
+        "with such values as 0; rescale the column if they matter"
+    )
 
 
 def histogram_lines(hist: dict) -> list[str]:

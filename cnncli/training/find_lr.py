@@ -18,6 +18,10 @@ from pathlib import Path
 from cnncli.errors import InputError
 
 MAX_STEPS, MIN_STEPS, FIND_EPOCHS = 200, 10, 5
+# fastai sweeps 100 steps. Below 50 the smoothing (a memory of about 10 steps) lags the rate
+# by more than 1.5 of the 8 decades swept, and a few batches are seen again and again: the
+# suggestion is a guess, and the sweep says so.
+TRUSTED_STEPS = 50
 START_LR, END_LR, SMOOTHING, DIVERGED = 1e-7, 10.0, 0.9, 4.0
 MIN_FALL, FALL_BEGUN = 0.05, 0.1  # a clear fall: 5% of the loss; it has begun at 10% of it
 SLOPE_DECADES = 0.5  # the span of rates a slope is measured across
@@ -38,20 +42,40 @@ class LrSweep:
     plot: str | None = None
     weights_restored: bool = False
     planned_steps: int = 0
+    warning: str | None = None  # too few steps to trust the suggestion: what to do
 
     def to_dict(self) -> dict:
         return {"suggested_lr": self.suggested_lr, "no_suggestion": self.no_suggestion,
                 "min_loss_lr": self.min_loss_lr,
                 "steps": len(self.lrs), "planned_steps": self.planned_steps,
                 "stopped": self.stopped, "plot": self.plot,
-                "weights_restored": self.weights_restored, "lrs": self.lrs,
-                "losses": self.losses}  # fmt: skip
+                "weights_restored": self.weights_restored, "warning": self.warning,
+                "lrs": self.lrs, "losses": self.losses}  # fmt: skip
 
 
 def sweep_steps(train_count: int, batch_size: int) -> int:
     """FIND_EPOCHS passes over the train split, between MIN_STEPS and MAX_STEPS."""
     per_epoch = max(1, -(-train_count // batch_size))
     return max(MIN_STEPS, min(MAX_STEPS, FIND_EPOCHS * per_epoch))
+
+
+def sweep_warning(train_count: int, batch_size: int, steps: int) -> str | None:
+    """What to say when a sweep of `steps` (over `train_count` images in batches of
+    `batch_size`) has too few steps to trust its suggestion (TRUSTED_STEPS), else None."""
+    if steps >= TRUSTED_STEPS:
+        return None
+    per_pass = -(-TRUSTED_STEPS // FIND_EPOCHS)  # batches a pass needs
+    batches = max(1, -(-train_count // batch_size))
+    smaller = -(-train_count // (per_pass - 1)) - 1  # the largest batch size giving that many
+    if smaller >= 1:
+        fix = f"use --batch-size {smaller}{' or smaller' * (smaller > 1)}, or add training images"
+    else:
+        fix = f"add training images (at least {per_pass} at --batch-size 1)"
+    return (
+        f"the sweep had only {steps} steps ({train_count} training images: {batches} "
+        f"batch{'es' * (batches > 1)} of up to {batch_size} a pass), too few to trust its "
+        f"suggestion (it wants {TRUSTED_STEPS}): {fix}, or choose --lr yourself"
+    )
 
 
 def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
@@ -191,4 +215,6 @@ def run_find_lr(dataset_dir, out_png, source, opts, overwrite: bool = False,
     steps = sweep_steps(info.count("train"), opts.batch_size)
     ds = make_tf_dataset(info, "train", batch_size=opts.batch_size, shuffle=True,
                          seed=opts.seed, repeat=True, cache=opts.cache)  # fmt: skip
-    return find_lr(net, ds, steps, out_png, progress)
+    result = find_lr(net, ds, steps, out_png, progress)
+    result.warning = sweep_warning(info.count("train"), opts.batch_size, steps)
+    return result
