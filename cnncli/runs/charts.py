@@ -32,7 +32,7 @@ def curve_metrics(histories: Sequence[list[dict]]) -> list[str]:
     return names[:MAX_PANELS]
 
 
-def _grid(plt, panels: int, width: float = 5.0, height: float = 3.6):
+def grid(plt, panels: int, width: float = 5.0, height: float = 3.6):
     cols = min(panels, 2)
     rows = -(-panels // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
@@ -48,7 +48,7 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
     metrics = curve_metrics([rows for _, rows in series]) or ["loss"]
     colors = class_colors(len(series))
     with plt.rc_context(matplotlib_rc()):
-        fig, axes = _grid(plt, len(metrics))
+        fig, axes = grid(plt, len(metrics))
         try:
             for ax, metric in zip(axes, metrics, strict=True):
                 for (label, rows), color in zip(series, colors, strict=True):
@@ -81,7 +81,7 @@ def plot_final_bars(labels: Sequence[str], values: dict[str, list],
     metrics = list(values)[:MAX_PANELS] or ["loss"]
     colors = class_colors(len(labels))
     with plt.rc_context(matplotlib_rc()):
-        fig, axes = _grid(plt, len(metrics), height=3.0 + 0.12 * max(map(len, labels), default=0))
+        fig, axes = grid(plt, len(metrics), height=3.0 + 0.12 * max(map(len, labels), default=0))
         try:
             for ax, metric in zip(axes, metrics, strict=True):
                 ys = [v if v is not None else 0.0 for v in values.get(metric, [])]
