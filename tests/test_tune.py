@@ -168,6 +168,8 @@ def test_bad_input_is_one_line_exit_2_before_tensorflow(fresh_cli, dataset, tiny
          tmp_path / "s3"],
         ["tune", dataset, "--arch", "tiny", "--metric", "val_f1", "--study", tmp_path / "s4"],
         ["tune", dataset, "--study", study, "--arch", "tiny", "--param", "lr=1e-3..1e-2"],
+        ["tune", "--join", study, "--param", "lr=1e-3..1e-2"],
+        ["tune", dataset, "--arch", "tiny", "--timeout", "5x", "--study", tmp_path / "s5"],
     ]
     results, heavy = fresh_cli(cases, tmp_path)
     codes = [code for code, _ in results]
@@ -183,4 +185,7 @@ def test_bad_input_is_one_line_exit_2_before_tensorflow(fresh_cli, dataset, tiny
     assert "--param arch searches the architecture" in lines[6]
     assert "unknown --metric 'val_f1'" in lines[7]
     assert f"{study} holds a study with another space" in lines[8]
+    assert "a study keeps its own space: leave out --param/--space" in lines[9]
+    assert "--timeout '5x' is not a duration: e.g. 90s, 30m or 2h" in lines[10]
+    assert not (tmp_path / "s5").exists()  # nothing made for a refused command
     assert heavy == []

@@ -64,6 +64,8 @@ def plot_params(rows: list[dict], names: list[str], metric: str, out_png: Path) 
     """One panel per parameter: its value against the metric (complete trials; pruned ones
     grey at their last epoch's value); choices are spread along the axis by name."""
     plt = pyplot()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     with plt.rc_context(matplotlib_rc()):
         fig, axes = charts.grid(plt, max(1, len(names)), width=4.2, height=3.2)
         try:
@@ -84,7 +86,9 @@ def plot_params(rows: list[dict], names: list[str], metric: str, out_png: Path) 
                 if not numeric:
                     ax.set_xticks(range(len(labels)), labels)
                 elif values and min(values) > 0 and max(values) / min(values) >= 100:
-                    ax.set_xscale("log")
+                    ax.set_xscale("log")  # plain tick labels: 0.001, not mathtext's 10^-3
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.set_title(name)
                 ax.set_ylabel(metric)
             fig.tight_layout()
