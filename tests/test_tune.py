@@ -5,6 +5,7 @@ kill -9 and resume, two processes joined) are in test_tune_study.py."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -151,7 +152,7 @@ def test_bad_input_is_one_line_exit_2_before_tensorflow(fresh_cli, dataset, tiny
     from cnncli.tune.study import write_study_json
 
     study = tmp_path / "st"
-    _, spec, _ = plan_study(TuneRequest(dataset, study, trials=2, source={"arch": "tiny"}))
+    _, spec = plan_study(TuneRequest(dataset, study, trials=2, source={"arch": "tiny"}))
     study.mkdir()
     write_study_json(study, spec)
     other = tiny.build(tiny.make_images(tmp_path / "img2", ["a", "b"], per_class=5, seed=1),
@@ -189,3 +190,42 @@ def test_bad_input_is_one_line_exit_2_before_tensorflow(fresh_cli, dataset, tiny
     assert "--timeout '5x' is not a duration: e.g. 90s, 30m or 2h" in lines[10]
     assert not (tmp_path / "s5").exists()  # nothing made for a refused command
     assert heavy == []
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() outside optimize
+def test_trials_of_dead_processes_are_failed_and_retried_once(tmp_path):
+    """A RUNNING trial whose pid is gone from this host (kill -9), and a trial stopped by
+    SIGTERM, are failed and retried with their parameters; finished trials are not; a
+    second process starting after does not retry them again."""
+    import subprocess
+    import sys
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from cnncli import claims
+    from cnncli.tune.study import STUDY_NAME, open_storage, recover_trials
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    storage = open_storage(tmp_path, "sqlite")
+    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize")
+    dist = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    study.add_trial(optuna.create_trial(params={"lr": 1e-3}, distributions=dist, value=0.9))
+    killed = study.ask(dist)
+    for key, value in (("host", claims.HOST), ("pid", dead.pid)):
+        killed.set_user_attr(key, value)
+    alive = study.ask(dist)
+    for key, value in (("host", claims.HOST), ("pid", os.getpid())):
+        alive.set_user_attr(key, value)
+    study.add_trial(optuna.create_trial(params={"lr": 5e-3}, distributions=dist,
+                                        state=optuna.trial.TrialState.FAIL,
+                                        user_attrs={"stopped": "SIGTERM"}))  # fmt: skip
+    done = recover_trials(study, storage)
+    assert done == [f"trial 1: its process (pid {dead.pid}) is gone; retried",
+                    "trial 3: stopped by SIGTERM; retried"]  # fmt: skip
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["COMPLETE", "FAIL", "RUNNING", "FAIL", "WAITING", "WAITING"]
+    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert [t.params["lr"] for t in waiting] == [killed.params["lr"], 5e-3]
+    assert recover_trials(study, storage) == []  # already retried

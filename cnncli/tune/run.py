@@ -100,8 +100,8 @@ def _check_metric(metric: str, task: str, has_val: bool, path) -> None:
                          f"use one of {', '.join(known)}")  # fmt: skip
 
 
-def plan_study(req: TuneRequest) -> tuple[Path, dict, list[str]]:
-    """(the study folder, its study.json contents, notes) after every check that needs no
+def plan_study(req: TuneRequest) -> tuple[Path, dict]:
+    """(the study folder, its study.json contents) after every check that needs no
     TensorFlow or Optuna: a new study's space, options, model and metric, or an existing
     study's dataset and what was asked of it."""
     existing = None
@@ -119,8 +119,8 @@ def plan_study(req: TuneRequest) -> tuple[Path, dict, list[str]]:
     if existing is None:
         existing = folder.read_study_json(study_dir)
     if existing is not None:
-        return study_dir, _continue(existing, req, info, study_dir), []
-    return study_dir, _new(req, info, dataset_dir), []
+        return study_dir, _continue(existing, req, info, study_dir)
+    return study_dir, _new(req, info, dataset_dir)
 
 
 def _new(req: TuneRequest, info, dataset_dir) -> dict:
@@ -205,7 +205,7 @@ def _pruner(name: str, epochs: int):
 def run_tune(req: TuneRequest, events: TuneEvents | None = None):
     """Run (or continue) the study; returns cnncli.tune.result.TuneResult."""
     events = events or TuneEvents()
-    study_dir, spec, _ = plan_study(req)
+    study_dir, spec = plan_study(req)
     opts = TrainOptions.from_dict(spec["options"])
     epochs = opts.epochs or 10
     import optuna
