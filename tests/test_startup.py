@@ -13,7 +13,7 @@ from cnncli.cli.main import app
 from typer.testing import CliRunner
 result = CliRunner().invoke(app, {args!r})
 assert result.exit_code in (0, 2), (result.exit_code, result.output)
-heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "keras", "optuna") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
 
@@ -46,17 +46,18 @@ for path in paths(typer.main.get_command(app)):
     assert result.exit_code == 0 and "Usage:" in result.output, (path, result.output)
     shown.append(" ".join(path))
 print("SHOWN=" + ",".join(shown))
-print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras") if m in sys.modules))
+print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras", "optuna") if m in sys.modules))
 """
 
 
 def test_no_command_help_loads_tensorflow():
-    """Every command's --help (train, predict, evaluate, ... included) stays light."""
+    """Every command's --help (train, tune, predict, evaluate, ... included) stays light
+    (no TensorFlow, Keras or Optuna)."""
     out = subprocess.run(
         [sys.executable, "-c", EVERY_HELP], capture_output=True, text=True, check=True
     ).stdout
     shown = out.split("SHOWN=")[1].splitlines()[0].split(",")
-    assert {"train", "predict", "evaluate", "dataset build", "filter"} <= set(shown), shown
+    assert {"train", "tune", "predict", "evaluate", "dataset build", "filter"} <= set(shown), shown
     assert out.strip().endswith("HEAVY="), out
 
 
@@ -114,7 +115,7 @@ try:
     main()
 except SystemExit:
     pass
-print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras") if m in sys.modules))
+print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras", "optuna") if m in sys.modules))
 """
 
 

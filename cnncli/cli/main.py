@@ -16,7 +16,18 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import Abort, ClickException, Exit, NoArgsIsHelpError
 
 from cnncli import __version__
-from cnncli.cli import activations, dataset, demo, evaluate, filters, inspect, runs, state, train
+from cnncli.cli import (
+    activations,
+    dataset,
+    demo,
+    evaluate,
+    filters,
+    inspect,
+    runs,
+    state,
+    train,
+    tune,
+)
 from cnncli.cli import export as export_cli
 from cnncli.errors import CnnError, ExitCode, output_error, path_error
 
@@ -161,7 +172,7 @@ def root(
 
 # Each command module is thin and imports no TensorFlow at load; an import error is a bug
 # and fails loudly here, never a command that silently goes missing.
-for _group in (dataset, inspect, train, evaluate, filters, activations, demo, runs,
+for _group in (dataset, inspect, train, tune, evaluate, filters, activations, demo, runs,
                export_cli):
     _group.register(app)
 

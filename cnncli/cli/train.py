@@ -244,13 +244,43 @@ def train_command(
     state."""
     from cnncli.cli.train_events import TrainingView, print_train_result
     from cnncli.cli.train_transfer import find_lr_command
-    from cnncli.training.augment import AugmentOptions
     from cnncli.training.distribute import plan_strategy
     from cnncli.training.fit import run_training
+
+    options = train_options(**{k: v for k, v in locals().items() if k in TRAIN_OPTION_NAMES})
+    if find_lr:
+        return find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite,
+                               json_out, quiet)  # fmt: skip
+    plan = plan_strategy(strategy, workers=workers, worker_index=worker_index)
+    with TrainingView(quiet=quiet, json_log=json_log) as view:
+        result = run_training(dataset_dir, out, arch=arch, spec=spec, from_model=from_model,
+                              resume_dir=resume, options=options, overwrite=overwrite,
+                              events=view, strategy=plan)  # fmt: skip
+    print_train_result(result, quiet=quiet, json_log=json_log)
+
+
+# train_command's parameters that are options of the run (TrainOptions), not what the
+# command does with it: cnncli tune takes these as the fixed options of every trial
+TRAIN_OPTION_NAMES = (
+    "epochs", "batch_size", "optimizer", "lr", "seed", "early_stop", "monitor", "class_weight",
+    "loss", "tensorboard", "cache", "precision", "steps_per_execution", "augment", "rotation",
+    "shift", "shear", "zoom", "flip", "checkpoint", "save_best_only", "backbone", "weights",
+    "alpha", "freeze", "fine_tune_at", "fine_tune_lr", "unfreeze", "lr_schedule", "warmup",
+)  # fmt: skip
+MODEL_SOURCE_NAMES = ("arch", "spec", "from_model")
+
+
+def train_options(*, epochs, batch_size, optimizer, lr, seed, early_stop, monitor, class_weight,
+                  loss, tensorboard, cache, precision, steps_per_execution, augment, rotation,
+                  shift, shear, zoom, flip, checkpoint, save_best_only, backbone, weights,
+                  alpha, freeze, fine_tune_at, fine_tune_lr, unfreeze, lr_schedule,
+                  warmup):  # fmt: skip
+    """The TrainOptions that train's option values (TRAIN_OPTION_NAMES) ask for."""
+    from cnncli.training.augment import AugmentOptions
     from cnncli.training.options import TrainOptions
 
     transforms = {"rotation": rotation, "shift": shift, "shear": shear, "zoom": zoom, "flip": flip}
-    options = TrainOptions(
+    return TrainOptions(
         epochs=epochs,
         batch_size=batch_size,
         optimizer=optimizer.lower(),
@@ -271,15 +301,6 @@ def train_command(
         fine_tune_at=fine_tune_at, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
         lr_schedule=lr_schedule.lower(), warmup=warmup,
     )
-    if find_lr:
-        return find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite,
-                               json_out, quiet)  # fmt: skip
-    plan = plan_strategy(strategy, workers=workers, worker_index=worker_index)
-    with TrainingView(quiet=quiet, json_log=json_log) as view:
-        result = run_training(dataset_dir, out, arch=arch, spec=spec, from_model=from_model,
-                              resume_dir=resume, options=options, overwrite=overwrite,
-                              events=view, strategy=plan)  # fmt: skip
-    print_train_result(result, quiet=quiet, json_log=json_log)
 
 
 def register(app: typer.Typer) -> None:

@@ -39,8 +39,9 @@ def curve_metrics(histories: Sequence[list[dict]]) -> list[str]:
     return names[:MAX_PANELS]
 
 
-def _grid(plt, panels: int, height: float = PANEL_HEIGHT):
-    fig, axes = plt.subplots(panels, 1, figsize=(PANEL_WIDTH, height * panels), squeeze=False)
+def grid(plt, panels: int, height: float = PANEL_HEIGHT, width: float = PANEL_WIDTH):
+    """One panel per row (readable on a phone): (figure, the axes)."""
+    fig, axes = plt.subplots(panels, 1, figsize=(width, height * panels), squeeze=False)
     return fig, list(axes.ravel())
 
 
@@ -56,7 +57,7 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
     metrics = curve_metrics([rows for _, rows in series]) or ["loss"]
     colors = class_colors(len(series))
     with plt.rc_context(chart_rc()):
-        fig, axes = _grid(plt, len(metrics))
+        fig, axes = grid(plt, len(metrics))
         try:
             for ax, metric in zip(axes, metrics, strict=True):
                 for (label, rows), color in zip(series, colors, strict=True):
@@ -90,7 +91,7 @@ def plot_final_bars(labels: Sequence[str], values: dict[str, list],
     metrics = list(values) or ["loss"]
     colors = class_colors(len(labels))
     with plt.rc_context(chart_rc()):
-        fig, axes = _grid(plt, len(metrics), height=3.0 + 0.12 * max(map(len, labels), default=0))
+        fig, axes = grid(plt, len(metrics), height=3.0 + 0.12 * max(map(len, labels), default=0))
         try:
             for ax, metric in zip(axes, metrics, strict=True):
                 ys = [v if v is not None else 0.0 for v in values.get(metric, [])]

@@ -19,6 +19,7 @@ from cnncli.atomic import atomic_file
 from cnncli.errors import writing
 from cnncli.training import rundir
 from cnncli.training.events import EpochReport, TrainEvents
+from cnncli.training.options import monitor_mode  # noqa: F401 - its older home
 
 
 def _floats(logs: dict | None) -> dict:
@@ -87,12 +88,6 @@ def _writing(path: Path, like: Path | None = None):
     except OSError:
         needed = None
     return writing(path, needed)
-
-
-def monitor_mode(monitor: str) -> str:
-    """min for a loss or an error (mae, rmse), max for the others (accuracy, f1, auc, r2)."""
-    lower = ("loss", "error", "mae", "rmse")
-    return "min" if any(w in monitor for w in lower) else "max"
 
 
 def seed_states(model) -> list[list[int]]:

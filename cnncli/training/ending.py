@@ -42,10 +42,12 @@ def plot(run_dir: Path, st: RunState) -> None:
                          run_dir / rundir.HISTORY_PNG)  # fmt: skip
 
 
-def finish_run(out: Path, run: dict, st: RunState, epochs: int) -> None:
-    """The last step of a run: history.png, then run.json "finished" (or "early-stopped")."""
+def finish_run(out: Path, run: dict, st: RunState, epochs: int, stopped_by: str | None = None,
+               ) -> None:  # fmt: skip
+    """The last step of a run: history.png, then run.json "finished" (or "early-stopped",
+    or `stopped_by`: the status a callback that stopped the run names, e.g. "pruned")."""
     plot(out, st)
-    run["status"] = "early-stopped" if st.epoch < epochs else "finished"
+    run["status"] = stopped_by or ("early-stopped" if st.epoch < epochs else "finished")
     run["finished"] = rundir.now()
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)

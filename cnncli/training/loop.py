@@ -361,7 +361,10 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
         if to_train:
             # shuffle=False: the dataset is shuffled per epoch (seeded)
             net.fit(**fit_args, shuffle=False, verbose=0)
-        finish_run(out, run, st, opts.epochs)
+        # a callback that stopped the run for its own reason (cnncli tune's pruning) names it
+        stopped_by = next((cb.stop_status for cb in extra_callbacks
+                           if getattr(cb, "stop_status", None)), None)  # fmt: skip
+        finish_run(out, run, st, opts.epochs, stopped_by)
 
     try:
         with distribute.keras_workarounds(where.plan):

@@ -147,6 +147,12 @@ class TrainOptions:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+def monitor_mode(monitor: str) -> str:
+    """min for a loss or an error (mae, rmse), max for the others (accuracy, f1, auc, r2)."""
+    lower = ("loss", "error", "mae", "rmse")
+    return "min" if any(w in monitor for w in lower) else "max"
+
+
 def check_task_options(opts: TrainOptions, task: str) -> None:
     """The options that only some dataset tasks take: --loss (regression), --class-weight
     auto (classify: balanced class weights; multilabel: per-label positive weights)."""
