@@ -10,8 +10,8 @@ import html
 from pathlib import Path
 from urllib.parse import quote
 
-from cnncli.drawing.fonts import matplotlib_rc
 from cnncli.drawing.figures import pyplot
+from cnncli.drawing.fonts import matplotlib_rc
 from cnncli.drawing.save import save_figure
 from cnncli.runs import charts, pages
 from cnncli.runs.table import cell_text
