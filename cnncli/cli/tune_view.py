@@ -4,7 +4,9 @@ study page; `--json`: the same as one JSON object."""
 
 from __future__ import annotations
 
-from cnncli.cli.console import info, print_json, print_table
+from contextlib import ExitStack
+
+from cnncli.cli.console import info, print_json, print_table, progress_bar
 from cnncli.cli.train_events import metrics_text
 from cnncli.training.events import TrainEvents
 from cnncli.tune.run import TuneEvents
@@ -35,12 +37,14 @@ class TuneView(TuneEvents):
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self.train = _Epochs(quiet)
+        self.stack = ExitStack()
+        self.advance = None  # the study's bar: trials finished (or pruned) of the total
 
     def __enter__(self) -> TuneView:
         return self
 
     def __exit__(self, *exc) -> None:
-        pass
+        self.stack.close()
 
     def study_begin(self, s: dict) -> None:
         for line in s["recovered"]:
@@ -51,12 +55,17 @@ class TuneView(TuneEvents):
         info(f"study {s['study_dir']}: {s['done']} of {s['total']} trials done; "
              f"{s['metric']} ({s['direction']})")  # fmt: skip
         info(f"{where}: " + "  ".join(f"--param {t}" for t in s["space"]))
+        self.advance = self.stack.enter_context(progress_bar("trials", s["total"]))
+        if s["done"]:
+            self.advance(s["done"])
 
     def trial_begin(self, number: int, params: dict, run_dir) -> None:
         if not self.quiet:
             info(f"trial {number}: {_params_text(params)} -> {run_dir}")
 
     def trial_end(self, row: dict) -> None:
+        if self.advance is not None and row["state"] in ("complete", "pruned"):
+            self.advance(1)
         if self.quiet:
             return
         value = "-" if row["value"] is None else f"{row['value']:.4g}"
