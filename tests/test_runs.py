@@ -16,8 +16,9 @@ import pytest
 
 from cnncli.claims import HOST, lock_path
 from cnncli.errors import InputError, UsageError
-from cnncli.runs.record import read_complete_history, read_run
+from cnncli.runs.record import read_run
 from cnncli.runs.table import list_runs
+from cnncli.training.rundir import read_complete_history
 
 HEADER = "epoch,accuracy,loss,val_accuracy,val_loss\n"
 
@@ -225,11 +226,3 @@ def test_a_narrow_terminal_keeps_the_telling_columns(runs_dir):
     assert len(rows[0]) == len(columns)
     wide = t.display(width=1000)[1]
     assert {"model", "dataset", "params", "batch_size", "augment.flip"} <= set(wide)
-
-
-def test_the_file_names_are_the_run_folders():
-    """cnncli.runs keeps its own copy (importing rundir loads NumPy): the same names."""
-    from cnncli.runs import record
-    from cnncli.training import rundir
-
-    assert (record.RUN_JSON, record.HISTORY_CSV) == (rundir.RUN_JSON, rundir.HISTORY_CSV)

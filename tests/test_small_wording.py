@@ -57,7 +57,7 @@ def test_the_learning_rate_line_never_runs_under_a_legend(tmp_path, monkeypatch,
         return save(fig, path, **kw)
 
     monkeypatch.setattr(plots, "save_figure", capture)
-    plots.plot_history(tmp_path / "h.csv", tmp_path / "h.png")
+    plots.plot_history(read_history(tmp_path / "h.csv"), tmp_path / "h.png")
     assert seen and all(n == 0 for n in seen), seen  # warm-up: 163 points under it before
 
 

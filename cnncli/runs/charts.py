@@ -16,7 +16,7 @@ from cnncli.drawing.figures import pyplot
 from cnncli.drawing.fonts import matplotlib_rc
 from cnncli.drawing.plots import class_colors
 from cnncli.drawing.save import save_figure
-from cnncli.runs.record import history_sample
+from cnncli.training.rundir import history_sample
 
 MAX_PANELS = 6  # curves drawn, and training metrics among the bars; the rest are in the tables
 # Readable on a phone: one panel per row, 5 inches wide at 2x (800 px), 12 pt text, so a

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli.errors import InputError
-from cnncli.runs.record import RUN_JSON
+from cnncli.training.rundir import RUN_JSON
 
 DEFAULT_ROOT = "runs"
 DEPTH = 2  # levels below a given folder that are searched for run folders

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from cnncli.atomic import write_text
 from cnncli.drawing.html import html_page
 from cnncli.runs.compute import Parts
-from cnncli.runs.record import RunRecord, history_sample
+from cnncli.runs.record import RunRecord
 from cnncli.runs.table import (
     RunsTable,
     best_text,
@@ -23,6 +23,7 @@ from cnncli.runs.table import (
     status_text,
 )
 from cnncli.safe_files import plain_name
+from cnncli.training.rundir import history_sample
 
 e = html.escape
 MAX_CELL = 300  # characters of a value shown in a cell (run.json can hold long strings)

@@ -10,29 +10,23 @@ history.csv has (loss, accuracy, or a task's own: mae, f1, ...), so every task r
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnncli import claims
 from cnncli.errors import InputError
-from cnncli.safe_files import RefusedFile, inside, read_json_file, read_text_file
+from cnncli.safe_files import RefusedFile, inside, read_json_file
 
-# The run folder's names and limits, from the one module that writes them (no NumPy).
+# The run folder's names and its readers, from the one module that writes it (no NumPy).
 from cnncli.training.rundir import (
     EVALUATION_JSON,
     HISTORY_CSV,
-    HISTORY_LIMIT,
-    RUN_JSON,
-    RUN_JSON_LIMIT,
+    read_complete_history,
 )
-from cnncli.training.rundir import RUN_FORMAT as FORMAT
+from cnncli.training.rundir import read_run_json as read_run_file
 
-FORMAT_VERSION = 1  # the newest run.json this cnncli reads
 DEFAULT_TASK = "classify"
 REPORT_DIR = "report"  # RUN/report/: the run's page and what it computed
 EVALUATION_LIMIT = 4 * 2**20  # report/evaluation-SPLIT.json (per class: ~100 bytes)
@@ -119,78 +113,6 @@ class RunRecord:
             "options": self.options,
             "notes": self.notes,
         }
-
-
-def read_run_file(path: Path) -> dict:
-    """run.json of the run folder `path`, checked: valid JSON of format cnncli-run and a
-    format_version this cnncli reads (InputError naming the file otherwise)."""
-    file = path / RUN_JSON
-    try:
-        run = read_json_file(file, RUN_JSON_LIMIT)  # a regular file, bounded, not too deep
-    except FileNotFoundError:
-        raise InputError(f"{file} cannot be read (not found)") from None
-    if not isinstance(run, dict) or run.get("format", FORMAT) != FORMAT:
-        raise InputError(f"{file} is not a cnncli run record")
-    version = run.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise InputError(f"{file} has format_version {version!r}, not a whole number (damaged?)")
-    if version > FORMAT_VERSION:
-        raise InputError(
-            f"{file} has format_version {version}, newer than this cnncli reads ({FORMAT_VERSION})",
-            "upgrade cnncli to list this run",
-        )
-    return run
-
-
-def read_complete_history(path: Path) -> tuple[list[dict], int]:
-    """(complete rows, rows left out) of history.csv. A row is complete when it has every
-    column, each a number, and the line ends (a kill can cut the last line mid-number);
-    reading stops at the first incomplete row. A missing file has no rows; a file that is
-    not a regular file of at most HISTORY_LIMIT bytes, or not UTF-8, is refused
-    (RefusedFile); a byte-order mark is dropped."""
-    try:
-        text = read_text_file(path, HISTORY_LIMIT)
-    except FileNotFoundError:
-        return [], 0
-    end = text.rfind("\n") + 1  # what follows the last newline was cut short, or is empty
-    cut = 1 if text[end:].strip() else 0
-    reader = csv.reader(io.StringIO(text[:end], newline=""))
-    header = next(reader, None)
-    if header is None:
-        return [], cut
-    rows = []
-    for cells in reader:
-        row = _parse_row(header, cells)
-        if row is None:
-            return rows, 1 + sum(1 for _ in reader) + cut
-        rows.append(row)
-    return rows, cut
-
-
-def history_sample(rows: list[dict], most: int, keep: Sequence[int] = ()) -> list[dict]:
-    """At most about `most` of `rows` (history rows) for a chart or a page, evenly spaced,
-    always with the first and the last and the rows whose epoch is in `keep` (the best);
-    every row when there are no more than `most`."""
-    if len(rows) <= most:
-        return rows
-    n, keep = len(rows), set(keep)
-    picked = {round(i * (n - 1) / (most - 1)) for i in range(most)}
-    picked |= {i for i, row in enumerate(rows) if row.get("epoch") in keep}
-    return [rows[i] for i in sorted(picked)]
-
-
-def _parse_row(header: list[str], cells: list[str]) -> dict | None:
-    if len(cells) != len(header):
-        return None
-    row = {}
-    for key, cell in zip(header, cells, strict=True):
-        if cell == "":
-            continue
-        try:
-            row[key] = int(cell) if key == "epoch" else float(cell)
-        except ValueError:
-            return None
-    return row if "epoch" in row else None
 
 
 def read_run(path: str | Path) -> RunRecord:

@@ -26,12 +26,18 @@ from cnncli.progress import Progress
 from cnncli.runs import charts, pages
 from cnncli.runs.compute import Parts, compute_parts, missing_parts
 from cnncli.runs.find import is_run
-from cnncli.runs.record import HISTORY_CSV, REPORT_DIR, RUN_JSON, RunRecord, read_run, test_metrics
+from cnncli.runs.record import REPORT_DIR, RunRecord, read_run, test_metrics
 from cnncli.runs.reuse import reuse_parts
 from cnncli.runs.table import RunsTable, changed_options, default_sort, sort_runs
 from cnncli.safe_files import RefusedFile, copy_regular_file, plain_name
 from cnncli.training.options import KERAS_DEFAULT_LR
-from cnncli.training.rundir import HISTORY_LIMIT, RUN_JSON_LIMIT, store_evaluation
+from cnncli.training.rundir import (
+    HISTORY_CSV,
+    HISTORY_LIMIT,
+    RUN_JSON,
+    RUN_JSON_LIMIT,
+    store_evaluation,
+)
 
 DEFAULT_COMPARE_DIR = "report"
 CURVES = "curves.png"

@@ -25,7 +25,7 @@ import platform
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from cnncli.errors import BusyError, CnnError, InputError, OutputExistsError, Us
 from cnncli.safe_files import read_json_file, read_text_file
 
 RUN_FORMAT = "cnncli-run"  # run.json's format name
+RUN_FORMAT_VERSION = 1  # the run.json this cnncli writes, and the newest it reads
 RUN_JSON = "run.json"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
@@ -153,7 +154,7 @@ def new_run_record(dataset_dir, info, model: dict, options: dict) -> dict:
     `model` says what is trained (source, name, params, head, from_logits, loss)."""
     return {
         "format": RUN_FORMAT,
-        "format_version": 1,
+        "format_version": RUN_FORMAT_VERSION,
         "command": "train",
         "status": "running",
         "started": now(),
@@ -176,8 +177,7 @@ def model_metadata(info) -> dict:
     # here, not at the top: `cnncli runs` reads this module's names without NumPy/Pillow
     from cnncli.models.metadata import task_metadata
 
-    return {
-        "format_version": 1,
+    return {  # format_version: set where the model is saved (models.io.format_version_for)
         "class_names": info.class_names,
         "image": info.image.to_dict(),
         "pixel_scale": 1.0,
@@ -246,25 +246,59 @@ def _csv_value(key: str, v):
 
 
 def read_history(path: str | Path) -> list[dict]:
-    """history.csv rows as dicts of floats (epoch as int); empty or unreadable cells are left
-    out; a missing file reads as no rows. Only a regular file of at most HISTORY_LIMIT bytes
-    is read (cnncli.safe_files; RefusedFile otherwise); a byte-order mark is dropped."""
+    """history.csv's complete rows (read_complete_history), for drawing and resuming."""
+    return read_complete_history(Path(path))[0]
+
+
+def read_complete_history(path: Path) -> tuple[list[dict], int]:
+    """(complete rows, rows left out) of history.csv. A row is complete when it has every
+    column, each a number, and the line ends (a kill can cut the last line mid-number);
+    reading stops at the first incomplete row. A missing file has no rows; a file that is
+    not a regular file of at most HISTORY_LIMIT bytes, or not UTF-8, is refused
+    (RefusedFile); a byte-order mark is dropped."""
     try:
         text = read_text_file(path, HISTORY_LIMIT)
     except FileNotFoundError:
-        return []
+        return [], 0
+    end = text.rfind("\n") + 1  # what follows the last newline was cut short, or is empty
+    cut = 1 if text[end:].strip() else 0
+    reader = csv.reader(io.StringIO(text[:end], newline=""))
+    header = next(reader, None)
+    if header is None:
+        return [], cut
     rows = []
-    for row in csv.DictReader(io.StringIO(text, newline="")):
-        parsed = {}
-        for key, value in row.items():
-            if key is None or value in ("", None):
-                continue
-            try:
-                parsed[key] = int(value) if key == "epoch" else float(value)
-            except ValueError:
-                continue
-        rows.append(parsed)
-    return rows
+    for cells in reader:
+        row = _parse_row(header, cells)
+        if row is None:
+            return rows, 1 + sum(1 for _ in reader) + cut
+        rows.append(row)
+    return rows, cut
+
+
+def history_sample(rows: list[dict], most: int, keep: Sequence[int] = ()) -> list[dict]:
+    """At most about `most` of `rows` (history rows) for a chart or a page, evenly spaced,
+    always with the first and the last and the rows whose epoch is in `keep` (the best);
+    every row when there are no more than `most`."""
+    if len(rows) <= most:
+        return rows
+    n, keep = len(rows), set(keep)
+    picked = {round(i * (n - 1) / (most - 1)) for i in range(most)}
+    picked |= {i for i, row in enumerate(rows) if row.get("epoch") in keep}
+    return [rows[i] for i in sorted(picked)]
+
+
+def _parse_row(header: list[str], cells: list[str]) -> dict | None:
+    if len(cells) != len(header):
+        return None
+    row = {}
+    for key, cell in zip(header, cells, strict=True):
+        if cell == "":
+            continue
+        try:
+            row[key] = int(cell) if key == "epoch" else float(cell)
+        except ValueError:
+            return None
+    return row if "epoch" in row else None
 
 
 # ------------------------------------------------------------------ resume state
@@ -295,10 +329,24 @@ def read_state(run_dir: str | Path) -> dict:
 
 
 def read_run_json(run_dir: str | Path) -> dict:
-    """run.json of `run_dir` as JSON (a regular file of at most RUN_JSON_LIMIT bytes,
-    cnncli.safe_files; InputError naming the file otherwise)."""
-    path = Path(run_dir) / RUN_JSON
+    """run.json of the run folder `run_dir`, checked: a regular file of at most
+    RUN_JSON_LIMIT bytes (cnncli.safe_files), valid JSON of format cnncli-run and a
+    format_version this cnncli reads (InputError naming the file otherwise). THE reader of
+    run.json: `cnncli runs`, `report` and `--resume` all read it here."""
+    file = Path(run_dir) / RUN_JSON
     try:
-        return read_json_file(path, RUN_JSON_LIMIT)
+        run = read_json_file(file, RUN_JSON_LIMIT)  # a regular file, bounded, not too deep
     except FileNotFoundError:
         raise InputError(f"{run_dir} is not a cnncli run folder (no run.json)") from None
+    if not isinstance(run, dict) or run.get("format", RUN_FORMAT) != RUN_FORMAT:
+        raise InputError(f"{file} is not a cnncli run record")
+    version = run.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"{file} has format_version {version!r}, not a whole number (damaged?)")
+    if version > RUN_FORMAT_VERSION:
+        raise InputError(
+            f"{file} has format_version {version}, newer than this cnncli reads "
+            f"({RUN_FORMAT_VERSION})",
+            "upgrade cnncli to list this run",
+        )
+    return run
