@@ -5,7 +5,9 @@
   root attribute `cnncli_metadata`.
 See docs/FORMAT.md for the keys. Loading never runs code from the file unless `unsafe`:
 the stored model config is read (zipfile / h5py) and checked for Lambda layers and custom
-objects BEFORE Keras deserialises anything, and Keras' own `safe_mode` stays on.
+objects BEFORE Keras deserialises anything, and Keras' own `safe_mode` stays on; the weights
+it declares are bounded by what the file stores (cnncli.models.declared) before Keras
+builds a layer.
 Reading the file without Keras (bounded: a zip bomb is refused unread) is
 cnncli.models.files; what the metadata holds, checked, is cnncli.models.metadata.
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 from cnncli.errors import InputError, ModelError, UsageError
 from cnncli.images import ImageSpec
+from cnncli.models.declared import check_declared_weights
 from cnncli.models.files import (  # check_model_file, read_*: re-exported (__all__)
     H5_ATTRIBUTE,
     KERAS_MEMBER,
@@ -191,6 +194,7 @@ def load_model(
     kind = check_model_file(path)
     stored = read_metadata(path)
     config = read_config(path)
+    check_declared_weights(path, kind, config)  # before Keras builds (allocates) anything
     reasons = unsafe_reasons(config)
     if reasons and not unsafe:
         raise ModelError(
