@@ -25,7 +25,11 @@ from cnncli.errors import InputError, ModelError, ModelFileError
 from cnncli.export.formats import get_format, require_packages
 from cnncli.images import ImageSpec
 from cnncli.inference.model import ModelInfo
-from cnncli.models.exported_files import check_litert_file, check_onnx_file
+from cnncli.models.exported_files import (  # exported_kind: re-exported (__all__)
+    check_litert_file,
+    check_onnx_file,
+    exported_kind,
+)
 from cnncli.models.sidecar import (
     check_model_fits,
     check_onnx_props,
@@ -33,15 +37,6 @@ from cnncli.models.sidecar import (
     head_from_sidecar,
     read_sidecar,
 )
-
-
-def exported_kind(path: str | os.PathLike) -> str | None:
-    """'litert' (.tflite), 'onnx' (.onnx) or 'savedmodel' (a folder with saved_model.pb) for
-    an exported model at `path`, else None. Reads names only."""
-    path = Path(path)
-    if path.is_dir():
-        return "savedmodel" if (path / "saved_model.pb").is_file() else None
-    return {".tflite": "litert", ".onnx": "onnx"}.get(path.suffix.lower())
 
 
 class ExportedModel:
@@ -227,3 +222,6 @@ def open_exported(path: str | os.PathLike, unsafe: bool = False) -> ModelInfo:
         pixel_scale=float(side["pixel_scale"]), from_cnncli=True, head=head, notes=notes,
         image_stored=True, names_from="stored", **extra,
     )  # fmt: skip
+
+
+__all__ = ["ExportedModel", "exported_kind", "native_quiet", "open_exported"]

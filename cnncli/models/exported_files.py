@@ -1,6 +1,7 @@
 """Exported model files checked before a runtime reads them, without the runtime, TensorFlow
 or the `onnx` package (predict needs only onnxruntime to run an .onnx file):
 
+- `exported_kind`: which exported format a path is, by its name.
 - `check_litert_file`: a LiteRT (.tflite) file is a FlatBuffer with the identifier "TFL3";
   an empty, cut or foreign file is one line ("not a valid TensorFlow Lite file").
 - `check_onnx_file`: an ONNX file's tensors that keep their data in other files (external
@@ -38,6 +39,15 @@ def check_litert_file(path: str | os.PathLike) -> None:
     if size < 16 or head[4:8] != b"TFL3" or int.from_bytes(head[:4], "little") >= size:
         what = "empty" if size == 0 else "not a valid TensorFlow Lite file"
         raise ModelFileError(f"{path} is {what}", AGAIN)
+
+
+def exported_kind(path: str | os.PathLike) -> str | None:
+    """'litert' (.tflite), 'onnx' (.onnx) or 'savedmodel' (a folder with saved_model.pb) for
+    an exported model at `path`, else None. Reads names only."""
+    path = Path(path)
+    if path.is_dir():
+        return "savedmodel" if (path / "saved_model.pb").is_file() else None
+    return {".tflite": "litert", ".onnx": "onnx"}.get(path.suffix.lower())
 
 
 class _Invalid(Exception):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from cnncli.errors import InputError, ModelFileError
 from cnncli.images import ImageSpec
 from cnncli.images.spec import shown
+from cnncli.models.files import file_sha256
 from cnncli.models.head import Head
 from cnncli.models.metadata import check_model_keys, check_names_fit
 
@@ -44,15 +46,6 @@ def sidecar_path(exported: str | os.PathLike) -> Path:
     """`PATH.cnncli.json` beside the exported file or SavedModel folder `PATH`."""
     exported = Path(exported)
     return exported.with_name(exported.name.rstrip("/") + SIDECAR_SUFFIX)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_sha256(path: str | os.PathLike) -> str:
@@ -163,9 +156,16 @@ def check_pair(exported: str | os.PathLike, side: dict) -> list[str]:
 
 
 def _dims(shape) -> list[int | None]:
-    """A runtime's shape (ints, -1, None or names for free dimensions) -> ints and None."""
-    return [d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 else None
-            for d in shape]  # fmt: skip
+    """A runtime's shape (ints of any kind, -1, None or names for free dimensions) -> ints
+    and None."""
+    out: list[int | None] = []
+    for d in shape:
+        try:
+            n = operator.index(d)  # Python and NumPy integers, not floats, names or None
+        except TypeError:
+            n = -1
+        out.append(n if n >= 0 and not isinstance(d, bool) else None)
+    return out
 
 
 def check_model_fits(side: dict, path, inputs: list, outputs: list) -> None:
