@@ -16,6 +16,8 @@ Probes (a list of named sections, PROBES; other probes add theirs there):
                      each gets one clear line or a named bad row ("lost": not handled)
   fuzz               random label tables, images and model files through their readers
                      (bench/fuzz_probe.py): inputs tried, unexpected exceptions ("lost")
+  models-*           hostile model files (issue 23; bench/probe_trials_models.py): handled,
+                     silent wrong answers, "unexpected" lines; config bombs' memory and time
 `--quick` runs fewer trials (about 3 minutes on 2 cores, most of it TensorFlow's import);
 the exit code is 1 if a probe found a loss.
 """
@@ -300,6 +302,8 @@ def fuzz_inputs(ctx: Context) -> dict:
     return fuzz(ctx.trials(2_000, 10_000), work=ctx.fresh("fuzz"), echo=lambda line: None)
 
 
+from probe_trials_models import MODEL_PROBES  # noqa: E402  (issue 23: hostile model files)
+
 PROBES: list[Probe] = [
     Probe("concurrent-builds", "two `dataset build` into one -o at once", concurrent_builds),
     Probe("concurrent-trains", "two `train` into one run folder at once", concurrent_trains),
@@ -308,6 +312,7 @@ PROBES: list[Probe] = [
     Probe("rename-gap", "killed between the two renames of --overwrite", rename_gap),
     Probe("bad-inputs", "about 60 bad inputs: one clear line or a named bad row", bad_inputs),
     Probe("fuzz", "random tables, images, model files: only cnncli's own errors", fuzz_inputs),
+    *MODEL_PROBES,
 ]
 
 
