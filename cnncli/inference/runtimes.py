@@ -31,6 +31,7 @@ from cnncli.models.exported_files import (  # exported_kind: re-exported (__all_
     exported_kind,
 )
 from cnncli.models.sidecar import (
+    AGAIN,
     check_model_fits,
     check_onnx_props,
     check_pair,
@@ -117,7 +118,7 @@ def _litert(path: Path):
     except (ValueError, RuntimeError) as e:  # what LiteRT raises for a file it cannot use
         raise _invalid(path, "TensorFlow Lite", e) from None
     if not ins or not outs or ins[0]["dtype"] != np.float32:
-        raise ModelFileError(f"{path}: its input is not one float32 image batch", _AGAIN)
+        raise ModelFileError(f"{path}: its input is not one float32 image batch", AGAIN)
     source, target = ins[0]["index"], outs[0]["index"]
     state = {"shape": None}
 
@@ -150,7 +151,7 @@ def _onnx(path: Path):
         raise _invalid(path, "ONNX", e) from None
     ins, outs = session.get_inputs(), session.get_outputs()
     if not ins or ins[0].type != "tensor(float)":
-        raise ModelFileError(f"{path}: its input is not one float32 image batch", _AGAIN)
+        raise ModelFileError(f"{path}: its input is not one float32 image batch", AGAIN)
     name = ins[0].name
     run = lambda x: session.run(None, {name: x})[0]  # noqa: E731
     return run, [list(i.shape) for i in ins], [list(o.shape) for o in outs], props
@@ -177,11 +178,10 @@ def _savedmodel(path: Path):
 
 def _invalid(path: Path, what: str, e: Exception) -> ModelFileError:
     detail = " ".join(str(e).split())[:120]
-    return ModelFileError(f"{path} is not a valid {what} file ({detail})", _AGAIN)
+    return ModelFileError(f"{path} is not a valid {what} file ({detail})", AGAIN)
 
 
 _RUNNERS = {"litert": _litert, "onnx": _onnx, "savedmodel": _savedmodel}
-_AGAIN = "export it again with cnncli export"
 
 
 def open_exported(path: str | os.PathLike, unsafe: bool = False) -> ModelInfo:

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 
 from cnncli.errors import ModelFileError, bytes_text
+from cnncli.models.sidecar import AGAIN
 
-AGAIN = "export it again with cnncli export"
 _MAX_DEPTH = 64  # subgraphs inside subgraphs: far beyond what a converter writes
 # bytes per element of ONNX TensorProto.DataType (4-bit types counted as 1: a lower bound
 # is not needed, an upper one is); STRING (8) and unknown types are not checked
