@@ -130,8 +130,11 @@ def _bomb(src: Path, dst: Path, layer: int, key: str, value) -> Path:
     return dst
 
 
-def test_a_config_declaring_huge_layers_is_refused_before_keras_builds(made, cli, tmp_path):
-    from cnncli.models.io import load_model
+def test_a_config_declaring_huge_layers_is_refused_before_keras_builds(made, cli, tmp_path,
+                                                                       tiny):  # fmt: skip
+    import h5py
+
+    from cnncli.models.io import load_model, save_model
 
     # tiny.model: [Input, Rescaling, Conv2D(2), GlobalAveragePooling2D, Dense]; sizes small enough
     # that the old code builds them in a moment (and then fails on the weights), large
@@ -144,6 +147,14 @@ def test_a_config_declaring_huge_layers_is_refused_before_keras_builds(made, cli
             load_model(bomb)
         assert time.perf_counter() - start < 2
         _one_line_exit_2(cli("predict", bomb, made["image"]), "declares at least")
+    h5 = tmp_path / "bomb.h5"  # the legacy format: the config is a root attribute
+    save_model(tiny.model(3), h5, {"class_names": tiny.SHAPES})
+    with h5py.File(h5, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["config"]["layers"][-1]["config"]["units"] = 3_000_000
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(ModelFileError, match="declares at least"):
+        load_model(h5)
 
 
 def test_the_weight_bound_never_exceeds_real_models(tmp_path):
