@@ -18,6 +18,8 @@ Probes (a list of named sections, PROBES; other probes add theirs there):
                      (bench/fuzz_probe.py): inputs tried, unexpected exceptions ("lost")
   run-folders        hostile run folders and reports (bench/probe_trials_runs.py): links,
                      FIFOs, /dev/zero, 10^6 history rows, a 200 MiB run.json, deep JSON
+  models-*           hostile model files (issue 23; bench/probe_trials_models.py): handled,
+                     silent wrong answers, "unexpected" lines; config bombs' memory and time
 `--quick` runs fewer trials (about 3 minutes on 2 cores, most of it TensorFlow's import);
 the exit code is 1 if a probe found a loss.
 """
@@ -302,6 +304,7 @@ def fuzz_inputs(ctx: Context) -> dict:
     return fuzz(ctx.trials(2_000, 10_000), work=ctx.fresh("fuzz"), echo=lambda line: None)
 
 
+from probe_trials_models import MODEL_PROBES  # noqa: E402  (issue 23: hostile model files)
 from probe_trials_runs import RUN_FOLDER_PROBES  # noqa: E402  (needs Probe, defined above)
 from probe_trials_tables import TABLE_PROBES  # noqa: E402  (needs Probe, defined above)
 
@@ -315,6 +318,7 @@ PROBES: list[Probe] = [
     Probe("fuzz", "random tables, images, model files: only cnncli's own errors", fuzz_inputs),
     *RUN_FOLDER_PROBES,
     *TABLE_PROBES,
+    *MODEL_PROBES,
 ]
 
 

@@ -100,12 +100,13 @@ def test_predict_and_evaluate_read_each_exported_model(trained, tiny):
     want = predict(trained["path"], files, top_k=3)
     ev = evaluate(trained["path"], trained["ds"], confusion_png=None)
     for fmt, result in trained["results"].items():
-        got = predict(result.path, files, top_k=3)
+        unsafe = fmt == "savedmodel"  # a SavedModel is a program: run only with --unsafe
+        got = predict(result.path, files, top_k=3, unsafe=unsafe)
         assert [r.class_name for r in got] == [r.class_name for r in want], fmt
         for a, b in zip(got, want, strict=True):
             assert a.probability == pytest.approx(b.probability, abs=1e-5), fmt
         assert got.model.class_names == tiny.SHAPES and got.conversion == want.conversion
-        ev2 = evaluate(result.path, trained["ds"], confusion_png=None)
+        ev2 = evaluate(result.path, trained["ds"], confusion_png=None, unsafe=unsafe)
         assert ev2.accuracy == ev.accuracy and (ev2.confusion == ev.confusion).all(), fmt
         assert ev2.loss == pytest.approx(ev.loss, abs=1e-4), fmt
 

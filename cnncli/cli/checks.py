@@ -14,9 +14,9 @@ def check_first(model: Path | None = None, inputs: Sequence[Path] = ()) -> None:
     `inputs` (image files, folders, datasets the user named) that does not exist. Nothing
     here imports TensorFlow."""
     from cnncli.errors import ImageError, not_found
-    from cnncli.export.sidecar import read_sidecar
-    from cnncli.inference.runtimes import exported_kind
+    from cnncli.models.exported_files import exported_kind
     from cnncli.models.io import check_model_file
+    from cnncli.models.sidecar import read_sidecar
 
     if model is not None and exported_kind(model):  # cnncli export's: its sidecar is needed
         read_sidecar(model)

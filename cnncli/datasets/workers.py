@@ -19,9 +19,9 @@ A record is made in two stages, `decode_record` (read, hash, decode and check: a
 thirds of its time) and `finish_record` (convert, resize, encode, frame). With one worker
 thread the worker decodes and the main thread finishes each record and writes it, so the
 two overlap: `bench/bench_dataset.py` measured 1.11x a plain Pillow loop at 120 façade-size
-images and 1.22x at 1,200, where one thread doing both stages was 0.86-1.0x. With more workers each worker does both stages
-(`convert_record`): there the main thread would become the bottleneck, and a process pool
-cannot hand decoded images back cheaply.
+images and 1.22x at 1,200, where one thread doing both stages was 0.86-1.0x. With more
+workers each worker does both stages (`convert_record`): there the main thread would
+become the bottleneck, and a process pool cannot hand decoded images back cheaply.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.datasets.store import iter_records
-from cnncli.errors import ModelError
+from cnncli.errors import ModelError, output_error, output_error_in_text
 from cnncli.export.sidecar import onnx_properties
 from cnncli.inference.runtimes import native_quiet
 
@@ -24,16 +24,24 @@ CALIBRATION_IMAGES = 200  # the representative set's size at most (TFLite reads 
 CALIBRATION_SEED = 0
 
 
-def write_model(keras_model, fmt: str, path: Path, side: dict, representative=None) -> None:
-    """Write `keras_model` as `fmt` to `path`; `representative` (float32 model inputs,
-    N x H x W x C) quantizes a LiteRT file to int8, weights and activations."""
+def write_model(keras_model, fmt: str, path: Path, side: dict, representative=None,
+                output: Path | None = None) -> None:  # fmt: skip
+    """Write `keras_model` as `fmt` to `path` (a temporary path for `output`, which a full
+    disk's message names); `representative` (float32 model inputs, N x H x W x C) quantizes
+    a LiteRT file to int8, weights and activations."""
     if fmt == "onnx":  # Keras' ONNX export needs a model called once (a loaded one is not)
         shape = [1, *(int(d) for d in keras_model.inputs[0].shape[1:])]
         keras_model(np.zeros(shape, np.float32), training=False)
     try:
         _convert(keras_model, fmt, path, side, representative)
     except Exception as e:  # a converter's own error: an op it lacks, a shape it cannot take
-        text = " ".join(str(e).split())[:200]
+        full = " ".join(str(e).split())
+        named = output if output is not None else path
+        disk = output_error(e, named) if isinstance(e, OSError) else None
+        disk = disk or output_error_in_text(full, named)  # TF's writers report it as text
+        if disk is not None:
+            raise disk from e
+        text = full[:200]
         hint = "try another --format; the model may use a layer it cannot convert"
         raise ModelError(f"the {fmt} conversion failed: {text}", hint) from e
 

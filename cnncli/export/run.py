@@ -19,7 +19,7 @@ from pathlib import Path
 from cnncli.atomic import atomic_dir, atomic_file, scratch
 from cnncli.claims import claim
 from cnncli.datasets.store import open_dataset
-from cnncli.errors import DatasetError, ModelError, OutputExistsError, UsageError
+from cnncli.errors import DatasetError, ModelError, OutputExistsError, UsageError, writing
 from cnncli.export import check as checks
 from cnncli.export.convert import representative_images, write_model
 from cnncli.export.formats import (
@@ -29,7 +29,7 @@ from cnncli.export.formats import (
     get_format,
     require_packages,
 )
-from cnncli.export.sidecar import make_sidecar, sidecar_path
+from cnncli.export.sidecar import make_sidecar, model_sha256, sidecar_path
 from cnncli.images import ImageSpec
 from cnncli.progress import Progress
 
@@ -95,8 +95,12 @@ def export_model(model, format: str, output=None, *, int8: bool = False, calibra
     if int8:
         representative = representative_images(calibration_set, info.pixel_scale)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with claim(output, "cnncli export"), _target(output, fmt.folder, overwrite) as tmp:
-        write_model(info.model, fmt.name, tmp, side, representative)
+    with (
+        claim(output, "cnncli export"),
+        writing(output),
+        _target(output, fmt.folder, overwrite) as tmp,
+    ):
+        write_model(info.model, fmt.name, tmp, side, representative, output)
         exported = replace(info, model=ExportedModel(tmp, fmt.name, [None, *info.image.shape]))
         result = _run_check(info, exported, check_set, int8, progress)
         if not result.passed:
@@ -107,6 +111,10 @@ def export_model(model, format: str, output=None, *, int8: bool = False, calibra
                 "report this with the model; the export is not safe to use",
             )
         side["check"] = result.to_json()
+        # the pair switches together: the sidecar names the new model by its digest and is
+        # renamed into place first, the model last; a kill between the two leaves the old
+        # model beside a sidecar that does not name it, which predict refuses
+        side["model_sha256"] = model_sha256(tmp)
         _write_sidecar(output, side)
     size = _size(output)
     return ExportResult(output, sidecar_path(output), fmt.name, int8, size, result,

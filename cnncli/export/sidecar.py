@@ -1,41 +1,27 @@
 """The sidecar `PATH.cnncli.json` beside every exported model (docs/FORMAT.md): what a runtime
 needs to give the same answers as cnncli (class names, task, head, image conversion, pixel
 scale, thresholds), where the file came from (the source model's sha256, the cnncli
-version) and the agreement check's figures. Read back by cnncli.inference.runtimes, so
-predict and evaluate take an exported file as they take a .keras one. No TensorFlow here.
+version), the exported model's own sha256 (`model_sha256`, added by export.run once the
+model is written) and the agreement check's figures. Read back and checked by
+cnncli.models.sidecar, so predict and evaluate take an exported file as they take a
+.keras one. No TensorFlow here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
-from cnncli.errors import InputError, ModelFileError, UsageError
-from cnncli.images import ImageSpec
-from cnncli.models.head import Head
-
-SIDECAR_SUFFIX = ".cnncli.json"
-SIDECAR_VERSION = 1
-SIDECAR_LIMIT = 2**20  # what cnncli writes is a few KB
-_AGAIN = "export it again with cnncli export"
-
-
-def sidecar_path(exported: str | os.PathLike) -> Path:
-    """`PATH.cnncli.json` beside the exported file or SavedModel folder `PATH`."""
-    exported = Path(exported)
-    return exported.with_name(exported.name.rstrip("/") + SIDECAR_SUFFIX)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            h.update(block)
-    return h.hexdigest()
+from cnncli.models.sidecar import (  # reading and checking: re-exported (__all__)
+    SIDECAR_SUFFIX,
+    SIDECAR_VERSION,
+    file_sha256,
+    head_from_sidecar,
+    model_sha256,
+    read_sidecar,
+    sidecar_path,
+)
 
 
 def make_sidecar(info, fmt: str, int8: bool, stored: dict | None, source=None) -> dict:
@@ -74,58 +60,5 @@ def onnx_properties(side: dict) -> dict[str, str]:
     return props
 
 
-def read_sidecar(exported: str | os.PathLike) -> dict:
-    """The checked sidecar of an exported model; InputError when it is missing, ModelFileError
-    when it is not one cnncli can use."""
-    path = sidecar_path(exported)
-    if not path.is_file():
-        raise InputError(
-            f"{exported} has no {path.name} beside it (class names, image size, pixel scale)",
-            "export the model with cnncli export, which writes it, and keep the two together",
-        )
-    if path.stat().st_size > SIDECAR_LIMIT:
-        raise ModelFileError(f"{path} is over {SIDECAR_LIMIT // 2**20} MiB", _AGAIN)
-    try:
-        side = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ModelFileError(f"{path} is not valid JSON", _AGAIN) from None
-    return _checked(side, path)
-
-
-def _checked(side, path: Path) -> dict:
-    def bad(what: str) -> ModelFileError:
-        return ModelFileError(f"{path}: {what}", _AGAIN)
-
-    if not isinstance(side, dict):
-        raise bad("is not a JSON object")
-    version = side.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise bad("has no whole-number format_version")
-    if version > SIDECAR_VERSION:
-        raise bad(f"format_version {version} is newer than this cnncli reads ({SIDECAR_VERSION})")
-    names = side.get("class_names")
-    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise bad("has no list of class_names")
-    try:
-        ImageSpec.from_dict(side.get("image"))
-    except UsageError as e:
-        raise bad(f"has an image conversion that cannot be used: {e.message}") from None
-    scale = side.get("pixel_scale")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise bad("has no positive pixel_scale")
-    head_from_sidecar(side, path)
-    return side
-
-
-def head_from_sidecar(side: dict, path=None) -> Head:
-    """The Head stored in a sidecar (its known fields; ModelFileError when it has none)."""
-    stored = side.get("head")
-    known = {f.name for f in fields(Head)}
-    if not isinstance(stored, dict) or not {"kind", "units"} <= set(stored):
-        raise ModelFileError(f"{path or 'the sidecar'}: has no head (kind, units)", _AGAIN)
-    try:
-        return Head(**{k: v for k, v in stored.items() if k in known})
-    except TypeError as e:
-        raise ModelFileError(
-            f"{path or 'the sidecar'}: its head {stored} is not one", _AGAIN
-        ) from e
+__all__ = ["SIDECAR_SUFFIX", "SIDECAR_VERSION", "file_sha256", "head_from_sidecar", "make_sidecar",
+           "model_sha256", "onnx_properties", "read_sidecar", "sidecar_path"]  # fmt: skip

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +41,7 @@ from cnncli.inference.split_io import (
     check_outputs,
     dataset_batches,
     default_plot_path,
+    run_folder_of,
 )
 from cnncli.progress import Counter
 
@@ -103,12 +107,55 @@ def plot_paths(model, split: str, task: str, scatter_png, residuals_png) -> dict
     }
 
 
-def evaluate_task(model, info, split: str, *, batch_size: int, errors_png=None,
-                  errors_csv=None, plots: dict | None = None, progress=None, unsafe=False,
-                  overwrite=False, class_names=None, pixel_scale=None, threshold=None,
-                  tune_thresholds=False) -> TaskEvaluation:  # fmt: skip
+def evaluate_task(model, info, split: str, *, tune_thresholds=False,
+                  **kwargs) -> TaskEvaluation:  # fmt: skip
     """Evaluate `model` on `split` of the multilabel or regression dataset `info` (checked
-    and chosen by evaluate); `plots`: {kind: path} from plot_paths."""
+    and chosen by evaluate); `plots`: {kind: path} from plot_paths. With `tune_thresholds`
+    the model file is claimed from before it is read until the thresholds are stored in it
+    (see tuning_claim)."""
+    with tuning_claim(model, tune_thresholds) as digest:
+        return _evaluated(model, info, split, tune_thresholds=tune_thresholds,
+                          digest=digest, **kwargs)  # fmt: skip
+
+
+@contextmanager
+def tuning_claim(model, tune: bool) -> Iterator[str | None]:
+    """For `evaluate --tune-thresholds`, which writes the thresholds into the model file:
+    refuse an exported model (it cannot store them) before anything runs; hold the write
+    claim (cnncli.claims) on the model file and on the train run folder it belongs to, so a
+    training cannot replace it meanwhile (a running one refuses the tuning at once); remove
+    what a killed tuning left beside it; yield the file's sha256, which store_metadata
+    checks again before writing. Yields None when `tune` is False or `model` is no path."""
+    if not tune or not isinstance(model, (str, os.PathLike)):
+        yield None
+        return
+    from cnncli.atomic import clean_debris
+    from cnncli.claims import claim
+    from cnncli.models.exported_files import exported_kind
+    from cnncli.models.files import check_model_file, file_sha256
+
+    path = Path(model)
+    if exported_kind(path):
+        raise UsageError(
+            f"--tune-thresholds stores the thresholds in the model file, and an exported "
+            f"model ({path.name}) cannot store them",
+            "tune them on the .keras file it was exported from, then export it again",
+        )
+    check_model_file(path)
+    what = "cnncli evaluate --tune-thresholds"
+    with ExitStack() as held:
+        run = run_folder_of(path)
+        if run is not None:
+            held.enter_context(claim(run, what))
+        held.enter_context(claim(path, what))
+        clean_debris(path.parent, path.name)
+        yield file_sha256(path)
+
+
+def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
+               errors_csv=None, plots: dict | None = None, progress=None, unsafe=False,
+               overwrite=False, class_names=None, pixel_scale=None, threshold=None,
+               tune_thresholds=False, digest=None) -> TaskEvaluation:  # fmt: skip
     plots = plots or {}
     task = info.task
     if task == "regression" and (threshold is not None or tune_thresholds):
@@ -129,9 +176,10 @@ def evaluate_task(model, info, split: str, *, batch_size: int, errors_png=None,
     notes += [f"converted at build: {c}" for c in info.conversions]
     tuned = False
     if tune_thresholds:
+        _can_store(m)  # before the val split is run
         y_val, p_val, _ = _run(m, info, "val", batch_size, None, None)
         m.thresholds = best_thresholds(y_val, p_val)
-        _store_thresholds(m)
+        _store_thresholds(m, digest)
         tuned = True
         notes.append(
             f"thresholds picked on val ({info.count('val')} images) and stored in {m.path}"
@@ -266,16 +314,23 @@ def _regression_worst(y, out, paths, names, targets, limit=SHEET_MAX) -> list[di
     ]
 
 
-def _store_thresholds(m: ModelInfo) -> None:
-    """The tuned thresholds into the model file itself (atomically), as its metadata."""
-    from cnncli.models.io import store_metadata
+def _can_store(m: ModelInfo) -> None:
+    from cnncli.models.exported_files import exported_kind
 
-    if m.path is None or not Path(m.path).is_file():
+    if m.path is None or not Path(m.path).is_file() or exported_kind(m.path):
         raise UsageError(
             "--tune-thresholds stores the thresholds in the model file; this model has none",
             "give the model as a .keras or .h5 file (a run folder's best.keras)",
         )
-    store_metadata(m.path, {"thresholds": [round(float(t), 4) for t in m.thresholds]})
+
+
+def _store_thresholds(m: ModelInfo, digest: str | None) -> None:
+    """The tuned thresholds into the model file itself (atomically), as its metadata, if
+    it still has the sha256 `digest` (None: not checked)."""
+    from cnncli.models.io import store_metadata
+
+    thresholds = [round(float(t), 4) for t in m.thresholds]
+    store_metadata(m.path, {"thresholds": thresholds}, expect_sha256=digest)
 
 
 def _write(result: TaskEvaluation, errors_png, errors_csv, plots, keep, overwrite) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.errors import InputError, ModelError, UsageError
+from cnncli.errors import InputError, UsageError
 from cnncli.images import ImageSpec
 from cnncli.models.head import Head, model_head, outputs_to_probabilities
+from cnncli.models.metadata import check_names_fit, pixel_scale_problem
 
 DEFAULT_BATCH = 32  # images per forward pass in predict and evaluate
 
@@ -91,7 +92,7 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
         from cnncli.inference.runtimes import exported_kind, open_exported
 
         if exported_kind(path):  # a .tflite, .onnx or SavedModel folder from cnncli export
-            return _overridden(open_exported(path), given_names, given_scale)
+            return _overridden(open_exported(path, unsafe), given_names, given_scale)
         if path.is_dir():
             raise InputError(
                 f"{path} is a folder, not a model file",
@@ -122,12 +123,8 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
     if not class_names:
         class_names = [str(i) for i in range(head.num_classes)]
         _note(notes, f"class names: the output indices {', '.join(class_names)}")
-    if len(class_names) != head.num_classes and given_names is None:
-        raise ModelError(
-            f"the model's output has {head.units} unit(s) but its metadata names "
-            f"{len(class_names)} classes",
-            "save the model again with cnncli, or check which model file this is",
-        )
+    if given_names is None:
+        check_names_fit(len(class_names), head, path)
     info = ModelInfo(
         keras_model, path, class_names, spec, scale, from_cnncli, head, notes, image_stored,
         names_from, task, getattr(m, "thresholds", None), list(getattr(m, "targets", []) or []),
@@ -170,10 +167,9 @@ def parse_pixel_scale(value) -> float | None:
             scale = float(value)
     except (ValueError, ZeroDivisionError):
         scale = math.nan
-    if not (math.isfinite(scale) and scale > 0):
-        raise UsageError(
-            f"--scale {value!r} is not a positive number", "write it as 1/255, 1 or 0.00392"
-        )
+    problem = pixel_scale_problem(scale)
+    if problem:
+        raise UsageError(f"--scale {value!r} is {problem}", "write it as 1/255, 1 or 0.00392")
     return scale
 
 

@@ -23,18 +23,21 @@ import numpy as np
 
 from cnncli.errors import InputError, ModelError, ModelFileError
 from cnncli.export.formats import get_format, require_packages
-from cnncli.export.sidecar import head_from_sidecar, read_sidecar
 from cnncli.images import ImageSpec
 from cnncli.inference.model import ModelInfo
-
-
-def exported_kind(path: str | os.PathLike) -> str | None:
-    """'litert' (.tflite), 'onnx' (.onnx) or 'savedmodel' (a folder with saved_model.pb) for
-    an exported model at `path`, else None. Reads names only."""
-    path = Path(path)
-    if path.is_dir():
-        return "savedmodel" if (path / "saved_model.pb").is_file() else None
-    return {".tflite": "litert", ".onnx": "onnx"}.get(path.suffix.lower())
+from cnncli.models.exported_files import (  # exported_kind: re-exported (__all__)
+    check_litert_file,
+    check_onnx_file,
+    exported_kind,
+)
+from cnncli.models.sidecar import (
+    AGAIN,
+    check_model_fits,
+    check_onnx_props,
+    check_pair,
+    head_from_sidecar,
+    read_sidecar,
+)
 
 
 class ExportedModel:
@@ -45,11 +48,18 @@ class ExportedModel:
         self.inputs = [SimpleNamespace(shape=tuple(input_shape))]
         self._runner = None
 
+    def open(self) -> tuple[list, list, dict]:
+        """Load the model into its runtime (once): its input shapes, output shapes (free
+        dimensions as None, -1 or a name) and an ONNX file's metadata_props. A file the
+        runtime cannot read is a ModelFileError."""
+        if self._runner is None:
+            self._runner, *self._described = _RUNNERS[self.kind](self.path)
+        return tuple(self._described)
+
     def predict(self, batch, verbose=0, batch_size=None) -> np.ndarray:
         """(N, H, W, C) float inputs (scaled as the sidecar says) -> (N, units) outputs."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
-        if self._runner is None:
-            self._runner = _RUNNERS[self.kind](self.path)
+        self.open()
         return np.asarray(self._runner(x), dtype=np.float32)
 
     predict_on_batch = predict
@@ -99,10 +109,17 @@ def native_quiet():
 def _litert(path: Path):
     from ai_edge_litert.interpreter import Interpreter
 
-    with native_quiet():
-        interpreter = Interpreter(model_path=str(path))
-    source = interpreter.get_input_details()[0]["index"]
-    target = interpreter.get_output_details()[0]["index"]
+    check_litert_file(path)
+    try:
+        with native_quiet():
+            interpreter = Interpreter(model_path=str(path))
+            interpreter.allocate_tensors()
+        ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
+    except (ValueError, RuntimeError) as e:  # what LiteRT raises for a file it cannot use
+        raise _invalid(path, "TensorFlow Lite", e) from None
+    if not ins or not outs or ins[0]["dtype"] != np.float32:
+        raise ModelFileError(f"{path}: its input is not one float32 image batch", AGAIN)
+    source, target = ins[0]["index"], outs[0]["index"]
     state = {"shape": None}
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -115,17 +132,29 @@ def _litert(path: Path):
         interpreter.invoke()
         return interpreter.get_tensor(target).copy()
 
-    return run
+    shapes = [list(d.get("shape_signature", d["shape"])) for d in (*ins, *outs)]
+    return run, shapes[: len(ins)], shapes[len(ins) :], {}
 
 
 def _onnx(path: Path):
     import onnxruntime
 
+    check_onnx_file(path)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    try:
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        props = dict(session.get_modelmeta().custom_metadata_map)
+    except Exception as e:  # onnxruntime's own Fail / InvalidProtobuf / InvalidGraph
+        raise _invalid(path, "ONNX", e) from None
+    ins, outs = session.get_inputs(), session.get_outputs()
+    if not ins or ins[0].type != "tensor(float)":
+        raise ModelFileError(f"{path}: its input is not one float32 image batch", AGAIN)
+    name = ins[0].name
+    run = lambda x: session.run(None, {name: x})[0]  # noqa: E731
+    return run, [list(i.shape) for i in ins], [list(o.shape) for o in outs], props
 
 
 def _savedmodel(path: Path):
@@ -140,37 +169,59 @@ def _savedmodel(path: Path):
             out = next(iter(out.values()))
         return out.numpy()
 
-    return run
+    try:  # a tf.function's input signature; a concrete function's structured inputs
+        specs = [s.shape.as_list() for s in tf.nest.flatten(fn.input_signature)]
+    except (AttributeError, TypeError):
+        specs = []
+    return run, specs, [], {}
+
+
+def _invalid(path: Path, what: str, e: Exception) -> ModelFileError:
+    detail = " ".join(str(e).split())[:120]
+    return ModelFileError(f"{path} is not a valid {what} file ({detail})", AGAIN)
 
 
 _RUNNERS = {"litert": _litert, "onnx": _onnx, "savedmodel": _savedmodel}
 
 
-def open_exported(path: str | os.PathLike) -> ModelInfo:
-    """The ModelInfo of an exported model (its sidecar read and checked; the runtime's
-    package required, named with the extra to install when missing). The model itself is
-    loaded on its first forward pass."""
+def open_exported(path: str | os.PathLike, unsafe: bool = False) -> ModelInfo:
+    """The ModelInfo of an exported model, checked before it answers anything: its sidecar
+    read and checked (cnncli.models.sidecar: its keys, that the model is the one it was
+    written for), the runtime's package required (named with the extra to install when
+    missing), the file checked (cnncli.models.exported_files) and opened, and its real input
+    and output shapes (and an ONNX file's own metadata) compared with the sidecar. A
+    SavedModel folder is a TensorFlow program that runs what it holds: refused unless
+    `unsafe`, as a model with a Lambda layer is (InputError, before TensorFlow loads)."""
     path = Path(path)
     kind = exported_kind(path)
     if kind is None:
         raise InputError(
             f"{path} is not an exported model", "give a .tflite, an .onnx or a SavedModel folder"
         )
-    side = read_sidecar(path)
-    require_packages(get_format(kind))
-    image = ImageSpec.from_dict(side["image"])
-    head = head_from_sidecar(side)
-    names = list(side["class_names"])
-    if len(names) != head.num_classes:
-        raise ModelFileError(
-            f"{path}: its sidecar names {len(names)} classes for {head.num_classes} outputs",
-            "export it again with cnncli export",
+    if kind == "savedmodel" and not unsafe:
+        raise InputError(
+            f"refusing to run {path}: a SavedModel folder is a TensorFlow program, and its "
+            "serving function runs whatever it holds (reading and writing files included)",
+            "predict with the .keras file it was exported from, or a .tflite or .onnx "
+            "export; pass --unsafe only if you trust where the folder comes from",
         )
+    side = read_sidecar(path)
+    require_packages(get_format(kind), purpose="run", what=path)
+    notes = check_pair(path, side)
+    image = ImageSpec.from_dict(side["image"])
+    head = head_from_sidecar(side, path)
     model = ExportedModel(path, kind, [None, *image.shape])
+    inputs, outputs, props = model.open()
+    if inputs:  # a SavedModel's serving function may not say its shapes: checked when run
+        check_model_fits(side, path, inputs, outputs or [[None, head.units]])
+    check_onnx_props(side, props, path)
     extra = {f.name: side[f.name] for f in fields(ModelInfo)
              if f.name in ("task", "thresholds", "targets") and f.name in side}  # fmt: skip
     return ModelInfo(
-        model=model, path=path, class_names=names, image=image,
-        pixel_scale=float(side["pixel_scale"]), from_cnncli=True, head=head, notes=[],
+        model=model, path=path, class_names=list(side["class_names"]), image=image,
+        pixel_scale=float(side["pixel_scale"]), from_cnncli=True, head=head, notes=notes,
         image_stored=True, names_from="stored", **extra,
     )  # fmt: skip
+
+
+__all__ = ["ExportedModel", "exported_kind", "native_quiet", "open_exported"]

@@ -13,6 +13,7 @@ at most METADATA_LIMIT, each refused in one line that says so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -95,6 +96,15 @@ def check_model_file(path: str | os.PathLike) -> str:
         raise ModelFileError(f"{path} is empty, not a model", "save the model again")
     what = "a .keras zip archive" if by_name == "keras" else "an HDF5 file"
     raise ModelFileError(f"{path} is not a model file (not {what})", "give a Keras model file")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MIB), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def damaged(path: Path, why: str = "") -> ModelFileError:

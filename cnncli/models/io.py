@@ -5,7 +5,9 @@
   root attribute `cnncli_metadata`.
 See docs/FORMAT.md for the keys. Loading never runs code from the file unless `unsafe`:
 the stored model config is read (zipfile / h5py) and checked for Lambda layers and custom
-objects BEFORE Keras deserialises anything, and Keras' own `safe_mode` stays on.
+objects BEFORE Keras deserialises anything, and Keras' own `safe_mode` stays on; the weights
+it declares are bounded by what the file stores (cnncli.models.declared) before Keras
+builds a layer.
 Reading the file without Keras (bounded: a zip bomb is refused unread) is
 cnncli.models.files; what the metadata holds, checked, is cnncli.models.metadata.
 """
@@ -22,11 +24,13 @@ from typing import Any
 
 from cnncli.errors import InputError, ModelError, UsageError
 from cnncli.images import ImageSpec
+from cnncli.models.declared import check_declared_weights
 from cnncli.models.files import (  # check_model_file, read_*: re-exported (__all__)
     H5_ATTRIBUTE,
     KERAS_MEMBER,
     check_model_file,
     damaged,
+    file_sha256,
     kind_from_extension,
     read_config,
     read_metadata,
@@ -103,15 +107,24 @@ def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> 
     return path
 
 
-def store_metadata(path: str | os.PathLike, changes: dict) -> Path:
+def store_metadata(
+    path: str | os.PathLike, changes: dict, expect_sha256: str | None = None
+) -> Path:
     """Update the cnncli metadata stored in the model file `path` with `changes` (say, a
     multi-label model's tuned thresholds), atomically and without Keras: the weights and
-    the rest of the file stay as they are. Returns the path."""
+    the rest of the file stay as they are. `expect_sha256`: the file's digest when the
+    changes were worked out; a file replaced since (a training's new best.keras) is left as
+    it is (ModelError). Returns the path."""
     from cnncli.atomic import atomic_file
     from cnncli.models.metadata import check_stored
 
     path = Path(path)
     kind = check_model_file(path)
+    if expect_sha256 is not None and file_sha256(path) != expect_sha256:
+        raise ModelError(
+            f"{path} was replaced while its metadata was worked out; nothing was stored in it",
+            "run the command again on the model as it is now",
+        )
     meta = {**(read_metadata(path) or {}), **changes}
     meta["format_version"] = max(int(meta.get("format_version", 1)), format_version_for(meta))
     text = json.dumps(check_stored(meta, path), ensure_ascii=False, default=str)
@@ -191,6 +204,7 @@ def load_model(
     kind = check_model_file(path)
     stored = read_metadata(path)
     config = read_config(path)
+    check_declared_weights(path, kind, config)  # before Keras builds (allocates) anything
     reasons = unsafe_reasons(config)
     if reasons and not unsafe:
         raise ModelError(

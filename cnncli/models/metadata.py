@@ -70,21 +70,68 @@ def check_stored(meta, path) -> dict:
             f"cnncli understands ({METADATA_VERSION})",
             "upgrade cnncli",
         )
+    check_model_keys(meta, bad)
+    return meta
+
+
+def check_model_keys(meta: dict, bad) -> None:
+    """The keys a model's metadata and an exported model's sidecar share (class_names,
+    image, pixel_scale, task, thresholds, targets), each checked for its type and range:
+    THE one check of what a model file or a sidecar says about its use. `bad(what)` makes
+    the error to raise (the caller names the file)."""
     names = meta.get("class_names")
     if names is not None and not (
         isinstance(names, list) and all(isinstance(n, (str, int)) for n in names)
     ):
         raise bad(f"has class_names {shown(names)}, not a list of names")
+    repeated = _repeated([str(n) for n in names or []])
+    if repeated:
+        raise bad(f"names the class {shown(repeated[0])} more than once")
     if meta.get("image"):
         try:
             ImageSpec.from_dict(meta["image"])
         except UsageError as e:
             raise bad(f"has an image conversion that cannot be used: {e.message}") from None
     scale = meta.get("pixel_scale")
-    if "pixel_scale" in meta and not _positive_number(scale):
-        raise bad(f"has pixel_scale {shown(scale)}, not a positive number")
+    if "pixel_scale" in meta and pixel_scale_problem(scale):
+        raise bad(f"has pixel_scale {shown(scale)}, {pixel_scale_problem(scale)}")
     _check_task(meta, bad)
-    return meta
+
+
+# A pixel scale multiplies 0..255 pixels before the model. 1/255 and 1 are what cnncli and
+# the course use; 1/65535 (16-bit images) is the smallest a real one needs, and past 1000
+# a pixel of 255 is 2.55e5, beyond any input a model was trained on. Outside these bounds
+# a stored scale is damage (1e308 overflows float32 and gives NaN probabilities), not a
+# choice, so it is refused rather than used.
+PIXEL_SCALE_MIN = 1e-6
+PIXEL_SCALE_MAX = 1e3
+
+
+def pixel_scale_problem(value) -> str | None:
+    """Why `value` cannot be a pixel scale (not a number, not finite, outside
+    PIXEL_SCALE_MIN..PIXEL_SCALE_MAX), or None when it can."""
+    if not _finite(value) or not value > 0:
+        return "not a positive number"
+    if not PIXEL_SCALE_MIN <= float(value) <= PIXEL_SCALE_MAX:
+        return f"outside {PIXEL_SCALE_MIN:g}..{PIXEL_SCALE_MAX:g}"
+    return None
+
+
+def _repeated(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [n for n in names if n in seen or seen.add(n)]
+
+
+def check_names_fit(n_names: int, head, path, what: str = "its metadata") -> None:
+    """ModelFileError (exit 2) when `what` names another number of classes, labels or
+    targets than the model's `head` gives outputs for."""
+    if n_names != head.num_classes:
+        unit = " (one sigmoid unit: 2 classes)" if head.kind == "binary" else ""
+        raise ModelFileError(
+            f"{path or 'the model'}: the model's output has {head.units} unit(s){unit} but "
+            f"{what} names {n_names}",
+            "save or export the model again with cnncli, or check which model file this is",
+        )
 
 
 def _check_task(meta: dict, bad) -> None:
@@ -116,6 +163,9 @@ def _check_task(meta: dict, bad) -> None:
     for t in targets or []:
         if not t["std"] > 0:
             raise bad(f"has target {t['name']!r} with std {shown(t['std'])}, not positive")
+    repeated = _repeated([t["name"] for t in targets or []])
+    if repeated:
+        raise bad(f"names the target {shown(repeated[0])} more than once")
 
 
 def _finite(value) -> bool:
@@ -131,16 +181,6 @@ def _number(value) -> bool:
 
 def _unit_number(value) -> bool:
     return _number(value) and 0 <= value <= 1
-
-
-def _positive_number(value) -> bool:
-    """A number that is positive and finite as a float (10**400 is not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(value)) and value > 0
-    except OverflowError:
-        return False
 
 
 def default_metadata(model) -> ModelMetadata:
