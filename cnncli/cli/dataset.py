@@ -94,6 +94,17 @@ def build(
     shard_size: Annotated[
         str, typer.Option(help="Shard size: bytes (64MB) or images (500).")
     ] = "64MB",
+    engine: Annotated[
+        str,
+        typer.Option(help="Where images are converted: local (this machine) or ray (the "
+                     "nodes of a Ray cluster; the same bytes, see docs/multi-machine.md)."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(metavar="HOST:PORT|auto",
+                     help="--engine ray: the cluster's head (default: RAY_ADDRESS, else "
+                     "this machine's cores)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
@@ -111,7 +122,7 @@ def build(
                 split_files=split_files, skip_bad=skip_bad, overwrite=overwrite,
                 workers=workers, record_format=record_format,
                 shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
-                progress=progress,
+                progress=progress, engine=engine, address=address,
             )  # fmt: skip
     except DatasetError as e:
         if e.problems:
