@@ -101,8 +101,8 @@ def build(
     ] = "local",
     address: Annotated[
         str | None,
-        typer.Option(metavar="HOST:PORT|auto",
-                     help="--engine ray: the cluster's head (default: RAY_ADDRESS, else "
+        typer.Option(metavar="HOST:PORT",
+                     help="--engine ray: the cluster's head, or auto (default: RAY_ADDRESS, else "
                      "this machine's cores)."),
     ] = None,
     json_out: JsonOpt = False,
