@@ -51,23 +51,24 @@ def test_engine_options_refused_before_work(cli, repo, tmp_path, more, said):
     assert list(tmp_path.iterdir()) == []
 
 
-VIEW = {"host": "box2", "version": "1.0", "images": True, "probe": "t0ken"}
+VIEW = {"host": "box2", "version": "1.0", "inputs": True, "probe": "t0ken"}
 
 
 @pytest.mark.parametrize(
     ("change", "said"),
     [
         ({"version": "0.9"}, "node 10.0.0.2 (box2) runs cnncli 0.9, this machine 1.0"),
-        ({"images": False}, "node 10.0.0.2 (box2) does not see the images in /data/photos"),
+        ({"inputs": False}, "node 10.0.0.2 (box2) does not see the images in /data/photos"),
         ({"probe": None}, "node 10.0.0.2 (box2) does not see the output folder /data"),
     ],
 )
 def test_a_node_that_sees_otherwise_is_named(change, said):
     views = {"10.0.0.1": dict(VIEW, host="box1"), "10.0.0.2": {**VIEW, **change}}
     with pytest.raises(InputError) as e:
-        compare_views(views, "/data/photos", "/data", "t0ken", version="1.0")
+        compare_views(views, "the images in /data/photos", "/data", "t0ken", version="1.0")
     assert str(e.value.message) == said
-    compare_views({"10.0.0.1": VIEW}, "/data/photos", "/data", "t0ken", version="1.0")
+    compare_views({"10.0.0.1": VIEW}, "the images in /data/photos", "/data", "t0ken",
+                  version="1.0")
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 16_383, 16_384, 750_000, 2**21 + 5])

@@ -53,7 +53,10 @@ class RayEngine:
         import ray
 
         try:
-            nodes = check_nodes(job)
+            rows = job.plan.rows
+            samples = [job.images_dir / rows[i].path for i in sorted({0, len(rows) - 1}) if rows]
+            nodes = check_nodes([job.images_dir, *samples], f"the images in {job.images_dir}",
+                                job.folder)  # fmt: skip
             return _run(job, nodes)
         finally:
             if self.owned:
@@ -86,53 +89,54 @@ def connect(address: str | None) -> None:
 
 
 # ------------------------------------------------------------------ the check of each node
-def node_view(images_dir: str, samples: list[str], probe: str) -> dict:
+def node_view(paths: list[str], probe: str | None) -> dict:
     """What a node sees (run there by a tiny task): its host name, cnncli version, whether
-    the image folder and the sample images are there, and the probe file's text (the
-    build's temporary folder, on a shared folder, holds it)."""
+    `paths` (the image folder, sample images, a model) are there, and the probe file's text
+    (the build's temporary folder, on a shared folder, holds it)."""
     import cnncli
 
     try:
-        token = Path(probe).read_text()
+        token = Path(probe).read_text() if probe else None
     except OSError:
         token = None
     return {
         "host": socket.gethostname(),
         "version": cnncli.__version__,
-        "images": os.path.isdir(images_dir) and all(os.path.isfile(s) for s in samples),
+        "inputs": all(os.path.exists(p) for p in paths),
         "probe": token,
     }
 
 
-def compare_views(views: dict[str, dict], images_dir, out_parent, token: str,
-                  version: str = __version__) -> None:
+def compare_views(views: dict[str, dict], inputs: str, out_parent=None, token: str | None = None,
+                  version: str = __version__) -> None:  # fmt: skip
     """Refuse, naming the node, when one does not see what this machine sees. `views`:
-    {node address: node_view(...)}."""
+    {node address: node_view(...)}; `inputs`: what the paths are, in words."""
     for where, v in views.items():
         name = f"node {where} ({v['host']})"
         if v["version"] != version:
             raise InputError(f"{name} runs cnncli {v['version']}, this machine {version}",
                              "install the same cnncli version on every node")  # fmt: skip
-        if not v["images"]:
-            raise InputError(f"{name} does not see the images in {images_dir}",
+        if not v["inputs"]:
+            raise InputError(f"{name} does not see {inputs}",
                              f"put them on a folder shared at the same path on every node; "
                              f"{CLUSTER_DOC}")  # fmt: skip
-        if v["probe"] != token:
+        if token is not None and v["probe"] != token:
             raise InputError(f"{name} does not see the output folder {out_parent}",
                              f"write the dataset to a folder shared at the same path on every "
                              f"node; {CLUSTER_DOC}")  # fmt: skip
 
 
-def check_nodes(job: ConvertJob) -> int:
-    """Run node_view on every live node and compare; -> the number of nodes."""
+def check_nodes(paths: list, inputs: str, out_folder: Path | None = None) -> int:
+    """Run node_view on every live node and compare (`inputs`: `paths` in words; a probe
+    file is written into `out_folder`, when given, for each node to read back); -> the
+    number of nodes."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    token = uuid.uuid4().hex
-    probe = job.folder / f".ray-probe-{token[:8]}"
-    probe.write_text(token)
-    rows = job.plan.rows
-    samples = [str(job.images_dir / rows[i].path) for i in {0, len(rows) - 1} if rows]
+    token = uuid.uuid4().hex if out_folder is not None else None
+    probe = out_folder / f".ray-probe-{token[:8]}" if token else None
+    if probe is not None:
+        probe.write_text(token)
     view = ray.remote(node_view)
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -140,7 +144,7 @@ def check_nodes(job: ConvertJob) -> int:
             n["NodeManagerAddress"] + f" [{n['NodeID'][:8]}]": view.options(
                 num_cpus=0, max_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-            ).remote(str(job.images_dir), samples, str(probe))
+            ).remote([str(p) for p in paths], str(probe) if probe else None)
             for n in nodes
         }  # fmt: skip
         views = {}
@@ -150,9 +154,11 @@ def check_nodes(job: ConvertJob) -> int:
             except ray.exceptions.GetTimeoutError:
                 raise InputError(f"node {where} did not answer within {CHECK_SECONDS:.0f} s",
                                  "check the node (ray status), or stop it") from None  # fmt: skip
-        compare_views(views, job.images_dir, job.folder.parent, token, version=__version__)
+        compare_views(views, inputs, out_folder.parent if out_folder else None, token,
+                      version=__version__)  # fmt: skip
     finally:
-        probe.unlink(missing_ok=True)
+        if probe is not None:
+            probe.unlink(missing_ok=True)
     return len(nodes)
 
 
@@ -273,11 +279,13 @@ def _gather(refs: list, counter: ProgressCounter, first: bool) -> list[dict]:
                 done[index[ref]] = ray.get(ref)
                 if first:
                     counter.add(len(done[index[ref]]["rows"]))
-    except ray.exceptions.RayError as e:
+    except BaseException as e:  # Ctrl-C too: no task may write once the folder is removed
         for ref in pending:
             ray.cancel(ref, force=True)
         if pending:
             ray.wait(pending, num_returns=len(pending), timeout=30)
+        if not isinstance(e, ray.exceptions.RayError):
+            raise
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CnnError(f"a shard task failed on the Ray cluster after {TASK_RETRIES} retries "
                        f"({first_line[:200]}); nothing was written",

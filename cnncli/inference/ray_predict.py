@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from cnncli.datasets.engines import ENGINES, RAY_INSTALL, ray_installed
-from cnncli.datasets.ray_engine import connect
+from cnncli.datasets.ray_engine import check_nodes, connect
 from cnncli.errors import ImageError, UsageError
 from cnncli.inference.model import DEFAULT_BATCH
 from cnncli.inference.predict import PredictStream, predict_batches
@@ -55,6 +55,13 @@ def predict_batches_ray(model, inputs, top_k: int = 1, *, address: str | None = 
     owned = not ray.is_initialized()
     if owned:
         connect(address)
+    try:
+        files = local.files
+        check_nodes([model, *{files[0], files[-1]}], f"the model {model} and the images given")
+    except BaseException:
+        if owned:
+            ray.shutdown()
+        raise
     return RayPredictStream(local.model, local.files, top_k, batch_size, progress,
                             source=str(model), options={"unsafe": unsafe,
                             "class_names": class_names, "pixel_scale": pixel_scale},
