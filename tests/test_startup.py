@@ -13,7 +13,7 @@ from cnncli.cli.main import app
 from typer.testing import CliRunner
 result = CliRunner().invoke(app, {args!r})
 assert result.exit_code in (0, 2), (result.exit_code, result.output)
-heavy = sorted(m for m in ("tensorflow", "keras", "optuna") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "keras", "optuna", "ray") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
 
@@ -46,7 +46,7 @@ for path in paths(typer.main.get_command(app)):
     assert result.exit_code == 0 and "Usage:" in result.output, (path, result.output)
     shown.append(" ".join(path))
 print("SHOWN=" + ",".join(shown))
-print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras", "optuna") if m in sys.modules))
+print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras", "optuna", "ray") if m in sys.modules))
 """
 
 
@@ -115,7 +115,7 @@ try:
     main()
 except SystemExit:
     pass
-print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras", "optuna") if m in sys.modules))
+print("HEAVY=" + ",".join(m for m in ("tensorflow", "keras", "optuna", "ray") if m in sys.modules))
 """
 
 

@@ -118,6 +118,17 @@ def build(
             "--allow-leaks", help="Split identical image files freely (default: one split each)."
         ),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(help="Where images are converted: local (this machine) or ray (the "
+                     "nodes of a Ray cluster; the same bytes, see docs/multi-machine.md)."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(metavar="HOST:PORT",
+                     help="--engine ray: the cluster's head, or auto (default: RAY_ADDRESS, else "
+                     "this machine's cores)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
@@ -136,6 +147,7 @@ def build(
                 workers=workers, record_format=record_format,
                 shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
                 exclude=exclude, relabel=relabel, allow_leaks=allow_leaks, progress=progress,
+                engine=engine, address=address,
             )  # fmt: skip
     except DatasetError as e:
         if e.problems:

@@ -186,6 +186,13 @@ def predict_command(
     scale: ScaleOpt = None,
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
+    engine: Annotated[
+        str, typer.Option(help="local, or ray: predicted by the nodes of a Ray cluster "
+                          "(docs/multi-machine.md).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(metavar="HOST:PORT", help="--engine ray: the cluster (or auto).")
+    ] = None,
 ) -> None:
     """Class name and probability for each image, with the class names stored with the model.
 
@@ -198,7 +205,7 @@ def predict_command(
     from cnncli.cli import console
     from cnncli.cli.progress import ProgressBar
     from cnncli.inference.inputs import expand_inputs
-    from cnncli.inference.predict import predict_batches
+    from cnncli.inference.ray_predict import predict_batches_on
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
@@ -208,7 +215,7 @@ def predict_command(
         raise OutputExistsError(output)
     sink = PredictionSink(json_out, csv_out, output, overwrite, console.stdout_is_terminal())
     with ProgressBar("predict", enabled=not sink.streams_to_terminal) as bar:
-        stream = predict_batches(
+        stream = predict_batches_on(engine, address)(
             model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
             class_names=classes, pixel_scale=scale,
         )  # fmt: skip

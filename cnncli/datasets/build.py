@@ -22,7 +22,6 @@ so that one run lists every problem at once.
 from __future__ import annotations
 
 import os
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,9 @@ import numpy as np
 from cnncli import __version__
 from cnncli.atomic import atomic_dir, write_json
 from cnncli.claims import claimed
+from cnncli.datasets.convert import ConvertJob
 from cnncli.datasets.corrections import apply_corrections
+from cnncli.datasets.engines import open_engine
 from cnncli.datasets.labels import load_label_table, scan_class_folders
 from cnncli.datasets.plan import (
     Plan,
@@ -39,11 +40,9 @@ from cnncli.datasets.plan import (
     plan_build,
     stop_if_bad,
     warning_notes,
-    with_warnings,
 )
 from cnncli.datasets.shards import (
     SPLITS,
-    ShardSet,
     parse_shard_size,
     write_index,
     write_skipped,
@@ -52,7 +51,7 @@ from cnncli.datasets.splits import apply_split_files, keep_copies_together, spli
 from cnncli.datasets.store import recover_dataset
 from cnncli.datasets.targets import check_task_options, load_task_table
 from cnncli.datasets.tasks import index_label, split_counts, task_manifest
-from cnncli.datasets.workers import converted_records, describe_pool, pool_plan
+from cnncli.datasets.workers import pool_plan
 from cnncli.errors import (
     DatasetError,
     InputError,
@@ -61,8 +60,7 @@ from cnncli.errors import (
     not_found,
     writing,
 )
-from cnncli.images import COLORS, FITS, Conversions, parse_size
-from cnncli.progress import Counter as ProgressCounter
+from cnncli.images import COLORS, FITS, parse_size
 from cnncli.progress import Progress
 
 FORMAT_VERSION = 1
@@ -129,6 +127,8 @@ def build_dataset(
     relabel=None,
     allow_leaks: bool = False,
     progress: Progress | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> BuildResult:
     """Build a dataset folder (docs/FORMAT.md) from IMAGES_DIR and an optional label table.
 
@@ -140,7 +140,8 @@ def build_dataset(
     (`target_cols`) reads those from the table (cnncli.datasets.targets). `exclude` and
     `relabel` (files from `cnncli dataset check`: cnncli.datasets.corrections) leave images
     out and relabel them first; identical image files are kept in one split unless
-    `allow_leaks`.
+    `allow_leaks`. `engine` 'ray' converts on the Ray cluster at `address`
+    (cnncli.datasets.engines): the same bytes as 'local'.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     check_task_options(task, labels=labels, label_col=label_col, label_delim=label_delim,
@@ -154,6 +155,7 @@ def build_dataset(
     if isinstance(size, str):
         size = parse_size(size)
     _check_paths(images_dir, out_dir, labels, overwrite, split_col)
+    runner = open_engine(engine, address, record_format=record_format, shard_limit=shard_limit)
     if task != "classify":
         ls = load_task_table(labels, images_dir, task, image_col=image_col, label_col=label_col,
                              label_delim=label_delim, label_cols=label_cols,
@@ -203,15 +205,15 @@ def build_dataset(
     pixels = len(plan.rows) * int(np.prod(plan.spec.shape))
     with writing(out_dir, pixels if record_format == "raw" else None), \
             atomic_dir(out_dir, overwrite=overwrite) as tmp:  # fmt: skip
-        with ShardSet(tmp, shard_limit) as shards:
-            sha, bad, changed = _convert(plan, images_dir, shards, record_format, pool, seed,
-                                skip_bad, progress)  # fmt: skip
+        done = runner.convert(ConvertJob(plan, images_dir, tmp, shard_limit, record_format,
+                                         pool, seed, skip_bad, progress))  # fmt: skip
+        sha, bad, changed = done.sha, done.bad, done.changed
         problems, notes, rows = plan.problems, plan.notes, plan.rows
         stop_if_bad(problems, plan.blockers, skip_bad)
         kept = [i for i in range(len(rows)) if i not in bad]
         counts = _counts(plan, kept)
         _check_train(counts, ls.class_names, problems, given)
-        shard_names = shards.finish()
+        shard_names = done.shard_names
         write_index(tmp, [(i, rows[i].name, index_label(rows[i].label), rows[i].class_name,
                            plan.splits[i], sha[i]) for i in kept])  # fmt: skip
         if problems:
@@ -226,44 +228,10 @@ def build_dataset(
         n_shards = sum(len(v) for v in shard_names.values())
         notes.append(
             f"records: {record_format} pixels, {n_shards} shard{'s' * (n_shards != 1)}"
-            f" ({describe_pool(pool)})"
+            f" ({done.described})"
         )
         write_json(tmp / "manifest.json", manifest)
     return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused, warned)
-
-
-def _convert(plan: Plan, images_dir: Path, shards: ShardSet, record_format: str, pool: tuple,
-             seed: int, skip_bad: bool, progress: Progress | None):  # fmt: skip
-    """Convert every row in a seeded order (the shards' order) and write the records, unless
-    a problem means nothing will be written: then only check, to list every problem.
-    -> ({row: source sha256}, {rows that failed}, what the conversion changed in the rows
-    written); failures are added to plan.problems."""
-    rows, spec = plan.rows, plan.spec.to_dict()
-    order = np.random.default_rng([seed, 7919]).permutation(len(rows)).tolist() if rows else []
-    tasks = (
-        (str(images_dir / rows[i].path), spec, record_format, i, rows[i].label, rows[i].name)
-        for i in order
-    )
-    sha: dict[int, str] = {}
-    bad: set[int] = set()
-    changed = Conversions()
-    writing = not plan.blockers and (skip_bad or not plan.problems)
-    counter = ProgressCounter(progress, len(rows))
-    counter.start()
-    # closing(): the pool stops at once on an error or Ctrl-C, not when garbage collected
-    with closing(converted_records(tasks, pool)) as results:
-        for i, (status, payload, sha[i], kinds, said) in zip(order, results, strict=True):
-            if status == "ok":
-                changed.merge(kinds)
-                plan.warned += [(rows[i].name, m) for m in said]
-                if writing:
-                    shards.write(plan.splits[i], payload)
-            else:
-                plan.problems.append((rows[i].name, with_warnings(payload, said)))
-                bad.add(i)
-                writing = skip_bad and not plan.blockers
-            counter.add()
-    return sha, bad, changed
 
 
 def _manifest(plan: Plan, record_format: str, counts, shard_names, options, changed) -> dict:

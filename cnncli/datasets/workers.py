@@ -38,7 +38,7 @@ from contextlib import closing
 
 import numpy as np
 
-from cnncli.datasets.tfrecord import encode_example, frame, label_features
+from cnncli.datasets.tfrecord import encode_example, frame, framed_size, label_features
 from cnncli.errors import ImageError
 from cnncli.images import Conversions, ImageSpec, convert_image, open_image, unreadable_reason
 from cnncli.images.decoder_warnings import image_warnings, is_tiff
@@ -95,9 +95,18 @@ def finish_record(decoded: tuple) -> tuple:
     finally:
         img.close()
     data = encode_pixels(arr, encoding)
-    features = {"image": data, "index": index, "path": name, **label_features(label)}
-    record = frame(encode_example(features))
+    record = frame(encode_example({"image": data, **record_fields(index, name, label)}))
     return ("ok", record, sha, changed, [*said, *more])
+
+
+def record_fields(index: int, name: str, label) -> dict:
+    """A record's features other than its pixels (docs/FORMAT.md)."""
+    return {"index": index, "path": name, **label_features(label)}
+
+
+def raw_record_size(spec: ImageSpec, index: int, name: str, label) -> int:
+    """The bytes a 'raw' record of this row takes in its shard, known before decoding."""
+    return framed_size(record_fields(index, name, label), "image", int(np.prod(spec.shape)))
 
 
 def converted_records(tasks: Iterable, pool: tuple[str, int]) -> Iterator:
