@@ -47,7 +47,7 @@ def example_commands(command: str) -> list[list[str]]:
     lines = []
     for text in [readme(), *pages().values()]:
         for block in bash_blocks(text):
-            for line in block.splitlines():
+            for line in block.replace("\\\n", " ").splitlines():  # continued lines joined
                 words = shlex.split(line, comments=True)
                 if words[:2] == ["cnncli", command]:
                     lines.append(words[1:])

@@ -47,7 +47,7 @@ DRAWING_MODULES = ["drawing", "inference", "datasets/preview.py", "filters/galle
 
 
 def test_pictures_and_figures_have_one_saver_and_one_setup(repo):
-    """matplotlib.use only in drawing/plots.py, savefig only in drawing/save.py, and no
+    """matplotlib.use only in drawing/figures.py, savefig only in drawing/save.py, and no
     Pillow save in the modules that draw pictures (they call drawing.save.save_png)."""
     pkg = repo / "cnncli"
     drawing = [p for d in DRAWING_MODULES for p in sorted((pkg / d).rglob("*.py")) or [pkg / d]]
@@ -57,7 +57,7 @@ def test_pictures_and_figures_have_one_saver_and_one_setup(repo):
         rel = path.relative_to(pkg).as_posix()
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#")[0]
-            if "matplotlib.use(" in code and rel != "drawing/plots.py":
+            if "matplotlib.use(" in code and rel != "drawing/figures.py":
                 found.append(f"{rel}:{n}: {line.strip()}")
             if ".savefig(" in code and rel != "drawing/save.py":
                 found.append(f"{rel}:{n}: {line.strip()}")

@@ -241,7 +241,7 @@ def test_activations_gradcam_and_embed_colours(kit, tmp_path):
     image = sorted((kit["root"] / "images").glob("*.png"))[5]
     r = activations(kit["ml_model"], [image], tmp_path / "a", gradcam=True, class_index="top")
     page = (tmp_path / "a" / "index.html").read_text()
-    assert r.images[0].gradcam_class == "top" and "Grad-CAM: class top" in page
+    assert r.images[0].gradcam_class == "top" and "Grad-CAM: label top" in page
     assert "Predicted labels (above their thresholds)" in page
     r = activations(kit["rg_model"], [image], tmp_path / "b", gradcam=True)
     assert r.images[0].gradcam_class == "light"  # the first target's value explained

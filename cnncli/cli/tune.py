@@ -140,13 +140,17 @@ def _fixed_parameters() -> list[inspect.Parameter]:
 
 
 def _attach_train_options(fn):
-    """`fn`'s signature with train's option parameters in place of **train_values."""
+    """`fn`'s signature with train's option parameters in place of **train_values (once:
+    registering the command again keeps it)."""
+    if getattr(fn, "_train_options_attached", False):
+        return fn
     sig = inspect.signature(fn, eval_str=True)
     own = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
     params = [*own, *_fixed_parameters()]
     fn.__signature__ = sig.replace(parameters=params)
     fn.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    fn._train_options_attached = True
     return fn
 
 
