@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.checks import check_first
-from cnncli.cli.options import ClassesOpt, JsonOpt, ModelArg, OverwriteOpt, ScaleOpt, UnsafeOpt
+from cnncli.cli.options import (
+    ClassesOpt,
+    JsonOpt,
+    OverwriteOpt,
+    RunModelArg,
+    RuntimeOpt,
+    ScaleOpt,
+    UnsafeOpt,
+)
 from cnncli.errors import InputError, OutputExistsError, UsageError
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
@@ -18,7 +26,7 @@ _TASKS = "Multi-label and regression models"
 
 
 def evaluate_command(
-    model: ModelArg,
+    model: RunModelArg,
     dataset: Annotated[
         Path, typer.Argument(metavar="DATASET_DIR", help="A dataset folder (cnncli dataset build).")
     ],
@@ -80,25 +88,30 @@ def evaluate_command(
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split
     (multi-label: per-label metrics, micro/macro F1; regression: MAE, RMSE, R² per target)."""
     from cnncli.cli import console, task_views
     from cnncli.cli.progress import ProgressBar
+    from cnncli.export.cache import FastModel
     from cnncli.inference.evaluate import DEFAULT_PLACE, evaluate
 
+    # --tune-thresholds stores the thresholds in the Keras file: Keras runs it
+    fast = FastModel(model, "keras" if tune_thresholds else runtime, unsafe)
     if no_confusion and any(p is not None for p in (confusion, scatter, residuals)):
         raise UsageError("--no-confusion and a plot's path contradict each other")
     plot, fig = (None, None) if no_confusion else (confusion or DEFAULT_PLACE, DEFAULT_PLACE)
     with ProgressBar("evaluate") as bar:
         result = evaluate(
-            model, dataset, split=split, batch_size=batch_size, errors_png=errors,
+            fast, dataset, split=split, batch_size=batch_size, errors_png=errors,
             errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
             overwrite=overwrite, class_names=classes, pixel_scale=scale, threshold=threshold,
             tune_thresholds=tune_thresholds, scatter_png=scatter or fig,
             residuals_png=residuals or fig,
         )  # fmt: skip
     console.notes(result.notes)
+    console.info(f"runtime: {fast.runtime_text}")
     task = task_views.is_task(result)
     if json_out:
         console.print_json(result.to_json())
@@ -160,7 +173,7 @@ def _render_evaluation(result) -> None:
 
 
 def predict_command(
-    model: ModelArg,
+    model: RunModelArg,
     inputs: Annotated[
         list[Path],
         typer.Argument(metavar="IMAGE|DIR", help="Image files, or folders of images."),
@@ -180,6 +193,7 @@ def predict_command(
     scale: ScaleOpt = None,
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """Class name and probability for each image, with the class names stored with the model.
 
@@ -191,17 +205,19 @@ def predict_command(
     """
     from cnncli.cli import console
     from cnncli.cli.progress import ProgressBar
+    from cnncli.export.cache import FastModel
     from cnncli.inference.predict import predict_batches
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
-    check_first(model, inputs)
+    fast = FastModel(model, runtime, unsafe)
+    check_first(fast.path, inputs)
     if output is not None and output.exists() and not overwrite:
         raise OutputExistsError(output)
     sink = PredictionSink(json_out, csv_out, output, overwrite, console.stdout_is_terminal())
     with ProgressBar("predict", enabled=not sink.streams_to_terminal) as bar:
         stream = predict_batches(
-            model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
+            fast, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
             class_names=classes, pixel_scale=scale,
         )  # fmt: skip
         with sink:
@@ -209,6 +225,7 @@ def predict_command(
                 sink.add(stream, rows)
             sink.finish(stream)
     console.notes(stream.notes, stream.conversion)
+    console.info(f"runtime: {fast.runtime_text}")
     for file, reason in stream.skipped:
         console.warn(f"skipped {file}: {reason}")
     if stream.skipped:

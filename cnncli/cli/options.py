@@ -23,6 +23,17 @@ MODEL_HELP = (
     "what cnncli export wrote (.tflite, .onnx, a SavedModel folder)."
 )
 ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
+RUN_MODEL_HELP = MODEL_HELP + " A train run folder stands for its best.keras."
+RunModelArg = Annotated[Path, typer.Argument(metavar="MODEL|RUN_DIR", help=RUN_MODEL_HELP)]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime", metavar="auto|keras|onnx|litert", envvar="CNNCLI_RUNTIME",
+        help="What runs a .keras/.h5 model: auto (its ONNX copy, checked against Keras, made "
+        "once and kept in the run folder's .cnncli-cache or ~/.cache/cnncli, when onnxruntime "
+        "is installed; else Keras), keras, onnx or litert.",
+    ),
+]  # fmt: skip
 OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]
 ClassesOpt = Annotated[
     str | None,
