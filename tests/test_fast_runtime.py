@@ -14,8 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("tf2onnx")
+pytest.importorskip("ai_edge_litert")
+
+from cnncli.export.cache import PREFERRED  # noqa: E402  (what --runtime auto makes)
+
+SUFFIX = {"litert": ".tflite", "onnx": ".onnx"}[PREFERRED]
+SHOWN = {"litert": "LiteRT", "onnx": "onnxruntime"}[PREFERRED]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,7 +64,7 @@ def _probs(result) -> dict:
 
 
 def _copies(run):
-    return sorted(p.name for p in (run / ".cnncli-cache").glob("*.onnx"))
+    return sorted(p.name for p in (run / ".cnncli-cache").glob(f"*{SUFFIX}"))
 
 
 def _fresh_run(made, tmp_path):
@@ -72,9 +76,9 @@ def _fresh_run(made, tmp_path):
 def test_first_call_makes_the_copy_and_gives_keras_answers(made):
     first, keras_r = made["first"], made["keras"]
     assert first.exit_code == 0, first.stderr
-    assert "made the fast onnx copy of best.keras once" in first.stderr
-    assert "runtime: onnxruntime" in first.stderr and "runtime: Keras" in keras_r.stderr
-    assert json.loads(first.stdout)["runtime"] == "onnx"
+    assert f"made the fast {PREFERRED} copy of best.keras once" in first.stderr
+    assert f"runtime: {SHOWN}" in first.stderr and "runtime: Keras" in keras_r.stderr
+    assert json.loads(first.stdout)["runtime"] == PREFERRED
     assert json.loads(keras_r.stdout)["runtime"] == "keras"
     a, b = _probs(keras_r), _probs(first)
     assert a.keys() == b.keys() and len(a) == 12
@@ -92,7 +96,7 @@ def test_later_calls_load_no_tensorflow(made, fresh_cli, tmp_path):
         [["predict", run, images, "--csv"], ["predict", run / "best.keras", images]], tmp_path
     )
     assert [code for code, _ in results] == [0, 0], results
-    assert all("runtime: onnxruntime" in err and "made the fast" not in err
+    assert all(f"runtime: {SHOWN}" in err and "made the fast" not in err
                for _, err in results)  # fmt: skip
     assert heavy == []
 
@@ -103,7 +107,7 @@ def test_a_changed_model_never_uses_the_stale_copy(made, cli, tiny, tmp_path):
     images = made["root"] / "images"
     fast = cli("predict", run, images, "--json")
     keras_r = cli("predict", run, images, "--json", "--runtime", "keras")
-    assert fast.exit_code == 0 and "made the fast onnx copy" in fast.stderr
+    assert fast.exit_code == 0 and f"made the fast {PREFERRED} copy" in fast.stderr
     a, b = _probs(keras_r), _probs(fast)
     assert max(abs(a[k] - b[k]) for k in a) < 1e-4
     assert (
@@ -119,7 +123,7 @@ def test_a_tampered_copy_is_refused_and_made_again(made, cli, tmp_path):
     copy.write_bytes(copy.read_bytes()[:-10] + b"0123456789")
     r = cli("predict", run, made["root"] / "images", "--json")
     assert r.exit_code == 0, r.stderr
-    assert "was changed since it was made" in r.stderr and "runtime: onnxruntime" in r.stderr
+    assert "was changed since it was made" in r.stderr and f"runtime: {SHOWN}" in r.stderr
     assert max(abs(a - b) for a, b in zip(_probs(r).values(), _probs(made["first"]).values(),
                                            strict=True)) < 1e-4  # fmt: skip
 
@@ -133,7 +137,7 @@ def test_a_failed_check_uses_keras_and_is_remembered(made, cli, tmp_path, monkey
     images = made["root"] / "images"
     r = cli("predict", run, images)
     assert r.exit_code == 0 and "runtime: Keras" in r.stderr
-    assert "onnx copy failed the agreement check" in r.stderr
+    assert f"{PREFERRED} copy failed the agreement check" in r.stderr
     tries = []
     monkeypatch.setattr(cache, "_export", lambda *a: tries.append(a))
     again = cli("predict", run, images)
@@ -159,9 +163,9 @@ def test_a_read_only_run_folder_keeps_the_copy_in_the_user_cache(made, cli, tmp_
         r = cli("predict", run, made["root"] / "images")
     finally:
         os.chmod(run, 0o755)
-    assert r.exit_code == 0 and "runtime: onnxruntime" in r.stderr, r.stderr
+    assert r.exit_code == 0 and f"runtime: {SHOWN}" in r.stderr, r.stderr
     assert not (run / ".cnncli-cache").exists()
-    assert len(list((tmp_path / "cache" / "cnncli").glob("best-*.onnx.record.json"))) == 1
+    assert len(list((tmp_path / "cache" / "cnncli").glob(f"best-*{SUFFIX}.record.json"))) == 1
 
 
 HOLD = """
@@ -180,7 +184,7 @@ def test_a_copy_being_made_elsewhere_means_keras_this_time(made, cli, tmp_path):
     run = _fresh_run(made, tmp_path)
     shutil.rmtree(run / ".cnncli-cache")
     best = run / "best.keras"
-    record = record_path(copy_path(run / ".cnncli-cache", best, file_sha256(best), "onnx"))
+    record = record_path(copy_path(run / ".cnncli-cache", best, file_sha256(best), PREFERRED))
     record.parent.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(record)], env=env,
@@ -192,7 +196,7 @@ def test_a_copy_being_made_elsewhere_means_keras_this_time(made, cli, tmp_path):
         holder.kill()
         holder.wait()
     assert r.exit_code == 0, r.stderr
-    assert "another cnncli is making the fast onnx copy" in r.stderr
+    assert f"another cnncli is making the fast {PREFERRED} copy" in r.stderr
     assert "runtime: Keras" in r.stderr and _copies(run) == []
 
 
@@ -228,16 +232,17 @@ def test_runtime_errors_are_one_line_before_any_work(made, cli, tmp_path, monkey
     images = made["root"] / "images"
     r = cli("predict", made["run"], images, "--runtime", "torch")
     assert r.exit_code == 2 and "unknown runtime 'torch'" in r.stderr
-    onnx = next((made["run"] / ".cnncli-cache").glob("*.onnx"))
-    r = cli("predict", onnx, images, "--runtime", "keras")
-    assert r.exit_code == 2 and "--runtime keras cannot run it" in r.stderr
+    other = "onnx" if PREFERRED == "litert" else "litert"
+    copy = next((made["run"] / ".cnncli-cache").glob(f"*{SUFFIX}"))
+    r = cli("predict", copy, images, "--runtime", other)
+    assert r.exit_code == 2 and f"--runtime {other} cannot run it" in r.stderr
     empty = tmp_path / "emptyrun"
     empty.mkdir()
     (empty / "run.json").write_text("{}")
     r = cli("predict", empty, images)
     assert r.exit_code == 2 and "has no best.keras yet" in r.stderr
     monkeypatch.setattr(cache, "missing_packages", lambda fmt: ["onnxruntime"])
-    r = cli("predict", made["run"], images, "--runtime", "onnx")
+    r = cli("predict", made["run"], images, "--runtime", PREFERRED)
     assert r.exit_code == 2 and "pip install 'cnncli[export]'" in r.stderr
     r = cli("predict", made["run"], images)  # auto without the packages: Keras, silently
     assert r.exit_code == 0 and "runtime: Keras" in r.stderr and "note:" not in r.stderr
@@ -248,10 +253,23 @@ def test_a_model_from_elsewhere_gets_nothing_written_beside_it(made, cli, tmp_pa
     lone.parent.mkdir()
     shutil.copy(made["run"] / "best.keras", lone)
     r = cli("predict", lone, made["root"] / "images", "--json")
-    assert r.exit_code == 0 and "runtime: onnxruntime" in r.stderr, r.stderr
+    assert r.exit_code == 0 and f"runtime: {SHOWN}" in r.stderr, r.stderr
     assert sorted(p.name for p in lone.parent.iterdir()) == ["model.keras"]
     cache = os.environ["XDG_CACHE_HOME"]
     assert f"{cache}/cnncli/model-" in r.stderr  # the note names where the copy went
+
+
+@pytest.mark.skipif(PREFERRED == "onnx", reason="auto makes the ONNX copy already")
+def test_runtime_onnx_makes_and_uses_the_onnx_copy(made, cli, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    run = _fresh_run(made, tmp_path)
+    r = cli("predict", run, made["root"] / "images", "--json", "--runtime", "onnx")
+    assert r.exit_code == 0 and "runtime: onnxruntime" in r.stderr, r.stderr
+    assert json.loads(r.stdout)["runtime"] == "onnx"
+    assert max(abs(a - b) for a, b in zip(_probs(r).values(), _probs(made["keras"]).values(),
+                                           strict=True)) < 1e-4  # fmt: skip
+    assert len(list((run / ".cnncli-cache").glob("best-*.onnx.record.json"))) == 1
 
 
 def test_evaluate_through_the_copy_gives_keras_figures(made, cli, tiny, tmp_path):
@@ -260,7 +278,7 @@ def test_evaluate_through_the_copy_gives_keras_figures(made, cli, tiny, tmp_path
     fast = cli("evaluate", run, ds, "--json", "--no-confusion")
     slow = cli("evaluate", run, ds, "--json", "--no-confusion", "--runtime", "keras")
     assert fast.exit_code == 0 and slow.exit_code == 0, fast.stderr + slow.stderr
-    assert "runtime: onnxruntime" in fast.stderr and "runtime: Keras" in slow.stderr
+    assert f"runtime: {SHOWN}" in fast.stderr and "runtime: Keras" in slow.stderr
     a, b = json.loads(fast.stdout), json.loads(slow.stdout)
     assert a["accuracy"] == b["accuracy"] and a["count"] == b["count"]
     assert np.isclose(a["loss"], b["loss"], atol=1e-4)

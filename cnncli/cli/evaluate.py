@@ -13,8 +13,8 @@ from cnncli.cli.checks import check_first
 from cnncli.cli.options import (
     ClassesOpt,
     JsonOpt,
+    ModelArg,
     OverwriteOpt,
-    RunModelArg,
     RuntimeOpt,
     ScaleOpt,
     UnsafeOpt,
@@ -26,7 +26,7 @@ _TASKS = "Multi-label and regression models"
 
 
 def evaluate_command(
-    model: RunModelArg,
+    model: ModelArg,
     dataset: Annotated[
         Path, typer.Argument(metavar="DATASET_DIR", help="A dataset folder (cnncli dataset build).")
     ],
@@ -173,7 +173,7 @@ def _render_evaluation(result) -> None:
 
 
 def predict_command(
-    model: RunModelArg,
+    model: ModelArg,
     inputs: Annotated[
         list[Path],
         typer.Argument(metavar="IMAGE|DIR", help="Image files, or folders of images."),

@@ -20,18 +20,17 @@ UnsafeOpt = Annotated[
 ]
 MODEL_HELP = (
     "A .keras or .h5 model file (a run's best.keras, say); predict and evaluate also take "
-    "what cnncli export wrote (.tflite, .onnx, a SavedModel folder)."
+    "a train run folder (its best.keras) and what cnncli export wrote (.tflite, .onnx, a "
+    "SavedModel folder)."
 )
 ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
-RUN_MODEL_HELP = MODEL_HELP + " A train run folder stands for its best.keras."
-RunModelArg = Annotated[Path, typer.Argument(metavar="MODEL|RUN_DIR", help=RUN_MODEL_HELP)]
 RuntimeOpt = Annotated[
     str,
     typer.Option(
         "--runtime", metavar="auto|keras|onnx|litert", envvar="CNNCLI_RUNTIME",
-        help="What runs a .keras/.h5 model: auto (its ONNX copy, checked against Keras, made "
-        "once and kept in the run folder's .cnncli-cache or ~/.cache/cnncli, when onnxruntime "
-        "is installed; else Keras), keras, onnx or litert.",
+        help="What runs a .keras/.h5 model: auto (its LiteRT copy, checked against Keras, made "
+        "once and kept in the run folder's .cnncli-cache or ~/.cache/cnncli, when "
+        "ai-edge-litert is installed; else Keras), keras, litert or onnx (its ONNX copy).",
     ),
 ]  # fmt: skip
 OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]
