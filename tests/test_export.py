@@ -209,10 +209,34 @@ def test_code_in_the_model_is_refused_unless_unsafe(cli, tmp_path):
 
 
 def test_exported_file_without_its_sidecar(trained, cli, tmp_path):
-    lone = tmp_path / "lone.onnx"
-    lone.write_bytes(trained["results"]["onnx"].path.read_bytes())
+    import shutil
+
+    lone = tmp_path / "lone_sm"  # a SavedModel folder has nothing else to read it from
+    shutil.copytree(trained["results"]["savedmodel"].path, lone)
     r = cli("predict", lone, trained["root"] / "images" / "circle")
-    assert r.exit_code == 2 and "lone.onnx.cnncli.json" in r.stderr
+    assert r.exit_code == 2 and "lone_sm.cnncli.json" in r.stderr
+
+
+def test_lone_onnx_and_tflite_are_read_without_their_sidecar(trained, cli, tmp_path, tiny):
+    """issue 28 §11: an .onnx from its metadata_props; a .tflite with --classes/--scale."""
+    images = trained["root"] / "images" / "circle"
+    with_side = cli("predict", trained["results"]["onnx"].path, images, "--json")
+    want = [p["probability"] for p in json.loads(with_side.stdout)["predictions"]]
+    for fmt, suffix in (("onnx", ".onnx"), ("litert", ".tflite")):
+        lone = tmp_path / f"lone{suffix}"
+        lone.write_bytes(trained["results"][fmt].path.read_bytes())
+        extra = [] if fmt == "onnx" else ["--classes", ",".join(tiny.SHAPES), "--scale", "1"]
+        r = cli("predict", lone, images, "--json", *extra)
+        assert r.exit_code == 0, r.stderr
+        data = json.loads(r.stdout)
+        got = [p["probability"] for p in data["predictions"]]
+        assert np.allclose(got, want, atol=1e-5)
+        assert {p["class"] for p in data["predictions"]} <= set(tiny.SHAPES)
+        said = "read from its metadata_props" if fmt == "onnx" else "read as a model saved"
+        assert f"no sidecar beside lone{suffix}: {said}" in r.stderr
+    bare = cli("predict", tmp_path / "lone.tflite", images, "--json")
+    assert bare.exit_code == 0 and "class names: the output indices 0, 1, 2" in bare.stderr
+    assert json.loads(bare.stdout)["predictions"][0]["class"] in {"0", "1", "2"}
 
 
 def test_bad_requests_fail_before_tensorflow_loads(trained, fresh_cli, tmp_path):

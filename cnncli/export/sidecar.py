@@ -92,6 +92,12 @@ def read_sidecar(exported: str | os.PathLike) -> dict:
     return _checked(side, path)
 
 
+def checked_sidecar(side, where) -> dict:
+    """A sidecar read from elsewhere (an .onnx file's metadata_props), checked as read_sidecar
+    checks a sidecar file; ModelFileError naming `where` otherwise."""
+    return _checked(side, Path(where))
+
+
 def _checked(side, path: Path) -> dict:
     def bad(what: str) -> ModelFileError:
         return ModelFileError(f"{path}: {what}", _AGAIN)

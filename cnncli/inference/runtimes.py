@@ -23,7 +23,7 @@ import numpy as np
 
 from cnncli.errors import InputError, ModelError, ModelFileError
 from cnncli.export.formats import get_format, require_packages
-from cnncli.export.sidecar import head_from_sidecar, read_sidecar
+from cnncli.export.sidecar import head_from_sidecar, read_sidecar, sidecar_path
 from cnncli.images import ImageSpec
 from cnncli.inference.model import ModelInfo
 
@@ -156,8 +156,14 @@ def open_exported(path: str | os.PathLike) -> ModelInfo:
         raise InputError(
             f"{path} is not an exported model", "give a .tflite, an .onnx or a SavedModel folder"
         )
-    side = read_sidecar(path)
+    notes: list[str] = []
     require_packages(get_format(kind))
+    if sidecar_path(path).exists() or kind == "savedmodel":
+        side = read_sidecar(path)
+    else:  # issue 28 §11: an .onnx's metadata_props, or a .tflite read as saved elsewhere
+        from cnncli.inference.lone_exported import lone_sidecar
+
+        side, notes = lone_sidecar(path, kind)
     image = ImageSpec.from_dict(side["image"])
     head = head_from_sidecar(side)
     names = list(side["class_names"])
@@ -171,6 +177,7 @@ def open_exported(path: str | os.PathLike) -> ModelInfo:
              if f.name in ("task", "thresholds", "targets") and f.name in side}  # fmt: skip
     return ModelInfo(
         model=model, path=path, class_names=names, image=image,
-        pixel_scale=float(side["pixel_scale"]), from_cnncli=True, head=head, notes=[],
-        image_stored=True, names_from="stored", **extra,
+        pixel_scale=float(side["pixel_scale"]), from_cnncli=not side.get("assumed"), head=head,
+        notes=notes, image_stored=not side.get("assumed"),
+        names_from="indices" if side.get("assumed") else "stored", **extra,
     )  # fmt: skip
