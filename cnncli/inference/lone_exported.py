@@ -8,6 +8,7 @@ replace them. Reads bounded metadata only; runs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -16,16 +17,17 @@ from cnncli.errors import InputError, ModelFileError
 METADATA_LIMIT = 2**20  # as a sidecar file (cnncli.export.sidecar.SIDECAR_LIMIT)
 
 
-def lone_sidecar(path: Path, kind: str) -> tuple[dict, list[str]]:
+def lone_sidecar(path: Path, kind: str, quiet=contextlib.nullcontext) -> tuple[dict, list[str]]:
     """(the sidecar dict, notes on the defaults used) for the exported model at `path`
-    (`kind`: onnx or litert) that has no sidecar file. ModelFileError when the stored
-    metadata is not usable; InputError for a SavedModel folder (no shape is read there)."""
+    (`kind`: onnx or litert) that has no sidecar file; `quiet()` keeps LiteRT's native info
+    lines off stderr (cnncli.inference.runtimes.native_quiet). ModelFileError when the
+    stored metadata is not usable; InputError for a SavedModel folder (no shape is read)."""
     if kind == "onnx":
         stored, shapes = _onnx(path)
         if stored is not None:
             return stored, [f"no sidecar beside {path.name}: read from its metadata_props"]
     elif kind == "litert":
-        shapes = _litert(path)
+        shapes = _litert(path, quiet)
     else:
         raise InputError(
             f"{path} has no {path.name}.cnncli.json beside it (class names, image size, "
@@ -59,12 +61,10 @@ def _onnx(path: Path):
     return checked_sidecar(side, path), shapes
 
 
-def _litert(path: Path):
+def _litert(path: Path, quiet):
     from ai_edge_litert.interpreter import Interpreter
 
-    from cnncli.inference.runtimes import native_quiet
-
-    with native_quiet():
+    with quiet():
         interpreter = Interpreter(model_path=str(path))
     return (interpreter.get_input_details()[0]["shape"],
             interpreter.get_output_details()[0]["shape"])  # fmt: skip
@@ -75,8 +75,9 @@ def _defaults(path: Path, input_shape, output_shape) -> tuple[dict, list[str]]:
     marked `assumed`: nothing in it was stored with the model."""
     from cnncli.images import ImageSpec
 
-    dims = [int(d) if hasattr(d, "__index__") and int(d) > 0 else None
-            for d in list(input_shape)[1:]]  # fmt: skip  (numpy ints from LiteRT)
+    dims = [
+        int(d) if hasattr(d, "__index__") and int(d) > 0 else None for d in list(input_shape)[1:]
+    ]  # fmt: skip  (numpy ints from LiteRT)
     image = ImageSpec.for_input_shape(dims)
     units = output_shape[-1] if len(output_shape) else None
     if not isinstance(units, int) and not hasattr(units, "__index__"):

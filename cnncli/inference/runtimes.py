@@ -163,7 +163,7 @@ def open_exported(path: str | os.PathLike) -> ModelInfo:
     else:  # issue 28 §11: an .onnx's metadata_props, or a .tflite read as saved elsewhere
         from cnncli.inference.lone_exported import lone_sidecar
 
-        side, notes = lone_sidecar(path, kind)
+        side, notes = lone_sidecar(path, kind, native_quiet)
     image = ImageSpec.from_dict(side["image"])
     head = head_from_sidecar(side)
     names = list(side["class_names"])
