@@ -89,13 +89,19 @@ def test_first_call_makes_the_copy_and_gives_keras_answers(made):
     assert record["status"] == "ok" and record["check"]["passed"]
 
 
-def test_later_calls_load_no_tensorflow(made, fresh_cli, tmp_path):
+def test_later_calls_load_no_tensorflow(made, fresh_cli, tmp_path, tiny):
     run = _fresh_run(made, tmp_path)
     images = made["root"] / "images"
+    ds = tiny.build(images, tmp_path / "ds")
     results, heavy = fresh_cli(
-        [["predict", run, images, "--csv"], ["predict", run / "best.keras", images]], tmp_path
+        [
+            ["predict", run, images, "--csv"],
+            ["predict", run / "best.keras", images],
+            ["evaluate", run, ds, "--no-confusion"],
+        ],
+        tmp_path,
     )
-    assert [code for code, _ in results] == [0, 0], results
+    assert [code for code, _ in results] == [0, 0, 0], results
     assert all(f"runtime: {SHOWN}" in err and "made the fast" not in err
                for _, err in results)  # fmt: skip
     assert heavy == []
@@ -270,6 +276,25 @@ def test_runtime_onnx_makes_and_uses_the_onnx_copy(made, cli, tmp_path):
     assert max(abs(a - b) for a, b in zip(_probs(r).values(), _probs(made["keras"]).values(),
                                            strict=True)) < 1e-4  # fmt: skip
     assert len(list((run / ".cnncli-cache").glob("best-*.onnx.record.json"))) == 1
+
+
+def test_bad_options_are_refused_before_any_copy_is_made(made, cli, tmp_path, tiny):
+    run = _fresh_run(made, tmp_path)
+    shutil.rmtree(run / ".cnncli-cache")
+    images = made["root"] / "images"
+    (tmp_path / "out.csv").write_text("mine")
+    ds = tiny.build(images, tmp_path / "ds")
+    (tmp_path / "c.png").write_text("mine")
+    for args in (
+        ["predict", run, images, "-o", tmp_path / "out.csv"],
+        ["predict", run, images, "--top-k", "0"],
+        ["predict", run, images, "--json", "--csv"],
+        ["evaluate", run, ds, "--confusion", tmp_path / "c.png"],
+        ["evaluate", run, ds, "--split", "nope"],
+    ):
+        r = cli(*args)
+        assert r.exit_code == 2, (args, r.stderr)
+        assert not (run / ".cnncli-cache").exists(), args
 
 
 def test_evaluate_through_the_copy_gives_keras_figures(made, cli, tiny, tmp_path):
