@@ -107,25 +107,29 @@ def predict_probs(stdout: str) -> dict:
 
 
 def whole(name: str, run: Path, args: list, rounds: int, kind: str) -> None:
-    """Keras, first fast call (export), later fast calls: one line each."""
-    t, keras_out = command(args, "keras")
-    times = {"keras": [t]}
-    for _ in range(rounds - 1):
-        times["keras"].append(command(args, "keras")[0])
-    print(f"{name:28s} keras        {statistics.median(times['keras']):6.2f} s   ({load()})")
+    """The first call of each fast runtime (it makes the copy), then `rounds` interleaved
+    rounds of Keras and the later calls of each (the load moves: interleaving is fairer);
+    the medians, and the answers of every image against Keras'."""
+    firsts = {}
     for runtime in ("onnx", "litert"):
-        shutil.rmtree(run / ".cnncli-cache", ignore_errors=True)
-        first, out = command(args, runtime)
-        later = [command(args, runtime)[0] for _ in range(rounds)]
-        diff = "-"
+        firsts[runtime] = command(args, runtime)[0]
+        print(f"{name:28s} {runtime:7s} first call (makes the copy) {firsts[runtime]:6.2f} s"
+              f"   ({load()})", flush=True)  # fmt: skip
+    times: dict[str, list[float]] = {"keras": [], "onnx": [], "litert": []}
+    outs = {}
+    for _ in range(rounds):
+        for runtime in times:
+            t, outs[runtime] = command(args, runtime)
+            times[runtime].append(t)
+    for runtime, ts in times.items():
         if kind == "predict":
-            a, b = predict_probs(keras_out), predict_probs(out)
-            diff = f"{max(abs(a[k] - b[k]) for k in a):.2g}"
+            a, b = predict_probs(outs["keras"]), predict_probs(outs[runtime])
+            diff = f"max p diff vs keras {max(abs(a[k] - b[k]) for k in a):.2g} on {len(a)}"
         else:
-            a, b = json.loads(keras_out), json.loads(out)
-            diff = f"accuracy {a['accuracy']:.4f} vs {b['accuracy']:.4f}"
-        print(f"{name:28s} {runtime:7s} first {first:6.2f} s, later {statistics.median(later):6.2f}"
-              f" s   max diff vs keras {diff}   ({load()})")  # fmt: skip
+            a, b = json.loads(outs["keras"]), json.loads(outs[runtime])
+            diff = f"accuracy {b['accuracy']:.4f} (keras {a['accuracy']:.4f})"
+        print(f"{name:28s} {runtime:7s} later calls {statistics.median(ts):6.2f} s "
+              f"(median of {len(ts)})   {diff}   ({load()})", flush=True)  # fmt: skip
     shutil.rmtree(run / ".cnncli-cache", ignore_errors=True)
 
 
@@ -158,7 +162,7 @@ def forward(name: str, run: Path, shape) -> None:
             n64 += 1
         rate = 64 * n64 / (time.perf_counter() - t)
         print(f"{name:10s} {rt:7s} batch 1: {lat * 1e6:8.0f} µs/image   batch 64: "
-              f"{rate:9.0f} images/s   ({load()})")  # fmt: skip
+              f"{rate:9.0f} images/s   ({load()})", flush=True)  # fmt: skip
     shutil.rmtree(tmp)
 
 
@@ -166,6 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="360 digits only, 1 round")
+    ap.add_argument("--skip", default="", help="comma-separated: 1797, evaluate, facade, forward")
     a = ap.parse_args()
     rounds = 1 if a.quick else a.rounds
     tmp = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
@@ -181,22 +186,26 @@ def main() -> None:
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     d360 = make_digits(tmp / "d360", 360)
     whole("predict 360 digits", digits, ["predict", digits, d360, "--json"], rounds, "predict")
-    if not a.quick:
-        d1797 = make_digits(tmp / "d1797", 1797)
+    skip = set(a.skip.split(",")) | ({"1797", "evaluate", "facade"} if a.quick else set())
+    d1797 = make_digits(tmp / "d1797", 1797)
+    if "1797" not in skip:
         whole("predict 1,797 digits", digits, ["predict", digits, d1797, "--json"], rounds,
               "predict")  # fmt: skip
+    if "evaluate" not in skip:
         from cnncli.datasets.build import build_dataset
 
         ds = tmp / "ds"
         build_dataset(d1797, ds, val=0.0, test=0.2, seed=0, workers=1)
         whole("evaluate 360 digits (test)", digits,
               ["evaluate", digits, ds, "--json", "--no-confusion"], rounds, "evaluate")  # fmt: skip
+    if "facade" not in skip:
         facades = make_facades(tmp / "facades")
         facade = make_run(tmp / "facade-run", "catsdogs", (128, 128, 3), ["대리석", "벽돌"])
         whole("predict 100 facades", facade, ["predict", facade, facades, "--json"], rounds,
               "predict")  # fmt: skip
-    forward("digits", digits, (28, 28, 1))
-    if not a.quick:
+    if "forward" not in skip:
+        forward("digits", digits, (28, 28, 1))
+    if "forward" not in skip and "facade" not in skip:
         forward("facade", facade, (128, 128, 3))
     shutil.rmtree(tmp, ignore_errors=True)
 
