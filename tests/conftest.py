@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# predict/evaluate's --runtime default: Keras here, so that a test of what predict shows
+# makes no ONNX copy (seconds each); tests/test_fast_runtime.py tests `auto` itself
+os.environ.setdefault("CNNCLI_RUNTIME", "keras")
 
 REPO = Path(__file__).resolve().parents[1]
 _EXIT_STATUS = 0

@@ -124,12 +124,23 @@ def test_predict_cli_prints_the_same_table_for_a_tflite(trained, cli):
     )
 
 
+def test_int8_gains_are_worded_as_gains():
+    from cnncli.cli.export import int8_line
+
+    assert int8_line(-0.0028, "x") == "int8 gained 0.28 points of accuracy on x"
+    assert int8_line(0.0111, "x") == "int8 lost 1.11 points of accuracy on x"
+    assert int8_line(0.0, "x") == "int8 cost no accuracy on x"
+
+
 def test_int8_reports_accuracy_lost_within_bound(trained):
     r = trained["int8"]
     assert r.exit_code == 0, r.output
-    assert "int8 lost" in r.stderr and "points of accuracy" in r.stderr
+    from cnncli.cli.export import int8_line
+
     side = json.loads((trained["out"] / "q.tflite.cnncli.json").read_text(encoding="utf-8"))
     c = side["check"]
+    said = int8_line(c["accuracy_lost"], "X").removesuffix(" on X")  # lost, gained or none
+    assert said in " ".join(r.stderr.split())
     assert side["int8"] and c["tolerance"] is None and c["images"] == 9
     assert abs(c["accuracy_lost"]) <= INT8_BOUND and c["top1_agreement"] >= 1 - INT8_BOUND
     assert (trained["out"] / "q.tflite").stat().st_size > 0
@@ -210,10 +221,34 @@ def test_code_in_the_model_is_refused_unless_unsafe(cli, tmp_path):
 
 
 def test_exported_file_without_its_sidecar(trained, cli, tmp_path):
-    lone = tmp_path / "lone.onnx"
-    lone.write_bytes(trained["results"]["onnx"].path.read_bytes())
+    import shutil
+
+    lone = tmp_path / "lone_sm"  # a SavedModel folder has nothing else to read it from
+    shutil.copytree(trained["results"]["savedmodel"].path, lone)
     r = cli("predict", lone, trained["root"] / "images" / "circle")
-    assert r.exit_code == 2 and "lone.onnx.cnncli.json" in r.stderr
+    assert r.exit_code == 2 and "lone_sm.cnncli.json" in r.stderr
+
+
+def test_lone_onnx_and_tflite_are_read_without_their_sidecar(trained, cli, tmp_path, tiny):
+    """issue 28 §11: an .onnx from its metadata_props; a .tflite with --classes/--scale."""
+    images = trained["root"] / "images" / "circle"
+    with_side = cli("predict", trained["results"]["onnx"].path, images, "--json")
+    want = [p["probability"] for p in json.loads(with_side.stdout)["predictions"]]
+    for fmt, suffix in (("onnx", ".onnx"), ("litert", ".tflite")):
+        lone = tmp_path / f"lone{suffix}"
+        lone.write_bytes(trained["results"][fmt].path.read_bytes())
+        extra = [] if fmt == "onnx" else ["--classes", ",".join(tiny.SHAPES), "--scale", "1"]
+        r = cli("predict", lone, images, "--json", *extra)
+        assert r.exit_code == 0, r.stderr
+        data = json.loads(r.stdout)
+        got = [p["probability"] for p in data["predictions"]]
+        assert np.allclose(got, want, atol=1e-5)
+        assert {p["class"] for p in data["predictions"]} <= set(tiny.SHAPES)
+        said = "read from its metadata_props" if fmt == "onnx" else "read as a model saved"
+        assert f"no sidecar beside lone{suffix}: {said}" in r.stderr
+    bare = cli("predict", tmp_path / "lone.tflite", images, "--json")
+    assert bare.exit_code == 0 and "class names: the output indices 0, 1, 2" in bare.stderr
+    assert json.loads(bare.stdout)["predictions"][0]["class"] in {"0", "1", "2"}
 
 
 def test_bad_requests_fail_before_tensorflow_loads(trained, fresh_cli, tmp_path):

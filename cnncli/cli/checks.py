@@ -13,13 +13,16 @@ def check_first(model: Path | None = None, inputs: Sequence[Path] = ()) -> None:
     """Refuse `model` unless it is a model file (by its name and first bytes) and any of
     `inputs` (image files, folders, datasets the user named) that does not exist. Nothing
     here imports TensorFlow."""
-    from cnncli.errors import ImageError, not_found
+    from cnncli.errors import ImageError, InputError, not_found
     from cnncli.models.exported_files import exported_kind
     from cnncli.models.io import check_model_file
-    from cnncli.models.sidecar import read_sidecar
+    from cnncli.models.sidecar import read_sidecar, sidecar_path
 
-    if model is not None and exported_kind(model):  # cnncli export's: its sidecar is needed
-        read_sidecar(model)
+    if model is not None and exported_kind(model):  # cnncli export's: its sidecar is read
+        if exported_kind(model) == "savedmodel" or sidecar_path(model).exists():
+            read_sidecar(model)  # (a lone .onnx/.tflite: cnncli.inference.lone_exported)
+        elif not Path(model).is_file():
+            raise InputError(f"model file {model} not found", "give the path of a model file")
     elif model is not None:
         check_model_file(model)
     for path in inputs:

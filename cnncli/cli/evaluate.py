@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.checks import check_first
-from cnncli.cli.options import ClassesOpt, JsonOpt, ModelArg, OverwriteOpt, ScaleOpt, UnsafeOpt
+from cnncli.cli.options import (
+    ClassesOpt,
+    JsonOpt,
+    ModelArg,
+    OverwriteOpt,
+    RuntimeOpt,
+    ScaleOpt,
+    UnsafeOpt,
+)
 from cnncli.errors import InputError, OutputExistsError, UsageError
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
@@ -80,25 +88,30 @@ def evaluate_command(
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split
     (multi-label: per-label metrics, micro/macro F1; regression: MAE, RMSE, R² per target)."""
     from cnncli.cli import console, task_views
     from cnncli.cli.progress import ProgressBar
+    from cnncli.export.cache import FastModel
     from cnncli.inference.evaluate import DEFAULT_PLACE, evaluate
 
+    # --tune-thresholds stores the thresholds in the Keras file: Keras runs it
+    fast = FastModel(model, "keras" if tune_thresholds else runtime, unsafe)
     if no_confusion and any(p is not None for p in (confusion, scatter, residuals)):
         raise UsageError("--no-confusion and a plot's path contradict each other")
     plot, fig = (None, None) if no_confusion else (confusion or DEFAULT_PLACE, DEFAULT_PLACE)
     with ProgressBar("evaluate") as bar:
         result = evaluate(
-            model, dataset, split=split, batch_size=batch_size, errors_png=errors,
+            fast, dataset, split=split, batch_size=batch_size, errors_png=errors,
             errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
             overwrite=overwrite, class_names=classes, pixel_scale=scale, threshold=threshold,
             tune_thresholds=tune_thresholds, scatter_png=scatter or fig,
             residuals_png=residuals or fig,
         )  # fmt: skip
     console.notes(result.notes)
+    console.info(f"runtime: {fast.runtime_text}")
     task = task_views.is_task(result)
     if json_out:
         console.print_json(result.to_json())
@@ -193,6 +206,7 @@ def predict_command(
     address: Annotated[
         str | None, typer.Option(metavar="HOST:PORT", help="--engine ray: the cluster (or auto).")
     ] = None,
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """Class name and probability for each image, with the class names stored with the model.
 
@@ -204,19 +218,22 @@ def predict_command(
     """
     from cnncli.cli import console
     from cnncli.cli.progress import ProgressBar
+    from cnncli.export.cache import FastModel
     from cnncli.inference.inputs import expand_inputs
     from cnncli.inference.ray_predict import predict_batches_on
 
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
     inputs = expand_inputs(inputs, files_list)
-    check_first(model, inputs)
+    fast = FastModel(model, runtime, unsafe)
+    check_first(fast.path, inputs)
     if output is not None and output.exists() and not overwrite:
         raise OutputExistsError(output)
     sink = PredictionSink(json_out, csv_out, output, overwrite, console.stdout_is_terminal())
     with ProgressBar("predict", enabled=not sink.streams_to_terminal) as bar:
         stream = predict_batches_on(engine, address)(
-            model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
+            fast if engine == "local" else fast.path, inputs, top_k=top_k,
+            batch_size=batch_size, progress=bar, unsafe=unsafe,
             class_names=classes, pixel_scale=scale,
         )  # fmt: skip
         with sink:
@@ -224,6 +241,7 @@ def predict_command(
                 sink.add(stream, rows)
             sink.finish(stream)
     console.notes(stream.notes, stream.conversion)
+    console.info(f"runtime: {fast.runtime_text}")
     for file, reason in stream.skipped:
         console.warn(f"skipped {file}: {reason}")
     if stream.skipped:

@@ -89,7 +89,15 @@ def _render(result) -> None:
     console.print_table(["check", "result"], rows, title=f"{kind}: {result.path}")
     console.info(f"wrote {result.path} ({result.size:,} bytes) and {result.sidecar}")
     if result.int8 and c.accuracy_lost is not None:
-        console.info(f"int8 lost {c.accuracy_lost * 100:.2f} points of accuracy on {where}")
+        console.info(int8_line(c.accuracy_lost, where))
+
+
+def int8_line(lost: float, where: str) -> str:
+    """What int8 cost on the check images, a gain said as a gain (issue 28 §12)."""
+    points = abs(lost) * 100
+    if points < 0.005:
+        return f"int8 cost no accuracy on {where}"
+    return f"int8 {'lost' if lost > 0 else 'gained'} {points:.2f} points of accuracy on {where}"
 
 
 def register(app: typer.Typer) -> None:

@@ -20,9 +20,19 @@ UnsafeOpt = Annotated[
 ]
 MODEL_HELP = (
     "A .keras or .h5 model file (a run's best.keras, say); predict and evaluate also take "
-    "what cnncli export wrote (.tflite, .onnx, a SavedModel folder)."
+    "a train run folder (its best.keras) and what cnncli export wrote (.tflite, .onnx, a "
+    "SavedModel folder)."
 )
 ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime", metavar="auto|keras|onnx|litert", envvar="CNNCLI_RUNTIME",
+        help="What runs a .keras/.h5 model: auto (its LiteRT copy, checked against Keras, made "
+        "once and kept in the run folder's .cnncli-cache or ~/.cache/cnncli, when "
+        "ai-edge-litert is installed; else Keras), keras, litert or onnx (its ONNX copy).",
+    ),
+]  # fmt: skip
 OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]
 ClassesOpt = Annotated[
     str | None,

@@ -259,7 +259,7 @@ def evaluate(
     labels, probs, paths = [], [], []
     wrong, close = Smallest(SHEET_MAX), Smallest(CLOSE_CALLS)  # images for the errors sheet
     seen = 0
-    for x, y, p in dataset_batches(info, split, batch_size):
+    for x, y, p in dataset_batches(info, split, batch_size, m.runtime == "keras"):
         pr = probabilities(m, x)
         if order is not None:
             pr = pr[:, order]

@@ -257,7 +257,7 @@ def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None):
     """(labels, outputs, paths) of a split; `keep` (a Smallest) gets the worst images."""
     ys, outs, paths, seen = [], [], [], 0
     std = np.array([t.std or 1.0 for t in info.targets]) if info.task == "regression" else None
-    for x, y, p in dataset_batches(info, split, batch_size):
+    for x, y, p in dataset_batches(info, split, batch_size, m.runtime == "keras"):
         out = probabilities(m, x)
         if keep is not None:
             if std is None:

@@ -52,6 +52,11 @@ class ModelInfo:
         return t if len(t) == n else [DEFAULT_THRESHOLD] * n
 
     @property
+    def runtime(self) -> str:
+        """What answers: "keras", or an exported model's runtime ("onnx", "litert", ...)."""
+        return getattr(self.model, "kind", None) or "keras"
+
+    @property
     def scale_text(self) -> str:
         """The pixel scale as a person writes it: 1/255, 1, 0.5."""
         return scale_text(self.pixel_scale)
@@ -80,6 +85,9 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
     model's output is a UsageError; replacing a stored value is stated in `notes`."""
     given_names = parse_class_names(class_names)
     given_scale = parse_pixel_scale(pixel_scale)
+    opener = getattr(model, "open_model", None)
+    if callable(opener):  # its runtime is chosen now, after the caller's checks (FastModel)
+        model = opener()
     if isinstance(model, ModelInfo):
         return _overridden(model, given_names, given_scale)
     path = None

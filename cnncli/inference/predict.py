@@ -99,6 +99,7 @@ class PredictResult:
     def to_json(self) -> dict:
         return {
             "model": str(self.model.path) if self.model.path else None,
+            "runtime": self.model.runtime,
             "conversion": self.conversion,
             "notes": list(self.notes),
             **({"task": self.model.task} if self.model.task != "classify" else {}),

@@ -37,6 +37,7 @@ from cnncli.models.sidecar import (
     check_pair,
     head_from_sidecar,
     read_sidecar,
+    sidecar_path,
 )
 
 
@@ -205,9 +206,14 @@ def open_exported(path: str | os.PathLike, unsafe: bool = False) -> ModelInfo:
             "predict with the .keras file it was exported from, or a .tflite or .onnx "
             "export; pass --unsafe only if you trust where the folder comes from",
         )
-    side = read_sidecar(path)
     require_packages(get_format(kind), purpose="run", what=path)
-    notes = check_pair(path, side)
+    if sidecar_path(path).exists() or kind == "savedmodel":
+        side = read_sidecar(path)
+        notes = check_pair(path, side)
+    else:  # issue 28 §11: a lone .onnx (its metadata_props) or .tflite (saved elsewhere)
+        from cnncli.inference.lone_exported import lone_sidecar
+
+        side, notes = lone_sidecar(path, kind, native_quiet)
     image = ImageSpec.from_dict(side["image"])
     head = head_from_sidecar(side, path)
     model = ExportedModel(path, kind, [None, *image.shape])
@@ -219,8 +225,9 @@ def open_exported(path: str | os.PathLike, unsafe: bool = False) -> ModelInfo:
              if f.name in ("task", "thresholds", "targets") and f.name in side}  # fmt: skip
     return ModelInfo(
         model=model, path=path, class_names=list(side["class_names"]), image=image,
-        pixel_scale=float(side["pixel_scale"]), from_cnncli=True, head=head, notes=notes,
-        image_stored=True, names_from="stored", **extra,
+        pixel_scale=float(side["pixel_scale"]), from_cnncli=not side.get("assumed"), head=head,
+        notes=notes, image_stored=not side.get("assumed"),
+        names_from="indices" if side.get("assumed") else "stored", **extra,
     )  # fmt: skip
 
 

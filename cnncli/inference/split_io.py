@@ -95,15 +95,18 @@ def shape_text(shape) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
 
 
-def dataset_batches(info, split: str, batch_size: int):
+def dataset_batches(info, split: str, batch_size: int, tf_data: bool = True):
     """(uint8-valued float images, labels, paths) batches of a split, through the training
-    pipeline (cnncli.datasets.tfdata) when TensorFlow is there, else from the records in
-    pure Python. Labels: class indices (N,) int64, or (N, L) / (N, T) float arrays of a
-    multilabel or regression dataset."""
+    pipeline (cnncli.datasets.tfdata) when TensorFlow is there and `tf_data`, else from the
+    records in pure Python (a model run without TensorFlow: its runtime imports none).
+    Labels: class indices (N,) int64, or (N, L) / (N, T) float arrays of a multilabel or
+    regression dataset."""
+    make_tf_dataset = None
     try:
-        from cnncli.datasets.tfdata import make_tf_dataset
+        if tf_data:
+            from cnncli.datasets.tfdata import make_tf_dataset
     except ImportError:
-        make_tf_dataset = None
+        pass
     if make_tf_dataset is not None:
         ds = make_tf_dataset(info, split, batch_size=batch_size, cache="none", with_paths=True)
         for x, y, p in ds.as_numpy_iterator():
