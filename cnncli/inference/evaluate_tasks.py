@@ -125,7 +125,10 @@ def tuning_claim(model, tune: bool) -> Iterator[str | None]:
     claim (cnncli.claims) on the model file and on the train run folder it belongs to, so a
     training cannot replace it meanwhile (a running one refuses the tuning at once); remove
     what a killed tuning left beside it; yield the file's sha256, which store_metadata
-    checks again before writing. Yields None when `tune` is False or `model` is no path."""
+    checks again before writing. Yields None when `tune` is False or `model` is no path
+    (a FastModel from predict/evaluate's --runtime is its model file's path here)."""
+    if hasattr(model, "open_model") and hasattr(model, "path"):  # export.cache.FastModel
+        model = model.path
     if not tune or not isinstance(model, (str, os.PathLike)):
         yield None
         return

@@ -58,7 +58,7 @@ def _onnx(path: Path):
         ) from None
     from cnncli.models.sidecar import check_sidecar
 
-    return check_sidecar(side, path), shapes
+    return check_sidecar(side, path, embedded=True), shapes
 
 
 def _litert(path: Path, quiet):

@@ -79,9 +79,10 @@ def read_sidecar(exported: str | os.PathLike) -> dict:
     return check_sidecar(side, path)
 
 
-def check_sidecar(side, path) -> dict:
+def check_sidecar(side, path, embedded: bool = False) -> dict:
     """`side` (parsed JSON) if it is a sidecar cnncli can use; else ModelFileError naming
-    `path` and what is wrong."""
+    `path` and what is wrong. `embedded`: the copy an .onnx file keeps in its own
+    metadata_props, which cannot hold the file's own digest (the file is what it describes)."""
 
     def bad(what: str) -> ModelFileError:
         return ModelFileError(f"{path}: {what}", AGAIN)
@@ -109,7 +110,7 @@ def check_sidecar(side, path) -> dict:
         raise bad(f"names {len(side.get('targets') or [])} targets for {head.units} outputs")
     check_names_fit(len(names), head, path, "its sidecar")
     digest = side.get("model_sha256")
-    if version >= 2 and not (isinstance(digest, str) and len(digest) == 64):
+    if version >= 2 and not embedded and not (isinstance(digest, str) and len(digest) == 64):
         raise bad("has no model_sha256 (the digest of the model it goes with)")
     return side
 
