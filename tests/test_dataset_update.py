@@ -153,6 +153,10 @@ def test_update_refuses_other_options_and_non_datasets(tmp_path, photos):
                                    "--fit", "crop"])  # fmt: skip
     assert res.exit_code == 2
     assert "fit 'stretch' -> 'crop'" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["dataset", "build", str(folder), "-o", str(empty),
+                                   "--labels", str(table), "--update"])
+    assert res.exit_code == 2 and "is not a cnncli dataset" in res.output
+    assert "Traceback" not in res.output and list(empty.iterdir()) == []
 
 
 def test_interrupted_update_leaves_the_old_dataset_whole(tmp_path, photos, write_image,
