@@ -1,13 +1,13 @@
 """Benchmark `cnncli dataset build --update` (issue 30, "Incremental builds").
 
-A --stable-shards dataset of N distinct small photos (16x16 RGB PNGs, three classes, a
+A --stable-shards dataset of N distinct small photos (16x16 RGB PNGs by default, three classes, a
 label table) is built; then 1% of its rows change (a third added, a third removed, a third
 relabelled) and the dataset is brought up to date twice: with --update, and with a full
 rebuild of the changed table (--stable-shards --overwrite). Reported: each time, the shard
 files the update wrote again against those it kept as they were, and the machine's load
 (`uptime`), since this machine is shared.
 
-    python bench/bench_update.py [--n 12000] [--shard-size 500] [--workers W] [--quick]
+    python bench/bench_update.py [--n 12000] [--shard-size 500] [--workers W] [--side 16] [--quick]
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from cnncli.datasets.build import build_dataset  # noqa: E402
 CLASSES = ("brick", "marble", "stone")
 
 
-def make_photos(folder: Path, start: int, n: int, seed: int = 0) -> list[tuple[str, str]]:
+def make_photos(folder: Path, start: int, n: int, seed: int = 0,
+                side: int = 16) -> list[tuple[str, str]]:  # fmt: skip
     rng = np.random.default_rng([seed, start])
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(start, start + n):
         name = f"p{i:06d}.png"
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(
             folder / name, compress_level=1)
         rows.append((name, CLASSES[i % 3]))
     return rows
@@ -58,13 +59,14 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=12_000)
     ap.add_argument("--shard-size", type=int, default=500, help="images per shard")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--side", type=int, default=16, help="the photos' side in pixels")
     ap.add_argument("--quick", action="store_true", help="1,200 images")
     args = ap.parse_args()
     n = 1_200 if args.quick else args.n
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder, table, ds = root / "imgs", root / "labels.csv", root / "ds"
-        rows = make_photos(folder, 0, n)
+        rows = make_photos(folder, 0, n, side=args.side)
         write_table(table, rows)
         common = dict(images_dir=folder, labels=table, image_col="image", label_col="type",
                       classes=list(CLASSES), shard_size=args.shard_size, workers=args.workers)
@@ -78,7 +80,7 @@ def main() -> None:
         relabelled = {rows[i][0] for i in picked[k:2 * k]}
         changed = [(name, CLASSES[(CLASSES.index(c) + 1) % 3] if name in relabelled else c)
                    for name, c in rows if name not in removed]
-        changed += make_photos(folder, n, k, seed=1)
+        changed += make_photos(folder, n, k, seed=1, side=args.side)
         write_table(table, changed)
 
         t_update, updated = timed(out_dir=ds, update=True, **common)
@@ -89,6 +91,7 @@ def main() -> None:
         out = {
             "images": n,
             "changed_rows": {"added": k, "removed": k, "relabelled": k},
+            "side": args.side,
             "shard_size_images": args.shard_size,
             "shards_before": len(before),
             "shards_after": len(after),

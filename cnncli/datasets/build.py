@@ -194,6 +194,9 @@ def build_dataset(
         given = previous.split_rows(ls, images_dir, val, test, seed, allow_leaks)
     plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given,
                       carve=val if split_files else 0.0)  # fmt: skip
+    if previous is not None:
+        plan.notes = [n for n in plan.notes if not n.startswith("splits from")]
+        plan.notes.append(previous.split_note(ls, val, test))
     if allow_leaks:
         plan.notes.append("identical image files may land in different splits (--allow-leaks)")
     else:

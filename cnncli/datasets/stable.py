@@ -41,7 +41,7 @@ from cnncli.images import Conversions
 from cnncli.progress import Counter as ProgressCounter
 
 SHARDING_KEY = "sha256(split/path)"
-UPDATED_FROM = "the dataset being updated"
+UPDATED_FROM = "index.csv of the dataset updated"
 # the options an update must share with the dataset it updates (a different one would
 # change records that the update keeps)
 COMPARED = ("task", "color", "size", "fit", "seed", "val", "test", "record_format",
@@ -121,6 +121,12 @@ class Previous:
                     if r.name not in self.rows:
                         r.split = target
         return UPDATED_FROM
+
+    def split_note(self, ls, val: float, test: float) -> str:
+        new = sum(r.name not in self.rows for r in ls.rows)
+        gone = len(self.rows) - (len(ls.rows) - new)
+        return (f"update: {len(ls.rows) - new} images keep their split, {new} new (split by "
+                f"--seed, --val {val}, --test {test}, each on its own), {gone} removed")
 
     def check_options(self, options: dict, class_names: list[str]) -> None:
         """UsageError naming every option that differs from the dataset's."""
@@ -205,7 +211,8 @@ class StableEngine:
         with closing(converted_records(tasks, job.pool)) as results:
             for split, b in dirty:
                 n = self.buckets[split]
-                old = _old_records(prev, split, b, n) if prev else {}
+                old = (_old_records(prev, split, b, n, old_members.get((split, b), []))
+                       if prev else {})  # fmt: skip
                 part = job.folder / f".{split}-{b:05d}.part"
                 count = 0
                 with open(part, "wb") if writing else _Null() as f:
@@ -259,18 +266,22 @@ def _old_file(prev: Previous, split: str, b: int, n: int) -> Path | None:
     return prev.info.path / name if name in listed else None
 
 
-def _old_records(prev: Previous, split: str, b: int, n: int) -> dict[str, bytes]:
-    """{path: framed record} of the old shard of bucket b (empty when it had none)."""
-    from cnncli.datasets.tfrecord import decode_example
-
+def _old_records(prev: Previous, split: str, b: int, n: int,
+                 names: list[str]) -> dict[str, bytes]:  # fmt: skip
+    """{path: framed record} of the old shard of bucket b (empty when it had none): its
+    records are its index.csv rows (`names`) in key order (CRCs checked, images not decoded)."""
     path = _old_file(prev, split, b, n)
     if path is None:
         return {}
-    out = {}
+    names = sorted(names, key=lambda name: row_key(split, name))
     with open(path, "rb") as f:
-        for data in read_records(f, name=str(path)):
-            out[decode_example(data)["path"][0].decode("utf-8")] = frame(data)
-    return out
+        records = [frame(data) for data in read_records(f, name=str(path))]
+    if len(records) != len(names):
+        raise DatasetError(
+            f"{path} holds {len(records)} records, its index.csv rows {len(names)}",
+            "build the dataset again with --stable-shards --overwrite",
+        )
+    return dict(zip(names, records, strict=True))
 
 
 def _link(src: Path, dst: Path) -> None:
