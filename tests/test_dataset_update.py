@@ -198,3 +198,19 @@ def test_json_reports_shards_written_and_kept(tmp_path, photos):
     index = {line.split(",")[1]: line.split(",")[4]
              for line in (ds / "index.csv").read_text().splitlines()[1:]}  # fmt: skip
     assert index["copy.png"] == index["p000.png"]
+
+
+def test_bad_new_image_stops_the_update_or_is_skipped(tmp_path, photos):
+    folder, table, rows = photos
+    ds = tmp_path / "ds"
+    _build(folder, table, ds, stable_shards=True)
+    state, index = _state(ds), (ds / "index.csv").read_bytes()
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    _table(table, [*rows, ("broken.png", "brick")])
+    with pytest.raises(DatasetError, match="broken.png"):
+        _build(folder, table, ds, update=True)
+    assert _state(ds) == state and (ds / "index.csv").read_bytes() == index
+    done = _build(folder, table, ds, update=True, skip_bad=True)
+    assert [p for p, _ in done.skipped] == ["broken.png"]
+    assert done.shards["written"] == 0 and _state(ds) == state
+    assert (ds / "index.csv").read_bytes() == index
