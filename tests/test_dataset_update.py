@@ -144,6 +144,12 @@ def test_update_refuses_other_options_and_non_datasets(tmp_path, photos):
         _build(folder, table, empty, update=True)
     with pytest.raises(DatasetError, match="not found"):
         _build(folder, table, tmp_path / "nowhere", update=True)
+    with pytest.raises(UsageError, match="--update is for --engine local"):
+        _build(folder, table, ds, update=True, engine="ray")
+    with pytest.raises(UsageError, match="--stable-shards is for --engine local"):
+        _build(folder, table, tmp_path / "r", stable_shards=True, engine="ray")
+    with pytest.raises(UsageError, match="exclude each other"):
+        _build(folder, table, ds, update=True, overwrite=True)
 
     # the CLI: exit 2 and one line
     res = CliRunner().invoke(app, ["dataset", "build", str(folder), "-o", str(ds), "--labels",
