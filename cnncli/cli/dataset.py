@@ -129,6 +129,16 @@ def build(
                      help="--engine ray: the cluster's head, or auto (default: RAY_ADDRESS, else "
                      "this machine's cores)."),
     ] = None,
+    stable_shards: Annotated[
+        bool,
+        typer.Option("--stable-shards", help="Put each image in a shard by a hash of its path, "
+                     "so that --update can later rewrite only the shards that changed."),
+    ] = False,
+    update: Annotated[
+        bool,
+        typer.Option("--update", help="Update the --stable-shards dataset OUT: rewrite only the "
+                     "shards whose images were added, removed, relabelled or changed."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
@@ -147,7 +157,7 @@ def build(
                 workers=workers, record_format=record_format,
                 shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
                 exclude=exclude, relabel=relabel, allow_leaks=allow_leaks, progress=progress,
-                engine=engine, address=address,
+                engine=engine, address=address, stable_shards=stable_shards, update=update,
             )  # fmt: skip
     except DatasetError as e:
         if e.problems:

@@ -48,6 +48,8 @@ from cnncli.datasets.shards import (
     write_skipped,
 )
 from cnncli.datasets.splits import apply_split_files, keep_copies_together, split_options
+from cnncli.datasets.stable import SHARDING_KEY, StableEngine, bucket_counts, open_previous
+from cnncli.datasets.stable import record_index as stable_index
 from cnncli.datasets.store import recover_dataset
 from cnncli.datasets.targets import check_task_options, load_task_table
 from cnncli.datasets.tasks import index_label, split_counts, task_manifest
@@ -78,6 +80,7 @@ class BuildResult:
     notes: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, decoder's words)
+    shards: dict[str, int] | None = None  # stable shards: {"written": n, "kept": n}
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +95,7 @@ class BuildResult:
             "unused_files": len(self.unused),
             "notes": self.notes,
             "warnings": [{"path": p, "message": m} for p, m in self.warnings],
+            "shards": self.shards,
         }
 
 
@@ -129,6 +133,8 @@ def build_dataset(
     progress: Progress | None = None,
     engine: str = "local",
     address: str | None = None,
+    stable_shards: bool | dict = False,
+    update: bool = False,
 ) -> BuildResult:
     """Build a dataset folder (docs/FORMAT.md) from IMAGES_DIR and an optional label table.
 
@@ -141,7 +147,10 @@ def build_dataset(
     `relabel` (files from `cnncli dataset check`: cnncli.datasets.corrections) leave images
     out and relabel them first; identical image files are kept in one split unless
     `allow_leaks`. `engine` 'ray' converts on the Ray cluster at `address`
-    (cnncli.datasets.engines): the same bytes as 'local'.
+    (cnncli.datasets.engines): the same bytes as 'local'. `stable_shards` puts each record
+    in a shard by a key of its own (True, or {split: shards} to give their numbers);
+    `update` rewrites only the changed shards of the stable-shard dataset at `out_dir`
+    (cnncli.datasets.stable).
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     check_task_options(task, labels=labels, label_col=label_col, label_delim=label_delim,
@@ -154,7 +163,14 @@ def build_dataset(
         classes = [c.strip() for c in classes.split(",") if c.strip()]
     if isinstance(size, str):
         size = parse_size(size)
-    _check_paths(images_dir, out_dir, labels, overwrite, split_col)
+    previous = None
+    if update:
+        _check_update(engine, split_files, overwrite)
+        previous = open_previous(out_dir)
+        stable_shards = previous.buckets
+    elif stable_shards and engine != "local":
+        raise UsageError("--stable-shards is for --engine local", "drop --engine ray")
+    _check_paths(images_dir, out_dir, labels, overwrite or update, split_col)
     runner = open_engine(engine, address, record_format=record_format, shard_limit=shard_limit)
     if task != "classify":
         ls = load_task_table(labels, images_dir, task, image_col=image_col, label_col=label_col,
@@ -173,8 +189,14 @@ def build_dataset(
     if split_files:
         sources = apply_split_files(ls, images_dir, split_files)
         given = "files " + ", ".join(f"{p.name} ({s})" for s, p in split_files.items())
+    fresh_given = given  # how a fresh build would split: what the options record
+    if previous is not None:
+        given = previous.split_rows(ls, images_dir, val, test, seed, allow_leaks)
     plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given,
                       carve=val if split_files else 0.0)  # fmt: skip
+    if previous is not None:
+        plan.notes = [n for n in plan.notes if not n.startswith("splits from")]
+        plan.notes.append(previous.split_note(ls, val, test))
     if allow_leaks:
         plan.notes.append("identical image files may land in different splits (--allow-leaks)")
     else:
@@ -188,8 +210,8 @@ def build_dataset(
         "color": plan.spec.color,
         "size": [plan.spec.height, plan.spec.width],
         "fit": plan.spec.fit,
-        "val": val if not given or (split_files and val) else None,
-        "test": test if not given else None,
+        "val": val if not fresh_given or (split_files and val) else None,
+        "test": test if not fresh_given else None,
         "seed": seed,
         "split_col": split_col,
         "split_files": sources if split_files else None,
@@ -200,11 +222,19 @@ def build_dataset(
         **corrected,
         **({"allow_leaks": True} if allow_leaks else {}),
     }
+    if previous is not None:
+        previous.check_options(options, ls.class_names)
+        options["shard_size"] = previous.info.manifest["options"].get("shard_size")
+    sharding = None
+    if stable_shards:
+        given_n = stable_shards if isinstance(stable_shards, dict) else None
+        sharding = {"key": SHARDING_KEY, "buckets": bucket_counts(plan, shard_limit, given_n)}
+        runner = StableEngine(sharding["buckets"], previous)
     # a full disk or an unwritable OUT_DIR: one line naming it (nothing is left behind) and,
     # for raw records, about how much the dataset needs
     pixels = len(plan.rows) * int(np.prod(plan.spec.shape))
     with writing(out_dir, pixels if record_format == "raw" else None), \
-            atomic_dir(out_dir, overwrite=overwrite) as tmp:  # fmt: skip
+            atomic_dir(out_dir, overwrite=overwrite or update) as tmp:  # fmt: skip
         done = runner.convert(ConvertJob(plan, images_dir, tmp, shard_limit, record_format,
                                          pool, seed, skip_bad, progress))  # fmt: skip
         sha, bad, changed = done.sha, done.bad, done.changed
@@ -214,7 +244,8 @@ def build_dataset(
         counts = _counts(plan, kept)
         _check_train(counts, ls.class_names, problems, given)
         shard_names = done.shard_names
-        write_index(tmp, [(i, rows[i].name, index_label(rows[i].label), rows[i].class_name,
+        ids = [stable_index(r.name) for r in rows] if sharding else range(len(rows))
+        write_index(tmp, [(ids[i], rows[i].name, index_label(rows[i].label), rows[i].class_name,
                            plan.splits[i], sha[i]) for i in kept])  # fmt: skip
         if problems:
             write_skipped(tmp, problems)
@@ -222,6 +253,8 @@ def build_dataset(
         warned = kept_warnings(plan.warned, problems)
         notes += changed.notes() + warning_notes(warned)
         manifest = _manifest(plan, record_format, counts, shard_names, options, changed.notes())
+        if sharding:
+            manifest["sharding"] = sharding
         manifest, said = task_manifest(manifest, rows, plan.splits, kept, task, ls.class_names,
                                        ls.target_names)  # fmt: skip
         notes += said
@@ -231,7 +264,8 @@ def build_dataset(
             f" ({done.described})"
         )
         write_json(tmp / "manifest.json", manifest)
-    return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused, warned)
+    stable = {"written": runner.written, "kept": runner.kept} if sharding else None
+    return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused, warned, stable)
 
 
 def _manifest(plan: Plan, record_format: str, counts, shard_names, options, changed) -> dict:
@@ -273,6 +307,17 @@ def _check_options(val, test, color, fit, record_format) -> None:
         raise UsageError(
             f"unknown record format {record_format!r}", f"use one of {', '.join(RECORD_FORMATS)}"
         )
+
+
+def _check_update(engine: str, split_files, overwrite: bool) -> None:
+    if engine != "local":
+        raise UsageError("--update is for --engine local", "drop --engine ray")
+    if split_files:
+        raise UsageError("--update keeps the splits the dataset has; --split-files cannot "
+                         "change them", "drop --split-files (a --split-col is read for new rows)")
+    if overwrite:
+        raise UsageError("--update and --overwrite exclude each other",
+                         "--update keeps the dataset's unchanged shards; --overwrite rebuilds")
 
 
 def _check_paths(images_dir: Path, out_dir: Path, labels, overwrite: bool, split_col) -> None:
