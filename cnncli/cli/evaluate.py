@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.checks import check_first
-from cnncli.cli.options import ClassesOpt, JsonOpt, ModelArg, OverwriteOpt, ScaleOpt, UnsafeOpt
+from cnncli.cli.options import (
+    ClassesOpt,
+    JsonOpt,
+    ModelArg,
+    OverwriteOpt,
+    ScaleOpt,
+    TtaOpt,
+    UnsafeOpt,
+)
 from cnncli.errors import InputError, OutputExistsError, UsageError
 
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
@@ -80,6 +88,7 @@ def evaluate_command(
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
+    tta: TtaOpt = False,
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split
     (multi-label: per-label metrics, micro/macro F1; regression: MAE, RMSE, R² per target)."""
@@ -96,9 +105,13 @@ def evaluate_command(
             errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
             overwrite=overwrite, class_names=classes, pixel_scale=scale, threshold=threshold,
             tune_thresholds=tune_thresholds, scatter_png=scatter or fig,
-            residuals_png=residuals or fig,
+            residuals_png=residuals or fig, tta=tta,
         )  # fmt: skip
     console.notes(result.notes)
+    if getattr(result, "tta", None) and not json_out:
+        t = result.tta
+        console.info(f"--tta ({t['views']}): accuracy {t['accuracy_without']:.4f} without, "
+                     f"{result.accuracy:.4f} with ({t['gain']:+.4f})")  # fmt: skip
     task = task_views.is_task(result)
     if json_out:
         console.print_json(result.to_json())
@@ -180,6 +193,7 @@ def predict_command(
     scale: ScaleOpt = None,
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
+    tta: TtaOpt = False,
 ) -> None:
     """Class name and probability for each image, with the class names stored with the model.
 
@@ -202,7 +216,7 @@ def predict_command(
     with ProgressBar("predict", enabled=not sink.streams_to_terminal) as bar:
         stream = predict_batches(
             model, inputs, top_k=top_k, batch_size=batch_size, progress=bar, unsafe=unsafe,
-            class_names=classes, pixel_scale=scale,
+            class_names=classes, pixel_scale=scale, tta=tta,
         )  # fmt: skip
         with sink:
             for rows in stream:

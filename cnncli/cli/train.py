@@ -34,7 +34,21 @@ def train_command(
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option("--arch", help="A built-in architecture (facade, mnist, tiny, ...)."),
+        typer.Option(
+            "--arch",
+            help="A built-in architecture (facade, mnist, tiny, ...); default: a small "
+            "network designed for the dataset (the fast recipe).",
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            "--recipe",
+            help="fast (a small BatchNorm network for the dataset, one-cycle rate, label "
+            "smoothing, weight averaging, shift/rotate augmentation; the default without "
+            "--arch/--spec/--from) or course (the course's settings; the default with them). "
+            "Options you give win over the recipe's.",
+        ),
     ] = None,
     spec: Annotated[
         Path | None, typer.Option("--spec", help="A model spec file (YAML/JSON).")
@@ -49,7 +63,7 @@ def train_command(
     fine_tune_at: FineTuneAtOpt = None,
     fine_tune_lr: FineTuneLrOpt = 1e-5,
     unfreeze: UnfreezeOpt = None,
-    lr_schedule: LrScheduleOpt = "constant",
+    lr_schedule: LrScheduleOpt = None,
     warmup: WarmupOpt = 0,
     find_lr: FindLrOpt = False,
     json_out: JsonOpt = False,
@@ -67,7 +81,8 @@ def train_command(
         int | None,
         typer.Option(
             "--epochs",
-            help=f"Total epochs (default {DEFAULT_EPOCHS}; with --resume: a new total).",
+            help=f"Total epochs (default: course {DEFAULT_EPOCHS}, fast about 400 steps, 8 "
+            "to 40 epochs; with --resume: a new total).",
         ),
     ] = None,
     batch_size: Annotated[
@@ -81,7 +96,12 @@ def train_command(
         str, typer.Option("--optimizer", help="adam, rmsprop, sgd or adadelta.")
     ] = "adam",
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Learning rate (default: the optimizer's).")
+        float | None,
+        typer.Option(
+            "--lr",
+            help="Learning rate (default: fast recipe 0.005 at the one-cycle peak; course: "
+            "the optimizer's).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling, dropout.")] = 0,
     early_stop: Annotated[
@@ -263,7 +283,8 @@ def train_command(
         save_best_only=save_best_only,
         backbone=backbone, weights=weights, alpha=alpha, freeze=freeze,
         fine_tune_at=fine_tune_at, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
-        lr_schedule=lr_schedule.lower(), warmup=warmup,
+        lr_schedule=lr_schedule.lower() if lr_schedule else None, warmup=warmup,
+        recipe=recipe.lower() if recipe else None,
     )
     if find_lr:
         return find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite,

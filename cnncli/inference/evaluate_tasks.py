@@ -39,6 +39,7 @@ from cnncli.inference.split_io import (
     dataset_batches,
     default_plot_path,
 )
+from cnncli.inference.tta import tta_note, tta_probabilities
 from cnncli.progress import Counter
 
 PLOT_KINDS = ("scatter", "residuals")
@@ -106,9 +107,11 @@ def plot_paths(model, split: str, task: str, scatter_png, residuals_png) -> dict
 def evaluate_task(model, info, split: str, *, batch_size: int, errors_png=None,
                   errors_csv=None, plots: dict | None = None, progress=None, unsafe=False,
                   overwrite=False, class_names=None, pixel_scale=None, threshold=None,
-                  tune_thresholds=False) -> TaskEvaluation:  # fmt: skip
+                  tune_thresholds=False, tta=False) -> TaskEvaluation:  # fmt: skip
     """Evaluate `model` on `split` of the multilabel or regression dataset `info` (checked
-    and chosen by evaluate); `plots`: {kind: path} from plot_paths."""
+    and chosen by evaluate); `plots`: {kind: path} from plot_paths; `tta`: a multi-label
+    model's probabilities averaged over shifted views (cnncli.inference.tta; a regression
+    model's values are not, and a note says so)."""
     plots = plots or {}
     task = info.task
     if task == "regression" and (threshold is not None or tune_thresholds):
@@ -127,9 +130,12 @@ def evaluate_task(model, info, split: str, *, batch_size: int, errors_png=None,
     m = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
     notes = list(m.notes) + _check_task_fit(m, info)
     notes += [f"converted at build: {c}" for c in info.conversions]
+    if tta and tta_note(m):
+        notes.append(tta_note(m))
+    forward = tta_probabilities if tta and not tta_note(m) else probabilities
     tuned = False
     if tune_thresholds:
-        y_val, p_val, _ = _run(m, info, "val", batch_size, None, None)
+        y_val, p_val, _ = _run(m, info, "val", batch_size, None, None, forward=forward)
         m.thresholds = best_thresholds(y_val, p_val)
         _store_thresholds(m)
         tuned = True
@@ -141,7 +147,8 @@ def evaluate_task(model, info, split: str, *, batch_size: int, errors_png=None,
     keep = Smallest(SHEET_MAX) if errors_png is not None else None
     if task == "multilabel":
         t = m.label_thresholds if threshold is None else [threshold] * len(m.class_names)
-        y, out, paths = _run(m, info, split, batch_size, keep, counter, np.asarray(t))
+        y, out, paths = _run(m, info, split, batch_size, keep, counter, np.asarray(t),
+                             forward=forward)
         mm = multilabel_metrics(y, out, t, m.class_names)
         result = TaskEvaluation(
             task, _path(m), str(info.path), split, len(y), list(m.class_names), mm["loss"],
@@ -205,12 +212,14 @@ def _check_task_fit(m: ModelInfo, info) -> list[str]:
     return []
 
 
-def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None):
-    """(labels, outputs, paths) of a split; `keep` (a Smallest) gets the worst images."""
+def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None,
+         forward=probabilities):  # fmt: skip
+    """(labels, outputs, paths) of a split; `keep` (a Smallest) gets the worst images;
+    `forward(m, images)`: the outputs of a batch."""
     ys, outs, paths, seen = [], [], [], 0
     std = np.array([t.std or 1.0 for t in info.targets]) if info.task == "regression" else None
     for x, y, p in dataset_batches(info, split, batch_size):
-        out = probabilities(m, x)
+        out = forward(m, x)
         if keep is not None:
             if std is None:
                 wrong = ((out > thresholds).astype(int) != y).sum(axis=1)

@@ -22,6 +22,7 @@ from cnncli.training import distribute, rundir
 from cnncli.training.ending import early_stop_reached
 from cnncli.training.events import TrainEvents, TrainingInterrupted, TrainResult
 from cnncli.training.options import TrainOptions, model_source
+from cnncli.training.recipes import apply_recipe
 
 FINISHED = ("finished", "early-stopped")  # run.json statuses of a run that ended by itself
 
@@ -114,9 +115,10 @@ def train(
     strategy: str | distribute.StrategyPlan = "auto",
 ) -> TrainResult:
     """Train on DATASET_DIR into RUN_DIR (None: the first free of runs/train, runs/train2,
-    ...), holding both from start to end (see _claiming). Exactly one of `arch` (a preset
+    ...), holding both from start to end (see _claiming). At most one of `arch` (a preset
     name), `spec` (a spec file or dict), `from_model` (a saved model file) or `model` (a
-    Keras model) names the architecture. `strategy`: a --strategy name or a
+    Keras model) names the architecture; none: the recipe's network for the dataset
+    (cnncli.training.recipes, options.recipe). `strategy`: a --strategy name or a
     distribute.StrategyPlan (several workers: only the chief writes RUN_DIR). Raises
     TrainingInterrupted (exit 130) on Ctrl-C, TrainingTerminated (exit 143) on SIGTERM,
     after saving."""
@@ -130,6 +132,7 @@ def train(
         raise InputError(
             f"dataset {info.path} has no training images", "build it with a train split"
         )
+    opts, source, recipe = apply_recipe(opts, info, source)
     opts = opts.for_dataset(info)
     _check_shards(plan, info)
     if plan.is_chief:
@@ -138,7 +141,7 @@ def train(
     from cnncli.training.loop import train_run  # TensorFlow loads here, after the checks
 
     return train_run(dataset_dir, Path(run_dir), info, source, opts, plan, overwrite, events,
-                     callbacks)  # fmt: skip
+                     callbacks, recipe)  # fmt: skip
 
 
 @_claiming("cnncli train --resume", resuming=True)

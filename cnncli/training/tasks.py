@@ -116,6 +116,17 @@ def with_label_weights(ds, weights: np.ndarray):
     return ds.map(lambda x, y, *rest: (x, y, tf.where(y > 0.5, w, 1.0), *rest))
 
 
+def with_one_hot_labels(ds, num_classes: int):
+    """A tf.data dataset of (images, class indices[, ...]) with the indices as one-hot
+    float32 rows (what Keras' label-smoothed categorical cross-entropy takes)."""
+    import tensorflow as tf
+
+    def one_hot(x, y, *rest):
+        return (x, tf.one_hot(tf.cast(y, tf.int32), num_classes), *rest)
+
+    return ds.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def label_zeros(info, batch: int) -> np.ndarray:
     """A batch of zero labels of the task's shape (to build a model before fit)."""
     if info.task == "classify":
