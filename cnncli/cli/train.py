@@ -22,6 +22,7 @@ from cnncli.cli.train_transfer import (
     WeightsOpt,
 )
 from cnncli.training.options import DEFAULT_EPOCHS
+from cnncli.training.recipes import FAST_EPOCHS, FAST_PEAK_LR, FAST_STEPS
 
 _AUG = "Augmentation"
 _CKPT = "Checkpoints and output"
@@ -81,8 +82,8 @@ def train_command(
         int | None,
         typer.Option(
             "--epochs",
-            help=f"Total epochs (default: course {DEFAULT_EPOCHS}, fast about 400 steps, 8 "
-            "to 40 epochs; with --resume: a new total).",
+            help=f"Total epochs (default: course {DEFAULT_EPOCHS}; fast about {FAST_STEPS} "
+            f"steps, {FAST_EPOCHS[0]} to {FAST_EPOCHS[1]} epochs; with --resume: a new total).",
         ),
     ] = None,
     batch_size: Annotated[
@@ -99,8 +100,8 @@ def train_command(
         float | None,
         typer.Option(
             "--lr",
-            help="Learning rate (default: fast recipe 0.005 at the one-cycle peak; course: "
-            "the optimizer's).",
+            help=f"Learning rate (default: fast recipe {FAST_PEAK_LR:g} at the one-cycle peak; "
+            "course: the optimizer's).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling, dropout.")] = 0,

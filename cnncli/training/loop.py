@@ -118,8 +118,7 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
     }
     run = rundir.new_run_record(dataset_dir, info, model, opts.to_dict())
     run.update(precision=chosen[-1].to_dict(), device=device.to_dict())
-    if recipe is not None:
-        run["recipe"] = recipe
+    run.update({"recipe": recipe} if recipe is not None else {})
     run["metadata"]["training_precision"] = chosen[-1].name
     # what test-time augmentation reads (cnncli.inference.tta: mirror images only after flips)
     run["metadata"]["augment"] = opts.augment.to_dict() if opts.augment else None
@@ -188,10 +187,7 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
             train_ds = with_label_weights(train_ds, per_label)
         val_ds = (make_tf_dataset(info, "val", batch_size=opts.batch_size, **common)
                   if has_val else None)  # fmt: skip
-        if one_hot:
-            n = len(info.class_names)
-            train_ds = with_one_hot_labels(train_ds, n)
-            val_ds = with_one_hot_labels(val_ds, n) if val_ds is not None else None
+        train_ds, val_ds = (with_one_hot_labels(d, info, one_hot) for d in (train_ds, val_ds))
         steps = steps_per_epoch(info, "train", opts.batch_size)
         return train_ds, val_ds, steps, weights, {}
 
@@ -214,16 +210,12 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
         )  # fmt: skip
         if per_label is not None:
             ds = with_label_weights(ds, per_label)
-        if one_hot:
-            ds = with_one_hot_labels(ds, len(info.class_names))
-        return distribute.auto_shard_off(ds)
+        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
 
     def val_fn(ctx):
         batch = ctx.get_per_replica_batch_size(global_batch)
         ds = make_tf_dataset(info, "val", batch_size=batch, **common)
-        if one_hot:
-            ds = with_one_hot_labels(ds, len(info.class_names))
-        return distribute.auto_shard_off(ds)
+        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
 
     train_ds = where.strategy.distribute_datasets_from_function(train_fn)
     val_ds = where.strategy.distribute_datasets_from_function(val_fn) if has_val else None
@@ -327,9 +319,7 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     )  # fmt: skip
     if where.strategy is not None:
         batch = min(opts.batch_size, info.count("train"))
-        labels = label_zeros(info, batch)
-        if one_hot:
-            labels = np.zeros((batch, len(info.class_names)), "float32")
+        labels = label_zeros(info, batch, one_hot)
         zeros = (np.zeros((batch, *info.image.shape), "float32"), labels)
         distribute.prepare_model(net, where.strategy, zeros)
     run["distribute"] = detail or where.plan.to_dict()

@@ -39,7 +39,8 @@ def build_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions,
     the strategy's scope. `policy_for(model)`: the Keras dtype policy it computes in
     (cnncli.training.precision; None: float32)."""
     arch, raw_pixels = source_model(source, info, opts)
-    net = build_training_model(arch, info, opts.augment, seed=opts.seed, raw_pixels=raw_pixels)
+    net = build_training_model(arch, info, opts.augment, seed=opts.seed, raw_pixels=raw_pixels,
+                               after_stem=source.kind == "default")  # fmt: skip
     if policy_for is not None:
         net = with_policy(net, policy_for(net))
     head = training_head(net, output_size(info), info.task)
@@ -103,10 +104,12 @@ def training_head(model, num_classes: int, task: str = "classify") -> Head:
     )
 
 
-def build_training_model(
-    arch, info: DatasetInfo, augment: AugmentOptions | None, seed: int = 0, raw_pixels: bool = False
-):
-    """Input (raw 0..255 pixels) -> Rescaling(1/255) -> augmentation -> `arch`."""
+def build_training_model(arch, info: DatasetInfo, augment: AugmentOptions | None, seed: int = 0,
+                         raw_pixels: bool = False, after_stem: bool = False):  # fmt: skip
+    """Input (raw 0..255 pixels) -> Rescaling(1/255) -> augmentation -> `arch`. `after_stem`
+    (the recipe's network): a Sequential `arch` whose first layer average-pools takes the
+    augmentation after that pooling (the same shifts and turns as fractions of the picture,
+    on 64x fewer pixels for 500x500 photos pooled 8x8)."""
     shape = info.image.shape
     want = tuple(arch.inputs[0].shape[1:]) if arch.inputs else None
     if want is not None and (
@@ -133,10 +136,13 @@ def build_training_model(
         return arch
     inputs = keras.Input(shape=shape, name="pixels")
     x = inputs if raw_pixels else keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    layers = list(arch.layers) if isinstance(arch, keras.Sequential) else None
+    if after_stem and layers and isinstance(layers[0], keras.layers.AveragePooling2D):
+        x = layers.pop(0)(x)  # the pooling stem first, then the augmentation
     for layer in aug:
         x = layer(x)
-    if isinstance(arch, keras.Sequential):
-        for layer in arch.layers:
+    if layers is not None:
+        for layer in layers:
             x = layer(x)
     else:
         x = arch(x)
