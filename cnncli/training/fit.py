@@ -56,7 +56,7 @@ def run_training(
         return resume(resume_dir, dataset_dir=dataset_dir, epochs=options.epochs,
                       events=events, strategy=strategy)  # fmt: skip
     if dataset_dir is None:
-        raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR --arch NAME")
+        raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR [--arch NAME]")
     return train(
         dataset_dir,
         run_dir,
