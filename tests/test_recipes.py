@@ -198,15 +198,21 @@ def test_tta_against_a_hand_computation(tiny, tmp_path):
 
     flipped = [v[:, :, ::-1] for v in views]  # a model trained with flips: mirrored views too
     with_flips = np.mean([keras_model.predict_on_batch(v / 255.0) for v in views + flipped], 0)
-    info.augment = {"flip": True}
+    info.augment = {"flip": True, "shift": 0.1}
     np.testing.assert_allclose(tta_probabilities(info, x), with_flips, rtol=1e-5, atol=1e-6)
+    info.augment = {"flip": True, "shift": 0.0}  # flips without shifts: the mirror image only
+    mirrored = np.mean([plain, keras_model.predict_on_batch(x[:, :, ::-1] / 255.0)], 0)
+    np.testing.assert_allclose(tta_probabilities(info, x), mirrored, rtol=1e-5, atol=1e-6)
+    info.augment = {"flip": False, "shift": 0.0}  # trained without either: the image alone
+    np.testing.assert_allclose(tta_probabilities(info, x), plain, rtol=1e-5, atol=1e-6)
 
     path = tiny.save_with_metadata(keras_model, tmp_path / "m.keras", tiny.SHAPES, 1 / 255)
     result = evaluate(path, ds, split="test", tta=True)
     assert result.accuracy == pytest.approx(np.mean(by_hand.argmax(1) == y))
     assert result.tta["accuracy_without"] == pytest.approx(np.mean(plain.argmax(1) == y))
     assert result.tta["gain"] == pytest.approx(result.accuracy - result.tta["accuracy_without"])
-    assert "5 views: the image and shifts of 1 px" in result.tta["views"]
+    assert result.tta["views"] == ("5 views: the image and its shifts of 1 px left, right, up "
+                                   "and down")  # fmt: skip
 
 
 def test_tta_through_the_cli(cli, tiny, tmp_path):

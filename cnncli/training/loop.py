@@ -25,7 +25,7 @@ from cnncli.datasets.store import DatasetInfo
 from cnncli.errors import writing
 from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
-from cnncli.training.augment import without_augmentation
+from cnncli.training.augment import AugmentOptions, without_augmentation
 from cnncli.training.callbacks import (
     EventsCallback,
     ResumableEarlyStopping,
@@ -120,8 +120,8 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
     run.update(precision=chosen[-1].to_dict(), device=device.to_dict())
     run.update({"recipe": recipe} if recipe is not None else {})
     run["metadata"]["training_precision"] = chosen[-1].name
-    # what test-time augmentation reads (cnncli.inference.tta: mirror images only after flips)
-    run["metadata"]["augment"] = opts.augment.to_dict() if opts.augment else None
+    # what test-time augmentation reads (cnncli.inference.tta: the trained transforms only)
+    run["metadata"]["augment"] = (opts.augment or AugmentOptions()).to_dict()
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)
     return _fit(net, info, run_dir, where, run, opts, RunState(), events, callbacks)
