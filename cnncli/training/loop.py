@@ -96,8 +96,7 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
               opts: TrainOptions, plan: distribute.StrategyPlan, overwrite: bool,
               events: TrainEvents | None, callbacks: Sequence,
               recipe: dict | None = None) -> TrainResult:  # fmt: skip
-    """A new run: build and compile the model, make RUN_DIR, write run.json, fit.
-    `recipe`: what run.json records of the recipe (cnncli.training.recipes.apply_recipe)."""
+    """A new run: build and compile the model, make RUN_DIR, write run.json, fit."""
     where = _place(plan, opts)
     device, chosen = detect_device(), []
 
@@ -120,8 +119,7 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
     run.update(precision=chosen[-1].to_dict(), device=device.to_dict())
     run.update({"recipe": recipe} if recipe is not None else {})
     run["metadata"]["training_precision"] = chosen[-1].name
-    # what test-time augmentation reads (cnncli.inference.tta: the trained transforms only)
-    run["metadata"]["augment"] = (opts.augment or AugmentOptions()).to_dict()
+    run["metadata"]["augment"] = (opts.augment or AugmentOptions()).to_dict()  # read by --tta
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)
     return _fit(net, info, run_dir, where, run, opts, RunState(), events, callbacks)
@@ -314,9 +312,8 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" and to_train else None
     one_hot = one_hot_training(net)
     train_ds, val_ds, steps, weights, detail = (
-        _inputs(info, opts, where, initial_epoch, cache_dir, one_hot)
-        if to_train else (None,) * 4 + ({},)
-    )  # fmt: skip
+        _inputs(info, opts, where, initial_epoch, cache_dir, one_hot) if to_train
+        else (None,) * 4 + ({},))  # fmt: skip
     if where.strategy is not None:
         batch = min(opts.batch_size, info.count("train"))
         labels = label_zeros(info, batch, one_hot)
