@@ -17,6 +17,7 @@ from cnncli.cli.options import (
     OverwriteOpt,
     RuntimeOpt,
     ScaleOpt,
+    TtaOpt,
     UnsafeOpt,
 )
 from cnncli.errors import InputError, OutputExistsError, UsageError
@@ -89,6 +90,7 @@ def evaluate_command(
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
     runtime: RuntimeOpt = "auto",
+    tta: TtaOpt = False,
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split
     (multi-label: per-label metrics, micro/macro F1; regression: MAE, RMSE, R² per target)."""
@@ -97,8 +99,9 @@ def evaluate_command(
     from cnncli.export.cache import FastModel
     from cnncli.inference.evaluate import DEFAULT_PLACE, evaluate
 
-    # --tune-thresholds stores the thresholds in the Keras file: Keras runs it
-    fast = FastModel(model, "keras" if tune_thresholds else runtime, unsafe)
+    # --tune-thresholds stores the thresholds in the Keras file, and --tta reads the
+    # augmentation stored with it: Keras runs both
+    fast = FastModel(model, "keras" if tune_thresholds or tta else runtime, unsafe)
     if no_confusion and any(p is not None for p in (confusion, scatter, residuals)):
         raise UsageError("--no-confusion and a plot's path contradict each other")
     plot, fig = (None, None) if no_confusion else (confusion or DEFAULT_PLACE, DEFAULT_PLACE)
@@ -108,10 +111,14 @@ def evaluate_command(
             errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
             overwrite=overwrite, class_names=classes, pixel_scale=scale, threshold=threshold,
             tune_thresholds=tune_thresholds, scatter_png=scatter or fig,
-            residuals_png=residuals or fig,
+            residuals_png=residuals or fig, tta=tta,
         )  # fmt: skip
     console.notes(result.notes)
     console.info(f"runtime: {fast.runtime_text}")
+    if getattr(result, "tta", None) and not json_out:
+        t = result.tta
+        console.info(f"--tta ({t['views']}): accuracy {t['accuracy_without']:.4f} without, "
+                     f"{result.accuracy:.4f} with ({t['gain']:+.4f})")  # fmt: skip
     task = task_views.is_task(result)
     if json_out:
         console.print_json(result.to_json())
@@ -207,6 +214,7 @@ def predict_command(
         str | None, typer.Option(metavar="HOST:PORT", help="--engine ray: the cluster (or auto).")
     ] = None,
     runtime: RuntimeOpt = "auto",
+    tta: TtaOpt = False,
 ) -> None:
     """Class name and probability for each image, with the class names stored with the model.
 
@@ -225,7 +233,7 @@ def predict_command(
     if json_out and csv_out:
         raise UsageError("--json and --csv are exclusive", "choose one output format")
     inputs = expand_inputs(inputs, files_list)
-    fast = FastModel(model, runtime, unsafe)
+    fast = FastModel(model, "keras" if tta else runtime, unsafe)  # --tta: as evaluate's
     check_first(fast.path, inputs)
     if output is not None and output.exists() and not overwrite:
         raise OutputExistsError(output)
@@ -234,7 +242,7 @@ def predict_command(
         stream = predict_batches_on(engine, address)(
             fast if engine == "local" else fast.path, inputs, top_k=top_k,
             batch_size=batch_size, progress=bar, unsafe=unsafe,
-            class_names=classes, pixel_scale=scale,
+            class_names=classes, pixel_scale=scale, tta=tta,
         )  # fmt: skip
         with sink:
             for rows in stream:

@@ -34,6 +34,14 @@ RuntimeOpt = Annotated[
     ),
 ]  # fmt: skip
 OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]
+TtaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tta",
+        help="Test-time augmentation: average a classifier's probabilities over the image and "
+        "small shifts of it (mirror images too where the model trained with flips).",
+    ),
+]
 ClassesOpt = Annotated[
     str | None,
     typer.Option(

@@ -23,6 +23,7 @@ from cnncli.cli.train_transfer import (
     WeightsOpt,
 )
 from cnncli.training.options import DEFAULT_EPOCHS
+from cnncli.training.recipes import FAST_EPOCHS, FAST_PEAK_LR, FAST_STEPS
 
 _AUG = "Augmentation"
 _CKPT = "Checkpoints and output"
@@ -35,8 +36,22 @@ def train_command(
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option("--arch", help="A built-in architecture (facade, mnist, tiny, ...).",
-                     autocompletion=complete.archs),  # fmt: skip
+        typer.Option(
+            "--arch",
+            help="A built-in architecture (facade, mnist, tiny, ...); default: a small "
+            "network designed for the dataset (the fast recipe).",
+            autocompletion=complete.archs,
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            "--recipe",
+            help="fast (a small BatchNorm network for the dataset, one-cycle rate, label "
+            "smoothing, weight averaging, shift/rotate augmentation; the default without "
+            "--arch/--spec/--from) or course (the course's settings; the default with them). "
+            "Options you give win over the recipe's.",
+        ),
     ] = None,
     spec: Annotated[
         Path | None, typer.Option("--spec", help="A model spec file (YAML/JSON).")
@@ -51,7 +66,7 @@ def train_command(
     fine_tune_at: FineTuneAtOpt = None,
     fine_tune_lr: FineTuneLrOpt = 1e-5,
     unfreeze: UnfreezeOpt = None,
-    lr_schedule: LrScheduleOpt = "constant",
+    lr_schedule: LrScheduleOpt = None,
     warmup: WarmupOpt = 0,
     find_lr: FindLrOpt = False,
     json_out: JsonOpt = False,
@@ -69,7 +84,8 @@ def train_command(
         int | None,
         typer.Option(
             "--epochs",
-            help=f"Total epochs (default {DEFAULT_EPOCHS}; with --resume: a new total).",
+            help=f"Total epochs (default: course {DEFAULT_EPOCHS}; fast about {FAST_STEPS} "
+            f"steps, {FAST_EPOCHS[0]} to {FAST_EPOCHS[1]} epochs; with --resume: a new total).",
         ),
     ] = None,
     batch_size: Annotated[
@@ -84,7 +100,12 @@ def train_command(
                           autocompletion=complete.optimizers)  # fmt: skip
     ] = "adam",
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Learning rate (default: the optimizer's).")
+        float | None,
+        typer.Option(
+            "--lr",
+            help=f"Learning rate (default: fast recipe {FAST_PEAK_LR:g} at the one-cycle peak; "
+            "course: the optimizer's).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for weights, shuffling, dropout.")] = 0,
     early_stop: Annotated[
@@ -266,6 +287,7 @@ TRAIN_OPTION_NAMES = (
     "loss", "tensorboard", "cache", "precision", "steps_per_execution", "augment", "rotation",
     "shift", "shear", "zoom", "flip", "checkpoint", "save_best_only", "backbone", "weights",
     "alpha", "freeze", "fine_tune_at", "fine_tune_lr", "unfreeze", "lr_schedule", "warmup",
+    "recipe",
 )  # fmt: skip
 MODEL_SOURCE_NAMES = ("arch", "spec", "from_model")
 
@@ -274,7 +296,7 @@ def train_options(*, epochs, batch_size, optimizer, lr, seed, early_stop, monito
                   loss, tensorboard, cache, precision, steps_per_execution, augment, rotation,
                   shift, shear, zoom, flip, checkpoint, save_best_only, backbone, weights,
                   alpha, freeze, fine_tune_at, fine_tune_lr, unfreeze, lr_schedule,
-                  warmup):  # fmt: skip
+                  warmup, recipe=None):  # fmt: skip
     """The TrainOptions that train's option values (TRAIN_OPTION_NAMES) ask for."""
     from cnncli.training.augment import AugmentOptions
     from cnncli.training.options import TrainOptions
@@ -299,7 +321,8 @@ def train_options(*, epochs, batch_size, optimizer, lr, seed, early_stop, monito
         save_best_only=save_best_only,
         backbone=backbone, weights=weights, alpha=alpha, freeze=freeze,
         fine_tune_at=fine_tune_at, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
-        lr_schedule=lr_schedule.lower(), warmup=warmup,
+        lr_schedule=lr_schedule.lower() if lr_schedule else None, warmup=warmup,
+        recipe=recipe.lower() if recipe else None,
     )
 
 

@@ -42,9 +42,11 @@ UnfreezeOpt = _option(
     "How many backbone layers (with weights) --fine-tune-at unfreezes from the top "
     "(default: all).", "LAYERS")  # fmt: skip
 LrScheduleOpt = _option(
-    str, "--lr-schedule",
-    "constant, step (x0.1 at 1/2 and 3/4 of the epochs), cosine, or plateau (halved "
-    "after 2 epochs without improvement); the rate is logged in history.csv.",
+    str | None, "--lr-schedule",
+    "constant, step (x0.1 at 1/2 and 3/4 of the epochs), cosine, plateau (halved "
+    "after 2 epochs without improvement) or onecycle (per step: warm-up over the first "
+    "quarter to --lr, cosine down); default: the recipe's (fast: onecycle, course: "
+    "constant); the rate is logged in history.csv.",
     values=complete.schedules)  # fmt: skip
 WarmupOpt = _option(int, "--warmup", "Epochs of linear warm-up before the schedule.", "EPOCHS")
 FindLrOpt = _option(

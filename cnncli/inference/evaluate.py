@@ -58,6 +58,8 @@ from cnncli.inference.split_io import (
     default_split,
     run_folder_of,
 )
+from cnncli.inference.tta import describe as describe_tta
+from cnncli.inference.tta import tta_probabilities
 from cnncli.models.files import check_model_task
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress
@@ -92,6 +94,7 @@ class EvaluationResult:
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # what was written: kind -> path
     close_calls: list[Misclassified] = field(default_factory=list)  # least certain correct
+    tta: dict | None = None  # --tta: what was averaged and the accuracy without it
 
     @property
     def macro(self) -> dict[str, float]:
@@ -149,6 +152,7 @@ class EvaluationResult:
             "conversion": self.conversion,
             "notes": list(self.notes),
             "files": dict(self.files),
+            **({"tta": dict(self.tta)} if self.tta else {}),
         }
 
 
@@ -208,6 +212,7 @@ def evaluate(
     tune_thresholds: bool = False,
     scatter_png: str | os.PathLike | None = None,
     residuals_png: str | os.PathLike | None = None,
+    tta: bool = False,
 ):
     """Evaluate `model` (a path, a loaded model or a keras.Model) on a split of the dataset
     at `dataset_dir` (default split: test if it has images, else val). Writes the errors
@@ -222,7 +227,9 @@ def evaluate(
     A multilabel or regression dataset is evaluated by cnncli.inference.evaluate_tasks (a
     TaskEvaluation): `threshold` (all labels) and `tune_thresholds` (picked on val, stored
     with the model) for multi-label models; `scatter_png` and `residuals_png` (or
-    DEFAULT_PLACE) the plots of a regression model, where the confusion plot is none."""
+    DEFAULT_PLACE) the plots of a regression model, where the confusion plot is none.
+    `tta`: probabilities averaged over shifted views (cnncli.inference.tta); the result's
+    `tta` holds the views and the accuracy without them."""
     from cnncli.datasets.store import open_dataset
 
     if batch_size < 1:
@@ -239,7 +246,7 @@ def evaluate(
             errors_csv=errors_csv, confusion_png=confusion_png, scatter_png=scatter_png,
             residuals_png=residuals_png, progress=progress, unsafe=unsafe, overwrite=overwrite,
             class_names=class_names, pixel_scale=pixel_scale, threshold=threshold,
-            tune_thresholds=tune_thresholds,
+            tune_thresholds=tune_thresholds, tta=tta,
         )  # fmt: skip
     if threshold is not None or tune_thresholds:
         raise UsageError(
@@ -256,11 +263,15 @@ def evaluate(
     counter = Counter(progress, info.count(split))
     counter.start()
 
-    labels, probs, paths = [], [], []
+    labels, probs, paths, plain = [], [], [], []
     wrong, close = Smallest(SHEET_MAX), Smallest(CLOSE_CALLS)  # images for the errors sheet
     seen = 0
     for x, y, p in dataset_batches(info, split, batch_size, m.runtime == "keras"):
-        pr = probabilities(m, x)
+        if tta:
+            pr, alone = tta_probabilities(m, x, with_plain=True)
+            plain.append(alone if order is None else alone[:, order])
+        else:
+            pr = probabilities(m, x)
         if order is not None:
             pr = pr[:, order]
         pred = predicted_classes(pr, m.head)
@@ -300,6 +311,11 @@ def evaluate(
         f"pixels x {m.scale_text}",
         notes=notes,
     )
+    if tta:
+        without = predicted_classes(np.concatenate(plain), m.head) if plain else y_pred
+        before = float(np.mean(without == y_true)) if len(y_true) else 0.0
+        result.tta = {"views": describe_tta(m), "accuracy_without": before,
+                      "gain": result.accuracy - before}  # fmt: skip
     result.per_class = per_class_metrics(result.confusion, names)
     table = (y_true, y_pred, pr, paths, names)
     result.misclassified = rows(

@@ -43,6 +43,7 @@ from cnncli.inference.split_io import (
     default_plot_path,
     run_folder_of,
 )
+from cnncli.inference.tta import tta_note, tta_probabilities
 from cnncli.progress import Counter
 
 PLOT_KINDS = ("scatter", "residuals")
@@ -112,7 +113,8 @@ def evaluate_task(model, info, split: str, *, tune_thresholds=False,
     """Evaluate `model` on `split` of the multilabel or regression dataset `info` (checked
     and chosen by evaluate); `plots`: {kind: path} from plot_paths. With `tune_thresholds`
     the model file is claimed from before it is read until the thresholds are stored in it
-    (see tuning_claim)."""
+    (see tuning_claim). `tta`: a multi-label model's probabilities averaged over shifted
+    views (cnncli.inference.tta; a regression model's values are not, and a note says so)."""
     with tuning_claim(model, tune_thresholds) as digest:
         return _evaluated(model, info, split, tune_thresholds=tune_thresholds,
                           digest=digest, **kwargs)  # fmt: skip
@@ -158,7 +160,7 @@ def tuning_claim(model, tune: bool) -> Iterator[str | None]:
 def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
                errors_csv=None, plots: dict | None = None, progress=None, unsafe=False,
                overwrite=False, class_names=None, pixel_scale=None, threshold=None,
-               tune_thresholds=False, digest=None) -> TaskEvaluation:  # fmt: skip
+               tune_thresholds=False, digest=None, tta=False) -> TaskEvaluation:  # fmt: skip
     plots = plots or {}
     task = info.task
     if task == "regression" and (threshold is not None or tune_thresholds):
@@ -177,10 +179,13 @@ def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
     m = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
     notes = list(m.notes) + _check_task_fit(m, info)
     notes += [f"converted at build: {c}" for c in info.conversions]
+    if tta and tta_note(m):
+        notes.append(tta_note(m))
+    forward = tta_probabilities if tta and not tta_note(m) else probabilities
     tuned = False
     if tune_thresholds:
         _can_store(m)  # before the val split is run
-        y_val, p_val, _ = _run(m, info, "val", batch_size, None, None)
+        y_val, p_val, _ = _run(m, info, "val", batch_size, None, None, forward=forward)
         m.thresholds = best_thresholds(y_val, p_val)
         _store_thresholds(m, digest)
         tuned = True
@@ -192,7 +197,8 @@ def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
     keep = Smallest(SHEET_MAX) if errors_png is not None else None
     if task == "multilabel":
         t = m.label_thresholds if threshold is None else [threshold] * len(m.class_names)
-        y, out, paths = _run(m, info, split, batch_size, keep, counter, np.asarray(t))
+        y, out, paths = _run(m, info, split, batch_size, keep, counter, np.asarray(t),
+                             forward=forward)
         mm = multilabel_metrics(y, out, t, m.class_names)
         result = TaskEvaluation(
             task, _path(m), str(info.path), split, len(y), list(m.class_names), mm["loss"],
@@ -256,12 +262,14 @@ def _check_task_fit(m: ModelInfo, info) -> list[str]:
     return []
 
 
-def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None):
-    """(labels, outputs, paths) of a split; `keep` (a Smallest) gets the worst images."""
+def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None,
+         forward=probabilities):  # fmt: skip
+    """(labels, outputs, paths) of a split; `keep` (a Smallest) gets the worst images;
+    `forward(m, images)`: the outputs of a batch."""
     ys, outs, paths, seen = [], [], [], 0
     std = np.array([t.std or 1.0 for t in info.targets]) if info.task == "regression" else None
     for x, y, p in dataset_batches(info, split, batch_size, m.runtime == "keras"):
-        out = probabilities(m, x)
+        out = forward(m, x)
         if keep is not None:
             if std is None:
                 wrong = ((out > thresholds).astype(int) != y).sum(axis=1)

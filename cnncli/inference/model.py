@@ -41,6 +41,7 @@ class ModelInfo:
     task: str = "classify"  # classify, multilabel (class_names: the labels) or regression
     thresholds: list[float] | None = None  # multilabel: a label is predicted above its own
     targets: list[dict] = field(default_factory=list)  # regression: name, mean, std, min, max
+    augment: dict | None = None  # the training's augmentation as stored (None: not stored)
 
     @property
     def label_thresholds(self) -> list[float]:
@@ -133,9 +134,11 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
         _note(notes, f"class names: the output indices {', '.join(class_names)}")
     if given_names is None:
         check_names_fit(len(class_names), head, path)
+    augment = stored.get("augment") if isinstance(stored.get("augment"), dict) else None
     info = ModelInfo(
         keras_model, path, class_names, spec, scale, from_cnncli, head, notes, image_stored,
         names_from, task, getattr(m, "thresholds", None), list(getattr(m, "targets", []) or []),
+        augment,
     )  # fmt: skip
     return _overridden(info, given_names, given_scale)
 

@@ -26,6 +26,7 @@ from cnncli.errors import ImageError, UsageError
 from cnncli.images import Conversions, collect_images, load_image
 from cnncli.inference.answers import answers
 from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
+from cnncli.inference.tta import tta_note, tta_probabilities
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress
 
@@ -157,12 +158,14 @@ def predict_batches(
     class_names=None,
     pixel_scale=None,
     threads: int | None = None,
+    tta: bool = False,
 ) -> PredictStream:
     """`predict`, streamed: checks the arguments and opens the model now, and returns a
     PredictStream; iterating it yields each batch's rows (a list of Prediction, input order)
     as soon as the model has answered, while the next images are decoded in `threads`
     threads (default: one per core). `skipped` and the conversion notes are complete once
-    the iteration ends; `result(rows)` makes the PredictResult."""
+    the iteration ends; `result(rows)` makes the PredictResult. `tta`: probabilities averaged
+    over shifted views (cnncli.inference.tta; not for a regression model, said in notes)."""
     if top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {top_k}")
     if batch_size < 1:
@@ -183,7 +186,7 @@ def predict_batches(
             f"use --top-k {n_classes} or less",
         )
     threads = default_workers() if threads is None else threads
-    return PredictStream(info, files, top_k, batch_size, progress, threads)
+    return PredictStream(info, files, top_k, batch_size, progress, threads, tta=tta)
 
 
 @dataclass
@@ -199,6 +202,7 @@ class PredictStream:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     changed: Conversions = field(default_factory=Conversions)
     ran_full: bool = False  # a batch of batch_size went through the model
+    tta: bool = False  # test-time augmentation (cnncli.inference.tta)
 
     @property
     def total(self) -> int:
@@ -210,7 +214,8 @@ class PredictStream:
 
     @property
     def notes(self) -> list[str]:
-        return self.model.notes + self.changed.notes()
+        said = [tta_note(self.model)] if self.tta and tta_note(self.model) else []
+        return self.model.notes + self.changed.notes() + said
 
     def result(self, rows: list[Prediction]) -> PredictResult:
         return PredictResult(rows, self.skipped, self.model, self.top_k, self.changed.notes())
@@ -264,7 +269,8 @@ class PredictStream:
             pad = np.zeros((self.batch_size - n, *images.shape[1:]), images.dtype)
             images = np.concatenate([images, pad])
         self.ran_full = self.ran_full or n == self.batch_size
-        probs = probabilities(info, images)[:n]
+        tta = self.tta and not tta_note(info)
+        probs = (tta_probabilities if tta else probabilities)(info, images)[:n]
         if info.task != "classify":
             return task_rows(info, probs, names)
         classes = predicted_classes(probs, info.head)

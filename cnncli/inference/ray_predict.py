@@ -40,11 +40,14 @@ def predict_batches_on(engine: str = "local", address: str | None = None):
 
 def predict_batches_ray(model, inputs, top_k: int = 1, *, address: str | None = None,
                         batch_size: int = DEFAULT_BATCH, progress: Progress | None = None,
-                        unsafe: bool = False, class_names=None,
-                        pixel_scale=None) -> RayPredictStream:  # fmt: skip
+                        unsafe: bool = False, class_names=None, pixel_scale=None,
+                        tta: bool = False) -> RayPredictStream:  # fmt: skip
     """predict_batches (cnncli.inference.predict) on the Ray cluster at `address` (see
     cnncli.datasets.engines.open_engine): checks the options, opens the model and reaches
     the cluster now; iterating the stream yields the rows chunk by chunk, in input order."""
+    if tta:
+        raise UsageError("--tta is not offered with --engine ray",
+                         "leave out one of them: --tta predicts on this machine")  # fmt: skip
     if not ray_installed():
         raise UsageError("--engine ray needs Ray, which is not installed", RAY_INSTALL)
     local = predict_batches(model, inputs, top_k, batch_size=batch_size, unsafe=unsafe,

@@ -200,7 +200,13 @@ def run_find_lr(dataset_dir, out_png, source, opts, overwrite: bool = False,
     if info.count("train") == 0:
         raise InputError(f"dataset {info.path} has no training images",
                          "build it with a train split")  # fmt: skip
-    opts = opts.for_dataset(info)
+    from dataclasses import replace
+
+    from cnncli.training.recipes import apply_recipe
+
+    opts, source, _ = apply_recipe(opts, info, source)  # the sweep: at constant rates,
+    opts = replace(opts, lr_schedule="constant", ema=0.0,  # on plain labels
+                   label_smoothing=0.0).for_dataset(info)  # fmt: skip
     out_png = Path(out_png)
     if out_png.exists() and not overwrite:
         raise OutputExistsError(out_png)

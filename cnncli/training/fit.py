@@ -23,6 +23,7 @@ from cnncli.training import distribute, rundir
 from cnncli.training.ending import early_stop_reached
 from cnncli.training.events import TrainEvents, TrainingInterrupted, TrainResult
 from cnncli.training.options import TrainOptions, model_source
+from cnncli.training.recipes import apply_recipe
 
 FINISHED = ("finished", "early-stopped")  # run.json statuses of a run that ended by itself
 
@@ -56,7 +57,7 @@ def run_training(
         return resume(resume_dir, dataset_dir=dataset_dir, epochs=options.epochs,
                       events=events, strategy=strategy)  # fmt: skip
     if dataset_dir is None:
-        raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR --arch NAME")
+        raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR [--arch NAME]")
     return train(
         dataset_dir,
         run_dir,
@@ -115,9 +116,10 @@ def train(
     strategy: str | distribute.StrategyPlan = "auto",
 ) -> TrainResult:
     """Train on DATASET_DIR into RUN_DIR (None: the first free of runs/train, runs/train2,
-    ...), holding both from start to end (see _claiming). Exactly one of `arch` (a preset
+    ...), holding both from start to end (see _claiming). At most one of `arch` (a preset
     name), `spec` (a spec file or dict), `from_model` (a saved model file) or `model` (a
-    Keras model) names the architecture. `strategy`: a --strategy name or a
+    Keras model) names the architecture; none: the recipe's network for the dataset
+    (cnncli.training.recipes, options.recipe). `strategy`: a --strategy name or a
     distribute.StrategyPlan (several workers: only the chief writes RUN_DIR). Raises
     TrainingInterrupted (exit 130) on Ctrl-C, TrainingTerminated (exit 143) on SIGTERM,
     after saving."""
@@ -134,6 +136,7 @@ def train(
     if source.kind == "from":  # from the file alone, before TensorFlow loads
         check_model_task(source.value, info, "the --from model",
                          "train a new model for this dataset with --arch or --spec")  # fmt: skip
+    opts, source, recipe = apply_recipe(opts, info, source)
     opts = opts.for_dataset(info)
     _check_shards(plan, info)
     if plan.is_chief:
@@ -142,7 +145,7 @@ def train(
     from cnncli.training.loop import train_run  # TensorFlow loads here, after the checks
 
     return train_run(dataset_dir, Path(run_dir), info, source, opts, plan, overwrite, events,
-                     callbacks)  # fmt: skip
+                     callbacks, recipe)  # fmt: skip
 
 
 @_claiming("cnncli train --resume", resuming=True)

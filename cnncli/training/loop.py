@@ -25,7 +25,7 @@ from cnncli.datasets.store import DatasetInfo
 from cnncli.errors import writing
 from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
-from cnncli.training.augment import without_augmentation
+from cnncli.training.augment import AugmentOptions, without_augmentation
 from cnncli.training.callbacks import (
     ChanceWatch,
     EventsCallback,
@@ -40,7 +40,13 @@ from cnncli.training.callbacks import (
 from cnncli.training.ending import early_stop_reached, finish_run, run_or_interrupt
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
-from cnncli.training.model import build_model, class_weights, resume_model
+from cnncli.training.model import (
+    build_model,
+    class_weights,
+    compile_for_use,
+    one_hot_training,
+    resume_model,
+)
 from cnncli.training.options import ModelSource, TrainOptions, no_val_notes
 from cnncli.training.precision import (
     Device,
@@ -51,7 +57,7 @@ from cnncli.training.precision import (
     float32_model,
     forward_flops,
 )
-from cnncli.training.tasks import label_zeros, with_label_weights
+from cnncli.training.tasks import label_zeros, with_label_weights, with_one_hot_labels
 
 
 @dataclass
@@ -89,7 +95,8 @@ def _place(plan: distribute.StrategyPlan, opts: TrainOptions) -> Placement:
 
 def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource,
               opts: TrainOptions, plan: distribute.StrategyPlan, overwrite: bool,
-              events: TrainEvents | None, callbacks: Sequence) -> TrainResult:  # fmt: skip
+              events: TrainEvents | None, callbacks: Sequence,
+              recipe: dict | None = None) -> TrainResult:  # fmt: skip
     """A new run: build and compile the model, make RUN_DIR, write run.json, fit."""
     where = _place(plan, opts)
     device, chosen = detect_device(), []
@@ -111,7 +118,9 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
     }
     run = rundir.new_run_record(dataset_dir, info, model, opts.to_dict())
     run.update(precision=chosen[-1].to_dict(), device=device.to_dict())
+    run.update({"recipe": recipe} if recipe is not None else {})
     run["metadata"]["training_precision"] = chosen[-1].name
+    run["metadata"]["augment"] = (opts.augment or AugmentOptions()).to_dict()  # read by --tta
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)
     return _fit(net, info, run_dir, where, run, opts, RunState(), events, callbacks)
@@ -156,8 +165,9 @@ def resume_run(run_dir: Path, info: DatasetInfo, run: dict, state: dict, opts: T
 
 
 def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epoch: int,
-            cache_dir) -> tuple:  # fmt: skip
-    """(train, val or None, steps per epoch, class weights for fit, distribution details)."""
+            cache_dir, one_hot: bool = False) -> tuple:  # fmt: skip
+    """(train, val or None, steps per epoch, class weights for fit, distribution details);
+    `one_hot`: class indices as one-hot rows (a label-smoothed softmax head)."""
     from cnncli.datasets.tfdata import make_tf_dataset, shard_files, steps_per_epoch
 
     has_val = info.count("val") > 0
@@ -176,6 +186,7 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
             train_ds = with_label_weights(train_ds, per_label)
         val_ds = (make_tf_dataset(info, "val", batch_size=opts.batch_size, **common)
                   if has_val else None)  # fmt: skip
+        train_ds, val_ds = (with_one_hot_labels(d, info, one_hot) for d in (train_ds, val_ds))
         steps = steps_per_epoch(info, "train", opts.batch_size)
         return train_ds, val_ds, steps, weights, {}
 
@@ -198,11 +209,12 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
         )  # fmt: skip
         if per_label is not None:
             ds = with_label_weights(ds, per_label)
-        return distribute.auto_shard_off(ds)
+        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
 
     def val_fn(ctx):
         batch = ctx.get_per_replica_batch_size(global_batch)
-        return distribute.auto_shard_off(make_tf_dataset(info, "val", batch_size=batch, **common))
+        ds = make_tf_dataset(info, "val", batch_size=batch, **common)
+        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
 
     train_ds = where.strategy.distribute_datasets_from_function(train_fn)
     val_ds = where.strategy.distribute_datasets_from_function(val_fn) if has_val else None
@@ -228,7 +240,7 @@ def _for_use(net):
     plain = without_augmentation(net)
     deployed = float32_model(plain)
     if deployed is not net:
-        deployed.compile_from_config(net.get_compile_config())
+        compile_for_use(deployed, net)
     if deployed is plain:
         return deployed, lambda: None
     return deployed, lambda: deployed.set_weights(plain.get_weights())
@@ -305,12 +317,14 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     # --cache disk: a cache file per process in the run folder, removed when training ends
     # (a half-written cache of an interrupted run would otherwise block the next one)
     cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" and to_train else None
+    one_hot = one_hot_training(net)
     train_ds, val_ds, steps, weights, detail = (
-        _inputs(info, opts, where, initial_epoch, cache_dir) if to_train else (None,) * 4 + ({},)
-    )
+        _inputs(info, opts, where, initial_epoch, cache_dir, one_hot) if to_train
+        else (None,) * 4 + ({},))  # fmt: skip
     if where.strategy is not None:
         batch = min(opts.batch_size, info.count("train"))
-        zeros = (np.zeros((batch, *info.image.shape), "float32"), label_zeros(info, batch))
+        labels = label_zeros(info, batch, one_hot)
+        zeros = (np.zeros((batch, *info.image.shape), "float32"), labels)
         distribute.prepare_model(net, where.strategy, zeros)
     run["distribute"] = detail or where.plan.to_dict()
     flop_per_step = 3 * forward_flops(net) * opts.batch_size  # forward + backward
@@ -323,6 +337,7 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed, sync, info)
     # first: a changed dataset stops the run before an epoch that read it is saved
     guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)
+    from cnncli.training.recipes import recipe_notes
     from cnncli.training.schedules import schedule_callbacks  # phases, learning rate
     from cnncli.training.transfer import transfer_notes
 
@@ -344,7 +359,8 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
                 "device": Device(**run["device"]).describe(),
                 "precision": Precision.from_dict(run["precision"]).describe(),
                 "steps_per_execution": spe,
-                "notes": [*no_val_notes(opts, info), *transfer_notes(opts, info)],
+                "notes": [*recipe_notes(run.get("recipe")), *no_val_notes(opts, info),
+                          *transfer_notes(opts, info)],
             }
         )
     fit_args = {"x": train_ds, "epochs": opts.epochs, "initial_epoch": initial_epoch,

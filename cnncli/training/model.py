@@ -38,7 +38,8 @@ def build_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions,
     the strategy's scope. `policy_for(model)`: the Keras dtype policy it computes in
     (cnncli.training.precision; None: float32)."""
     arch, raw_pixels = source_model(source, info, opts)
-    net = build_training_model(arch, info, opts.augment, seed=opts.seed, raw_pixels=raw_pixels)
+    net = build_training_model(arch, info, opts.augment, seed=opts.seed, raw_pixels=raw_pixels,
+                               after_stem=source.kind == "default")  # fmt: skip
     if policy_for is not None:
         net = with_policy(net, policy_for(net))
     head = training_head(net, info.output_size, info.task)
@@ -63,7 +64,7 @@ def source_model(source: ModelSource, info: DatasetInfo,
         from cnncli.models.presets import build_architecture
 
         return build_architecture(source.value, input_shape=shape, num_classes=n, task=task), False
-    if source.kind == "spec":
+    if source.kind in ("spec", "default"):  # default: the recipe's designed network
         from cnncli.models.spec import build_from_spec
 
         return build_from_spec(source.value, input_shape=shape, num_classes=n, task=task), False
@@ -102,10 +103,12 @@ def training_head(model, num_classes: int, task: str = "classify") -> Head:
     )
 
 
-def build_training_model(
-    arch, info: DatasetInfo, augment: AugmentOptions | None, seed: int = 0, raw_pixels: bool = False
-):
-    """Input (raw 0..255 pixels) -> Rescaling(1/255) -> augmentation -> `arch`."""
+def build_training_model(arch, info: DatasetInfo, augment: AugmentOptions | None, seed: int = 0,
+                         raw_pixels: bool = False, after_stem: bool = False):  # fmt: skip
+    """Input (raw 0..255 pixels) -> Rescaling(1/255) -> augmentation -> `arch`. `after_stem`
+    (the recipe's network): a Sequential `arch` whose first layer average-pools takes the
+    augmentation after that pooling (the same shifts and turns as fractions of the picture,
+    on 64x fewer pixels for 500x500 photos pooled 8x8)."""
     shape = info.image.shape
     want = tuple(arch.inputs[0].shape[1:]) if arch.inputs else None
     if want is not None and (
@@ -132,10 +135,13 @@ def build_training_model(
         return arch
     inputs = keras.Input(shape=shape, name="pixels")
     x = inputs if raw_pixels else keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    layers = list(arch.layers) if isinstance(arch, keras.Sequential) else None
+    if after_stem and layers and isinstance(layers[0], keras.layers.AveragePooling2D):
+        x = layers.pop(0)(x)  # the pooling stem first, then the augmentation
     for layer in aug:
         x = layer(x)
-    if isinstance(arch, keras.Sequential):
-        for layer in arch.layers:
+    if layers is not None:
+        for layer in layers:
             x = layer(x)
     else:
         x = arch(x)
@@ -148,20 +154,78 @@ def _shape(s) -> str:
     return "x".join("?" if d is None else str(d) for d in s)
 
 
+ONECYCLE_WARMUP = 0.25  # share of the steps the one-cycle rate rises over
+ONECYCLE_START, ONECYCLE_END = 0.1, 0.01  # its first and last rate, as shares of the peak
+
+
+def make_optimizer(opts: TrainOptions, info: DatasetInfo | None = None):
+    """The optimizer of --optimizer at --lr (None: Keras' default), with the recipe's
+    one-cycle rate (--lr-schedule onecycle: per step, Keras' CosineDecay with a linear
+    warm-up from ONECYCLE_START x --lr over the first ONECYCLE_WARMUP of the run's steps, then
+    cosine down to ONECYCLE_END x --lr) and moving average of the weights (opts.ema: its
+    momentum; the weights become the average at the run's last step, so what the last
+    epoch validates and saves is the average; earlier epochs train undisturbed)."""
+    cls = type(keras.optimizers.get(opts.optimizer))
+    kwargs: dict = {} if opts.lr is None else {"learning_rate": float(opts.lr)}
+    steps = 0
+    if info is not None and (opts.lr_schedule == "onecycle" or opts.ema):
+        from cnncli.datasets.tfdata import steps_per_epoch
+
+        steps = steps_per_epoch(info, "train", opts.batch_size)
+    if opts.lr_schedule == "onecycle":
+        peak = float(opts.lr if opts.lr is not None else cls().learning_rate)
+        total = max(2, steps * int(opts.epochs or 1))
+        warm = max(1, round(total * ONECYCLE_WARMUP))
+        kwargs["learning_rate"] = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=peak * ONECYCLE_START, decay_steps=total - warm,
+            alpha=ONECYCLE_END, warmup_target=peak, warmup_steps=warm,
+        )  # fmt: skip
+    if opts.ema:  # the average replaces the weights at the run's last step
+        total = steps * int(opts.epochs or 1)
+        kwargs.update(use_ema=True, ema_momentum=float(opts.ema),
+                      ema_overwrite_frequency=total or None)  # fmt: skip
+    return cls(**kwargs)
+
+
+def one_hot_training(model) -> bool:
+    """Whether `model` trains on one-hot labels (label smoothing of a softmax head: Keras'
+    sparse cross-entropy has no smoothing)."""
+    return isinstance(getattr(model, "loss", None), keras.losses.CategoricalCrossentropy)
+
+
 def compile_model(model, opts: TrainOptions, head: Head, info: DatasetInfo | None = None,
                   optimizer=None) -> None:  # fmt: skip
-    """Compile for the head (and the dataset's task); `optimizer`: one to keep (a resume)."""
+    """Compile for the head (and the dataset's task); `optimizer`: one to keep (a resume).
+    Label smoothing (opts.label_smoothing) of a softmax head trains on one-hot labels
+    (one_hot_training); the models saved for use are compiled sparse (compile_for_use)."""
     if optimizer is None:
-        config = {} if opts.lr is None else {"learning_rate": opts.lr}
-        optimizer = keras.optimizers.get({"class_name": opts.optimizer, "config": config})
+        optimizer = make_optimizer(opts, info)
     if head.task != "classify":
         model.compile(optimizer=optimizer, **compile_args(info, head, opts.loss))
         return
+    smoothing = float(opts.label_smoothing or 0.0)
     if head.kind == "binary":
-        loss = keras.losses.BinaryCrossentropy(from_logits=head.from_logits)
+        loss = keras.losses.BinaryCrossentropy(from_logits=head.from_logits,
+                                               label_smoothing=smoothing)  # fmt: skip
+    elif smoothing:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=head.from_logits,
+                                                    label_smoothing=smoothing)  # fmt: skip
+        model.compile(optimizer=optimizer, loss=loss,
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])  # fmt: skip
+        return
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=head.from_logits)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def compile_for_use(deployed, net) -> None:
+    """Compile the model saved for use (best, last, checkpoints) as `net` is, except that a
+    one-hot (label-smoothed) `net` gives it the plain sparse loss, so that Keras'
+    load_model + evaluate works on it with class indices."""
+    deployed.compile_from_config(net.get_compile_config())
+    if one_hot_training(net):
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=net.loss.from_logits)
+        deployed.compile(optimizer=deployed.optimizer, loss=loss, metrics=["accuracy"])
 
 
 def class_weights(info: DatasetInfo):

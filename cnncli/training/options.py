@@ -3,7 +3,8 @@
 `TrainOptions` holds every option of a run (stored as run.json's `options`); `check()` refuses
 bad values and `for_dataset(info)` fills in the defaults that depend on the dataset (epochs,
 the monitored metric, the checkpoint pattern). `model_source` is the one place that says
-which architecture a run trains: exactly one of --arch, --spec, --from (or a Keras model).
+which architecture a run trains: at most one of --arch, --spec, --from (or a Keras model);
+none is the network the recipe designs (cnncli.training.recipes).
 """
 
 from __future__ import annotations
@@ -60,8 +61,12 @@ class TrainOptions:
     fine_tune_at: int | None = None  # the epoch (1-based) the backbone's top is unfrozen
     fine_tune_lr: float = 1e-5
     unfreeze: int | None = None  # backbone layers unfrozen from the top (None: all)
-    lr_schedule: str = "constant"
+    lr_schedule: str | None = None  # None: the recipe's (course: constant)
     warmup: int = 0  # epochs of linear warm-up
+    # the recipe (cnncli.training.recipes) fills what is left None here
+    recipe: str | None = None  # fast or course; None: fast without an architecture, else course
+    label_smoothing: float | None = None  # classification targets smoothed by this
+    ema: float | None = None  # momentum of the weights' moving average (0: none)
 
     def check(self) -> None:
         """Refuse a bad value (UsageError naming the option and what it takes)."""
@@ -95,6 +100,13 @@ class TrainOptions:
             raise UsageError(f"--early-stop must be at least 1 epoch, got {self.early_stop}")
         if self.augment is not None:
             self.augment.check()
+        from cnncli.training.recipes import check_recipe
+
+        check_recipe(self.recipe)
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"label smoothing must be in 0..1, got {self.label_smoothing}")
+        if self.ema is not None and not 0 <= self.ema < 1:
+            raise UsageError(f"the weight average's momentum must be in 0..1, got {self.ema}")
         from cnncli.training.transfer import check_transfer
 
         check_transfer(self)
@@ -129,7 +141,9 @@ class TrainOptions:
         epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
         from cnncli.training.transfer import check_transfer, check_transfer_dataset
 
-        filled = replace(self, epochs=epochs, monitor=monitor, checkpoint=pattern)
+        filled = replace(self, epochs=epochs, monitor=monitor, checkpoint=pattern,
+                         lr_schedule=self.lr_schedule or "constant",
+                         label_smoothing=self.label_smoothing or 0.0, ema=self.ema or 0.0)
         check_transfer(filled)  # --fine-tune-at against the default epochs too
         check_transfer_dataset(filled, info)
         return filled
@@ -207,22 +221,26 @@ class ModelSource:
 
     def describe(self, model_name: str) -> dict:
         """run.json's model.source: the name, spec or file as given (a Keras model: its name)."""
-        value = model_name if self.kind == "model" else str(self.value)
-        return {"kind": self.kind, "value": value}
+        if self.kind in ("model", "default"):  # the default network: run.json's recipe
+            return {"kind": self.kind, "value": model_name}
+        return {"kind": self.kind, "value": str(self.value)}
 
 
 def model_source(arch=None, spec=None, from_model=None, model=None,
                  backbone=None) -> ModelSource:  # fmt: skip
-    """The one architecture source given; anything else is a UsageError. What can be checked
+    """The one architecture source given (none: kind 'default', the network the recipe
+    designs for the dataset); two or more is a UsageError. What can be checked
     without TensorFlow is checked here: the preset name, that the spec file reads and that
     the --from file is a model file."""
     given = [(kind, value) for kind, value in
              (("arch", arch), ("spec", spec), ("from", from_model), ("model", model),
               ("backbone", backbone))
              if value is not None]  # fmt: skip
+    if not given:
+        return ModelSource("default", None)
     if len(given) != 1:
         raise UsageError(
-            "say which model to train with exactly one of --arch NAME, --spec FILE "
+            "say which model to train with at most one of --arch NAME, --spec FILE "
             "or --from MODEL_FILE (or --backbone NAME)",
             "see cnncli train --help",
         )

@@ -1,4 +1,4 @@
-"""Learning-rate schedules of a run: --lr-schedule constant|step|cosine|plateau with
+"""Learning-rate schedules of a run: --lr-schedule constant|step|cosine|plateau|onecycle with
 --warmup EPOCHS, and the learning rate of every epoch logged as history.csv's
 `learning_rate` column (when a schedule, warm-up or a backbone is used).
 
@@ -6,7 +6,9 @@ The rate of an epoch is the phase's base rate (--lr or the optimizer's default; 
 --fine-tune-at on, --fine-tune-lr) times the schedule's factor for that epoch: warm-up
 rises linearly to 1; step divides by 10 at half and three quarters of the epochs after the
 warm-up; cosine falls from 1 towards 0 over them; plateau is Keras' ReduceLROnPlateau on the
-monitored metric (halved after 2 epochs without improvement). What plateau has counted
+monitored metric (halved after 2 epochs without improvement); onecycle changes the rate at
+every step inside the optimizer (cnncli.training.model.make_optimizer), and the rate at
+each epoch's start is logged. What plateau has counted
 (and the rate it reached) is written beside the resume state at each epoch end
 (state/schedule-NNNN.json, before state.json commits that epoch), so a resume
 continues the schedule where it stopped.
@@ -99,6 +101,9 @@ class LearningRate(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         opts, optimizer = self.opts, self.model.optimizer
+        if opts.lr_schedule == "onecycle":  # per step, in the optimizer: logged, not set
+            self.current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            return
         follows_plateau = self.plateau is not None and epoch > opts.warmup
         if follows_plateau and epoch + 1 != opts.fine_tune_at:
             if self.initial and self.initial.get("next_lr") is not None:

@@ -111,8 +111,27 @@ def with_label_weights(ds, weights: np.ndarray):
     return ds.map(lambda x, y, *rest: (x, y, tf.where(y > 0.5, w, 1.0), *rest))
 
 
-def label_zeros(info, batch: int) -> np.ndarray:
-    """A batch of zero labels of the task's shape (to build a model before fit)."""
+def with_one_hot_labels(ds, info, one_hot: bool = True):
+    """A tf.data dataset of (images, class indices[, ...]) with the indices as one-hot
+    float32 rows (what Keras' label-smoothed categorical cross-entropy takes); `ds` itself
+    when not `one_hot` (or None)."""
+    if not one_hot or ds is None:
+        return ds
+    import tensorflow as tf
+
+    n = len(info.class_names)
+
+    def to_one_hot(x, y, *rest):
+        return (x, tf.one_hot(tf.cast(y, tf.int32), n), *rest)
+
+    return ds.map(to_one_hot, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def label_zeros(info, batch: int, one_hot: bool = False) -> np.ndarray:
+    """A batch of zero labels of the task's shape (to build a model before fit); `one_hot`:
+    one-hot rows of a classifier (with_one_hot_labels)."""
+    if info.task == "classify" and one_hot:
+        return np.zeros((batch, len(info.class_names)), "float32")
     if info.task == "classify":
         return np.zeros((batch,), "int32")
     return np.zeros((batch, info.output_size), "float32")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cnncli.errors import UsageError
 
-SCHEDULES = ("constant", "step", "cosine", "plateau")
+SCHEDULES = ("constant", "step", "cosine", "plateau", "onecycle")
 DEFAULT_FINE_TUNE_LR = 1e-5
 
 
@@ -44,9 +44,13 @@ def check_transfer(opts) -> None:
         raise UsageError(f"--unfreeze must be at least 1 layer, got {opts.unfreeze}")
     if not opts.fine_tune_lr > 0:
         raise UsageError(f"--fine-tune-lr must be positive, got {opts.fine_tune_lr}")
-    if opts.lr_schedule not in SCHEDULES:
+    if opts.lr_schedule is not None and opts.lr_schedule not in SCHEDULES:
         raise UsageError(f"unknown --lr-schedule {opts.lr_schedule!r}",
                          f"use one of {', '.join(SCHEDULES)}")  # fmt: skip
+    if opts.lr_schedule == "onecycle" and (opts.warmup or opts.fine_tune_at is not None):
+        raise UsageError("--lr-schedule onecycle warms up by itself (the first quarter of the "
+                         "steps) and runs one phase", "leave out --warmup and --fine-tune-at, "
+                         "or choose another --lr-schedule")  # fmt: skip
     if opts.warmup < 0:
         raise UsageError(f"--warmup must be 0 or more epochs, got {opts.warmup}")
     if opts.epochs is not None and opts.warmup and opts.warmup >= opts.epochs:
@@ -98,7 +102,7 @@ def chance_note(rows: list[dict], chance: float, random_backbone: bool) -> str |
 
 def uses_lr_column(opts) -> bool:
     """Whether a run logs its learning rate per epoch (a schedule, warm-up or phases)."""
-    return (opts.lr_schedule != "constant" or bool(opts.warmup)
+    return (opts.lr_schedule not in (None, "constant") or bool(opts.warmup)
             or opts.fine_tune_at is not None or opts.backbone is not None)  # fmt: skip
 
 
