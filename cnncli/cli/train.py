@@ -162,6 +162,22 @@ def train_command(
             "divisor of an epoch's steps, so the progress bar moves N batches at a time.",
         ),
     ] = None,
+    label_smoothing: Annotated[
+        float | None,
+        typer.Option(
+            "--label-smoothing", metavar="EPS",
+            help="Classification targets smoothed by EPS (default: the recipe's; fast: 0.1, "
+            "course: 0).",
+        ),
+    ] = None,  # fmt: skip
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            "--ema", metavar="MOMENTUM",
+            help="Keep a moving average of the weights with this momentum and save it (default: "
+            "the recipe's; 0: none).",
+        ),
+    ] = None,  # fmt: skip
     augment: Annotated[
         bool,
         typer.Option(
@@ -287,7 +303,7 @@ TRAIN_OPTION_NAMES = (
     "loss", "tensorboard", "cache", "precision", "steps_per_execution", "augment", "rotation",
     "shift", "shear", "zoom", "flip", "checkpoint", "save_best_only", "backbone", "weights",
     "alpha", "freeze", "fine_tune_at", "fine_tune_lr", "unfreeze", "lr_schedule", "warmup",
-    "recipe",
+    "recipe", "label_smoothing", "ema",
 )  # fmt: skip
 MODEL_SOURCE_NAMES = ("arch", "spec", "from_model")
 
@@ -296,7 +312,7 @@ def train_options(*, epochs, batch_size, optimizer, lr, seed, early_stop, monito
                   loss, tensorboard, cache, precision, steps_per_execution, augment, rotation,
                   shift, shear, zoom, flip, checkpoint, save_best_only, backbone, weights,
                   alpha, freeze, fine_tune_at, fine_tune_lr, unfreeze, lr_schedule,
-                  warmup, recipe=None):  # fmt: skip
+                  warmup, recipe=None, label_smoothing=None, ema=None):  # fmt: skip
     """The TrainOptions that train's option values (TRAIN_OPTION_NAMES) ask for."""
     from cnncli.training.augment import AugmentOptions
     from cnncli.training.options import TrainOptions
@@ -323,6 +339,7 @@ def train_options(*, epochs, batch_size, optimizer, lr, seed, early_stop, monito
         fine_tune_at=fine_tune_at, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
         lr_schedule=lr_schedule.lower() if lr_schedule else None, warmup=warmup,
         recipe=recipe.lower() if recipe else None,
+        label_smoothing=label_smoothing, ema=ema,
     )
 
 
