@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 
-from cnncli.export.formats import FORMATS
 from cnncli.filters.kernels import NAMED_KERNELS
 from cnncli.images.spec import FITS
 from cnncli.models.backbones import BACKBONES
+from cnncli.models.formats import FORMATS
 from cnncli.models.head import TASKS
 from cnncli.models.presets import ARCHITECTURES
 from cnncli.training.precision import PRECISIONS

@@ -192,9 +192,10 @@ def module_level_imports(pkg: Package, name: str) -> set[str]:
     return targets
 
 
-def circles(pkg: Package) -> list[list[str]]:
-    """Groups of modules that import each other at module level (Tarjan's SCCs of size > 1)."""
-    graph = {name: module_level_imports(pkg, name) for name in pkg.sources}
+def circles(pkg: Package, edges=None) -> list[list[str]]:
+    """Groups of modules that import each other (Tarjan's SCCs of size > 1): at module level,
+    or through `edges(pkg, name)`."""
+    graph = {name: (edges or module_level_imports)(pkg, name) for name in pkg.sources}
     index, low, on_stack, stack, found = {}, {}, set(), [], []
 
     def visit(v):
@@ -243,6 +244,86 @@ def test_circle_scan_finds_module_level_circles_only():
     assert circles(pkg) == [["cnncli.a", "cnncli.b", "cnncli.c"]]
     pkg.sources["cnncli.c"] = "def h():\n    from cnncli import a\n"
     assert circles(pkg) == []
+
+
+def all_imports(pkg: Package, name: str) -> set[str]:
+    """cnncli modules `name` imports anywhere: module level and inside functions (a lazy
+    import still ties the two modules together)."""
+    targets = set()
+    for module, imported, _ in pkg.imports(name, pkg.tree(name)):
+        if imported and f"{module}.{imported}" in pkg.sources:
+            targets.add(f"{module}.{imported}")
+        elif module in pkg.sources:
+            targets.add(module)
+    targets.discard(name)
+    return targets
+
+
+def test_no_import_circles_counting_imports_inside_functions(cnncli):
+    found = circles(cnncli, all_imports)
+    assert not found, "import circles (imports inside functions too):\n" + "\n".join(
+        " <-> ".join(c) for c in found
+    )
+
+
+# ----------------------------------------------------------------------------- layers
+# The layers, lowest first (DESIGN.md, docs/architecture.md): a module imports only from its
+# own layer or below, imports inside functions included. A module not named here is in the
+# layer of its package.
+LAYERS: list[tuple[str, ...]] = [
+    ("cnncli", "cnncli.errors", "cnncli.notices", "cnncli.progress"),
+    ("cnncli.atomic", "cnncli.claims", "cnncli.safe_files", "cnncli.images"),
+    ("cnncli.drawing", "cnncli.fonts"),
+    ("cnncli.models",),
+    ("cnncli.datasets", "cnncli.filters"),
+    ("cnncli.training",),
+    ("cnncli.inference",),
+    ("cnncli.export", "cnncli.runs", "cnncli.check", "cnncli.tune", "cnncli.demo"),
+    ("cnncli.cli", "cnncli.__main__"),
+]
+
+
+def layer_of(name: str) -> int:
+    best, depth = None, -1
+    for level, names in enumerate(LAYERS):
+        for prefix in names:
+            if (name == prefix or name.startswith(prefix + ".")) and prefix.count(".") > depth:
+                best, depth = level, prefix.count(".")
+    assert best is not None, f"{name} is in no layer: add it to LAYERS"
+    return best
+
+
+def upward_imports(pkg: Package) -> list[str]:
+    found = set()
+    for name in pkg.sources:
+        mine = layer_of(name)
+        for module, imported, line in pkg.imports(name, pkg.tree(name)):
+            target = f"{module}.{imported}" if f"{module}.{imported}" in pkg.sources else module
+            if target.split(".")[0] != "cnncli" or target == name:
+                continue
+            if layer_of(target) > mine:
+                found.add(f"{pkg.where(name, line)} imports {target} (layer {layer_of(target) + 1}"
+                          f" above its own {mine + 1})")  # fmt: skip
+    return sorted(found)
+
+
+def test_no_module_imports_from_a_higher_layer(cnncli):
+    found = upward_imports(cnncli)
+    assert not found, "imports against the layers:\n" + "\n".join(found)
+
+
+def test_layer_scan_finds_lazy_upward_imports():
+    pkg = Package(
+        {
+            "cnncli": "",
+            "cnncli.drawing.plots": "def f():\n    from cnncli.training.rundir import x\n",
+            "cnncli.training.rundir": "from cnncli.drawing import plots\n",  # down: fine
+        },
+        packages={"cnncli"},
+    )
+    assert upward_imports(pkg) == [
+        "cnncli.drawing.plots:2 imports cnncli.training.rundir (layer 6 above its own 3)"
+    ]
 
 
 # ----------------------------------------------------------------------------- sizes

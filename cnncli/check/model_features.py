@@ -14,7 +14,8 @@ import numpy as np
 from cnncli.check.scan import record_order
 from cnncli.datasets.store import DatasetInfo, iter_records
 from cnncli.errors import ModelError, UsageError
-from cnncli.inference.model import ModelInfo, open_model, probabilities
+from cnncli.inference.info import ModelInfo
+from cnncli.inference.model import open_model, probabilities
 from cnncli.inference.split_io import check_input_shape
 from cnncli.progress import Counter
 

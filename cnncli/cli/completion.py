@@ -15,7 +15,7 @@ def _values(read: Callable[[], Iterable[str]]) -> Callable[[str], list[str]]:
 
 
 def _formats():
-    from cnncli.export.formats import FORMATS
+    from cnncli.models.formats import FORMATS
 
     return FORMATS
 

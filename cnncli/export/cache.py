@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cnncli.errors import BusyError, CnnError, InputError, UsageError
-from cnncli.export.formats import EXTRA, get_format, missing_packages
 from cnncli.export.sidecar import file_sha256
+from cnncli.models.formats import EXTRA, get_format, missing_packages
 
 RUNTIMES = ("auto", "keras", "onnx", "litert")
 # Which fast runtime `auto` makes a copy for (bench/bench_predict_runtime.py measures both):

@@ -22,15 +22,10 @@ from cnncli.datasets.store import open_dataset
 from cnncli.errors import DatasetError, ModelError, OutputExistsError, UsageError, writing
 from cnncli.export import check as checks
 from cnncli.export.convert import representative_images, write_model
-from cnncli.export.formats import (
-    check_request,
-    checked_output,
-    default_output,
-    get_format,
-    require_packages,
-)
+from cnncli.export.formats import check_request, checked_output, default_output
 from cnncli.export.sidecar import make_sidecar, model_sha256, sidecar_path
 from cnncli.images import ImageSpec
+from cnncli.models.formats import get_format, require_packages
 from cnncli.progress import Progress
 
 

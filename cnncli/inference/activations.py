@@ -50,7 +50,8 @@ from cnncli.inference.gradcam import (
     parse_class,
     resize_map,
 )
-from cnncli.inference.model import ModelInfo, open_model
+from cnncli.inference.info import ModelInfo
+from cnncli.inference.model import open_model
 from cnncli.inference.page import write_index
 from cnncli.inference.trace import LayerInfo, trace_model
 from cnncli.models.head import outputs_to_probabilities, predicted_classes

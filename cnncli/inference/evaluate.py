@@ -28,6 +28,7 @@ from cnncli.claims import reading_arg
 from cnncli.datasets.shards import SPLITS
 from cnncli.datasets.store import dataset_folder
 from cnncli.errors import ModelError, UsageError
+from cnncli.inference.info import ModelInfo
 from cnncli.inference.metrics import (
     ClassMetrics,
     confusion_matrix,
@@ -47,7 +48,7 @@ from cnncli.inference.misclassified import (
     write_errors_sheet,
     wrong_key,
 )
-from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
+from cnncli.inference.model import DEFAULT_BATCH, open_model, probabilities
 from cnncli.inference.split_io import (
     DEFAULT_PLACE,
     check_input_shape,

@@ -26,6 +26,7 @@ import numpy as np
 from cnncli.atomic import atomic_file
 from cnncli.errors import DatasetError, ModelError, UsageError
 from cnncli.inference.answers import format_value
+from cnncli.inference.info import ModelInfo
 from cnncli.inference.metrics import best_thresholds, multilabel_metrics, regression_metrics
 from cnncli.inference.misclassified import (
     SHEET_MAX,
@@ -34,7 +35,7 @@ from cnncli.inference.misclassified import (
     regression_caption,
     write_sheet,
 )
-from cnncli.inference.model import ModelInfo, open_model, probabilities
+from cnncli.inference.model import open_model, probabilities
 from cnncli.inference.split_io import (
     DEFAULT_PLACE,
     check_input_shape,

@@ -25,7 +25,8 @@ from cnncli.datasets.workers import default_workers, ordered_thread_map
 from cnncli.errors import ImageError, UsageError
 from cnncli.images import Conversions, collect_images, load_image
 from cnncli.inference.answers import answers
-from cnncli.inference.model import DEFAULT_BATCH, ModelInfo, open_model, probabilities
+from cnncli.inference.info import ModelInfo
+from cnncli.inference.model import DEFAULT_BATCH, open_model, probabilities
 from cnncli.inference.tta import tta_note, tta_probabilities
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress

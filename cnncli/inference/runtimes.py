@@ -22,14 +22,14 @@ from types import SimpleNamespace
 import numpy as np
 
 from cnncli.errors import InputError, ModelError, ModelFileError
-from cnncli.export.formats import get_format, require_packages
 from cnncli.images import ImageSpec
-from cnncli.inference.model import ModelInfo
+from cnncli.inference.info import ModelInfo
 from cnncli.models.exported_files import (  # exported_kind: re-exported (__all__)
     check_litert_file,
     check_onnx_file,
     exported_kind,
 )
+from cnncli.models.formats import get_format, require_packages
 from cnncli.models.sidecar import (
     AGAIN,
     check_model_fits,

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncli.inference.model import ModelInfo, probabilities
+from cnncli.inference.info import ModelInfo
+from cnncli.inference.model import probabilities
 
 SHIFT_SHARE = 0.04  # of the image's shorter side
 

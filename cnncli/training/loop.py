@@ -25,7 +25,7 @@ from cnncli.datasets.store import DatasetInfo
 from cnncli.errors import writing
 from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
-from cnncli.training.augment import AugmentOptions, without_augmentation
+from cnncli.training.augment import AugmentOptions
 from cnncli.training.callbacks import (
     ChanceWatch,
     EventsCallback,
@@ -43,7 +43,7 @@ from cnncli.training.guard import DatasetGuard
 from cnncli.training.model import (
     build_model,
     class_weights,
-    compile_for_use,
+    model_for_use,
     one_hot_training,
     resume_model,
 )
@@ -54,7 +54,6 @@ from cnncli.training.precision import (
     choose_precision,
     choose_steps_per_execution,
     detect_device,
-    float32_model,
     forward_flops,
 )
 from cnncli.training.tasks import label_zeros, with_label_weights, with_one_hot_labels
@@ -231,21 +230,6 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
     return train_ds, val_ds, steps, None, detail  # class weights are in the data
 
 
-def _for_use(net):
-    """(the model saved as best/last/checkpoints, a function that brings its weights up to
-    date): `net` without its augmentation layers (the same layers and weights) and, for a
-    mixed-precision `net`, a float32 copy of that (its weights copied before each save),
-    compiled as `net` is so that Keras' load_model + evaluate works on it. Call it in the
-    strategy's scope."""
-    plain = without_augmentation(net)
-    deployed = float32_model(plain)
-    if deployed is not net:
-        compile_for_use(deployed, net)
-    if deployed is plain:
-        return deployed, lambda: None
-    return deployed, lambda: deployed.set_weights(plain.get_weights())
-
-
 def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
                events: TrainEvents | None, steps: int, deployed, sync,
                info: DatasetInfo) -> list:  # fmt: skip
@@ -333,7 +317,7 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     net.steps_per_execution = spe  # read when fit makes its train function
     run["steps_per_execution"] = {"value": spe, "reason": why}
     with where.scope:
-        deployed, sync = _for_use(net)
+        deployed, sync = model_for_use(net)
     cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed, sync, info)
     # first: a changed dataset stops the run before an epoch that read it is saved
     guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)

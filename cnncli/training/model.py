@@ -20,10 +20,11 @@ from cnncli.training.augment import (
     augmentation_layers,
     existing_augmentation,
     make_shear_portable,
+    without_augmentation,
 )
 from cnncli.training.callbacks import set_seed_states
 from cnncli.training.options import ModelSource, TrainOptions
-from cnncli.training.precision import with_policy
+from cnncli.training.precision import float32_model, with_policy
 from cnncli.training.tasks import (
     check_from_model,
     compile_args,
@@ -261,3 +262,18 @@ def resume_model(path: Path, seed_states: list, info: DatasetInfo | None = None,
         head = model_head(net, info.task)
         compile_model(net, opts, head, info, optimizer=net.optimizer)
     return net
+
+
+def model_for_use(net):
+    """(the model saved as best/last/checkpoints, a function that brings its weights up to
+    date): `net` without its augmentation layers (the same layers and weights) and, for a
+    mixed-precision `net`, a float32 copy of that (its weights copied before each save),
+    compiled as `net` is so that Keras' load_model + evaluate works on it. Call it in the
+    strategy's scope."""
+    plain = without_augmentation(net)
+    deployed = float32_model(plain)
+    if deployed is not net:
+        compile_for_use(deployed, net)
+    if deployed is plain:
+        return deployed, lambda: None
+    return deployed, lambda: deployed.set_weights(plain.get_weights())
