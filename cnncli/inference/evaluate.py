@@ -28,7 +28,7 @@ from cnncli.claims import reading_arg
 from cnncli.datasets.shards import SPLITS
 from cnncli.datasets.store import dataset_folder
 from cnncli.errors import ModelError, UsageError
-from cnncli.inference.info import ModelInfo
+from cnncli.inference.info import ModelInfo, model_file_of
 from cnncli.inference.metrics import (
     ClassMetrics,
     confusion_matrix,
@@ -239,7 +239,7 @@ def evaluate(
         raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     info = open_dataset(dataset_dir)
     split = chosen_split(info, split)
-    check_model_task(model, info, hint="evaluate it on a dataset of the task it was "
+    check_model_task(model_file_of(model), info, hint="evaluate it on a dataset of the task it was "
                      "trained for")  # before TensorFlow loads  # fmt: skip
     if info.task != "classify":
         return _evaluate_task(

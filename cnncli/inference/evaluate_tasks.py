@@ -26,7 +26,7 @@ import numpy as np
 from cnncli.atomic import atomic_file
 from cnncli.errors import DatasetError, ModelError, UsageError
 from cnncli.inference.answers import format_value
-from cnncli.inference.info import ModelInfo
+from cnncli.inference.info import ModelInfo, model_file_of
 from cnncli.inference.metrics import best_thresholds, multilabel_metrics, regression_metrics
 from cnncli.inference.misclassified import (
     SHEET_MAX,
@@ -130,8 +130,7 @@ def tuning_claim(model, tune: bool) -> Iterator[str | None]:
     what a killed tuning left beside it; yield the file's sha256, which store_metadata
     checks again before writing. Yields None when `tune` is False or `model` is no path
     (a FastModel from predict/evaluate's --runtime is its model file's path here)."""
-    if hasattr(model, "open_model") and hasattr(model, "path"):  # export.cache.FastModel
-        model = model.path
+    model = model_file_of(model)
     if not tune or not isinstance(model, (str, os.PathLike)):
         yield None
         return

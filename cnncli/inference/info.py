@@ -66,3 +66,12 @@ class ModelInfo:
 def scale_text(scale: float) -> str:
     """A pixel scale as a person writes it: 1/255, 1, 0.5."""
     return "1/255" if abs(scale - 1 / 255) < 1e-12 else f"{scale:.6g}"
+
+
+def model_file_of(model):
+    """The model file a command was given, for the checks made before anything loads: a
+    path as it is, a FastModel (cnncli.export.cache: predict and evaluate's --runtime) as
+    the file it opens; anything else (a loaded model) as it is."""
+    if hasattr(model, "open_model") and hasattr(model, "path"):
+        return model.path
+    return model
