@@ -181,7 +181,7 @@ def table_rows(df, cols: dict, images_dir: Path, files: dict[str, str], problems
     `problems` as (file, "line N: reason")."""
     root_real = os.path.realpath(images_dir)
     raw_rows = []
-    seen: dict[str, tuple[int, str]] = {}
+    seen: dict[str, tuple[int, tuple[object, str]]] = {}
     for i, rec in enumerate(df.to_dict("records")):
         line = i + 2
         value = rec[cols["image"]]
@@ -343,7 +343,8 @@ def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
         )
     rows, listing, others = [], [], 0
     root_real = os.path.realpath(images_dir)
-    problems, blockers = [], []
+    problems: list[tuple[str, str]] = []
+    blockers: list[tuple[str, CnnError]] = []
     for idx, cname in enumerate(names):
         sub = found[cname]
         if shown_name(cname) != cname:  # its files could not be named in the dataset

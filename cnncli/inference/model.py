@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ DEFAULT_BATCH = 32  # images per forward pass in predict and evaluate
 class ModelInfo:
     """A loaded Keras model with what is needed to use it."""
 
-    model: object
+    model: Any  # a keras.Model
     path: Path | None
     class_names: list[str]
     image: ImageSpec
@@ -160,8 +161,8 @@ def parse_pixel_scale(value) -> float | None:
     if value is None:
         return None
     try:
-        if isinstance(value, str) and _FRACTION.match(value):
-            top, bottom = _FRACTION.match(value).groups()
+        if isinstance(value, str) and (fraction := _FRACTION.match(value)):
+            top, bottom = fraction.groups()
             scale = float(top) / float(bottom)
         else:
             scale = float(value)

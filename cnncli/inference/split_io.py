@@ -103,8 +103,8 @@ def dataset_batches(info, split: str, batch_size: int):
     try:
         from cnncli.datasets.tfdata import make_tf_dataset
     except ImportError:
-        make_tf_dataset = None
-    if make_tf_dataset is not None:
+        pass
+    else:
         ds = make_tf_dataset(info, split, batch_size=batch_size, cache="none", with_paths=True)
         for x, y, p in ds.as_numpy_iterator():
             yield x, _labels(y, info), [s.decode("utf-8") for s in p.reshape(-1)]

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -60,7 +61,7 @@ class Placement:
     on one machine); a temporary folder, deleted at the end, on the other workers."""
 
     plan: distribute.StrategyPlan
-    strategy: object = None  # a tf.distribute strategy, or None: TensorFlow's default
+    strategy: Any = None  # a tf.distribute strategy, or None: TensorFlow's default
     out_dir: Path | None = None
 
     @property
@@ -167,7 +168,9 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
         per_label, weights = weights, None
     common = {"cache": opts.cache, "cache_dir": cache_dir}
     # one spare epoch: Keras may look one batch ahead
-    epochs = {"repeat": True, "first_epoch": initial_epoch, "last_epoch": opts.epochs + 1}
+    assert opts.epochs is not None  # opts went through TrainOptions.resolved()
+    epochs: dict[str, Any] = {"repeat": True, "first_epoch": initial_epoch,
+                              "last_epoch": opts.epochs + 1}
     plan = where.plan
     if not plan.multi_worker:
         train_ds = make_tf_dataset(info, "train", batch_size=opts.batch_size, shuffle=True,
@@ -236,9 +239,10 @@ def _for_use(net):
 
 def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
                events: TrainEvents | None, steps: int, deployed, sync,
-               info: DatasetInfo) -> list:  # fmt: skip
+               info: DatasetInfo) -> tuple[list, RunFolderCallback]:  # fmt: skip
     """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
     use), events (and the watch of val accuracy at chance), TensorBoard."""
+    assert opts.epochs is not None and opts.monitor is not None and opts.checkpoint is not None
     metadata = run["metadata"]
 
     def on_epoch_saved(state: RunState):
@@ -299,6 +303,8 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
 
     initial_epoch = st.epoch
     out = where.out_dir
+    assert out is not None  # where.open_folder() made it
+    assert opts.epochs is not None and opts.monitor is not None  # TrainOptions.resolved()
     to_train = initial_epoch < opts.epochs and not early_stop_reached(
         st.early_stop, opts.early_stop, st.epoch
     )
