@@ -245,7 +245,9 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _numeric_classes(raw_rows, cols, classes, problems, table, blockers):
+def _numeric_classes(
+    raw_rows, cols, classes, problems, table, blockers
+) -> tuple[list[str], list[LabelRow]]:
     """Class indices 0..K-1 (and their names): rows, with each row's label its index. Indices
     that do not run 0..K-1 are a blocker; the rows then get their position among the
     indices, so that the build can still check every image before it stops."""
