@@ -35,7 +35,7 @@ from cnncli.notices import say
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: the pid in the file decides
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # the module is absent, not replaced
 
 HOST = socket.gethostname()
 _STARTED = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -256,17 +256,20 @@ def acquire_read(target: str | os.PathLike, what: str) -> Path | None:
         os.close(fd)
         raise _busy(target, lock, reader=True)
     me = target.parent / f".{target.name}.read-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    written: Path | None = me
     try:
         me.write_text(json.dumps(identity(what)), encoding="utf-8")
     except OSError:
-        me = None
-    _held[lock] = _Held(fd, exclusive=False, reader_file=me)
+        written = None
+    _held[lock] = _Held(fd, exclusive=False, reader_file=written)
     return lock
 
 
 def release(lock: Path | None) -> None:
     """End a claim made by `acquire` or `acquire_read` (the outermost one of a nest)."""
-    held = _held.get(lock) if lock is not None else None
+    if lock is None:
+        return
+    held = _held.get(lock)
     if held is None:
         return
     held.count -= 1

@@ -60,7 +60,7 @@ def working_image(image: np.ndarray) -> np.ndarray:
 
     grey = image.astype(np.float32).mean(axis=2) if image.ndim == 3 else image
     pic = Image.fromarray(np.uint8(np.clip(grey + 0.5, 0, 255)), "L")
-    return np.asarray(pic.resize((WORK, WORK), Image.BOX), dtype=np.uint8)
+    return np.asarray(pic.resize((WORK, WORK), Image.Resampling.BOX), dtype=np.uint8)
 
 
 def working_images(images: Iterable[np.ndarray]) -> np.ndarray:

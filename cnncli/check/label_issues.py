@@ -135,6 +135,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int =
         out[held] = pred
         if counter is not None:
             counter.add()
+    assert out is not None  # the splitter made at least one fold
     return out
 
 

@@ -68,7 +68,8 @@ def model_features(m: ModelInfo, info: DatasetInfo, counter: Counter | None = No
     """(N, D) features of every image in record order, and what they are (for the output)."""
     cut, layer = _feature_model(m)
     name = m.path.name if m.path else "the model"
-    out, batch = [], []
+    out: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
 
     def flush():
         x = np.stack(batch).astype(np.float32)

@@ -24,8 +24,8 @@ def class_balance(counts: dict[str, int]) -> dict:
         "counts": dict(counts),
         "ratio": round(ratio, 3) if small else None,
         "unbalanced": bool(bad),
-        "largest": max(counts, key=counts.get),
-        "smallest": min(counts, key=counts.get),
+        "largest": max(counts, key=counts.__getitem__),
+        "smallest": min(counts, key=counts.__getitem__),
         "hint": CLASS_WEIGHT_HINT if bad else None,
     }
 

@@ -79,7 +79,7 @@ def _picture(image: np.ndarray) -> np.ndarray:
         from cnncli.drawing.save import to_pil
 
         pic = to_pil(image)
-        pic.thumbnail((PICTURE_MAX, PICTURE_MAX), Image.BOX)
+        pic.thumbnail((PICTURE_MAX, PICTURE_MAX), Image.Resampling.BOX)
         return np.asarray(pic)
     return enlarge(image[:, :, 0] if image.shape[2] == 1 else image,
                    display_factor(h, w, PICTURE_MIN))  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def _smallest_class(info: DatasetInfo) -> tuple[str, int] | None:
     if info.task != "classify":
         return None
     totals = {n: sum(c.get(n, 0) for c in info.counts().values()) for n in info.class_names}
-    name = min(totals, key=totals.get)
+    name = min(totals, key=totals.__getitem__)
     return name, totals[name]
 
 
@@ -171,7 +172,7 @@ def find_duplicates(scan: Scanned, texts: list[str]) -> list[dict]:
     reps = [i for i in range(len(scan)) if rep_of.get(i, i) == i]
     members = {g[0]: g for g in exact}
     pairs = dup.near_duplicate_pairs(scan.work[reps]) if len(reps) > 1 else []
-    score = {}
+    score: dict[int, float] = {}
     for a, b, s in pairs:
         score[reps[a]] = min(score.get(reps[a], s), s)
         score[reps[b]] = min(score.get(reps[b], s), s)
@@ -183,7 +184,8 @@ def find_duplicates(scan: Scanned, texts: list[str]) -> list[dict]:
         for g in groups:
             splits = [scan.splits[i] for i in g]
             labels = [texts[i] for i in g]
-            entry = {"images": [scan.names[i] for i in g], "splits": splits, "labels": labels,
+            entry: dict[str, Any] = {"images": [scan.names[i] for i in g], "splits": splits,
+                                     "labels": labels,
                      "kind": kind, "leak": len(set(splits)) > 1,
                      "conflict": len(set(labels)) > 1}  # fmt: skip
             if kind == "near":

@@ -39,7 +39,7 @@ def feature_pixels(image: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     chans = [np.asarray(Image.fromarray(image[:, :, c]).resize((FEATURE_SIDE, FEATURE_SIDE),
-                                                               Image.BOX))
+                                                               Image.Resampling.BOX))
              for c in range(image.shape[2])]  # fmt: skip
     return np.stack(chans, axis=2).reshape(-1)
 

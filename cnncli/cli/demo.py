@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from cnncli.cli.options import JsonOpt
-from cnncli.demo.run import EPOCHS
+from cnncli.demo.run import EPOCHS, DemoEvents
 
 
-class DemoView:
+class DemoView(DemoEvents):
     """Renders the demo's steps on stderr, and training as `cnncli train` does. A context
     manager: leaving it stops the training bar."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -273,12 +273,13 @@ class PredictionSink:
         self.output, self.count = output, 0
         self.kept: list = []
         self.stack = contextlib.ExitStack()
-        self.file = None
+        self.file: TextIO | None = None
         self.as_json = json_out or (output is not None and output.suffix.lower() == ".json")
         self.delimiter = "," if csv_out or output is not None else "\t"
         self.table = terminal and not (csv_out or json_out or output is not None)
         self.streams_to_terminal = terminal and csv_out and output is None
-        self.overwrite, self.writer = overwrite, None
+        self.overwrite = overwrite
+        self.writer: Any = None  # a csv writer
 
     def __enter__(self) -> PredictionSink:
         import csv

@@ -13,7 +13,8 @@ try:  # typer >= 0.20 carries its own copy of click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
     from typer.exceptions import Abort, Exit
 except ImportError:  # pragma: no cover - older typer on top of click
-    from click.exceptions import Abort, ClickException, Exit, NoArgsIsHelpError
+    # the same names from click, which mypy holds against the typer types just above
+    from click.exceptions import Abort, ClickException, Exit, NoArgsIsHelpError  # type: ignore[assignment]
 
 from cnncli import __version__
 from cnncli.cli import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 
 
@@ -13,7 +14,7 @@ class ProgressBar:
     def __init__(self, description: str, enabled: bool = True):
         self.description, self.enabled = description, enabled
         self.stack = ExitStack()
-        self.advance = None
+        self.advance: Callable[..., None] | None = None
         self.done = 0
 
     def __call__(self, done: int, total: int | None) -> None:

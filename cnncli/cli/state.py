@@ -90,7 +90,7 @@ class _QuietLoader(importlib.abc.Loader):
                     os.write(2, rest)
 
 
-def exit_now(code: object = 0) -> None:
+def exit_now(code: str | int | None = 0) -> None:
     """End the process with SystemExit's `code` (None, a number or a message).
 
     Once TensorFlow is loaded, Python's own shutdown tears its runtime down piece by piece:

@@ -11,19 +11,24 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.cli.console import err_console, escape, info, print_table
+from cnncli.training.events import TrainEvents
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
-class TrainingView:
+class TrainingView(TrainEvents):
     """Renders training events: a rich bar per epoch (step, ETA, loss, accuracy) on stderr,
     one line per epoch, and with `json_log` one JSON object per epoch on stdout. A context
     manager: leaving it stops the bar."""
 
     def __init__(self, quiet: bool = False, json_log: bool = False):
         self.quiet, self.json_log = quiet, json_log
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self.epochs = 0
         self.writes = True
 

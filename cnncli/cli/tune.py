@@ -134,7 +134,8 @@ def _fixed_parameters() -> list[inspect.Parameter]:
         for x in extras:
             if getattr(x, "rich_help_panel", None) is None:
                 x.rich_help_panel = _FIXED
-        out.append(p.replace(annotation=Annotated[(kind, *extras)],
+        args = (kind, *extras)  # a name: mypy reads [(a, *b)] as 3.11's [a, *b]
+        out.append(p.replace(annotation=Annotated[args],
                              kind=inspect.Parameter.KEYWORD_ONLY))  # fmt: skip
     return out
 

@@ -4,6 +4,7 @@ study page; `--json`: the same as one JSON object."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from cnncli.cli.console import info, print_json, print_table, progress_bar
@@ -38,7 +39,8 @@ class TuneView(TuneEvents):
         self.quiet = quiet
         self.train = _Epochs(quiet)
         self.stack = ExitStack()
-        self.advance = None  # the study's bar: trials finished (or pruned) of the total
+        # the study's bar: trials finished (or pruned) of the total
+        self.advance: Callable[..., None] | None = None
 
     def __enter__(self) -> TuneView:
         return self

@@ -181,7 +181,7 @@ def table_rows(df, cols: dict, images_dir: Path, files: dict[str, str], problems
     `problems` as (file, "line N: reason")."""
     root_real = os.path.realpath(images_dir)
     raw_rows = []
-    seen: dict[str, tuple[int, str]] = {}
+    seen: dict[str, tuple[int, tuple[object, str]]] = {}
     for i, rec in enumerate(df.to_dict("records")):
         line = i + 2
         value = rec[cols["image"]]
@@ -245,7 +245,9 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _numeric_classes(raw_rows, cols, classes, problems, table, blockers):
+def _numeric_classes(
+    raw_rows, cols, classes, problems, table, blockers
+) -> tuple[list[str], list[LabelRow]]:
     """Class indices 0..K-1 (and their names): rows, with each row's label its index. Indices
     that do not run 0..K-1 are a blocker; the rows then get their position among the
     indices, so that the build can still check every image before it stops."""
@@ -343,7 +345,8 @@ def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
         )
     rows, listing, others = [], [], 0
     root_real = os.path.realpath(images_dir)
-    problems, blockers = [], []
+    problems: list[tuple[str, str]] = []
+    blockers: list[tuple[str, CnnError]] = []
     for idx, cname in enumerate(names):
         sub = found[cname]
         if shown_name(cname) != cname:  # its files could not be named in the dataset

@@ -155,12 +155,17 @@ def check_classes(rows, ls: LabelSet, blockers) -> None:
         )))  # fmt: skip
 
 
-def choose_spec(rows, images_dir, color, size, fit, problems, notes, blockers, warned):
+def choose_spec(
+    rows, images_dir, color, size, fit, problems, notes, blockers, warned
+) -> tuple[ImageSpec, list, int]:
     """(ImageSpec, rows whose header opened, total source pixels): given colour/size, else
     the majority colour and the common size (several sizes and no --size: a blocker, and
     the commonest size is used to check the images). Every header is probed (0.3 ms per
     PNG), which also refuses empty files, non-images and bombs before any decoding."""
-    kept, colors, sizes, first = [], Counter(), Counter(), {}
+    kept: list = []
+    colors: Counter[str] = Counter()
+    sizes: Counter[tuple[int, int]] = Counter()
+    first: dict[tuple[int, int], str] = {}
     for r in rows:
         said: list[str] = []
         try:

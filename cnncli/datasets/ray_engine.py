@@ -17,6 +17,7 @@ build's temporary folder at the same paths, and runs the same cnncli version.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -80,7 +81,7 @@ def connect(address: str | None) -> None:
                              f"start one with ray start --head, or check the address; "
                              f"{CLUSTER_DOC}") from None  # fmt: skip
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR",
+        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR,
                  log_to_driver=False)  # fmt: skip
     except (ConnectionError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -133,9 +134,11 @@ def check_nodes(paths: list, inputs: str, out_folder: Path | None = None) -> int
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    token = uuid.uuid4().hex if out_folder is not None else None
-    probe = out_folder / f".ray-probe-{token[:8]}" if token else None
-    if probe is not None:
+    token: str | None = None
+    probe: Path | None = None
+    if out_folder is not None:
+        token = uuid.uuid4().hex
+        probe = out_folder / f".ray-probe-{token[:8]}"
         probe.write_text(token)
     view = ray.remote(node_view)
     try:

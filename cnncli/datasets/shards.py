@@ -43,7 +43,7 @@ class ShardWriter:
     def __init__(self, folder: Path, split: str, limit: tuple[str, int]):
         self.folder, self.split, (self.kind, self.limit) = folder, split, limit
         self.parts: list[Path] = []
-        self._f = None
+        self._f: io.BufferedWriter | None = None
         self._bytes = self._count = 0
 
     def write(self, record: bytes) -> None:

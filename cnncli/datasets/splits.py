@@ -9,6 +9,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def split_count(fraction: float, n: int) -> int:
 def assign_splits(rows: list[LabelRow], class_names: list[str], val: float, test: float,
                   seed: int) -> list[str]:  # fmt: skip
     """Stratified, reproducible split: each class shuffled with its own seeded generator."""
-    return stratified_split([r.label for r in rows], class_names, val, test, seed)
+    return stratified_split([cast(int, r.label) for r in rows], class_names, val, test, seed)
 
 
 def stratified_split(groups: list[int], group_names: list[str], val: float, test: float,
@@ -113,7 +114,7 @@ def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Pat
     listed: dict[str, tuple[str, str]] = {}  # name -> (split, "file line n")
     labels_given: dict[str, tuple[str, str]] = {}  # name -> (label, "file line n")
     bad: set[str] = set()
-    sources = {}
+    sources: dict[str, dict[str, Any]] = {}
     for split, path in split_files.items():
         text, _ = read_text(path, None, "split file", "--split-files", "a list of image paths")
         sources[split] = {"file": path.name, "sha256": file_sha256(path), "images": 0}
@@ -135,7 +136,8 @@ def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Pat
                 listed[name] = (split, where)
                 sources[split]["images"] += 1
     rest = None if "train" in split_files else "train"
-    kept, left_out = [], []
+    kept: list[LabelRow] = []
+    left_out: list[str] = []
     for row in ls.rows:
         if row.name in labels_given and not _same_label(labels_given[row.name][0], row):
             given, where = labels_given[row.name]
@@ -143,13 +145,13 @@ def apply_split_files(ls: LabelSet, images_dir: Path, split_files: dict[str, Pat
                 (row.name, f"{where} gives label {given!r}, the labels say {row.class_name!r}")
             )
             bad.add(row.name)
-        split = listed[row.name][0] if row.name in listed else rest
+        row_split = listed[row.name][0] if row.name in listed else rest
         if row.name in bad:
             continue
-        if split is None:
+        if row_split is None:
             left_out.append(row.name)
             continue
-        row.split = split
+        row.split = row_split
         kept.append(row)
     unlabelled = len(set(listed) - {r.name for r in ls.rows} - {p[0] for p in ls.problems})
     ls.rows = kept

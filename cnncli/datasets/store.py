@@ -183,8 +183,8 @@ def unbalanced(counts: dict, class_names: list[str]) -> str | None:
     totals = {n: sum(c.get(n, 0) for c in counts.values()) for n in class_names}
     if not totals:
         return None
-    big = max(totals, key=totals.get)
-    small = min(totals, key=totals.get)
+    big = max(totals, key=totals.__getitem__)
+    small = min(totals, key=totals.__getitem__)
     if totals[small] == 0 or totals[big] / totals[small] >= UNBALANCED_RATIO:
         return (
             f"classes are unbalanced: {big!r} has {totals[big]} images, {small!r} "
@@ -337,6 +337,7 @@ def iter_records(info: DatasetInfo, split: str) -> Iterator[Record]:
         with open(shard, "rb") as f:
             for data in read_records(f, name=str(shard)):
                 ex = decode_example(data)
+                label: int | np.ndarray
                 if task == "classify":
                     label = int(ex["label"][0])
                 else:

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from cnncli.datasets.labels import LabelRow
@@ -45,7 +47,7 @@ def multilabel_splits(
     active = [s for s in ORDER if fractions[s] > 0]
     rank = np.empty(n, dtype=np.int64)
     rank[np.random.default_rng([seed, 104729]).permutation(n)] = np.arange(n)
-    labels_of = [[k for k, v in enumerate(r.label) if v] for r in rows]
+    labels_of = [[k for k, v in enumerate(cast(list, r.label)) if v] for r in rows]
     members: list[list[int]] = [[] for _ in label_names]
     for i in sorted(range(n), key=lambda i: rank[i]):
         for k in labels_of[i]:
@@ -94,12 +96,14 @@ def regression_splits(rows: list[LabelRow], val: float, test: float, seed: int) 
     are those of the whole set (--val 0.2 of 120 rows: 24), as a class split gives them;
     each bin gets its share of them, the leftover rows going to the bins whose share was
     cut most (ties in a seeded order), and keeps a training row."""
-    values = np.array([r.label[0] for r in rows], dtype=np.float64)
+    values = np.array([cast(list, r.label)[0] for r in rows], dtype=np.float64)
     n = len(values)
     n_val, n_test = split_count(val, n), split_count(test, n)
     if n - n_val - n_test >= 1:
         for bins in range(min(MAX_BINS, max(1, n // ROWS_PER_BIN)), 0, -1):
-            edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if n else []
+            edges: np.ndarray | list = (
+                np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if n else []
+            )
             groups = np.searchsorted(edges, values, side="right")
             members = [np.flatnonzero(groups == b) for b in range(bins)]
             sizes = [len(m) for m in members]

@@ -10,6 +10,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
+from typing import overload
 
 from cnncli.errors import InputError, UsageError, path_error
 from cnncli.images import is_image_file
@@ -198,6 +199,10 @@ def _ignorable_index(name: str, series) -> bool:
     return is_numeric_column(series)
 
 
+@overload
+def need_column(df, name: str, flag: str, path) -> str: ...
+@overload
+def need_column(df, name: None, flag: str, path) -> None: ...
 def need_column(df, name: str | None, flag: str, path) -> str | None:
     """`name` as a column of the table, or a UsageError naming the closest column."""
     if name is None:

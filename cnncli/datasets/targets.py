@@ -59,7 +59,7 @@ def check_task_options(
     anything is read."""
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}", f"use one of {', '.join(TASKS)}")
-    given = {
+    flags = {
         "--label-col": label_col,
         "--label-delim": label_delim,
         "--label-cols": label_cols,
@@ -67,7 +67,7 @@ def check_task_options(
         "--name-col": name_col,
         "--classes": classes,
     }
-    given = [flag for flag, v in given.items() if v]
+    given = [flag for flag, v in flags.items() if v]
     for flag, value in (("--label-cols", label_cols), ("--target-col", target_cols)):
         if value:
             check_column_list(flag, value)

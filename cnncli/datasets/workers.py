@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 
 import numpy as np
@@ -109,7 +109,7 @@ def raw_record_size(spec: ImageSpec, index: int, name: str, label) -> int:
     return framed_size(record_fields(index, name, label), "image", int(np.prod(spec.shape)))
 
 
-def converted_records(tasks: Iterable, pool: tuple[str, int]) -> Iterator:
+def converted_records(tasks: Iterable, pool: tuple[str, int]) -> Generator:
     """convert_record over tasks, in order, in `pool` (pool_plan's ('threads' or
     'processes', how many)): with one worker thread, the worker decodes and this thread
     finishes each record (see the module docstring). Close the iterator
@@ -163,7 +163,7 @@ def describe_pool(pool: tuple[str, int]) -> str:
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4,
-                kind: str = "processes") -> Iterator:  # fmt: skip
+                kind: str = "processes") -> Generator:  # fmt: skip
     """fn (a module-level function) over items, results in order: in `workers` threads
     (kind 'threads', ordered_thread_map) or in a spawn-safe process pool with at most 2
     chunks per worker in flight. Close the iterator (contextlib.closing) to stop the pool
@@ -214,7 +214,7 @@ def _run_chunk(fn: Callable, chunk: list) -> list:
 
 
 def ordered_thread_map(fn: Callable, items: Iterable, threads: int, chunksize: int = 8,
-                       ahead: int = 64) -> Iterator:  # fmt: skip
+                       ahead: int = 64) -> Generator:  # fmt: skip
     """fn over items in a pool of threads, results in order, at most about `ahead` items
     in flight (memory stays flat). For work that releases the GIL (Pillow decoding a file,
     NumPy on large arrays): no process start-up, nothing pickled. The consumer does its own

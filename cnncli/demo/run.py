@@ -240,8 +240,8 @@ def _steps(out: Path, samples: Path, events: DemoEvents, options) -> DemoResult:
     from cnncli.filters.gallery import filter_gallery
 
     gallery = out / "filters" / "gallery.png"
-    sheet = filter_gallery(open_input(first_image))
-    save_image(sheet, gallery, compress=6, overwrite=True)
+    picture = filter_gallery(open_input(first_image))
+    save_image(picture, gallery, compress=6, overwrite=True)
     done("filters", t, (gallery, "every named kernel's result with its matrix"))
 
     t = step("activations", f"drawing every layer's feature maps for {first_image.name}")

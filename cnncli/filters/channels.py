@@ -108,6 +108,7 @@ def filter_arrays(colour: np.ndarray, alpha: np.ndarray | None, kernel: np.ndarr
     if o.normalize:
         raw = correlate_image(colour, kernel, o.padding, o.border, o.stride, o.flip,
                               absolute=o.absolute, raw=True, threads=threads)  # fmt: skip
+        assert raw is not None  # no emit: the result is returned
         if o.absolute:
             raw = np.abs(raw)
         lo, hi = float(raw.min()), float(raw.max())
@@ -118,6 +119,7 @@ def filter_arrays(colour: np.ndarray, alpha: np.ndarray | None, kernel: np.ndarr
     else:
         out = correlate_image(colour, kernel, o.padding, o.border, o.stride, o.flip,
                               absolute=o.absolute, offset=o.offset, threads=threads)  # fmt: skip
+        assert out is not None
     if alpha is not None and alpha.shape != out.shape[:2]:
         alpha = _resample_alpha(alpha, kernel.shape, o)
     return out, alpha, notes

@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 
@@ -27,8 +28,18 @@ from cnncli.filters.reference import correlate
 BLOCK_ROWS = 32  # rows per block: measured in bench_filters (32-64 best on a 2 MB L2)
 
 
+class RowSource(Protocol):
+    """An image correlate_image reads a block of rows at a time (see filters.files)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    ndim: int
+
+    def rows(self, a: int, b: int) -> np.ndarray: ...
+
+
 def correlate_image(
-    x: np.ndarray,
+    x: np.ndarray | RowSource,
     kernel: np.ndarray,
     padding: str = "same",
     border: str = "reflect",

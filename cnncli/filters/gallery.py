@@ -44,7 +44,7 @@ def filter_gallery(
     if small.mode == "P":
         small = small.convert("RGBA" if "transparency" in small.info else "RGB")
     small.thumbnail((tile, tile))  # filter at tile size: the sheet shows what each kernel does
-    panels = [("original", _display(small), [])]
+    panels: list[tuple[str, Image.Image, list[str]]] = [("original", _display(small), [])]
     counter = Counter(progress, len(kernels))
     for item in kernels:
         title, kernel = (item, named_kernel(item)) if isinstance(item, str) else item

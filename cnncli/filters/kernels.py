@@ -62,7 +62,7 @@ def kernel_label(name: str) -> str:
     return f"1/{div}" if div != 1 else ""
 
 
-def kernel_tag(text: str | os.PathLike) -> str:
+def kernel_tag(text: str | os.PathLike | None) -> str:
     """The name an output file gets for a kernel: its canonical name, or "filtered"."""
     key = str(text).strip().lower()
     key = ALIASES.get(key, key)

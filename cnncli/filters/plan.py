@@ -18,19 +18,19 @@ class KernelPlan:
     def __init__(self, kernel: np.ndarray, maxval: int):
         self.kh, self.kw = kernel.shape
         exact = exact_form(kernel)
-        self.sep = None
+        self.sep: tuple[np.ndarray, np.ndarray] | None = None
         self.centre = (self.kh // 2, self.kw // 2)
         self.c = 0
-        self.shift = None
+        self.shift: int | None = None
         if exact is None:
             self.weights, self.div = kernel, 1
-            self.dtype = np.float64 if maxval > 255 else np.float32
+            self.dtype: type[np.number] = np.float64 if maxval > 255 else np.float32
             self.taps = _taps(kernel)
             return
         ints, self.div = exact
         self.weights = ints
         self.taps = _taps(ints)
-        best = (_cost(self.taps), None, 0)
+        best: tuple[int, tuple[np.ndarray, np.ndarray] | None, int] = (_cost(self.taps), None, 0)
         for c in _centre_candidates(ints, self.centre):
             rest = ints.copy()
             rest[self.centre] -= c

@@ -141,7 +141,7 @@ class PngWriter:
             out[:, 0] = ROW_FILTERS.index(self.row_filter)
             out[:, 1:] = filter_rows(rows, up, self.bpp, self.row_filter)
         self.last = rows[-1:].copy()
-        piece = self.comp.compress(out)
+        piece = self.comp.compress(out.data)
         if piece:
             self.file.write(_chunk(b"IDAT", piece))
         self.written += n

@@ -48,8 +48,8 @@ def pool(x: np.ndarray, op: str = "max", size: int = 2, stride: int | None = Non
         xp = x[np.maximum(rows, 0)][:, np.maximum(cols, 0)]
         xp[rows < 0] = fill
         xp[:, cols < 0] = fill
-    out = None
-    count = None
+    out: np.ndarray | None = None
+    count: np.ndarray | None = None
     reduce = {"max": np.maximum, "min": np.minimum, "avg": np.add}[op]
     for i in range(size):
         for j in range(size):
@@ -62,7 +62,9 @@ def pool(x: np.ndarray, op: str = "max", size: int = 2, stride: int | None = Non
             if op == "avg":
                 m = mask[sl]
                 count = m.copy() if count is None else np.add(count, m, out=count)
+    assert out is not None  # size >= 1: the loop ran
     if op == "avg":
+        assert count is not None
         count = count.reshape(count.shape + (1,) * (out.ndim - count.ndim))
         out = out / count
     return out

@@ -272,12 +272,12 @@ def convert_image(img: Image.Image, spec: ImageSpec,
                   conversions: Conversions | None = None) -> np.ndarray:  # fmt: skip
     """An opened image -> uint8 array of shape (spec.height, spec.width, spec.channels);
     what was changed is counted in `conversions` when given."""
-    kinds: list | None = [] if conversions is not None else None
+    kinds: list[tuple[str, str | None]] | None = [] if conversions is not None else None
     if kinds is not None and (turned := orientation_kind(img.info.get(APPLIED))):
         kinds.append((turned, None))
     img = to_color(img, spec.color, kinds)
     img = resize(img, spec.height, spec.width, spec.fit, kinds)
-    if conversions is not None:
+    if conversions is not None and kinds is not None:
         conversions.add(kinds)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:

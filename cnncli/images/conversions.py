@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import cast
 
 from PIL import Image
 
@@ -27,7 +28,7 @@ def color_kind(img: Image.Image, color: str) -> str | None:
         return None
     text = f"{src} -> {dst}"
     if img.mode in ("RGBA", "RGBa", "LA", "La", "PA") and color != "rgba":
-        lowest = img.getchannel(len(img.getbands()) - 1).getextrema()[0]
+        lowest = cast(float, img.getchannel(len(img.getbands()) - 1).getextrema()[0])  # one band
         return text + (
             ", alpha dropped (transparent pixels show the colour stored under them)"
             if lowest < 255

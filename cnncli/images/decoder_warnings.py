@@ -49,18 +49,19 @@ def _show(message, category, filename, lineno, file=None, line=None):
         # collector's word on some other file, which it may say in any thread at any time
         said.append(_one_line(str(message)))
         return
-    _show.previous(message, category, filename, lineno, file, line)
+    _previous_show(message, category, filename, lineno, file, line)
 
 
-_show.previous = warnings.showwarning
+_previous_show = warnings.showwarning
 
 
 def _ensure_hook() -> None:
     """The collecting hook and the two filters in place (again, after a caller's
     `catch_warnings` block, a test runner's among them, restored what it saved)."""
+    global _previous_show
     with _hook_lock:
         if warnings.showwarning is not _show:
-            _show.previous = warnings.showwarning
+            _previous_show = warnings.showwarning
             warnings.showwarning = _show
         first = [(a, m and m.pattern, c, mod and mod.pattern) for a, m, c, mod, _ in
                  warnings.filters[:2]]  # fmt: skip

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import struct
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 ORIENTATION_TAG = 0x0112
 TURNED = (5, 6, 7, 8)  # orientations that swap width and height
@@ -61,6 +61,8 @@ def _valid(value) -> int | None:
 def _png_has_late_metadata(img: Image.Image) -> bool:
     """Whether a PNG has an eXIf or text chunk after its first pixel-data chunk: walks the
     chunk headers from there (reads 8 bytes per chunk and seeks over its data)."""
+    if not isinstance(img, ImageFile.ImageFile):
+        return False
     fp = img.fp
     if fp is None or not img.tile:
         return False

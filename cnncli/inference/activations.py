@@ -292,7 +292,7 @@ def _one_image(
         result.predicted_class, result.task = said.text, info.task
         result.thresholds = info.label_thresholds if info.task == "multilabel" else None
     result.input_size, result.display_scale = (pixels.shape[0], pixels.shape[1]), scale
-    if cam is not None:
+    if target is not None and cam is not None and ci is not None:  # set together
         full = resize_map(cam, pixels.shape[0], pixels.shape[1])
         overlay = np.asarray(gradcam_overlay(pixels, full))
         save_png(enlarge(overlay, scale), out / "gradcam.png", compress_level=1)

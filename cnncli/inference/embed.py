@@ -241,7 +241,8 @@ def embed(
     counter = Counter(progress, _count_items(inputs))
     counter.start()
     changed = Conversions()
-    files, classes, splits, predicted, probability, thumbs, vecs = [], [], [], [], [], [], []
+    files, classes, splits, predicted, probability, thumbs = [], [], [], [], [], []
+    vecs: list[np.ndarray] = []
     values: list[np.ndarray] = []  # multilabel / regression: the colours' source
 
     def run(batch: list[_Item]) -> None:
@@ -326,7 +327,9 @@ def _write_csv(path: Path, r: EmbedResult, labels, overwrite: bool) -> None:
             w = csv.writer(f)
             w.writerow(header)
             for i in range(r.count):
-                row = [r.files[i], r.classes[i], r.predicted[i], f"{r.probability[i]:.6f}"]
+                row: list[object] = [
+                    r.files[i], r.classes[i], r.predicted[i], f"{r.probability[i]:.6f}"
+                ]
                 row.append(r.splits[i])
                 if labels is not None:
                     row.append(int(labels[i]))
@@ -371,6 +374,7 @@ def _projection_plot(r: EmbedResult, labels, path: Path) -> None:
     classes = [c or p for c, p in zip(r.classes, r.predicted, strict=True)]
     title = f"{r.layer}: {r.count} vectors of {r.dims} values (PCA)"
     if r.task == "regression":
+        assert r.values is not None and r.color_by is not None  # set for this task
         from cnncli.inference.task_plots import plot_projection_values
 
         names = r.value_names
@@ -379,6 +383,7 @@ def _projection_plot(r: EmbedResult, labels, path: Path) -> None:
                                path)  # fmt: skip
         return
     if r.task == "multilabel":
+        assert r.values is not None and r.color_by is not None  # set for this task
         i = r.value_names.index(r.color_by)
         classes = [r.color_by if v[i] > 0.5 else f"not {r.color_by}" for v in r.values]
         title += f", coloured by {r.color_by}"

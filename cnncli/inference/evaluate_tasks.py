@@ -271,6 +271,7 @@ def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None,
     for x, y, p in dataset_batches(info, split, batch_size, m.runtime == "keras"):
         out = forward(m, x)
         if keep is not None:
+            keys: list[tuple[float, ...]]
             if std is None:
                 wrong = ((out > thresholds).astype(int) != y).sum(axis=1)
                 keys = [
@@ -340,6 +341,7 @@ def _store_thresholds(m: ModelInfo, digest: str | None) -> None:
     it still has the sha256 `digest` (None: not checked)."""
     from cnncli.models.io import store_metadata
 
+    assert m.path is not None and m.thresholds is not None  # _can_store(m), then tuned
     thresholds = [round(float(t), 4) for t in m.thresholds]
     store_metadata(m.path, {"thresholds": thresholds}, expect_sha256=digest)
 

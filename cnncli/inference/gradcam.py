@@ -59,7 +59,9 @@ def class_score(pred, class_index: int, head: Head):
     return pred[:, class_index]
 
 
-def forward_with_gradcam(multi, x: np.ndarray, target_pos: int, class_index, head: Head):
+def forward_with_gradcam(
+    multi, x: np.ndarray, target_pos: int, class_index: int | None, head: Head
+) -> tuple[list[np.ndarray], np.ndarray, int]:
     """Run the multi-output model once under a GradientTape. Returns (outputs as arrays,
     the Grad-CAM map at the target layer's size in 0..1, the class index used)."""
     import tensorflow as tf

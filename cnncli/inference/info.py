@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnncli.images import ImageSpec
 from cnncli.models.head import Head
@@ -17,7 +18,7 @@ from cnncli.models.head import Head
 class ModelInfo:
     """A loaded Keras model with what is needed to use it."""
 
-    model: object
+    model: Any  # a keras.Model, or an exported model run by its runtime
     path: Path | None
     class_names: list[str]
     image: ImageSpec

@@ -21,7 +21,9 @@ LIST_LIMIT = 64 * 2**20  # a list of a million paths is about 50 MB
 _GLOB = re.compile(r"[*?\[]")
 
 
-def expand_inputs(inputs: Sequence = (), files_list: str | os.PathLike | None = None) -> list[Path]:
+def expand_inputs(
+    inputs: Sequence | None = (), files_list: str | os.PathLike | None = None
+) -> list[Path]:
     """The paths to predict: `inputs` with each glob pattern that names no file replaced by
     its matches, then the paths of `files_list`. UsageError when nothing is given,
     InputError for a pattern that matches no image or a list that cannot be used."""

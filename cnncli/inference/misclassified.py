@@ -55,7 +55,7 @@ def wrong_key(probs: np.ndarray, actual: int, predicted: int, index: int) -> tup
     return (float(probs[actual]), -float(probs[predicted]), index)
 
 
-def margin_key(probs: np.ndarray, index: int) -> tuple:
+def margin_key(probs: np.ndarray, index: int | np.integer) -> tuple:
     """Sort key, least certain first: the gap between the two most likely classes, index."""
     top = np.sort(probs)[::-1]
     return (float(top[0] - top[1]) if len(top) > 1 else 1.0, index)

@@ -122,8 +122,8 @@ def parse_pixel_scale(value) -> float | None:
     if value is None:
         return None
     try:
-        if isinstance(value, str) and _FRACTION.match(value):
-            top, bottom = _FRACTION.match(value).groups()
+        if isinstance(value, str) and (fraction := _FRACTION.match(value)):
+            top, bottom = fraction.groups()
             scale = float(top) / float(bottom)
         else:
             scale = float(value)

@@ -124,9 +124,9 @@ def csv_header(top_k: int, model: ModelInfo | None = None) -> list[str]:
     for a multi-label `model` file, labels, probability_<label>...; for a regression one
     file and each target's name."""
     task = model.task if model is not None else "classify"
-    if task == "multilabel":
+    if model is not None and task == "multilabel":
         return ["file", "labels", *(f"probability_{n}" for n in model.class_names)]
-    if task == "regression":
+    if model is not None and task == "regression":
         return ["file", *model.class_names]
     header = ["file", "class", "probability"]
     for i in range(2, top_k + 1):

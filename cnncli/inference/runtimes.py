@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -47,7 +48,7 @@ class ExportedModel:
     def __init__(self, path: Path, kind: str, input_shape):
         self.path, self.kind = Path(path), kind
         self.inputs = [SimpleNamespace(shape=tuple(input_shape))]
-        self._runner = None
+        self._runner: Callable[[np.ndarray], np.ndarray] | None = None
 
     def open(self) -> tuple[list, list, dict]:
         """Load the model into its runtime (once): its input shapes, output shapes (free
@@ -61,6 +62,7 @@ class ExportedModel:
         """(N, H, W, C) float inputs (scaled as the sidecar says) -> (N, units) outputs."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
         self.open()
+        assert self._runner is not None  # open() loaded it or raised
         return np.asarray(self._runner(x), dtype=np.float32)
 
     predict_on_batch = predict
@@ -121,7 +123,7 @@ def _litert(path: Path):
     if not ins or not outs or ins[0]["dtype"] != np.float32:
         raise ModelFileError(f"{path}: its input is not one float32 image batch", AGAIN)
     source, target = ins[0]["index"], outs[0]["index"]
-    state = {"shape": None}
+    state: dict[str, tuple | None] = {"shape": None}
 
     def run(x: np.ndarray) -> np.ndarray:
         if state["shape"] != x.shape:  # the batch size changed: resize once, then reuse

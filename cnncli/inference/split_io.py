@@ -10,6 +10,8 @@ model's run folder (a run's best/last model or checkpoint) or the current folder
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +103,12 @@ def dataset_batches(info, split: str, batch_size: int, tf_data: bool = True):
     records in pure Python (a model run without TensorFlow: its runtime imports none).
     Labels: class indices (N,) int64, or (N, L) / (N, T) float arrays of a multilabel or
     regression dataset."""
-    make_tf_dataset = None
-    try:
-        if tf_data:
+    make_tf_dataset: Callable[..., Any] | None = None
+    if tf_data:
+        try:
             from cnncli.datasets.tfdata import make_tf_dataset
-    except ImportError:
-        pass
+        except ImportError:
+            pass
     if make_tf_dataset is not None:
         ds = make_tf_dataset(info, split, batch_size=batch_size, cache="none", with_paths=True)
         for x, y, p in ds.as_numpy_iterator():

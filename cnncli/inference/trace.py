@@ -193,7 +193,7 @@ def select_layers(layers: Sequence[LayerInfo], selection) -> list[LayerInfo]:
         return default_layers(layers)
     tokens = selection.split(",") if isinstance(selection, str) else list(selection)
     chosen: set[int] = set()
-    by_name = {}
+    by_name: dict[str, int] = {}
     for li in layers:
         by_name.setdefault(li.name, li.index)
         by_name.setdefault(li.name.rsplit("/", 1)[-1], li.index)

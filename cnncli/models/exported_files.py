@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from cnncli.errors import ModelFileError, bytes_text
 from cnncli.models.sidecar import AGAIN
@@ -67,7 +69,7 @@ def _varint(buf, i: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf, start: int, end: int):
+def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value) of a protobuf message in buf[start:end]: a varint's
     value, a length-delimited field's (start, end), None for fixed-size fields."""
     i = start
@@ -120,7 +122,7 @@ def _tensors(buf, start: int, end: int, kind: str, depth: int = 0):
         if inner == "tensor":
             yield value
         else:
-            yield from _tensors(buf, *value, inner, depth + 1)
+            yield from _tensors(buf, value[0], value[1], inner, depth + 1)  # (start, end)
 
 
 def _tensor_info(buf, start: int, end: int) -> tuple[list[int], int, bool, dict]:

@@ -107,7 +107,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def damaged(path: Path, why: str = "") -> ModelFileError:
+def damaged(path: Path, why: str | BaseException = "") -> ModelFileError:
     """The error for a model file that is truncated or damaged (`why`: the detail)."""
     detail = f" ({' '.join(str(why).split())[:120]})" if why else ""
     return ModelFileError(

@@ -15,6 +15,7 @@ pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def model_head(model, task: str = "classify") -> Head:
         raise ModelError("the model has no single output with a known number of units") from None
     if len(model.outputs) != 1:
         raise ModelError(f"the model has {len(model.outputs)} outputs; cnncli needs one")
-    last = model.layers[-1] if model.layers else None
+    last: Any = model.layers[-1] if model.layers else None
     while getattr(last, "layers", None):  # a nested model as the last layer: its last layer
         last = last.layers[-1]
     act = getattr(getattr(last, "activation", None), "__name__", "")

@@ -72,7 +72,7 @@ def memoise_keras_skipsets() -> None:
     if skipset is None or getattr(skipset, "cnncli_memoised", False):
         return
     memoised = functools.cache(lambda obj_type: frozenset(skipset(obj_type)))
-    memoised.cnncli_memoised = True
+    memoised.cnncli_memoised = True  # type: ignore[attr-defined]  # a marker on the wrapper
     saving_lib.get_attr_skipset = memoised
 
 

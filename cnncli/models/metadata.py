@@ -119,7 +119,12 @@ def pixel_scale_problem(value) -> str | None:
 
 def _repeated(names: list[str]) -> list[str]:
     seen: set[str] = set()
-    return [n for n in names if n in seen or seen.add(n)]
+    again = []
+    for n in names:
+        if n in seen:
+            again.append(n)
+        seen.add(n)
+    return again
 
 
 def check_names_fit(n_names: int, head, path, what: str = "its metadata") -> None:

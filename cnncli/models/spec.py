@@ -246,11 +246,12 @@ def smallest_input(layers, shape: tuple[int, ...]) -> int | None:
     """The smallest square spatial size n (input (n, n, C)) the layer chain takes, or None."""
 
     def fits(n: int) -> bool:
-        s = (1, *([n] * (len(shape) - 1)), shape[-1])
+        s: tuple = (1, *([n] * (len(shape) - 1)), shape[-1])
         for layer in layers:
-            s = _out_shape(layer, s)
-            if s is None:
+            out = _out_shape(layer, s)
+            if out is None:
                 return False
+            s = out
         return True
 
     hi = 1
@@ -357,9 +358,9 @@ def build_from_spec(
     if input_shape is None:
         if "input_shape" not in spec:
             raise UsageError("spec: missing key 'input_shape'", "add e.g. input_shape: [64, 64, 3]")
-        input_shape = _shape(spec["input_shape"], "spec: 'input_shape'")
+        shape = _shape(spec["input_shape"], "spec: 'input_shape'")
     else:
-        input_shape = _shape(input_shape, "input shape")
+        shape = _shape(input_shape, "input shape")
     layers = spec.get("layers")
     if not isinstance(layers, list) or not layers:
         raise UsageError("spec: 'layers' must be a non-empty list of `ClassName: {arguments}`")
@@ -374,7 +375,7 @@ def build_from_spec(
         entries[-1] = head_entry(int(num_classes), task)
     name = str(spec.get("name") or "spec_model")
     name = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
-    return build_layers(entries, input_shape, name)
+    return build_layers(entries, shape, name)
 
 
 def with_overrides(spec: dict, input_shape=None, num_classes=None) -> dict:

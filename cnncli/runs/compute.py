@@ -183,7 +183,8 @@ def _activations(parts: Parts, info, dataset, out: Path) -> None:
     split = next((s for s in ("val", "test", "train") if dataset.count(s) > 0), None)
     if split is None:
         return
-    files, names = [], []  # the pictures saved here; the images' own file names
+    files: list[Path] = []  # the pictures saved here
+    names: list[str] = []  # the images' own file names
     for rec in iter_records(dataset, split):
         files.append(save_png(rec.image, out / "images" / f"{split}-{len(files) + 1}.png"))
         names.append(Path(str(rec.path)).name)

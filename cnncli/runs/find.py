@@ -40,7 +40,8 @@ def find_runs(dirs: Sequence[str | Path] = ()) -> Found:
     folders below them that hold no run are listed as skipped. A folder given that does
     not exist is an InputError."""
     given = [Path(d) for d in dirs] or [Path(DEFAULT_ROOT)]
-    found, seen = Found(), set()
+    found = Found()
+    seen: set[Path] = set()
     for root in given:
         hint = "give the folders that hold run folders (cnncli train writes runs/train)"
         if not root.exists():

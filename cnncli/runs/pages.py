@@ -144,9 +144,9 @@ def run_page(out: Path, r: RunRecord, parts: Parts, curves: str | None,
 
 
 def _dataset(r: RunRecord) -> str:
-    ds = r.run.get("dataset") if isinstance(r.run.get("dataset"), dict) else {}
-    counts = ds.get("counts") if isinstance(ds.get("counts"), dict) else {}
-    image = ds.get("image") if isinstance(ds.get("image"), dict) else {}
+    ds = v if isinstance(v := r.run.get("dataset"), dict) else {}
+    counts = v if isinstance(v := ds.get("counts"), dict) else {}
+    image = v if isinstance(v := ds.get("image"), dict) else {}
     spec = "x".join(str(image.get(k, "?")) for k in ("height", "width", "channels"))
     rows = [("path", r.dataset_path or "-"), ("manifest sha256", r.dataset_sha256 or "-"),
             ("classes", ", ".join(map(str, r.class_names)) or "-"),
@@ -199,7 +199,7 @@ def _evaluations(parts: Parts) -> str:
         pics = [figure(parts.pictures[k], f"{PICTURES.get(k[: -len(split) - 1], k)}, {split}",
                        chart=not k.startswith("errors")) for k in shown]  # fmt: skip
         out.append(f'<div class="pics">{"".join(pics)}</div>')
-        files = ev.get("files") if isinstance(ev.get("files"), dict) else {}
+        files = v if isinstance(v := ev.get("files"), dict) else {}
         if files.get("errors_csv") and href(f"errors-{split}.csv"):
             listed = ERRORS_CSV.get(str(ev.get("task")), "misclassified list")
             out.append(f'<p><a href="{href(f"errors-{split}.csv")}">{e(listed)} (CSV)</a></p>')

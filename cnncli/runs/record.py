@@ -14,6 +14,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnncli import claims
 from cnncli.errors import InputError
@@ -153,7 +154,7 @@ def run_task(run: dict) -> str:
     return str(task or DEFAULT_TASK)
 
 
-def _get(d: dict, *keys):
+def _get(d: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(d, dict):
             return None
@@ -216,7 +217,7 @@ def _holder(path: Path) -> int | None:
 
 
 def _best(r: RunRecord, run: dict) -> None:
-    best = run.get("best") if isinstance(run.get("best"), dict) else {}
+    best = v if isinstance(v := run.get("best"), dict) else {}
     named = [m for m in (best.get("monitor"), r.options.get("monitor")) if isinstance(m, str)]
     r.monitor = named[0] if named else _default_monitor(r.final)
     epoch = best.get("epoch")

@@ -10,6 +10,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from cnncli.errors import InputError, UsageError
 from cnncli.runs.find import Skipped, find_runs
@@ -45,8 +46,8 @@ class RunsTable:
     def option_columns(self, taken: Sequence[str]) -> list[str]:
         """The changed options' column names: "options.NAME" where NAME is already a
         column (epochs, monitor, ...), so no header is repeated."""
-        taken = {*taken, *CSV_EXTRA}
-        return [f"options.{k}" if k in taken else k for k in self.changed]
+        named = {*taken, *CSV_EXTRA}
+        return [f"options.{k}" if k in named else k for k in self.changed]
 
     def rows(self) -> list[list]:
         """One list of plain values per run, in columns() order (None: not known)."""
@@ -104,7 +105,8 @@ class RunsTable:
             ]
             return order.index(True) if True in order else len(order)
 
-        used, fits = 1, []
+        used = 1
+        fits: list[int] = []
         for name, i in sorted(zip(names, index, strict=True), key=lambda c: rank(c[0])):
             need = max([len(name), *(len(cell_text(row[i])) for row in rows)]) + 3
             if used + need <= width or not fits:
@@ -242,7 +244,8 @@ def sort_runs(runs: list[RunRecord], key: str | None) -> list[RunRecord]:
         group = [r for r in runs if r.task == task]
         have = [r for r in group if r.metric(key) is not None]
         rest = [r for r in group if r.metric(key) is None]
-        out += sorted(have, key=lambda r: sign * r.metric(key)) + sorted(rest, key=lambda r: r.name)
+        out += sorted(have, key=lambda r: sign * cast(float, r.metric(key)))
+        out += sorted(rest, key=lambda r: r.name)
     return out
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from cnncli.errors import UsageError
 
-COURSE = {"rotation": 40.0, "shift": 0.1, "shear": 0.2, "zoom": 0.2, "flip": True}
+COURSE: dict[str, Any] = {"rotation": 40.0, "shift": 0.1, "shear": 0.2, "zoom": 0.2, "flip": True}
 
 
 @dataclass(frozen=True)

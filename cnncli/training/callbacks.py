@@ -12,6 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -138,7 +139,8 @@ def save_variables(model, path: Path) -> None:
     at the start, as state/model.keras). Write it through atomic_file."""
     import numpy as np
 
-    arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(_state_variables(model))}
+    variables = enumerate(_state_variables(model))
+    arrays: dict[str, Any] = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in variables}
     with open(path, "wb") as f:
         np.savez(f, **arrays)
 

@@ -151,7 +151,7 @@ def plan_strategy(
     tf_config_text = env.get("TF_CONFIG", "").strip()
     if worker_index is not None and workers is None:
         raise UsageError("--worker-index needs --workers", "give --workers host:port,host:port")
-    cluster = None
+    cluster: tuple[list[str], int, dict | None, str] | None = None
     if workers is not None:
         listed = parse_workers(workers) if isinstance(workers, str) else list(workers)
         if worker_index is None:
@@ -172,8 +172,8 @@ def plan_strategy(
                 "--strategy multi-worker needs the cluster",
                 "set TF_CONFIG, or give --workers host:port,host:port --worker-index I",
             )
-        listed, rank, config, source = cluster
-        return StrategyPlan("multi-worker", requested, True, listed, rank, config, source)
+        listed, rank, tf_config, source = cluster
+        return StrategyPlan("multi-worker", requested, True, listed, rank, tf_config, source)
     if cluster is not None and workers is not None:
         raise UsageError(f"--workers needs --strategy multi-worker (or auto), not {name}")
     return StrategyPlan(name, requested, explicit=requested == "one-device")

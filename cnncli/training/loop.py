@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import keras
 
@@ -65,7 +66,7 @@ class Placement:
     on one machine); a temporary folder, deleted at the end, on the other workers."""
 
     plan: distribute.StrategyPlan
-    strategy: object = None  # a tf.distribute strategy, or None: TensorFlow's default
+    strategy: Any = None  # a tf.distribute strategy, or None: TensorFlow's default
     out_dir: Path | None = None
 
     @property
@@ -176,7 +177,9 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
         per_label, weights = weights, None
     common = {"cache": opts.cache, "cache_dir": cache_dir}
     # one spare epoch: Keras may look one batch ahead
-    epochs = {"repeat": True, "first_epoch": initial_epoch, "last_epoch": opts.epochs + 1}
+    assert opts.epochs is not None  # filled in by TrainOptions.for_dataset (or the run.json)
+    epochs: dict[str, Any] = {"repeat": True, "first_epoch": initial_epoch,
+                              "last_epoch": opts.epochs + 1}
     plan = where.plan
     if not plan.multi_worker:
         train_ds = make_tf_dataset(info, "train", batch_size=opts.batch_size, shuffle=True,
@@ -232,9 +235,12 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
 
 def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
                events: TrainEvents | None, steps: int, deployed, sync,
-               info: DatasetInfo) -> list:  # fmt: skip
+               info: DatasetInfo) -> tuple[list, RunFolderCallback]:  # fmt: skip
     """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
     use), events (and the watch of val accuracy at chance), TensorBoard."""
+    assert opts.epochs is not None  # _fit compared it with the epoch reached
+    # filled in by TrainOptions.for_dataset (a resumed run: from its run.json)
+    monitor, pattern = cast(str, opts.monitor), cast(str, opts.checkpoint)
     metadata = run["metadata"]
 
     def on_epoch_saved(state: RunState):
@@ -255,7 +261,7 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
         cbs.append(EventsCallback(events, steps))
     if opts.early_stop:
         early = ResumableEarlyStopping(
-            monitor=opts.monitor, patience=opts.early_stop, mode=monitor_mode(opts.monitor),
+            monitor=monitor, patience=opts.early_stop, mode=monitor_mode(monitor),
             initial=st.early_stop,
         )  # fmt: skip
         cbs.append(early)
@@ -264,9 +270,9 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
             epochs=opts.epochs,
             save_model=lambda _training, path: save_model(sync() or deployed, path,
                                                           metadata=metadata),  # fmt: skip
-            checkpoint_pattern=opts.checkpoint,
+            checkpoint_pattern=pattern,
             save_best_only=opts.save_best_only,
-            monitor=opts.monitor,
+            monitor=monitor,
             state=st,
             early_stopping=early,
             events=events,
@@ -295,6 +301,8 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
 
     initial_epoch = st.epoch
     out = where.out_dir
+    assert out is not None  # where.open_folder() made it
+    assert opts.epochs is not None  # filled in by TrainOptions.for_dataset (or the run.json)
     to_train = initial_epoch < opts.epochs and not early_stop_reached(
         st.early_stop, opts.early_stop, st.epoch
     )
@@ -385,7 +393,7 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
         epochs_run=st.epoch,
         best_epoch=st.best_epoch,
         best_value=st.best_value,
-        monitor=opts.monitor,
+        monitor=cast(str, opts.monitor),
         history=st.history,
         stopped_early=st.epoch < opts.epochs,
         resumed_from=initial_epoch,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from cnncli.errors import UsageError
 from cnncli.training.augment import AugmentOptions
@@ -217,7 +218,7 @@ class ModelSource:
     file or dict), 'from' (a saved model file) or 'model' (a Keras model object)."""
 
     kind: str
-    value: object
+    value: Any  # a preset name, a spec (file or dict), a model file or a keras.Model
 
     def describe(self, model_name: str) -> dict:
         """run.json's model.source: the name, spec or file as given (a Keras model: its name)."""

@@ -52,7 +52,7 @@ class PhaseChange(keras.callbacks.Callback):
     """At the start of epoch --fine-tune-at: unfreeze, recompile with the fine-tuning
     learning rate (`recompile(model, lr)`), and make Keras trace the train step again."""
 
-    def __init__(self, opts, recompile):
+    def __init__(self, opts, recompile) -> None:
         super().__init__()
         self.opts = opts
         self.recompile = recompile

@@ -18,6 +18,7 @@ what was measured, so tests can give them any machine; `detect_device` reads thi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def _field(text: str, key: str) -> str:
     return ""
 
 
-def device_from(cpuinfo: str, gpus: list[tuple[str, tuple[int, int] | None]] = ()) -> Device:
+def device_from(cpuinfo: str, gpus: Sequence[tuple[str, tuple[int, int] | None]] = ()) -> Device:
     """The device TensorFlow trains on: the first GPU of `gpus` ((name, compute capability)
     pairs) if any, else the CPU `cpuinfo` (the text of /proc/cpuinfo) describes."""
     if gpus:

@@ -266,7 +266,7 @@ def read_complete_history(path: Path) -> tuple[list[dict], int]:
     header = next(reader, None)
     if header is None:
         return [], cut
-    rows = []
+    rows: list[dict] = []
     for cells in reader:
         row = _parse_row(header, cells)
         if row is None:
@@ -281,9 +281,9 @@ def history_sample(rows: list[dict], most: int, keep: Sequence[int] = ()) -> lis
     every row when there are no more than `most`."""
     if len(rows) <= most:
         return rows
-    n, keep = len(rows), set(keep)
+    n, best = len(rows), set(keep)
     picked = {round(i * (n - 1) / (most - 1)) for i in range(most)}
-    picked |= {i for i, row in enumerate(rows) if row.get("epoch") in keep}
+    picked |= {i for i, row in enumerate(rows) if row.get("epoch") in best}
     return [rows[i] for i in sorted(picked)]
 
 

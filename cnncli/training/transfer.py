@@ -84,9 +84,9 @@ def chance_note(rows: list[dict], chance: float, random_backbone: bool) -> str |
     if len(rows) < CHANCE_EPOCHS:
         return None
     recent = rows[-CHANCE_EPOCHS:]
-    val = [r.get("val_accuracy") for r in recent]
-    acc = [r.get("accuracy") for r in rows]
-    if any(v is None for v in val) or any(a is None for a in acc):
+    val = [v for r in recent if (v := r.get("val_accuracy")) is not None]
+    acc = [a for r in rows if (a := r.get("accuracy")) is not None]
+    if len(val) < len(recent) or len(acc) < len(rows):
         return None
     if max(val) > chance + CHANCE_MARGIN or acc[-1] < max(acc[0] + CLIMB, chance + CLIMB):
         return None

@@ -111,9 +111,12 @@ def plan_study(req: TuneRequest) -> tuple[Path, dict]:
         where = req.study_dir or "(none given)"
         raise InputError(f"no study to join or resume at {where} (no {folder.STUDY_JSON})",
                          "start it first: cnncli tune DATASET --study DIR")  # fmt: skip
-    if req.dataset_dir is None and existing is None:
+    if req.dataset_dir is not None:
+        dataset_dir = req.dataset_dir
+    elif existing is not None:
+        dataset_dir = Path(existing["dataset"]["path"])
+    else:
         raise UsageError("missing DATASET_DIR", "cnncli tune DATASET_DIR --trials N")
-    dataset_dir = req.dataset_dir or Path(existing["dataset"]["path"])
     info = open_dataset(dataset_dir)
     study_dir = Path(req.study_dir or Path("studies") / Path(dataset_dir).resolve().name)
     if existing is None:

@@ -83,7 +83,7 @@ class Dim:
     values: tuple = ()
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "kind": self.kind}
+        d: dict[str, typing.Any] = {"name": self.name, "kind": self.kind}
         if self.kind == "choice":
             d["values"] = list(self.values)
         else:
