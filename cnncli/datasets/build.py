@@ -228,8 +228,9 @@ def build_dataset(
     sharding = None
     if stable_shards:
         given_n = stable_shards if isinstance(stable_shards, dict) else None
-        sharding = {"key": SHARDING_KEY, "buckets": bucket_counts(plan, shard_limit, given_n)}
-        runner = StableEngine(sharding["buckets"], previous)
+        buckets = bucket_counts(plan, shard_limit, given_n)
+        sharding = {"key": SHARDING_KEY, "buckets": buckets}
+        runner = StableEngine(buckets, previous)
     # a full disk or an unwritable OUT_DIR: one line naming it (nothing is left behind) and,
     # for raw records, about how much the dataset needs
     pixels = len(plan.rows) * int(np.prod(plan.spec.shape))

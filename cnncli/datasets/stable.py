@@ -111,8 +111,9 @@ class Previous:
         if not allow_leaks:
             groups: dict[str, list] = {}
             for r in ls.rows:
-                if self.current[r.name]:
-                    groups.setdefault(self.current[r.name], []).append(r)
+                digest = self.current[r.name]
+                if digest:
+                    groups.setdefault(digest, []).append(r)
             for g in groups.values():
                 old = [r.split for r in g if r.name in self.rows]
                 pool = old or [r.split for r in g]
@@ -197,7 +198,7 @@ class StableEngine:
                   and _old_file(prev, *k, self.buckets[k[0]]) is not None}  # fmt: skip
         dirty = sorted((k for k in members if k not in linked), key=_split_order)
         need = [i for k in dirty for i in members[k] if i not in reuse]
-        sha: dict[int, str] = {i: prev.current[rows[i].name] for i in reuse} if prev else {}
+        sha: dict[int, str] = {i: prev.current[rows[i].name] or "" for i in reuse} if prev else {}
         bad: set[int] = set()
         changed = Conversions()
         writing = job.writing()
@@ -238,7 +239,9 @@ class StableEngine:
                     part.unlink(missing_ok=True)
         if writing:
             for split, b in linked:
-                _link(_old_file(prev, split, b, self.buckets[split]),
+                kept = _old_file(prev, split, b, self.buckets[split]) if prev else None
+                assert kept is not None  # a linked shard is one the previous dataset has
+                _link(kept,
                       job.folder / shard_name(split, b, self.buckets[split]))
         names = {s: [shard_name(s, b, self.buckets[s]) for s2, b in
                      sorted(written | (linked if writing else set())) if s2 == s]

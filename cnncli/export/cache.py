@@ -160,8 +160,8 @@ def record_path(copy: Path) -> Path:
 
 def _fast_copy(path: Path, fmt: str, sha: str, unsafe: bool) -> Chosen:
     stale: str | None = None
-    for folder in cache_folders(path):
-        found = _use_copy(path, copy_path(folder, path, sha, fmt), sha, fmt)
+    for place in cache_folders(path):
+        found = _use_copy(path, copy_path(place, path, sha, fmt), sha, fmt)
         if isinstance(found, Chosen):
             return found
         stale = stale or found

@@ -179,9 +179,10 @@ def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
     m = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
     notes = list(m.notes) + _check_task_fit(m, info)
     notes += [f"converted at build: {c}" for c in info.conversions]
-    if tta and tta_note(m):
-        notes.append(tta_note(m))
-    forward = tta_probabilities if tta and not tta_note(m) else probabilities
+    refused = tta_note(m) if tta else None
+    if refused:
+        notes.append(refused)
+    forward = tta_probabilities if tta and not refused else probabilities
     tuned = False
     if tune_thresholds:
         _can_store(m)  # before the val split is run

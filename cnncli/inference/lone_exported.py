@@ -82,7 +82,7 @@ def _defaults(path: Path, input_shape, output_shape) -> tuple[dict, list[str]]:
     units = output_shape[-1] if len(output_shape) else None
     if not isinstance(units, int) and not hasattr(units, "__index__"):
         raise ModelFileError(f"{path}: its output has no fixed size", "export it with cnncli")
-    units = int(units)
+    units = int(units)  # type: ignore[arg-type]  # an int or a numpy int, checked above
     kind = "binary" if units == 1 else "categorical"
     names = [str(i) for i in range(2 if units == 1 else units)]
     side = {

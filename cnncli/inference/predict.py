@@ -215,7 +215,8 @@ class PredictStream:
 
     @property
     def notes(self) -> list[str]:
-        said = [tta_note(self.model)] if self.tta and tta_note(self.model) else []
+        note = tta_note(self.model) if self.tta else None
+        said = [note] if note else []
         return self.model.notes + self.changed.notes() + said
 
     def result(self, rows: list[Prediction]) -> PredictResult:

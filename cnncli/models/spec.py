@@ -246,13 +246,10 @@ def smallest_input(layers, shape: tuple[int, ...]) -> int | None:
     """The smallest square spatial size n (input (n, n, C)) the layer chain takes, or None."""
 
     def fits(n: int) -> bool:
-        s: tuple = (1, *([n] * (len(shape) - 1)), shape[-1])
+        s: tuple | None = (1, *([n] * (len(shape) - 1)), shape[-1])
         for layer in layers:
-            out = _out_shape(layer, s)
-            if out is None:
-                return False
-            s = out
-        return True
+            s = _out_shape(layer, s) if s is not None else None  # None: the chain broke
+        return s is not None
 
     hi = 1
     while not fits(hi):

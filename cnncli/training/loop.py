@@ -244,16 +244,7 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
     metadata = run["metadata"]
 
     def on_epoch_saved(state: RunState):
-        run["epoch_seconds"] = state.epoch_seconds
-        run["epochs_finished"] = state.epoch
-        run["best"] = {
-            "epoch": state.best_epoch,
-            "monitor": opts.monitor,
-            "value": state.best_value,
-            "metrics": next((r for r in state.history if r["epoch"] == state.best_epoch), {}),
-        }
-        with writing(out / rundir.RUN_JSON):
-            write_json(out / rundir.RUN_JSON, run)
+        rundir.record_epoch(out, run, state, opts.monitor)
 
     early = None
     cbs: list = []

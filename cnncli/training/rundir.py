@@ -31,7 +31,14 @@ from pathlib import Path
 
 from cnncli import __version__, claims
 from cnncli.atomic import clean_debris, write_json, write_text
-from cnncli.errors import BusyError, CnnError, InputError, OutputExistsError, UsageError
+from cnncli.errors import (
+    BusyError,
+    CnnError,
+    InputError,
+    OutputExistsError,
+    UsageError,
+    writing,
+)
 from cnncli.safe_files import read_json_file, read_text_file
 
 RUN_FORMAT = "cnncli-run"  # run.json's format name
@@ -170,6 +177,21 @@ def new_run_record(dataset_dir, info, model: dict, options: dict) -> dict:
         "versions": versions(),
         "metadata": model_metadata(info),
     }
+
+
+def record_epoch(run_dir: Path, run: dict, state, monitor: str | None) -> None:
+    """run.json after an epoch is saved: its time, the epochs finished and the best epoch so
+    far (`state`: the training's RunState) with its metrics, written atomically."""
+    run["epoch_seconds"] = state.epoch_seconds
+    run["epochs_finished"] = state.epoch
+    run["best"] = {
+        "epoch": state.best_epoch,
+        "monitor": monitor,
+        "value": state.best_value,
+        "metrics": next((r for r in state.history if r["epoch"] == state.best_epoch), {}),
+    }
+    with writing(Path(run_dir) / RUN_JSON):
+        write_json(Path(run_dir) / RUN_JSON, run)
 
 
 def model_metadata(info) -> dict:
