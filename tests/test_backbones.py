@@ -84,6 +84,7 @@ def test_two_phase_run_resumed_after_the_phase_change(two_phase):
     assert gradcam_target(probe).name.startswith("backbone/conv_pw_13")
 
 
+@pytest.mark.slow
 def test_a_run_starts_from_a_weights_file_it_made(two_phase, gray32, tmp_path):
     """Pre-trained by the fixture's run: its model and a .weights.h5 saved from its backbone
     are both loaded into a new run's backbone, equal to the file's weights."""

@@ -233,6 +233,7 @@ def _sure_model():
     return model
 
 
+@pytest.mark.slow
 def test_nothing_wrong_shows_the_least_certain_correct_images(facade, tmp_path, tiny, cli):
     from cnncli.inference.evaluate import evaluate
     from cnncli.inference.misclassified import sheet_title

@@ -69,6 +69,7 @@ def test_the_stem_and_widths_follow_the_images():
     assert "6x6, too small for the default network (it takes at least 8x8)" in e.value.message
 
 
+@pytest.mark.slow
 def test_default_recipe_is_recorded_in_run_json(cli, upscaled_ds, tmp_path):
     run = tmp_path / "run"
     r = cli("train", upscaled_ds, "-o", run, "--epochs", "2")

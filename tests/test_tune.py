@@ -192,6 +192,7 @@ def test_bad_input_is_one_line_exit_2_before_tensorflow(fresh_cli, dataset, tiny
     assert heavy == []
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() outside optimize
 def test_trials_of_dead_processes_are_failed_and_retried_once(tmp_path):
     """A RUNNING trial whose pid is gone from this host (kill -9), and a trial stopped by

@@ -50,6 +50,7 @@ def test_rows_best_first_and_the_best_so_far_line(study):
     assert best_so_far(study.rows, "minimize") == [(0, 0.71), (1, 0.71), (2, 0.71), (3, 0.71)]
 
 
+@pytest.mark.slow
 def test_study_page_opens_in_a_browser(study, open_page, browser):
     page = write_study_page(study)
     assert page == study.study_dir / "index.html"
