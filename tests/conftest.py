@@ -30,6 +30,9 @@ def pytest_unconfigure(config):
     pools (a suite was seen to print its results and never exit). The results are printed
     and written by now, so the process leaves as cnncli.cli.state.exit_now does."""
     if "tensorflow" in sys.modules:
+        import atexit
+
+        atexit._run_exitfuncs()  # TensorFlow's autograph removes its temporary files there
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(_EXIT_STATUS)

@@ -165,6 +165,10 @@ def test_a_command_that_loaded_tensorflow_leaves_at_once_with_its_code(tmp_path)
         "import sys, time\n"
         "import tensorflow as tf\n"
         "from cnncli.cli.state import exit_now\n"
+        "@tf.function\n"
+        "def f(x):\n"
+        "    return x * 2 if x > 0 else x\n"  # autograph writes a temporary module for it
+        "f(tf.constant(1))\n"
         "ds = tf.data.Dataset.range(10**6).map(lambda x: x * 2, num_parallel_calls=-1)"
         ".batch(32).prefetch(-1)\n"
         "it = iter(ds)\n"
@@ -173,12 +177,15 @@ def test_a_command_that_loaded_tensorflow_leaves_at_once_with_its_code(tmp_path)
         "print('last line', time.time(), end='')\n"
         "exit_now(int(sys.argv[1]))\n"
     )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     for code in (0, 3):
         done = subprocess.run(
             [sys.executable, str(script), str(code)], capture_output=True, text=True,
-            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch)},
         )  # fmt: skip
         ended = time.time()
         assert done.returncode == code, done.stderr[-2000:]
         assert done.stdout.startswith("last line")  # flushed although os._exit skips it
         assert ended - float(done.stdout.split()[-1]) < 3.0
+        assert list(scratch.iterdir()) == []  # atexit ran: autograph's temporary files gone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import logging
@@ -98,8 +99,9 @@ def exit_now(code: str | int | None = 0) -> None:
     last epoch"), and a tf.data iterator destroyed then can deadlock in its thread pool (a
     test process seen never to exit). By then every output of a command is committed
     (written under temporary names and renamed; claims released by their `with` blocks), so
-    the streams are flushed and the process leaves through os._exit, skipping that teardown.
-    Without TensorFlow loaded, a plain sys.exit."""
+    the functions registered with atexit run (TensorFlow's autograph deletes its temporary
+    files there), the streams are flushed and the process leaves through os._exit, skipping
+    the teardown. Without TensorFlow loaded, a plain sys.exit."""
     if "tensorflow" not in sys.modules:
         sys.exit(code)
     if code is None:
@@ -107,6 +109,7 @@ def exit_now(code: str | int | None = 0) -> None:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
+    atexit._run_exitfuncs()  # what a normal exit runs first: temporary files removed, ...
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
