@@ -157,12 +157,18 @@ def check_nodes(paths: list, inputs: str, out_folder: Path | None = None) -> int
             except ray.exceptions.GetTimeoutError:
                 raise InputError(f"node {where} did not answer within {CHECK_SECONDS:.0f} s",
                                  "check the node (ray status), or stop it") from None  # fmt: skip
+            except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError):
+                # listed alive, gone since (Ray marks a node dead only after missed
+                # heartbeats): it takes no work, so there is nothing of it to check
+                continue
+        if not views:
+            raise InputError("no node of the Ray cluster is alive", "start the cluster again")
         compare_views(views, inputs, out_folder.parent if out_folder else None, token,
                       version=__version__)  # fmt: skip
     finally:
         if probe is not None:
             probe.unlink(missing_ok=True)
-    return len(nodes)
+    return len(views)
 
 
 # ------------------------------------------------------------------ the shards
