@@ -257,8 +257,15 @@ def _tiny_model(workdir: Path, suffix: str = ".keras") -> bytes:
             [keras.Input((6, 5, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")]
         )
         path = workdir / f"tiny{suffix}"
-        save_model(model, path, {"class_names": ["a", "b"], "pixel_scale": 1 / 255,
-                                 "image": {"height": 6, "width": 5, "color": "rgb"}})  # fmt: skip
+        save_model(
+            model,
+            path,
+            {
+                "class_names": ["a", "b"],
+                "pixel_scale": 1 / 255,
+                "image": {"height": 6, "width": 5, "color": "rgb"},
+            },
+        )
         _MODEL[suffix] = path.read_bytes()
     return _MODEL[suffix]
 
@@ -292,8 +299,12 @@ def damaged_h5(shift: int):
 
 
 def metadata(**changes) -> bytes:
-    meta = {"format_version": 1, "class_names": ["a", "b"], "pixel_scale": 1 / 255,
-            "image": {"height": 6, "width": 5, "color": "rgb"}}  # fmt: skip
+    meta = {
+        "format_version": 1,
+        "class_names": ["a", "b"],
+        "pixel_scale": 1 / 255,
+        "image": {"height": 6, "width": 5, "color": "rgb"},
+    }
     for key, value in changes.items():
         if value is None:
             meta.pop(key, None)
@@ -335,12 +346,12 @@ def battery() -> list[Case]:
         Case(9, "long name + truncated PNG", with_blocker("long name", "c.png", _cut(png))),
         Case(9, "odd size + truncated PNG", with_blocker("odd size", "c.png", _cut(png))),
         Case(9, "class too small + truncated PNG",
-             with_blocker("class too small", "c.png", _cut(png))),  # fmt: skip
+             with_blocker("class too small", "c.png", _cut(png))),
         Case(9, "two blockers + truncated PNG", _two_blockers),
         Case(9, "index gap + truncated JPEG", with_blocker("gap", "c.jpg", _cut(jpg, 0.9))),
         Case(9, "index gap + truncated GIF", with_blocker("gap", "c.gif", _cut(_encoded("GIF")))),
         Case(9, "index gap + truncated TIFF",
-             with_blocker("gap", "c.tif", _cut(_encoded("TIFF")))),  # fmt: skip
+             with_blocker("gap", "c.tif", _cut(_encoded("TIFF")))),
         Case(9, "index gap + truncated BMP", with_blocker("gap", "c.bmp", _cut(_encoded("BMP")))),
         Case(13, "mixed sizes name their files", mixed_sizes),
         Case(13, "a folder named dir.png", folder_named_png),
@@ -354,29 +365,29 @@ def battery() -> list[Case]:
         Case(13, "text named .png", one_bad_file("text.png", b"I am not a picture")),
     ]
     fmts = {"png": ("PNG", {}), "jpg": ("JPEG", {}), "gif": ("GIF", {}), "tif": ("TIFF", {}),
-            "bmp": ("BMP", {}), "webp": ("WEBP", {"lossless": True})}  # fmt: skip
+            "bmp": ("BMP", {}), "webp": ("WEBP", {"lossless": True})}
     for ext, (fmt, save) in fmts.items():
         data = _encoded(fmt, **save)
         cases.append(Case(8, f"truncated {ext}", one_bad_file(f"cut.{ext}", _cut(data, 0.5),
-                                                              "--size", "6x5")))  # fmt: skip
+                                                              "--size", "6x5")))
         for seed in (1, 2):
             cases.append(Case(8, f"{ext}: bytes flipped ({seed})", one_bad_file(
-                f"flip{seed}.{ext}", _flipped(data, seed)), may_decode=True))  # fmt: skip
+                f"flip{seed}.{ext}", _flipped(data, seed)), may_decode=True))
     cases += [
         Case(8, "model: class_names 5", hostile_model("cnncli.json", metadata(class_names=5)),
-             model=True),  # fmt: skip
+             model=True),
         Case(8, "model: image without width", hostile_model(
             "cnncli.json", metadata(image={"height": 6, "color": "rgb"})), model=True),
         Case(8, "model: pixel_scale 'abc'", hostile_model("cnncli.json",
                                                           metadata(pixel_scale="abc")), model=True),
         Case(8, "model: non-UTF-8 config.json", hostile_model("config.json", b"{\"a\": \"\xff\"}"),
-             model=True),  # fmt: skip
+             model=True),
         Case(8, "model: .h5 attribute heap damaged (1)", damaged_h5(8), model=True),
         Case(8, "model: .h5 attribute heap damaged (2)", damaged_h5(40), model=True),
         Case(8, "model: metadata not JSON", hostile_model("cnncli.json", b"{nope"), model=True),
         Case(13, "model: format_version '1'", hostile_model("cnncli.json",
                                                             metadata(format_version="1")),
-             model=True),  # fmt: skip
+             model=True),
     ]
     # fmt: on
     return cases

@@ -67,8 +67,13 @@ def run_case(case: Case, root: Path) -> tuple[bool, str]:
     env = {**os.environ, "COLUMNS": "400", "TF_CPP_MIN_LOG_LEVEL": "3", "NO_COLOR": "1"}
     start = time.perf_counter()
     try:
-        p = subprocess.run([sys.executable, "-m", "cnncli", *args], cwd=root, env=env,
-                           capture_output=True, timeout=300)  # fmt: skip
+        p = subprocess.run(
+            [sys.executable, "-m", "cnncli", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
     except subprocess.TimeoutExpired:
         return False, "timed out"
     took = time.perf_counter() - start
@@ -80,8 +85,12 @@ def run_case(case: Case, root: Path) -> tuple[bool, str]:
     return not why, (f"exit {p.returncode}: {timed}" + ("; ".join(why) or last))[:160]
 
 
-def bad_inputs(quick: bool = False, keyword: str | None = None, keep: Path | None = None,
-               echo: Callable[[str], None] = print) -> tuple[int, int, list]:  # fmt: skip
+def bad_inputs(
+    quick: bool = False,
+    keyword: str | None = None,
+    keep: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> tuple[int, int, list]:
     """Run the battery -> (tried, handled, [(item, case, handled, what happened)])."""
     cases = [c for c in battery() if not (quick and c.model)]
     cases = [c for c in cases if not keyword or keyword in c.name]

@@ -182,20 +182,27 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             subprocess.run(
                 cmd + ["activations", str(model_path), str(image), "-o", str(out)],
-                check=True, capture_output=True,
-            )  # fmt: skip
+                check=True,
+                capture_output=True,
+            )
             cli_wall.append(time.perf_counter() - t)
 
         def med(side, key):
             return statistics.median(x[key] for x in runs[side])
 
         print(f"{'':28}{'cnncli':>10}{'course':>10}")
-        print(f"{'layers drawn (PNG files)':28}{runs['cnncli'][0]['pngs']:>10}"
-              f"{runs['course'][0]['pngs']:>10}")  # fmt: skip
-        print(f"{'import tensorflow+keras, s':28}{med('cnncli', 'import_s'):>10.2f}"
-              f"{med('course', 'import_s'):>10.2f}")  # fmt: skip
-        print(f"{'work (load..PNGs), s':28}{med('cnncli', 'work_s'):>10.2f}"
-              f"{med('course', 'work_s'):>10.2f}")  # fmt: skip
+        print(
+            f"{'layers drawn (PNG files)':28}{runs['cnncli'][0]['pngs']:>10}"
+            f"{runs['course'][0]['pngs']:>10}"
+        )
+        print(
+            f"{'import tensorflow+keras, s':28}{med('cnncli', 'import_s'):>10.2f}"
+            f"{med('course', 'import_s'):>10.2f}"
+        )
+        print(
+            f"{'work (load..PNGs), s':28}{med('cnncli', 'work_s'):>10.2f}"
+            f"{med('course', 'work_s'):>10.2f}"
+        )
         print(f"{'  of which model load, s':28}{med('cnncli', 'load_s'):>10.2f}{'':>10}")
         ratio = med("course", "work_s") / med("cnncli", "work_s")
         print(
@@ -203,8 +210,10 @@ def main(argv=None) -> int:
         )
         goal = "met" if med("cnncli", "work_s") <= GOAL_S else "NOT met"
         print(f"goal <= {GOAL_S:.0f} s excluding the import: {goal}")
-        print(f"`cnncli activations MODEL IMAGE -o DIR` wall time, import included: "
-              f"{statistics.median(cli_wall):.2f} s (median of {repeat})")  # fmt: skip
+        print(
+            f"`cnncli activations MODEL IMAGE -o DIR` wall time, import included: "
+            f"{statistics.median(cli_wall):.2f} s (median of {repeat})"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

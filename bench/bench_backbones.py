@@ -56,8 +56,9 @@ def throughput(names, batches: int) -> list[dict]:
         bb = get_backbone(name)
         alpha = min(bb.alphas)
         head = keras.layers.Dense(1, activation="sigmoid")
-        model = build_backbone_model(name, (32, 32, 3), head, alpha=alpha if len(bb.alphas) > 1
-                                     else None)  # fmt: skip
+        model = build_backbone_model(
+            name, (32, 32, 3), head, alpha=alpha if len(bb.alphas) > 1 else None
+        )
         model.compile(optimizer="adam", loss="binary_crossentropy")
         model.predict_on_batch(x)
         t = time.perf_counter()
@@ -69,9 +70,14 @@ def throughput(names, batches: int) -> list[dict]:
         for _ in range(batches):
             model.train_on_batch(x, y)
         trained = batches * 32 / (time.perf_counter() - t)
-        rows.append({"backbone": bb.describe(alpha if len(bb.alphas) > 1 else None),
-                     "params": model.count_params(), "infer_per_s": infer,
-                     "train_per_s": trained})  # fmt: skip
+        rows.append(
+            {
+                "backbone": bb.describe(alpha if len(bb.alphas) > 1 else None),
+                "params": model.count_params(),
+                "infer_per_s": infer,
+                "train_per_s": trained,
+            }
+        )
         print(
             f"  {rows[-1]['backbone']:<28} {rows[-1]['params']:>10,} params  "
             f"infer {infer:8.0f}/s  train {trained:7.0f}/s",
@@ -91,8 +97,13 @@ def run(name, ds, out, **kw) -> dict:
     seconds = time.perf_counter() - t
     best = next(r for r in result.history if r["epoch"] == result.best_epoch)
     acc = max(r.get("val_accuracy", 0) for r in result.history)
-    row = {"run": name, "val_accuracy": acc, "best_epoch": result.best_epoch,
-           "val_loss": best.get("val_loss"), "seconds": seconds}  # fmt: skip
+    row = {
+        "run": name,
+        "val_accuracy": acc,
+        "best_epoch": result.best_epoch,
+        "val_loss": best.get("val_loss"),
+        "seconds": seconds,
+    }
     print(f"  {name:<58} best val acc {acc:.3f}  {seconds:6.1f} s", flush=True)
     return row
 
@@ -119,23 +130,54 @@ def main(argv=None) -> int:
         facade, labels = ROOT / "sample_data" / "facade", ROOT / "sample_data/facade/labels.csv"
         build_dataset(facade, work / "f500", labels=labels, size=(500, 500), val=0.25, seed=0)
         build_dataset(facade, work / "f96", labels=labels, size=(96, 96), val=0.25, seed=0)
-        build_dataset(ROOT / "sample_data" / "shapes", work / "shapes", size=(32, 32),
-                      val=0.25, seed=0)  # fmt: skip
+        build_dataset(
+            ROOT / "sample_data" / "shapes", work / "shapes", size=(32, 32), val=0.25, seed=0
+        )
         v2 = {"backbone": "mobilenetv2", "alpha": 0.35, "epochs": epochs, "batch_size": 8}
         print(f"2. shapes (class folders, 4 classes), {epochs} epochs:")
-        run("tiny from scratch (lr 0.01)", work / "shapes", work / "s-tiny", arch="tiny",
-            epochs=epochs, batch_size=8, lr=0.01)  # fmt: skip
-        run("mobilenetv2 0.35 --weights none --lr-schedule cosine", work / "shapes",
-            work / "s-v2", weights="none", lr_schedule="cosine", **v2)  # fmt: skip
+        run(
+            "tiny from scratch (lr 0.01)",
+            work / "shapes",
+            work / "s-tiny",
+            arch="tiny",
+            epochs=epochs,
+            batch_size=8,
+            lr=0.01,
+        )
+        run(
+            "mobilenetv2 0.35 --weights none --lr-schedule cosine",
+            work / "shapes",
+            work / "s-v2",
+            weights="none",
+            lr_schedule="cosine",
+            **v2,
+        )
         print(f"3. façade (2 classes, 40 photos), {epochs} epochs:")
-        run("course facade model from scratch (500x500x4)", work / "f500", work / "f-course",
-            arch="facade", epochs=epochs, batch_size=8)  # fmt: skip
-        run("mobilenetv2 0.35 --weights none (96x96)", work / "f96", work / "f-none",
-            weights="none", **v2)  # fmt: skip
+        run(
+            "course facade model from scratch (500x500x4)",
+            work / "f500",
+            work / "f-course",
+            arch="facade",
+            epochs=epochs,
+            batch_size=8,
+        )
+        run(
+            "mobilenetv2 0.35 --weights none (96x96)",
+            work / "f96",
+            work / "f-none",
+            weights="none",
+            **v2,
+        )
         at = max(2, epochs // 2)
-        run(f"mobilenetv2 0.35 --weights shapes-run --fine-tune-at {at}", work / "f96",
-            work / "f-pre", weights=str(work / "s-v2" / "best.keras"), fine_tune_at=at,
-            fine_tune_lr=1e-4, **v2)  # fmt: skip
+        run(
+            f"mobilenetv2 0.35 --weights shapes-run --fine-tune-at {at}",
+            work / "f96",
+            work / "f-pre",
+            weights=str(work / "s-v2" / "best.keras"),
+            fine_tune_at=at,
+            fine_tune_lr=1e-4,
+            **v2,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -150,16 +192,16 @@ def recipe(work: Path) -> None:
 
     make_digits(work / "digits")
     ds = work / "digits-ds"
-    build_dataset(work / "digits", ds, size=(28, 28), color="grayscale", val=0.15, test=0.2,
-                  seed=0)  # fmt: skip
-    aug = AugmentOptions.from_options(True, rotation=10, shift=0.1, shear=0.0, zoom=0.1,
-                                      flip=False)  # fmt: skip
+    build_dataset(work / "digits", ds, size=(28, 28), color="grayscale", val=0.15, test=0.2, seed=0)
+    aug = AugmentOptions.from_options(True, rotation=10, shift=0.1, shear=0.0, zoom=0.1, flip=False)
     print("4. digits (class folders, 10 classes), test accuracy of best.keras:")
     for name, kw in (
         ("course: mnist, 10 epochs", {"epochs": 10}),
-        ("recipe: mnist --augment --lr-schedule cosine --warmup 1, 20 epochs",
-         {"epochs": 20, "augment": aug, "lr_schedule": "cosine", "warmup": 1}),
-    ):  # fmt: skip
+        (
+            "recipe: mnist --augment --lr-schedule cosine --warmup 1, 20 epochs",
+            {"epochs": 20, "augment": aug, "lr_schedule": "cosine", "warmup": 1},
+        ),
+    ):
         row = run(name, ds, work / name[:6], arch="mnist", batch_size=64, **kw)
         test = evaluate(work / name[:6] / "best.keras", ds, split="test").accuracy
         print(f"    test accuracy {test:.4f} ({row['seconds']:.0f} s)", flush=True)

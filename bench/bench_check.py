@@ -49,8 +49,7 @@ SIZE = 32
 FLIP_FRACTION = 0.02
 NEAR_COPIES = 40
 EXACT_CONFLICTS = 6
-TRANSFORMS = ("jpeg", "resize_down", "shift", "brighten", "noise", "resize_up", "shift2",
-              "darken")  # fmt: skip
+TRANSFORMS = ("jpeg", "resize_down", "shift", "brighten", "noise", "resize_up", "shift2", "darken")
 
 
 def digit_image(pixels8: np.ndarray) -> Image.Image:
@@ -85,8 +84,14 @@ def transformed(img: Image.Image, kind: str, rng: np.random.Generator) -> tuple[
     return buf.getvalue(), ".png"
 
 
-def make_planted(folder: Path, seed: int = 0, n: int | None = None, flip: float = FLIP_FRACTION,
-                 near: int = NEAR_COPIES, exact: int = EXACT_CONFLICTS) -> dict:  # fmt: skip
+def make_planted(
+    folder: Path,
+    seed: int = 0,
+    n: int | None = None,
+    flip: float = FLIP_FRACTION,
+    near: int = NEAR_COPIES,
+    exact: int = EXACT_CONFLICTS,
+) -> dict:
     """Write the planted-fault set into `folder` (images/ and labels.csv); return its truth:
     {"flips": [names], "near_pairs": [(a, b)], "exact_pairs": [(a, b)], "leaks": [(a, b)],
     "conflicts": [(a, b)], "names": [...]}."""
@@ -113,8 +118,13 @@ def make_planted(folder: Path, seed: int = 0, n: int | None = None, flip: float 
     for i in flips:
         label[i] = f"n{(y[i] + rng.integers(1, 10)) % 10}"
     rows = [(names[i], label[i], split[i]) for i in range(k)]
-    truth = {"flips": [names[i] for i in flips], "near_pairs": [], "exact_pairs": [],
-             "leaks": [], "conflicts": []}  # fmt: skip
+    truth = {
+        "flips": [names[i] for i in flips],
+        "near_pairs": [],
+        "exact_pairs": [],
+        "leaks": [],
+        "conflicts": [],
+    }
     other = {"train": "test", "test": "train"}
     for j, i in enumerate(near_src):
         data, ext = transformed(digit_image(x[i]), TRANSFORMS[j % len(TRANSFORMS)], rng)
@@ -143,10 +153,13 @@ def make_planted(folder: Path, seed: int = 0, n: int | None = None, flip: float 
 
 
 def cnncli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
-                                                                  os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "cnncli", *args], capture_output=True,
-                          text=True, env=env, check=True)  # fmt: skip
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "cnncli", *args], capture_output=True, text=True, env=env, check=True
+    )
 
 
 def pairs_of(groups) -> set[frozenset]:
@@ -157,8 +170,9 @@ def pairs_of(groups) -> set[frozenset]:
     return out
 
 
-def anchor_svc(images: dict[str, np.ndarray], labels: dict[str, str],
-               top: int) -> tuple[list[str], list[str]]:  # fmt: skip
+def anchor_svc(
+    images: dict[str, np.ndarray], labels: dict[str, str], top: int
+) -> tuple[list[str], list[str]]:
     """cleanlab on 5-fold out-of-fold probabilities of SVC on raw pixels: the names ranked
     by find_label_issues (its list), and every image ranked by its label quality score."""
     from cleanlab.filter import find_label_issues
@@ -172,8 +186,9 @@ def anchor_svc(images: dict[str, np.ndarray], labels: dict[str, str],
     y = np.array([classes.index(labels[n]) for n in names])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # probability=True: the anchor as named
-        probs = cross_val_predict(SVC(probability=True, random_state=0), x, y, cv=5,
-                                  method="predict_proba")  # fmt: skip
+        probs = cross_val_predict(
+            SVC(probability=True, random_state=0), x, y, cv=5, method="predict_proba"
+        )
     ranked = find_label_issues(y, probs, return_indices_ranked_by="self_confidence")
     quality = get_label_quality_scores(y, probs, method="self_confidence")
     return [names[i] for i in ranked][:top], [names[i] for i in np.argsort(quality)][:top]
@@ -189,8 +204,9 @@ def anchor_phash(files: dict[str, Path], planted: set[frozenset], want: int):
     dist = (bits[:, None, :] != bits[None, :, :]).sum(-1)  # 1,800^2: fine for the anchor
     iu = np.triu_indices(len(names), 1)
     d = dist[iu]
-    is_planted = np.array([frozenset((names[a], names[b])) in planted
-                           for a, b in zip(*iu, strict=True)])  # fmt: skip
+    is_planted = np.array(
+        [frozenset((names[a], names[b])) in planted for a, b in zip(*iu, strict=True)]
+    )
     best, table = None, []
     for t in range(0, 33):
         found = int((is_planted & (d <= t)).sum())
@@ -201,8 +217,15 @@ def anchor_phash(files: dict[str, Path], planted: set[frozenset], want: int):
     return best or table[-1], table
 
 
-PHOTO_KINDS = ("jpeg q60", "half size", "brightness x1.25", "brightness x0.8", "noise 6",
-               "shift 3 px", "crop 3 px")  # fmt: skip
+PHOTO_KINDS = (
+    "jpeg q60",
+    "half size",
+    "brightness x1.25",
+    "brightness x0.8",
+    "noise 6",
+    "shift 3 px",
+    "crop 3 px",
+)
 
 
 def photo_variant(img: Image.Image, kind: str) -> Image.Image:
@@ -262,8 +285,9 @@ def near_dup_memory(counts: list[int]) -> list[tuple[int, float, float]]:
     for n in counts:
         rng = np.random.default_rng(n)
         small = rng.integers(0, 256, (n, 6, 6), dtype=np.uint8)
-        pics = np.stack([np.asarray(Image.fromarray(s).resize((SIZE, SIZE), Image.BICUBIC))
-                         for s in small])[..., None]  # fmt: skip
+        pics = np.stack(
+            [np.asarray(Image.fromarray(s).resize((SIZE, SIZE), Image.BICUBIC)) for s in small]
+        )[..., None]
         t = time.perf_counter()
         tracemalloc.start()
         work = working_images(pics)
@@ -283,9 +307,23 @@ def main() -> None:
     n = 600 if args.quick else None
     truth = make_planted(root, n=n)
     ds = root / "ds"
-    cnncli("dataset", "build", str(root / "images"), "-o", str(ds), "--labels",
-           str(root / "labels.csv"), "--split-col", "split", "--size", f"{SIZE}x{SIZE}",
-           "--color", "grayscale", "--allow-leaks", "--overwrite")  # fmt: skip
+    cnncli(
+        "dataset",
+        "build",
+        str(root / "images"),
+        "-o",
+        str(ds),
+        "--labels",
+        str(root / "labels.csv"),
+        "--split-col",
+        "split",
+        "--size",
+        f"{SIZE}x{SIZE}",
+        "--color",
+        "grayscale",
+        "--allow-leaks",
+        "--overwrite",
+    )
     t = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = cnncli("dataset", "check", str(ds), "--json", "--overwrite")
@@ -303,8 +341,10 @@ def main() -> None:
     with open(root / "labels.csv") as f:
         for row in csv.DictReader(f):
             labels[row["image"]] = row["label"]
-    pixels = {name: np.asarray(Image.open(p).convert("L").resize((SIZE, SIZE), Image.BILINEAR))
-              for name, p in files.items()}  # fmt: skip
+    pixels = {
+        name: np.asarray(Image.open(p).convert("L").resize((SIZE, SIZE), Image.BILINEAR))
+        for name, p in files.items()
+    }
     t = time.perf_counter()
     svc_ranked, svc_all = anchor_svc(pixels, labels, top)
     svc_time = time.perf_counter() - t
@@ -321,34 +361,50 @@ def main() -> None:
         groups = [set(g["images"]) for g in result["duplicates"] if g[kind]]
         return sum(any({a, b} <= g for g in groups) for a, b in pairs)
 
-    print(f"set: {len(truth['names'])} images ({len(flips)} flipped labels, "
-          f"{len(truth['near_pairs'])} near copies, {len(truth['exact_pairs'])} exact copies "
-          f"with another label; {len(truth['leaks'])} planted leaks) in {root}")  # fmt: skip
+    print(
+        f"set: {len(truth['names'])} images ({len(flips)} flipped labels, "
+        f"{len(truth['near_pairs'])} near copies, {len(truth['exact_pairs'])} exact copies "
+        f"with another label; {len(truth['leaks'])} planted leaks) in {root}"
+    )
     print(f"label model: {result['label_model']}")
     print(f"{'':38} {'cnncli check':>14} {'anchor':>22}")
-    print(f"{'planted flips in top ' + str(top):38} {found:>6}/{len(flips)} "
-          f"({found / len(flips):.0%}) {svc_found:>8}/{len(flips)} ({svc_found / len(flips):.0%}) "
-          f"SVC raw + find_label_issues ({svc_time:.1f} s)")  # fmt: skip
-    print(f"{'':53} {svc_all_found:>8}/{len(flips)} ({svc_all_found / len(flips):.0%}) "
-          "the same SVC, every image ranked by quality score")  # fmt: skip
-    print(f"{'planted duplicate pairs found':38} {dup_found:>6}/{len(planted)} "
-          f"({dup_found / len(planted):.0%}) {ph_found:>8}/{len(planted)} "
-          f"({ph_found / len(planted):.0%}) pHash <= {t_ph} bits")  # fmt: skip
+    print(
+        f"{'planted flips in top ' + str(top):38} {found:>6}/{len(flips)} "
+        f"({found / len(flips):.0%}) {svc_found:>8}/{len(flips)} ({svc_found / len(flips):.0%}) "
+        f"SVC raw + find_label_issues ({svc_time:.1f} s)"
+    )
+    print(
+        f"{'':53} {svc_all_found:>8}/{len(flips)} ({svc_all_found / len(flips):.0%}) "
+        "the same SVC, every image ranked by quality score"
+    )
+    print(
+        f"{'planted duplicate pairs found':38} {dup_found:>6}/{len(planted)} "
+        f"({dup_found / len(planted):.0%}) {ph_found:>8}/{len(planted)} "
+        f"({ph_found / len(planted):.0%}) pHash <= {t_ph} bits"
+    )
     print(f"{'other pairs flagged':38} {dup_other:>14} {ph_other:>22}")
-    print(f"{'planted leaks marked':38} {marked('leak', truth['leaks']):>6}/"
-          f"{len(truth['leaks'])}")  # fmt: skip
-    print(f"{'planted conflicts marked':38} {marked('conflict', truth['conflicts']):>6}/"
-          f"{len(truth['conflicts'])}")  # fmt: skip
-    print("pHash at other thresholds (bits: planted found, other pairs): " + "; ".join(
-        f"<={t}: {f}, {o}" for t, f, o in ph_table if t in (4, 6, 8, 10, 12, 16)))
+    print(f"{'planted leaks marked':38} {marked('leak', truth['leaks']):>6}/{len(truth['leaks'])}")
+    print(
+        f"{'planted conflicts marked':38} {marked('conflict', truth['conflicts']):>6}/"
+        f"{len(truth['conflicts'])}"
+    )
+    print(
+        "pHash at other thresholds (bits: planted found, other pairs): "
+        + "; ".join(f"<={t}: {f}, {o}" for t, f, o in ph_table if t in (4, 6, 8, 10, 12, 16))
+    )
     print(f"{'command wall time (s)':38} {wall:>14.1f}   (CPU {cpu:.1f} s)")
     found, distinct = photo_copies()
-    print("façade photos (128x128, sample_data), near copies found by kind: " + "; ".join(
-        f"{k} {f}/{n}" for k, (f, n) in found.items()) + f"; distinct pairs flagged: {distinct}")
+    print(
+        "façade photos (128x128, sample_data), near copies found by kind: "
+        + "; ".join(f"{k} {f}/{n}" for k, (f, n) in found.items())
+        + f"; distinct pairs flagged: {distinct}"
+    )
     if not args.quick:
         for count, secs, mib in near_dup_memory([2000, 5000, 20000]):
-            print(f"near-duplicate search, {count:>6} images: {secs:6.1f} s, peak {mib:7.1f} MiB "
-                  f"({mib * 2**20 / count / 1024:.1f} KiB per image)")  # fmt: skip
+            print(
+                f"near-duplicate search, {count:>6} images: {secs:6.1f} s, peak {mib:7.1f} MiB "
+                f"({mib * 2**20 / count / 1024:.1f} KiB per image)"
+            )
 
 
 if __name__ == "__main__":

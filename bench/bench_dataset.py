@@ -96,8 +96,9 @@ def bench_speed(tmp: Path, n: int, repeats: int = 2) -> dict:
     for p in folder.rglob("*.png"):  # warm the page cache for both sides
         p.read_bytes()
     size = f"{TARGET[0]}x{TARGET[1]}"
-    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in ("loop", "build", "build1",
-                                                                   "procs")}  # fmt: skip
+    runs: dict[str, list[tuple[float, float]]] = {
+        k: [] for k in ("loop", "build", "build1", "procs")
+    }
 
     def build(workers, processes=False):
         from cnncli.datasets import workers as pool
@@ -221,9 +222,16 @@ def bench_formats(tmp: Path, n_big: int, n_small: int) -> list[dict]:
             wall, _ = _timed(run)
             info = open_dataset(out)
             size = sum(p.stat().st_size for p in info.shard_paths("train"))
-            rows.append({"images": label, "n": n, "format": fmt, "build_ips": n / wall,
-                         "kb_per_image": size / n / 1024,
-                         "read_ips": tf_read_rate(info)})  # fmt: skip
+            rows.append(
+                {
+                    "images": label,
+                    "n": n,
+                    "format": fmt,
+                    "build_ips": n / wall,
+                    "kb_per_image": size / n / 1024,
+                    "read_ips": tf_read_rate(info),
+                }
+            )
             shutil.rmtree(out)
     return rows
 
@@ -237,8 +245,10 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [120, 400] if args.quick else [120, 1200]
     counts = [200, 800] if args.quick else [1000, 4000]
-    print(f"cores: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} "
-          "(shared machine: figures are noisy)")  # fmt: skip
+    print(
+        f"cores: {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f} "
+        "(shared machine: figures are noisy)"
+    )
     with tempfile.TemporaryDirectory(prefix="cnncli-bench-") as d:
         tmp = Path(d)
         names = {
@@ -250,11 +260,15 @@ def main() -> None:
         for n in sizes:
             s = bench_speed(tmp, n, args.repeats)
             cpu = s["cpu_ms_per_image"]
-            print(f"(a) {n} PNGs 500x500 RGBA -> {TARGET[0]}x{TARGET[1]} RGBA records "
-                  f"(best of {args.repeats}, interleaved)")  # fmt: skip
+            print(
+                f"(a) {n} PNGs 500x500 RGBA -> {TARGET[0]}x{TARGET[1]} RGBA records "
+                f"(best of {args.repeats}, interleaved)"
+            )
             for k, label in names.items():
-                print(f"    {label:32} {s['ips'][k]:7.1f} images/s  {cpu[k]:6.1f} ms CPU/image"
-                      f"  ratio to the loop {s['ratio'][k]:.2f}x")  # fmt: skip
+                print(
+                    f"    {label:32} {s['ips'][k]:7.1f} images/s  {cpu[k]:6.1f} ms CPU/image"
+                    f"  ratio to the loop {s['ratio'][k]:.2f}x"
+                )
             print(f"    the default build kept {s['cores_used_by_build']:.2f} cores busy")
         if args.no_memory:
             return

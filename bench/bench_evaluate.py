@@ -82,9 +82,10 @@ def make_model(path: Path, info):
     inputs = keras.Input(info.image.shape)
     model = keras.Model(inputs, arch(keras.layers.Rescaling(1 / 255)(inputs)))
     save_model(
-        model, path,
+        model,
+        path,
         {"class_names": info.class_names, "image": info.image.to_dict(), "pixel_scale": 1.0},
-    )  # fmt: skip
+    )
     return path
 
 
@@ -120,9 +121,14 @@ def whole_command(tmp: Path, rounds: int) -> None:
     sides = {
         "cnncli predict (piped: plain lines)": cnncli,
         "cnncli predict --csv": [*cnncli, "--csv"],
-        "hand-written Pillow + model.predict": [sys.executable, "-c", HAND_WRITTEN,
-                                                str(model_path), str(folder)],
-    }  # fmt: skip
+        "hand-written Pillow + model.predict": [
+            sys.executable,
+            "-c",
+            HAND_WRITTEN,
+            str(model_path),
+            str(folder),
+        ],
+    }
     times: dict[str, list[float]] = {k: [] for k in sides}
     outputs = {}
     for r in range(rounds + 1):  # round 0 warms the page cache and is not counted
@@ -145,8 +151,10 @@ def whole_command(tmp: Path, rounds: int) -> None:
         print(f"  {name:38} {n / t:8.0f} images/s ({t:.2f} s)  ratio {hand / t:.2f}")
     plain = outputs["cnncli predict (piped: plain lines)"].splitlines()
     ours = [line.split("\t")[1] for line in plain[1:]]
-    theirs = [f"digit{line.split(chr(9))[1]}" for line in
-              outputs["hand-written Pillow + model.predict"].splitlines()]  # fmt: skip
+    theirs = [
+        f"digit{line.split(chr(9))[1]}"
+        for line in outputs["hand-written Pillow + model.predict"].splitlines()
+    ]
     same = sum(a == b for a, b in zip(ours, theirs, strict=False))
     print(f"  rows {len(ours)} / {len(theirs)}; same class in {same}")
 
@@ -190,8 +198,10 @@ def main() -> None:
         y = np.array([r.label for r in recs])
         n = len(y)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        print(f"setup: {n} test images of {info.image.describe()}, mnist architecture, "
-              f"batch {BATCH} ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+        print(
+            f"setup: {n} test images of {info.image.describe()}, mnist architecture, "
+            f"batch {BATCH} ({time.perf_counter() - t0:.1f} s)"
+        )
 
         def ours():
             return evaluate(model_info, info.path, split="test", batch_size=BATCH)
@@ -221,8 +231,10 @@ def main() -> None:
         print(f"  Keras evaluate + predict (NumPy):                {n / c:10.0f}  ({c:.3f} s)")
         print(f"  ratio cnncli / model.evaluate:           {b / a:.2f}")
         print(f"  ratio cnncli / evaluate+predict:         {c / a:.2f}")
-        print(f"  loss: cnncli {r.loss:.6f}  Keras {k['loss']:.6f}   "
-              f"accuracy: cnncli {r.accuracy:.4f}  Keras {k['accuracy']:.4f}")  # fmt: skip
+        print(
+            f"  loss: cnncli {r.loss:.6f}  Keras {k['loss']:.6f}   "
+            f"accuracy: cnncli {r.accuracy:.4f}  Keras {k['accuracy']:.4f}"
+        )
 
         # (2) predict on a folder of files
         n_pred = min(n, 500 if args.quick else 2000)

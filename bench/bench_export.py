@@ -39,12 +39,30 @@ def build(arch: str, root: Path):
 
     out = root / f"{arch}-ds"
     if arch == "mnist":
-        build_dataset(SAMPLES / "shapes", out, size="28x28", color="grayscale", val=0.2,
-                      test=0.25, seed=0, workers=1)  # fmt: skip
+        build_dataset(
+            SAMPLES / "shapes",
+            out,
+            size="28x28",
+            color="grayscale",
+            val=0.2,
+            test=0.25,
+            seed=0,
+            workers=1,
+        )
     else:
-        build_dataset(SAMPLES / "facade", out, labels=SAMPLES / "facade" / "labels.csv",
-                      image_col="image", label_col="type", size="500x500", color="rgba",
-                      val=0.2, test=0.25, seed=0, workers=1)  # fmt: skip
+        build_dataset(
+            SAMPLES / "facade",
+            out,
+            labels=SAMPLES / "facade" / "labels.csv",
+            image_col="image",
+            label_col="type",
+            size="500x500",
+            color="rgba",
+            val=0.2,
+            test=0.25,
+            seed=0,
+            workers=1,
+        )
     return out
 
 
@@ -101,7 +119,7 @@ def bench_arch(arch: str, root: Path, quick: bool) -> list[dict]:
         "LiteRT": export_model(model_path, "litert", root / f"{arch}.tflite", check=ds),
         "LiteRT int8": export_model(
             model_path, "litert", root / f"{arch}.int8.tflite", int8=True, calibration=ds
-        ),  # fmt: skip
+        ),
         "ONNX Runtime": export_model(model_path, "onnx", root / f"{arch}.onnx", check=ds),
     }
     infos = {"Keras": open_model(model_path)}
@@ -120,17 +138,21 @@ def bench_arch(arch: str, root: Path, quick: bool) -> list[dict]:
     rows = []
     for name in infos:
         check = exports[name].check if name in exports else None
-        rows.append({
-            "arch": arch, "format": name,
-            "ms_batch1": statistics.median(lat[name]) * 1000,
-            "img_s_batch64": statistics.median(thr[name]),
-            "bytes": size_of(model_path if name == "Keras" else exports[name].path),
-            "agreement": 1.0 if check is None else check.top1_agreement,
-            "max_diff": 0.0 if check is None else check.max_abs_diff,
-            "accuracy": exports["LiteRT"].check.keras_accuracy if check is None
-            else check.exported_accuracy,
-            "test_images": exports["LiteRT"].check.images,
-        })  # fmt: skip
+        rows.append(
+            {
+                "arch": arch,
+                "format": name,
+                "ms_batch1": statistics.median(lat[name]) * 1000,
+                "img_s_batch64": statistics.median(thr[name]),
+                "bytes": size_of(model_path if name == "Keras" else exports[name].path),
+                "agreement": 1.0 if check is None else check.top1_agreement,
+                "max_diff": 0.0 if check is None else check.max_abs_diff,
+                "accuracy": exports["LiteRT"].check.keras_accuracy
+                if check is None
+                else check.exported_accuracy,
+                "test_images": exports["LiteRT"].check.images,
+            }
+        )
     return rows
 
 
@@ -148,8 +170,17 @@ def main() -> None:
             t = time.perf_counter()
             rows += bench_arch(arch, Path(tmp), args.quick)
             print(f"{arch}: built, trained, exported and timed in {time.perf_counter() - t:.0f} s")
-    head = ("arch", "format", "ms/img b1", "img/s b64", "size", "vs keras b1", "agree", "maxdiff",
-            "accuracy")  # fmt: skip
+    head = (
+        "arch",
+        "format",
+        "ms/img b1",
+        "img/s b64",
+        "size",
+        "vs keras b1",
+        "agree",
+        "maxdiff",
+        "accuracy",
+    )
     print(" | ".join(head))
     base = {r["arch"]: r for r in rows if r["format"] == "Keras"}
     for r in rows:

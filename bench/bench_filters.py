@@ -38,9 +38,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.g
 from cnncli.filters import correlate_image, named_kernel  # noqa: E402
 
 KERNELS3 = [
-    "identity", "edge", "laplacian", "edge-diagonal", "sharpen", "box-blur",
-    "gaussian-blur", "emboss", "sobel-x", "sobel-y",
-]  # fmt: skip
+    "identity",
+    "edge",
+    "laplacian",
+    "edge-diagonal",
+    "sharpen",
+    "box-blur",
+    "gaussian-blur",
+    "emboss",
+    "sobel-x",
+    "sobel-y",
+]
 SHARPEN_IM = "3x3: 0,-1,0 -1,5,-1 0,-1,0"
 
 
@@ -87,8 +95,10 @@ def engines(x: np.ndarray, reps: int) -> None:
 
     cv2.setNumThreads(os.cpu_count() or 1)  # OpenCV at its default: all cores
     pil = Image.fromarray(x)
-    print(f"\n(a) ms per call on {x.shape[1]}x{x.shape[0]} RGB ({x.size / 1e6:.0f} M values), "
-          f"median of {reps}; OpenCV threads {cv2.getNumThreads()}")  # fmt: skip
+    print(
+        f"\n(a) ms per call on {x.shape[1]}x{x.shape[0]} RGB ({x.size / 1e6:.0f} M values), "
+        f"median of {reps}; OpenCV threads {cv2.getNumThreads()}"
+    )
     print(f"{'kernel':15} {'cnncli':>8} {'opencv':>8} {'pillow':>8} {'scipy':>8} {'cnncli/cv':>10}")
     ratios = []
     for name in KERNELS3:
@@ -99,12 +109,15 @@ def engines(x: np.ndarray, reps: int) -> None:
         ints = np.rint(k * scale).astype(int)
         pk = ImageFilter.Kernel((3, 3), ints.ravel().tolist(), scale=scale)
         pl = median_ms(lambda pk=pk: pil.filter(pk), max(1, reps // 3))
-        sp = median_ms(lambda k=k: ndimage.correlate(x, k[:, :, None], mode="mirror"),
-                       max(1, reps // 3))  # fmt: skip
+        sp = median_ms(
+            lambda k=k: ndimage.correlate(x, k[:, :, None], mode="mirror"), max(1, reps // 3)
+        )
         ratios.append(ours / cv)
         print(f"{name:15} {ours:8.1f} {cv:8.1f} {pl:8.1f} {sp:8.1f} {ours / cv:10.2f}")
-    print(f"cnncli/OpenCV: median {statistics.median(ratios):.2f}, worst {max(ratios):.2f} "
-          "(goal <= 2)")  # fmt: skip
+    print(
+        f"cnncli/OpenCV: median {statistics.median(ratios):.2f}, worst {max(ratios):.2f} "
+        "(goal <= 2)"
+    )
 
 
 def tuning(x: np.ndarray, reps: int) -> None:
@@ -146,8 +159,10 @@ def whole_command(x: np.ndarray, tmp: Path, reps: int) -> None:
     decoded = x.nbytes
     cnncli = [sys.executable, "-m", "cnncli"]  # this checkout (see REPO), not an older install
     convert = shutil.which("convert") or shutil.which("magick")
-    print(f"\n(c) whole command on {src.name} ({x.shape[1]}x{x.shape[0]}, "
-          f"{src.stat().st_size / 1e6:.1f} MB PNG), wall time median of {reps}")  # fmt: skip
+    print(
+        f"\n(c) whole command on {src.name} ({x.shape[1]}x{x.shape[0]}, "
+        f"{src.stat().st_size / 1e6:.1f} MB PNG), wall time median of {reps}"
+    )
     rows = []
     if convert:
         out = tmp / "im.png"
@@ -161,13 +176,31 @@ def whole_command(x: np.ndarray, tmp: Path, reps: int) -> None:
         print("  ImageMagick not installed (apt-get install imagemagick): peer skipped")
     for level in (0, 1, 3, 6):
         out = tmp / f"c{level}.png"
-        cmd = [*cnncli, "filter", "--kernel", "sharpen", str(src), "-o", str(out),
-               "--overwrite", "--compress", str(level)]  # fmt: skip
+        cmd = [
+            *cnncli,
+            "filter",
+            "--kernel",
+            "sharpen",
+            str(src),
+            "-o",
+            str(out),
+            "--overwrite",
+            "--compress",
+            str(level),
+        ]
         runs = [run(cmd) for _ in range(reps)]
-        rows.append((f"cnncli --compress {level}", statistics.median(r[0] for r in runs),
-                     out.stat().st_size, max(r[1] for r in runs)))  # fmt: skip
-    print(f"  {'command':22} {'wall s':>7} {'size MB':>8} {'time/IM':>8} {'size/IM':>8} "
-          f"{'peak RSS/decoded':>17}")  # fmt: skip
+        rows.append(
+            (
+                f"cnncli --compress {level}",
+                statistics.median(r[0] for r in runs),
+                out.stat().st_size,
+                max(r[1] for r in runs),
+            )
+        )
+    print(
+        f"  {'command':22} {'wall s':>7} {'size MB':>8} {'time/IM':>8} {'size/IM':>8} "
+        f"{'peak RSS/decoded':>17}"
+    )
     for name, t, size, rss in rows:
         tr = f"{t / im_t:8.2f}" if im_t else f"{'-':>8}"
         sr = f"{size / im_size:8.2f}" if im_size else f"{'-':>8}"
@@ -175,11 +208,15 @@ def whole_command(x: np.ndarray, tmp: Path, reps: int) -> None:
     if convert:
         a = np.asarray(Image.open(tmp / "im.png").convert("RGB")).astype(int)
         b = np.asarray(Image.open(tmp / "c1.png")).astype(int)
-        print(f"  pixels: cnncli vs ImageMagick max difference {np.abs(a - b).max()} "
-              f"(ImageMagick clamps at the border by 'edge'; interior equal: "
-              f"{np.array_equal(a[1:-1, 1:-1], b[1:-1, 1:-1])})")  # fmt: skip
-    print(f"  decoded image {decoded / 1e6:.0f} MB; python interpreter alone "
-          f"{run([sys.executable, '-c', 'pass'])[1] / 1e6:.0f} MB RSS")  # fmt: skip
+        print(
+            f"  pixels: cnncli vs ImageMagick max difference {np.abs(a - b).max()} "
+            f"(ImageMagick clamps at the border by 'edge'; interior equal: "
+            f"{np.array_equal(a[1:-1, 1:-1], b[1:-1, 1:-1])})"
+        )
+    print(
+        f"  decoded image {decoded / 1e6:.0f} MB; python interpreter alone "
+        f"{run([sys.executable, '-c', 'pass'])[1] / 1e6:.0f} MB RSS"
+    )
     phases(src, tmp)
     if convert:
         row_filters(np.asarray(Image.open(tmp / "c1.png")), im_size, tmp)
@@ -195,8 +232,10 @@ def row_filters(x: np.ndarray, im_size: int, tmp: Path) -> None:
         out = tmp / f"rf-{row_filter}.png"
         t = median_ms(lambda rf=row_filter, out=out: write_png(out, x, "RGB", 1, rf), 3)
         size = out.stat().st_size
-        print(f"    {row_filter:9} {t / 1000:6.2f} s {size / 1e6:8.2f} MB  "
-              f"size/ImageMagick {size / im_size:.4f}")  # fmt: skip
+        print(
+            f"    {row_filter:9} {t / 1000:6.2f} s {size / 1e6:8.2f} MB  "
+            f"size/ImageMagick {size / im_size:.4f}"
+        )
 
 
 PHASES = """
@@ -244,8 +283,10 @@ def main() -> None:
     args = ap.parse_args()
     h, w = (1500, 2000) if args.quick else (3000, 4000)
     reps = 5 if args.quick else 15
-    print(f"bench_filters: {'quick' if args.quick else 'full'} run, load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)")  # fmt: skip
+    print(
+        f"bench_filters: {'quick' if args.quick else 'full'} run, load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)"
+    )
     x = photo(h, w)
     engines(x, reps)
     tuning(x, max(3, reps // 3))

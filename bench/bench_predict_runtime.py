@@ -94,8 +94,12 @@ def make_run(folder: Path, arch: str, shape, names, train=None) -> Path:
 
 def command(args, runtime: str) -> tuple[float, str]:
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "cnncli", *map(str, args), "--runtime", runtime],
-                         env=ENV, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "cnncli", *map(str, args), "--runtime", runtime],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     took = time.perf_counter() - t
     if out.returncode:
         raise SystemExit(f"{args} --runtime {runtime} failed: {out.stderr[-500:]}")
@@ -113,8 +117,11 @@ def whole(name: str, run: Path, args: list, rounds: int, kind: str) -> None:
     firsts = {}
     for runtime in ("onnx", "litert"):
         firsts[runtime] = command(args, runtime)[0]
-        print(f"{name:28s} {runtime:7s} first call (makes the copy) {firsts[runtime]:6.2f} s"
-              f"   ({load()})", flush=True)  # fmt: skip
+        print(
+            f"{name:28s} {runtime:7s} first call (makes the copy) {firsts[runtime]:6.2f} s"
+            f"   ({load()})",
+            flush=True,
+        )
     times: dict[str, list[float]] = {"keras": [], "onnx": [], "litert": []}
     outs = {}
     for _ in range(rounds):
@@ -128,8 +135,11 @@ def whole(name: str, run: Path, args: list, rounds: int, kind: str) -> None:
         else:
             a, b = json.loads(outs["keras"]), json.loads(outs[runtime])
             diff = f"accuracy {b['accuracy']:.4f} (keras {a['accuracy']:.4f})"
-        print(f"{name:28s} {runtime:7s} later calls {statistics.median(ts):6.2f} s "
-              f"(median of {len(ts)})   {diff}   ({load()})", flush=True)  # fmt: skip
+        print(
+            f"{name:28s} {runtime:7s} later calls {statistics.median(ts):6.2f} s "
+            f"(median of {len(ts)})   {diff}   ({load()})",
+            flush=True,
+        )
     shutil.rmtree(run / ".cnncli-cache", ignore_errors=True)
 
 
@@ -161,8 +171,11 @@ def forward(name: str, run: Path, shape) -> None:
             m.predict_on_batch(x64)
             n64 += 1
         rate = 64 * n64 / (time.perf_counter() - t)
-        print(f"{name:10s} {rt:7s} batch 1: {lat * 1e6:8.0f} µs/image   batch 64: "
-              f"{rate:9.0f} images/s   ({load()})", flush=True)  # fmt: skip
+        print(
+            f"{name:10s} {rt:7s} batch 1: {lat * 1e6:8.0f} µs/image   batch 64: "
+            f"{rate:9.0f} images/s   ({load()})",
+            flush=True,
+        )
     shutil.rmtree(tmp)
 
 
@@ -178,31 +191,47 @@ def main() -> None:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = np.stack([np.asarray(Image.fromarray((i * 255 / 16).astype(np.uint8), "L")
-                             .resize((28, 28), Image.Resampling.BILINEAR), np.float32)
-                  for i in d.images])[..., None]  # fmt: skip
-    digits = make_run(tmp / "digits-run", "mnist", (28, 28, 1),
-                      [f"digit{i}" for i in range(10)], (x, d.target))  # fmt: skip
+    x = np.stack(
+        [
+            np.asarray(
+                Image.fromarray((i * 255 / 16).astype(np.uint8), "L").resize(
+                    (28, 28), Image.Resampling.BILINEAR
+                ),
+                np.float32,
+            )
+            for i in d.images
+        ]
+    )[..., None]
+    digits = make_run(
+        tmp / "digits-run", "mnist", (28, 28, 1), [f"digit{i}" for i in range(10)], (x, d.target)
+    )
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     d360 = make_digits(tmp / "d360", 360)
     whole("predict 360 digits", digits, ["predict", digits, d360, "--json"], rounds, "predict")
     skip = set(a.skip.split(",")) | ({"1797", "evaluate", "facade"} if a.quick else set())
     d1797 = make_digits(tmp / "d1797", 1797)
     if "1797" not in skip:
-        whole("predict 1,797 digits", digits, ["predict", digits, d1797, "--json"], rounds,
-              "predict")  # fmt: skip
+        whole(
+            "predict 1,797 digits", digits, ["predict", digits, d1797, "--json"], rounds, "predict"
+        )
     if "evaluate" not in skip:
         from cnncli.datasets.build import build_dataset
 
         ds = tmp / "ds"
         build_dataset(d1797, ds, val=0.0, test=0.2, seed=0, workers=1)
-        whole("evaluate 360 digits (test)", digits,
-              ["evaluate", digits, ds, "--json", "--no-confusion"], rounds, "evaluate")  # fmt: skip
+        whole(
+            "evaluate 360 digits (test)",
+            digits,
+            ["evaluate", digits, ds, "--json", "--no-confusion"],
+            rounds,
+            "evaluate",
+        )
     if "facade" not in skip:
         facades = make_facades(tmp / "facades")
         facade = make_run(tmp / "facade-run", "catsdogs", (128, 128, 3), ["대리석", "벽돌"])
-        whole("predict 100 facades", facade, ["predict", facade, facades, "--json"], rounds,
-              "predict")  # fmt: skip
+        whole(
+            "predict 100 facades", facade, ["predict", facade, facades, "--json"], rounds, "predict"
+        )
     if "forward" not in skip:
         forward("digits", digits, (28, 28, 1))
     if "forward" not in skip and "facade" not in skip:

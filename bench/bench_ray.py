@@ -40,7 +40,8 @@ def make_tiny(root: Path, n: int) -> Path:
     for i in range(n):
         (root / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
-            root / f"c{i % 2}" / f"{i:05d}.png")
+            root / f"c{i % 2}" / f"{i:05d}.png"
+        )
     return root
 
 
@@ -76,8 +77,9 @@ def main() -> None:
         res["probe_ms_per_image"] = (round(1000 * t / len(files), 3), load())
 
         start = time.perf_counter()
-        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
-                                                          "include_dashboard": False})
+        c = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
+        )
         c.add_node(num_cpus=1)
         c.add_node(num_cpus=1)
         c.wait_for_nodes()
@@ -99,8 +101,10 @@ def main() -> None:
         res["local_again"] = build("local2")
         res["ray_small_shards"] = build("ray10", engine="ray", shard_size=10)
         res["local_small_shards"] = build("local10", shard_size=10)
-        same = all(filecmp.cmp(tmp / "local" / n, tmp / "ray" / n, shallow=False)
-                   for n in os.listdir(tmp / "local"))  # fmt: skip
+        same = all(
+            filecmp.cmp(tmp / "local" / n, tmp / "ray" / n, shallow=False)
+            for n in os.listdir(tmp / "local")
+        )
         res["byte_identical"] = same
         t_local = min(res["local"][0], res["local_again"][0])
         res["ratio_ray_over_local"] = round(res["ray"][0] / t_local, 2)
@@ -108,10 +112,12 @@ def main() -> None:
         # against one shard per node (the same records, both nodes busy in both), on Ray;
         # per shard in a node's time: 2 nodes share the extra shards
         tiny = make_tiny(tmp / "tiny", SMALL)
-        t_one, _ = timed(lambda: build_dataset(tiny, tmp / "t1", engine="ray",
-                                               shard_size=SMALL // 2, val=0.0))  # fmt: skip
-        t_many, _ = timed(lambda: build_dataset(tiny, tmp / "tn", engine="ray", shard_size=1,
-                                                val=0.0))  # fmt: skip
+        t_one, _ = timed(
+            lambda: build_dataset(tiny, tmp / "t1", engine="ray", shard_size=SMALL // 2, val=0.0)
+        )
+        t_many, _ = timed(
+            lambda: build_dataset(tiny, tmp / "tn", engine="ray", shard_size=1, val=0.0)
+        )
         per_shard = 2 * (t_many - t_one) / (SMALL - 2)
         res["tiny_one_shard_s"] = (round(t_one, 2), load())
         res["tiny_one_shard_per_image_s"] = (round(t_many, 2), load())
@@ -121,13 +127,18 @@ def main() -> None:
         probe = res["probe_ms_per_image"][0] / 1000
         shards_1m = 1_000_000 // 64  # 64 MB shards of 1 MB records
         res["paper_1M_s"] = {
-            n: round((1_000_000 * per_image + shards_1m * per_shard) / (16 * n)
-                     + 1_000_000 * probe, 0)
+            n: round(
+                (1_000_000 * per_image + shards_1m * per_shard) / (16 * n) + 1_000_000 * probe, 0
+            )
             for n in (1, 4, 16, 64)
-        }  # fmt: skip
+        }
         src = sum(f.stat().st_size for f in files) / len(files)
-        res["bytes_per_image"] = {"source": int(src), "record": int(
-            sum(f.stat().st_size for f in (tmp / "local").glob("*.tfrecord")) / args.images)}
+        res["bytes_per_image"] = {
+            "source": int(src),
+            "record": int(
+                sum(f.stat().st_size for f in (tmp / "local").glob("*.tfrecord")) / args.images
+            ),
+        }
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -144,21 +155,29 @@ def main() -> None:
         print(f"{k:>20}: {t:7.2f} s, {n:3d} shards ({ld})")
     print(f"byte-identical: {res['byte_identical']}")
     print(f"ray / local: {res['ratio_ray_over_local']}x")
-    print(f"per-shard overhead: {res['per_shard_overhead_ms']} ms ({SMALL} 8x8 images: "
-          f"2 shards {res['tiny_one_shard_s'][0]} s ({res['tiny_one_shard_s'][1]}), {SMALL} "
-          f"shards {res['tiny_one_shard_per_image_s'][0]} s "
-          f"({res['tiny_one_shard_per_image_s'][1]}))")
-    print(f"cost: {res['cpu_s_per_image'] * 1000:.1f} CPU-ms per image (local engine); header "
-          f"probe {res['probe_ms_per_image'][0]} ms per image on the driver "
-          f"({res['probe_ms_per_image'][1]})")
+    print(
+        f"per-shard overhead: {res['per_shard_overhead_ms']} ms ({SMALL} 8x8 images: "
+        f"2 shards {res['tiny_one_shard_s'][0]} s ({res['tiny_one_shard_s'][1]}), {SMALL} "
+        f"shards {res['tiny_one_shard_per_image_s'][0]} s "
+        f"({res['tiny_one_shard_per_image_s'][1]}))"
+    )
+    print(
+        f"cost: {res['cpu_s_per_image'] * 1000:.1f} CPU-ms per image (local engine); header "
+        f"probe {res['probe_ms_per_image'][0]} ms per image on the driver "
+        f"({res['probe_ms_per_image'][1]})"
+    )
     b = res["bytes_per_image"]
     print(f"bytes per image: source {b['source']:,}, record {b['record']:,}")
     moved = (b["source"] + b["record"]) * 1_000_000
-    print(f"1M images move {moved / 1e12:.2f} TB through the shared folder (read + write): "
-          f"{moved / 1e9 / 3600:.2f} h at an assumed 1 GB/s, the floor once the cores are many")
+    print(
+        f"1M images move {moved / 1e12:.2f} TB through the shared folder (read + write): "
+        f"{moved / 1e9 / 3600:.2f} h at an assumed 1 GB/s, the floor once the cores are many"
+    )
     for n, s in res["paper_1M_s"].items():
-        print(f"on paper, 1M images on {n:>2} x 16 cores: {s / 3600:.2f} h "
-              f"(CPU / cores + shards x overhead / cores + the driver's serial header probe)")
+        print(
+            f"on paper, 1M images on {n:>2} x 16 cores: {s / 3600:.2f} h "
+            f"(CPU / cores + shards x overhead / cores + the driver's serial header probe)"
+        )
 
 
 if __name__ == "__main__":

@@ -47,9 +47,26 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 from bench_evaluate import make_digits  # noqa: E402
 
-OLD_RECIPE = ["--arch", "mnist", "--augment", "--rotation", "10", "--shift", "0.1", "--zoom",
-              "0.1", "--shear", "0", "--no-flip", "--lr-schedule", "cosine", "--warmup", "1",
-              "--epochs", "20"]  # fmt: skip
+OLD_RECIPE = [
+    "--arch",
+    "mnist",
+    "--augment",
+    "--rotation",
+    "10",
+    "--shift",
+    "0.1",
+    "--zoom",
+    "0.1",
+    "--shear",
+    "0",
+    "--no-flip",
+    "--lr-schedule",
+    "cosine",
+    "--warmup",
+    "1",
+    "--epochs",
+    "20",
+]
 
 
 def cnncli(*args, check: bool = True) -> tuple[float, str]:
@@ -78,18 +95,30 @@ def forward_flops_of(run: Path) -> float:
 def one_run(ds: Path, run: Path, seed: int, args: list[str], tta: bool = True) -> dict:
     before = load()
     wall, _ = cnncli("train", ds, "-o", run, "--overwrite", "--seed", seed, "--quiet", *args)
-    _, out = cnncli("evaluate", run / "best.keras", ds, "--split", "test", "--json",
-                    "--no-confusion", "--overwrite", *(["--tta"] if tta else []))  # fmt: skip
+    _, out = cnncli(
+        "evaluate",
+        run / "best.keras",
+        ds,
+        "--split",
+        "test",
+        "--json",
+        "--no-confusion",
+        "--overwrite",
+        *(["--tta"] if tta else []),
+    )
     result = json.loads(out)
     meta = json.loads((run / "run.json").read_text())
     seconds = meta["epoch_seconds"]
     return {
-        "wall": wall, "load": before, "epoch_seconds": seconds,
+        "wall": wall,
+        "load": before,
+        "epoch_seconds": seconds,
         "acc": result["tta"]["accuracy_without"] if tta else result["accuracy"],
         "acc_tta": result["accuracy"] if tta else None,
-        "epochs": len(seconds), "spe": meta.get("steps_per_execution", {}).get("value"),
+        "epochs": len(seconds),
+        "spe": meta.get("steps_per_execution", {}).get("value"),
         "flops": forward_flops_of(run),
-    }  # fmt: skip
+    }
 
 
 def summary(label: str, rows: list[dict], train_count: int, peak: float | None) -> None:
@@ -99,17 +128,23 @@ def summary(label: str, rows: list[dict], train_count: int, peak: float | None) 
     later = [sum(r["epoch_seconds"][1:]) / max(1, r["epochs"] - 1) for r in rows]
     rate = statistics.median(train_count / s for s in later if s > 0) if any(later) else 0.0
     gflops = 3 * rows[0]["flops"] * rate / 1e9
-    print(f"{label:22} acc {' '.join(f'{a:.4f}' for a in accs)}  mean {statistics.mean(accs):.4f}"
-          f" spread {max(accs) - min(accs):.4f} sd {sd:.4f}")  # fmt: skip
+    print(
+        f"{label:22} acc {' '.join(f'{a:.4f}' for a in accs)}  mean {statistics.mean(accs):.4f}"
+        f" spread {max(accs) - min(accs):.4f} sd {sd:.4f}"
+    )
     if rows[0]["acc_tta"] is not None:
         tta = [r["acc_tta"] for r in rows]
-        print(f"{'':22} --tta {' '.join(f'{a:.4f}' for a in tta)}  mean {statistics.mean(tta):.4f}"
-              f" (gain {statistics.mean(tta) - statistics.mean(accs):+.4f})")  # fmt: skip
-    print(f"{'':22} train command {statistics.mean(walls):.1f} s (min {min(walls):.1f}, max "
-          f"{max(walls):.1f}); {rows[0]['epochs']} epochs, {rows[0]['spe']} step(s) per "
-          f"execution; {rate:.0f} samples/s after epoch 1, {gflops:.1f} GFLOP/s"
-          + (f" = {100 * gflops / peak:.1f}% of the fp32 matmul peak" if peak else "")
-          + f"; load {min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f}")
+        print(
+            f"{'':22} --tta {' '.join(f'{a:.4f}' for a in tta)}  mean {statistics.mean(tta):.4f}"
+            f" (gain {statistics.mean(tta) - statistics.mean(accs):+.4f})"
+        )
+    print(
+        f"{'':22} train command {statistics.mean(walls):.1f} s (min {min(walls):.1f}, max "
+        f"{max(walls):.1f}); {rows[0]['epochs']} epochs, {rows[0]['spe']} step(s) per "
+        f"execution; {rate:.0f} samples/s after epoch 1, {gflops:.1f} GFLOP/s"
+        + (f" = {100 * gflops / peak:.1f}% of the fp32 matmul peak" if peak else "")
+        + f"; load {min(r['load'] for r in rows):.1f}-{max(r['load'] for r in rows):.1f}"
+    )
 
 
 def compare(name: str, ds: Path, sides: dict, seeds: list[int], work: Path, peak) -> None:
@@ -122,8 +157,11 @@ def compare(name: str, ds: Path, sides: dict, seeds: list[int], work: Path, peak
             run = work / f"{name}-{label.split()[0]}-{seed}"
             rows[label].append(one_run(ds, run, seed, args))
             r = rows[label][-1]
-            print(f"  [{name}] {label}, seed {seed}: test {r['acc']:.4f} (tta {r['acc_tta']:.4f})"
-                  f", train command {r['wall']:.1f} s, load {r['load']:.1f}", flush=True)
+            print(
+                f"  [{name}] {label}, seed {seed}: test {r['acc']:.4f} (tta {r['acc_tta']:.4f})"
+                f", train command {r['wall']:.1f} s, load {r['load']:.1f}",
+                flush=True,
+            )
     print(f"\n{name}: {n} train images; seeds {seeds}")
     for label, r in rows.items():
         summary(label, r, n, peak)
@@ -133,9 +171,12 @@ def spe(ds: Path, seeds: list[int], work: Path) -> None:
     for seed in seeds:
         for args in (["--steps-per-execution", "1"], []):
             r = one_run(ds, work / f"spe-{len(args)}-{seed}", seed, args, tta=False)
-            print(f"  steps per execution {r['spe']:>2}: epochs "
-                  + " ".join(f"{s:.2f}" for s in r["epoch_seconds"])
-                  + f" s; train command {r['wall']:.1f} s; load {r['load']:.1f}", flush=True)
+            print(
+                f"  steps per execution {r['spe']:>2}: epochs "
+                + " ".join(f"{s:.2f}" for s in r["epoch_seconds"])
+                + f" s; train command {r['wall']:.1f} s; load {r['load']:.1f}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -146,8 +187,11 @@ def main() -> None:
     args = ap.parse_args()
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench_recipe-"))
-    print(f"{os.cpu_count()} cores; load average {os.getloadavg()}; "
-          f"`uptime` before each run is the load column", flush=True)  # fmt: skip
+    print(
+        f"{os.cpu_count()} cores; load average {os.getloadavg()}; "
+        f"`uptime` before each run is the load column",
+        flush=True,
+    )
     try:
         from bench_train import matmul_peak
 
@@ -156,21 +200,51 @@ def main() -> None:
         if args.only in (None, "digits", "spe"):
             digits = make_digits(work / "digits")
             ds = work / "digits-ds"
-            cnncli("dataset", "build", digits, "-o", ds, "--val", "0", "--test", "0.2",
-                   "--seed", "0")  # fmt: skip
+            cnncli(
+                "dataset", "build", digits, "-o", ds, "--val", "0", "--test", "0.2", "--seed", "0"
+            )
             if args.only == "spe":
                 spe(ds, seeds, work)
                 return
-            compare("digits", ds, {"default": [], "course mnist": ["--recipe", "course",
-                    "--arch", "mnist"], "README's old recipe": OLD_RECIPE}, seeds, work,
-                    peak)  # fmt: skip
+            compare(
+                "digits",
+                ds,
+                {
+                    "default": [],
+                    "course mnist": ["--recipe", "course", "--arch", "mnist"],
+                    "README's old recipe": OLD_RECIPE,
+                },
+                seeds,
+                work,
+                peak,
+            )
         if args.only in (None, "facade"):
             ds = work / "facade-ds"
-            cnncli("dataset", "build", ROOT / "sample_data" / "facade", "-o", ds, "--labels",
-                   ROOT / "sample_data" / "facade" / "labels.csv", "--size", "500x500",
-                   "--val", "0", "--test", "0.25", "--seed", "0")  # fmt: skip
-            compare("facade", ds, {"default": [], "course facade": ["--recipe", "course",
-                    "--arch", "facade"]}, seeds, work, peak)  # fmt: skip
+            cnncli(
+                "dataset",
+                "build",
+                ROOT / "sample_data" / "facade",
+                "-o",
+                ds,
+                "--labels",
+                ROOT / "sample_data" / "facade" / "labels.csv",
+                "--size",
+                "500x500",
+                "--val",
+                "0",
+                "--test",
+                "0.25",
+                "--seed",
+                "0",
+            )
+            compare(
+                "facade",
+                ds,
+                {"default": [], "course facade": ["--recipe", "course", "--arch", "facade"]},
+                seeds,
+                work,
+                peak,
+            )
         print("\ngoal: default >= 0.99 every seed, mean >= 0.995, train command <= 10 s idle")
     finally:
         import shutil

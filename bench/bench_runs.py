@@ -64,15 +64,25 @@ def make_runs(root: Path, n: int, epochs: int = 30) -> None:
             lines.append(f"{e},{1 - v / 2!r},{v!r},{1 - v / 1.8!r},{v * 1.1!r}")
         (folder / "history.csv").write_text("\n".join(lines) + "\n")
         run = {
-            "format": "cnncli-run", "format_version": 1, "command": "train",
-            "status": "finished", "started": f"2026-12-01T10:{i % 60:02d}:00Z",
+            "format": "cnncli-run",
+            "format_version": 1,
+            "command": "train",
+            "status": "finished",
+            "started": f"2026-12-01T10:{i % 60:02d}:00Z",
             "dataset": {"path": "/data/facade", "sha256": "ab" * 32, "class_names": ["a", "b"]},
             "model": {"source": {"kind": "arch", "value": "tiny"}, "name": "tiny", "params": 417},
-            "options": {"epochs": epochs, "batch_size": 8 << (i % 3), "lr": 0.001 * (1 + i % 4),
-                        "optimizer": "adam", "seed": i, "monitor": "val_loss"},
-            "epoch_seconds": [1.0 + (i % 3) / 10] * epochs, "epochs_finished": epochs,
+            "options": {
+                "epochs": epochs,
+                "batch_size": 8 << (i % 3),
+                "lr": 0.001 * (1 + i % 4),
+                "optimizer": "adam",
+                "seed": i,
+                "monitor": "val_loss",
+            },
+            "epoch_seconds": [1.0 + (i % 3) / 10] * epochs,
+            "epochs_finished": epochs,
             "best": {"epoch": epochs, "monitor": "val_loss", "value": 0.1},
-        }  # fmt: skip
+        }
         (folder / "run.json").write_text(json.dumps(run, indent=2))
 
 
@@ -111,22 +121,29 @@ def bench_table(n: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "runs"
         make_runs(root, n)
-        code, heavy = subprocess.run([sys.executable, "-c", HEAVY, str(root)], env=env(),
-                                     capture_output=True, text=True).stdout.split()  # fmt: skip
+        code, heavy = subprocess.run(
+            [sys.executable, "-c", HEAVY, str(root)], env=env(), capture_output=True, text=True
+        ).stdout.split()
         print(f"cnncli runs on {n} run folders (median / fastest of {repeat}, fresh processes)")
         print(f"  TensorFlow or Keras imported by `cnncli runs`: {heavy} (exit {code})")
         print(f"  command: {' '.join(cnncli())}")
-        rows = [("python -c pass", [sys.executable, "-c", "pass"]),
-                ("cnncli --help (start-up alone)", [*cnncli(), "--help"]),
-                ("cnncli runs", [*cnncli(), "runs", str(root)]),
-                ("cnncli runs --only-changed --json", [*cnncli(), "runs", str(root),
-                                                       "--only-changed", "--json"]),
-                ("pandas loop (peer)", [sys.executable, "-c", PANDAS_LOOP, str(root)])]  # fmt: skip
+        rows = [
+            ("python -c pass", [sys.executable, "-c", "pass"]),
+            ("cnncli --help (start-up alone)", [*cnncli(), "--help"]),
+            ("cnncli runs", [*cnncli(), "runs", str(root)]),
+            (
+                "cnncli runs --only-changed --json",
+                [*cnncli(), "runs", str(root), "--only-changed", "--json"],
+            ),
+            ("pandas loop (peer)", [sys.executable, "-c", PANDAS_LOOP, str(root)]),
+        ]
         results = {name: wall(cmd, repeat) for name, cmd in rows}
         peer = results["pandas loop (peer)"][0]
         for name, (median, fastest) in results.items():
-            print(f"  {name:36s} {median:6.3f} s  (fastest {fastest:.3f} s)  "
-                  f"{median / peer:5.2f}x the pandas loop")  # fmt: skip
+            print(
+                f"  {name:36s} {median:6.3f} s  (fastest {fastest:.3f} s)  "
+                f"{median / peer:5.2f}x the pandas loop"
+            )
         sys.path.insert(0, str(REPO))
         from cnncli.runs.table import list_runs
 
@@ -159,12 +176,16 @@ train(ds, root / "runs" / "train", arch="tiny", options=TrainOptions(epochs=2, b
         reuse = wall([*cnncli(), "report", str(run), "--overwrite", "--no-compute"], repeat)
         page = run / "report" / "index.html"
         print(f"cnncli report on one run (8x8 images, tiny model; median / fastest of {repeat})")
-        for name, (median, fastest) in (("with a fresh evaluation (TensorFlow)", fresh),
-                                        ("reusing it (--no-compute)", reuse)):  # fmt: skip
+        for name, (median, fastest) in (
+            ("with a fresh evaluation (TensorFlow)", fresh),
+            ("reusing it (--no-compute)", reuse),
+        ):
             print(f"  {name:38s} {median:6.2f} s  (fastest {fastest:.2f} s)")
-        print(f"  page weight: index.html {page.stat().st_size / 1024:.1f} kB, whole folder "
-              f"{folder_bytes(run / 'report') / 1024:.0f} kB "
-              f"({sum(1 for p in (run / 'report').rglob('*') if p.is_file())} files)")  # fmt: skip
+        print(
+            f"  page weight: index.html {page.stat().st_size / 1024:.1f} kB, whole folder "
+            f"{folder_bytes(run / 'report') / 1024:.0f} kB "
+            f"({sum(1 for p in (run / 'report').rglob('*') if p.is_file())} files)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

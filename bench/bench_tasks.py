@@ -42,38 +42,56 @@ def quality(tmp: Path, quick: bool) -> None:
     from cnncli.training.fit import train
     from cnncli.training.options import TrainOptions
 
-    ml = build_dataset(SAMPLE / "multishapes", tmp / "multishapes",
-                       labels=SAMPLE / "multishapes" / "labels.csv", task="multilabel",
-                       label_col="tags", label_delim=";").out_dir  # fmt: skip
-    rg = build_dataset(SAMPLE / "facade", tmp / "facade-measures",
-                       labels=SAMPLE / "facade" / "measures.csv", task="regression",
-                       target_cols=["brightness", "wall"]).out_dir  # fmt: skip
+    ml = build_dataset(
+        SAMPLE / "multishapes",
+        tmp / "multishapes",
+        labels=SAMPLE / "multishapes" / "labels.csv",
+        task="multilabel",
+        label_col="tags",
+        label_delim=";",
+    ).out_dir
+    rg = build_dataset(
+        SAMPLE / "facade",
+        tmp / "facade-measures",
+        labels=SAMPLE / "facade" / "measures.csv",
+        task="regression",
+        target_cols=["brightness", "wall"],
+    ).out_dir
     # docs/tasks.md's runs: mnist on the 48x48 shapes, tiny on the 128x128 façades
     runs = (
-        ("multilabel", ml, "mnist", TrainOptions(epochs=10 if quick else 30, batch_size=16,
-                                                 monitor="val_f1_macro")),
-        ("regression", rg, "tiny", TrainOptions(epochs=20 if quick else 60, batch_size=8,
-                                                lr=0.01)),
-    )  # fmt: skip
+        (
+            "multilabel",
+            ml,
+            "mnist",
+            TrainOptions(epochs=10 if quick else 30, batch_size=16, monitor="val_f1_macro"),
+        ),
+        ("regression", rg, "tiny", TrainOptions(epochs=20 if quick else 60, batch_size=8, lr=0.01)),
+    )
     for name, ds, arch, options in runs:
         epochs = options.epochs
         t0 = time.perf_counter()
         run = train(ds, tmp / f"run-{name}", arch=arch, options=options)
         secs = time.perf_counter() - t0
         r = evaluate(run.run_dir / "best.keras", ds, split="val")
-        print(f"\n{name}: {arch}, {epochs} epochs in {secs:.0f}s, best epoch {run.best_epoch} "
-              f"(by {run.monitor}); {r.count} val images")  # fmt: skip
+        print(
+            f"\n{name}: {arch}, {epochs} epochs in {secs:.0f}s, best epoch {run.best_epoch} "
+            f"(by {run.monitor}); {r.count} val images"
+        )
         if name == "multilabel":
             m = r.metrics
             share = r.y_true.mean(axis=0)  # every label said for every image: F1 2p / (1 + p)
             trivial = float(np.mean(2 * share / (1 + share)))
-            print(f"  macro F1 {m['macro_f1']:.3f} (every label for every image: {trivial:.3f}), "
-                  f"micro F1 {m['micro_f1']:.3f}, subset accuracy {m['subset_accuracy']:.3f}, "
-                  f"Hamming loss {m['hamming_loss']:.3f} (every label: "
-                  f"{float(1 - share.mean()):.3f})")  # fmt: skip
+            print(
+                f"  macro F1 {m['macro_f1']:.3f} (every label for every image: {trivial:.3f}), "
+                f"micro F1 {m['micro_f1']:.3f}, subset accuracy {m['subset_accuracy']:.3f}, "
+                f"Hamming loss {m['hamming_loss']:.3f} (every label: "
+                f"{float(1 - share.mean()):.3f})"
+            )
             for x in r.labels:
-                print(f"  {x.name:10s} precision {x.precision:.3f} recall {x.recall:.3f} "
-                      f"F1 {x.f1:.3f} (support {x.support})")  # fmt: skip
+                print(
+                    f"  {x.name:10s} precision {x.precision:.3f} recall {x.recall:.3f} "
+                    f"F1 {x.f1:.3f} (support {x.support})"
+                )
         else:
             for t in r.targets:
                 print(
@@ -97,13 +115,22 @@ def synthetic(root: Path, n: int) -> dict:
             if bright[q]:
                 r0, c0 = (q // 2) * 16, (q % 2) * 16
                 arr[r0 : r0 + 16, c0 : c0 + 16] += level[q].astype(np.uint8)
-        means = [arr[(q // 2) * 16 : (q // 2) * 16 + 16, (q % 2) * 16 : (q % 2) * 16 + 16].mean()
-                 for q in range(4)]  # fmt: skip
+        means = [
+            arr[(q // 2) * 16 : (q // 2) * 16 + 16, (q % 2) * 16 : (q % 2) * 16 + 16].mean()
+            for q in range(4)
+        ]
         name = f"{i:05d}.png"
         Image.fromarray(arr).save(root / "img" / name)
         tags = ";".join(f"q{q}" for q in range(4) if bright[q])
-        rows.append([name, f"q{int(np.argmax(means))}", tags, round(float(arr.mean()), 2),
-                     round(float(max(means)), 2)])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"q{int(np.argmax(means))}",
+                tags,
+                round(float(arr.mean()), 2),
+                round(float(max(means)), 2),
+            ]
+        )
     with open(root / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([["image", "quadrant", "tags", "light", "peak"], *rows])
     return {"images": root / "img", "table": root / "table.csv"}
@@ -123,14 +150,20 @@ def speed(tmp: Path, quick: bool, rounds: int) -> None:
         "multilabel": {"task": "multilabel", "label_col": "tags", "label_delim": ";"},
         "regression": {"task": "regression", "target_cols": ["light", "peak"]},
     }
-    built = {k: build_dataset(src["images"], tmp / k, labels=table, val=0.2, **kw).out_dir
-             for k, kw in sets.items()}  # fmt: skip
+    built = {
+        k: build_dataset(src["images"], tmp / k, labels=table, val=0.2, **kw).out_dir
+        for k, kw in sets.items()
+    }
     train_n = open_dataset(built["classify"]).count("train")
     rates: dict[str, list[float]] = {k: [] for k in sets}
     for r in range(rounds):
         for task, ds in built.items():
-            run = train(ds, tmp / f"{task}-{r}", arch="mnist",
-                        options=TrainOptions(epochs=epochs, batch_size=64, seed=0))  # fmt: skip
+            run = train(
+                ds,
+                tmp / f"{task}-{r}",
+                arch="mnist",
+                options=TrainOptions(epochs=epochs, batch_size=64, seed=0),
+            )
             import json
 
             secs = json.loads((run.run_dir / "run.json").read_text())["epoch_seconds"][1:]

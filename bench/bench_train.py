@@ -92,8 +92,15 @@ def notebook(case) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.t0)
 
-    model.fit(x / 255.0, y, batch_size=case["batch"], epochs=case["epochs"], shuffle=True,
-              verbose=0, callbacks=[Timer()])  # fmt: skip
+    model.fit(
+        x / 255.0,
+        y,
+        batch_size=case["batch"],
+        epochs=case["epochs"],
+        shuffle=True,
+        verbose=0,
+        callbacks=[Timer()],
+    )
     tx, ty = case["test"]
     acc = model.evaluate(tx / 255.0, ty, batch_size=256, verbose=0)[1]
     return {"fit": seconds, "wall": seconds, "acc": acc, "precision": "fp32 (Keras default)"}
@@ -120,8 +127,9 @@ def cnncli_side(case, run_dir: Path, precision: str) -> dict:
             self.fit.append(report.seconds)
 
     ev = Events()
-    options = TrainOptions(epochs=case["epochs"], batch_size=case["batch"], seed=0,
-                           precision=precision)  # fmt: skip
+    options = TrainOptions(
+        epochs=case["epochs"], batch_size=case["batch"], seed=0, precision=precision
+    )
     train(case["ds"], run_dir, arch=case["arch"], options=options, overwrite=True, events=ev)
     walls = [ev.end[e] - ev.begin[e] for e in sorted(ev.end)]
     model = keras.models.load_model(run_dir / "last.keras")
@@ -152,11 +160,23 @@ def prepare(tmp: Path, quick: bool) -> list[dict]:
     n_facade = 64 if quick else 160
     facade = make_images(tmp / "facade" / "all", n_facade, 500, "RGBA", 2)
     cases = [
-        {"name": "digits 28x28x1", "arch": "mnist", "classes": 10, "batch": 64,
-         "epochs": 4 if quick else 10, "all": digits},
-        {"name": "facade 500x500x4", "arch": "facade", "classes": 2, "batch": 32,
-         "epochs": 3 if quick else 5, "all": facade},
-    ]  # fmt: skip
+        {
+            "name": "digits 28x28x1",
+            "arch": "mnist",
+            "classes": 10,
+            "batch": 64,
+            "epochs": 4 if quick else 10,
+            "all": digits,
+        },
+        {
+            "name": "facade 500x500x4",
+            "arch": "facade",
+            "classes": 2,
+            "batch": 32,
+            "epochs": 3 if quick else 5,
+            "all": facade,
+        },
+    ]
     for case in cases:
         root = case["all"].parent
         train_dir, test_dir = split_folder(case["all"], root / "split")
@@ -173,11 +193,15 @@ def report(case, sides: dict, peaks: dict) -> None:
     x, _ = case["train"]
     n = len(x) * (case["epochs"] - 1)
     base = [n / sum(r["fit"][1:]) for r in sides["notebook"]]
-    print(f"\n{case['name']}: {len(x)} train, {len(case['test'][1])} test, batch "
-          f"{case['batch']}, {case['epochs']} epochs, {case['flops'] / 1e6:.1f} MFLOP/image "
-          f"forward")  # fmt: skip
-    print(f"{'side':26} {'fit/s':>8} {'+saving/s':>10} {'ratio':>6} {'GFLOP/s':>8} "
-          f"{'%peak':>6} {'test acc':>9}  rounds (ratio with saving)")  # fmt: skip
+    print(
+        f"\n{case['name']}: {len(x)} train, {len(case['test'][1])} test, batch "
+        f"{case['batch']}, {case['epochs']} epochs, {case['flops'] / 1e6:.1f} MFLOP/image "
+        f"forward"
+    )
+    print(
+        f"{'side':26} {'fit/s':>8} {'+saving/s':>10} {'ratio':>6} {'GFLOP/s':>8} "
+        f"{'%peak':>6} {'test acc':>9}  rounds (ratio with saving)"
+    )
     for label, rounds in sides.items():
         fit = [n / sum(r["fit"][1:]) for r in rounds]
         wall = [n / sum(r["wall"][1:]) for r in rounds]
@@ -185,9 +209,11 @@ def report(case, sides: dict, peaks: dict) -> None:
         gflops = 3 * case["flops"] * med(wall) / 1e9
         used = re.search(r"\b(fp32|bf16|fp16)\b", rounds[-1]["precision"])  # the first named
         peak = peaks["bf16" if used and used.group(1) == "bf16" else "fp32"]
-        print(f"{label:26} {med(fit):>8.1f} {med(wall):>10.1f} {med(ratios):>6.2f} "
-              f"{gflops:>8.1f} {100 * gflops / peak:>5.0f}% {rounds[-1]['acc']:>9.4f}  "
-              + " ".join(f"{r:.2f}" for r in ratios))  # fmt: skip
+        print(
+            f"{label:26} {med(fit):>8.1f} {med(wall):>10.1f} {med(ratios):>6.2f} "
+            f"{gflops:>8.1f} {100 * gflops / peak:>5.0f}% {rounds[-1]['acc']:>9.4f}  "
+            + " ".join(f"{r:.2f}" for r in ratios)
+        )
     for label, rounds in sides.items():
         if label != "notebook":
             print(f"  {label}: {rounds[-1]['precision']}")
@@ -220,10 +246,14 @@ def main() -> None:
         tf.config.experimental.enable_op_determinism()  # as cnncli runs (process-wide)
         peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
         device = detect_device()
-        print(f"TensorFlow {tf.__version__}; {os.cpu_count()} cores; device {device.describe()}"
-              f" ({device.evidence}); the machine is shared: figures are noisy")  # fmt: skip
-        print(f"matmul peak (2048x2048, tf.matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 "
-              f"{peaks['bf16']:.0f} GFLOP/s")  # fmt: skip
+        print(
+            f"TensorFlow {tf.__version__}; {os.cpu_count()} cores; device {device.describe()}"
+            f" ({device.evidence}); the machine is shared: figures are noisy"
+        )
+        print(
+            f"matmul peak (2048x2048, tf.matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 "
+            f"{peaks['bf16']:.0f} GFLOP/s"
+        )
         for case in cases:
             sides: dict[str, list] = {"notebook": [], "cnncli default": []}
             for r in range(rounds):  # interleaved: a burst of load hits every side
@@ -231,13 +261,17 @@ def main() -> None:
                 sides["cnncli default"].append(cnncli_side(case, tmp / f"d{r}", "auto"))
                 if "fp32" not in sides["cnncli default"][-1]["precision"]:
                     sides.setdefault("cnncli --precision fp32", []).append(
-                        cnncli_side(case, tmp / f"f{r}", "fp32"))  # fmt: skip
+                        cnncli_side(case, tmp / f"f{r}", "fp32")
+                    )
                 if not args.no_bf16:
                     sides.setdefault("cnncli --precision bf16", []).append(
-                        cnncli_side(case, tmp / f"b{r}", "bf16"))  # fmt: skip
+                        cnncli_side(case, tmp / f"b{r}", "bf16")
+                    )
             report(case, sides, peaks)
-        print("\ngoals: bf16 >= 1.5x (digits), >= 1.3x (façade), test accuracy within 0.01 of "
-              "fp32; cnncli default with saving >= 1.05x")  # fmt: skip
+        print(
+            "\ngoals: bf16 >= 1.5x (digits), >= 1.3x (façade), test accuracy within 0.01 of "
+            "fp32; cnncli default with saving >= 1.05x"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

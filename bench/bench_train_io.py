@@ -88,10 +88,14 @@ def read_keras(images: Path, case, batch: int, cache: bool) -> float:
     import keras
 
     ds = keras.utils.image_dataset_from_directory(
-        images, image_size=(case["side"], case["side"]), batch_size=batch,
-        color_mode={1: "grayscale", 4: "rgba"}[case["channels"]], shuffle=True, seed=0,
+        images,
+        image_size=(case["side"], case["side"]),
+        batch_size=batch,
+        color_mode={1: "grayscale", 4: "rgba"}[case["channels"]],
+        shuffle=True,
+        seed=0,
         verbose=False,
-    )  # fmt: skip
+    )
     if cache:
         ds = ds.cache()
     return images_per_second(ds)
@@ -115,23 +119,43 @@ def cli_train(dataset: Path, run_dir: Path, batch: int, workers: int) -> dict:
     env.pop("TF_CONFIG", None)
     cmds = []
     for i in range(workers):
-        cmd = [sys.executable, "-m", "cnncli", "train", str(dataset), "--arch", "mnist",
-               "-o", str(run_dir), "--overwrite", "--epochs", str(EPOCHS),
-               "--batch-size", str(batch), "--json-log", "--quiet"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "cnncli",
+            "train",
+            str(dataset),
+            "--arch",
+            "mnist",
+            "-o",
+            str(run_dir),
+            "--overwrite",
+            "--epochs",
+            str(EPOCHS),
+            "--batch-size",
+            str(batch),
+            "--json-log",
+            "--quiet",
+        ]
         if workers > 1:
             cmd += ["--workers", cluster, "--worker-index", str(i)]
         cmds.append(cmd)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env) for c in cmds]  # fmt: skip
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for c in cmds
+    ]
     outs = [p.communicate(timeout=1800) for p in procs]
     wall = time.perf_counter() - t0
     for p, (_, err) in zip(procs, outs, strict=True):
         if p.returncode != 0:
             raise SystemExit(f"cnncli train failed ({p.returncode}):\n{err[-2000:]}")
     lines = [json.loads(line) for line in outs[0][0].splitlines() if line.startswith("{")]
-    return {"epochs": [d["seconds"] for d in lines], "wall": wall,
-            "val_accuracy": lines[-1].get("val_accuracy")}  # fmt: skip
+    return {
+        "epochs": [d["seconds"] for d in lines],
+        "wall": wall,
+        "val_accuracy": lines[-1].get("val_accuracy"),
+    }
 
 
 def multi_worker(tmp: Path, quick: bool, rounds: int) -> None:
@@ -147,8 +171,10 @@ def multi_worker(tmp: Path, quick: bool, rounds: int) -> None:
         two = cli_train(ds, tmp / "mw" / f"two{r}", batch // 2, 2)
         results.append((one, two))
     train_n = int(n * 0.9)
-    print(f"\n(2) multi-worker: mnist on {n} 28x28x1 images ({train_n} train), global batch "
-          f"{batch}, {EPOCHS} epochs, rounds {rounds}")  # fmt: skip
+    print(
+        f"\n(2) multi-worker: mnist on {n} 28x28x1 images ({train_n} train), global batch "
+        f"{batch}, {EPOCHS} epochs, rounds {rounds}"
+    )
     print(f"{'':30} {'samples/s ep2+':>15} {'command wall s':>15} {'val_accuracy':>13}")
     med = statistics.median
     for label, k in (("one process (batch 64)", 0), ("two workers (32 each)", 1)):
@@ -157,8 +183,10 @@ def multi_worker(tmp: Path, quick: bool, rounds: int) -> None:
         acc = results[-1][k]["val_accuracy"]
         print(f"{label:30} {med(rates):>15.0f} {med(walls):>15.1f} {acc:>13.3f}")
     ratios = [rate(1, sum(t["epochs"][1:])) / rate(1, sum(o["epochs"][1:])) for o, t in results]
-    print(f"ratio two workers / one process (samples/s from epoch 2): {med(ratios):.2f} "
-          f"(rounds: {' '.join(f'{x:.2f}' for x in ratios)})")  # fmt: skip
+    print(
+        f"ratio two workers / one process (samples/s from epoch 2): {med(ratios):.2f} "
+        f"(rounds: {' '.join(f'{x:.2f}' for x in ratios)})"
+    )
 
 
 def main() -> None:
@@ -183,23 +211,39 @@ def read_speed(tmp: Path, quick: bool) -> None:
     from cnncli.datasets.build import build_dataset
 
     cases = [
-        {"name": "mnist 28x28x1", "side": 28, "channels": 1, "mode": "L", "classes": 10,
-         "batch": 64, "n": 2000 if quick else 12000},
-        {"name": "facade 500x500x4", "side": 500, "channels": 4, "mode": "RGBA", "classes": 2,
-         "batch": 8, "n": 24 if quick else 96},
-    ]  # fmt: skip
+        {
+            "name": "mnist 28x28x1",
+            "side": 28,
+            "channels": 1,
+            "mode": "L",
+            "classes": 10,
+            "batch": 64,
+            "n": 2000 if quick else 12000,
+        },
+        {
+            "name": "facade 500x500x4",
+            "side": 500,
+            "channels": 4,
+            "mode": "RGBA",
+            "classes": 2,
+            "batch": 8,
+            "n": 24 if quick else 96,
+        },
+    ]
     print("\n(1) reading the dataset alone, images/s over 3 epochs")
-    print(f"{'case':18} {'cnncli tf.data':>15} {'keras idfd':>11} {'ratio':>6} "
-          f"{'idfd+cache':>11} {'ratio':>6}")  # fmt: skip
+    print(
+        f"{'case':18} {'cnncli tf.data':>15} {'keras idfd':>11} {'ratio':>6} "
+        f"{'idfd+cache':>11} {'ratio':>6}"
+    )
     for i, case in enumerate(cases):
-        images = make_images(tmp / f"read{i}" / "images", case["n"], case["side"], case["mode"],
-                             case["classes"])  # fmt: skip
+        images = make_images(
+            tmp / f"read{i}" / "images", case["n"], case["side"], case["mode"], case["classes"]
+        )
         build_dataset(images, tmp / f"read{i}" / "ds", val=0.0)
         r = read_cnncli(tmp / f"read{i}" / "ds", case["batch"])
         k = read_keras(images, case, case["batch"], cache=False)
         kc = read_keras(images, case, case["batch"], cache=True)
-        print(f"{case['name']:18} {r:>15.0f} {k:>11.0f} {r / k:>6.2f} {kc:>11.0f} "
-              f"{r / kc:>6.2f}")  # fmt: skip
+        print(f"{case['name']:18} {r:>15.0f} {k:>11.0f} {r / k:>6.2f} {kc:>11.0f} {r / kc:>6.2f}")
     print("goal: ratio >= 1.0")
 
 

@@ -38,15 +38,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's cnncli
 sys.path.insert(0, str(ROOT / "bench"))
 
-SPACE = ["lr=1e-4..1e-2:log", "batch-size=32,64,128", "lr-schedule=constant,cosine",
-         "rotation=0..15", "zoom=0..0.15"]  # fmt: skip
+SPACE = [
+    "lr=1e-4..1e-2:log",
+    "batch-size=32,64,128",
+    "lr-schedule=constant,cosine",
+    "rotation=0..15",
+    "zoom=0..0.15",
+]
 
 
 def cnncli(*args, env=None) -> tuple[subprocess.CompletedProcess, float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "cnncli", *map(str, args)], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnncli", *map(str, args)], env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"cnncli {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
@@ -69,15 +75,18 @@ def storage_cost(folder: Path, epochs: int, trials: int = 12) -> float:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     storage = open_storage(folder, "sqlite")
-    study = optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize",
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3))  # fmt: skip
+    study = optuna.create_study(
+        storage=storage,
+        study_name=STUDY_NAME,
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+    )
     dims = [parse_param(p) for p in SPACE]
 
     def objective(trial):
         for d in dims:
             d.suggest(trial)
-        for key in ("host", "pid", "stopped", "run_dir", "seed", "command", "seconds",
-                    "epochs"):  # fmt: skip
+        for key in ("host", "pid", "stopped", "run_dir", "seed", "command", "seconds", "epochs"):
             trial.set_user_attr(key, key)
         for step in range(1, epochs + 1):
             trial.report(0.5 + 0.01 * step, step)
@@ -106,24 +115,58 @@ def main(argv=None) -> int:
         ds = work / "digits-ds"
         if not ds.exists():
             make_digits(work / "digits")
-            build_dataset(work / "digits", ds, size=(28, 28), color="grayscale", val=0.15,
-                          test=0.2, seed=0)  # fmt: skip
-        recipe = ["--arch", "mnist", "--batch-size", "64", "--augment", "--rotation", "10",
-                  "--shift", "0.1", "--zoom", "0.1", "--shear", "0", "--no-flip",
-                  "--lr-schedule", "cosine", "--warmup", "1", "--epochs", "20"]  # fmt: skip
+            build_dataset(
+                work / "digits", ds, size=(28, 28), color="grayscale", val=0.15, test=0.2, seed=0
+            )
+        recipe = [
+            "--arch",
+            "mnist",
+            "--batch-size",
+            "64",
+            "--augment",
+            "--rotation",
+            "10",
+            "--shift",
+            "0.1",
+            "--zoom",
+            "0.1",
+            "--shear",
+            "0",
+            "--no-flip",
+            "--lr-schedule",
+            "cosine",
+            "--warmup",
+            "1",
+            "--epochs",
+            "20",
+        ]
         shutil.rmtree(work / "recipe", ignore_errors=True)
         _, recipe_s = cnncli("train", ds, *recipe, "-o", work / "recipe", "-q")
         recipe_run = json.loads((work / "recipe/run.json").read_text())
         recipe_test = test_accuracy(work / "recipe/best.keras", ds)
-        print(f"1. README recipe (20 epochs): test accuracy {recipe_test:.4f}, "
-              f"{recipe_s:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"1. README recipe (20 epochs): test accuracy {recipe_test:.4f}, {recipe_s:.0f} s",
+            flush=True,
+        )
 
         study = work / "study"
         shutil.rmtree(study, ignore_errors=True)
         params = [a for p in SPACE for a in ("--param", p)]
-        proc, tune_s = cnncli("tune", ds, "--study", study, "--trials", args.trials,
-                              "--arch", "mnist", "--epochs", args.epochs, *params,
-                              "--json", "-q")  # fmt: skip
+        proc, tune_s = cnncli(
+            "tune",
+            ds,
+            "--study",
+            study,
+            "--trials",
+            args.trials,
+            "--arch",
+            "mnist",
+            "--epochs",
+            args.epochs,
+            *params,
+            "--json",
+            "-q",
+        )
         result = json.loads(proc.stdout)
         rows = result["rows"]
         best = result["best"]
@@ -131,10 +174,13 @@ def main(argv=None) -> int:
         epochs = sum(r["epochs"] or 0 for r in rows)
         best_test = test_accuracy(study / best["run_dir"] / "best.keras", ds)
         pruned = result["counts"]["pruned"] / max(1, len(rows))
-        print(f"2. tune, {args.trials} trials of at most {args.epochs} epochs "
-              f"({epochs} epochs trained in all): best val_accuracy {best['value']:.4f} "
-              f"(trial {best['number']}), test accuracy {best_test:.4f}, {tune_s:.0f} s; "
-              f"pruned {result['counts']['pruned']} of {len(rows)} ({pruned:.0%})", flush=True)
+        print(
+            f"2. tune, {args.trials} trials of at most {args.epochs} epochs "
+            f"({epochs} epochs trained in all): best val_accuracy {best['value']:.4f} "
+            f"(trial {best['number']}), test accuracy {best_test:.4f}, {tune_s:.0f} s; "
+            f"pruned {result['counts']['pruned']} of {len(rows)} ({pruned:.0%})",
+            flush=True,
+        )
 
         command = shlex.split(best["command"])
         out = work / "rerun"
@@ -143,29 +189,45 @@ def main(argv=None) -> int:
         rerun = json.loads((out / "run.json").read_text())
         rerun_test = test_accuracy(out / "best.keras", ds)
         same = rerun["best"]["value"] == best["value"] and rerun_test == best_test
-        print(f"3. the best command alone: val_accuracy {rerun['best']['value']:.4f}, test "
-              f"accuracy {rerun_test:.4f} ({rerun_s:.0f} s): "
-              f"{'the same' if same else 'DIFFERENT'}", flush=True)  # fmt: skip
+        print(
+            f"3. the best command alone: val_accuracy {rerun['best']['value']:.4f}, test "
+            f"accuracy {rerun_test:.4f} ({rerun_s:.0f} s): "
+            f"{'the same' if same else 'DIFFERENT'}",
+            flush=True,
+        )
         print(f"   {best['command']}")
 
         overhead = tune_s - inside
-        print(f"4. tuner overhead: {overhead:.1f} s of {tune_s:.0f} s outside the trials' "
-              f"training ({overhead / max(1, len(rows)):.2f} s per trial; a trial took "
-              f"{inside / max(1, len(rows)):.1f} s on average), of which:", flush=True)  # fmt: skip
+        print(
+            f"4. tuner overhead: {overhead:.1f} s of {tune_s:.0f} s outside the trials' "
+            f"training ({overhead / max(1, len(rows)):.2f} s per trial; a trial took "
+            f"{inside / max(1, len(rows)):.1f} s on average), of which:",
+            flush=True,
+        )
         _, fixed_s = cnncli("tune", "--resume", study, "--json")
-        print(f"   {fixed_s:.1f} s: cnncli tune on the finished study (process start-up, "
-              "Optuna and its storage, the importance, the study page)", flush=True)
+        print(
+            f"   {fixed_s:.1f} s: cnncli tune on the finished study (process start-up, "
+            "Optuna and its storage, the importance, the study page)",
+            flush=True,
+        )
         per_trial = storage_cost(work / "storage-probe", args.epochs)
-        print(f"   {per_trial * 1000:.0f} ms per trial: the storage's own work (SQLite with "
-              f"the heartbeat: ask, {len(SPACE)} suggestions, 8 user attributes, "
-              f"{args.epochs} reports and pruner calls, tell)", flush=True)
+        print(
+            f"   {per_trial * 1000:.0f} ms per trial: the storage's own work (SQLite with "
+            f"the heartbeat: ask, {len(SPACE)} suggestions, 8 user attributes, "
+            f"{args.epochs} reports and pruner calls, tell)",
+            flush=True,
+        )
 
         print("\n| | test accuracy | time |\n|---|---|---|")
         print(f"| README recipe, 20 epochs | {recipe_test:.4f} | {recipe_s:.0f} s |")
-        print(f"| cnncli tune, {args.trials} trials x <= {args.epochs} epochs, best | "
-              f"{best_test:.4f} | {tune_s:.0f} s |")
-        print(f"\nrecipe ran {recipe_run['epochs_finished']} epochs; tune's best trial: "
-              f"{json.dumps(best['params'])}")
+        print(
+            f"| cnncli tune, {args.trials} trials x <= {args.epochs} epochs, best | "
+            f"{best_test:.4f} | {tune_s:.0f} s |"
+        )
+        print(
+            f"\nrecipe ran {recipe_run['epochs_finished']} epochs; tune's best trial: "
+            f"{json.dumps(best['params'])}"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

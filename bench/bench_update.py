@@ -31,15 +31,17 @@ from cnncli.datasets.build import build_dataset  # noqa: E402
 CLASSES = ("brick", "marble", "stone")
 
 
-def make_photos(folder: Path, start: int, n: int, seed: int = 0,
-                side: int = 16) -> list[tuple[str, str]]:  # fmt: skip
+def make_photos(
+    folder: Path, start: int, n: int, seed: int = 0, side: int = 16
+) -> list[tuple[str, str]]:
     rng = np.random.default_rng([seed, start])
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(start, start + n):
         name = f"p{i:06d}.png"
         Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(
-            folder / name, compress_level=1)
+            folder / name, compress_level=1
+        )
         rows.append((name, CLASSES[i % 3]))
     return rows
 
@@ -68,8 +70,15 @@ def main() -> None:
         folder, table, ds = root / "imgs", root / "labels.csv", root / "ds"
         rows = make_photos(folder, 0, n, side=args.side)
         write_table(table, rows)
-        common = dict(images_dir=folder, labels=table, image_col="image", label_col="type",
-                      classes=list(CLASSES), shard_size=args.shard_size, workers=args.workers)
+        common = dict(
+            images_dir=folder,
+            labels=table,
+            image_col="image",
+            label_col="type",
+            classes=list(CLASSES),
+            shard_size=args.shard_size,
+            workers=args.workers,
+        )
         t_first, first = timed(out_dir=ds, stable_shards=True, **common)
         before = {p.name: p.stat().st_ino for p in ds.glob("*.tfrecord")}
 
@@ -77,9 +86,12 @@ def main() -> None:
         rng = np.random.default_rng(1)
         picked = rng.permutation(len(rows))
         removed = {rows[i][0] for i in picked[:k]}
-        relabelled = {rows[i][0] for i in picked[k:2 * k]}
-        changed = [(name, CLASSES[(CLASSES.index(c) + 1) % 3] if name in relabelled else c)
-                   for name, c in rows if name not in removed]
+        relabelled = {rows[i][0] for i in picked[k : 2 * k]}
+        changed = [
+            (name, CLASSES[(CLASSES.index(c) + 1) % 3] if name in relabelled else c)
+            for name, c in rows
+            if name not in removed
+        ]
         changed += make_photos(folder, n, k, seed=1, side=args.side)
         write_table(table, changed)
 

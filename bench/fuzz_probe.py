@@ -93,8 +93,10 @@ def fuzz(examples: int = 10_000, seed: int = 13, work: Path | None = None, echo=
             counts[name] = tried
             counts["trials"] += tried
             found = sum(n for key, n in unexpected.items() if key.startswith(name))
-            echo(f"  {name}: {tried} inputs in {time.perf_counter() - start:.0f} s, "
-                 f"{found} unexpected")  # fmt: skip
+            echo(
+                f"  {name}: {tried} inputs in {time.perf_counter() - start:.0f} s, "
+                f"{found} unexpected"
+            )
     counts["lost"] = sum(unexpected.values())
     if unexpected:
         counts["unexpected"] = "; ".join(
@@ -105,8 +107,9 @@ def fuzz(examples: int = 10_000, seed: int = 13, work: Path | None = None, echo=
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=10_000,
-                        help="inputs per reader (command lines: a tenth)")  # fmt: skip
+    parser.add_argument(
+        "--examples", type=int, default=10_000, help="inputs per reader (command lines: a tenth)"
+    )
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
     counts = fuzz(args.examples, args.seed)

@@ -73,8 +73,15 @@ class Probe:
 def cnncli(*args, cwd: Path, wait: bool = True, **kw):
     command = [sys.executable, "-m", "cnncli", *map(str, args)]
     if not wait:
-        return subprocess.Popen(command, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, **kw)  # fmt: skip
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
     return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, **kw)
 
 
@@ -123,8 +130,10 @@ def concurrent_builds(ctx: Context) -> dict:
     counts = {"trials": 0, "lost": 0, "refused busy": 0, "refused exists": 0, "both wrote": 0}
     for _ in range(ctx.trials(3, 10)):
         here = ctx.fresh("builds")
-        procs = [cnncli("dataset", "build", images, "-o", "ds", "--workers", 1, cwd=here,
-                        wait=False) for images in (images_a, images_b)]  # fmt: skip
+        procs = [
+            cnncli("dataset", "build", images, "-o", "ds", "--workers", 1, cwd=here, wait=False)
+            for images in (images_a, images_b)
+        ]
         codes = [p.wait(timeout=300) for p in procs]
         errs = [p.stderr.read() for p in procs]
         counts["trials"] += 1
@@ -151,8 +160,24 @@ def concurrent_trains(ctx: Context) -> dict:
     counts = {"trials": 0, "lost": 0, "refused busy": 0, "refused exists": 0, "both ran": 0}
     for t in range(ctx.trials(1, 3)):
         run = f"run{t}"
-        procs = [cnncli("train", "ds", "-o", run, "--arch", "tiny", "--epochs", 3, "-q",
-                        "--seed", seed, cwd=here, wait=False) for seed in (1, 2)]  # fmt: skip
+        procs = [
+            cnncli(
+                "train",
+                "ds",
+                "-o",
+                run,
+                "--arch",
+                "tiny",
+                "--epochs",
+                3,
+                "-q",
+                "--seed",
+                seed,
+                cwd=here,
+                wait=False,
+            )
+            for seed in (1, 2)
+        ]
         codes = [p.wait(timeout=600) for p in procs]
         errs = [p.stderr.read() for p in procs]
         counts["trials"] += 1
@@ -171,8 +196,16 @@ def concurrent_trains(ctx: Context) -> dict:
 
 def kill_build(ctx: Context) -> dict:
     images = make_images(ctx.work / "inputs" / "kill", ["k1", "k2"], 400, 48, 4)
-    counts = {"trials": 0, "lost": 0, "ds whole": 0, "ds absent": 0, "ds half": 0,
-              "left debris": 0, "next build ok": 0, "debris after next": 0}  # fmt: skip
+    counts = {
+        "trials": 0,
+        "lost": 0,
+        "ds whole": 0,
+        "ds absent": 0,
+        "ds half": 0,
+        "left debris": 0,
+        "next build ok": 0,
+        "debris after next": 0,
+    }
     for t in range(ctx.trials(6, 20)):
         here = ctx.fresh("killbuild")
         overwrite = t % 2 == 1
@@ -230,12 +263,14 @@ def kill_train(ctx: Context) -> dict:
         counts["trials"] += 1
         resumed = cnncli("train", "--resume", run.name, "-q", cwd=here)
         counts["resumed"] += resumed.returncode == 0
-        equal = resumed.returncode == 0 and _same_weights(here / "full" / "last.keras",
-                                                         run / "last.keras")  # fmt: skip
+        equal = resumed.returncode == 0 and _same_weights(
+            here / "full" / "last.keras", run / "last.keras"
+        )
         counts["bit-equal"] += equal
         counts["lost"] += not equal
-        counts["debris after"] += any(".tmp-" in p.name or ".scratch-" in p.name
-                                      for p in run.rglob(".*"))  # fmt: skip
+        counts["debris after"] += any(
+            ".tmp-" in p.name or ".scratch-" in p.name for p in run.rglob(".*")
+        )
     return counts
 
 
@@ -246,8 +281,7 @@ def _same_weights(a: Path, b: Path) -> bool:
         "wb = keras.models.load_model(sys.argv[2], compile=False).get_weights()\n"
         "sys.exit(0 if all(np.array_equal(x, y) for x, y in zip(wa, wb)) else 1)\n"
     )
-    run = subprocess.run([sys.executable, "-c", code, str(a), str(b)], env=ENV,
-                         capture_output=True)  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code, str(a), str(b)], env=ENV, capture_output=True)
     return run.returncode == 0
 
 
@@ -290,11 +324,16 @@ def bad_inputs(ctx: Context) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bad_inputs_probe import bad_inputs as battery
 
-    tried, handled, rows = battery(quick=ctx.quick, keep=ctx.fresh("bad-inputs"),
-                                   echo=lambda line: None)  # fmt: skip
+    tried, handled, rows = battery(
+        quick=ctx.quick, keep=ctx.fresh("bad-inputs"), echo=lambda line: None
+    )
     missed = [name for _item, name, ok, _what in rows if not ok]
-    return {"trials": tried, "lost": tried - handled, "handled": handled,
-            **({"not handled": "; ".join(missed)} if missed else {})}  # fmt: skip
+    return {
+        "trials": tried,
+        "lost": tried - handled,
+        "handled": handled,
+        **({"not handled": "; ".join(missed)} if missed else {}),
+    }
 
 
 def fuzz_inputs(ctx: Context) -> dict:

@@ -39,8 +39,7 @@ if not hasattr(_host, "Probe"):  # pragma: no cover - imported on its own
 
 Probe = _host.Probe
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
-       "PYTHONPATH": str(ROOT)}  # fmt: skip
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 CLASSES = ["a", "b", "c"]
 _made: dict = {}
 
@@ -51,8 +50,9 @@ def run(args, cwd: Path, code: str | None = None, timeout: float = 600):
     stdout, seconds)."""
     command = [sys.executable, *(["-c", code] if code else ["-m", "cnncli"]), *map(str, args)]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -73,8 +73,14 @@ def verdict(rc: int, err: str, want: int = 2, harm: bool = False) -> str:
 
 class Tally:
     def __init__(self):
-        self.counts = {"trials": 0, "lost": 0, "handled": 0, "silent wrong": 0,
-                       "unexpected": 0, "not handled": 0}  # fmt: skip
+        self.counts = {
+            "trials": 0,
+            "lost": 0,
+            "handled": 0,
+            "silent wrong": 0,
+            "unexpected": 0,
+            "not handled": 0,
+        }
         self.missed: list[str] = []
 
     def add(self, name: str, result: str) -> None:
@@ -126,9 +132,15 @@ def made(ctx) -> dict:
 
     def net(units, act, seed):
         keras.utils.set_random_seed(seed)
-        return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
-                                 keras.layers.Conv2D(2, 3), keras.layers.GlobalAveragePooling2D(),
-                                 keras.layers.Dense(units, activation=act)])  # fmt: skip
+        return keras.Sequential(
+            [
+                keras.Input((8, 8, 3)),
+                keras.layers.Rescaling(1 / 255),
+                keras.layers.Conv2D(2, 3),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(units, activation=act),
+            ]
+        )
 
     meta = {"class_names": CLASSES, "image": image, "pixel_scale": 1.0}
     save_model(net(3, "softmax", 1), here / "m.keras", meta)
@@ -137,15 +149,30 @@ def made(ctx) -> dict:
         build_dataset(here / "img", here / "ds", val=0.25, test=0.25, seed=0, workers=1)
         for fmt, name in (("litert", "m.tflite"), ("onnx", "m.onnx")):
             export_model(here / "m.keras", fmt, here / name)
-        rows = [["image", "tags"]] + [[f"{n}/{i}.png", ";".join(t for j, t in enumerate("xy")
-                                                                if (i + k) >> j & 1)]
-                                      for k, n in enumerate(CLASSES) for i in range(6)]  # fmt: skip
+        rows = [["image", "tags"]] + [
+            [f"{n}/{i}.png", ";".join(t for j, t in enumerate("xy") if (i + k) >> j & 1)]
+            for k, n in enumerate(CLASSES)
+            for i in range(6)
+        ]
         (here / "tags.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
-        build_dataset(here / "img", here / "ml", task="multilabel", label_col="tags",
-                      label_delim=";", labels=here / "tags.csv", val=0.5, test=0,
-                      workers=1)  # fmt: skip
-        ml_meta = {**meta, "class_names": ["x", "y"], "format_version": 2,
-                   "task": "multilabel", "thresholds": [0.5, 0.5]}  # fmt: skip
+        build_dataset(
+            here / "img",
+            here / "ml",
+            task="multilabel",
+            label_col="tags",
+            label_delim=";",
+            labels=here / "tags.csv",
+            val=0.5,
+            test=0,
+            workers=1,
+        )
+        ml_meta = {
+            **meta,
+            "class_names": ["x", "y"],
+            "format_version": 2,
+            "task": "multilabel",
+            "thresholds": [0.5, 0.5],
+        }
         for seed in (3, 4):
             save_model(net(2, "sigmoid", seed), here / f"ml{seed}.keras", ml_meta)
         export_model(here / "ml3.keras", "litert", here / "ml.tflite")
@@ -220,19 +247,31 @@ def bombs(ctx) -> dict:
     tally, figures = Tally(), {}
     # a fresh process per run: RUSAGE_CHILDREN's max RSS is the largest child's so far, so
     # each is measured by a wrapper process of its own
-    code = ("import resource, subprocess, sys, time\nt = time.perf_counter()\n"
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-            "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-            "sys.stderr.write(p.stderr)\n"
-            "print(f'{p.returncode} {time.perf_counter() - t:.1f} {peak:.0f}')\n")  # fmt: skip
-    cases = [("baseline", m["here"] / "m.keras"),
-             ("dense 1e8", _bomb(m["here"] / "m.keras", here / "dense.keras", -1, "units",
-                                 int(1e8 * scale))),
-             ("conv 5e7", _bomb(m["here"] / "m.keras", here / "conv.keras", 2, "filters",
-                                int(5e7 * scale)))]  # fmt: skip
+    code = (
+        "import resource, subprocess, sys, time\nt = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "sys.stderr.write(p.stderr)\n"
+        "print(f'{p.returncode} {time.perf_counter() - t:.1f} {peak:.0f}')\n"
+    )
+    cases = [
+        ("baseline", m["here"] / "m.keras"),
+        (
+            "dense 1e8",
+            _bomb(m["here"] / "m.keras", here / "dense.keras", -1, "units", int(1e8 * scale)),
+        ),
+        (
+            "conv 5e7",
+            _bomb(m["here"] / "m.keras", here / "conv.keras", 2, "filters", int(5e7 * scale)),
+        ),
+    ]
     for name, path in cases:
-        _, err, out, *_ = run([sys.executable, "-m", "cnncli", "predict", path, m["image"]],
-                              here, code=code, timeout=900)  # fmt: skip
+        _, err, out, *_ = run(
+            [sys.executable, "-m", "cnncli", "predict", path, m["image"]],
+            here,
+            code=code,
+            timeout=900,
+        )
         rc, took, peak = out.split()
         figures[f"{name} s"] = float(took)
         figures[f"{name} MB"] = int(float(peak))
@@ -242,20 +281,32 @@ def bombs(ctx) -> dict:
 
 
 SIDECAR_CASES = [
-    ("binary for 3 outputs", {"head": {"kind": "binary", "from_logits": False, "units": 1},
-                              "class_names": ["a", "b"]}),
-    ("10 units for 3", {"head": {"kind": "categorical", "from_logits": False, "units": 10},
-                        "class_names": list("abcdefghij")}),
+    (
+        "binary for 3 outputs",
+        {"head": {"kind": "binary", "from_logits": False, "units": 1}, "class_names": ["a", "b"]},
+    ),
+    (
+        "10 units for 3",
+        {
+            "head": {"kind": "categorical", "from_logits": False, "units": 10},
+            "class_names": list("abcdefghij"),
+        },
+    ),
     ("16x16 for 8x8", {"image": {"height": 16, "width": 16, "color": "rgb"}}),
     ("grayscale for rgb", {"image": {"height": 8, "width": 8, "color": "grayscale"}}),
     ("task bogus", {"task": "bogus"}),
-    ("2 thresholds, 3 labels", {"task": "multilabel", "thresholds": [0.5, 0.5],
-                                "head": {"kind": "multilabel", "from_logits": False,
-                                         "units": 3}}),
+    (
+        "2 thresholds, 3 labels",
+        {
+            "task": "multilabel",
+            "thresholds": [0.5, 0.5],
+            "head": {"kind": "multilabel", "from_logits": False, "units": 3},
+        },
+    ),
     ("duplicate names", {"class_names": ["a", "a", "b"]}),
     ("pixel_scale 1e308", {"pixel_scale": 1e308}),
     ("pixel_scale 1e-300", {"pixel_scale": 1e-300}),
-]  # fmt: skip
+]
 METADATA_CASES = [
     ("pixel_scale 1e308", {"pixel_scale": 1e308}),
     ("duplicate names", {"class_names": ["a", "b", "a"]}),
@@ -321,12 +372,15 @@ def files(ctx) -> dict:
                 ran += 1
                 continue
             tally.add(f"{fmt} {name}", verdict(rc, err))
-    for name, location, dims in (("../ outside", "../secret.bin", None),
-                                 ("absolute", str(here / "secret.bin"), None),
-                                 ("/dev/zero", "/dev/zero", None),
-                                 ("3 TB tensor", "weights.bin", [1_000_000, 750_000])):  # fmt: skip
-        path = _external(m["here"] / "m.onnx", here / "ext" / name.replace("/", "_"), location,
-                         dims)  # fmt: skip
+    for name, location, dims in (
+        ("../ outside", "../secret.bin", None),
+        ("absolute", str(here / "secret.bin"), None),
+        ("/dev/zero", "/dev/zero", None),
+        ("3 TB tensor", "weights.bin", [1_000_000, 750_000]),
+    ):
+        path = _external(
+            m["here"] / "m.onnx", here / "ext" / name.replace("/", "_"), location, dims
+        )
         (here / "ext" / "secret.bin").write_bytes(b"\0" * 4096)
         rc, err, *_ = run(["predict", path, m["image"]], here)
         tally.add(f"onnx external {name}", verdict(rc, err))
@@ -415,9 +469,20 @@ def races(ctx) -> dict:
     tally, figures = Tally(), {}
     for fmt in ("tflite", "onnx"):
         target = pair(m["here"] / f"m.{fmt}", here / fmt)
-        killed, *_ = run([target, "export", m["here"] / "two.keras", "--format",
-                          "litert" if fmt == "tflite" else "onnx", "-o", target,
-                          "--overwrite"], here, code=KILL_AT_MODEL_RENAME)  # fmt: skip
+        killed, *_ = run(
+            [
+                target,
+                "export",
+                m["here"] / "two.keras",
+                "--format",
+                "litert" if fmt == "tflite" else "onnx",
+                "-o",
+                target,
+                "--overwrite",
+            ],
+            here,
+            code=KILL_AT_MODEL_RENAME,
+        )
         figures[f"export {fmt} killed (exit)"] = killed  # -9: killed at the model's rename
         # the old model (a, b, c) beside the new sidecar (cat, dog): any answer is wrong
         rc, err, *_ = run(["predict", target, m["image"], "--csv"], here)
@@ -427,35 +492,66 @@ def races(ctx) -> dict:
     (run_dir / "run.json").write_text("{}")
     best = run_dir / "best.keras"
     shutil.copyfile(m["here"] / "ml3.keras", best)
-    rc, err, *_ = run([best, m["here"] / "ml4.keras", "evaluate", best, m["here"] / "ml",
-                       "--split", "val", "--tune-thresholds"], here,
-                      code=REPLACED_WHILE_TUNING)  # fmt: skip
+    rc, err, *_ = run(
+        [
+            best,
+            m["here"] / "ml4.keras",
+            "evaluate",
+            best,
+            m["here"] / "ml",
+            "--split",
+            "val",
+            "--tune-thresholds",
+        ],
+        here,
+        code=REPLACED_WHILE_TUNING,
+    )
     with zipfile.ZipFile(best) as z:
         stored = json.loads(z.read("cnncli.json")).get("thresholds")
     harm = stored == [0.9, 0.1]
     tally.add("model replaced while tuning", "silent wrong" if harm else verdict(rc, err, 1))
-    rc, err, _, took = run(["evaluate", m["here"] / "ml.tflite", m["here"] / "ml",
-                               "--tune-thresholds"], here)  # fmt: skip
+    rc, err, _, took = run(
+        ["evaluate", m["here"] / "ml.tflite", m["here"] / "ml", "--tune-thresholds"], here
+    )
     figures["tflite --tune-thresholds refused after s"] = round(took, 1)
     tally.add("tune a tflite", verdict(rc, err))
     rc, err, *_ = run(["predict", m["here"] / "m.onnx", m["image"]], here, code=NO_CONVERTERS)
     tally.add("predict onnx without tf2onnx/onnx", "handled" if rc == 0 else "not handled")
-    rc, err, *_ = run(["export", m["here"] / "m.keras", "--format", "savedmodel", "-o",
-                       here / "full_sm"], here, code=DISK_FULL)  # fmt: skip
+    rc, err, *_ = run(
+        ["export", m["here"] / "m.keras", "--format", "savedmodel", "-o", here / "full_sm"],
+        here,
+        code=DISK_FULL,
+    )
     named = "disk is full" in err and "try another --format" not in err
     tally.add("disk full in export", verdict(rc, err, 1) if named else "not handled")
     return tally.done(**figures)
 
 
 MODEL_PROBES = [
-    Probe("models-savedmodel", "a SavedModel whose code writes a file: refused without "
-          "--unsafe", savedmodel),
-    Probe("models-bombs", "config.json declaring Dense(1e8) / Conv2D(5e7): refused, peak "
-          "memory and time", bombs),
-    Probe("models-sidecars", "sidecars that disagree with their model, metadata out of "
-          "bounds: exit 2", sidecars),
-    Probe("models-files", "garbage, cut, flipped .tflite/.onnx; ONNX external data out of "
-          "its folder or 3 TB", files),
-    Probe("models-races", "export killed between renames, model replaced while tuning, "
-          "tflite tuning, onnx alone, disk full", races),
-]  # fmt: skip
+    Probe(
+        "models-savedmodel",
+        "a SavedModel whose code writes a file: refused without --unsafe",
+        savedmodel,
+    ),
+    Probe(
+        "models-bombs",
+        "config.json declaring Dense(1e8) / Conv2D(5e7): refused, peak memory and time",
+        bombs,
+    ),
+    Probe(
+        "models-sidecars",
+        "sidecars that disagree with their model, metadata out of bounds: exit 2",
+        sidecars,
+    ),
+    Probe(
+        "models-files",
+        "garbage, cut, flipped .tflite/.onnx; ONNX external data out of its folder or 3 TB",
+        files,
+    ),
+    Probe(
+        "models-races",
+        "export killed between renames, model replaced while tuning, "
+        "tflite tuning, onnx alone, disk full",
+        races,
+    ),
+]

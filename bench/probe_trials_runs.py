@@ -46,9 +46,14 @@ def _cap_memory() -> None:
 def cnncli(*args, cwd: Path, timeout: float = TIMEOUT) -> dict:
     """Run cnncli; {rc, out, err, seconds, peak_mib, timed_out}."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "cnncli", *map(str, args)], cwd=cwd,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_cap_memory)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnncli", *map(str, args)],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_cap_memory,
+    )
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     out: dict = {}
@@ -56,8 +61,10 @@ def cnncli(*args, cwd: Path, timeout: float = TIMEOUT) -> dict:
     def drain(name, stream):
         out[name] = stream.read().decode("utf-8", "replace")
 
-    readers = [threading.Thread(target=drain, args=(n, s))
-               for n, s in (("out", proc.stdout), ("err", proc.stderr))]  # fmt: skip
+    readers = [
+        threading.Thread(target=drain, args=(n, s))
+        for n, s in (("out", proc.stdout), ("err", proc.stderr))
+    ]
     for t in readers:
         t.start()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -66,9 +73,14 @@ def cnncli(*args, cwd: Path, timeout: float = TIMEOUT) -> dict:
     timer.cancel()
     for t in readers:
         t.join()
-    return {"rc": proc.returncode, "out": out["out"], "err": out["err"],
-            "seconds": time.perf_counter() - start, "peak_mib": usage.ru_maxrss / 1024,
-            "timed_out": timed_out}  # fmt: skip
+    return {
+        "rc": proc.returncode,
+        "out": out["out"],
+        "err": out["err"],
+        "seconds": time.perf_counter() - start,
+        "peak_mib": usage.ru_maxrss / 1024,
+        "timed_out": timed_out,
+    }
 
 
 def make_run(folder: Path, rows: int = 2, history: str | None = None, **extra) -> Path:
@@ -77,21 +89,30 @@ def make_run(folder: Path, rows: int = 2, history: str | None = None, **extra) -
         history = HEADER + "".join(f"{i + 1},0.5,0.7,0.5,{0.9 - i * 1e-7}\n" for i in range(rows))
     if history:
         (folder / "history.csv").write_text(history, encoding="utf-8")
-    record = {"format": "cnncli-run", "format_version": 1, "command": "train",
-              "status": "finished", "started": "2026-12-01T10:00:00Z",
-              "dataset": {"path": "/nonexistent/ds", "sha256": "ab" * 32,
-                          "class_names": ["a", "b"]},
-              "model": {"source": {"kind": "arch", "value": "tiny"}, "params": 417},
-              "options": {"epochs": rows, "monitor": "val_loss"},
-              "best": {"epoch": 1, "monitor": "val_loss"}, **extra}  # fmt: skip
+    record = {
+        "format": "cnncli-run",
+        "format_version": 1,
+        "command": "train",
+        "status": "finished",
+        "started": "2026-12-01T10:00:00Z",
+        "dataset": {"path": "/nonexistent/ds", "sha256": "ab" * 32, "class_names": ["a", "b"]},
+        "model": {"source": {"kind": "arch", "value": "tiny"}, "params": 417},
+        "options": {"epochs": rows, "monitor": "val_loss"},
+        "best": {"epoch": 1, "monitor": "val_loss"},
+        **extra,
+    }
     (folder / "run.json").write_text(json.dumps(record), encoding="utf-8")
     return folder
 
 
 def unexpected(r: dict) -> bool:
     text = r["err"] + r["out"]
-    return (r["timed_out"] or r["rc"] not in (0, 1, 2) or "Traceback" in text
-            or "unexpected" in text.lower())  # fmt: skip
+    return (
+        r["timed_out"]
+        or r["rc"] not in (0, 1, 2)
+        or "Traceback" in text
+        or "unexpected" in text.lower()
+    )
 
 
 def tree_text(folder: Path) -> str:
@@ -110,8 +131,11 @@ def bad_links(page: Path) -> list[str]:
         return []
     text = page.read_text(encoding="utf-8", errors="replace")
     links = re.findall(r'(?:src|href)="([^"]*)"', text)
-    return [u for u in links if u.startswith(("/", "\\")) or ":" in u.split("/")[0]
-            or ".." in u.split("/")]  # fmt: skip
+    return [
+        u
+        for u in links
+        if u.startswith(("/", "\\")) or ":" in u.split("/")[0] or ".." in u.split("/")
+    ]
 
 
 def outside_files(base: Path, before: set) -> list[str]:
@@ -130,8 +154,14 @@ def _secret(base: Path) -> Path:
 def _parts(report: Path, **parts) -> None:
     report.mkdir(parents=True, exist_ok=True)
     (report / "index.html").write_text("<p>old</p>", encoding="utf-8")
-    data = {"computed": True, "pictures": {}, "evaluations": {}, "activations": [],
-            "missing": [], **parts}  # fmt: skip
+    data = {
+        "computed": True,
+        "pictures": {},
+        "evaluations": {},
+        "activations": [],
+        "missing": [],
+        **parts,
+    }
     (report / "parts.json").write_text(json.dumps(data), encoding="utf-8")
 
 
@@ -164,8 +194,17 @@ def t_picture_symlink(base: Path) -> tuple[str, dict]:
 def t_activations_symlink(base: Path) -> tuple[str, dict]:
     secret = _secret(base)
     run = make_run(base / "runs" / "train")
-    act = [{"image": "x", "page": "activations/val-1/index.html", "input": "activations/val-1/"
-            "input.png", "predicted": "a", "probability": 0.5, "gradcam": None, "grids": []}]
+    act = [
+        {
+            "image": "x",
+            "page": "activations/val-1/index.html",
+            "input": "activations/val-1/input.png",
+            "predicted": "a",
+            "probability": 0.5,
+            "gradcam": None,
+            "grids": [],
+        }
+    ]
     _parts(run / "report", activations=act)
     (run / "report" / "activations").symlink_to(secret, target_is_directory=True)
     (run / "report" / "images").mkdir()
@@ -179,8 +218,10 @@ def t_parts_dotdot(base: Path) -> tuple[str, dict]:
     (base / "victim").mkdir()
     (base / "victim" / ".bashrc").write_text("mine\n", encoding="utf-8")
     (run / ".bashrc").write_text("echo pwned\n", encoding="utf-8")
-    _parts(run / "report", pictures={"confusion-val": "../.bashrc",
-                                     "errors-val": "../../../victim/.bashrc"})  # fmt: skip
+    _parts(
+        run / "report",
+        pictures={"confusion-val": "../.bashrc", "errors-val": "../../../victim/.bashrc"},
+    )
     before = {str(p) for p in base.rglob("*")}
     r = cnncli("report", run, "--no-compute", "-o", base / "victim" / "out", cwd=base)
     changed = (base / "victim" / ".bashrc").read_text(encoding="utf-8") != "mine\n"
@@ -199,19 +240,38 @@ def t_parts_absolute(base: Path) -> tuple[str, dict]:
 
 def t_page_links(base: Path) -> tuple[str, dict]:
     run = make_run(base / "runs" / "train")
-    act = [{"image": "x", "page": "//evil.example/p.html", "input": "/etc/passwd",
-            "predicted": "a", "probability": 0.5, "gradcam": "javascript:alert(1)",
-            "grids": [{"name": "c", "type": "Conv2D", "file": "../../up.png"}]}]  # fmt: skip
-    _parts(run / "report", activations=act,
-           pictures={"confusion-val": "//evil.example/x.png", "errors-val": "/etc/x.png"})
+    act = [
+        {
+            "image": "x",
+            "page": "//evil.example/p.html",
+            "input": "/etc/passwd",
+            "predicted": "a",
+            "probability": 0.5,
+            "gradcam": "javascript:alert(1)",
+            "grids": [{"name": "c", "type": "Conv2D", "file": "../../up.png"}],
+        }
+    ]
+    _parts(
+        run / "report",
+        activations=act,
+        pictures={"confusion-val": "//evil.example/x.png", "errors-val": "/etc/x.png"},
+    )
     r = cnncli("report", run, "--no-compute", "-o", base / "out", cwd=base)
     return ("silent" if bad_links(base / "out" / "index.html") else "ok"), r
 
 
 def t_parts_bad_types(base: Path) -> tuple[str, dict]:
     run = make_run(base / "runs" / "train")
-    act = [{"image": 3, "page": 5, "input": None, "predicted": [], "probability": "high",
-            "grids": "none"}]  # fmt: skip
+    act = [
+        {
+            "image": 3,
+            "page": 5,
+            "input": None,
+            "predicted": [],
+            "probability": "high",
+            "grids": "none",
+        }
+    ]
     _parts(run / "report", activations=act, pictures=["x"], evaluations={"val": 3})
     r = cnncli("report", run, "--no-compute", "-o", base / "out", cwd=base)
     return "ok", r
@@ -284,8 +344,12 @@ def _big_history(base: Path, rows: int) -> Path:
     with open(run / "history.csv", "w", encoding="utf-8") as f:
         f.write(HEADER)
         for start in range(0, rows, 100_000):
-            f.write("".join(f"{i + 1},0.5,0.7,0.5,{0.9 - i * 1e-7}\n"
-                            for i in range(start, min(rows, start + 100_000))))  # fmt: skip
+            f.write(
+                "".join(
+                    f"{i + 1},0.5,0.7,0.5,{0.9 - i * 1e-7}\n"
+                    for i in range(start, min(rows, start + 100_000))
+                )
+            )
     return run
 
 
@@ -349,8 +413,9 @@ def t_nested_options(base: Path) -> tuple[str, dict]:
     deep = make_run(base / "runs" / "deep")
     text = (deep / "run.json").read_text(encoding="utf-8")
     nest = '{"a":' * 900 + "1" + "}" * 900
-    (deep / "run.json").write_text(text.replace('"options": {', f'"options": {{"x": {nest}, '),
-                                   encoding="utf-8")  # fmt: skip
+    (deep / "run.json").write_text(
+        text.replace('"options": {', f'"options": {{"x": {nest}, '), encoding="utf-8"
+    )
     r = cnncli("runs", base / "runs", "--json", "--only-changed", cwd=base)
     return ("ok" if r["rc"] in (0, 2) else "silent"), r
 
@@ -389,8 +454,15 @@ def t_dotdot_run_name(base: Path) -> tuple[str, dict]:
     b = make_run(base / "runs" / "b")
     (b / "sub").mkdir()
     before = {str(p) for p in base.rglob("*")}
-    r = cnncli("report", base / "runs" / "a", b / "sub" / "..", "--no-compute", "-o",
-               base / "cmp", cwd=base)  # fmt: skip
+    r = cnncli(
+        "report",
+        base / "runs" / "a",
+        b / "sub" / "..",
+        "--no-compute",
+        "-o",
+        base / "cmp",
+        cwd=base,
+    )
     extra = [p for p in outside_files(base, before) if not p.startswith(str(base / "cmp"))]
     return ("silent" if extra else "ok"), r
 
@@ -436,8 +508,17 @@ def run_folders(ctx) -> dict:
         try:
             verdict, r = trial(base)
         except Exception as e:  # the trial's own set-up broke: a finding about the probe
-            verdict, r = "silent", {"rc": None, "err": f"probe: {type(e).__name__}: {e}",
-                                    "out": "", "seconds": 0, "peak_mib": 0, "timed_out": False}
+            verdict, r = (
+                "silent",
+                {
+                    "rc": None,
+                    "err": f"probe: {type(e).__name__}: {e}",
+                    "out": "",
+                    "seconds": 0,
+                    "peak_mib": 0,
+                    "timed_out": False,
+                },
+            )
         counts["trials"] += 1
         if unexpected(r):
             verdict = "unexpected"
@@ -445,15 +526,18 @@ def run_folders(ctx) -> dict:
         counts[key] += 1
         counts["lost"] += verdict != "ok"
         last = " ".join((r["err"].strip().splitlines() or [""])[-1].split())[:110]
-        line = (f"{name}: {key}, exit {r['rc']}{' (timed out)' if r['timed_out'] else ''}, "
-                f"{r['seconds']:.1f} s, peak {r['peak_mib']:.0f} MiB"
-                + (f", page {r['page_mib']:.2f} MiB" if "page_mib" in r else "")
-                + (f" | {last}" if last else ""))  # fmt: skip
+        line = (
+            f"{name}: {key}, exit {r['rc']}{' (timed out)' if r['timed_out'] else ''}, "
+            f"{r['seconds']:.1f} s, peak {r['peak_mib']:.0f} MiB"
+            + (f", page {r['page_mib']:.2f} MiB" if "page_mib" in r else "")
+            + (f" | {last}" if last else "")
+        )
         print("   ", line, flush=True)
     return counts
 
 
 RUN_FOLDER_PROBES = [
-    Probe("run-folders", "hostile run folders and reports: links, FIFOs, bombs, names",
-          run_folders),  # fmt: skip
+    Probe(
+        "run-folders", "hostile run folders and reports: links, FIFOs, bombs, names", run_folders
+    ),
 ]

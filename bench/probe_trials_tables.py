@@ -52,8 +52,9 @@ def _images(folder: Path) -> Path:
 def _table(path: Path, header: str, column) -> Path:
     """A table: HEADER, then a row per image whose cells are column(i, name)."""
     names = header.split(",")
-    rows = [",".join(f"{i}.png" if n == "image" else column(i, n) for n in names)
-            for i in range(IMAGES)]  # fmt: skip
+    rows = [
+        ",".join(f"{i}.png" if n == "image" else column(i, n) for n in names) for i in range(IMAGES)
+    ]
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
     return path
 
@@ -74,8 +75,14 @@ class Tally:
     """Counts of a probe's trials; `missed` names the first few not handled."""
 
     def __init__(self):
-        self.counts = {"trials": 0, "lost": 0, "handled": 0, "unexpected": 0,
-                       "silent wrong": 0, "other miss": 0}  # fmt: skip
+        self.counts = {
+            "trials": 0,
+            "lost": 0,
+            "handled": 0,
+            "unexpected": 0,
+            "silent wrong": 0,
+            "other miss": 0,
+        }
         self.missed: list[str] = []
 
     def add(self, name: str, how: str, said: str = "") -> None:
@@ -115,11 +122,24 @@ def extreme_targets(ctx) -> dict:
     tally = Tally()
     values = OVER + UNDER + PLAIN if not ctx.quick else OVER[:3] + UNDER[:2] + PLAIN[:2]
     for k, value in enumerate(values):
-        table = _table(work / f"t{k}.csv", "image,y",
-                       lambda i, _n, v=value: v if i == 3 else str(i % 5))  # fmt: skip
+        table = _table(
+            work / f"t{k}.csv", "image,y", lambda i, _n, v=value: v if i == 3 else str(i % 5)
+        )
         out = work / f"ds{k}"
-        p = cnncli("dataset", "build", images, "--labels", table, "--task", "regression",
-                   "--target-col", "y", "-o", out, cwd=work)  # fmt: skip
+        p = cnncli(
+            "dataset",
+            "build",
+            images,
+            "--labels",
+            table,
+            "--task",
+            "regression",
+            "--target-col",
+            "y",
+            "-o",
+            out,
+            cwd=work,
+        )
         err = " ".join(p.stderr.split())
         if value in OVER:
             how = _judge(p.returncode, p.stderr, refused_with=("nothing was written",))
@@ -129,8 +149,10 @@ def extreme_targets(ctx) -> dict:
             how = _judge(p.returncode, p.stderr, ok=True)
             manifest = out / "manifest.json"
             noted = "line 5" in err and "float32" in err
-            counted = manifest.is_file() and json.loads(manifest.read_text())["targets"][0].get(
-                "below_float32_normal") == 1  # fmt: skip
+            counted = (
+                manifest.is_file()
+                and json.loads(manifest.read_text())["targets"][0].get("below_float32_normal") == 1
+            )
             if how == "handled" and not (noted and counted):
                 how = "silent wrong"  # stored as a subnormal or 0 without a word
         else:
@@ -153,9 +175,14 @@ HEADER_CASES = [  # (header, task options, a duplicate?)
     ("image,y,y.1", ["--label-col", "y"], False),
     ("image,a,b", ["--task", "multilabel", "--label-cols", "a,b"], False),
 ]
-CELLS = {"y": lambda i: str(i % 2), "Y": lambda i: str(1 - i % 2), "y.1": lambda i: str(i % 3),
-         "a": lambda i: str(i % 2), "b": lambda i: str((i // 2) % 2),
-         "tags": lambda i: ("a;b", "a", "b")[i % 3]}  # fmt: skip
+CELLS = {
+    "y": lambda i: str(i % 2),
+    "Y": lambda i: str(1 - i % 2),
+    "y.1": lambda i: str(i % 3),
+    "a": lambda i: str(i % 2),
+    "b": lambda i: str((i // 2) % 2),
+    "tags": lambda i: ("a;b", "a", "b")[i % 3],
+}
 
 
 def duplicate_headers(ctx) -> dict:
@@ -165,8 +192,9 @@ def duplicate_headers(ctx) -> dict:
     cases = HEADER_CASES if not ctx.quick else HEADER_CASES[::2]
     for k, (header, options, duplicate) in enumerate(cases):
         table = _table(work / f"t{k}.csv", header, lambda i, n: CELLS[n.strip()](i))
-        p = cnncli("dataset", "build", images, "--labels", table, *options, "-o",
-                   work / f"ds{k}", cwd=work)  # fmt: skip
+        p = cnncli(
+            "dataset", "build", images, "--labels", table, *options, "-o", work / f"ds{k}", cwd=work
+        )
         if duplicate:
             how = _judge(p.returncode, p.stderr, refused_with=("twice",))
         else:
@@ -197,8 +225,9 @@ def duplicate_options(ctx) -> dict:
     tally = Tally()
     cases = OPTION_CASES if not ctx.quick else OPTION_CASES[::2]
     for k, (options, flag) in enumerate(cases):
-        p = cnncli("dataset", "build", images, "--labels", table, *options, "-o",
-                   work / f"ds{k}", cwd=work)  # fmt: skip
+        p = cnncli(
+            "dataset", "build", images, "--labels", table, *options, "-o", work / f"ds{k}", cwd=work
+        )
         if flag is None:
             how = _judge(p.returncode, p.stderr, ok=True)
         else:
@@ -232,8 +261,10 @@ def path_cases(x: dict) -> list[tuple[str, list]]:
     return [
         ("too long", ["dataset", "build", long, "-o", "d1"]),
         ("too long", ["dataset", "build", x["ds"].parent / "classes", "-o", "b" * 250]),
-        ("too long", ["dataset", "build", x["ds"].parent / "classes", "--labels", f"{long}.csv",
-                      "-o", "d2"]),
+        (
+            "too long",
+            ["dataset", "build", x["ds"].parent / "classes", "--labels", f"{long}.csv", "-o", "d2"],
+        ),
         ("too long", ["dataset", "info", long]),
         ("too long", ["dataset", "info", deep]),
         ("too long", ["dataset", "preview", long, "-o", "p.png"]),
@@ -266,7 +297,7 @@ def path_cases(x: dict) -> list[tuple[str, list]]:
         ("symbolic links", ["filter", "loop.png", "-k", "sobel-x"]),
         ("symbolic links", ["dataset", "info", "loop.png"]),
         ("symbolic links", ["embed", m, "loop.png", "-o", "e.csv"]),
-    ]  # fmt: skip
+    ]
 
 
 def long_paths(ctx) -> dict:
@@ -290,8 +321,7 @@ def short_find_lr(ctx) -> dict:
         for i in range(3 if k else 2):
             Image.open(images / f"{3 * k + i}.png").save(classes / name / f"{i}.png")
     cnncli("dataset", "build", classes, "-o", work / "ds", "--val", "0", cwd=work)
-    p = cnncli("train", work / "ds", "--arch", "tiny", "--find-lr", "-o", work / "lr.png",
-               cwd=work)  # fmt: skip
+    p = cnncli("train", work / "ds", "--arch", "tiny", "--find-lr", "-o", work / "lr.png", cwd=work)
     tally = Tally()
     how = _judge(p.returncode, p.stderr, ok=True)
     if how == "handled" and "warning: the sweep had only" not in p.stderr:
@@ -307,7 +337,7 @@ TABLE_PROBES: list = [
         "tables-options",
         "--target-col/--label-cols naming a column twice, or none",
         duplicate_options,
-    ),  # fmt: skip
+    ),
     Probe("paths", "names too long, paths too long, symlink loops in every command", long_paths),
     Probe("short-find-lr", "--find-lr on 5 images: a warning with its suggestion", short_find_lr),
 ]

@@ -73,8 +73,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def clean_debris(folder: str | os.PathLike, target: str | None = None,
-                 claimed: bool = False) -> list[str]:  # fmt: skip
+def clean_debris(
+    folder: str | os.PathLike, target: str | None = None, claimed: bool = False
+) -> list[str]:
     """Remove the temporary files and folders in `folder` (of `target` only, if given) that
     interrupted commands left: those of processes gone from this host, or with `claimed`
     (the caller holds the claim on `target`, so no other writer of it runs) every one not
@@ -139,8 +140,9 @@ def clean_scratch() -> list[str]:
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike, overwrite: bool = True,
-                scratch_beside: bool = False) -> Iterator[Path]:  # fmt: skip
+def atomic_file(
+    path: str | os.PathLike, overwrite: bool = True, scratch_beside: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed to `path`.
 
     The temporary name keeps the extension (`.x.png.tmp-...png`), so libraries infer the
@@ -186,8 +188,9 @@ def write_json(path: str | os.PathLike, data: Any, overwrite: bool = True) -> Pa
     return write_text(path, text, overwrite)
 
 
-def recover_swap(path: str | os.PathLike,
-                 complete: Callable[[Path], bool] | None = None) -> str | None:  # fmt: skip
+def recover_swap(
+    path: str | os.PathLike, complete: Callable[[Path], bool] | None = None
+) -> str | None:
     """Recover a replacement (atomic_dir with overwrite) stopped between its two renames:
     `path` is missing, the old version is at `.NAME.old-PID-*` and the new one at
     `.NAME.partial-PID-*`. Finish it when the new one is complete (`complete(folder)`; never
@@ -205,8 +208,11 @@ def recover_swap(path: str | os.PathLike,
     if not olds:
         return None
     _, old, t = max(olds, key=lambda o: o[0])
-    news = [p for p in path.parent.glob(f".{glob.escape(path.name)}.partial-{t.pid}-*")
-            if complete is not None and p.is_dir() and complete(p)]  # fmt: skip
+    news = [
+        p
+        for p in path.parent.glob(f".{glob.escape(path.name)}.partial-{t.pid}-*")
+        if complete is not None and p.is_dir() and complete(p)
+    ]
     what = f"a replacement by process {t.pid} (--overwrite) was stopped between its two renames"
     if news:
         os.replace(news[0], path)
@@ -214,15 +220,18 @@ def recover_swap(path: str | os.PathLike,
         line = f"recovered {path}: {what}; finished it: its new version, complete, is in place"
     else:
         os.replace(old, path)
-        line = (f"recovered {path}: {what}; its new version was incomplete, so the previous "
-                "one is back in place")  # fmt: skip
+        line = (
+            f"recovered {path}: {what}; its new version was incomplete, so the previous "
+            "one is back in place"
+        )
     say(line)
     return line
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
-               complete: Callable[[Path], bool] | None = None) -> Iterator[Path]:  # fmt: skip
+def atomic_dir(
+    path: str | os.PathLike, overwrite: bool = False, complete: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path`.
 
     The whole block holds the claim on `path` (cnncli.claims: another writer is refused),

@@ -161,8 +161,11 @@ def _busy(target: Path, lock: Path, reader: bool = False) -> BusyError:
             else "wait for it to finish, or choose another output",
         )
     live = [describe(i) for _, i in _readers(target) if i and holder_alive(i)]
-    who = (live[0] + (f" and {len(live) - 1} more" if len(live) > 1 else "")) if live else (
-        "another cnncli command")  # fmt: skip
+    who = (
+        (live[0] + (f" and {len(live) - 1} more" if len(live) > 1 else ""))
+        if live
+        else ("another cnncli command")
+    )
     return BusyError(
         f"{target} is in use: {who} reads it, so it cannot be written now",
         "wait for it to finish, or choose another output",
@@ -186,8 +189,9 @@ def _prepare_folder(target: Path) -> list[Path]:
     removes them again while they are empty: a refused command leaves no folder behind)."""
     parent = Path(os.path.abspath(target)).parent
     if parent.exists() and not parent.is_dir():
-        raise UsageError(f"cannot write {target}: {parent} is a file, not a folder",
-                         "choose another output")  # fmt: skip
+        raise UsageError(
+            f"cannot write {target}: {parent} is a file, not a folder", "choose another output"
+        )
     made = []
     folder = parent
     while not folder.exists() and folder != folder.parent:
@@ -197,8 +201,9 @@ def _prepare_folder(target: Path) -> list[Path]:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise UsageError(f"cannot write {target}: a part of its path is a file",
-                             "choose another output") from None  # fmt: skip
+            raise UsageError(
+                f"cannot write {target}: a part of its path is a file", "choose another output"
+            ) from None
     return made
 
 
@@ -228,8 +233,7 @@ def acquire(target: str | os.PathLike, what: str | None) -> Path:
     os.write(fd, json.dumps(identity(what)).encode("utf-8"))
     _held[lock] = _Held(fd, exclusive=True, made=made)
     if previous.get("pid") and previous.get("pid") != os.getpid():
-        say(f"took over {target} from {describe(previous)}, which stopped without "
-            "releasing it")  # fmt: skip
+        say(f"took over {target} from {describe(previous)}, which stopped without releasing it")
     for path, _ in stale_readers:  # we hold the lock alone: these readers are gone
         path.unlink(missing_ok=True)
     return lock

@@ -117,8 +117,11 @@ class DatasetChangedError(CnnError):
 
 # ------------------------------------------------------------------ writing outputs
 _NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up"}
-_NOT_WRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                 errno.EPERM: "permission denied"}  # fmt: skip
+_NOT_WRITABLE = {
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
 
 
 class OutputWriteError(CnnError):
@@ -172,8 +175,9 @@ def free_bytes(path) -> int | None:
         return None
 
 
-def output_error(e: OSError, path=None, needed: int | None = None,
-                 hint: str | None = None) -> OutputWriteError | None:  # fmt: skip
+def output_error(
+    e: OSError, path=None, needed: int | None = None, hint: str | None = None
+) -> OutputWriteError | None:
     """The one-line error for `e`, met while writing the output `path` (a file or folder),
     or None when `e` is not a write problem of that output (then re-raise it). A permission
     error counts only when it names `path`, a file in it, or a temporary beside it (".name.*"),
@@ -197,8 +201,11 @@ def output_error(e: OSError, path=None, needed: int | None = None,
             return None
     path = path if path is not None else named
     if hint is None:
-        hint = ("free some space or choose another output, then run the command again"
-                if code in _NO_SPACE else "choose an output folder you can write to")  # fmt: skip
+        hint = (
+            "free some space or choose another output, then run the command again"
+            if code in _NO_SPACE
+            else "choose an output folder you can write to"
+        )
     free = free_bytes(path) if path is not None else None
     return OutputWriteError(path, code, free, needed, hint)
 

@@ -56,8 +56,11 @@ def _kind(mode: int) -> str:
 
 
 def _not_regular(path, mode: int) -> RefusedFile:
-    return RefusedFile(path, f"is {_kind(mode)}, not a regular file: not read",
-                       "cnncli reads only regular files inside the folder")  # fmt: skip
+    return RefusedFile(
+        path,
+        f"is {_kind(mode)}, not a regular file: not read",
+        "cnncli reads only regular files inside the folder",
+    )
 
 
 def _too_big(path, size: int | None, limit: int) -> RefusedFile:
@@ -188,8 +191,11 @@ def inside(folder: str | os.PathLike, name: str) -> Path:
         except OSError as e:
             raise RefusedFile(here, f"cannot be read ({e.strerror})") from None
         if not stat.S_ISDIR(mode):
-            raise _not_regular(here, mode) if stat.S_ISLNK(mode) else FileNotFoundError(
-                errno.ENOTDIR, "not a folder", str(here))
+            raise (
+                _not_regular(here, mode)
+                if stat.S_ISLNK(mode)
+                else FileNotFoundError(errno.ENOTDIR, "not a folder", str(here))
+            )
     return folder / name
 
 
@@ -214,8 +220,13 @@ def copy_regular_file(src: str | os.PathLike, dst: str | os.PathLike, limit: int
     return dst
 
 
-def copy_regular_tree(src: str | os.PathLike, dst: str | os.PathLike, limit: int,
-                      most_files: int = 10_000, depth: int = 8) -> list[str]:  # fmt: skip
+def copy_regular_tree(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    limit: int,
+    most_files: int = 10_000,
+    depth: int = 8,
+) -> list[str]:
     """Copy the regular files under the folder `src` to `dst`, no link followed (a link, a
     FIFO, a device, a file over `limit` bytes is skipped), at most `most_files` files and
     `depth` levels. Returns what was skipped, one line each; a `src` that is itself a link
@@ -223,9 +234,15 @@ def copy_regular_tree(src: str | os.PathLike, dst: str | os.PathLike, limit: int
     src, dst = Path(src), Path(dst)
     mode = os.lstat(src).st_mode
     if not stat.S_ISDIR(mode):
-        raise _not_regular(src, mode) if not stat.S_ISLNK(mode) else RefusedFile(
-            src, "is a symbolic link, not a folder: not copied",
-            "cnncli copies only regular files inside the folder")  # fmt: skip
+        raise (
+            _not_regular(src, mode)
+            if not stat.S_ISLNK(mode)
+            else RefusedFile(
+                src,
+                "is a symbolic link, not a folder: not copied",
+                "cnncli copies only regular files inside the folder",
+            )
+        )
     skipped: list[str] = []
     count = 0
     stack = [(src, dst, 0)]

@@ -36,6 +36,8 @@ def pytest_unconfigure(config):
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(_EXIT_STATUS)
+
+
 SAMPLE_DATA = REPO / "sample_data"
 
 
@@ -194,8 +196,13 @@ def fresh_cli():
 
     def run(cases, cwd):
         args = json.dumps([[str(a) for a in case] for case in cases])
-        out = subprocess.run([sys.executable, "-c", _FRESH_CLI, args], capture_output=True,
-                             text=True, cwd=cwd, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", _FRESH_CLI, args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            check=True,
+        )
         *results, heavy = json.loads(out.stdout)
         return [tuple(r) for r in results], heavy
 
@@ -250,8 +257,14 @@ def browser(tmp_path_factory):
         encoding="utf-8",
     )
     env = dict(os.environ, FONTCONFIG_FILE=str(conf), HOME=str(home))
-    base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            f"--user-data-dir={home / 'profile'}"]  # fmt: skip
+    base = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={home / 'profile'}",
+    ]
 
     def run(args, text=False):
         proc = subprocess.run(base + args, capture_output=True, text=text, env=env, timeout=90)
@@ -325,8 +338,15 @@ def open_page(browser):
         text = page.read_text(encoding="utf-8")
         charset = '<meta charset="utf-8">'  # the probe after it: within the first 1024 bytes
         copy.write_text(text.replace(charset, charset + _PAGE_PROBE, 1), encoding="utf-8")
-        dom = run(["--dump-dom", f"--window-size={width},900", "--virtual-time-budget=20000",
-                   copy.as_uri()], text=True).stdout  # fmt: skip
+        dom = run(
+            [
+                "--dump-dom",
+                f"--window-size={width},900",
+                "--virtual-time-budget=20000",
+                copy.as_uri(),
+            ],
+            text=True,
+        ).stdout
         copy.unlink()
         found = re.search(r'<pre id="page-probe">(.*?)</pre>', dom, re.S)
         assert found, f"the page did not finish loading: {dom[-500:]}"

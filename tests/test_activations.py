@@ -280,24 +280,63 @@ def _write_tf_keras2_h5(path: Path, kernel: np.ndarray, bias: np.ndarray, dense_
         "config": {
             "name": "sequential",
             "layers": [
-                {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 10, 10, 1],
-                 "dtype": "float32", "sparse": False, "ragged": False, "name": "conv2d_input"}},
-                layer("Conv2D", "conv2d", batch_input_shape=[None, 10, 10, 1], filters=2,
-                      kernel_size=[3, 3], strides=[1, 1], padding="valid",
-                      data_format="channels_last", dilation_rate=[1, 1], groups=1,
-                      activation="relu", use_bias=True, kernel_initializer=init,
-                      bias_initializer=zeros, kernel_regularizer=None, bias_regularizer=None,
-                      activity_regularizer=None, kernel_constraint=None, bias_constraint=None),
-                layer("MaxPooling2D", "max_pooling2d", pool_size=[2, 2], padding="valid",
-                      strides=[2, 2], data_format="channels_last"),
+                {
+                    "class_name": "InputLayer",
+                    "config": {
+                        "batch_input_shape": [None, 10, 10, 1],
+                        "dtype": "float32",
+                        "sparse": False,
+                        "ragged": False,
+                        "name": "conv2d_input",
+                    },
+                },
+                layer(
+                    "Conv2D",
+                    "conv2d",
+                    batch_input_shape=[None, 10, 10, 1],
+                    filters=2,
+                    kernel_size=[3, 3],
+                    strides=[1, 1],
+                    padding="valid",
+                    data_format="channels_last",
+                    dilation_rate=[1, 1],
+                    groups=1,
+                    activation="relu",
+                    use_bias=True,
+                    kernel_initializer=init,
+                    bias_initializer=zeros,
+                    kernel_regularizer=None,
+                    bias_regularizer=None,
+                    activity_regularizer=None,
+                    kernel_constraint=None,
+                    bias_constraint=None,
+                ),
+                layer(
+                    "MaxPooling2D",
+                    "max_pooling2d",
+                    pool_size=[2, 2],
+                    padding="valid",
+                    strides=[2, 2],
+                    data_format="channels_last",
+                ),
                 layer("Flatten", "flatten", data_format="channels_last"),
-                layer("Dense", "dense", units=3, activation="softmax", use_bias=True,
-                      kernel_initializer=init, bias_initializer=zeros, kernel_regularizer=None,
-                      bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
-                      bias_constraint=None),
+                layer(
+                    "Dense",
+                    "dense",
+                    units=3,
+                    activation="softmax",
+                    use_bias=True,
+                    kernel_initializer=init,
+                    bias_initializer=zeros,
+                    kernel_regularizer=None,
+                    bias_regularizer=None,
+                    activity_regularizer=None,
+                    kernel_constraint=None,
+                    bias_constraint=None,
+                ),
             ],
         },
-    }  # fmt: skip
+    }
     with h5py.File(path, "w") as f:
         f.attrs["backend"] = "tensorflow"
         f.attrs["keras_version"] = "2.15.0"
@@ -358,9 +397,22 @@ def test_cli_json_norm_and_gradcam(cli, rgba_model, rgba_image, tmp_path):
 
     out = tmp_path / "j"
     result = cli(
-        "activations", rgba_model, rgba_image, "-o", out, "--json", "--norm", "global",
-        "--layers", "conv,1", "--gradcam", "--class", "0", "--cmap", "gray",
-    )  # fmt: skip
+        "activations",
+        rgba_model,
+        rgba_image,
+        "-o",
+        out,
+        "--json",
+        "--norm",
+        "global",
+        "--layers",
+        "conv,1",
+        "--gradcam",
+        "--class",
+        "0",
+        "--cmap",
+        "gray",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     (image,) = data["images"]
@@ -504,7 +556,9 @@ def test_augmentation_layers_of_an_older_model_are_left_out(rgba_image, tmp_path
     result = activations(model, [rgba_image], tmp_path / "out")
     names = [lo.name for lo in result.images[0].layers]
     assert names == ["conv", "flat", "head"]
-    assert any(n.startswith("augmentation layers left out") and "aug_flip, aug_rotation" in n
-               for n in result.notes)  # fmt: skip
+    assert any(
+        n.startswith("augmentation layers left out") and "aug_flip, aug_rotation" in n
+        for n in result.notes
+    )
     everything = activations(model, [rgba_image], tmp_path / "all", layers="all")
     assert "aug_flip" in [lo.name for lo in everything.images[0].layers]

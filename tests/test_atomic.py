@@ -191,8 +191,9 @@ def test_keras_temporary_folders_stay_beside_the_model(tmp_path, tiny, monkeypat
     assert list(system_temp.iterdir()) == []
 
 
-def test_a_load_removes_scratch_folders_of_killed_loads(tmp_path, tiny, dead_pid, monkeypatch,
-                                                       said):  # fmt: skip
+def test_a_load_removes_scratch_folders_of_killed_loads(
+    tmp_path, tiny, dead_pid, monkeypatch, said
+):
     from cnncli.models.io import load_model
 
     path = tiny.save_with_metadata(tiny.model(2), tmp_path / "m.keras", ["a", "b"])

@@ -44,8 +44,10 @@ def test_a_missing_file_names_its_address_and_a_wrong_one_is_refused(tmp_path, m
         "efficientnetb0_notop.h5: its md5 is "
     )
     assert "Keras publishes 50bc09e76180e00e4465e1a485ddc09d" in e.value.message
-    assert e.value.hint == ("download it again from https://storage.googleapis.com/"
-                            "keras-applications/efficientnetb0_notop.h5")  # fmt: skip
+    assert e.value.hint == (
+        "download it again from https://storage.googleapis.com/"
+        "keras-applications/efficientnetb0_notop.h5"
+    )
 
 
 def rows(val, acc):
@@ -55,8 +57,10 @@ def rows(val, acc):
 def test_val_at_chance_while_training_climbs_is_said_with_its_likely_cause():
     stuck = rows([0.5, 0.52, 0.5, 0.5], [0.55, 0.7, 0.85, 0.95])
     note = chance_note(stuck, 0.5, random_backbone=True)
-    assert note.startswith("val accuracy has stayed at chance (0.50: the largest class's "
-                           "share) for 3 epochs while training accuracy climbed to 0.95")
+    assert note.startswith(
+        "val accuracy has stayed at chance (0.50: the largest class's "
+        "share) for 3 epochs while training accuracy climbed to 0.95"
+    )
     assert "--weights none" in note and "official weights" in note
     assert "--augment" in chance_note(stuck, 0.5, random_backbone=False)
     assert chance_note(rows([0.5, 0.6, 0.7], [0.55, 0.7, 0.9]), 0.5, True) is None  # learning

@@ -36,8 +36,16 @@ def two_phase(gray32, tmp_path_factory):
     from cnncli.training.options import TrainOptions
 
     run = tmp_path_factory.mktemp("runs") / "two"
-    opts = TrainOptions(**SMALL, weights="none", epochs=2, fine_tune_at=2, unfreeze=4, lr=1e-3,
-                        batch_size=16, seed=1)  # fmt: skip
+    opts = TrainOptions(
+        **SMALL,
+        weights="none",
+        epochs=2,
+        fine_tune_at=2,
+        unfreeze=4,
+        lr=1e-3,
+        batch_size=16,
+        seed=1,
+    )
     train(gray32, run, options=opts)
     resume(run, epochs=3)
     return run
@@ -123,8 +131,9 @@ def test_official_file_found_offline_and_a_wrong_one_refused(tmp_path, monkeypat
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(InputError, match=f"{official} is not in {tmp_path / 'models'}"):
         resolve_weights(bb, 0.35, None, 32)
-    source = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
-                                            include_top=False, weights=None)  # fmt: skip
+    source = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None
+    )
     (tmp_path / "models").mkdir()
     with h5py.File(tmp_path / "models" / official, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, source)
@@ -132,18 +141,22 @@ def test_official_file_found_offline_and_a_wrong_one_refused(tmp_path, monkeypat
     assert found == tmp_path / "models" / official
     head = keras.layers.Dense(1, activation="sigmoid")
     model = build_backbone_model("mobilenetv2", (32, 32, 3), head, alpha=0.35, weights=found)
-    assert all(np.array_equal(a, b) for a, b in
-               zip(_backbone_weights(model), source.get_weights(), strict=True))  # fmt: skip
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(_backbone_weights(model), source.get_weights(), strict=True)
+    )
     with pytest.raises(InputError) as e:
-        build_backbone_model("mobilenet", (32, 32, 3), keras.layers.Dense(1), alpha=0.25,
-                             weights=found)  # fmt: skip
+        build_backbone_model(
+            "mobilenet", (32, 32, 3), keras.layers.Dense(1), alpha=0.25, weights=found
+        )
     assert "does not fit the mobilenet (alpha 0.25) backbone" in str(e.value)
     assert "expected mobilenet_2_5_224_tf_no_top.h5 (include_top=False)" in str(e.value)
 
 
 def test_summary_shows_the_backbone_as_one_row(cli):
-    r = cli("summary", "--backbone", "mobilenetv2", "--alpha", "0.35", "--input", "32x32x3",
-            "--json")  # fmt: skip
+    r = cli(
+        "summary", "--backbone", "mobilenetv2", "--alpha", "0.35", "--input", "32x32x3", "--json"
+    )
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
     rows = {row["name"]: row for row in data["layers"]}
@@ -167,15 +180,27 @@ def test_bad_inputs_are_one_line_before_tensorflow(gray32, tmp_path, fresh_cli):
     cases = {
         ("--backbone", "vgg99"): "unknown backbone 'vgg99': use one of mobilenet, mobilenetv2,",
         ("--arch", "tiny", "--freeze"): "--freeze needs a pretrained backbone: add --backbone",
-        ("--backbone", "mobilenet", "--fine-tune-at", "5", "--epochs", "3"):
-            "--fine-tune-at 5 is beyond --epochs 3",
-        ("--backbone", "mobilenet", "--weights", "none", "-o", str(tmp_path / "r"),
-         "--ds16"): "mobilenet needs images of at least 32x32 pixels; the dataset's are 16x16",
-        ("--backbone", "mobilenet", "--weights", str(tmp_path / "nope.h5")):
-            "weights file",
+        (
+            "--backbone",
+            "mobilenet",
+            "--fine-tune-at",
+            "5",
+            "--epochs",
+            "3",
+        ): "--fine-tune-at 5 is beyond --epochs 3",
+        (
+            "--backbone",
+            "mobilenet",
+            "--weights",
+            "none",
+            "-o",
+            str(tmp_path / "r"),
+            "--ds16",
+        ): "mobilenet needs images of at least 32x32 pixels; the dataset's are 16x16",
+        ("--backbone", "mobilenet", "--weights", str(tmp_path / "nope.h5")): "weights file",
         ("--backbone", "resnet50", "--alpha", "0.5"): "--alpha is for MobileNet backbones",
         ("--arch", "tiny", "--lr-schedule", "linear"): "unknown --lr-schedule 'linear'",
-    }  # fmt: skip
+    }
     runs = []
     for args in cases:
         data = tmp_path / "ds16" if "--ds16" in args else gray32

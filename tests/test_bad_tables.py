@@ -40,19 +40,46 @@ def test_targets_beyond_float32_are_bad_rows_naming_their_line(images, tmp_path,
     table = _table(tmp_path / "t.csv", "image,y", [f"{i}.png,{v}" for i, v in enumerate(values)])
     ls = load_task_table(table, images, "regression", target_cols=["y"])
     assert ls.problems == [
-        (f"{i}.png", f"line {i + 2}: target 'y' value {v!r} is beyond float32's range "
-                     "(±3.4e38), in which the dataset stores targets")
+        (
+            f"{i}.png",
+            f"line {i + 2}: target 'y' value {v!r} is beyond float32's range "
+            "(±3.4e38), in which the dataset stores targets",
+        )
         for i, v in enumerate(values[:3])
-    ]  # fmt: skip
+    ]
     assert [r.label for r in ls.rows][0] == [3.4e38] and len(ls.rows) == 9
 
-    r = cli("dataset", "build", images, "--labels", table, "--task", "regression",
-            "--target-col", "y", "-o", tmp_path / "ds")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        images,
+        "--labels",
+        table,
+        "--task",
+        "regression",
+        "--target-col",
+        "y",
+        "-o",
+        tmp_path / "ds",
+    )
     assert r.exit_code == 2 and "unexpected" not in r.output
     told = " ".join(r.output.split())
     assert "line 3: target 'y' value '1e308' is beyond float32's range" in told
-    r = cli("dataset", "build", images, "--labels", table, "--task", "regression",
-            "--target-col", "y", "-o", tmp_path / "ds", "--skip-bad", "--json")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        images,
+        "--labels",
+        table,
+        "--task",
+        "regression",
+        "--target-col",
+        "y",
+        "-o",
+        tmp_path / "ds",
+        "--skip-bad",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     skipped = (tmp_path / "ds" / "skipped.csv").read_text()
     assert "line 2: target 'y' value '3.5e38'" in skipped and "-1e300" in skipped
@@ -65,8 +92,20 @@ def test_targets_nearer_0_than_float32_normal_are_noted(images, tmp_path, cli):
     counts them (the rows stay: a rounding below 1.2e-38 changes no loss)."""
     values = ["1e-40", "-2e-39", "1e-46", "0"] + [str(i) for i in range(8)]
     table = _table(tmp_path / "t.csv", "image,y", [f"{i}.png,{v}" for i, v in enumerate(values)])
-    r = cli("dataset", "build", images, "--labels", table, "--task", "regression",
-            "--target-col", "y", "-o", tmp_path / "ds", "--json")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        images,
+        "--labels",
+        table,
+        "--task",
+        "regression",
+        "--target-col",
+        "y",
+        "-o",
+        tmp_path / "ds",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     notes = json.loads(r.stdout)["notes"]
     said = [n for n in notes if "float32's smallest normal number" in n]
@@ -82,26 +121,41 @@ def test_targets_nearer_0_than_float32_normal_are_noted(images, tmp_path, cli):
 @pytest.mark.parametrize(
     ("options", "line"),
     [
-        (["--task", "regression", "--target-col", "a", "--target-col", "a"],
-         "error: --target-col names column 'a' 2 times: name each column once"),
-        (["--task", "regression", "--target-col", "a", "--target-col", " a"],
-         "error: --target-col names column 'a' 2 times: name each column once"),
-        (["--task", "multilabel", "--label-cols", "a,a,b"],
-         "error: --label-cols names column 'a' 2 times: name each column once"),
-        (["--task", "multilabel", "--label-cols", ","],
-         "error: --label-cols ',' names no column: give column names of the table: a,b,c"),
-        (["--task", "regression", "--target-col", ","],
-         "error: --target-col ',' names no column: give column names of the table: a,b,c"),
+        (
+            ["--task", "regression", "--target-col", "a", "--target-col", "a"],
+            "error: --target-col names column 'a' 2 times: name each column once",
+        ),
+        (
+            ["--task", "regression", "--target-col", "a", "--target-col", " a"],
+            "error: --target-col names column 'a' 2 times: name each column once",
+        ),
+        (
+            ["--task", "multilabel", "--label-cols", "a,a,b"],
+            "error: --label-cols names column 'a' 2 times: name each column once",
+        ),
+        (
+            ["--task", "multilabel", "--label-cols", ","],
+            "error: --label-cols ',' names no column: give column names of the table: a,b,c",
+        ),
+        (
+            ["--task", "regression", "--target-col", ","],
+            "error: --target-col ',' names no column: give column names of the table: a,b,c",
+        ),
     ],
-    ids=["target-col twice", "target-col twice spaced", "label-cols a,a,b", "label-cols ,",
-         "target-col ,"],
-)  # fmt: skip
-def test_an_option_naming_a_column_twice_or_none_is_refused(images, tmp_path, cli, options,
-                                                            line):  # fmt: skip
+    ids=[
+        "target-col twice",
+        "target-col twice spaced",
+        "label-cols a,a,b",
+        "label-cols ,",
+        "target-col ,",
+    ],
+)
+def test_an_option_naming_a_column_twice_or_none_is_refused(images, tmp_path, cli, options, line):
     """Accepted before (a model with two outputs for one column), or "unexpected
     IndexError" for ','; now one line, exit 2, before the table is read."""
-    table = _table(tmp_path / "t.csv", "image,a,b",
-                   [f"{i}.png,{i % 2},{(i // 2) % 2}" for i in range(12)])  # fmt: skip
+    table = _table(
+        tmp_path / "t.csv", "image,a,b", [f"{i}.png,{i % 2},{(i // 2) % 2}" for i in range(12)]
+    )
     r = cli("dataset", "build", images, "--labels", table, *options, "-o", tmp_path / "ds")
     assert (r.exit_code, _errors(r)) == (2, [line]), r.output
     assert not (tmp_path / "ds").exists()
@@ -120,15 +174,16 @@ def test_an_option_naming_a_column_twice_or_none_is_refused(images, tmp_path, cl
 def test_a_header_naming_a_column_twice_is_refused(images, tmp_path, cli, header, task, where):
     """pandas renamed the second 'y' to 'y.1' and the build used the first, silently."""
     cells = header.split(",")
-    rows = [",".join(f"{i}.png" if c == "image" else str(i % 2) for c in cells)
-            for i in range(12)]  # fmt: skip
+    rows = [",".join(f"{i}.png" if c == "image" else str(i % 2) for c in cells) for i in range(12)]
     table = _table(tmp_path / "t.csv", header, rows)
     r = cli("dataset", "build", images, "--labels", table, *task, "-o", tmp_path / "ds")
     assert (r.exit_code, _errors(r)) == (
         2,
-        [f"error: label table {table} names column 'y' twice ({where}): rename one of them, "
-         "so that each column has its own name"],
-    ), r.output  # fmt: skip
+        [
+            f"error: label table {table} names column 'y' twice ({where}): rename one of them, "
+            "so that each column has its own name"
+        ],
+    ), r.output
 
 
 def test_a_header_with_two_unnamed_columns_still_reads(images, tmp_path):
@@ -166,9 +221,25 @@ def test_a_regression_build_with_no_train_image_is_refused(images, tmp_path, cli
     table = _table(tmp_path / "t.csv", "image,y", [f"{i}.png,{i % 3}" for i in range(12)])
     for name in ("train.txt", "val.txt"):
         (tmp_path / name).write_text("# nothing listed\n")
-    r = cli("dataset", "build", images, "--labels", table, "--task", "regression",
-            "--target-col", "y", "--split-files",
-            f"{tmp_path / 'train.txt'},{tmp_path / 'val.txt'}", "-o", tmp_path / "ds")  # fmt: skip
-    assert (r.exit_code, _errors(r)) == (2, [
-        "error: no image is in the train split: fix or add images, or put some in train in the "
-        "split files"]), r.output  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        images,
+        "--labels",
+        table,
+        "--task",
+        "regression",
+        "--target-col",
+        "y",
+        "--split-files",
+        f"{tmp_path / 'train.txt'},{tmp_path / 'val.txt'}",
+        "-o",
+        tmp_path / "ds",
+    )
+    assert (r.exit_code, _errors(r)) == (
+        2,
+        [
+            "error: no image is in the train split: fix or add images, or put some in train in the "
+            "split files"
+        ],
+    ), r.output

@@ -67,8 +67,7 @@ def planted(tmp_path_factory):
     for i in flips:
         label[i] = f"n{(y[i] + 3) % 10}"
     rows = [(n, lab, s) for n, lab, s in zip(names, label, split, strict=True)]
-    truth = {"flips": {names[i] for i in flips}, "pairs": set(), "leaks": set(),
-             "conflicts": set()}  # fmt: skip
+    truth = {"flips": {names[i] for i in flips}, "pairs": set(), "leaks": set(), "conflicts": set()}
     other = {"train": "test", "test": "train"}
     for j, i in enumerate(order[FLIPS : FLIPS + len(NEAR)]):
         data, ext = _copy(_digit(x[i]), NEAR[j], rng)
@@ -91,8 +90,15 @@ def planted(tmp_path_factory):
             truth["leaks"].add(pair)
     with open(root / "labels.csv", "w", newline="") as f:
         csv.writer(f).writerows([("image", "label", "split"), *rows])
-    build_dataset(root / "images", root / "ds", labels=root / "labels.csv", split_col="split",
-                  size="32x32", color="grayscale", workers=1)  # fmt: skip
+    build_dataset(
+        root / "images",
+        root / "ds",
+        labels=root / "labels.csv",
+        split_col="split",
+        size="32x32",
+        color="grayscale",
+        workers=1,
+    )
     return root, truth
 
 
@@ -106,8 +112,12 @@ def checked(planted):
 
 
 def _pairs(groups):
-    return {frozenset((a, b)) for g in groups for i, a in enumerate(g["images"])
-            for b in g["images"][i + 1 :]}  # fmt: skip
+    return {
+        frozenset((a, b))
+        for g in groups
+        for i, a in enumerate(g["images"])
+        for b in g["images"][i + 1 :]
+    }
 
 
 def test_planted_copies_are_grouped_and_nothing_else(checked):
@@ -215,9 +225,25 @@ def test_build_acts_on_the_report(checked, cli, tmp_path):
     root, truth, _ = checked
     issues = root / "ds" / "check" / "issues.csv"
     out = tmp_path / "clean"
-    r = cli("dataset", "build", str(root / "images"), "-o", str(out), "--labels",
-            str(root / "labels.csv"), "--split-col", "split", "--size", "32x32", "--color",
-            "grayscale", "--exclude", str(issues), "--relabel", str(issues))  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        str(root / "images"),
+        "-o",
+        str(out),
+        "--labels",
+        str(root / "labels.csv"),
+        "--split-col",
+        "split",
+        "--size",
+        "32x32",
+        "--color",
+        "grayscale",
+        "--exclude",
+        str(issues),
+        "--relabel",
+        str(issues),
+    )
     assert r.exit_code == 0, r.output
     assert "left out" in r.output and "relabelled" in r.output
     options = json.loads((out / "manifest.json").read_text("utf-8"))["options"]
@@ -226,8 +252,7 @@ def test_build_acts_on_the_report(checked, cli, tmp_path):
     from cnncli.datasets.store import iter_records, open_dataset
 
     info = open_dataset(out)
-    labels = {r.path: info.class_names[r.label] for s in info.splits
-              for r in iter_records(info, s)}  # fmt: skip
+    labels = {r.path: info.class_names[r.label] for s in info.splits for r in iter_records(info, s)}
     assert len(labels) == N_DIGITS + len(NEAR) + EXACT - len(truth["pairs"])
     ref = {row[0]: row[1] for row in csv.reader(open(root / "labels.csv"))}
     fixed = [n for n in truth["flips"] if labels.get(n) != ref[n]]
@@ -235,8 +260,19 @@ def test_build_acts_on_the_report(checked, cli, tmp_path):
 
     listed = tmp_path / "drop.txt"
     listed.write_text("d001.png\nnot-there.png\n", "utf-8")
-    r = cli("dataset", "build", str(root / "images"), "-o", str(tmp_path / "bad"), "--labels",
-            str(root / "labels.csv"), "--size", "32x32", "--exclude", str(listed))  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        str(root / "images"),
+        "-o",
+        str(tmp_path / "bad"),
+        "--labels",
+        str(root / "labels.csv"),
+        "--size",
+        "32x32",
+        "--exclude",
+        str(listed),
+    )
     assert r.exit_code == 2 and "not-there.png" in r.output and "not in the labels" in r.output
     assert not (tmp_path / "bad").exists()
 
@@ -247,24 +283,30 @@ def test_identical_files_share_a_split(tmp_path, write_image):
     rng = np.random.default_rng(0)
     for c in ("a", "b"):
         for i in range(6):
-            write_image(tmp_path / "img" / c / f"{i}.png",
-                        rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))  # fmt: skip
+            write_image(
+                tmp_path / "img" / c / f"{i}.png", rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            )
         for k in range(3):  # three more copies of image 0
             (tmp_path / "img" / c / f"copy{k}.png").write_bytes(
-                (tmp_path / "img" / c / "0.png").read_bytes())  # fmt: skip
+                (tmp_path / "img" / c / "0.png").read_bytes()
+            )
     moved = []
     for seed in range(4):
-        res = build_dataset(tmp_path / "img", tmp_path / f"ds{seed}", val=0.5, seed=seed,
-                            workers=1)  # fmt: skip
-        index = {row.split(",")[1]: row.split(",")[4]
-                 for row in (tmp_path / f"ds{seed}" / "index.csv").read_text().splitlines()[1:]}
+        res = build_dataset(tmp_path / "img", tmp_path / f"ds{seed}", val=0.5, seed=seed, workers=1)
+        index = {
+            row.split(",")[1]: row.split(",")[4]
+            for row in (tmp_path / f"ds{seed}" / "index.csv").read_text().splitlines()[1:]
+        }
         for c in ("a", "b"):
-            assert len({index[f"{c}/{n}"] for n in ("0.png", "copy0.png", "copy1.png",
-                                                      "copy2.png")}) == 1  # fmt: skip
+            assert (
+                len({index[f"{c}/{n}"] for n in ("0.png", "copy0.png", "copy1.png", "copy2.png")})
+                == 1
+            )
         moved += [n for n in res.notes if n.startswith("identical image files")]
     assert len(moved) == 4
-    loose = build_dataset(tmp_path / "img", tmp_path / "loose", val=0.5, seed=0, workers=1,
-                          allow_leaks=True)  # fmt: skip
+    loose = build_dataset(
+        tmp_path / "img", tmp_path / "loose", val=0.5, seed=0, workers=1, allow_leaks=True
+    )
     assert any("--allow-leaks" in n for n in loose.notes)
     manifest = json.loads((tmp_path / "loose" / "manifest.json").read_text("utf-8"))
     assert manifest["options"]["allow_leaks"] is True
@@ -283,12 +325,19 @@ def test_regression_rows_far_from_prediction(tmp_path, write_image):
         write_image(tmp_path / "img" / f"{i}.png", img)
         rows.append((f"{i}.png", round(level, 2)))
     wrong = {"5.png", "17.png", "42.png"}
-    rows = [(n, v + 150 if n in wrong and v < 100 else v - 150 if n in wrong else v)
-            for n, v in rows]  # fmt: skip
+    rows = [
+        (n, v + 150 if n in wrong and v < 100 else v - 150 if n in wrong else v) for n, v in rows
+    ]
     with open(tmp_path / "t.csv", "w", newline="") as f:
         csv.writer(f).writerows([("image", "y"), *rows])
-    build_dataset(tmp_path / "img", tmp_path / "ds", labels=tmp_path / "t.csv",
-                  task="regression", target_cols=["y"], workers=1)  # fmt: skip
+    build_dataset(
+        tmp_path / "img",
+        tmp_path / "ds",
+        labels=tmp_path / "t.csv",
+        task="regression",
+        target_cols=["y"],
+        workers=1,
+    )
     out = check_dataset(tmp_path / "ds", folds=4).to_dict()
     assert {x["image"] for x in out["label_issues"][:3]} == wrong
     assert out["duplicates"] == []
@@ -301,8 +350,9 @@ def test_blank_and_unbalanced(tmp_path, write_image):
     rng = np.random.default_rng(0)
     for c, n in (("a", 20), ("b", 6)):
         for i in range(n):
-            write_image(tmp_path / "img" / c / f"{i}.png",
-                        rng.integers(0, 255, (10, 10, 3), dtype=np.uint8))  # fmt: skip
+            write_image(
+                tmp_path / "img" / c / f"{i}.png", rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+            )
     write_image(tmp_path / "img" / "a" / "blank.png", np.full((10, 10, 3), 128, np.uint8))
     build_dataset(tmp_path / "img", tmp_path / "ds", val=0.2, workers=1)
     out = check_dataset(tmp_path / "ds", folds=3).to_dict()
@@ -339,9 +389,11 @@ def test_page_embeds_the_font_and_draws_in_a_browser(korean_report, browser):
     for name in group["images"]:
         assert name in text
     probe = page.with_name("probe.html")
-    script = ("<script>addEventListener('load',()=>{const i=[...document.images];"
-              "document.body.dataset.loaded=i.filter(x=>x.complete&&x.naturalWidth>0).length+"
-              "'/'+i.length})</script></head>")  # fmt: skip
+    script = (
+        "<script>addEventListener('load',()=>{const i=[...document.images];"
+        "document.body.dataset.loaded=i.filter(x=>x.complete&&x.naturalWidth>0).length+"
+        "'/'+i.length})</script></head>"
+    )
     probe.write_text(text.replace('loading="lazy"', "").replace("</head>", script, 1), "utf-8")
     run, screenshot = browser
     dom = run(["--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], text=True).stdout
@@ -409,8 +461,14 @@ def test_multilabel_wrong_tags_rank_first(tmp_path, write_image):
             row[1] = "left" if row[1] != "left" else "right"
     with open(tmp_path / "t.csv", "w", newline="") as f:
         csv.writer(f).writerows([("image", "tags"), *rows])
-    build_dataset(tmp_path / "img", tmp_path / "ds", labels=tmp_path / "t.csv",
-                  task="multilabel", label_col="tags", workers=1)  # fmt: skip
+    build_dataset(
+        tmp_path / "img",
+        tmp_path / "ds",
+        labels=tmp_path / "t.csv",
+        task="multilabel",
+        label_col="tags",
+        workers=1,
+    )
     out = check_dataset(tmp_path / "ds", folds=3).to_dict()
     top = {x["image"] for x in out["label_issues"][:8]}
     assert wrong <= top, out["label_issues"][:8]

@@ -64,8 +64,11 @@ def spawn(tmp_path):
     def start(script: str, *args) -> subprocess.Popen:
         n = len(procs)
         ready, release = tmp_path / f".ready{n}", tmp_path / f".release{n}"
-        proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args), ready, release],
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, *map(str, args), ready, release],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         procs.append((proc, release))
         _wait_for(ready, proc)
         proc.release = lambda: release.write_text("go")
@@ -101,8 +104,7 @@ def test_a_second_build_into_the_same_output_is_refused(tmp_path, tiny, spawn, c
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")) == []
 
 
-def test_a_killed_build_leaves_a_claim_and_debris_the_next_build_takes_over(tmp_path, tiny,
-                                                                            spawn):  # fmt: skip
+def test_a_killed_build_leaves_a_claim_and_debris_the_next_build_takes_over(tmp_path, tiny, spawn):
     from cnncli.datasets.build import build_dataset
 
     images = tiny.make_images(tmp_path / "a", ["cat", "dog"])
@@ -114,8 +116,9 @@ def test_a_killed_build_leaves_a_claim_and_debris_the_next_build_takes_over(tmp_
     said: list[str] = []
     with listen(said.append):
         build_dataset(images, tmp_path / "ds", workers=1)
-    assert said[0].startswith(f"took over {tmp_path / 'ds'} from cnncli dataset build (pid "
-                              f"{first.pid}")  # fmt: skip
+    assert said[0].startswith(
+        f"took over {tmp_path / 'ds'} from cnncli dataset build (pid {first.pid}"
+    )
     assert said[0].endswith("which stopped without releasing it")
     assert said[1].startswith("removed what interrupted commands left") and left[1] in said[1]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds")) == []
@@ -151,8 +154,9 @@ def test_an_overwrite_is_refused_while_a_training_reads_the_dataset(tmp_path, ti
     reader = spawn(_HOLD, "read", ds, "cnncli train")
     r = cli("dataset", "build", images, "-o", ds, "--overwrite", "--workers", 1, "--val", 0.5)
     assert r.exit_code == ExitCode.USAGE
-    assert (f"ds is in use: cnncli train (pid {reader.pid} on" in one_line(r.stderr)
-            and "reads it, so it cannot be written now" in one_line(r.stderr))  # fmt: skip
+    assert f"ds is in use: cnncli train (pid {reader.pid} on" in one_line(
+        r.stderr
+    ) and "reads it, so it cannot be written now" in one_line(r.stderr)
     assert (ds / "manifest.json").read_bytes() == before
     reader.release()
     reader.wait(timeout=60)
@@ -184,8 +188,10 @@ def test_a_stale_claim_is_taken_over_and_said(tmp_path):
     with listen(said.append), claim(target, "cnncli dataset build"):
         mine = json.loads(lock_path(target).read_text())
         assert mine["pid"] == os.getpid()
-    assert said == [f"took over {target} from cnncli dataset build (pid {p.pid} on "
-                    f"{info['host']}), which stopped without releasing it"]  # fmt: skip
+    assert said == [
+        f"took over {target} from cnncli dataset build (pid {p.pid} on "
+        f"{info['host']}), which stopped without releasing it"
+    ]
     assert not lock_path(target).exists()
 
 
@@ -223,8 +229,13 @@ def test_a_training_holds_its_dataset_and_stops_if_it_changes_anyway(tmp_path, t
 
     run = tmp_path / "run"
     with pytest.raises(DatasetChangedError) as e:
-        train(ds, run, model=tiny.model(2), options=TrainOptions(epochs=3, batch_size=4),
-              callbacks=[_AtEpochEnd(replace_the_dataset)])  # fmt: skip
+        train(
+            ds,
+            run,
+            model=tiny.model(2),
+            options=TrainOptions(epochs=3, batch_size=4),
+            callbacks=[_AtEpochEnd(replace_the_dataset)],
+        )
     assert refused and "reads it, so it cannot be written now" in refused[0]
     assert "cnncli train (pid" in refused[0]
     message = str(e.value)

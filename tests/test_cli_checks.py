@@ -30,26 +30,38 @@ def test_mistakes_exit_2_before_tensorflow_loads(kit, fresh_cli):
     m, ds, img = kit / "m.keras", kit / "ds", sorted((kit / "images").rglob("*.png"))[0]
     no = kit / "none.png"
     cases = [
-        (["evaluate", kit / "none.keras", ds],
-         f"error: model file {kit / 'none.keras'} not found: give the path of a .keras or .h5 "
-         "file"),
-        (["evaluate", m, kit / "nods"],
-         f"error: dataset folder {kit / 'nods'} not found: build it with cnncli dataset build "
-         "IMAGES_DIR -o DIR"),
-        (["predict", kit / "text.keras", img],
-         f"error: {kit / 'text.keras'} is not a model file (not a .keras zip archive): give a "
-         "Keras model file"),
+        (
+            ["evaluate", kit / "none.keras", ds],
+            f"error: model file {kit / 'none.keras'} not found: give the path of a .keras or .h5 "
+            "file",
+        ),
+        (
+            ["evaluate", m, kit / "nods"],
+            f"error: dataset folder {kit / 'nods'} not found: build it with cnncli dataset build "
+            "IMAGES_DIR -o DIR",
+        ),
+        (
+            ["predict", kit / "text.keras", img],
+            f"error: {kit / 'text.keras'} is not a model file (not a .keras zip archive): give a "
+            "Keras model file",
+        ),
         (["predict", m, img, no], f"error: {no}: file not found"),
         (["activations", m, no, "-o", kit / "a"], f"error: {no}: file not found"),
-        (["activations", m, img, "-o", kit / "out"],
-         f"error: {kit / 'out'} already exists: choose another output or pass --overwrite"),
+        (
+            ["activations", m, img, "-o", kit / "out"],
+            f"error: {kit / 'out'} already exists: choose another output or pass --overwrite",
+        ),
         (["embed", m, kit / "nods", "-o", kit / "e.csv"], f"error: {kit / 'nods'}: file not found"),
-        (["summary", kit / "text.keras"],
-         f"error: {kit / 'text.keras'} is not a model file (not a .keras zip archive): give a "
-         "Keras model file"),
-        (["summary", "--arch", "tiny", "--export", kit / "spec.yaml"],
-         f"error: {kit / 'spec.yaml'} already exists: choose another output or pass --overwrite"),
-    ]  # fmt: skip
+        (
+            ["summary", kit / "text.keras"],
+            f"error: {kit / 'text.keras'} is not a model file (not a .keras zip archive): give a "
+            "Keras model file",
+        ),
+        (
+            ["summary", "--arch", "tiny", "--export", kit / "spec.yaml"],
+            f"error: {kit / 'spec.yaml'} already exists: choose another output or pass --overwrite",
+        ),
+    ]
     results, heavy = fresh_cli([case for case, _ in cases], cwd=kit)
     for (case, line), (code, stderr) in zip(cases, results, strict=True):
         assert (code, stderr) == (2, line), case
@@ -60,10 +72,13 @@ def test_mistakes_exit_2_before_tensorflow_loads(kit, fresh_cli):
 
 @pytest.mark.parametrize(
     "command",
-    [["predict", "{m}", "{bad}"], ["activations", "{m}", "{bad}", "-o", "{tmp}/a"],
-     ["filter", "--kernel", "sharpen", "{bad}", "--out-dir", "{tmp}"]],
+    [
+        ["predict", "{m}", "{bad}"],
+        ["activations", "{m}", "{bad}", "-o", "{tmp}/a"],
+        ["filter", "--kernel", "sharpen", "{bad}", "--out-dir", "{tmp}"],
+    ],
     ids=["predict", "activations", "filter"],
-)  # fmt: skip
+)
 def test_a_named_file_that_is_not_an_image_exits_2_everywhere(cli, kit, tmp_path, command):
     """The issue's case: 'not an image' exited 2 in filter but 1 in predict and activations."""
     bad = kit / "text.png"
@@ -147,14 +162,23 @@ def test_a_path_too_long_or_looping_exits_2_in_every_command(kit, fresh_cli, tmp
 
     # a symlink loop: Path.exists() says False, and these said "not found"
     (tmp_path / "loop").symlink_to("loop")
-    cases = [["dataset", "build", kit / "images", "--labels", "loop", "-o", "d3"],
-             ["dataset", "build", "loop", "-o", "d4"], ["dataset", "info", "loop"],
-             ["predict", m, "loop"], ["embed", m, "loop", "-o", "e.csv"],
-             ["evaluate", m, "loop"]]  # fmt: skip
+    cases = [
+        ["dataset", "build", kit / "images", "--labels", "loop", "-o", "d3"],
+        ["dataset", "build", "loop", "-o", "d4"],
+        ["dataset", "info", "loop"],
+        ["predict", m, "loop"],
+        ["embed", m, "loop", "-o", "e.csv"],
+        ["evaluate", m, "loop"],
+    ]
     results, heavy = fresh_cli(cases, tmp_path)
-    assert results == [(2, "error: cannot open 'loop': too many levels of symbolic links: "
-                           "a link points back to itself, or a chain of more than 40: point it "
-                           "at a real file")] * len(cases)  # fmt: skip
+    assert results == [
+        (
+            2,
+            "error: cannot open 'loop': too many levels of symbolic links: "
+            "a link points back to itself, or a chain of more than 40: point it "
+            "at a real file",
+        )
+    ] * len(cases)
     assert heavy == []
 
 

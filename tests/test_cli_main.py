@@ -57,20 +57,32 @@ def test_every_command_module_is_attached():
 @pytest.mark.parametrize(
     ("error", "code", "line"),
     [
-        (UsageError("bad size 'big'", "write it as HxW"), 2,
-         "error: bad size 'big': write it as HxW"),
+        (
+            UsageError("bad size 'big'", "write it as HxW"),
+            2,
+            "error: bad size 'big': write it as HxW",
+        ),
         # an input the user named that is missing or unreadable: a usage error (issue 12)
         (InputError("image folder x not found"), 2, "error: image folder x not found"),
         (ImageError("a.png", "not an image"), 2, "error: a.png: not an image"),
-        (DatasetError("2 problems", "fix them", problems=[("a", "b")]), 2,
-         "error: 2 problems: fix them"),
-        (ModelFileError("m.keras is empty, not a model"), 2,
-         "error: m.keras is empty, not a model"),
+        (
+            DatasetError("2 problems", "fix them", problems=[("a", "b")]),
+            2,
+            "error: 2 problems: fix them",
+        ),
+        (
+            ModelFileError("m.keras is empty, not a model"),
+            2,
+            "error: m.keras is empty, not a model",
+        ),
         (ModelError("the model has 2 outputs"), 1, "error: the model has 2 outputs"),
-        (OutputExistsError("out"), 2,
-         "error: out already exists: choose another output or pass --overwrite"),
+        (
+            OutputExistsError("out"),
+            2,
+            "error: out already exists: choose another output or pass --overwrite",
+        ),
     ],
-)  # fmt: skip
+)
 def test_library_errors_are_one_line_with_their_exit_code(capsys, error, code, line):
     assert run(raising(error), capsys=capsys) == (code, [line])
 

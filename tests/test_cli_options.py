@@ -11,8 +11,11 @@ import typer.main
 from cnncli.cli import options
 from cnncli.cli.main import app
 
-SHARED_OPTIONS = {"--json": options.JsonOpt, "--overwrite": options.OverwriteOpt,
-                  "--unsafe": options.UnsafeOpt}  # fmt: skip
+SHARED_OPTIONS = {
+    "--json": options.JsonOpt,
+    "--overwrite": options.OverwriteOpt,
+    "--unsafe": options.UnsafeOpt,
+}
 MODEL_ARGUMENTS = ("model", "model_file")  # positional parameters that take a model file
 
 

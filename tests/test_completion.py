@@ -34,11 +34,22 @@ def complete(repo, line: str) -> tuple[list[str], list[str]]:
     """What bash completion offers for the last word of `line` (typer's protocol), and the
     heavy modules that completing loaded."""
     words = line.split(" ")
-    env = {**os.environ, "_CNNCLI_COMPLETE": "complete_bash", "COMP_WORDS": line,
-           "COMP_CWORD": str(len(words) - 1), "_TYPER_COMPLETE_ARGS": line,
-           "PYTHONPATH": str(repo)}  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", _COMPLETE], env=env, capture_output=True,
-                         text=True, check=True, cwd=repo)  # fmt: skip
+    env = {
+        **os.environ,
+        "_CNNCLI_COMPLETE": "complete_bash",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+        "_TYPER_COMPLETE_ARGS": line,
+        "PYTHONPATH": str(repo),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPLETE],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=repo,
+    )
     return out.stdout.split(), json.loads(out.stderr.strip().splitlines()[-1])
 
 
@@ -54,10 +65,17 @@ def test_option_values_complete_without_tensorflow(repo):
         "cnncli train data --backbone ": list(BACKBONES),
         "cnncli summary --backbone mobilenet": [b for b in BACKBONES if b.startswith("mobilenet")],
         "cnncli filter img.png --kernel sobel": [k for k in NAMED_KERNELS if k.startswith("sobel")],
-        "cnncli train data --monitor val_": ["val_loss", "val_accuracy", "val_f1_micro",
-                                             "val_f1_macro", "val_auc", "val_mae", "val_rmse",
-                                             "val_r2"],
-    }  # fmt: skip
+        "cnncli train data --monitor val_": [
+            "val_loss",
+            "val_accuracy",
+            "val_f1_micro",
+            "val_f1_macro",
+            "val_auc",
+            "val_mae",
+            "val_rmse",
+            "val_r2",
+        ],
+    }
     for line, want in cases.items():
         got, heavy = complete(repo, line)
         assert got == want, line

@@ -92,8 +92,19 @@ def test_dataset_build_cli_says_it_once(cli, tmp_path, write_image):
     for cls in ("a", "b"):
         for i in range(3):
             write_image(tmp_path / "in" / cls / f"{i}.png", np.full((6, 8, 3), 9 * i, np.uint8))
-    r = cli("dataset", "build", tmp_path / "in", "-o", tmp_path / "ds", "--size", "6x6",
-            "--color", "grayscale", "--val", "0.34")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "ds",
+        "--size",
+        "6x6",
+        "--color",
+        "grayscale",
+        "--val",
+        "0.34",
+    )
     assert r.exit_code == 0, r.output
     err = " ".join(r.stderr.split())
     assert err.count("6 of 6 images: RGB -> grayscale") == 1

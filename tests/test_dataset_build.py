@@ -185,11 +185,15 @@ def test_split_column(tmp_path, facade):
     }
     idx = open_dataset(tmp_path / "ds").index
     assert list(idx.sort_values("index")["split"]) == splits
-    rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2},{'val' if i % 2 else 'train'}"
-            for i in range(6)]  # fmt: skip
+    rows = [
+        f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2},{'val' if i % 2 else 'train'}" for i in range(6)
+    ]
     table.write_text("\n".join([",image,type,y,part", *rows]) + "\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match="class '대리석' has no images in the train split: .* "
-                       "or put some in train in the split column"):  # fmt: skip
+    with pytest.raises(
+        DatasetError,
+        match="class '대리석' has no images in the train split: .* "
+        "or put some in train in the split column",
+    ):
         build_dataset(folder, tmp_path / "ds2", labels=table, split_col="part")
     assert not (tmp_path / "ds2").exists()
 
@@ -213,9 +217,15 @@ def test_class_too_small_and_single_class(tmp_path, folders):
 
 def test_every_bad_input_listed_at_once_and_nothing_written(tmp_path, facade):
     rows = [f"{i},BV{i:03d}.png,{KOREAN[i % 2]},{i % 2}" for i in range(8)]
-    rows += ["8,zero.png,벽돌,0", "9,text.png,대리석,1", "10,trunc.png,벽돌,0",
-             "11,gone.png,벽돌,0", "12,BV000.png,벽돌,0", "13,nolabel.png,대리석,",
-             "14,bomb.png,대리석,1"]  # fmt: skip
+    rows += [
+        "8,zero.png,벽돌,0",
+        "9,text.png,대리석,1",
+        "10,trunc.png,벽돌,0",
+        "11,gone.png,벽돌,0",
+        "12,BV000.png,벽돌,0",
+        "13,nolabel.png,대리석,",
+        "14,bomb.png,대리석,1",
+    ]
     folder, table = facade(tmp_path, n=8, rows=rows)
     (folder / "zero.png").write_bytes(b"")
     (folder / "nolabel.png").write_bytes((folder / "BV000.png").read_bytes())
@@ -329,15 +339,30 @@ def test_image_modes_formats_and_majority_colour(tmp_path, write_image):
     recs = {rec.path: rec.image for rec in iter_records(info, "train")}
     assert len(recs) == 9
     modes = {p.name: probe_image(p)[2] for p in root.rglob("*.*")}
-    assert modes == {"rgb.jpg": "rgb", "l.bmp": "grayscale", "la.png": "rgba", "cmyk.tif": "rgb",
-                     "pt.png": "rgba", "p.gif": "rgb", "w.webp": "rgb", "deep.png": "grayscale",
-                     "exif.jpg": "rgb"}  # fmt: skip
+    assert modes == {
+        "rgb.jpg": "rgb",
+        "l.bmp": "grayscale",
+        "la.png": "rgba",
+        "cmyk.tif": "rgb",
+        "pt.png": "rgba",
+        "p.gif": "rgb",
+        "w.webp": "rgb",
+        "deep.png": "grayscale",
+        "exif.jpg": "rgb",
+    }
     assert probe_image(root / "b" / "exif.jpg")[:2] == (8, 6)  # orientation applied to the size
     for path, img in recs.items():  # the very pixels cnncli.images gives predict and activations
         np.testing.assert_array_equal(img, load_image(root / path, info.image))
     # --color and --size with --fit, png records
-    build_dataset(root, tmp_path / "g", val=0.0, color="grayscale", size="4x4", fit="crop",
-                  record_format="png")  # fmt: skip
+    build_dataset(
+        root,
+        tmp_path / "g",
+        val=0.0,
+        color="grayscale",
+        size="4x4",
+        fit="crop",
+        record_format="png",
+    )
     g = open_dataset(tmp_path / "g")
     assert g.image == ImageSpec(4, 4, "grayscale", "crop") and g.encoding == "png"
     for rec in iter_records(g, "train"):

@@ -61,18 +61,46 @@ def test_installed_script_builds_sample_data(tmp_path, facade):
         pytest.skip("the cnncli script is not installed (pip install -e .)")
     out = tmp_path / "ds"
     proc = subprocess.run(
-        [exe, "dataset", "build", str(facade), "--labels", str(facade / "labels.csv"),
-         "-o", str(out), "--json", "--val", "0.25", "--test", "0.25"],
-        capture_output=True, text=True, encoding="utf-8", timeout=120,
-    )  # fmt: skip
+        [
+            exe,
+            "dataset",
+            "build",
+            str(facade),
+            "--labels",
+            str(facade / "labels.csv"),
+            "-o",
+            str(out),
+            "--json",
+            "--val",
+            "0.25",
+            "--test",
+            "0.25",
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["counts"]["test"] == {"벽돌": 5, "대리석": 5} and data["total"] == 40
     assert (out / "manifest.json").is_file()
     again = subprocess.run(
-        [exe, "dataset", "build", str(facade), "--labels", str(facade / "labels.csv"),
-         "-o", str(out)], capture_output=True, text=True, encoding="utf-8", timeout=120,
-    )  # fmt: skip
+        [
+            exe,
+            "dataset",
+            "build",
+            str(facade),
+            "--labels",
+            str(facade / "labels.csv"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
     assert again.returncode == 2
     assert lines(again.stderr) == [
         f"error: {out} already exists: choose another output or pass --overwrite"
@@ -80,8 +108,18 @@ def test_installed_script_builds_sample_data(tmp_path, facade):
 
 
 def test_build_shapes_folders_json(cli, tmp_path, sample_data):
-    r = cli("dataset", "build", sample_data / "shapes", "-o", tmp_path / "s", "--json",
-            "--classes", "triangle,circle,square,star", "--val", "0.25")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        sample_data / "shapes",
+        "-o",
+        tmp_path / "s",
+        "--json",
+        "--classes",
+        "triangle,circle,square,star",
+        "--val",
+        "0.25",
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["classes"] == ["triangle", "circle", "square", "star"]
@@ -115,8 +153,18 @@ def test_problems_table_then_one_error_line(cli, tmp_path, write_image):
     assert "Traceback" not in r.output and r.stdout == ""
     assert not (tmp_path / "ds").exists()
 
-    r = cli("dataset", "build", folder, "--labels", table, "-o", tmp_path / "ds", "--skip-bad",
-            "--val", "0")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        folder,
+        "--labels",
+        table,
+        "-o",
+        tmp_path / "ds",
+        "--skip-bad",
+        "--val",
+        "0",
+    )
     assert r.exit_code == 0, r.output
     assert "warning: 2 bad rows skipped: see" in r.stderr
     assert (tmp_path / "ds" / "skipped.csv").is_file()

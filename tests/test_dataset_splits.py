@@ -35,19 +35,33 @@ def split_of(ds) -> dict[str, str]:
 
 
 def test_folder_mode_reads_the_lists_and_reports_unlisted(tmp_path, shapes):
-    train = write_list(tmp_path / "train.txt", "# course split", "circle/0.png", "circle/1.png",
-                       "", "square/0.png", "square/1.png", "square/1.png")  # fmt: skip
+    train = write_list(
+        tmp_path / "train.txt",
+        "# course split",
+        "circle/0.png",
+        "circle/1.png",
+        "",
+        "square/0.png",
+        "square/1.png",
+        "square/1.png",
+    )
     val = write_list(tmp_path / "val.txt", "circle/2.png", "square/2.png")
     test = write_list(tmp_path / "test.txt", "circle/3.png")
     result = build_dataset(shapes, tmp_path / "ds", split_files=f"{train},{val},{test}")
     assert split_of(tmp_path / "ds") == {
-        "circle/0.png": "train", "circle/1.png": "train", "circle/2.png": "val",
-        "circle/3.png": "test", "square/0.png": "train", "square/1.png": "train",
+        "circle/0.png": "train",
+        "circle/1.png": "train",
+        "circle/2.png": "val",
+        "circle/3.png": "test",
+        "square/0.png": "train",
+        "square/1.png": "train",
         "square/2.png": "val",
-    }  # fmt: skip
-    assert result.counts == {"train": {"circle": 2, "square": 2},
-                             "val": {"circle": 1, "square": 1},
-                             "test": {"circle": 1, "square": 0}}  # fmt: skip
+    }
+    assert result.counts == {
+        "train": {"circle": 2, "square": 2},
+        "val": {"circle": 1, "square": 1},
+        "test": {"circle": 1, "square": 0},
+    }
     assert "1 images are in no split file and were left out: square/3.png" in result.notes
     assert (
         "splits from files train.txt (train), val.txt (val), test.txt (test) "
@@ -86,8 +100,15 @@ def test_with_a_table_paths_are_read_as_its_image_column(tmp_path, write_image):
     rows = [f"{unicodedata.normalize('NFC', n)},{n[0] == 'x'}" for n in names]
     table = write_list(tmp_path / "t.csv", "image,label", *rows)
     # NFC or NFD, '\\' separators all name the same files; ../ and missing files are bad rows
-    train = write_list(tmp_path / "train.txt", "벽돌/0.png", f"{nfd}\\1.png", "x/0.png",
-                       "x/1.png", "../t.csv", "x/9.png")  # fmt: skip
+    train = write_list(
+        tmp_path / "train.txt",
+        "벽돌/0.png",
+        f"{nfd}\\1.png",
+        "x/0.png",
+        "x/1.png",
+        "../t.csv",
+        "x/9.png",
+    )
     test = write_list(tmp_path / "test.txt", "벽돌/2.png", "x/2.png", "x/1.png")
     with pytest.raises(DatasetError) as e:
         build_dataset(folder, tmp_path / "ds", labels=table, split_files=f"{train},{test}")
@@ -101,9 +122,12 @@ def test_with_a_table_paths_are_read_as_its_image_column(tmp_path, write_image):
         folder, tmp_path / "ds", labels=table, split_files=f"{train},{test}", skip_bad=True
     )
     assert split_of(tmp_path / "ds") == {
-        "벽돌/0.png": "train", "벽돌/1.png": "train", "x/0.png": "train",
-        "벽돌/2.png": "test", "x/2.png": "test",
-    }  # fmt: skip
+        "벽돌/0.png": "train",
+        "벽돌/1.png": "train",
+        "x/0.png": "train",
+        "벽돌/2.png": "test",
+        "x/2.png": "test",
+    }
     assert "3 bad rows skipped (listed in skipped.csv)" in result.notes
 
 
@@ -141,19 +165,37 @@ def test_split_file_names_and_refused_combinations(tmp_path, shapes, write_image
 
 
 def test_cli_split_files(cli, tmp_path, shapes):
-    train = write_list(tmp_path / "train.txt", *[f"{c}/{i}.png" for c in ("circle", "square")
-                                                  for i in range(3)])  # fmt: skip
+    train = write_list(
+        tmp_path / "train.txt", *[f"{c}/{i}.png" for c in ("circle", "square") for i in range(3)]
+    )
     val = write_list(tmp_path / "val.txt", "circle/3.png", "square/3.png")
-    r = cli("dataset", "build", shapes, "-o", tmp_path / "ds", "--split-files", f"{train},{val}",
-            "--json")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        shapes,
+        "-o",
+        tmp_path / "ds",
+        "--split-files",
+        f"{train},{val}",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["counts"] == {
         "train": {"circle": 3, "square": 3},
         "val": {"circle": 1, "square": 1},
     }
-    r = cli("dataset", "build", shapes, "-o", tmp_path / "ds2", "--split-files",
-            f"{train},{val}", "--val", "0.2")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        shapes,
+        "-o",
+        tmp_path / "ds2",
+        "--split-files",
+        f"{train},{val}",
+        "--val",
+        "0.2",
+    )
     assert r.exit_code == 2
     assert [ln for ln in r.stderr.splitlines() if ln.strip()] == [
         f"error: --split-files gives the val split ({val}), so --val cannot be used with it: "
@@ -164,8 +206,13 @@ def test_cli_split_files(cli, tmp_path, shapes):
 def test_lines_may_carry_a_label_after_the_path(tmp_path, shapes):
     """Published split lists often read `path label` or `path,label`: the path is used and
     the label must agree with the folder's (or table's) label, else a bad row naming both."""
-    train = write_list(tmp_path / "train.txt", "circle/0.png circle", "circle/1.png\tcircle",
-                       "square/0.png,square", "square/1.png square")  # fmt: skip
+    train = write_list(
+        tmp_path / "train.txt",
+        "circle/0.png circle",
+        "circle/1.png\tcircle",
+        "square/0.png,square",
+        "square/1.png square",
+    )
     test = write_list(tmp_path / "test.txt", "circle/3.png circle", "square/3.png circle")
     with pytest.raises(DatasetError) as e:
         build_dataset(shapes, tmp_path / "ds", split_files=f"{train},{test}")
@@ -174,6 +221,9 @@ def test_lines_may_carry_a_label_after_the_path(tmp_path, shapes):
     ]
     build_dataset(shapes, tmp_path / "ds", split_files=f"{train},{test}", skip_bad=True)
     assert split_of(tmp_path / "ds") == {
-        "circle/0.png": "train", "circle/1.png": "train", "square/0.png": "train",
-        "square/1.png": "train", "circle/3.png": "test",
-    }  # fmt: skip
+        "circle/0.png": "train",
+        "circle/1.png": "train",
+        "square/0.png": "train",
+        "square/1.png": "train",
+        "circle/3.png": "test",
+    }

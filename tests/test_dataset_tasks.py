@@ -27,15 +27,31 @@ def built(tmp_path_factory, sample_data):
     base = tmp_path_factory.mktemp("tasks")
     multi, facade = sample_data / "multishapes", sample_data / "facade"
     out = {"base": base}
-    out["tags"] = build_dataset(multi, base / "tags", labels=multi / "labels.csv",
-                                task="multilabel", label_col="tags", label_delim=";",
-                                workers=1)  # fmt: skip
-    out["cols"] = build_dataset(multi, base / "cols", labels=multi / "labels.csv",
-                                task="multilabel", label_cols="circle,square,triangle",
-                                workers=1)  # fmt: skip
-    out["reg"] = build_dataset(facade, base / "reg", labels=facade / "measures.csv",
-                               task="regression", target_cols=["brightness", "wall"],
-                               workers=1)  # fmt: skip
+    out["tags"] = build_dataset(
+        multi,
+        base / "tags",
+        labels=multi / "labels.csv",
+        task="multilabel",
+        label_col="tags",
+        label_delim=";",
+        workers=1,
+    )
+    out["cols"] = build_dataset(
+        multi,
+        base / "cols",
+        labels=multi / "labels.csv",
+        task="multilabel",
+        label_cols="circle,square,triangle",
+        workers=1,
+    )
+    out["reg"] = build_dataset(
+        facade,
+        base / "reg",
+        labels=facade / "measures.csv",
+        task="regression",
+        target_cols=["brightness", "wall"],
+        workers=1,
+    )
     return out
 
 
@@ -56,7 +72,11 @@ def test_multilabel_manifest_counts_and_records(built, sample_data):
         assert 10 <= m["label_counts"]["val"][n] <= 14, n
     info = open_dataset(built["base"] / "tags")
     assert (info.task, info.label_names, info.targets, info.output_size) == (
-        "multilabel", LABELS, [], 3)  # fmt: skip
+        "multilabel",
+        LABELS,
+        [],
+        3,
+    )
     by_name = {r.image: r for r in table.itertuples()}
     for rec in iter_records(info, "val"):
         row = by_name[rec.path]
@@ -116,11 +136,19 @@ def test_one_value_target_stores_std_one_with_a_note(tmp_path, write_image):
     for i in range(6):
         write_image(tmp_path / "img" / f"{i}.png", np.full((4, 4, 3), i * 20, np.uint8))
     (tmp_path / "t.csv").write_text("image,h\n" + "".join(f"{i}.png,2.5\n" for i in range(6)))
-    r = build_dataset(tmp_path / "img", tmp_path / "ds", labels=tmp_path / "t.csv",
-                      task="regression", target_cols="h", workers=1)  # fmt: skip
+    r = build_dataset(
+        tmp_path / "img",
+        tmp_path / "ds",
+        labels=tmp_path / "t.csv",
+        task="regression",
+        target_cols="h",
+        workers=1,
+    )
     assert r.manifest["targets"][0]["std"] == 1.0
-    assert any(n.startswith("warning: target 'h' has one value in the train split (std 0)")
-               for n in r.notes)  # fmt: skip
+    assert any(
+        n.startswith("warning: target 'h' has one value in the train split (std 0)")
+        for n in r.notes
+    )
 
 
 def test_version_one_datasets_open_as_classify(tmp_path, write_image):
@@ -161,8 +189,9 @@ def test_preview_captions_carry_labels_and_values(built, tmp_path, monkeypatch):
 
     seen = []
     real = sheets.contact_sheet
-    monkeypatch.setattr(sheets, "contact_sheet", lambda items, **kw: seen.append(items) or real(
-        items, **kw))  # fmt: skip
+    monkeypatch.setattr(
+        sheets, "contact_sheet", lambda items, **kw: seen.append(items) or real(items, **kw)
+    )
     r = preview_sheet(built["base"] / "tags", tmp_path / "m.png", per_class=3)
     assert r["counts"] == {"circle": 3, "square": 3, "triangle": 3, "(no label)": 2}
     captions = [c for _img, c in seen[0] if c]
@@ -174,28 +203,53 @@ def test_preview_captions_carry_labels_and_values(built, tmp_path, monkeypatch):
 
 
 BAD = [
-    (["--task", "multilabel", "--label-col", "tag"], "multishapes/labels.csv",
-     "--label-col 'tag' is not a column of", "did you mean 'tags'?"),
-    (["--task", "multilabel", "--label-col", "tags", "--label-delim", ","],
-     "multishapes/labels.csv", "--label-delim ',' splits no cell of column 'tags'",
-     "pass --label-delim ';'"),
-    (["--task", "regression", "--target-col", "brightnes"], "facade/measures.csv",
-     "--target-col 'brightnes' is not a column", "did you mean 'brightness'?"),
-    (["--task", "regression", "--target-col", "type"], "facade/labels.csv",
-     "--target-col 'type' of", "holds text, not numbers ('대리석' on line 2)"),
-    (["--task", "regression", "--label-col", "y"], "facade/labels.csv",
-     "--task regression reads numbers from --target-col, not --label-col", "--target-col COL"),
-    (["--label-cols", "circle"], "multishapes/labels.csv",
-     "--label-cols goes with --task multilabel", "add --task multilabel"),
-]  # fmt: skip
+    (
+        ["--task", "multilabel", "--label-col", "tag"],
+        "multishapes/labels.csv",
+        "--label-col 'tag' is not a column of",
+        "did you mean 'tags'?",
+    ),
+    (
+        ["--task", "multilabel", "--label-col", "tags", "--label-delim", ","],
+        "multishapes/labels.csv",
+        "--label-delim ',' splits no cell of column 'tags'",
+        "pass --label-delim ';'",
+    ),
+    (
+        ["--task", "regression", "--target-col", "brightnes"],
+        "facade/measures.csv",
+        "--target-col 'brightnes' is not a column",
+        "did you mean 'brightness'?",
+    ),
+    (
+        ["--task", "regression", "--target-col", "type"],
+        "facade/labels.csv",
+        "--target-col 'type' of",
+        "holds text, not numbers ('대리석' on line 2)",
+    ),
+    (
+        ["--task", "regression", "--label-col", "y"],
+        "facade/labels.csv",
+        "--task regression reads numbers from --target-col, not --label-col",
+        "--target-col COL",
+    ),
+    (
+        ["--label-cols", "circle"],
+        "multishapes/labels.csv",
+        "--label-cols goes with --task multilabel",
+        "add --task multilabel",
+    ),
+]
 
 
 @pytest.mark.parametrize(("args", "table", "message", "hint"), BAD)
-def test_bad_input_is_one_line_and_writes_nothing(cli, sample_data, tmp_path, args, table,
-                                                  message, hint):  # fmt: skip
+def test_bad_input_is_one_line_and_writes_nothing(
+    cli, sample_data, tmp_path, args, table, message, hint
+):
     images = sample_data / table.split("/")[0]
-    result = cli("dataset", "build", images, "--labels", sample_data / table, *args,
-                 "-o", tmp_path / "out")  # fmt: skip
+    result = cli(
+        "dataset", "build", images, "--labels", sample_data / table, *args, "-o", tmp_path / "out"
+    )
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and hint in lines[0], result.stderr
@@ -204,10 +258,22 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, sample_data, tmp_path, ar
 
 def test_a_label_in_one_row_is_refused(cli, sample_data, tmp_path):
     images = sample_data / "multishapes"
-    (tmp_path / "t.csv").write_text("image,tags\nmulti_000.png,a;b\nmulti_001.png,a;b\n"
-                                    "multi_002.png,b;odd\n")  # fmt: skip
-    result = cli("dataset", "build", images, "--labels", tmp_path / "t.csv", "--task",
-                 "multilabel", "--label-col", "tags", "-o", tmp_path / "out")  # fmt: skip
+    (tmp_path / "t.csv").write_text(
+        "image,tags\nmulti_000.png,a;b\nmulti_001.png,a;b\nmulti_002.png,b;odd\n"
+    )
+    result = cli(
+        "dataset",
+        "build",
+        images,
+        "--labels",
+        tmp_path / "t.csv",
+        "--task",
+        "multilabel",
+        "--label-col",
+        "tags",
+        "-o",
+        tmp_path / "out",
+    )
     assert result.exit_code == 2
     assert "label 'odd' appears in only one row (line 4 of" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -222,8 +288,14 @@ def test_bad_target_values_are_bad_rows_with_lines(sample_data, tmp_path):
         "image,v\n" + "".join(f"{n},{v}\n" for n, v in zip(names, values, strict=True))
     )
     with pytest.raises(DatasetError) as e:
-        build_dataset(sample_data / "multishapes", tmp_path / "out", labels=tmp_path / "t.csv",
-                      task="regression", target_cols="v", workers=1)  # fmt: skip
+        build_dataset(
+            sample_data / "multishapes",
+            tmp_path / "out",
+            labels=tmp_path / "t.csv",
+            task="regression",
+            target_cols="v",
+            workers=1,
+        )
     assert e.value.problems == [
         (names[1], "line 3: target 'v' value 'x' is not a number"),
         (names[2], "line 4: target 'v' value 'inf' is not a finite number"),
@@ -244,8 +316,10 @@ def test_multilabel_split_reaches_every_split_where_it_can():
     splits, notes = multilabel_splits(_rows(hot), list("abcd"), 0.2, 0.1, seed=1)
     arr = np.array(hot)
     for k in range(3):
-        per = {s: arr[[i for i, x in enumerate(splits) if x == s], k].sum() for s in
-               ("train", "val", "test")}  # fmt: skip
+        per = {
+            s: arr[[i for i, x in enumerate(splits) if x == s], k].sum()
+            for s in ("train", "val", "test")
+        }
         assert min(per.values()) >= 1, (k, per)
         assert per["val"] == pytest.approx(0.2 * arr[:, k].sum(), abs=2)
     assert sorted(splits[:2]) == ["train", "val"]

@@ -44,13 +44,26 @@ def photos(tmp_path, write_image):
 
 def _state(ds):
     """{shard name: (bytes, mtime_ns, inode)} of a dataset folder."""
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino)
-            for p in sorted(ds.glob("*.tfrecord"))}  # fmt: skip
+    return {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino)
+        for p in sorted(ds.glob("*.tfrecord"))
+    }
 
 
 def _build(folder, table, out, **kw):
-    return build_dataset(folder, out, labels=table, image_col="image", label_col="type",
-                         classes=CLASSES, val=0.2, test=0.1, seed=3, shard_size=4, **kw)
+    return build_dataset(
+        folder,
+        out,
+        labels=table,
+        image_col="image",
+        label_col="type",
+        classes=CLASSES,
+        val=0.2,
+        test=0.1,
+        seed=3,
+        shard_size=4,
+        **kw,
+    )
 
 
 def test_update_equals_fresh_build_and_keeps_untouched_shards(tmp_path, photos, write_image):
@@ -95,12 +108,21 @@ def test_update_equals_fresh_build_and_keeps_untouched_shards(tmp_path, photos, 
         lists[split] = tmp_path / f"{split}.txt"
         lists[split].write_text("".join(f"{n}\n" for n, v in by_path.items() if v[4] == split))
     fresh = tmp_path / "fresh"
-    build_dataset(folder, fresh, labels=table, image_col="image", label_col="type",
-                  classes=CLASSES, seed=3, shard_size=4, split_files=",".join(
-                      str(lists[s]) for s in ("train", "val", "test")),
-                  stable_shards=buckets)  # fmt: skip
+    build_dataset(
+        folder,
+        fresh,
+        labels=table,
+        image_col="image",
+        label_col="type",
+        classes=CLASSES,
+        seed=3,
+        shard_size=4,
+        split_files=",".join(str(lists[s]) for s in ("train", "val", "test")),
+        stable_shards=buckets,
+    )
     assert {n: b for n, (b, _, _) in _state(fresh).items()} == {
-        n: b for n, (b, _, _) in after.items()}
+        n: b for n, (b, _, _) in after.items()
+    }
     assert (fresh / "index.csv").read_bytes() == (ds / "index.csv").read_bytes()
     info, other = open_dataset(ds), open_dataset(fresh)
     for key in ("classes", "image", "splits", "sharding"):
@@ -125,12 +147,24 @@ def test_update_refuses_other_options_and_non_datasets(tmp_path, photos):
     state, index = _state(ds), (ds / "index.csv").read_bytes()
     with pytest.raises(UsageError) as e:
         _build(folder, table, ds, update=True, size="6x6", color="grayscale")
-    assert "size [8, 8] -> [6, 6]" in e.value.message and "color 'rgb' -> 'grayscale'" in \
-        e.value.message  # fmt: skip
+    assert (
+        "size [8, 8] -> [6, 6]" in e.value.message
+        and "color 'rgb' -> 'grayscale'" in e.value.message
+    )
     with pytest.raises(UsageError, match="seed 3 -> 4"):
-        build_dataset(folder, ds, labels=table, image_col="image", label_col="type",
-                      classes=CLASSES, val=0.2, test=0.1, seed=4, shard_size=4,
-                      update=True)
+        build_dataset(
+            folder,
+            ds,
+            labels=table,
+            image_col="image",
+            label_col="type",
+            classes=CLASSES,
+            val=0.2,
+            test=0.1,
+            seed=4,
+            shard_size=4,
+            update=True,
+        )
     assert _state(ds) == state and (ds / "index.csv").read_bytes() == index
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "imgs", "labels.csv"]
 
@@ -152,21 +186,47 @@ def test_update_refuses_other_options_and_non_datasets(tmp_path, photos):
         _build(folder, table, ds, update=True, overwrite=True)
 
     # the CLI: exit 2 and one line
-    res = CliRunner().invoke(app, ["dataset", "build", str(folder), "-o", str(ds), "--labels",
-                                   str(table), "--image-col", "image", "--label-col", "type",
-                                   "--classes", ",".join(CLASSES), "--val", "0.2", "--test",
-                                   "0.1", "--seed", "3", "--shard-size", "4", "--update",
-                                   "--fit", "crop"])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "dataset",
+            "build",
+            str(folder),
+            "-o",
+            str(ds),
+            "--labels",
+            str(table),
+            "--image-col",
+            "image",
+            "--label-col",
+            "type",
+            "--classes",
+            ",".join(CLASSES),
+            "--val",
+            "0.2",
+            "--test",
+            "0.1",
+            "--seed",
+            "3",
+            "--shard-size",
+            "4",
+            "--update",
+            "--fit",
+            "crop",
+        ],
+    )
     assert res.exit_code == 2
     assert "fit 'stretch' -> 'crop'" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(app, ["dataset", "build", str(folder), "-o", str(empty),
-                                   "--labels", str(table), "--update"])
+    res = CliRunner().invoke(
+        app, ["dataset", "build", str(folder), "-o", str(empty), "--labels", str(table), "--update"]
+    )
     assert res.exit_code == 2 and "is not a cnncli dataset" in res.output
     assert "Traceback" not in res.output and list(empty.iterdir()) == []
 
 
-def test_interrupted_update_leaves_the_old_dataset_whole(tmp_path, photos, write_image,
-                                                         monkeypatch):  # fmt: skip
+def test_interrupted_update_leaves_the_old_dataset_whole(
+    tmp_path, photos, write_image, monkeypatch
+):
     folder, table, rows = photos
     ds = tmp_path / "ds"
     _build(folder, table, ds, stable_shards=True)
@@ -189,8 +249,22 @@ def test_interrupted_update_leaves_the_old_dataset_whole(tmp_path, photos, write
 def test_json_reports_shards_written_and_kept(tmp_path, photos):
     folder, table, rows = photos
     ds = tmp_path / "ds"
-    args = ["dataset", "build", str(folder), "-o", str(ds), "--labels", str(table),
-            "--image-col", "image", "--label-col", "type", "--shard-size", "4", "--json"]
+    args = [
+        "dataset",
+        "build",
+        str(folder),
+        "-o",
+        str(ds),
+        "--labels",
+        str(table),
+        "--image-col",
+        "image",
+        "--label-col",
+        "type",
+        "--shard-size",
+        "4",
+        "--json",
+    ]
     res = CliRunner().invoke(app, [*args, "--stable-shards"])
     assert res.exit_code == 0, res.output
     shutil.copy(folder / "p000.png", folder / "copy.png")
@@ -201,8 +275,10 @@ def test_json_reports_shards_written_and_kept(tmp_path, photos):
     assert out["shards"]["written"] == 1
     assert out["shards"]["kept"] == len(list(ds.glob("*.tfrecord"))) - 1
     # the new file is a copy of p000: it joins p000's split
-    index = {line.split(",")[1]: line.split(",")[4]
-             for line in (ds / "index.csv").read_text().splitlines()[1:]}  # fmt: skip
+    index = {
+        line.split(",")[1]: line.split(",")[4]
+        for line in (ds / "index.csv").read_text().splitlines()[1:]
+    }
     assert index["copy.png"] == index["p000.png"]
 
 

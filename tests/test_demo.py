@@ -28,8 +28,9 @@ def demo(tmp_path_factory):
         started = time.perf_counter()
         result = runner.invoke(app, ["demo"], catch_exceptions=False)
         result.measured = time.perf_counter() - started
-        as_json = runner.invoke(app, ["demo", "-o", "again", "--epochs", "1", "--json"],
-                                catch_exceptions=False)  # fmt: skip
+        as_json = runner.invoke(
+            app, ["demo", "-o", "again", "--epochs", "1", "--json"], catch_exceptions=False
+        )
     finally:
         os.chdir(cwd)
     return work, result, as_json

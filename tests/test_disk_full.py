@@ -21,8 +21,9 @@ def images(tmp_path, tiny):
     return tiny.make_images(tmp_path / "images", ["a", "b"], per_class=6)
 
 
-def test_a_full_disk_during_a_build_names_the_dataset_and_leaves_nothing(cli, images, tmp_path,
-                                                                         monkeypatch):  # fmt: skip
+def test_a_full_disk_during_a_build_names_the_dataset_and_leaves_nothing(
+    cli, images, tmp_path, monkeypatch
+):
     """ENOSPC while the shards are written (it used to be "unexpected OSError: [Errno 28]")."""
     from cnncli.datasets.shards import ShardWriter
 

@@ -69,8 +69,11 @@ def test_plan_strategy_auto_and_errors():
     config = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
     from_env = plan_strategy("auto", environ={"TF_CONFIG": json.dumps(config)})
     assert (from_env.kind, from_env.rank, from_env.num_workers, from_env.is_chief) == (
-        "multi-worker", 1, 2, False,
-    )  # fmt: skip
+        "multi-worker",
+        1,
+        2,
+        False,
+    )
     assert from_env.tf_config is None  # TF_CONFIG is already set: left as it is
     flags = plan_strategy("auto", workers="a:1,b:2,c:3", worker_index=0, environ={})
     assert flags.is_chief and flags.num_workers == 3 and flags.source == "--workers"
@@ -114,8 +117,18 @@ def test_cli_refuses_fewer_shards_than_workers(cli, tmp_path, sample_data):
 
     out = tmp_path / "ds"
     build_dataset(sample_data / "shapes", out, size="8x8", val=0.2, workers=1)  # one shard
-    r = cli("train", out, "--arch", "tiny", "-o", tmp_path / "run",
-            "--workers", "127.0.0.1:1,127.0.0.1:2", "--worker-index", "0")  # fmt: skip
+    r = cli(
+        "train",
+        out,
+        "--arch",
+        "tiny",
+        "-o",
+        tmp_path / "run",
+        "--workers",
+        "127.0.0.1:1,127.0.0.1:2",
+        "--worker-index",
+        "0",
+    )
     assert r.exit_code == 2
     assert "has 1 train shard file(s) for 2 workers" in r.stderr
     assert "--shard-size" in r.stderr and "Traceback" not in r.stderr
@@ -159,7 +172,7 @@ def _two_workers(args: list[str], tmp, timeout: float = 120) -> tuple[list[str],
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     errs = []
@@ -189,8 +202,15 @@ def test_two_workers_train_resume_and_match_one_worker(tmp_path, sample_data):
     from cnncli.training.options import TrainOptions
 
     ds = tmp_path / "ds"
-    build_dataset(sample_data / "facade", ds, labels=sample_data / "facade" / "labels.csv",
-                  size="24x24", val=0.25, shard_size=8, workers=1)  # fmt: skip
+    build_dataset(
+        sample_data / "facade",
+        ds,
+        labels=sample_data / "facade" / "labels.csv",
+        size="24x24",
+        val=0.25,
+        shard_size=8,
+        workers=1,
+    )
     every = sorted(p.name for p in ds.glob("train-*.tfrecord"))
     assert len(every) >= 2
     runs, tmp = tmp_path / "runs", tmp_path / "tmp"
@@ -199,8 +219,9 @@ def test_two_workers_train_resume_and_match_one_worker(tmp_path, sample_data):
     common = ["--lr", "0.01", "--batch-size", "4"]
 
     # 4 epochs on two workers, then both resume from the chief's folder up to 8
-    errs, first = _two_workers([str(ds), "--arch", "tiny", "-o", str(run), "--epochs", "4",
-                                *common], tmp)  # fmt: skip
+    errs, first = _two_workers(
+        [str(ds), "--arch", "tiny", "-o", str(run), "--epochs", "4", *common], tmp
+    )
     read = {}
     for err in errs:
         m = re.search(r"worker (\d)/2 reads train shards: (.+)", err)
@@ -239,13 +260,16 @@ def test_two_workers_train_resume_and_match_one_worker(tmp_path, sample_data):
 
     # one worker, the same global batch (8) and options, in this process
     t0 = time.perf_counter()
-    single = train(ds, tmp_path / "single", arch="tiny",
-                   options=TrainOptions(epochs=8, batch_size=8, lr=0.01))  # fmt: skip
+    single = train(
+        ds, tmp_path / "single", arch="tiny", options=TrainOptions(epochs=8, batch_size=8, lr=0.01)
+    )
     one = time.perf_counter() - t0
     mw_acc, one_acc = history[-1]["val_accuracy"], single.history[-1]["val_accuracy"]
-    print(f"\ntwo workers: {first:.1f}s (4 epochs) + {second:.1f}s (resume to 8), final "
-          f"val_accuracy {mw_acc:.3f}; one worker in-process: {one:.1f}s (8 epochs), "
-          f"val_accuracy {one_acc:.3f}")  # fmt: skip
+    print(
+        f"\ntwo workers: {first:.1f}s (4 epochs) + {second:.1f}s (resume to 8), final "
+        f"val_accuracy {mw_acc:.3f}; one worker in-process: {one:.1f}s (8 epochs), "
+        f"val_accuracy {one_acc:.3f}"
+    )
     assert history[-1]["loss"] < history[0]["loss"]  # it learned
     assert mw_acc >= one_acc - 0.2, (mw_acc, one_acc)  # and about as well as one worker
     assert mw_acc >= 0.7

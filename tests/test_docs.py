@@ -60,8 +60,12 @@ def test_site_builds_offline_and_opens_from_the_file_system(tmp_path):
     started = time.monotonic()
     build = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     assert time.monotonic() - started < 60
 

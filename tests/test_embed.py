@@ -145,10 +145,23 @@ def test_ten_classes_ten_clusters_no_warning_on_the_terminal(model_path, tmp_pat
     out = tmp_path / "v.csv"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     run = subprocess.run(
-        [sys.executable, "-m", "cnncli", "embed", str(model_path), str(images), "-o", str(out),
-         "--clusters", "10"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cnncli",
+            "embed",
+            str(model_path),
+            str(images),
+            "-o",
+            str(out),
+            "--clusters",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert not re.search(r"Warning|warn\(", run.stderr), run.stderr
     assert (tmp_path / "v_clusters" / "projection.png").is_file()

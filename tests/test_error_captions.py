@@ -38,15 +38,21 @@ def _ranked():
     wrong = np.flatnonzero(pred != labels)
     names = ["circle", "square"]
     table = (labels, pred, probs, [f"d/{i}.png" for i in range(5)], names)
-    return rows(wrong, *table, key=lambda r: wrong_key(probs[r.index], r.actual_index,
-                                                       r.predicted_index, r.index))  # fmt: skip
+    return rows(
+        wrong,
+        *table,
+        key=lambda r: wrong_key(probs[r.index], r.actual_index, r.predicted_index, r.index),
+    )
 
 
 def test_the_caption_shows_what_the_sheet_is_sorted_by():
     ranked = _ranked()
     lines = [caption(k, m, ["circle", "square"]).splitlines() for k, m in enumerate(ranked, 1)]
-    assert lines[0] == ["actual: circle //  predicted: square", "#1 · p(actual)=0.00 · p=1.00",
-                        "2.png"]  # fmt: skip
+    assert lines[0] == [
+        "actual: circle //  predicted: square",
+        "#1 · p(actual)=0.00 · p=1.00",
+        "2.png",
+    ]
     shown = [float(line[1].split("p(actual)=")[1].split(" ")[0]) for line in lines]
     assert shown == sorted(shown)  # 0.00, 0.01, 0.08, 0.34: the order is readable
     korean = caption(1, ranked[0], ["대리석", "벽돌"]).splitlines()[1]
@@ -57,8 +63,7 @@ def test_errors_csv_has_the_actual_class_probability_in_order(tmp_path):
     write_errors_csv(_ranked(), tmp_path / "e.csv")
     with open(tmp_path / "e.csv", encoding="utf-8") as f:
         listed = list(csv.DictReader(f))
-    assert list(listed[0]) == ["path", "actual", "predicted", "probability",
-                               "actual_probability"]  # fmt: skip
+    assert list(listed[0]) == ["path", "actual", "predicted", "probability", "actual_probability"]
     p_actual = [float(r["actual_probability"]) for r in listed]
     assert p_actual == sorted(p_actual) == [0.0, 0.01, 0.08, 0.34]
     assert [float(r["probability"]) for r in listed] == [1.0, 0.99, 0.92, 0.66]

@@ -143,9 +143,12 @@ def test_error_sheet_and_csv_hold_the_misclassified_rows(shapes, tmp_path, tiny)
     from cnncli.inference.evaluate import evaluate
 
     r = evaluate(
-        shapes["path"], shapes["ds"], split="train",
-        errors_png=tmp_path / "wrong.png", errors_csv=tmp_path / "wrong.csv",
-    )  # fmt: skip
+        shapes["path"],
+        shapes["ds"],
+        split="train",
+        errors_png=tmp_path / "wrong.png",
+        errors_csv=tmp_path / "wrong.csv",
+    )
     _, y, paths = tiny.split_arrays(shapes["ds"], "train")
     p = r.probabilities
     wrong = sorted(
@@ -183,8 +186,7 @@ def test_error_captions_label_the_rank_and_probability(shapes):
     first = r.misclassified[0]
     title, second, file = caption(1, first).splitlines()
     assert title == f"actual: {first.actual} //  predicted: {first.predicted}"
-    assert second == (f"#1 · p(actual)={first.actual_probability:.2f} · "
-                      f"p={first.probability:.2f}")  # fmt: skip
+    assert second == (f"#1 · p(actual)={first.actual_probability:.2f} · p={first.probability:.2f}")
     assert file == first.path.rsplit("/", 1)[-1]
 
 
@@ -226,9 +228,12 @@ def _sure_model():
     import keras
 
     model = keras.Sequential(
-        [keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
-         keras.layers.Dense(1, activation="sigmoid")]
-    )  # fmt: skip
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.layers[-1].set_weights([np.full((3, 1), 0.02, np.float32), np.array([-7.2], np.float32)])
     return model
 
@@ -250,8 +255,16 @@ def test_nothing_wrong_shows_the_least_certain_correct_images(facade, tmp_path, 
     )
     with Image.open(tmp_path / "e.png") as img:  # 8 cells (3 per row): not an empty sheet
         assert 3 * 200 < img.width < 3 * 200 + 20 and img.height > 3 * 200
-    result = cli("evaluate", path, facade["ds"], "--split", "train", "--no-confusion",
-                 "--errors", tmp_path / "e2.png")  # fmt: skip
+    result = cli(
+        "evaluate",
+        path,
+        facade["ds"],
+        "--split",
+        "train",
+        "--no-confusion",
+        "--errors",
+        tmp_path / "e2.png",
+    )
     assert result.exit_code == 0, result.output
     assert (
         "wrote error sheet (none misclassified: the 8 least certain correct images): "
@@ -333,9 +346,12 @@ CLI_PROBE = (
 def _in_fresh_process(*args, cwd=None) -> list[str]:
     """cnncli ARGS in a new Python: its exit code, stderr, and whether TensorFlow loaded."""
     return subprocess.run(
-        [sys.executable, "-c", CLI_PROBE, *map(str, args)], capture_output=True, text=True,
-        check=True, cwd=cwd,
-    ).stdout.splitlines()  # fmt: skip
+        [sys.executable, "-c", CLI_PROBE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+    ).stdout.splitlines()
 
 
 def test_existing_outputs_are_refused_before_tensorflow(facade, tmp_path):
@@ -388,16 +404,36 @@ def test_overwrite_replaces_existing_outputs(cli, facade, tmp_path, monkeypatch)
 
 def test_cli_json_schema(cli, facade, tmp_path, tiny):
     result = cli(
-        "evaluate", facade["path"], facade["ds"], "--split", "val", "--json",
-        "--confusion", tmp_path / "c.png", "--errors-csv", tmp_path / "w.csv",
-    )  # fmt: skip
+        "evaluate",
+        facade["path"],
+        facade["ds"],
+        "--split",
+        "val",
+        "--json",
+        "--confusion",
+        tmp_path / "c.png",
+        "--errors-csv",
+        tmp_path / "w.csv",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {
-        "model", "dataset", "split", "count", "loss", "loss_name", "accuracy", "classes",
-        "macro_avg", "weighted_avg", "confusion_matrix", "misclassified", "conversion",
-        "notes", "files",
-    }  # fmt: skip
+        "model",
+        "dataset",
+        "split",
+        "count",
+        "loss",
+        "loss_name",
+        "accuracy",
+        "classes",
+        "macro_avg",
+        "weighted_avg",
+        "confusion_matrix",
+        "misclassified",
+        "conversion",
+        "notes",
+        "files",
+    }
     assert data["split"] == "val" and data["count"] == 4
     assert [c["name"] for c in data["classes"]] == tiny.FACADE
     assert set(data["classes"][0]) == {"index", "name", "precision", "recall", "f1", "support"}
@@ -412,13 +448,19 @@ def test_cli_json_schema(cli, facade, tmp_path, tiny):
 
 def test_cli_bad_inputs_one_line(cli, facade, tmp_path):
     cases = [
-        (["evaluate", tmp_path / "missing.keras", facade["ds"]], 2,
-         f"error: model file {tmp_path / 'missing.keras'} not found: "
-         "give the path of a .keras or .h5 file"),
-        (["evaluate", facade["path"], facade["ds"], "--split", "testing"], 2,
-         "error: unknown split 'testing': use one of train, val, test"),
+        (
+            ["evaluate", tmp_path / "missing.keras", facade["ds"]],
+            2,
+            f"error: model file {tmp_path / 'missing.keras'} not found: "
+            "give the path of a .keras or .h5 file",
+        ),
+        (
+            ["evaluate", facade["path"], facade["ds"], "--split", "testing"],
+            2,
+            "error: unknown split 'testing': use one of train, val, test",
+        ),
         (["evaluate", facade["path"], tmp_path / "nods"], 2, None),
-    ]  # fmt: skip
+    ]
     for args, code, line in cases:
         result = cli(*args)
         assert result.exit_code == code, (args, result.output)

@@ -52,8 +52,9 @@ def made(tmp_path_factory, tiny, auto_runtime):
     (run / "run.json").write_text("{}")
     tiny.save_with_metadata(tiny.model(3), run / "best.keras", tiny.SHAPES, 1.0)
     keras_rows = CliRunner().invoke(
-        app, ["predict", str(run / "best.keras"), str(root / "images"), "--json",
-              "--runtime", "keras"])  # fmt: skip
+        app,
+        ["predict", str(run / "best.keras"), str(root / "images"), "--json", "--runtime", "keras"],
+    )
     first = CliRunner().invoke(app, ["predict", str(run), str(root / "images"), "--json"])
     return {"root": root, "run": run, "keras": keras_rows, "first": first}
 
@@ -102,8 +103,7 @@ def test_later_calls_load_no_tensorflow(made, fresh_cli, tmp_path, tiny):
         tmp_path,
     )
     assert [code for code, _ in results] == [0, 0, 0], results
-    assert all(f"runtime: {SHOWN}" in err and "made the fast" not in err
-               for _, err in results)  # fmt: skip
+    assert all(f"runtime: {SHOWN}" in err and "made the fast" not in err for _, err in results)
     assert heavy == []
 
 
@@ -130,8 +130,13 @@ def test_a_tampered_copy_is_refused_and_made_again(made, cli, tmp_path):
     r = cli("predict", run, made["root"] / "images", "--json")
     assert r.exit_code == 0, r.stderr
     assert "was changed since it was made" in r.stderr and f"runtime: {SHOWN}" in r.stderr
-    assert max(abs(a - b) for a, b in zip(_probs(r).values(), _probs(made["first"]).values(),
-                                           strict=True)) < 1e-4  # fmt: skip
+    assert (
+        max(
+            abs(a - b)
+            for a, b in zip(_probs(r).values(), _probs(made["first"]).values(), strict=True)
+        )
+        < 1e-4
+    )
 
 
 def test_a_failed_check_uses_keras_and_is_remembered(made, cli, tmp_path, monkeypatch):
@@ -151,8 +156,7 @@ def test_a_failed_check_uses_keras_and_is_remembered(made, cli, tmp_path, monkey
     assert _copies(run) == []
 
 
-def test_a_read_only_run_folder_keeps_the_copy_in_the_user_cache(made, cli, tmp_path,
-                                                                  monkeypatch):  # fmt: skip
+def test_a_read_only_run_folder_keeps_the_copy_in_the_user_cache(made, cli, tmp_path, monkeypatch):
     run = _fresh_run(made, tmp_path)
     shutil.rmtree(run / ".cnncli-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -193,8 +197,9 @@ def test_a_copy_being_made_elsewhere_means_keras_this_time(made, cli, tmp_path):
     record = record_path(copy_path(run / ".cnncli-cache", best, file_sha256(best), PREFERRED))
     record.parent.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(record)], env=env,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(record)], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         r = cli("predict", run, made["root"] / "images")
@@ -211,10 +216,19 @@ def test_two_predicts_at_once_leave_one_whole_copy(made, tmp_path):
     run = _fresh_run(made, tmp_path)
     shutil.rmtree(run / ".cnncli-cache")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    cmd = [sys.executable, "-m", "cnncli", "predict", str(run), str(made["root"] / "images"),
-           "--json"]  # fmt: skip
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnncli",
+        "predict",
+        str(run),
+        str(made["root"] / "images"),
+        "--json",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     want = _probs(made["keras"])
@@ -273,8 +287,13 @@ def test_runtime_onnx_makes_and_uses_the_onnx_copy(made, cli, tmp_path):
     r = cli("predict", run, made["root"] / "images", "--json", "--runtime", "onnx")
     assert r.exit_code == 0 and "runtime: onnxruntime" in r.stderr, r.stderr
     assert json.loads(r.stdout)["runtime"] == "onnx"
-    assert max(abs(a - b) for a, b in zip(_probs(r).values(), _probs(made["keras"]).values(),
-                                           strict=True)) < 1e-4  # fmt: skip
+    assert (
+        max(
+            abs(a - b)
+            for a, b in zip(_probs(r).values(), _probs(made["keras"]).values(), strict=True)
+        )
+        < 1e-4
+    )
     assert len(list((run / ".cnncli-cache").glob("best-*.onnx.record.json"))) == 1
 
 

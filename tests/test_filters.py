@@ -228,10 +228,16 @@ def test_parse_matrix_rejects_ragged():
         parse_matrix("1,2,3;4,5")
 
 
-@pytest.mark.parametrize("mode, shape, dtype", [
-    ("L", (70, 33), np.uint8), ("LA", (65, 9, 2), np.uint8), ("RGB", (130, 31, 3), np.uint8),
-    ("RGBA", (3, 5, 4), np.uint8), ("I;16", (66, 17), np.uint16),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "mode, shape, dtype",
+    [
+        ("L", (70, 33), np.uint8),
+        ("LA", (65, 9, 2), np.uint8),
+        ("RGB", (130, 31, 3), np.uint8),
+        ("RGBA", (3, 5, 4), np.uint8),
+        ("I;16", (66, 17), np.uint16),
+    ],
+)
 @pytest.mark.parametrize("level", [0, 1, 9])
 def test_png_writer_round_trips_through_pillow(tmp_path, rng, mode, shape, dtype, level):
     from PIL import Image
@@ -247,12 +253,21 @@ def test_png_writer_round_trips_through_pillow(tmp_path, rng, mode, shape, dtype
 
 
 @pytest.mark.parametrize(
-    "ints, div", [([[1, -2, 1], [2, 5, 2], [1, -2, 1]], 3), (np.ones((5, 5)), 25), ([[1, 2]], 5),
-                  ([[-1, 3, -1]], 7), ([[1, 2, 1]], 4), ([[3, -1], [1, 5]], 8)],
-)  # fmt: skip
+    "ints, div",
+    [
+        ([[1, -2, 1], [2, 5, 2], [1, -2, 1]], 3),
+        (np.ones((5, 5)), 25),
+        ([[1, 2]], 5),
+        ([[-1, 3, -1]], 7),
+        ([[1, 2, 1]], 4),
+        ([[3, -1], [1, 5]], 8),
+    ],
+)
 def test_integer_kernels_over_a_divisor_round_like_the_definition(ints, div, rng):
     kernel = np.asarray(ints, dtype=np.float64) / div
     assert exact_form(kernel)[1] == div
-    for x in (rng.integers(0, 256, (21, 19, 3), dtype=np.uint8),
-              rng.integers(0, 65536, (13, 17), dtype=np.uint16)):  # fmt: skip
+    for x in (
+        rng.integers(0, 256, (21, 19, 3), dtype=np.uint8),
+        rng.integers(0, 65536, (13, 17), dtype=np.uint16),
+    ):
         np.testing.assert_array_equal(correlate_image(x, kernel), expected(x, kernel, "reflect"))

@@ -207,12 +207,14 @@ def test_matrix_table_and_steps(cli):
         (["-k", "1,x;2,3"], "error: the kernel has a value that is not a number: 'x'"),
         (["-k", "1,2;3"], "error: the kernel's rows have different lengths (1, 2)"),
         (["-k", ";"], "error: the kernel is empty"),
-        (["-k", ",".join(["1"] * 31), "--padding", "valid"],
-         "error: the kernel (31) is larger than the input (30) with valid padding"),
+        (
+            ["-k", ",".join(["1"] * 31), "--padding", "valid"],
+            "error: the kernel (31) is larger than the input (30) with valid padding",
+        ),
         (["-k", "sharpen", "--stride", "0"], "error: stride must be 1 or more, got 0"),
         (["-k", "sharpen", "--border", "wrap"], "error: unknown border 'wrap'"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line_exit_2(cli, rgb, args, message):
     result = cli("filter", *args, rgb)
     assert result.exit_code == 2, result.stderr
@@ -256,9 +258,13 @@ def test_filter_and_pool_never_import_tensorflow(tmp_path, rgb, command):
 @pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
 @pytest.mark.parametrize(
     "args",
-    [["-k", "edge"], ["-k", "1,2;3,-4", "--stride", "2"], ["-k", "unsharp", "--padding", "valid",
-     "--stride", "3", "--border", "edge"], ["-k", "emboss", "--offset", "128", "--border", "zero"]],
-)  # fmt: skip
+    [
+        ["-k", "edge"],
+        ["-k", "1,2;3,-4", "--stride", "2"],
+        ["-k", "unsharp", "--padding", "valid", "--stride", "3", "--border", "edge"],
+        ["-k", "emboss", "--offset", "128", "--border", "zero"],
+    ],
+)
 def test_streamed_output_equals_the_array_path(tmp_path, rng, mode, args, cli, write_image):
     """L, RGB and 16-bit PNGs go from the decoded image to the file block by block."""
     from cnncli.filters import FilterOptions, filter_image, parse_kernel
@@ -273,9 +279,11 @@ def test_streamed_output_equals_the_array_path(tmp_path, rng, mode, args, cli, w
     assert result.exit_code == 0, result.stderr
     opts = dict(zip(args[2::2], args[3::2], strict=True))
     options = FilterOptions(
-        padding=opts.get("--padding", "same"), border=opts.get("--border", "reflect"),
-        stride=int(opts.get("--stride", 1)), offset=float(opts.get("--offset", 0)),
-    )  # fmt: skip
+        padding=opts.get("--padding", "same"),
+        border=opts.get("--border", "reflect"),
+        stride=int(opts.get("--stride", 1)),
+        offset=float(opts.get("--offset", 0)),
+    )
     ref, _ = filter_image(Image.open(path), parse_kernel(args[1]), options)
     got = Image.open(tmp_path / "s.png")
     assert got.mode == mode

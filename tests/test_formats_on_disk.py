@@ -40,8 +40,11 @@ def test_the_committed_examples_are_unchanged():
 
 
 def test_old_datasets_are_read_with_their_splits_and_labels(cli, old):
-    expected = {"classify": ("classify", 12), "multilabel": ("multilabel", 12),
-                "regression": ("regression", 12)}  # fmt: skip
+    expected = {
+        "classify": ("classify", 12),
+        "multilabel": ("multilabel", 12),
+        "regression": ("regression", 12),
+    }
     for name, (task, total) in expected.items():
         info = cli("dataset", "info", old / f"ds-{name}", "--json")
         assert info.exit_code == 0, info.stderr
@@ -66,8 +69,15 @@ V1_FIGURES = {
 
 @pytest.mark.parametrize("task", ["classify", "multilabel", "regression"])
 def test_old_models_evaluate_on_old_datasets_as_they_did(cli, old, task):
-    result = cli("evaluate", old / f"model-{task}.keras", old / f"ds-{task}", "--split", "val",
-                 "--json", "--no-confusion")  # fmt: skip
+    result = cli(
+        "evaluate",
+        old / f"model-{task}.keras",
+        old / f"ds-{task}",
+        "--split",
+        "val",
+        "--json",
+        "--no-confusion",
+    )
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics.get("task", "classify") == task

@@ -34,8 +34,13 @@ from cnncli.images import ImageSpec, load_image, probe_image
 
 pytestmark = pytest.mark.slow  # whole runs of cnncli: the slow suite (.ci/run runs it)
 
-FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
-                suppress_health_check=list(HealthCheck))  # fmt: skip
+FUZZ = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+)
 TABLE_EXAMPLES = 1000
 IMAGE_EXAMPLES = 2000
 METADATA_EXAMPLES = 1500
@@ -97,10 +102,49 @@ def mutate(data: bytes, c: Choices, most: int = 4) -> bytes:
 
 
 # --- label tables ----------------------------------------------------------------------
-CELLS = ["a.png", "b.png", "sub/c.png", "../a.png", "/etc/passwd", "C:/x.png", "0", "1", "2",
-         "O", "1.0", "-1", "+1", "", " ", "9" * 400, "a.png\x00", "벽돌", "x,y", '"q', "nan",
-         "y", "label", "type", "image", "Unnamed: 0", "index", "train", "val", "test", "a" * 300,
-         "é", "e\u0301", "\ufeff", "\u2028", "\ud800", "\x1f", "😀", "'", '"', "\\"]  # fmt: skip
+CELLS = [
+    "a.png",
+    "b.png",
+    "sub/c.png",
+    "../a.png",
+    "/etc/passwd",
+    "C:/x.png",
+    "0",
+    "1",
+    "2",
+    "O",
+    "1.0",
+    "-1",
+    "+1",
+    "",
+    " ",
+    "9" * 400,
+    "a.png\x00",
+    "벽돌",
+    "x,y",
+    '"q',
+    "nan",
+    "y",
+    "label",
+    "type",
+    "image",
+    "Unnamed: 0",
+    "index",
+    "train",
+    "val",
+    "test",
+    "a" * 300,
+    "é",
+    "e\u0301",
+    "\ufeff",
+    "\u2028",
+    "\ud800",
+    "\x1f",
+    "😀",
+    "'",
+    '"',
+    "\\",
+]
 SEPARATORS = [",", ",", "\t", ";", "\n", "\n", "\r\n", '"']
 ENCODINGS = ["utf-8", "utf-8", "utf-8-sig", "utf-16", "utf-16-le", "cp949", "latin-1"]
 
@@ -151,8 +195,26 @@ def test_label_tables(tmp_path_factory):
 COMMAND_EXAMPLES = 60
 IMAGE_NAMES = [f"{k}.png" for k in range(8)]
 IMAGE_CELLS = IMAGE_NAMES + ["sub/c.png", "d.png", "../0.png", "", "/etc/passwd", "0.png"]
-NUMBERS = ["0", "1", "2", "1.5", "-2", "+1", "0.0", "3.4e38", "3.5e38", "1e308", "-1e300",
-           "1e-40", "1e-46", "nan", "inf", "1e999", "", "x"]  # fmt: skip
+NUMBERS = [
+    "0",
+    "1",
+    "2",
+    "1.5",
+    "-2",
+    "+1",
+    "0.0",
+    "3.4e38",
+    "3.5e38",
+    "1e308",
+    "-1e300",
+    "1e-40",
+    "1e-46",
+    "nan",
+    "inf",
+    "1e999",
+    "",
+    "x",
+]
 COLUMNS = {  # a column name -> the values its cells take
     "y": ["0", "1"] * 4 + NUMBERS + ["벽돌"],
     "brightness": ["0.5", "2", "1e3", "-4"] * 3 + NUMBERS,
@@ -172,15 +234,23 @@ OPTION_VALUES = {
     "--target-col": ["y", "y", "brightness", "y,brightness", ",", "zz", " y", "a.1", "y,y", "a"],
     "--label-col": ["tags", "tags", "y", "zz", "a", ""],
     "--label-delim": [";", ";", ",", "", "|", ";;", " ", "\t"],
-    "--split-files": ["train.txt,val.txt", "train.txt,val.txt", "val=val.txt", "x.txt",
-                      "train=train.txt,train=val.txt", ",", "train.txt,val.txt,test.txt,val.txt",
-                      "test=missing.txt", "train.txt,val.txt,test.txt"],
+    "--split-files": [
+        "train.txt,val.txt",
+        "train.txt,val.txt",
+        "val=val.txt",
+        "x.txt",
+        "train=train.txt,train=val.txt",
+        ",",
+        "train.txt,val.txt,test.txt,val.txt",
+        "test=missing.txt",
+        "train.txt,val.txt,test.txt",
+    ],
     "--split-col": ["split", "split", "zz", "y"],
     "--image-col": ["image", "image", "y", "zz"],
     "--name-col": ["name", "tags"],
     "--classes": ["a,b", "a,a", ",", "0,1"],
     "--val": ["0.25", "0.5", "0", "0.99", "-1"],
-}  # fmt: skip
+}
 TASK_FLAGS = {  # the options each task takes, drawn more often than the others
     "classify": ["--split-col", "--split-files", "--classes", "--name-col", "--image-col"],
     "multilabel": ["--label-cols", "--label-col", "--label-delim", "--split-files"],
@@ -223,11 +293,24 @@ def build_command(c: Choices, work) -> list[str]:
     table = work.parent / f"{work.name}-task.csv"
     table.write_bytes(task_table(c, columns))
     for name in ("train.txt", "val.txt", "test.txt"):
-        lines = [IMAGE_CELLS[(k + c.byte()) % 13] + c.pick(["", " 1", "\t0", " a;b"])
-                 for k in range(c.byte() % 8)]  # fmt: skip
+        lines = [
+            IMAGE_CELLS[(k + c.byte()) % 13] + c.pick(["", " 1", "\t0", " a;b"])
+            for k in range(c.byte() % 8)
+        ]
         (work.parent / name).write_text("\n".join(lines), encoding="utf-8")
-    args = ["dataset", "build", str(work), "--labels", str(table), "-o",
-            str(work.parent / "ds"), "--overwrite", "--workers", "1", *options]  # fmt: skip
+    args = [
+        "dataset",
+        "build",
+        str(work),
+        "--labels",
+        str(table),
+        "-o",
+        str(work.parent / "ds"),
+        "--overwrite",
+        "--workers",
+        "1",
+        *options,
+    ]
     if c.byte() % 2:
         args.append("--skip-bad")
     return args
@@ -327,8 +410,10 @@ def small_images() -> dict[str, bytes]:
     }
 
 
-SPECS = [ImageSpec(6, 6, color, fit) for color, fit in
-         (("rgb", "stretch"), ("grayscale", "crop"), ("rgba", "pad"))]  # fmt: skip
+SPECS = [
+    ImageSpec(6, 6, color, fit)
+    for color, fit in (("rgb", "stretch"), ("grayscale", "crop"), ("rgba", "pad"))
+]
 
 
 def image_example(data: bytes, work, bases: dict[str, bytes]) -> None:
@@ -353,10 +438,37 @@ def test_images(tmp_path_factory):
 
 
 # --- model metadata and config -----------------------------------------------------------
-STRINGS = ["", "a", "rgb", "rgba", "grayscale", "RGB", "stretch", "crop", "pad", "1", "abc",
-           "1/255", "uint8", "벽돌", "\ud800", "x" * 300]  # fmt: skip
-KEYS = ["height", "width", "channels", "color", "fit", "dtype", "format_version", "class_names",
-        "image", "pixel_scale", ""]  # fmt: skip
+STRINGS = [
+    "",
+    "a",
+    "rgb",
+    "rgba",
+    "grayscale",
+    "RGB",
+    "stretch",
+    "crop",
+    "pad",
+    "1",
+    "abc",
+    "1/255",
+    "uint8",
+    "벽돌",
+    "\ud800",
+    "x" * 300,
+]
+KEYS = [
+    "height",
+    "width",
+    "channels",
+    "color",
+    "fit",
+    "dtype",
+    "format_version",
+    "class_names",
+    "image",
+    "pixel_scale",
+    "",
+]
 FLOATS = [0.5, 1 / 255, -1.0, 0.0, 1e308, float("inf"), float("-inf"), float("nan"), 8.0]
 
 
@@ -382,8 +494,14 @@ def json_value(c: Choices, depth: int = 0):
 
 def image_spec(c: Choices) -> dict:
     """An image spec as cnncli stores it, with each key kept, dropped or replaced."""
-    plausible = {"height": 8, "width": 8, "channels": 3, "color": "rgb", "fit": "stretch",
-                 "dtype": "uint8"}  # fmt: skip
+    plausible = {
+        "height": 8,
+        "width": 8,
+        "channels": 3,
+        "color": "rgb",
+        "fit": "stretch",
+        "dtype": "uint8",
+    }
     out = {}
     for key, good in plausible.items():
         how = c.byte() % 4
@@ -396,8 +514,12 @@ def image_spec(c: Choices) -> dict:
 
 def metadata(c: Choices) -> dict:
     """Stored metadata with each key kept, dropped or of any type."""
-    plausible = {"format_version": 1, "class_names": ["a", "b"], "image": None,
-                 "pixel_scale": 1 / 255}  # fmt: skip
+    plausible = {
+        "format_version": 1,
+        "class_names": ["a", "b"],
+        "image": None,
+        "pixel_scale": 1 / 255,
+    }
     out = {}
     for key, good in plausible.items():
         how = c.byte() % 3
@@ -409,8 +531,16 @@ def metadata(c: Choices) -> dict:
 
 
 SEQUENTIAL = {"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense"}]}}
-CONFIGS = [b"{}", b"[]", b'"x"', b"{", b"\xff\xfe{}", b"[" * 100_000, b"{}" * 3,
-           json.dumps(SEQUENTIAL).encode()]  # fmt: skip
+CONFIGS = [
+    b"{}",
+    b"[]",
+    b'"x"',
+    b"{",
+    b"\xff\xfe{}",
+    b"[" * 100_000,
+    b"{}" * 3,
+    json.dumps(SEQUENTIAL).encode(),
+]
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
@@ -423,8 +553,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 def fake_model(input_shape, units: int):
     """What cnncli.models.metadata reads of a Keras model, without Keras."""
-    return SimpleNamespace(inputs=[SimpleNamespace(shape=input_shape)],
-                           outputs=[SimpleNamespace(shape=(None, units))], layers=[])  # fmt: skip
+    return SimpleNamespace(
+        inputs=[SimpleNamespace(shape=input_shape)],
+        outputs=[SimpleNamespace(shape=(None, units))],
+        layers=[],
+    )
 
 
 MODELS = [fake_model((None, 8, 8, 3), 2), fake_model((None, None, None, 1), 1)]

@@ -72,8 +72,12 @@ def test_korean_kernel_title_is_drawn_with_the_bundled_font(small, fresh_fonts, 
 
 def test_progress_reports_done_and_total(small):
     calls = []
-    G.filter_gallery(small, ["edge", "box-blur", "emboss"], tile=TILE,
-                     progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    G.filter_gallery(
+        small,
+        ["edge", "box-blur", "emboss"],
+        tile=TILE,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(1, 3), (2, 3), (3, 3)]
 
 

@@ -32,8 +32,10 @@ def made(tmp_path_factory, tiny):
     model = tiny.save_with_metadata(tiny.model(3), root / "m.keras", tiny.SHAPES)
     two = tiny.save_with_metadata(tiny.model(2, seed=1), root / "two.keras", ["cat", "dog"])
     out = root / "out"
-    exports = {fmt: export_model(model, fmt, out / f"m{ext}").path
-               for fmt, ext in (("litert", ".tflite"), ("onnx", ".onnx"))}  # fmt: skip
+    exports = {
+        fmt: export_model(model, fmt, out / f"m{ext}").path
+        for fmt, ext in (("litert", ".tflite"), ("onnx", ".onnx"))
+    }
     image = sorted((root / "images" / "circle").glob("*.png"))[0]
     return {"root": root, "model": model, "two": two, "image": image, **exports}
 
@@ -86,12 +88,16 @@ def _hostile_savedmodel(folder: Path, victim: Path) -> Path:
 
     tf.saved_model.save(Hostile(), str(folder))
     side = {
-        "format_version": 2, "format": "savedmodel", "int8": False, "task": "classify",
-        "class_names": ["a", "b", "c"], "head": {"kind": "categorical", "from_logits": False,
-                                                 "units": 3},
+        "format_version": 2,
+        "format": "savedmodel",
+        "int8": False,
+        "task": "classify",
+        "class_names": ["a", "b", "c"],
+        "head": {"kind": "categorical", "from_logits": False, "units": 3},
         "image": {"height": 8, "width": 8, "color": "rgb", "fit": "stretch"},
-        "pixel_scale": 1.0, "model_sha256": model_sha256(folder),
-    }  # fmt: skip
+        "pixel_scale": 1.0,
+        "model_sha256": model_sha256(folder),
+    }
     Path(f"{folder}.cnncli.json").write_text(json.dumps(side))
     return folder
 
@@ -130,8 +136,7 @@ def _bomb(src: Path, dst: Path, layer: int, key: str, value) -> Path:
     return dst
 
 
-def test_a_config_declaring_huge_layers_is_refused_before_keras_builds(made, cli, tmp_path,
-                                                                       tiny):  # fmt: skip
+def test_a_config_declaring_huge_layers_is_refused_before_keras_builds(made, cli, tmp_path, tiny):
     import h5py
 
     from cnncli.models.io import load_model, save_model
@@ -142,8 +147,10 @@ def test_a_config_declaring_huge_layers_is_refused_before_keras_builds(made, cli
     for layer, key, value in ((-1, "units", 3_000_000), (2, "filters", 2_000_000)):
         bomb = _bomb(made["model"], tmp_path / f"bomb_{key}.keras", layer, key, value)
         start = time.perf_counter()
-        with pytest.raises(ModelFileError, match="its architecture declares at least .* of "
-                                                 "weights but the file stores"):  # fmt: skip
+        with pytest.raises(
+            ModelFileError,
+            match="its architecture declares at least .* of weights but the file stores",
+        ):
             load_model(bomb)
         assert time.perf_counter() - start < 2
         _one_line_exit_2(cli("predict", bomb, made["image"]), "declares at least")
@@ -165,8 +172,9 @@ def test_the_weight_bound_never_exceeds_real_models(tmp_path):
     from cnncli.models.presets import build_architecture
 
     models = [build_architecture(name) for name in ("mnist", "lenet5", "tiny")]
-    models.append(build_backbone_model("mobilenetv2", (32, 32, 3), keras.layers.Dense(3),
-                                       alpha=0.35))  # fmt: skip
+    models.append(
+        build_backbone_model("mobilenetv2", (32, 32, 3), keras.layers.Dense(3), alpha=0.35)
+    )
     for model in models:
         config = keras.saving.serialize_keras_object(model)
         config = json.loads(json.dumps(config, default=str))
@@ -202,23 +210,39 @@ def test_the_weight_bound_never_exceeds_any_backbone_or_course_model():
 @pytest.mark.parametrize(
     "changes, phrase",
     [
-        ({"head": {"kind": "binary", "from_logits": False, "units": 1},
-          "class_names": ["a", "b"]}, "output unit"),
-        ({"head": {"kind": "categorical", "from_logits": False, "units": 10},
-          "class_names": list("abcdefghij")}, "output unit"),
+        (
+            {
+                "head": {"kind": "binary", "from_logits": False, "units": 1},
+                "class_names": ["a", "b"],
+            },
+            "output unit",
+        ),
+        (
+            {
+                "head": {"kind": "categorical", "from_logits": False, "units": 10},
+                "class_names": list("abcdefghij"),
+            },
+            "output unit",
+        ),
         ({"image": {"height": 16, "width": 16, "color": "rgb"}}, "inputs but its sidecar"),
         ({"image": {"height": 8, "width": 8, "color": "grayscale"}}, "inputs but its sidecar"),
         ({"task": "bogus"}, "task 'bogus'"),
-        ({"task": "multilabel", "head": {"kind": "multilabel", "from_logits": False,
-                                         "units": 3}, "thresholds": [0.5, 0.5]},
-         "2 thresholds for 3 labels"),
+        (
+            {
+                "task": "multilabel",
+                "head": {"kind": "multilabel", "from_logits": False, "units": 3},
+                "thresholds": [0.5, 0.5],
+            },
+            "2 thresholds for 3 labels",
+        ),
         ({"class_names": ["a", "a", "b"]}, "more than once"),
         ({"class_names": ["a", "b"]}, "names 2"),
         ({"pixel_scale": 1e308}, "pixel_scale"),
     ],
-)  # fmt: skip
-def test_a_sidecar_that_disagrees_with_its_model_is_refused(made, cli, tmp_path, fmt,
-                                                            changes, phrase):  # fmt: skip
+)
+def test_a_sidecar_that_disagrees_with_its_model_is_refused(
+    made, cli, tmp_path, fmt, changes, phrase
+):
     path = _copy_pair(made[fmt], tmp_path)
     _edit_sidecar(path, **changes)
     r = cli("predict", path, made["image"])
@@ -236,8 +260,9 @@ def test_an_onnx_file_whose_own_metadata_disagrees_is_refused(made, cli, tmp_pat
 # --- 8: the model and its sidecar switch together ---------------------------------------
 
 
-def test_an_export_killed_between_its_renames_leaves_a_pair_that_is_refused(made, cli, tmp_path,
-                                                                          monkeypatch):  # fmt: skip
+def test_an_export_killed_between_its_renames_leaves_a_pair_that_is_refused(
+    made, cli, tmp_path, monkeypatch
+):
     from cnncli.export.run import export_model
     from cnncli.models.sidecar import model_sha256
 
@@ -289,8 +314,12 @@ def test_an_old_sidecar_without_the_digest_is_accepted_with_a_note(made, cli, tm
 def test_model_metadata_out_of_bounds_is_exit_2(made, cli, tmp_path, tiny, meta, phrase):
     from cnncli.models.io import save_model
 
-    stored = {"class_names": tiny.SHAPES, "pixel_scale": 1.0,
-              "image": {"height": 8, "width": 8, "color": "rgb"}, **meta}  # fmt: skip
+    stored = {
+        "class_names": tiny.SHAPES,
+        "pixel_scale": 1.0,
+        "image": {"height": 8, "width": 8, "color": "rgb"},
+        **meta,
+    }
     path = save_model(tiny.model(3), tmp_path / "m.keras", stored)
     _one_line_exit_2(cli("predict", path, made["image"]), phrase)
 
@@ -319,15 +348,28 @@ def multilabel(tmp_path_factory, write_image):
         rows.append([f"{i:02d}.png", ";".join(t for k, t in enumerate("ab") if (i >> k) & 1)])
     with open(root / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
-    ds = build_dataset(root / "images", root / "ds", task="multilabel", label_col="tags",
-                       label_delim=";", labels=root / "table.csv", val=0.5, test=0,
-                       workers=1).out_dir  # fmt: skip
+    ds = build_dataset(
+        root / "images",
+        root / "ds",
+        task="multilabel",
+        label_col="tags",
+        label_delim=";",
+        labels=root / "table.csv",
+        val=0.5,
+        test=0,
+        workers=1,
+    ).out_dir
     models = []
     for seed in (1, 2):
         keras.utils.set_random_seed(seed)
-        net = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
-                                keras.layers.Flatten(),
-                                keras.layers.Dense(2, activation="sigmoid")])  # fmt: skip
+        net = keras.Sequential(
+            [
+                keras.Input((8, 8, 3)),
+                keras.layers.Rescaling(1 / 255),
+                keras.layers.Flatten(),
+                keras.layers.Dense(2, activation="sigmoid"),
+            ]
+        )
         path = save_model(net, root / f"model{seed}.keras", model_metadata(open_dataset(ds)))
         models.append(path)
     tflite = export_model(models[0], "litert", root / "ml.tflite").path
@@ -341,8 +383,9 @@ def _run_folder(tmp_path: Path, model: Path) -> Path:
     return Path(shutil.copy(model, run / "best.keras"))
 
 
-def test_tune_thresholds_on_an_exported_model_is_refused_before_evaluating(multilabel, cli,
-                                                                          monkeypatch):  # fmt: skip
+def test_tune_thresholds_on_an_exported_model_is_refused_before_evaluating(
+    multilabel, cli, monkeypatch
+):
     import cnncli.inference.evaluate_tasks as tasks
 
     monkeypatch.setattr(tasks, "_run", lambda *a, **k: pytest.fail("it evaluated"))
@@ -350,8 +393,7 @@ def test_tune_thresholds_on_an_exported_model_is_refused_before_evaluating(multi
     _one_line_exit_2(r, "cannot store them", ".keras file it was exported from")
 
 
-def test_a_model_replaced_during_tuning_keeps_its_own_thresholds(multilabel, tmp_path,
-                                                                 monkeypatch):  # fmt: skip
+def test_a_model_replaced_during_tuning_keeps_its_own_thresholds(multilabel, tmp_path, monkeypatch):
     import cnncli.inference.evaluate_tasks as tasks
     from cnncli.inference.evaluate import evaluate
     from cnncli.models.io import read_metadata
@@ -380,12 +422,18 @@ def test_tuning_is_refused_while_a_training_writes_the_run_folder(multilabel, tm
 
     best = _run_folder(tmp_path, multilabel["models"][0])
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom cnncli.claims import claim\n"
-         "with claim(sys.argv[1], 'cnncli train'):\n    print('held', flush=True)\n"
-         "    time.sleep(60)\n", str(best.parent)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom cnncli.claims import claim\n"
+            "with claim(sys.argv[1], 'cnncli train'):\n    print('held', flush=True)\n"
+            "    time.sleep(60)\n",
+            str(best.parent),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(BusyError, match="being written by cnncli train"):
@@ -447,11 +495,13 @@ def test_bad_tflite_files_are_one_line_each(made, cli, tmp_path):
         flipped[i] ^= 0xFF
     cases = {
         "empty": (b"", "is empty"),
-        "garbage": (rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(), "not a valid "
-                    "TensorFlow Lite file"),
+        "garbage": (
+            rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+            "not a valid TensorFlow Lite file",
+        ),
         "cut": (data[: len(data) // 3], "not a valid TensorFlow Lite file"),
         "flipped": (bytes(flipped), "not a valid TensorFlow Lite file"),
-    }  # fmt: skip
+    }
     for name, (content, phrase) in cases.items():
         path = _copy_pair(made["litert"], tmp_path, f"{name}.tflite")
         path.write_bytes(content)
@@ -491,8 +541,9 @@ def test_onnx_external_data_stays_in_its_folder_and_is_bounded(made, cli, tmp_pa
     assert r.exit_code == 0, r.output  # data beside the model: fine
     for location in ("../secret.bin", str(secret), "/dev/zero"):
         path = _with_external(made["onnx"], inside, location)
-        _one_line_exit_2(cli("predict", path, made["image"]),
-                         "the ONNX file refers to data outside its folder")  # fmt: skip
+        _one_line_exit_2(
+            cli("predict", path, made["image"]), "the ONNX file refers to data outside its folder"
+        )
     path = _with_external(made["onnx"], inside, "weights.bin", dims=[1_000_000, 750_000])
     _one_line_exit_2(cli("predict", path, made["image"]), "declares 2.7 TB of data")
 
@@ -504,12 +555,18 @@ def test_predict_on_onnx_needs_only_onnxruntime(made, cli, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("tf2onnx", "onnx") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("tf2onnx", "onnx") else real(name, *a),
+    )
     r = cli("predict", made["onnx"], made["image"], "--csv")
     assert r.exit_code == 0, r.output
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
+    )
     r = cli("predict", made["onnx"], made["image"])
     _one_line_exit_2(r, "needs onnxruntime", "pip install onnxruntime")
 

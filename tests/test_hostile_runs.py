@@ -25,17 +25,23 @@ SECRET = "SECRET-do-not-copy"
 def make_run(folder, rows=2, history=None, **extra):
     folder.mkdir(parents=True)
     if history is None:
-        history = HEADER + "".join(f"{i + 1},0.5,0.7,0.5,{0.9 - i * 0.01:.4f}\n"
-                                   for i in range(rows))  # fmt: skip
+        history = HEADER + "".join(
+            f"{i + 1},0.5,0.7,0.5,{0.9 - i * 0.01:.4f}\n" for i in range(rows)
+        )
     if history:
         (folder / "history.csv").write_text(history, encoding="utf-8")
-    record = {"format": "cnncli-run", "format_version": 1, "command": "train",
-              "status": "finished", "started": "2026-12-01T10:00:00Z",
-              "dataset": {"path": "/nonexistent/ds", "sha256": "ab" * 32,
-                          "class_names": ["a", "b"]},
-              "model": {"source": {"kind": "arch", "value": "tiny"}, "params": 417},
-              "options": {"epochs": rows, "monitor": "val_loss"},
-              "best": {"epoch": 1, "monitor": "val_loss"}, **extra}  # fmt: skip
+    record = {
+        "format": "cnncli-run",
+        "format_version": 1,
+        "command": "train",
+        "status": "finished",
+        "started": "2026-12-01T10:00:00Z",
+        "dataset": {"path": "/nonexistent/ds", "sha256": "ab" * 32, "class_names": ["a", "b"]},
+        "model": {"source": {"kind": "arch", "value": "tiny"}, "params": 417},
+        "options": {"epochs": rows, "monitor": "val_loss"},
+        "best": {"epoch": 1, "monitor": "val_loss"},
+        **extra,
+    }
     (folder / "run.json").write_text(json.dumps(record), encoding="utf-8")
     return folder
 
@@ -45,8 +51,14 @@ def old_report(run, **parts):
     report = run / "report"
     report.mkdir()
     (report / "index.html").write_text("<p>old</p>", encoding="utf-8")
-    data = {"computed": True, "pictures": {}, "evaluations": {}, "activations": [],
-            "missing": [], **parts}  # fmt: skip
+    data = {
+        "computed": True,
+        "pictures": {},
+        "evaluations": {},
+        "activations": [],
+        "missing": [],
+        **parts,
+    }
     (report / "parts.json").write_text(json.dumps(data), encoding="utf-8")
     return report
 
@@ -73,9 +85,14 @@ def test_parts_json_naming_files_outside_the_report_copies_nothing_out(cli, tmp_
     (tmp_path / "victim").mkdir()
     (tmp_path / "victim" / ".bashrc").write_text("mine\n", encoding="utf-8")
     (tmp_path / "secret.png").write_text(SECRET, encoding="utf-8")
-    old_report(run, pictures={"confusion-val": "../.bashrc",
-                              "errors-val": str(tmp_path / "secret.png"),
-                              "scatter-val": "../../../victim/.bashrc"})  # fmt: skip
+    old_report(
+        run,
+        pictures={
+            "confusion-val": "../.bashrc",
+            "errors-val": str(tmp_path / "secret.png"),
+            "scatter-val": "../../../victim/.bashrc",
+        },
+    )
     out = tmp_path / "victim" / "out"
     r = cli("report", run, "--no-compute", "-o", out)
     assert r.exit_code == 0, r.output
@@ -90,13 +107,25 @@ def test_links_written_into_a_page_stay_inside_its_folder(tmp_path):
     run = make_run(tmp_path / "train")
     report = old_report(
         run,
-        pictures={"confusion-val": "//evil.example/x.png", "errors-val": "/etc/x.png",
-                  "scatter-val": "javascript:alert(1).png", "residuals-val": "ok-val.png"},
-        activations=[{"image": "x", "page": "//evil.example/p.html", "input": "a/in.png",
-                      "predicted": "a", "probability": 0.5, "gradcam": "javascript:x.png",
-                      "grids": [{"name": "c", "type": "Conv2D", "file": "../../up.png"}]}],
+        pictures={
+            "confusion-val": "//evil.example/x.png",
+            "errors-val": "/etc/x.png",
+            "scatter-val": "javascript:alert(1).png",
+            "residuals-val": "ok-val.png",
+        },
+        activations=[
+            {
+                "image": "x",
+                "page": "//evil.example/p.html",
+                "input": "a/in.png",
+                "predicted": "a",
+                "probability": 0.5,
+                "gradcam": "javascript:x.png",
+                "grids": [{"name": "c", "type": "Conv2D", "file": "../../up.png"}],
+            }
+        ],
         evaluations={"val": {"count": 2, "accuracy": 0.5}},
-    )  # fmt: skip
+    )
     (report / "ok-val.png").write_bytes(b"\x89PNG fake")
     result = write_report([run], tmp_path / "out", compute=False)
     links = page_links(result.page)
@@ -110,9 +139,14 @@ def test_links_written_into_a_page_stay_inside_its_folder(tmp_path):
 
 def test_parts_json_of_wrong_types_or_too_deep_is_left_out_not_a_traceback(cli, tmp_path):
     run = make_run(tmp_path / "a")
-    old_report(run, pictures=["x"], evaluations={"val": 3, "../x": {}},
-               activations=[{"image": 3, "page": 5, "probability": "high", "grids": "no"}],
-               summary={"total_params": "many"}, missing="no")  # fmt: skip
+    old_report(
+        run,
+        pictures=["x"],
+        evaluations={"val": 3, "../x": {}},
+        activations=[{"image": 3, "page": 5, "probability": "high", "grids": "no"}],
+        summary={"total_params": "many"},
+        missing="no",
+    )
     r = cli("report", run, "--no-compute", "-o", tmp_path / "out")
     assert r.exit_code == 0 and "unexpected" not in r.output, r.output
     assert "the model summary is not a summary: left out" in r.stderr
@@ -140,10 +174,20 @@ def test_report_copies_no_link_target_and_says_what_it_skipped(cli, tmp_path):
     (secret / "id_rsa").write_text(SECRET, encoding="utf-8")
     run = make_run(tmp_path / "runs" / "train", history="")
     (run / "history.csv").symlink_to(secret / "id_rsa")
-    report = old_report(run, pictures={"confusion-val": "confusion-val.png"},
-                        activations=[{"image": "x", "page": "activations/v/index.html",
-                                      "input": "activations/v/input.png", "predicted": "a",
-                                      "probability": 0.5, "grids": []}])  # fmt: skip
+    report = old_report(
+        run,
+        pictures={"confusion-val": "confusion-val.png"},
+        activations=[
+            {
+                "image": "x",
+                "page": "activations/v/index.html",
+                "input": "activations/v/input.png",
+                "predicted": "a",
+                "probability": 0.5,
+                "grids": [],
+            }
+        ],
+    )
     (report / "confusion-val.png").symlink_to(secret / "id_rsa")
     (report / "activations").symlink_to(secret, target_is_directory=True)
     (report / "images").mkdir()
@@ -191,8 +235,13 @@ def test_fifos_and_dev_zero_in_run_folders_neither_hang_nor_fill_memory(tmp_path
     make_run(root / "locked", status="running")
     os.mkfifo(root / ".locked.lock")  # the claim beside a run folder
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    done = subprocess.run([sys.executable, "-c", PROBE, str(root)], capture_output=True,
-                          text=True, timeout=60, env=env)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout)
     assert sorted(seen["runs"]) == ["evaluated", "fifo", "locked", "zero"]
@@ -223,14 +272,16 @@ def test_oversized_run_json_and_history_are_refused_by_their_size(cli, tmp_path)
 
 def test_a_long_history_is_thinned_on_the_page_and_whole_in_the_csv(tmp_path):
     rows = 5000
-    run = make_run(tmp_path / "train", history=HEADER + "".join(
-        f"{i + 1},0.5,0.7,0.5,{1 - i / rows:.6f}\n" for i in range(rows)))  # fmt: skip
+    run = make_run(
+        tmp_path / "train",
+        history=HEADER + "".join(f"{i + 1},0.5,0.7,0.5,{1 - i / rows:.6f}\n" for i in range(rows)),
+    )
     result = write_report([run], tmp_path / "out", compute=False)
     text = result.page.read_text(encoding="utf-8")
-    table = text[text.index('id="history"'):]
+    table = text[text.index('id="history"') :]
     shown = table[: table.index("</table>")].count("<tr>") - 1
     assert 100 <= shown <= 202  # a bounded number, the best and the last among them
-    assert f"of {rows:,} epochs shown" in text and f"<td class=\"num\">{rows:,}</td>" in table
+    assert f"of {rows:,} epochs shown" in text and f'<td class="num">{rows:,}</td>' in table
     copy = (tmp_path / "out" / "history.csv").read_bytes()
     assert copy == (run / "history.csv").read_bytes()  # every epoch stays in the CSV
     assert len(text) < 200_000
@@ -247,8 +298,7 @@ def test_long_values_from_run_json_are_clipped_on_the_page(tmp_path):
 def test_a_run_json_of_nested_brackets_is_skipped_and_counted(cli, tmp_path):
     make_run(tmp_path / "runs" / "good")
     (tmp_path / "runs" / "bad").mkdir()
-    (tmp_path / "runs" / "bad" / "run.json").write_text("[" * 5000 + "]" * 5000,
-                                                         encoding="utf-8")  # fmt: skip
+    (tmp_path / "runs" / "bad" / "run.json").write_text("[" * 5000 + "]" * 5000, encoding="utf-8")
     r = cli("runs", tmp_path / "runs", "--json")
     assert r.exit_code == 0 and "unexpected" not in r.output, r.output
     data = json.loads(r.stdout)
@@ -283,12 +333,26 @@ def test_a_history_with_a_byte_order_mark_reads_every_epoch(tmp_path):
 
 
 # ---------------------------------------------------------------- the one reader
-@pytest.mark.parametrize("name,ok", [
-    ("a.png", True), ("activations/val-1/input.png", True), ("../x.png", False),
-    ("a/../../x", False), ("/etc/passwd", False), ("//host/x.png", False),
-    ("javascript:alert(1)", False), ("C:\\x", False), ("a\\..\\b", False), ("", False),
-    (".", False), ("a//b", False), ("a\nb", False), (3, False), (None, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,ok",
+    [
+        ("a.png", True),
+        ("activations/val-1/input.png", True),
+        ("../x.png", False),
+        ("a/../../x", False),
+        ("/etc/passwd", False),
+        ("//host/x.png", False),
+        ("javascript:alert(1)", False),
+        ("C:\\x", False),
+        ("a\\..\\b", False),
+        ("", False),
+        (".", False),
+        ("a//b", False),
+        ("a\nb", False),
+        (3, False),
+        (None, False),
+    ],
+)
 def test_plain_names(name, ok):
     from cnncli.safe_files import plain_name
 
@@ -335,6 +399,8 @@ def test_copy_regular_tree_copies_only_regular_files(tmp_path):
     (src / "up").symlink_to(tmp_path, target_is_directory=True)
     os.mkfifo(src / "pipe")
     skipped = copy_regular_tree(src, tmp_path / "dst", limit=10)
-    assert sorted(str(p.relative_to(tmp_path / "dst")) for p in (tmp_path / "dst").rglob("*")) \
-        == ["a", "a/x.png"]  # fmt: skip
+    assert sorted(str(p.relative_to(tmp_path / "dst")) for p in (tmp_path / "dst").rglob("*")) == [
+        "a",
+        "a/x.png",
+    ]
     assert len(skipped) == 4 and any("over the 10 bytes" in s for s in skipped)

@@ -15,8 +15,17 @@ from cnncli.images import collect_images, find_images, open_image, probe_image
 def messy(tmp_path, write_image):
     """Images in natural-order traps, hidden files and folders, a non-image and a subfolder."""
     pixel = np.zeros((3, 4, 3), np.uint8)
-    for name in ("img10.png", "img2.png", "B.jpg", "a.png", "sub/img1.png", "sub-x/z.png",
-                 ".ipynb_checkpoints/img0.png", ".hidden.png", "._img3.png"):  # fmt: skip
+    for name in (
+        "img10.png",
+        "img2.png",
+        "B.jpg",
+        "a.png",
+        "sub/img1.png",
+        "sub-x/z.png",
+        ".ipynb_checkpoints/img0.png",
+        ".hidden.png",
+        "._img3.png",
+    ):
         write_image(tmp_path / "in" / name, pixel)
     (tmp_path / "in" / "notes.txt").write_text("not an image")
     return tmp_path / "in"
@@ -27,8 +36,12 @@ def test_find_images_natural_order_hidden_skipped(messy):
     # folder by folder: "sub" sorts before "sub-x", as a path, not as a string
     assert found == ["a.png", "B.jpg", "img2.png", "img10.png", "sub/img1.png", "sub-x/z.png"]
     assert [p.name for p in find_images(messy, exclude=messy / "sub")] == [
-        "a.png", "B.jpg", "img2.png", "img10.png", "z.png"
-    ]  # fmt: skip
+        "a.png",
+        "B.jpg",
+        "img2.png",
+        "img10.png",
+        "z.png",
+    ]
 
 
 def test_collect_images_keeps_files_as_given(messy, tmp_path):
@@ -150,8 +163,9 @@ def test_skip_bad_builds_past_damaged_files_and_names_each(tmp_path, write_image
             write_image(tmp_path / "in" / cls / f"{i}.png", np.full((4, 6, 3), 60 * c, np.uint8))
     for name, (make, _) in DAMAGED.items():
         (tmp_path / "in" / "a" / name).write_bytes(make())
-    result = build_dataset(tmp_path / "in", tmp_path / "ds", skip_bad=True, val=0.25, workers=1,
-                           size=(4, 6))  # fmt: skip
+    result = build_dataset(
+        tmp_path / "in", tmp_path / "ds", skip_bad=True, val=0.25, workers=1, size=(4, 6)
+    )
     assert sorted(name for name, _ in result.skipped) == sorted(f"a/{n}" for n in DAMAGED)
     assert all(r.startswith("truncated or corrupt image data") for _, r in result.skipped)
     assert sum(sum(c.values()) for c in result.counts.values()) == 8

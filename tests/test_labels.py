@@ -88,12 +88,16 @@ def test_an_image_or_binary_file_as_the_table_is_named(tmp_path, facade, write_i
     (tmp_path / "x.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     (tmp_path / "x.bin").write_bytes(b"image,y\n\x00\x01\x02")
     expected = {
-        "x.jpg": "a JPEG image", "x.bmp": "a BMP image", "x.webp": "a WebP image",
-        "x.gif": "a GIF image", "x.tif": "a TIFF image",
+        "x.jpg": "a JPEG image",
+        "x.bmp": "a BMP image",
+        "x.webp": "a WebP image",
+        "x.gif": "a GIF image",
+        "x.tif": "a TIFF image",
         "x.xlsx": "an Excel workbook (.xlsx; save it as CSV)",
-        "x.keras": "a Keras model (.keras)", "x.h5": "an HDF5 file (a Keras .h5 model?)",
+        "x.keras": "a Keras model (.keras)",
+        "x.h5": "an HDF5 file (a Keras .h5 model?)",
         "x.bin": "a binary file (it holds NUL bytes)",
-    }  # fmt: skip
+    }
     assert set(made) < set(expected)
     for name, kind in expected.items():
         with pytest.raises(InputError, match=rf"x\.\w+ is {re.escape(kind)}, not a label table"):
@@ -249,9 +253,11 @@ def test_class_folder_rows_in_the_walkers_order(tmp_path, write_image):
         write_image(tmp_path / name, np.zeros((4, 4, 3), np.uint8))
     ls = scan_class_folders(tmp_path)
     walked = [p.relative_to(tmp_path / "a").as_posix() for p in find_images(tmp_path / "a")]
-    assert [r.name for r in ls.rows if r.label == 0] == [f"a/{p}" for p in walked] == [
-        "a/img9.png", "a/img10.png", "a/x/2.png", "a/x-y/1.png"
-    ]  # fmt: skip
+    assert (
+        [r.name for r in ls.rows if r.label == 0]
+        == [f"a/{p}" for p in walked]
+        == ["a/img9.png", "a/img10.png", "a/x/2.png", "a/x-y/1.png"]
+    )
 
 
 def test_natural_key():

@@ -302,8 +302,10 @@ def upward_imports(pkg: Package) -> list[str]:
             if target.split(".")[0] != "cnncli" or target == name:
                 continue
             if layer_of(target) > mine:
-                found.add(f"{pkg.where(name, line)} imports {target} (layer {layer_of(target) + 1}"
-                          f" above its own {mine + 1})")  # fmt: skip
+                found.add(
+                    f"{pkg.where(name, line)} imports {target} (layer {layer_of(target) + 1}"
+                    f" above its own {mine + 1})"
+                )
     return sorted(found)
 
 

@@ -72,8 +72,9 @@ def test_predict_with_classes_and_scale(shapes, tiny):
     assert result.notes == []  # nothing assumed any more
     default = predict(shapes["path"], files)  # the Rescaling layer is seen: scale 1 unasked
     assert any(n.startswith("pixel scale: 1 (the model's first layer") for n in default.notes)
-    assert [r.class_name for r in default.rows] == ["012"["abc".index(r.class_name)]
-                                                    for r in result.rows]  # fmt: skip
+    assert [r.class_name for r in default.rows] == [
+        "012"["abc".index(r.class_name)] for r in result.rows
+    ]
 
 
 def test_a_count_that_does_not_match_the_head_is_one_line(cli, shapes, tiny, tmp_path):

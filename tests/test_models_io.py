@@ -272,15 +272,19 @@ def test_a_zip_directory_that_lies_about_a_size_reads_no_more(tmp_path):
     "stored,message",
     [
         ({"class_names": 5}, "has class_names 5, not a list of names"),
-        ({"image": {"height": 8, "color": "rgb"}}, "image conversion that cannot be used: the "
-                                                    "image spec has no width"),
+        (
+            {"image": {"height": 8, "color": "rgb"}},
+            "image conversion that cannot be used: the image spec has no width",
+        ),
         ({"pixel_scale": "abc"}, "has pixel_scale 'abc', not a positive number"),
         ({"image": {"height": 8, "width": "x", "color": "rgb"}}, "the image width 'x' is not"),
-        ({"image": {"height": 60000, "width": 60000, "color": "rgb"}},
-         "image size 60000x60000 is over Pillow's decompression-bomb limit of 89,478,485"),
+        (
+            {"image": {"height": 60000, "width": 60000, "color": "rgb"}},
+            "image size 60000x60000 is over Pillow's decompression-bomb limit of 89,478,485",
+        ),
         ({"format_version": "1"}, "format_version must be a whole number, got '1'"),
     ],
-)  # fmt: skip
+)
 def test_stored_metadata_of_the_wrong_type_is_one_line(tmp_path, stored, message):
     path = _archive(tmp_path / "m.keras", {"config.json": b"{}", "cnncli.json": json.dumps(stored)})
     with pytest.raises(InputError) as err:  # exit 2, like any input that is not what it should be
@@ -314,15 +318,23 @@ def any_size_model():
     """A model that takes images of any size (global pooling), as a hostile file can hold."""
     import keras
 
-    return keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
-                             keras.layers.Dense(2, activation="softmax")])  # fmt: skip
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
 
 
 def test_a_stored_image_size_is_held_to_pillows_limit_and_the_models_input(
     tmp_path, any_size_model, cli, write_image
 ):
-    huge = {"class_names": ["a", "b"], "pixel_scale": 1.0,
-            "image": {"height": 60000, "width": 60000, "color": "rgb"}}  # fmt: skip
+    huge = {
+        "class_names": ["a", "b"],
+        "pixel_scale": 1.0,
+        "image": {"height": 60000, "width": 60000, "color": "rgb"},
+    }
     path = save_model(any_size_model, tmp_path / "huge.keras", huge)
     assert path.stat().st_size < 100_000
     image = write_image(tmp_path / "x.png", np.zeros((4, 4, 3), np.uint8))
@@ -331,16 +343,22 @@ def test_a_stored_image_size_is_held_to_pillows_limit_and_the_models_input(
     assert result.stderr.count("\n") == 1
     assert "image size 60000x60000 is over Pillow's decompression-bomb limit" in result.stderr
     fixed = build_architecture("tiny", input_shape=(8, 8, 3), num_classes=2)
-    other = save_model(fixed, tmp_path / "other.keras", {**huge, "image": {
-        "height": 16, "width": 16, "color": "rgb"}})  # fmt: skip
+    other = save_model(
+        fixed,
+        tmp_path / "other.keras",
+        {**huge, "image": {"height": 16, "width": 16, "color": "rgb"}},
+    )
     with pytest.raises(InputError) as err:
         load_model(other)
     assert str(err.value) == (
         f"{other}: the image size stored with it, 16x16x3, does not fit the model's input "
         "8x8x3: save the model again with cnncli, or check which model file this is"
     )
-    ok = save_model(any_size_model, tmp_path / "ok.keras", {**huge, "image": {
-        "height": 16, "width": 12, "color": "rgb"}})  # fmt: skip
+    ok = save_model(
+        any_size_model,
+        tmp_path / "ok.keras",
+        {**huge, "image": {"height": 16, "width": 12, "color": "rgb"}},
+    )
     assert load_model(ok).metadata.image == ImageSpec(16, 12, "rgb")  # any size fits
 
 

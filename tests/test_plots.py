@@ -29,11 +29,16 @@ def test_plot_history_writes_a_png_with_two_panels(tmp_path):
     _history(
         csv,
         [
-            {"epoch": e, "loss": 1 / e, "accuracy": 0.5 + e / 20, "val_loss": 1.2 / e,
-             "val_accuracy": 0.45 + e / 20}
+            {
+                "epoch": e,
+                "loss": 1 / e,
+                "accuracy": 0.5 + e / 20,
+                "val_loss": 1.2 / e,
+                "val_accuracy": 0.45 + e / 20,
+            }
             for e in range(1, 6)
         ],
-    )  # fmt: skip
+    )
     out = plots.plot_history(read_history(csv), tmp_path / "history.png")
     assert out == tmp_path / "history.png"
     with Image.open(out) as img:
@@ -131,8 +136,11 @@ def test_plots_leave_a_chosen_backend_alone(tmp_path, chosen, expected):
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     run = subprocess.run(
         [sys.executable, "-c", BACKEND_PROBE, str(tmp_path), chosen],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert run.stdout.strip() == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "p.png"]
 
@@ -149,10 +157,13 @@ def test_projection_ten_classes_ten_clusters_two_legends_outside_no_warning(tmp_
     def spy(fig, path, dpi=100, overwrite=True):
         (ax,) = fig.axes
         legends = [
-            (lg.get_title().get_text(), [t.get_text() for t in lg.get_texts()],
-             lg.get_window_extent())
+            (
+                lg.get_title().get_text(),
+                [t.get_text() for t in lg.get_texts()],
+                lg.get_window_extent(),
+            )
             for lg in fig.legends
-        ]  # fmt: skip
+        ]
         seen.append((ax.get_tightbbox(), fig.bbox, legends, ax.get_legend()))
         return real(fig, path, dpi=dpi, overwrite=overwrite)
 
@@ -163,9 +174,12 @@ def test_projection_ten_classes_ten_clusters_two_legends_outside_no_warning(tmp_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plots.plot_projection(
-            rng.normal(size=(300, 2)), classes, rng.integers(0, 10, 300),
-            "flatten: 300 vectors of 25 values (PCA)", tmp_path / "p.png",
-        )  # fmt: skip
+            rng.normal(size=(300, 2)),
+            classes,
+            rng.integers(0, 10, 300),
+            "flatten: 300 vectors of 25 values (PCA)",
+            tmp_path / "p.png",
+        )
     assert [str(w.message) for w in caught] == []
     axes_box, figure_box, legends, inside = seen[0]
     assert inside is None  # no legend over the points

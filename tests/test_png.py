@@ -17,9 +17,14 @@ def photo_like(h: int = 150, w: int = 120, seed: int = 0) -> np.ndarray:
     """Smooth gradients and shapes, blurred, with sensor noise: what filter outputs look like."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack([120 + 80 * np.sin(xx / 17) * np.cos(yy / 23),
-                     110 + 70 * np.cos(xx / 9 - yy / 31),
-                     100 + 60 * np.sin((xx + yy) / 13)], axis=-1)  # fmt: skip
+    base = np.stack(
+        [
+            120 + 80 * np.sin(xx / 17) * np.cos(yy / 23),
+            110 + 70 * np.cos(xx / 9 - yy / 31),
+            100 + 60 * np.sin((xx + yy) / 13),
+        ],
+        axis=-1,
+    )
     img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
     img = img.filter(ImageFilter.GaussianBlur(1))
     noisy = np.asarray(img).astype(np.int16) + rng.normal(0, 4, (h, w, 3)).astype(np.int16)
@@ -45,12 +50,20 @@ def row_filters_used(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("row_filter", [*ROW_FILTERS, "adaptive"])
-@pytest.mark.parametrize("mode, shape, dtype", [
-    ("L", (70, 33), np.uint8), ("LA", (65, 9, 2), np.uint8), ("RGB", (130, 31, 3), np.uint8),
-    ("RGBA", (3, 5, 4), np.uint8), ("I;16", (66, 17), np.uint16), ("RGB", (1, 1, 3), np.uint8),
-])  # fmt: skip
-def test_every_row_filter_round_trips_bit_exact_through_pillow(tmp_path, mode, shape, dtype,
-                                                               row_filter):  # fmt: skip
+@pytest.mark.parametrize(
+    "mode, shape, dtype",
+    [
+        ("L", (70, 33), np.uint8),
+        ("LA", (65, 9, 2), np.uint8),
+        ("RGB", (130, 31, 3), np.uint8),
+        ("RGBA", (3, 5, 4), np.uint8),
+        ("I;16", (66, 17), np.uint16),
+        ("RGB", (1, 1, 3), np.uint8),
+    ],
+)
+def test_every_row_filter_round_trips_bit_exact_through_pillow(
+    tmp_path, mode, shape, dtype, row_filter
+):
     rng = np.random.default_rng(zlib.crc32(repr((mode, shape)).encode()))
     arr = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
     if len(shape) == 3 and shape[0] > 4:  # smooth rows too, so that every filter gets chosen

@@ -17,6 +17,7 @@ def _in_tmp_path(tmp_path, monkeypatch):
     """Outputs without -o/--out-dir land in the current folder: here, tmp_path."""
     monkeypatch.chdir(tmp_path)
 
+
 COURSE = np.array([[3, 2, 2], [4, 2, 4], [5, 1, 4]])
 
 
@@ -44,7 +45,7 @@ def brute(x, op, size, stride):
                 for j in range(ow)
             ]
             for i in range(oh)
-        ]  # fmt: skip
+        ]
     )
 
 

@@ -23,8 +23,9 @@ OLD = "model name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n"
 
 
 def test_the_device_is_read_from_cpu_flags_and_gpu_capability():
-    assert device_from(XEON) == Device("cpu", "Intel(R) Xeon(R) Platinum 8488C", bf16=True,
-                                       evidence="AMX-BF16")  # fmt: skip
+    assert device_from(XEON) == Device(
+        "cpu", "Intel(R) Xeon(R) Platinum 8488C", bf16=True, evidence="AMX-BF16"
+    )
     assert device_from(ZEN4).bf16 is False and device_from(ZEN4).evidence == (
         "AVX512-BF16 without AMX"
     )
@@ -86,10 +87,26 @@ def bf16_run(tmp_path_factory, tiny):
     saves = []
     original = keras.Model.save
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(keras.Model, "save", lambda self, path, *a, **k: (
-            saves.append(str(path)), original(self, path, *a, **k))[1])  # fmt: skip
-        args = ["train", ds, "--arch", "tiny", "-o", root / "run", "--epochs", "1",
-                "--batch-size", "4", "--precision", "bf16", "--save-every-epoch"]  # fmt: skip
+        mp.setattr(
+            keras.Model,
+            "save",
+            lambda self, path, *a, **k: (saves.append(str(path)), original(self, path, *a, **k))[1],
+        )
+        args = [
+            "train",
+            ds,
+            "--arch",
+            "tiny",
+            "-o",
+            root / "run",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--precision",
+            "bf16",
+            "--save-every-epoch",
+        ]
         r = CliRunner().invoke(app, [str(a) for a in args])
         assert r.exit_code == 0, r.stderr
         again = CliRunner().invoke(app, ["train", "--resume", str(root / "run"), "--epochs", "2"])

@@ -148,8 +148,15 @@ def test_cli_table_json_and_csv(cli, facade, tiny):
     result = cli("predict", facade["path"], *files, "--json", "--top-k", "2")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"model", "runtime", "conversion", "notes", "top_k", "predictions",
-                         "skipped"}  # fmt: skip
+    assert set(data) == {
+        "model",
+        "runtime",
+        "conversion",
+        "notes",
+        "top_k",
+        "predictions",
+        "skipped",
+    }
     assert data["top_k"] == 2 and data["skipped"] == []
     row = data["predictions"][0]
     assert set(row) == {"file", "class", "class_index", "probability", "top_k"}

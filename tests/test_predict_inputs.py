@@ -20,11 +20,17 @@ def images(tmp_path, tiny):
 def test_a_list_relative_to_its_folder_and_patterns_in_natural_order(images, tmp_path):
     (images / "a" / "notes.txt").write_text("not an image", encoding="utf-8")
     listing = tmp_path / "img" / "list.txt"
-    listing.write_text("# test split\na/2.png\n\nb/10.png\n" + f"{images / 'b' / '1.png'}\n",
-                       encoding="utf-8")  # fmt: skip
+    listing.write_text(
+        "# test split\na/2.png\n\nb/10.png\n" + f"{images / 'b' / '1.png'}\n", encoding="utf-8"
+    )
     got = expand_inputs([str(images / "a" / "1*.png")], listing)
-    assert got == [images / "a" / "1.png", images / "a" / "10.png",  # 1*: natural order
-                   images / "a" / "2.png", images / "b" / "10.png", images / "b" / "1.png"]
+    assert got == [
+        images / "a" / "1.png",
+        images / "a" / "10.png",  # 1*: natural order
+        images / "a" / "2.png",
+        images / "b" / "10.png",
+        images / "b" / "1.png",
+    ]
     assert len(expand_inputs([str(tmp_path / "img" / "**" / "*.png")])) == 22
     assert expand_inputs([images / "a"]) == [images / "a"]  # a folder: walked later
     with pytest.raises(InputError, match=r"no image file matches .*\*\.jpg"):
@@ -47,9 +53,11 @@ def test_cli_predict_from_a_list_and_a_pattern(cli, images, tmp_path, tiny):
     assert [r["file"] for r in rows] == [str(images / "a" / "3.png"), str(images / "b" / "4.png")]
     direct = cli("predict", model, images / "a" / "3.png", images / "b" / "4.png", "--csv")
     assert [r["class"] for r in csv.DictReader(io.StringIO(direct.stdout))] == [
-        r["class"] for r in rows]  # fmt: skip
+        r["class"] for r in rows
+    ]
     pattern = cli("predict", model, str(images / "b" / "*.png"), "--csv")
     assert pattern.exit_code == 0 and len(pattern.stdout.splitlines()) == 1 + 11
     missing = cli("predict", model, "--files", tmp_path / "nope.txt")
     assert missing.exit_code == 2 and f"image list {tmp_path / 'nope.txt'} not found" in (
-        missing.stderr)  # fmt: skip
+        missing.stderr
+    )

@@ -26,11 +26,22 @@ def shapes(tmp_path_factory, tiny):
 def test_batches_in_threads_give_the_rows_of_one_image_at_a_time(shapes):
     from cnncli.inference.predict import predict_batches
 
-    one = [r for b in predict_batches(shapes["path"], [shapes["images"]], top_k=2,
-                                      batch_size=1, threads=1) for r in b]  # fmt: skip
+    one = [
+        r
+        for b in predict_batches(
+            shapes["path"], [shapes["images"]], top_k=2, batch_size=1, threads=1
+        )
+        for r in b
+    ]
     seen = []
-    stream = predict_batches(shapes["path"], [shapes["images"]], top_k=2, batch_size=4,
-                             threads=3, progress=lambda d, t: seen.append((d, t)))  # fmt: skip
+    stream = predict_batches(
+        shapes["path"],
+        [shapes["images"]],
+        top_k=2,
+        batch_size=4,
+        threads=3,
+        progress=lambda d, t: seen.append((d, t)),
+    )
     batches = list(stream)
     assert [len(b) for b in batches] == [4, 4, 4, 4, 4, 1]  # 21 images, batch 4
     rows = [r for b in batches for r in b]
@@ -38,8 +49,9 @@ def test_batches_in_threads_give_the_rows_of_one_image_at_a_time(shapes):
     assert [(r.class_name, r.top_k[1][0]) for r in rows] == [
         (r.class_name, r.top_k[1][0]) for r in one
     ]
-    np.testing.assert_allclose([r.probability for r in rows], [r.probability for r in one],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        [r.probability for r in rows], [r.probability for r in one], atol=1e-6
+    )
     # ... and the model's own answer for the same pixels
     x = np.stack([np.asarray(Image.open(r.file), dtype="float32") for r in rows])
     expected = shapes["model"].predict(x, verbose=0)
@@ -53,8 +65,9 @@ def test_a_bad_file_among_good_ones_keeps_the_order(shapes, tmp_path):
     good = sorted((shapes["images"] / "circle").glob("*.png"))[:5]
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    stream = predict_batches(shapes["path"], [good[0], good[1], bad, *good[2:]], batch_size=2,
-                             threads=2)  # fmt: skip
+    stream = predict_batches(
+        shapes["path"], [good[0], good[1], bad, *good[2:]], batch_size=2, threads=2
+    )
     rows = [r for b in stream for r in b]
     assert [r.file for r in rows] == [str(f) for f in good]
     assert stream.skipped == [(str(bad), "not an image, or a format cnncli cannot read")]

@@ -83,18 +83,31 @@ def test_skip_bad_moves_the_cuts_as_a_local_build_does(cluster, facade, tmp_path
     shutil.copytree(images, bad)
     for name in sorted(os.listdir(bad / "a"))[:3:2]:  # two broken images
         (bad / "a" / name).write_bytes((bad / "a" / name).read_bytes()[:300])
-    local = build_dataset(bad, tmp_path / "local", labels=bad / "labels.csv", shard_size=6,
-                          skip_bad=True)  # fmt: skip
-    ray_ = build_dataset(bad, tmp_path / "ray", labels=bad / "labels.csv", shard_size=6,
-                         skip_bad=True, engine="ray")  # fmt: skip
+    local = build_dataset(
+        bad, tmp_path / "local", labels=bad / "labels.csv", shard_size=6, skip_bad=True
+    )
+    ray_ = build_dataset(
+        bad, tmp_path / "ray", labels=bad / "labels.csv", shard_size=6, skip_bad=True, engine="ray"
+    )
     same_folders(tmp_path / "local", tmp_path / "ray")
     assert len(ray_.skipped) == 2 and ray_.skipped == local.skipped
 
 
 def test_cli_ray_build(cluster, cli, facade, tmp_path):
     images, labels = facade
-    r = cli("dataset", "build", images, "--labels", labels, "-o", tmp_path / "ds",
-            "--engine", "ray", "--shard-size", "20")  # fmt: skip
+    r = cli(
+        "dataset",
+        "build",
+        images,
+        "--labels",
+        labels,
+        "-o",
+        tmp_path / "ds",
+        "--engine",
+        "ray",
+        "--shard-size",
+        "20",
+    )
     assert r.exit_code == 0, r.output
     assert "(Ray: 5 tasks on" in r.output
     assert (tmp_path / "ds" / "train-00003-of-00004.tfrecord").is_file()
@@ -124,14 +137,13 @@ def test_a_node_lost_mid_build_has_its_shards_done_again(cluster, facade, tmp_pa
             killed.append(done)
             cluster.remove_node(victim, allow_graceful=False)
 
-    build_dataset(images, tmp_path / "ray", labels=labels, shard_size=2, engine="ray",
-                  progress=progress)  # fmt: skip
+    build_dataset(
+        images, tmp_path / "ray", labels=labels, shard_size=2, engine="ray", progress=progress
+    )
     assert killed
     build_dataset(images, tmp_path / "local", labels=labels, shard_size=2)
     same_folders(tmp_path / "local", tmp_path / "ray")
     cluster.add_node(num_cpus=1)
-
-
 
 
 def test_predict_on_ray_equals_local_predict(cluster, cli, tiny, tmp_path):
@@ -140,10 +152,22 @@ def test_predict_on_ray_equals_local_predict(cluster, cli, tiny, tmp_path):
     images = tiny.make_images(tmp_path / "images", tiny.SHAPES, per_class=50, seed=3)
     (images / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     model = tiny.save_with_metadata(tiny.model(3, seed=2), tmp_path / "m.keras", tiny.SHAPES)
-    local = cli("predict", model, images, "--batch-size", "8", "--top-k", "2",
-                "-o", tmp_path / "local.csv")  # fmt: skip
-    ray_ = cli("predict", model, images, "--batch-size", "8", "--top-k", "2",
-               "-o", tmp_path / "ray.csv", "--engine", "ray")  # fmt: skip
+    local = cli(
+        "predict", model, images, "--batch-size", "8", "--top-k", "2", "-o", tmp_path / "local.csv"
+    )
+    ray_ = cli(
+        "predict",
+        model,
+        images,
+        "--batch-size",
+        "8",
+        "--top-k",
+        "2",
+        "-o",
+        tmp_path / "ray.csv",
+        "--engine",
+        "ray",
+    )
     assert local.exit_code == ray_.exit_code == 2, ray_.output  # the broken file
     assert "broken.png" in ray_.output
     text = (tmp_path / "ray.csv").read_text()

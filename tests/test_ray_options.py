@@ -13,8 +13,16 @@ from cnncli.errors import InputError
 
 
 def build_args(repo, out, *more):
-    return ("dataset", "build", repo / "sample_data/facade", "--labels",
-            repo / "sample_data/facade/labels.csv", "-o", out, *more)  # fmt: skip
+    return (
+        "dataset",
+        "build",
+        repo / "sample_data/facade",
+        "--labels",
+        repo / "sample_data/facade/labels.csv",
+        "-o",
+        out,
+        *more,
+    )
 
 
 def test_without_ray_says_how_to_install_it(cli, repo, tmp_path, monkeypatch):
@@ -67,8 +75,7 @@ def test_a_node_that_sees_otherwise_is_named(change, said):
     with pytest.raises(InputError) as e:
         compare_views(views, "the images in /data/photos", "/data", "t0ken", version="1.0")
     assert str(e.value.message) == said
-    compare_views({"10.0.0.1": VIEW}, "the images in /data/photos", "/data", "t0ken",
-                  version="1.0")
+    compare_views({"10.0.0.1": VIEW}, "the images in /data/photos", "/data", "t0ken", version="1.0")
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 16_383, 16_384, 750_000, 2**21 + 5])
@@ -82,5 +89,6 @@ def test_a_node_that_sees_otherwise_is_named(change, said):
 )
 def test_a_raw_record_size_is_known_before_decoding(n, features):
     """The Ray engine cuts the shards where a local build does from these sizes."""
-    assert framed_size(features, "image", n) == len(frame(encode_example({**features,
-                                                                          "image": bytes(n)})))
+    assert framed_size(features, "image", n) == len(
+        frame(encode_example({**features, "image": bytes(n)}))
+    )

@@ -69,14 +69,16 @@ def source_files(use_git: bool = True) -> list[str]:
     an unpacked archive (no .git), every file but what running and testing leave behind
     (JUNK_DIRS, *.egg-info)."""
     if use_git and shutil.which("git") is not None and (REPO / ".git").exists():
-        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                             check=True).stdout.split(b"\0")  # fmt: skip
+        out = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+        ).stdout.split(b"\0")
         return [os.fsdecode(n) for n in out if n]
     files = []
     for folder, dirs, names in os.walk(REPO):
         top = TOP_JUNK if Path(folder) == REPO else set()
-        dirs[:] = sorted(d for d in dirs if d not in JUNK_DIRS | top
-                         and not d.endswith(".egg-info"))  # fmt: skip
+        dirs[:] = sorted(
+            d for d in dirs if d not in JUNK_DIRS | top and not d.endswith(".egg-info")
+        )
         files += [str((Path(folder) / n).relative_to(REPO)) for n in sorted(names)]
     return files
 
@@ -120,9 +122,14 @@ def test_setup_commands_in_a_fresh_virtual_environment(tmp_path):
 
     def shell(command: str, timeout: int):
         return subprocess.run(
-            command, shell=True, cwd=repo, env=env, capture_output=True, text=True,
+            command,
+            shell=True,
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=timeout,
-        )  # fmt: skip
+        )
 
     first = shell(demo, timeout=1200)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -24,7 +24,8 @@ def _upscaled(root, classes=("a", "b", "c"), n=10, seed=0):
             arr = 200 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 2.0)
             arr = np.clip(arr + rng.integers(0, 20, (6, 6)), 0, 255).astype(np.uint8)
             Image.fromarray(np.repeat(arr[..., None], 3, 2)).resize(
-                (30, 30), Image.Resampling.BILINEAR).save(root / name / f"{i}.png")  # fmt: skip
+                (30, 30), Image.Resampling.BILINEAR
+            ).save(root / name / f"{i}.png")
     return root
 
 
@@ -46,8 +47,12 @@ def test_the_stem_and_widths_follow_the_images():
     rng = np.random.default_rng(0)
     eight = (load_digits().images * (255 / 16)).astype(np.uint8)
     for part in (eight[:256], eight[1000:1256]):
-        up = np.stack([np.asarray(Image.fromarray(a).resize((28, 28), Image.Resampling.BILINEAR))
-                       for a in part])[..., None]  # fmt: skip
+        up = np.stack(
+            [
+                np.asarray(Image.fromarray(a).resize((28, 28), Image.Resampling.BILINEAR))
+                for a in part
+            ]
+        )[..., None]
         assert image_detail(up)[0] == 3  # 28x28 from 8x8: about 9x9 pixels of detail
     assert image_detail(rng.integers(0, 256, (16, 28, 28, 1)))[0] == 1  # noise: every pixel
 
@@ -82,8 +87,11 @@ def test_default_recipe_is_recorded_in_run_json(cli, upscaled_ds, tmp_path):
     assert recipe["network"]["widths"] == [16, 32, 64]  # 24 train images: the narrow widths
     assert meta["model"]["source"] == {"kind": "default", "value": "small_cnn"}
     opts = meta["options"]
-    assert (opts["recipe"], opts["lr_schedule"], opts["label_smoothing"]) == ("fast", "onecycle",
-                                                                            0.1)  # fmt: skip
+    assert (opts["recipe"], opts["lr_schedule"], opts["label_smoothing"]) == (
+        "fast",
+        "onecycle",
+        0.1,
+    )
     assert opts["augment"]["flip"] is False and opts["augment"]["shift"] == 0.1
     assert meta["metadata"]["augment"]["flip"] is False  # what --tta reads
     assert 0.9 <= opts["ema"] < 1
@@ -112,17 +120,31 @@ def test_course_recipe_keeps_the_course_settings(cli, upscaled_ds, tmp_path):
 
     info = open_dataset(upscaled_ds)
     for given in ({"recipe": "course"}, {}):  # --arch alone: the course recipe
-        opts, source, record = apply_recipe(TrainOptions(**given), info,
-                                            model_source(arch="mnist"))  # fmt: skip
+        opts, source, record = apply_recipe(TrainOptions(**given), info, model_source(arch="mnist"))
         opts = opts.for_dataset(info)
         assert record["name"] == "course" and (source.kind, source.value) == ("arch", "mnist")
         assert (opts.epochs, opts.batch_size, opts.optimizer, opts.lr) == (10, 32, "adam", None)
         assert (opts.lr_schedule, opts.label_smoothing, opts.ema, opts.augment) == (
-            "constant", 0.0, 0.0, None)  # fmt: skip
+            "constant",
+            0.0,
+            0.0,
+            None,
+        )
 
     run = tmp_path / "course"
-    r = cli("train", upscaled_ds, "--recipe", "course", "--arch", "tiny", "--epochs", "1",
-            "-o", run, "--quiet")  # fmt: skip
+    r = cli(
+        "train",
+        upscaled_ds,
+        "--recipe",
+        "course",
+        "--arch",
+        "tiny",
+        "--epochs",
+        "1",
+        "-o",
+        run,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.stderr
     meta = json.loads((run / "run.json").read_text())
     assert meta["recipe"] == {"name": "course", "why": "--recipe course"}
@@ -155,16 +177,21 @@ def test_bad_recipe_and_too_small_images(cli, upscaled_ds, tmp_path, tiny):
     r = cli("train", upscaled_ds, "--recipe", "quick", "-o", tmp_path / "r")
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "unknown --recipe 'quick': use one of fast (" in r.stderr and "course (" in r.stderr
-    r = cli("train", upscaled_ds, "--recipe", "fast", "--backbone", "mobilenetv2",
-            "-o", tmp_path / "r")  # fmt: skip
+    r = cli(
+        "train", upscaled_ds, "--recipe", "fast", "--backbone", "mobilenetv2", "-o", tmp_path / "r"
+    )
     assert r.exit_code == 2 and "--recipe fast trains its own network" in r.stderr
     r = cli("train", upscaled_ds, "--arch", "tiny", "--spec", tmp_path / "x.yaml")
     assert r.exit_code == 2 and "at most one of --arch NAME, --spec FILE" in r.stderr
 
     from cnncli.datasets.build import build_dataset
 
-    build_dataset(tiny.make_images(tmp_path / "im", ["a", "b"], 6, size=(6, 6)),
-                  tmp_path / "ds6", val=0.0, workers=1)  # fmt: skip
+    build_dataset(
+        tiny.make_images(tmp_path / "im", ["a", "b"], 6, size=(6, 6)),
+        tmp_path / "ds6",
+        val=0.0,
+        workers=1,
+    )
     r = cli("train", tmp_path / "ds6", "-o", tmp_path / "r6")
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
         "error: the images are 6x6, too small for the default network (it takes at least "
@@ -178,7 +205,7 @@ def _edge_shift(x, dy, dx):
     n, h, w, c = x.shape
     p = max(abs(dy), abs(dx))
     padded = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="edge")
-    return padded[:, p - dy:p - dy + h, p - dx:p - dx + w]
+    return padded[:, p - dy : p - dy + h, p - dx : p - dx + w]
 
 
 def test_tta_against_a_hand_computation(tiny, tmp_path):
@@ -186,8 +213,12 @@ def test_tta_against_a_hand_computation(tiny, tmp_path):
     from cnncli.inference.model import open_model
     from cnncli.inference.tta import tta_probabilities
 
-    ds = tiny.build(tiny.make_images(tmp_path / "im", tiny.SHAPES, 8, size=(8, 8)),
-                    tmp_path / "ds", val=0.0, test=0.5)  # fmt: skip
+    ds = tiny.build(
+        tiny.make_images(tmp_path / "im", tiny.SHAPES, 8, size=(8, 8)),
+        tmp_path / "ds",
+        val=0.0,
+        test=0.5,
+    )
     keras_model = tiny.model(3)
     x, y, _ = tiny.split_arrays(ds, "test")
     s = 1  # 4% of 8 pixels, at least one
@@ -212,8 +243,9 @@ def test_tta_against_a_hand_computation(tiny, tmp_path):
     assert result.accuracy == pytest.approx(np.mean(by_hand.argmax(1) == y))
     assert result.tta["accuracy_without"] == pytest.approx(np.mean(plain.argmax(1) == y))
     assert result.tta["gain"] == pytest.approx(result.accuracy - result.tta["accuracy_without"])
-    assert result.tta["views"] == ("5 views: the image and its shifts of 1 px left, right, up "
-                                   "and down")  # fmt: skip
+    assert result.tta["views"] == (
+        "5 views: the image and its shifts of 1 px left, right, up and down"
+    )
 
 
 def test_tta_through_the_cli(cli, tiny, tmp_path):
@@ -235,9 +267,11 @@ def test_tta_through_the_cli(cli, tiny, tmp_path):
 
     regression = replace(open_model(path), task="regression")
     stream = predict_batches(regression, [images / "circle" / "0.png"], tta=True)
-    assert stream.notes[-1] == ("--tta: a regression model's values are not averaged over "
-                                "shifted images (a shift can move what a target measures); "
-                                "predicted without it")  # fmt: skip
+    assert stream.notes[-1] == (
+        "--tta: a regression model's values are not averaged over "
+        "shifted images (a shift can move what a target measures); "
+        "predicted without it"
+    )
 
 
 @pytest.mark.slow

@@ -18,14 +18,19 @@ def rows(values):
     return [LabelRow(f"{i}", f"{i}", [float(v)], "", None, 0) for i, v in enumerate(values)]
 
 
-@pytest.mark.parametrize("n, val, test", [(120, 0.2, 0.2), (37, 0.2, 0.2), (100, 0.15, 0.1),
-                                          (10, 0.2, 0.2), (250, 0.1, 0.3)])  # fmt: skip
+@pytest.mark.parametrize(
+    "n, val, test",
+    [(120, 0.2, 0.2), (37, 0.2, 0.2), (100, 0.15, 0.1), (10, 0.2, 0.2), (250, 0.1, 0.3)],
+)
 def test_the_split_sizes_are_the_fractions_of_the_whole_set(n, val, test):
     values = np.random.default_rng(n).normal(7.0, 2.0, n)
     got = Counter(regression_splits(rows(values), val, test, seed=0))
     # a classification split of as many images in one class gives the same sizes
-    want = Counter(assign_splits([LabelRow(f"{i}", f"{i}", 0, "", None, 0) for i in range(n)],
-                                 ["only"], val, test, 0))  # fmt: skip
+    want = Counter(
+        assign_splits(
+            [LabelRow(f"{i}", f"{i}", 0, "", None, 0) for i in range(n)], ["only"], val, test, 0
+        )
+    )
     assert got == want
     if n == 120:
         assert (got["train"], got["val"], got["test"]) == (72, 24, 24)

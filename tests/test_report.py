@@ -38,12 +38,27 @@ def test_one_run_page_shows_what_was_trained_and_how_it_did(reported):
     page = run / "report" / "index.html"
     assert result.page == page and result.missing == []
     text = page.read_text(encoding="utf-8")
-    for part in ("What was trained on what", "MACs per image", "Learning curves", "Evaluation",
-                 "Activations and Grad-CAM", "대리석", "벽돌", 'href="history.csv"'):  # fmt: skip
+    for part in (
+        "What was trained on what",
+        "MACs per image",
+        "Learning curves",
+        "Evaluation",
+        "Activations and Grad-CAM",
+        "대리석",
+        "벽돌",
+        'href="history.csv"',
+    ):
         assert part in text, part
-    for name in ("curves.png", "confusion-val.png", "errors-test.png", "errors-val.csv",
-                 "run.json", "history.csv", "activations/val-1/index.html",
-                 "activations/val-1/gradcam.png"):  # fmt: skip
+    for name in (
+        "curves.png",
+        "confusion-val.png",
+        "errors-test.png",
+        "errors-val.csv",
+        "run.json",
+        "history.csv",
+        "activations/val-1/index.html",
+        "activations/val-1/gradcam.png",
+    ):
         assert (run / "report" / name).is_file(), name
     test = json.loads((run / "report" / "evaluation-test.json").read_text(encoding="utf-8"))
     assert test["split"] == "test" and test["count"] == 4 and 0 <= test["accuracy"] <= 1

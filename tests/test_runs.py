@@ -33,18 +33,32 @@ def make_run(folder, val_losses=(0.7, 0.6), options=None, history=None, **run):
     (folder / "history.csv").write_text(rows, encoding="utf-8")
     best = min(range(len(val_losses)), key=lambda i: val_losses[i]) + 1
     record = {
-        "format": "cnncli-run", "format_version": 1, "command": "train", "status": "finished",
+        "format": "cnncli-run",
+        "format_version": 1,
+        "command": "train",
+        "status": "finished",
         "started": "2026-12-01T10:00:00Z",
-        "dataset": {"path": "/data/facade", "sha256": "ab" * 32, "class_names": ["대리석", "벽돌"],
-                    "image": {"height": 8, "width": 8, "channels": 3}, "counts": {"train": 8}},
+        "dataset": {
+            "path": "/data/facade",
+            "sha256": "ab" * 32,
+            "class_names": ["대리석", "벽돌"],
+            "image": {"height": 8, "width": 8, "channels": 3},
+            "counts": {"train": 8},
+        },
         "model": {"source": {"kind": "arch", "value": "tiny"}, "name": "tiny", "params": 417},
-        "options": {"epochs": 2, "batch_size": 8, "lr": None, "monitor": "val_loss",
-                    "augment": None, **(options or {})},
+        "options": {
+            "epochs": 2,
+            "batch_size": 8,
+            "lr": None,
+            "monitor": "val_loss",
+            "augment": None,
+            **(options or {}),
+        },
         "epoch_seconds": [3.0, 0.5, 0.7][: len(val_losses)],
         "epochs_finished": len(val_losses),
         "best": {"epoch": best, "monitor": "val_loss", "value": val_losses[best - 1]},
         **run,
-    }  # fmt: skip
+    }
     (folder / "run.json").write_text(json.dumps(record), encoding="utf-8")
     return folder
 
@@ -54,8 +68,12 @@ def runs_dir(tmp_path):
     root = tmp_path / "runs"
     make_run(root / "train", (0.7, 0.6))
     make_run(root / "train2", (0.5, 0.4), options={"batch_size": 4, "lr": 0.01})
-    make_run(root / "train3", (0.8, 0.9), options={"augment": {"flip": "horizontal"}},
-             status="early-stopped")  # fmt: skip
+    make_run(
+        root / "train3",
+        (0.8, 0.9),
+        options={"augment": {"flip": "horizontal"}},
+        status="early-stopped",
+    )
     (root / "notes").mkdir()
     return root
 
@@ -125,8 +143,9 @@ def test_running_needs_a_live_process(tmp_path):
     lock_path(dead).write_text(json.dumps({**info, "pid": 2**22 + 12345}), encoding="utf-8")
     r = read_run(dead)
     assert r.status == "interrupted" and "cnncli train --resume" in r.notes[0]
-    failed = read_run(make_run(tmp_path / "failed", status="failed", failed_by="disk full",
-                               error="no space"))  # fmt: skip
+    failed = read_run(
+        make_run(tmp_path / "failed", status="failed", failed_by="disk full", error="no space")
+    )
     assert failed.status == "failed" and failed.notes == ["failed: disk full"]
 
 
@@ -148,13 +167,17 @@ def test_any_task_and_its_metric_names(tmp_path):
     they are, and sorted lower-first like a loss."""
     hist = "epoch,loss,mae,val_loss,val_mae\n1,1.0,0.9,1.1,0.8\n2,0.8,0.7,0.9,0.6\n"
     make_run(tmp_path / "reg", (1.1, 0.9), history=hist, task="regression")
-    make_run(tmp_path / "reg2", (1.0, 0.95), history=hist.replace("0.6\n", "0.3\n"),
-             task="regression")  # fmt: skip
+    make_run(
+        tmp_path / "reg2", (1.0, 0.95), history=hist.replace("0.6\n", "0.3\n"), task="regression"
+    )
     make_run(tmp_path / "cls")
     t = list_runs([tmp_path], sort="val_mae")
     assert [r.name for r in t.runs] == ["reg2", "reg", "cls"]  # cls has no val_mae: last
-    assert {r.name: r.task for r in t.runs} == {"reg2": "regression", "reg": "regression",
-                                                "cls": "classify"}  # fmt: skip
+    assert {r.name: r.task for r in t.runs} == {
+        "reg2": "regression",
+        "reg": "regression",
+        "cls": "classify",
+    }
     assert {"mae", "val_mae", "accuracy", "val_accuracy"} <= set(t.columns())
     assert "task" in t.display()[1]  # shown when the tasks differ
 
@@ -197,8 +220,11 @@ def test_cli_table_json_and_csv(cli, runs_dir, monkeypatch):
 
 
 def test_runs_and_a_report_without_computing_import_no_tensorflow(fresh_cli, runs_dir, repo):
-    cases = [["runs", runs_dir], ["runs", runs_dir, "--csv", "--only-changed"],
-             ["report", runs_dir / "train", "--no-compute"]]  # fmt: skip
+    cases = [
+        ["runs", runs_dir],
+        ["runs", runs_dir, "--csv", "--only-changed"],
+        ["report", runs_dir / "train", "--no-compute"],
+    ]
     results, heavy = fresh_cli(cases, cwd=repo)  # this tree, not an installed copy
     assert [code for code, _ in results] == [0, 0, 0], results
     assert "missing: model summary, evaluation and activations: no best.keras" in results[2][1]

@@ -27,10 +27,19 @@ def mixed_runs(root):
     """A classifier, a regression and a multi-label run, each as training writes run.json:
     the task under "metadata" (a classifier's metadata has none)."""
     make_run(root / "cls", (0.7, 0.5), options={"lr": 0.01})
-    make_run(root / "reg", (0.4, 0.3), history=REG_HISTORY,
-             metadata={"format_version": 2, "task": "regression", "targets": []})  # fmt: skip
-    make_run(root / "ml", (0.7, 0.6), history=ML_HISTORY, options={"optimizer": "sgd"},
-             metadata={"format_version": 2, "task": "multilabel"})  # fmt: skip
+    make_run(
+        root / "reg",
+        (0.4, 0.3),
+        history=REG_HISTORY,
+        metadata={"format_version": 2, "task": "regression", "targets": []},
+    )
+    make_run(
+        root / "ml",
+        (0.7, 0.6),
+        history=ML_HISTORY,
+        options={"optimizer": "sgd"},
+        metadata={"format_version": 2, "task": "multilabel"},
+    )
     return root
 
 
@@ -60,9 +69,10 @@ def test_a_mixed_comparison_says_so_and_never_overlays_two_tasks_losses(tmp_path
 
 def test_the_bars_lead_with_the_sorted_metric_and_keep_every_test_metric(tmp_path):
     root = mixed_runs(tmp_path / "runs")
-    for name, evaluation in (("cls", {"count": 4, "loss": 0.6, "accuracy": 0.75}),
-                             ("reg", {"count": 4, "loss": 0.5, "mae": 0.4, "mse": 0.5,
-                                      "rmse": 0.7, "r2": 0.1})):  # fmt: skip
+    for name, evaluation in (
+        ("cls", {"count": 4, "loss": 0.6, "accuracy": 0.75}),
+        ("reg", {"count": 4, "loss": 0.5, "mae": 0.4, "mse": 0.5, "rmse": 0.7, "r2": 0.1}),
+    ):
         (root / name / "report").mkdir()
         (root / name / "report" / "evaluation-test.json").write_text(json.dumps(evaluation))
     t = list_runs([root / "cls", root / "reg"], sort="val_mae")
@@ -88,8 +98,9 @@ def test_constant_rates_are_charted_beside_the_scheduled_ones(tmp_path):
     sched = "epoch,accuracy,loss,val_accuracy,val_loss,learning_rate\n1,0.5,0.7,0.5,0.6,0.001\n"
     make_run(root / "cos", (0.6,), history=sched, options={"lr_schedule": "cosine"})
     t = list_runs([root / "cls", root / "ml", root / "cos"])
-    rates = {r.name: [row["learning_rate"] for row in curve_rows(r, False, rates=True)]
-             for r in t.runs}  # fmt: skip
+    rates = {
+        r.name: [row["learning_rate"] for row in curve_rows(r, False, rates=True)] for r in t.runs
+    }
     assert rates == {"cls": [0.01, 0.01], "ml": [0.01, 0.01], "cos": [0.001]}
     assert "learning_rate" in charts.curve_metrics([curve_rows(r, False, True) for r in t.runs])
 
@@ -124,8 +135,11 @@ def test_an_evaluation_is_kept_with_the_run_whoever_computed_it(cli, tmp_path):
     model file they describe changes (a resumed training wrote a new best.keras)."""
     run = make_run(tmp_path / "runs" / "a")
     (run / "best.keras").write_bytes(b"model")
-    parts = Parts(model="best.keras", computed=True,
-                  evaluations={"test": {"split": "test", "count": 4, "accuracy": 0.75}})
+    parts = Parts(
+        model="best.keras",
+        computed=True,
+        evaluations={"test": {"split": "test", "count": 4, "accuracy": 0.75}},
+    )
     keep_evaluations(list_runs([run.parent]).runs[0], parts)
     data = json.loads(cli("runs", run.parent, "--json").stdout)
     assert data["runs"][0]["test"] == {"test_accuracy": 0.75}

@@ -51,8 +51,17 @@ def test_plateau_run_logs_its_rate_and_resumes_its_counters(ds, tmp_path):
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    o = TrainOptions(epochs=4, optimizer="sgd", lr=0.5, lr_schedule="plateau", warmup=1,
-                     monitor="loss", seed=2, batch_size=4, steps_per_execution=1)  # fmt: skip
+    o = TrainOptions(
+        epochs=4,
+        optimizer="sgd",
+        lr=0.5,
+        lr_schedule="plateau",
+        warmup=1,
+        monitor="loss",
+        seed=2,
+        batch_size=4,
+        steps_per_execution=1,
+    )
     train(ds, tmp_path / "full", arch="tiny", options=o)
     with pytest.raises(TrainingInterrupted):
         train(ds, tmp_path / "cut", arch="tiny", options=o, callbacks=[StopAt()])
@@ -65,8 +74,9 @@ def test_plateau_run_logs_its_rate_and_resumes_its_counters(ds, tmp_path):
     assert rates[1] == pytest.approx(0.5)
     assert all(b in (a, a / 2) for a, b in zip(rates[1:], rates[2:], strict=False))
     assert [float(r["learning_rate"]) for r in cut] == pytest.approx(rates)
-    assert [float(r["loss"]) for r in cut] == pytest.approx([float(r["loss"]) for r in full],
-                                                             rel=1e-5)  # fmt: skip
+    assert [float(r["loss"]) for r in cut] == pytest.approx(
+        [float(r["loss"]) for r in full], rel=1e-5
+    )
     assert (tmp_path / "cut" / "history.png").is_file()
 
 
@@ -80,8 +90,9 @@ def test_a_plain_run_has_no_rate_column():
 
 def test_suggestion_is_the_steepest_fall():
     lrs = [10 ** (-6 + i * 0.25) for i in range(25)]
-    loss = [1.0 if x < 1e-4 else (1.0 - 0.9 * math.log10(x / 1e-4) / 3 if x < 0.1 else 3.0)
-            for x in lrs]  # fmt: skip
+    loss = [
+        1.0 if x < 1e-4 else (1.0 - 0.9 * math.log10(x / 1e-4) / 3 if x < 0.1 else 3.0) for x in lrs
+    ]
     loss[14] -= 0.3  # the steepest fall: the step into 10 ** -2.5
     s = smooth(loss, beta=0.0)
     assert s == pytest.approx(loss)
@@ -93,8 +104,7 @@ def test_suggestion_is_the_steepest_fall():
 @pytest.mark.slow
 def test_find_lr_cli(ds, tmp_path, cli):
     out = tmp_path / "sweep.png"
-    r = cli("train", ds, "--arch", "tiny", "--find-lr", "-o", out, "--batch-size", "4",
-            "--json")  # fmt: skip
+    r = cli("train", ds, "--arch", "tiny", "--find-lr", "-o", out, "--batch-size", "4", "--json")
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
     assert data["planned_steps"] == 15  # 12 train images, batch 4: 5 passes
@@ -103,11 +113,14 @@ def test_find_lr_cli(ds, tmp_path, cli):
     assert data["lrs"][0] == pytest.approx(1e-7) and data["weights_restored"] is True
     assert out.is_file() and data["plot"] == str(out)
     assert "suggested_lr" in data
-    assert data["warning"].startswith("the sweep had only 15 steps (12 training images: 3 "
-                                      "batches of up to 4 a pass), too few to trust")  # fmt: skip
+    assert data["warning"].startswith(
+        "the sweep had only 15 steps (12 training images: 3 "
+        "batches of up to 4 a pass), too few to trust"
+    )
     r = cli("train", ds, "--arch", "tiny", "--find-lr", "-o", out)
     assert r.exit_code == 2 and "already exists" in r.stderr
-    r = cli("train", ds, "--arch", "tiny", "--find-lr", "-o", out, "--batch-size", "4",
-            "--overwrite")  # fmt: skip
+    r = cli(
+        "train", ds, "--arch", "tiny", "--find-lr", "-o", out, "--batch-size", "4", "--overwrite"
+    )
     assert r.exit_code == 0 and "warning: the sweep had only 15 steps" in r.stderr, r.output
     assert "use --batch-size 1, or add training images" in " ".join(r.stderr.split())

@@ -20,8 +20,10 @@ from cnncli.training.rundir import read_history, write_history
 
 
 def test_history_csv_writes_the_phase_as_a_whole_number(tmp_path):
-    rows = [{"epoch": 1, "loss": 0.5, "phase": 1.0, "learning_rate": 0.001},
-            {"epoch": 2, "loss": 0.25, "phase": 2.0, "learning_rate": 1e-05}]  # fmt: skip
+    rows = [
+        {"epoch": 1, "loss": 0.5, "phase": 1.0, "learning_rate": 0.001},
+        {"epoch": 2, "loss": 0.25, "phase": 2.0, "learning_rate": 1e-05},
+    ]
     write_history(tmp_path / "history.csv", rows)
     lines = (tmp_path / "history.csv").read_text(encoding="utf-8").splitlines()
     assert lines == ["epoch,loss,phase,learning_rate", "1,0.5,1,0.001", "2,0.25,2,1e-05"]
@@ -32,9 +34,12 @@ def test_history_csv_writes_the_phase_as_a_whole_number(tmp_path):
 def test_the_learning_rate_line_never_runs_under_a_legend(tmp_path, monkeypatch, schedule):
     rows = ["epoch,accuracy,loss,val_accuracy,val_loss,learning_rate"]
     for e in range(1, 11):
-        lr = {"cosine": 1e-3 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 10)),
-              "step": 1e-3 * 0.1 ** ((e > 5) + (e > 7)), "warmup": 1e-3 * min(1, e / 4),
-              "constant": 1e-3}[schedule]  # fmt: skip
+        lr = {
+            "cosine": 1e-3 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 10)),
+            "step": 1e-3 * 0.1 ** ((e > 5) + (e > 7)),
+            "warmup": 1e-3 * min(1, e / 4),
+            "constant": 1e-3,
+        }[schedule]
         loss = 1.2 - e * 0.09
         rows.append(f"{e},{0.5 + e * 0.04},{loss},{0.5 + e * 0.03},{loss + 0.05},{lr}")
     (tmp_path / "h.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -43,11 +48,13 @@ def test_the_learning_rate_line_never_runs_under_a_legend(tmp_path, monkeypatch,
 
     def capture(fig, path, **kw):
         fig.canvas.draw()
-        line = next(ln for ax in fig.axes for ln in ax.get_lines()
-                    if ln.get_label() == "learning rate")  # fmt: skip
+        line = next(
+            ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() == "learning rate"
+        )
         xy = line.get_xydata()
-        dense = np.concatenate([np.linspace(a, b, 50) for a, b in zip(xy[:-1], xy[1:],
-                                                                       strict=True)])  # fmt: skip
+        dense = np.concatenate(
+            [np.linspace(a, b, 50) for a, b in zip(xy[:-1], xy[1:], strict=True)]
+        )
         points = line.axes.transData.transform(dense)
         for ax in fig.axes:
             legend = ax.get_legend()
@@ -62,10 +69,18 @@ def test_the_learning_rate_line_never_runs_under_a_legend(tmp_path, monkeypatch,
 
 
 def test_gradcam_of_a_regression_model_names_its_target(tmp_path):
-    r = SimpleNamespace(task="regression", predicted_class="ink 41.5", probability=41.5,
-                        display_scale=1, input_size=(8, 8), image=tmp_path / "a.png",
-                        gradcam="gradcam.png", gradcam_class="ink", gradcam_layer="conv",
-                        layers=[])  # fmt: skip
+    r = SimpleNamespace(
+        task="regression",
+        predicted_class="ink 41.5",
+        probability=41.5,
+        display_scale=1,
+        input_size=(8, 8),
+        image=tmp_path / "a.png",
+        gradcam="gradcam.png",
+        gradcam_class="ink",
+        gradcam_layer="conv",
+        layers=[],
+    )
     write_index(tmp_path, r, "as built", None, [41.5], ["ink"])
     text = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert "Grad-CAM: target ink, layer conv" in text and "class ink" not in text

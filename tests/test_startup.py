@@ -181,9 +181,12 @@ def test_a_command_that_loaded_tensorflow_leaves_at_once_with_its_code(tmp_path)
     scratch.mkdir()
     for code in (0, 3):
         done = subprocess.run(
-            [sys.executable, str(script), str(code)], capture_output=True, text=True,
-            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch)},
-        )  # fmt: skip
+            [sys.executable, str(script), str(code)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch)},
+        )
         ended = time.time()
         assert done.returncode == code, done.stderr[-2000:]
         assert done.stdout.startswith("last line")  # flushed although os._exit skips it

@@ -37,21 +37,31 @@ def kit(tmp_path_factory, write_image):
         arr[:, :6] += 150 * has[1]
         arr[:6, :] += 60 * has[2]
         write_image(root / "images" / f"{i:02d}.png", arr)
-        rows.append([f"{i:02d}.png", ";".join(n for n, h in zip(LABELS, has, strict=True) if h),
-                     round(float(arr.mean()), 2)])  # fmt: skip
+        rows.append(
+            [
+                f"{i:02d}.png",
+                ";".join(n for n, h in zip(LABELS, has, strict=True) if h),
+                round(float(arr.mean()), 2),
+            ]
+        )
     with open(root / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     common = {"labels": root / "table.csv", "size": "12x12", "val": 0.25, "workers": 1}
-    ml = build_dataset(root / "images", root / "ml", task="multilabel", label_col="tags",
-                       label_delim=";", **common).out_dir  # fmt: skip
-    rg = build_dataset(root / "images", root / "rg", task="regression", target_cols=["light"],
-                       **common).out_dir  # fmt: skip
+    ml = build_dataset(
+        root / "images", root / "ml", task="multilabel", label_col="tags", label_delim=";", **common
+    ).out_dir
+    rg = build_dataset(
+        root / "images", root / "rg", task="regression", target_cols=["light"], **common
+    ).out_dir
     keras.utils.set_random_seed(1)
 
     def body():
-        return [keras.Input((12, 12, 3)), keras.layers.Rescaling(1 / 255),
-                keras.layers.Conv2D(3, 3, activation="relu", name="conv"),
-                keras.layers.GlobalAveragePooling2D()]  # fmt: skip
+        return [
+            keras.Input((12, 12, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(3, 3, activation="relu", name="conv"),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
 
     out = {"root": root, "ml": ml, "rg": rg}
     for name, layers in (
@@ -85,15 +95,23 @@ def test_what_is_stored_with_a_model_is_read_and_checked(kit, tmp_path):
     assert rg.targets[0]["name"] == "light" and rg.targets[0]["std"] > 0
     for stored, words in (
         ({"task": "ranking"}, "has task 'ranking', not one of classify, multilabel, regression"),
-        ({"task": "multilabel", "class_names": ["a", "b"], "thresholds": [0.5, 2]},
-         "has thresholds [0.5, 2], not a list of numbers in 0..1"),
-        ({"task": "multilabel", "class_names": ["a", "b"], "thresholds": [0.5]},
-         "has 1 thresholds for 2 labels"),
+        (
+            {"task": "multilabel", "class_names": ["a", "b"], "thresholds": [0.5, 2]},
+            "has thresholds [0.5, 2], not a list of numbers in 0..1",
+        ),
+        (
+            {"task": "multilabel", "class_names": ["a", "b"], "thresholds": [0.5]},
+            "has 1 thresholds for 2 labels",
+        ),
         ({"task": "regression"}, "has task regression but no targets"),
-        ({"task": "regression", "targets": [{"name": "y", "mean": 1, "std": 0, "min": 0,
-                                             "max": 2}]},
-         "has target 'y' with std 0, not positive"),
-    ):  # fmt: skip
+        (
+            {
+                "task": "regression",
+                "targets": [{"name": "y", "mean": 1, "std": 0, "min": 0, "max": 2}],
+            },
+            "has target 'y' with std 0, not positive",
+        ),
+    ):
         with pytest.raises(ModelFileError) as e:
             check_stored(stored, "m.keras")
         assert e.value.message.startswith("m.keras: the stored cnncli metadata " + words)
@@ -111,15 +129,22 @@ def test_evaluate_multilabel_metrics_sheet_and_threshold(kit, tmp_path):
     x, y = _split(info, "val")
     p = probabilities(open_model(kit["ml_model"]), x)
     for threshold in (None, 0.45):
-        r = evaluate(kit["ml_model"], kit["ml"], split="val", threshold=threshold,
-                     errors_png=tmp_path / f"e{threshold}.png",
-                     errors_csv=tmp_path / f"e{threshold}.csv")  # fmt: skip
+        r = evaluate(
+            kit["ml_model"],
+            kit["ml"],
+            split="val",
+            threshold=threshold,
+            errors_png=tmp_path / f"e{threshold}.png",
+            errors_csv=tmp_path / f"e{threshold}.csv",
+        )
         pred = (p > (threshold or 0.5)).astype(int)
         assert r.task == "multilabel" and r.count == len(y)
-        assert r.metrics["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro",
-                                                               zero_division=0))  # fmt: skip
-        assert r.metrics["micro_f1"] == pytest.approx(f1_score(y, pred, average="micro",
-                                                               zero_division=0))  # fmt: skip
+        assert r.metrics["macro_f1"] == pytest.approx(
+            f1_score(y, pred, average="macro", zero_division=0)
+        )
+        assert r.metrics["micro_f1"] == pytest.approx(
+            f1_score(y, pred, average="micro", zero_division=0)
+        )
         assert r.metrics["hamming_loss"] == pytest.approx(hamming_loss(y, pred))
         assert r.metrics["subset_accuracy"] == pytest.approx(np.mean((pred == y).all(axis=1)))
         assert [m.support for m in r.labels] == list(y.sum(axis=0).astype(int))
@@ -179,8 +204,16 @@ def test_evaluate_regression_through_the_cli(kit, cli, tmp_path):
     x, y = _split(info, "val")
     p = probabilities(open_model(kit["rg_model"]), x)
     worst = tmp_path / "worst"
-    r = cli("evaluate", str(kit["rg_model"]), str(kit["rg"]), "--errors", f"{worst}.png",
-            "--errors-csv", f"{worst}.csv", "--json")  # fmt: skip
+    r = cli(
+        "evaluate",
+        str(kit["rg_model"]),
+        str(kit["rg"]),
+        "--errors",
+        f"{worst}.png",
+        "--errors-csv",
+        f"{worst}.csv",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     (t,) = data["targets"]
@@ -199,8 +232,10 @@ def test_evaluate_regression_through_the_cli(kit, cli, tmp_path):
     assert r.exit_code == 0 and "MAE of the train mean" in r.stdout
     r = cli("evaluate", str(kit["rg_model"]), str(kit["rg"]), "--confusion", "c.png")
     assert r.exit_code == 2
-    assert "--confusion draws a classifier's confusion matrix; this dataset's task is " \
-           "regression" in r.stderr  # fmt: skip
+    assert (
+        "--confusion draws a classifier's confusion matrix; this dataset's task is "
+        "regression" in r.stderr
+    )
 
 
 def test_predict_prints_labels_above_thresholds_and_values(kit, cli):
@@ -248,8 +283,9 @@ def test_activations_gradcam_and_embed_colours(kit, tmp_path):
     assert r.images[0].predicted_class.startswith("light ")
     assert "Predicted values" in (tmp_path / "b" / "index.html").read_text()
 
-    e = embed(kit["ml_model"], [kit["ml"]], out_csv=tmp_path / "ml.csv", clusters=2,
-              color_by="left")  # fmt: skip
+    e = embed(
+        kit["ml_model"], [kit["ml"]], out_csv=tmp_path / "ml.csv", clusters=2, color_by="left"
+    )
     assert e.color_by == "left" and e.projection.is_file()
     assert e.values.shape == (24, 3) and set(np.unique(e.values)) <= {0.0, 1.0}
     e = embed(kit["rg_model"], [kit["rg"]], out_csv=tmp_path / "rg.csv", clusters=2)

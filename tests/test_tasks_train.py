@@ -42,10 +42,23 @@ def task_sets(tmp_path_factory, write_image):
     with open(root / "values.csv", "w", newline="") as f:
         csv.writer(f).writerows(table)
     common = {"size": "12x12", "val": 0.25, "workers": 1}
-    ml = build_dataset(root / "images", root / "ml", labels=root / "tags.csv", task="multilabel",
-                       label_col="tags", label_delim=";", **common).out_dir  # fmt: skip
-    rg = build_dataset(root / "images", root / "rg", labels=root / "values.csv",
-                       task="regression", target_cols=["light"], **common).out_dir  # fmt: skip
+    ml = build_dataset(
+        root / "images",
+        root / "ml",
+        labels=root / "tags.csv",
+        task="multilabel",
+        label_col="tags",
+        label_delim=";",
+        **common,
+    ).out_dir
+    rg = build_dataset(
+        root / "images",
+        root / "rg",
+        labels=root / "values.csv",
+        task="regression",
+        target_cols=["light"],
+        **common,
+    ).out_dir
     return {"ml": ml, "rg": rg, "root": root}
 
 
@@ -81,8 +94,17 @@ def test_multilabel_run_sigmoid_head_metrics_weights_and_metadata(task_sets, ml_
 
     result, run = ml_run, ml_run.run_dir
     row = result.history[-1]
-    for key in ("loss", "f1_micro", "f1_macro", "auc", "val_f1_macro", "val_auc",
-                "precision_left", "recall_blue", "val_precision_top"):  # fmt: skip
+    for key in (
+        "loss",
+        "f1_micro",
+        "f1_macro",
+        "auc",
+        "val_f1_macro",
+        "val_auc",
+        "precision_left",
+        "recall_blue",
+        "val_precision_top",
+    ):
         assert key in row, key
     assert "accuracy" not in row
     meta = json.loads((run / "run.json").read_text())
@@ -112,8 +134,23 @@ def test_regression_run_outputs_the_tables_units_and_resumes(task_sets, tmp_path
     (target,) = info.targets
     assert target.name == "light" and target.std > 0
     run = tmp_path / "rg"
-    r = cli("train", str(task_sets["rg"]), "--arch", "tiny", "--loss", "huber", "--epochs", "1",
-            "-o", str(run), "--batch-size", "8", "--lr", "0.01", "--quiet")  # fmt: skip
+    r = cli(
+        "train",
+        str(task_sets["rg"]),
+        "--arch",
+        "tiny",
+        "--loss",
+        "huber",
+        "--epochs",
+        "1",
+        "-o",
+        str(run),
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     resumed = resume(run, epochs=2)  # its loss compiled again: Keras drops Huber's delta
     history = resumed.history
@@ -144,9 +181,13 @@ def test_every_architecture_and_spec_gets_the_tasks_head(tmp_path):
 
     for name in ARCHITECTURES:
         assert architecture_entries(name, num_classes=3, task="multilabel")[1][-1] == (
-            "Dense", {"units": 3, "activation": "sigmoid"})  # fmt: skip
+            "Dense",
+            {"units": 3, "activation": "sigmoid"},
+        )
         assert architecture_entries(name, num_classes=1, task="regression")[1][-1] == (
-            "Dense", {"units": 1})  # fmt: skip
+            "Dense",
+            {"units": 1},
+        )
     spec = {"input_shape": [8, 8, 1], "layers": [{"Flatten": {}}, {"Dense": {"units": 5}}]}
     model = build_from_spec(spec, num_classes=2, task="multilabel")
     assert model.layers[-1].units == 2 and model.layers[-1].activation.__name__ == "sigmoid"
@@ -170,7 +211,11 @@ def test_a_mismatched_from_model_and_task_options_are_one_line(task_sets, ml_run
     )
     assert "f1_macro 0.6000" in metrics_text({"loss": 0.5, "f1_macro": 0.6, "precision_a": 1})
     assert [monitor_mode(m) for m in ("val_mae", "rmse", "val_r2", "val_f1_macro")] == [
-        "min", "min", "max", "max"]  # fmt: skip
+        "min",
+        "min",
+        "max",
+        "max",
+    ]
     with pytest.raises(UsageError, match="--loss huber is for regression datasets"):
         train(task_sets["ml"], tmp_path / "a", arch="tiny", options=opts(loss="huber"))
     with pytest.raises(UsageError, match="--class-weight is for classify and multilabel"):
@@ -182,8 +227,12 @@ def test_a_mismatched_from_model_and_task_options_are_one_line(task_sets, ml_run
 
     # a multilabel model cannot continue on the regression set (refused before TensorFlow)
     with pytest.raises(InputError) as e:
-        train(task_sets["rg"], tmp_path / "d", from_model=ml_run.run_dir / "best.keras",
-              options=opts(epochs=1))  # fmt: skip
+        train(
+            task_sets["rg"],
+            tmp_path / "d",
+            from_model=ml_run.run_dir / "best.keras",
+            options=opts(epochs=1),
+        )
     assert e.value.message == (
         "the --from model is a multilabel model (3 labels) but the dataset is regression (1 target)"
     )

@@ -132,9 +132,19 @@ def test_fixed_epoch_steps_wrap_and_class_weights(datasets):
 
     info = open_dataset(datasets["raw"])
     files = shard_files(info, "train", 2, 1)
-    ds = make_tf_dataset(info, "train", batch_size=3, shuffle=True, repeat=True, first_epoch=0,
-                         last_epoch=2, num_shards=2, shard_index=1, epoch_steps=5,
-                         class_weight={0: 0.5, 1: 2.0})  # fmt: skip
+    ds = make_tf_dataset(
+        info,
+        "train",
+        batch_size=3,
+        shuffle=True,
+        repeat=True,
+        first_epoch=0,
+        last_epoch=2,
+        num_shards=2,
+        shard_index=1,
+        epoch_steps=5,
+        class_weight={0: 0.5, 1: 2.0},
+    )
     batches = list(ds)
     assert len(batches) == 10  # 2 epochs x 5 steps, whatever the shard holds
     assert all(len(b) == 3 and b[0].shape[0] == 3 for b in batches)  # full batches only

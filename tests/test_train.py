@@ -67,8 +67,15 @@ def test_short_run_writes_the_run_folder(ds2, tmp_path):
     result = train(ds2, run, model=tiny(), options=opts(save_best_only=False))
     assert result.epochs_run == 2 and len(result.history) == 2
     names = sorted(p.name for p in run.iterdir())
-    for name in ("best.keras", "last.keras", "checkpoints", "history.csv", "history.png",
-                 "run.json", "state"):  # fmt: skip
+    for name in (
+        "best.keras",
+        "last.keras",
+        "checkpoints",
+        "history.csv",
+        "history.png",
+        "run.json",
+        "state",
+    ):
         assert name in names
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     vl = [r["val_loss"] for r in result.history]
@@ -135,9 +142,12 @@ def test_interrupted_and_resumed_equals_uninterrupted(ds2, tmp_path):
     steps = 3  # 18 train images / batch 8
     with pytest.raises(TrainingInterrupted) as exc:
         train(
-            ds2, tmp_path / "cut", model=tiny(seed=5), options=opts(**o),
+            ds2,
+            tmp_path / "cut",
+            model=tiny(seed=5),
+            options=opts(**o),
             callbacks=[InterruptAt(2 * steps + 1)],
-        )  # fmt: skip
+        )
     assert exc.value.exit_code == ExitCode.INTERRUPTED == 130
     assert "interrupted after 2 finished epoch(s)" in str(exc.value)
     assert f"cnncli train --resume {tmp_path / 'cut'}" in str(exc.value)
@@ -156,8 +166,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(ds2, tmp_path):
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), k
     with open(hist, newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
-    for wa, wb in zip(_weights(tmp_path / "full/last.keras"),
-                      _weights(tmp_path / "cut/last.keras"), strict=True):  # fmt: skip
+    for wa, wb in zip(
+        _weights(tmp_path / "full/last.keras"), _weights(tmp_path / "cut/last.keras"), strict=True
+    ):
         np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
     assert full.best_epoch == resumed.best_epoch
     assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "finished"
@@ -173,9 +184,11 @@ def test_early_stop_and_class_weights_and_categorical_head(tmp_path, make_datase
 
     ds3 = make_dataset(tmp_path, classes=("a", "b", "c"), n=8)
     r = train(
-        ds3, tmp_path / "run", model=tiny(units=3, act="softmax"),
+        ds3,
+        tmp_path / "run",
+        model=tiny(units=3, act="softmax"),
         options=opts(epochs=6, early_stop=1, monitor="accuracy", class_weight="auto", lr=1e-9),
-    )  # fmt: skip
+    )
     # learning rate ~0: accuracy never improves after epoch 1, so patience 1 stops at 2
     assert r.stopped_early and r.epochs_run == 2
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -263,8 +276,15 @@ def test_augmentation_is_active_only_in_training(ds2):
     net = build_training_model(arch, info, aug)
     plain = build_training_model(arch, info, None)  # the same architecture layers, no augmentation
     names = [layer.name for layer in net.layers]
-    assert names[:7] == ["pixels", "rescale", "aug_flip", "aug_rotation", "aug_shift",
-                         "aug_shear", "aug_zoom"]  # fmt: skip
+    assert names[:7] == [
+        "pixels",
+        "rescale",
+        "aug_flip",
+        "aug_rotation",
+        "aug_shift",
+        "aug_shear",
+        "aug_zoom",
+    ]
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(net(x, training=False), plain(x, training=False), rtol=1e-6)
     # in training the augmentation changes what the layers after it see
@@ -315,8 +335,9 @@ def test_head_of_a_nested_model_and_stacked_augmentation(ds2, tmp_path):
     assert type(net.layers[-1]).__name__ == "Functional"  # nested, last layer is the model
     assert training_head(net, 2) == Head("binary", from_logits=False, units=1)
     logits = tiny(act=None)
-    assert training_head(build_training_model(keras.Model(logits.inputs, logits.outputs), info,
-                                              None), 2) == Head("binary", True, 1)  # fmt: skip
+    assert training_head(
+        build_training_model(keras.Model(logits.inputs, logits.outputs), info, None), 2
+    ) == Head("binary", True, 1)
 
     aug = AugmentOptions.course()
     with_aug = build_training_model(tiny(), info, aug)
@@ -357,12 +378,22 @@ def test_saved_models_leave_augmentation_out_and_resume_keeps_it(ds2, tmp_path):
     from cnncli.training.events import TrainingInterrupted
     from cnncli.training.fit import resume, train
 
-    o = dict(epochs=2, seed=3, augment=AugmentOptions.course(), save_best_only=False,
-             steps_per_execution=1)  # fmt: skip
+    o = dict(
+        epochs=2,
+        seed=3,
+        augment=AugmentOptions.course(),
+        save_best_only=False,
+        steps_per_execution=1,
+    )
     full = train(ds2, tmp_path / "full", model=tiny(seed=3), options=opts(**o))
     with pytest.raises(TrainingInterrupted):
-        train(ds2, tmp_path / "cut", model=tiny(seed=3), options=opts(**o),
-              callbacks=[InterruptAt(3 + 1)])  # fmt: skip
+        train(
+            ds2,
+            tmp_path / "cut",
+            model=tiny(seed=3),
+            options=opts(**o),
+            callbacks=[InterruptAt(3 + 1)],
+        )
     resumed = resume(tmp_path / "cut")
     for a, b in zip(full.history, resumed.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
@@ -377,8 +408,14 @@ def test_saved_models_leave_augmentation_out_and_resume_keeps_it(ds2, tmp_path):
             model = load_model(tmp_path / run / name).model
             assert existing_augmentation(model) == [], (run, name)
             assert [type(layer).__name__ for layer in model.layers] == [
-                "InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "Flatten", "Dropout", "Dense",
-            ], (run, name)  # fmt: skip
+                "InputLayer",
+                "Rescaling",
+                "Conv2D",
+                "MaxPooling2D",
+                "Flatten",
+                "Dropout",
+                "Dense",
+            ], (run, name)
     last = load_model(tmp_path / "cut/last.keras").model
     np.testing.assert_allclose(last(x), state(x, training=False), rtol=1e-5)
     # load + evaluate works as on any compiled Keras model (the course's notebooks do it)

@@ -45,13 +45,28 @@ def _history(run):
 @pytest.mark.slow
 def test_short_run_on_sample_data_with_json_log(cli, facade, tmp_path):
     run = tmp_path / "run"
-    r = cli("train", facade, "--arch", "tiny", "-o", run, "--epochs", "2", "--batch-size", "8",
-            "--save-every-epoch", "--json-log", "--augment", *TB)  # fmt: skip
+    r = cli(
+        "train",
+        facade,
+        "--arch",
+        "tiny",
+        "-o",
+        run,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--save-every-epoch",
+        "--json-log",
+        "--augment",
+        *TB,
+    )
     assert r.exit_code == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [d["epoch"] for d in lines] == [1, 2]
-    assert all({"loss", "accuracy", "val_loss", "val_accuracy", "checkpoint"} <= set(d)
-               for d in lines)  # fmt: skip
+    assert all(
+        {"loss", "accuracy", "val_loss", "val_accuracy", "checkpoint"} <= set(d) for d in lines
+    )
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert ckpts == [f"save-{d['epoch']:02d}-{d['val_loss']:.4f}.keras" for d in lines]
     assert [d["checkpoint"] for d in lines] == [f"checkpoints/{c}" for c in ckpts]
@@ -62,8 +77,12 @@ def test_short_run_on_sample_data_with_json_log(cli, facade, tmp_path):
     assert meta["metadata"]["class_names"] == ["벽돌", "대리석"]
     assert meta["metadata"]["image"]["channels"] == 4
     assert meta["options"]["augment"] == {
-        "rotation": 40.0, "shift": 0.1, "shear": 0.2, "zoom": 0.2, "flip": True,
-    }  # fmt: skip
+        "rotation": 40.0,
+        "shift": 0.1,
+        "shear": 0.2,
+        "zoom": 0.2,
+        "flip": True,
+    }
     assert "epoch 2/2" in r.stderr  # the epoch lines go to stderr
     if TB:
         assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
@@ -138,29 +157,57 @@ def test_mistakes_are_refused_before_tensorflow_loads(facade, tmp_path, fresh_cl
     (existing / "keep").write_text("x")
     train = ["train", str(facade)]
     cases = [
-        ([*train, "--arch", "tiny", "-o", str(existing)], 2,
-         f"error: {existing} already exists: choose another output or pass --overwrite"),
-        ([*train, "--arch", "tiny", "-o", str(existing), "--overwrite"], 2,
-         f"error: {existing} is not a cnncli run folder (no run.json), so --overwrite will not "
-         "replace it: choose another output folder"),
-        ([*train, "--arch", "resnet"], 2, "error: unknown architecture 'resnet': choose one of "
-         "facade, mnist, mnist-wide, catsdogs, catsdogs-dropout, lenet5, tiny"),
-        ([*train, "--spec", str(tmp_path / "no.yaml")], 2,
-         f"error: spec file {tmp_path / 'no.yaml'} not found: give the path of a .yaml or .json "
-         "spec"),
-        ([*train, "--from", str(tmp_path / "no.keras")], 2,
-         f"error: model file {tmp_path / 'no.keras'} not found: give the path of a .keras or .h5 "
-         "file"),
-        ([*train, "--arch", "tiny", "--epochs", "0"], 2,
-         "error: --epochs must be at least 1, got 0"),
-        ([*train, "--arch", "tiny", "--checkpoint", "c-{val_acc}.keras"], 2,
-         "error: --checkpoint pattern 'c-{val_acc}.keras' cannot be filled (KeyError: 'val_acc'): "
-         "use {epoch}, {loss}, {accuracy}, {val_loss}, {val_accuracy}"),
-        ([*train, "--arch", "tiny", "--monitor", "val_acc"], 2,
-         "error: unknown --monitor 'val_acc': use one of loss, accuracy, val_loss, val_accuracy"),
-        (["train", "--resume", str(existing)], 2,
-         f"error: {existing} is not a cnncli run folder (no run.json)"),
-    ]  # fmt: skip
+        (
+            [*train, "--arch", "tiny", "-o", str(existing)],
+            2,
+            f"error: {existing} already exists: choose another output or pass --overwrite",
+        ),
+        (
+            [*train, "--arch", "tiny", "-o", str(existing), "--overwrite"],
+            2,
+            f"error: {existing} is not a cnncli run folder (no run.json), so --overwrite will not "
+            "replace it: choose another output folder",
+        ),
+        (
+            [*train, "--arch", "resnet"],
+            2,
+            "error: unknown architecture 'resnet': choose one of "
+            "facade, mnist, mnist-wide, catsdogs, catsdogs-dropout, lenet5, tiny",
+        ),
+        (
+            [*train, "--spec", str(tmp_path / "no.yaml")],
+            2,
+            f"error: spec file {tmp_path / 'no.yaml'} not found: give the path of a .yaml or .json "
+            "spec",
+        ),
+        (
+            [*train, "--from", str(tmp_path / "no.keras")],
+            2,
+            f"error: model file {tmp_path / 'no.keras'} not found: give the path of a .keras or "
+            ".h5 file",
+        ),
+        (
+            [*train, "--arch", "tiny", "--epochs", "0"],
+            2,
+            "error: --epochs must be at least 1, got 0",
+        ),
+        (
+            [*train, "--arch", "tiny", "--checkpoint", "c-{val_acc}.keras"],
+            2,
+            "error: --checkpoint pattern 'c-{val_acc}.keras' cannot be filled (KeyError: "
+            "'val_acc'): use {epoch}, {loss}, {accuracy}, {val_loss}, {val_accuracy}",
+        ),
+        (
+            [*train, "--arch", "tiny", "--monitor", "val_acc"],
+            2,
+            "error: unknown --monitor 'val_acc': use one of loss, accuracy, val_loss, val_accuracy",
+        ),
+        (
+            ["train", "--resume", str(existing)],
+            2,
+            f"error: {existing} is not a cnncli run folder (no run.json)",
+        ),
+    ]
     results, heavy = fresh_cli([c[0] for c in cases], cwd=tmp_path)
     for (_, code, message), (exit_code, stderr) in zip(cases, results, strict=True):
         assert (exit_code, stderr) == (code, message)
@@ -188,7 +235,7 @@ def _start(facade, run, epochs=400, extra=()):
             "4",
             "--quiet",
             *extra,
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -322,8 +369,9 @@ def test_summary_shows_the_metrics_at_the_best_epoch(capsys, monkeypatch, tmp_pa
         {"epoch": 1, "loss": 0.2, "accuracy": 0.9861, "val_loss": 0.31, "val_accuracy": 0.9},
         {"epoch": 2, "loss": 0.05686, "accuracy": 0.9722, "val_loss": 0.12, "val_accuracy": 0.95},
     ]
-    result = TrainResult(tmp_path, 2, best_epoch=2, best_value=0.12, monitor="val_loss",
-                         history=history)  # fmt: skip
+    result = TrainResult(
+        tmp_path, 2, best_epoch=2, best_value=0.12, monitor="val_loss", history=history
+    )
     print_train_result(result)
     out = capsys.readouterr().out
     assert "at the best epoch (2, by val_loss)" in out

@@ -112,15 +112,27 @@ def _sigint_once(monkeypatch):
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_a_stop_after_the_last_epoch_is_told_and_resume_finishes_it(cli, ds, tmp_path,
-                                                                    monkeypatch, sig):  # fmt: skip
+def test_a_stop_after_the_last_epoch_is_told_and_resume_finishes_it(
+    cli, ds, tmp_path, monkeypatch, sig
+):
     """Ctrl-C or kill in the moment after the last epoch (history.png, run.json still to
     write): the usual line and exit code, run.json "interrupted"; --resume then finishes
     what was left (it used to refuse: "already finished 2 of 2 epochs"). SIGTERM runs in
     a process of its own: outside training it ends the process."""
     run = tmp_path / "run"
-    args = ["train", str(ds), "--arch", "tiny", "-o", str(run), "--epochs", "2",
-            "--batch-size", "4", "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        str(ds),
+        "--arch",
+        "tiny",
+        "-o",
+        str(run),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     if sig == "SIGINT":
         with monkeypatch.context() as mp:
             _sigint_once(mp)
@@ -128,8 +140,13 @@ def test_a_stop_after_the_last_epoch_is_told_and_resume_finishes_it(cli, ds, tmp
         code, stderr, what = r.exit_code, r.stderr, "interrupted"
     else:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run([sys.executable, "-c", _SIGTERM_IN_FINISH, *args],
-                              capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", _SIGTERM_IN_FINISH, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         code, stderr, what = proc.returncode, proc.stderr, "stopped by SIGTERM"
     assert code == {"SIGINT": 130, "SIGTERM": 143}[sig], stderr
     assert stderr.strip().splitlines()[-1] == (
@@ -186,8 +203,10 @@ def test_a_stop_between_the_commit_and_the_model_files_resumes_to_the_same_run(
     assert ckpts == sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir())
     assert len(ckpts) == 2 and resumed.best_epoch == full.best_epoch
     assert sorted(p.name for p in (cut / "state").iterdir()) == [
-        "epoch-0002.npz", "model.keras", "state.json"
-    ]  # fmt: skip
+        "epoch-0002.npz",
+        "model.keras",
+        "state.json",
+    ]
     assert _run_json(cut)["status"] == "finished" and _debris(cut) == []
 
 
@@ -260,16 +279,20 @@ def _fail_variables(monkeypatch):
 # (what fails at epoch 2, the file the message names, the epoch the state is left at)
 DISK_FULL = {
     "resume state": (_fail_variables, "state/epoch-0002.npz", 1),
-    "model for use": (lambda mp: _fail_keras_save(mp, r"last-epoch-0002\.keras"),
-                      "state/last-epoch-0002.keras", 1),
+    "model for use": (
+        lambda mp: _fail_keras_save(mp, r"last-epoch-0002\.keras"),
+        "state/last-epoch-0002.keras",
+        1,
+    ),
     "state.json": (_fail_state_json, "state/state.json", 1),
     "checkpoint": (_fail_checkpoint_copy, "checkpoints/save-02-", 2),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("where", list(DISK_FULL))
-def test_a_full_disk_at_any_write_names_the_file_and_resume_continues(ds, tmp_path, monkeypatch,
-                                                                      tiny, where):  # fmt: skip
+def test_a_full_disk_at_any_write_names_the_file_and_resume_continues(
+    ds, tmp_path, monkeypatch, tiny, where
+):
     """ENOSPC at each write of epoch 2 of 3: one line naming the file and the free space,
     exit 1, run.json "failed" (disk full), the state and last.keras of one epoch, no half
     file; --resume then trains to the end."""
@@ -299,8 +322,10 @@ def test_a_full_disk_at_any_write_names_the_file_and_resume_continues(ds, tmp_pa
     assert _state(run)["epoch"] == kept
     assert _same_weights(run / "last.keras", (run, kept))
     assert sorted(p.name for p in (run / "state").iterdir()) == [
-        f"epoch-{kept:04d}.npz", "model.keras", "state.json"
-    ]  # fmt: skip
+        f"epoch-{kept:04d}.npz",
+        "model.keras",
+        "state.json",
+    ]
     assert _history_epochs(run) == list(range(1, kept + 1)) and _debris(run) == []
 
     resumed = resume(run)
@@ -314,8 +339,9 @@ def test_a_full_disk_at_any_write_names_the_file_and_resume_continues(ds, tmp_pa
 def test_a_full_disk_through_the_cli_is_one_line_and_exit_1(cli, ds, tmp_path, monkeypatch):
     run = tmp_path / "run"
     _fail_keras_save(monkeypatch, r"last-epoch-0001\.keras")
-    r = cli("train", ds, "--arch", "tiny", "-o", run, "--epochs", "2", "--batch-size", "4",
-            "--quiet")  # fmt: skip
+    r = cli(
+        "train", ds, "--arch", "tiny", "-o", run, "--epochs", "2", "--batch-size", "4", "--quiet"
+    )
     assert r.exit_code == 1, r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(

@@ -38,18 +38,30 @@ def test_params_read_as_ranges_and_choices_of_trains_types():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("lr=1e-2..1e-4", "--param lr=1e-2..1e-4: the range must go from low to high: "
-         "write lr=1e-4..1e-2"),
-        ("batch-size=32", "--param batch-size=32: a choice of one value searches nothing: "
-         "give two or more (batch-size=A,B), or fix it with --batch-size 32"),
-        ("batch-sise=16,32", "cnncli train has no searchable option --batch-sise: "
-         "did you mean batch-size?"),
-        ("optimizer=adam,adamw", "--param optimizer: unknown value 'adamw': use some of adam, "
-         "rmsprop, sgd, adadelta"),
+        (
+            "lr=1e-2..1e-4",
+            "--param lr=1e-2..1e-4: the range must go from low to high: write lr=1e-4..1e-2",
+        ),
+        (
+            "batch-size=32",
+            "--param batch-size=32: a choice of one value searches nothing: "
+            "give two or more (batch-size=A,B), or fix it with --batch-size 32",
+        ),
+        (
+            "batch-sise=16,32",
+            "cnncli train has no searchable option --batch-sise: did you mean batch-size?",
+        ),
+        (
+            "optimizer=adam,adamw",
+            "--param optimizer: unknown value 'adamw': use some of adam, rmsprop, sgd, adadelta",
+        ),
         ("batch-size=a,b", "--param batch-size: 'a' is not an int"),
         ("lr=0..1e-2:log", "--param lr=0..1e-2:log: a :log range must be above 0"),
-        ("lr", "--param 'lr' is not NAME=SPACE: e.g. --param lr=1e-4..1e-2:log or --param "
-         "batch-size=16,32,64"),
+        (
+            "lr",
+            "--param 'lr' is not NAME=SPACE: e.g. --param lr=1e-4..1e-2:log or --param "
+            "batch-size=16,32,64",
+        ),
     ],
 )
 def test_bad_params_say_what_is_wrong(text, message):
@@ -97,10 +109,23 @@ def _parse_train(args: list[str]) -> tuple[dict, TrainOptions]:
     "opts",
     [
         TrainOptions(),
-        TrainOptions(epochs=7, batch_size=16, lr=0.0031415926535897, lr_schedule="cosine",
-                     monitor="val_accuracy", augment=AugmentOptions.course(), seed=3),
-        TrainOptions(optimizer="sgd", early_stop=2, warmup=1, save_best_only=False,
-                     augment=AugmentOptions(rotation=12.5), class_weight="auto"),
+        TrainOptions(
+            epochs=7,
+            batch_size=16,
+            lr=0.0031415926535897,
+            lr_schedule="cosine",
+            monitor="val_accuracy",
+            augment=AugmentOptions.course(),
+            seed=3,
+        ),
+        TrainOptions(
+            optimizer="sgd",
+            early_stop=2,
+            warmup=1,
+            save_best_only=False,
+            augment=AugmentOptions(rotation=12.5),
+            class_weight="auto",
+        ),
     ],
 )
 def test_the_train_command_gives_back_the_trials_options(opts):
@@ -111,12 +136,14 @@ def test_the_train_command_gives_back_the_trials_options(opts):
 
 
 def test_trial_options_put_the_values_in():
-    opts, arch = trial_options(TrainOptions(epochs=3),
-                               {"lr": 0.01, "batch-size": 16, "augment": True, "arch": "tiny"})
+    opts, arch = trial_options(
+        TrainOptions(epochs=3), {"lr": 0.01, "batch-size": 16, "augment": True, "arch": "tiny"}
+    )
     assert (opts.lr, opts.batch_size, opts.epochs, arch) == (0.01, 16, 3, "tiny")
     assert opts.augment == AugmentOptions.course()
-    opts, arch = trial_options(TrainOptions(augment=AugmentOptions.course()),
-                               {"augment": False, "class-weight": "none"})
+    opts, arch = trial_options(
+        TrainOptions(augment=AugmentOptions.course()), {"augment": False, "class-weight": "none"}
+    )
     assert (opts.augment, opts.class_weight, arch) == (None, None, None)
 
 
@@ -124,8 +151,7 @@ def test_space_file_reads_as_params(tmp_path):
     f = tmp_path / "space.yaml"
     f.write_text("lr: 1e-4..1e-2:log\nbatch-size: [16, 32]\naugment: on,off\n")
     dims = read_space_file(f)
-    assert [d.text() for d in dims] == ["lr=0.0001..0.01:log", "batch-size=16,32",
-                                         "augment=on,off"]  # fmt: skip
+    assert [d.text() for d in dims] == ["lr=0.0001..0.01:log", "batch-size=16,32", "augment=on,off"]
     f.write_text("lr: 1e-2..1e-4\n")
     with pytest.raises(UsageError, match="the range must go from low to high"):
         read_space_file(f)
@@ -138,13 +164,15 @@ def test_default_space_depends_on_the_task_and_a_fixed_model():
     names = [d.name for d in default_space("classify", fixed_model=False)]
     assert names == ["lr", "batch-size", "lr-schedule", "augment", "arch"]
     assert [d.name for d in default_space("regression", fixed_model=True)] == [
-        "lr", "batch-size", "lr-schedule"]  # fmt: skip
+        "lr",
+        "batch-size",
+        "lr-schedule",
+    ]
 
 
 @pytest.fixture
 def dataset(tiny, tmp_path) -> Path:
-    return tiny.build(tiny.make_images(tmp_path / "img", ["a", "b"], per_class=6),
-                      tmp_path / "ds")  # fmt: skip
+    return tiny.build(tiny.make_images(tmp_path / "img", ["a", "b"], per_class=6), tmp_path / "ds")
 
 
 def test_bad_input_is_one_line_exit_2_before_tensorflow(fresh_cli, dataset, tiny, tmp_path):
@@ -155,18 +183,35 @@ def test_bad_input_is_one_line_exit_2_before_tensorflow(fresh_cli, dataset, tiny
     _, spec = plan_study(TuneRequest(dataset, study, trials=2, source={"arch": "tiny"}))
     study.mkdir()
     write_study_json(study, spec)
-    other = tiny.build(tiny.make_images(tmp_path / "img2", ["a", "b"], per_class=5, seed=1),
-                       tmp_path / "other")  # fmt: skip
+    other = tiny.build(
+        tiny.make_images(tmp_path / "img2", ["a", "b"], per_class=5, seed=1), tmp_path / "other"
+    )
     cases = [
         ["tune", dataset, "--arch", "tiny", "--param", "lr=1e-2..1e-4"],
         ["tune", dataset, "--arch", "tiny", "--param", "dropout=0.0..0.5"],
         ["tune", dataset, "--arch", "tiny", "--param", "batch-size=32"],
         ["tune", other, "--study", study, "--arch", "tiny"],
         ["tune", "--join", tmp_path / "nothing"],
-        ["tune", dataset, "--arch", "tiny", "--study", tmp_path / "s2",
-         "--storage", "sqlite:////nonexistent/folder/x.db"],
-        ["tune", dataset, "--param", "arch=tiny,mnist", "--arch", "tiny", "--study",
-         tmp_path / "s3"],
+        [
+            "tune",
+            dataset,
+            "--arch",
+            "tiny",
+            "--study",
+            tmp_path / "s2",
+            "--storage",
+            "sqlite:////nonexistent/folder/x.db",
+        ],
+        [
+            "tune",
+            dataset,
+            "--param",
+            "arch=tiny,mnist",
+            "--arch",
+            "tiny",
+            "--study",
+            tmp_path / "s3",
+        ],
         ["tune", dataset, "--arch", "tiny", "--metric", "val_f1", "--study", tmp_path / "s4"],
         ["tune", dataset, "--study", study, "--arch", "tiny", "--param", "lr=1e-3..1e-2"],
         ["tune", "--join", study, "--param", "lr=1e-3..1e-2"],
@@ -219,12 +264,19 @@ def test_trials_of_dead_processes_are_failed_and_retried_once(tmp_path):
     alive = study.ask(dist)
     for key, value in (("host", claims.HOST), ("pid", os.getpid())):
         alive.set_user_attr(key, value)
-    study.add_trial(optuna.create_trial(params={"lr": 5e-3}, distributions=dist,
-                                        state=optuna.trial.TrialState.FAIL,
-                                        user_attrs={"stopped": "SIGTERM"}))  # fmt: skip
+    study.add_trial(
+        optuna.create_trial(
+            params={"lr": 5e-3},
+            distributions=dist,
+            state=optuna.trial.TrialState.FAIL,
+            user_attrs={"stopped": "SIGTERM"},
+        )
+    )
     done = recover_trials(study, storage)
-    assert done == [f"trial 1: its process (pid {dead.pid}) is gone; retried",
-                    "trial 3: stopped by SIGTERM; retried"]  # fmt: skip
+    assert done == [
+        f"trial 1: its process (pid {dead.pid}) is gone; retried",
+        "trial 3: stopped by SIGTERM; retried",
+    ]
     states = [t.state.name for t in study.get_trials()]
     assert states == ["COMPLETE", "FAIL", "RUNNING", "FAIL", "WAITING", "WAITING"]
     waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]

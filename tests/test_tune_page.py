@@ -13,8 +13,12 @@ import pytest
 from cnncli.tune.page import best_so_far, write_study_page
 from cnncli.tune.result import TuneResult, sort_rows, trial_row
 
-PARAMS = [{"lr": 0.001, "batch-size": 16}, {"lr": 0.01, "batch-size": 32},
-          {"lr": 0.0003, "batch-size": 16}, {"lr": 0.05, "batch-size": 64}]  # fmt: skip
+PARAMS = [
+    {"lr": 0.001, "batch-size": 16},
+    {"lr": 0.01, "batch-size": 32},
+    {"lr": 0.0003, "batch-size": 16},
+    {"lr": 0.05, "batch-size": 64},
+]
 VALUES = [0.71, 0.88, None, 0.80]
 STATES = ["complete", "complete", "pruned", "complete"]
 
@@ -32,16 +36,27 @@ def study(tmp_path) -> TuneResult:
         import numpy as np
 
         save_png(np.full((8, 8, 3), 200, "uint8"), run / "history.png")
-        attrs = {"epochs": 1 if state == "pruned" else 3, "seed": 0,
-                 "command": ["cnncli", "train", "ds", "--lr", str(params["lr"])]}  # fmt: skip
-        rows.append(trial_row(n, state, value if state == "complete" else 0.4, params, run,
-                              2.5, attrs))  # fmt: skip
+        attrs = {
+            "epochs": 1 if state == "pruned" else 3,
+            "seed": 0,
+            "command": ["cnncli", "train", "ds", "--lr", str(params["lr"])],
+        }
+        rows.append(
+            trial_row(n, state, value if state == "complete" else 0.4, params, run, 2.5, attrs)
+        )
     rows = sort_rows(rows, "maximize")
-    return TuneResult(study_dir=tmp_path, metric="val_accuracy", direction="maximize",
-                      total=4, rows=rows, best=rows[0],
-                      counts={"complete": 3, "pruned": 1, "failed": 0},
-                      seconds=10.0, importance={"lr": 0.8, "batch-size": 0.2},
-                      space=["lr", "batch-size"])  # fmt: skip
+    return TuneResult(
+        study_dir=tmp_path,
+        metric="val_accuracy",
+        direction="maximize",
+        total=4,
+        rows=rows,
+        best=rows[0],
+        counts={"complete": 3, "pruned": 1, "failed": 0},
+        seconds=10.0,
+        importance={"lr": 0.8, "batch-size": 0.2},
+        space=["lr", "batch-size"],
+    )
 
 
 def test_rows_best_first_and_the_best_so_far_line(study):

@@ -19,13 +19,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def dataset(tiny, tmp_path) -> Path:
-    return tiny.build(tiny.make_images(tmp_path / "img", ["a", "b"], per_class=12),
-                      tmp_path / "ds")  # fmt: skip
+    return tiny.build(tiny.make_images(tmp_path / "img", ["a", "b"], per_class=12), tmp_path / "ds")
 
 
 def _cnncli(*args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cnncli", *map(str, args)], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnncli", *map(str, args)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -59,10 +63,14 @@ def test_trials_are_run_folders_pruned_marked_best_command_reproduces(
 
     monkeypatch.setattr(run, "_pruner", lambda name, epochs: PruneTrialOne())
     study = tmp_path / "st"
-    req = run.TuneRequest(dataset, study, trials=3, source={"arch": "tiny"},
-                          options=TrainOptions(epochs=2),
-                          dims=[parse_param("lr=1e-3..1e-1:log"),
-                                parse_param("batch-size=4,8")])  # fmt: skip
+    req = run.TuneRequest(
+        dataset,
+        study,
+        trials=3,
+        source={"arch": "tiny"},
+        options=TrainOptions(epochs=2),
+        dims=[parse_param("lr=1e-3..1e-1:log"), parse_param("batch-size=4,8")],
+    )
     result = run.run_tune(req)
     assert result.counts["complete"] == 2 and result.counts["pruned"] == 1
     pruned = json.loads((study / "trials/0001/run.json").read_text())
@@ -93,8 +101,23 @@ def test_trials_are_run_folders_pruned_marked_best_command_reproduces(
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_a_killed_study_resumes_keeping_finished_trials(dataset, tmp_path, sig):
     study = tmp_path / "st"
-    args = ["tune", dataset, "--study", study, "--arch", "tiny", "--epochs", "2", "--trials",
-            "3", "--pruner", "none", "--param", "lr=1e-3..1e-1:log", "-q"]  # fmt: skip
+    args = [
+        "tune",
+        dataset,
+        "--study",
+        study,
+        "--arch",
+        "tiny",
+        "--epochs",
+        "2",
+        "--trials",
+        "3",
+        "--pruner",
+        "none",
+        "--param",
+        "lr=1e-3..1e-1:log",
+        "-q",
+    ]
     proc = _cnncli(*args, cwd=tmp_path)
     _wait_for(study / "trials/0001", proc)
     first = (study / "trials/0000/run.json").read_text()
@@ -130,9 +153,26 @@ def test_a_killed_study_resumes_keeping_finished_trials(dataset, tmp_path, sig):
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_two_processes_joined_share_the_total(dataset, tmp_path, storage):
     study = tmp_path / "st"
-    first = _cnncli("tune", dataset, "--study", study, "--arch", "tiny", "--epochs", "1",
-                    "--trials", "5", "--pruner", "none", "--storage", storage,
-                    "--param", "lr=1e-3..1e-1:log", "-q", cwd=tmp_path)  # fmt: skip
+    first = _cnncli(
+        "tune",
+        dataset,
+        "--study",
+        study,
+        "--arch",
+        "tiny",
+        "--epochs",
+        "1",
+        "--trials",
+        "5",
+        "--pruner",
+        "none",
+        "--storage",
+        storage,
+        "--param",
+        "lr=1e-3..1e-1:log",
+        "-q",
+        cwd=tmp_path,
+    )
     _wait_for(study / "trials/0000", first)
     second = _cnncli("tune", "--join", study, "-q", "--json", cwd=tmp_path)
     out2, err2 = second.communicate(timeout=500)

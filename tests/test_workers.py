@@ -78,13 +78,16 @@ def test_a_small_build_starts_no_process_and_says_threads(tmp_path, write_image,
     monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", no_processes)
     rng = np.random.default_rng(1)
     for i in range(12):
-        write_image(tmp_path / "in" / "ab"[i % 2] / f"{i}.png",
-                    rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))  # fmt: skip
+        write_image(
+            tmp_path / "in" / "ab"[i % 2] / f"{i}.png",
+            rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+        )
     seen = []
-    progress = lambda d, t: seen.append((len(multiprocessing.active_children()),  # noqa: E731
-                                         threading.active_count()))  # fmt: skip
-    result = build_dataset(tmp_path / "in", tmp_path / "ds", workers=2, val=0.0,
-                           progress=progress)  # fmt: skip
+
+    def progress(done, total):
+        seen.append((len(multiprocessing.active_children()), threading.active_count()))
+
+    result = build_dataset(tmp_path / "in", tmp_path / "ds", workers=2, val=0.0, progress=progress)
     assert "records: raw pixels, 1 shard (2 worker threads)" in result.notes
     assert all(children == 0 for children, _ in seen)
     assert max(threads for _, threads in seen) >= 3  # the main thread and two converting
@@ -128,8 +131,9 @@ def test_one_worker_decodes_while_the_main_thread_finishes(tmp_path, write_image
     rng = np.random.default_rng(1)
     for c in ("a", "b"):
         for i in range(6):
-            write_image(tmp_path / "in" / c / f"{i}.png",
-                        rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))  # fmt: skip
+            write_image(
+                tmp_path / "in" / c / f"{i}.png", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            )
     good = (tmp_path / "in" / "a" / "0.png").read_bytes()
     (tmp_path / "in" / "a" / "cut.png").write_bytes(good[: len(good) // 2])
     seen: dict[str, set] = {"decode": set(), "finish": set()}
@@ -193,8 +197,12 @@ def test_workers_and_the_resource_tracker_die_with_a_killed_build(images, tmp_pa
     to stay, with parent 1, for over 70 s)."""
     out = tmp_path / "ds"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-c", _BUILD, str(images), str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BUILD, str(images), str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     kids: set[int] = set()
 
     def busy() -> bool:

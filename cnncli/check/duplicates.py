@@ -85,9 +85,15 @@ def descriptors(work: np.ndarray) -> np.ndarray:
     for start in range(0, len(work), PAIR_BATCH * 4):  # a chunk at a time: FFTs are 30 kB each
         x = work[start : start + PAIR_BATCH * 4].astype(np.float32)
         spectrum = np.abs(np.fft.rfft2(x - x.mean(axis=(1, 2), keepdims=True)))
-        parts.append(np.concatenate([spectrum[:, :FREQ, :FREQ].reshape(len(x), -1),
-                                     spectrum[:, -FREQ + 1 :, :FREQ].reshape(len(x), -1)],
-                                    axis=1).astype(np.float32))  # fmt: skip
+        parts.append(
+            np.concatenate(
+                [
+                    spectrum[:, :FREQ, :FREQ].reshape(len(x), -1),
+                    spectrum[:, -FREQ + 1 :, :FREQ].reshape(len(x), -1),
+                ],
+                axis=1,
+            ).astype(np.float32)
+        )
     low = np.concatenate(parts) if parts else np.zeros((0, (2 * FREQ - 1) * FREQ), np.float32)
     low = np.log1p(low)
     # the spectral envelope all pictures share (smoothness) would make every pair similar:
@@ -134,10 +140,18 @@ def _residual(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ncc = np.empty((p, len(shifts)), np.float32)
     for k, (dy, dx) in enumerate(shifts):
         window = b[:, dy : dy + side, dx : dx + side]
-        total = (sums[:, dy + side, dx + side] - sums[:, dy, dx + side]
-                 - sums[:, dy + side, dx] + sums[:, dy, dx])  # fmt: skip
-        total2 = (squares[:, dy + side, dx + side] - squares[:, dy, dx + side]
-                  - squares[:, dy + side, dx] + squares[:, dy, dx])  # fmt: skip
+        total = (
+            sums[:, dy + side, dx + side]
+            - sums[:, dy, dx + side]
+            - sums[:, dy + side, dx]
+            + sums[:, dy, dx]
+        )
+        total2 = (
+            squares[:, dy + side, dx + side]
+            - squares[:, dy, dx + side]
+            - squares[:, dy + side, dx]
+            + squares[:, dy, dx]
+        )
         norm = np.sqrt(np.maximum(total2 - total * total / (side * side), 1e-6))
         ncc[:, k] = np.einsum("pij,pij->p", window, centred) / norm
     best = ncc.argmax(axis=1)
@@ -186,8 +200,7 @@ def near_duplicate_pairs(work: np.ndarray) -> list[tuple[int, int, float]]:
         pairs = pairs[~(plain[pairs[:, 0]] | plain[pairs[:, 1]])]
     scores = pair_scores(work, pairs)
     keep = scores <= NEAR_RESIDUAL
-    return [(int(i), int(j), float(s)) for (i, j), s in zip(pairs[keep], scores[keep],
-                                                             strict=True)]  # fmt: skip
+    return [(int(i), int(j), float(s)) for (i, j), s in zip(pairs[keep], scores[keep], strict=True)]
 
 
 def groups_of(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:

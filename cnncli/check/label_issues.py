@@ -40,8 +40,9 @@ PIXEL_MODEL = "SVC (RBF, C=10, Platt-calibrated) on 16x16 pixels"
 def check_folds(folds: int, smallest: tuple[str, int] | None, n: int) -> None:
     """--folds from 2 to the images of the smallest class (or of the dataset)."""
     if folds < 2:
-        raise UsageError(f"--folds must be 2 or more, got {folds}",
-                         f"the default is {DEFAULT_FOLDS}")  # fmt: skip
+        raise UsageError(
+            f"--folds must be 2 or more, got {folds}", f"the default is {DEFAULT_FOLDS}"
+        )
     if smallest is not None and folds > smallest[1]:
         name, count = smallest
         raise UsageError(
@@ -49,8 +50,10 @@ def check_folds(folds: int, smallest: tuple[str, int] | None, n: int) -> None:
             f"use --folds {max(2, count)} or fewer (each fold needs an image of every class)",
         )
     if folds > n:
-        raise UsageError(f"--folds {folds} is more than the dataset's {n} images",
-                         f"use --folds {max(2, n)} or fewer")  # fmt: skip
+        raise UsageError(
+            f"--folds {folds} is more than the dataset's {n} images",
+            f"use --folds {max(2, n)} or fewer",
+        )
 
 
 def _splitter(task: str, folds: int, seed: int):
@@ -100,9 +103,15 @@ def _regressor():
     return make_pipeline(StandardScaler(), SVR(C=SVC_C))
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int = 0,
-                features_from_model: bool = False,
-                counter: Counter | None = None) -> np.ndarray:  # fmt: skip
+def out_of_fold(
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    folds: int,
+    seed: int = 0,
+    features_from_model: bool = False,
+    counter: Counter | None = None,
+) -> np.ndarray:
     """Out-of-fold predictions: (N, classes) probabilities (classify: y class indices),
     (N, labels) per-label probabilities (multilabel), or (N, T) values in the targets'
     units (regression). Each fold model trains on at most TRAIN_LIMIT images."""
@@ -117,15 +126,28 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, task: str, folds: int, seed: int =
             warnings.simplefilter("ignore")  # convergence chatter of a fold model
             if task == "regression":
                 mean, std = y[train].mean(0), y[train].std(0) + 1e-12
-                pred = np.stack([_regressor().fit(x[train], (y[train, t] - mean[t]) / std[t])
-                                 .predict(x[held]) * std[t] + mean[t]
-                                 for t in range(y.shape[1])], axis=1)  # fmt: skip
+                pred = np.stack(
+                    [
+                        _regressor()
+                        .fit(x[train], (y[train, t] - mean[t]) / std[t])
+                        .predict(x[held])
+                        * std[t]
+                        + mean[t]
+                        for t in range(y.shape[1])
+                    ],
+                    axis=1,
+                )
             elif task == "multilabel":
                 hot = (y[train] > 0.5).astype(np.int64)
-                pred = np.stack([_probabilities(x[train], hot[:, k], x[held],
-                                                features_from_model)[:, -1]
-                                 if hot[:, k].max() else np.zeros(len(held))
-                                 for k in range(y.shape[1])], axis=1)  # fmt: skip
+                pred = np.stack(
+                    [
+                        _probabilities(x[train], hot[:, k], x[held], features_from_model)[:, -1]
+                        if hot[:, k].max()
+                        else np.zeros(len(held))
+                        for k in range(y.shape[1])
+                    ],
+                    axis=1,
+                )
             else:
                 pred = _probabilities(x[train], y[train], x[held], features_from_model)
                 if pred.shape[1] < classes:

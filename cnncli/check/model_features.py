@@ -27,8 +27,9 @@ def open_fitting_model(model, info: DatasetInfo, unsafe: bool = False) -> ModelI
     m = open_model(model, unsafe=unsafe)
     hint = "give a model trained on this dataset (or one built with the same options)"
     if m.task != info.task:
-        raise UsageError(f"--model {model} is a {m.task} model but the dataset is {info.task}",
-                         hint)  # fmt: skip
+        raise UsageError(
+            f"--model {model} is a {m.task} model but the dataset is {info.task}", hint
+        )
     outputs = m.head.units if info.task == "regression" else m.head.num_classes
     if outputs != info.output_size:
         what = {"classify": "classes", "multilabel": "labels", "regression": "targets"}[info.task]
@@ -43,8 +44,11 @@ def open_fitting_model(model, info: DatasetInfo, unsafe: bool = False) -> ModelI
         except ModelError as e:
             raise UsageError(f"--model {model}: {e.message}", hint) from None
     elif tuple(m.image.shape) != tuple(info.image.shape):
-        raise UsageError(f"--model {model} takes {m.image.describe()} images, the dataset holds "
-                         f"{info.image.describe()}", hint)  # fmt: skip
+        raise UsageError(
+            f"--model {model} takes {m.image.describe()} images, the dataset holds "
+            f"{info.image.describe()}",
+            hint,
+        )
     return m
 
 
@@ -89,7 +93,9 @@ def model_features(m: ModelInfo, info: DatasetInfo, counter: Counter | None = No
                 flush()
     if batch:
         flush()
-    what = (f"logistic regression on {name}'s features (the input of its layer {layer!r})"
-            if cut is not None else
-            f"logistic regression on {name}'s output probabilities")  # fmt: skip
+    what = (
+        f"logistic regression on {name}'s features (the input of its layer {layer!r})"
+        if cut is not None
+        else f"logistic regression on {name}'s output probabilities"
+    )
     return np.concatenate(out), what

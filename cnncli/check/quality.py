@@ -41,8 +41,9 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
     return (values - med) / max(float(mad), 1e-6)
 
 
-def outlier_images(brightness: np.ndarray, contrast: np.ndarray,
-                   skip: set[int]) -> list[tuple[int, str, str]]:  # fmt: skip
+def outlier_images(
+    brightness: np.ndarray, contrast: np.ndarray, skip: set[int]
+) -> list[tuple[int, str, str]]:
     """(index, problem, detail) of the images far outside the rest in brightness or
     contrast (|robust z| > OUTLIER_Z); `skip`: images reported already (blank ones)."""
     if len(brightness) < 10:
@@ -55,10 +56,20 @@ def outlier_images(brightness: np.ndarray, contrast: np.ndarray,
             continue
         if abs(zb[i]) > OUTLIER_Z:
             word = "dark" if zb[i] < 0 else "bright"
-            out.append((i, f"unusually {word}", f"mean brightness {brightness[i]:.0f} "
-                        f"(median {mb:.0f}, robust z {zb[i]:+.1f})"))  # fmt: skip
+            out.append(
+                (
+                    i,
+                    f"unusually {word}",
+                    f"mean brightness {brightness[i]:.0f} (median {mb:.0f}, robust z {zb[i]:+.1f})",
+                )
+            )
         elif abs(zc[i]) > OUTLIER_Z:
             word = "low" if zc[i] < 0 else "high"
-            out.append((i, f"unusually {word} contrast", f"pixel std {contrast[i]:.0f} "
-                        f"(median {mc:.0f}, robust z {zc[i]:+.1f})"))  # fmt: skip
+            out.append(
+                (
+                    i,
+                    f"unusually {word} contrast",
+                    f"pixel std {contrast[i]:.0f} (median {mc:.0f}, robust z {zc[i]:+.1f})",
+                )
+            )
     return out

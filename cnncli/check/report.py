@@ -46,24 +46,47 @@ def issue_rows(result) -> list[tuple[str, str, str, str]]:
         tail = "".join(f"; {f}" for f in flags)
         for j, name in enumerate(g["images"]):
             if j != k:
-                rows.append((name, f"{g['kind']} duplicate",
-                             f"same picture as {kept}; this one {g['splits'][j]}, "
-                             f"{g['labels'][j]}{tail}", EXCLUDE))  # fmt: skip
+                rows.append(
+                    (
+                        name,
+                        f"{g['kind']} duplicate",
+                        f"same picture as {kept}; this one {g['splits'][j]}, "
+                        f"{g['labels'][j]}{tail}",
+                        EXCLUDE,
+                    )
+                )
         if g["conflict"]:
-            rows.append((g["images"][k], "duplicate label conflict",
-                         f"kept copy of a group with labels {', '.join(sorted(set(g['labels'])))}",
-                         ""))  # fmt: skip
+            rows.append(
+                (
+                    g["images"][k],
+                    "duplicate label conflict",
+                    f"kept copy of a group with labels {', '.join(sorted(set(g['labels'])))}",
+                    "",
+                )
+            )
     regression = result.task == "regression"
     for e in result.label_issues:
         how = "confident learning" if e["confident"] else "out-of-fold prediction"
         if regression:
-            rows.append((e["image"], "target far from prediction",
-                         f"given {e['given']}, out-of-fold prediction {e['suggested']} "
-                         f"({e['score']:.1f} robust std away)", ""))  # fmt: skip
+            rows.append(
+                (
+                    e["image"],
+                    "target far from prediction",
+                    f"given {e['given']}, out-of-fold prediction {e['suggested']} "
+                    f"({e['score']:.1f} robust std away)",
+                    "",
+                )
+            )
         else:
-            rows.append((e["image"], LABEL_PROBLEM,
-                         f"given {e['given']}, suggested {e['suggested']} (score "
-                         f"{e['score']:.3f}, {how})", e["suggested"]))  # fmt: skip
+            rows.append(
+                (
+                    e["image"],
+                    LABEL_PROBLEM,
+                    f"given {e['given']}, suggested {e['suggested']} (score "
+                    f"{e['score']:.3f}, {how})",
+                    e["suggested"],
+                )
+            )
     for e in result.blank:
         rows.append((e["image"], "blank image", e["detail"], EXCLUDE))
     for e in result.outliers:
@@ -81,8 +104,9 @@ def _picture(image: np.ndarray) -> np.ndarray:
         pic = to_pil(image)
         pic.thumbnail((PICTURE_MAX, PICTURE_MAX), Image.Resampling.BOX)
         return np.asarray(pic)
-    return enlarge(image[:, :, 0] if image.shape[2] == 1 else image,
-                   display_factor(h, w, PICTURE_MIN))  # fmt: skip
+    return enlarge(
+        image[:, :, 0] if image.shape[2] == 1 else image, display_factor(h, w, PICTURE_MIN)
+    )
 
 
 def shown_indices(result) -> set[int]:

@@ -107,9 +107,17 @@ def _smallest_class(info: DatasetInfo) -> tuple[str, int] | None:
 
 
 @reading_arg("dataset", "cnncli dataset check", dataset_folder)
-def check_dataset(dataset, *, model=None, folds: int = li.DEFAULT_FOLDS, out=None,
-                  overwrite: bool = False, seed: int = 0, unsafe: bool = False,
-                  progress: Progress | None = None) -> CheckResult:  # fmt: skip
+def check_dataset(
+    dataset,
+    *,
+    model=None,
+    folds: int = li.DEFAULT_FOLDS,
+    out=None,
+    overwrite: bool = False,
+    seed: int = 0,
+    unsafe: bool = False,
+    progress: Progress | None = None,
+) -> CheckResult:
     """Check a built dataset (every split) and write its report folder; see the package's
     docstring. Raises DatasetError/UsageError (nothing written) on a folder that is not a
     dataset, bad --folds, an unfit --model or an existing report without `overwrite`."""
@@ -144,8 +152,9 @@ def check_dataset(dataset, *, model=None, folds: int = li.DEFAULT_FOLDS, out=Non
         result.notes += list(opened.notes)
     if n - n // folds > li.TRAIN_LIMIT:
         result.label_model += f" (each fold model trained on {li.TRAIN_LIMIT:,} sampled images)"
-    result.label_issues = find_label_issues(info, scan, texts, features, folds, seed,
-                                            from_model, counter)  # fmt: skip
+    result.label_issues = find_label_issues(
+        info, scan, texts, features, folds, seed, from_model, counter
+    )
     _quality(info, scan, texts, result)
     write_report(result, info, target, overwrite)
     return result
@@ -184,21 +193,32 @@ def find_duplicates(scan: Scanned, texts: list[str]) -> list[dict]:
         for g in groups:
             splits = [scan.splits[i] for i in g]
             labels = [texts[i] for i in g]
-            entry: dict[str, Any] = {"images": [scan.names[i] for i in g], "splits": splits,
-                                     "labels": labels,
-                     "kind": kind, "leak": len(set(splits)) > 1,
-                     "conflict": len(set(labels)) > 1}  # fmt: skip
+            entry: dict[str, Any] = {
+                "images": [scan.names[i] for i in g],
+                "splits": splits,
+                "labels": labels,
+                "kind": kind,
+                "leak": len(set(splits)) > 1,
+                "conflict": len(set(labels)) > 1,
+            }
             if kind == "near":
                 entry["residual"] = round(max(score.get(i, 0.0) for i in g), 4)
             entry["_index"] = g
             out.append(entry)
-    out.sort(key=lambda e: (not (e["leak"] or e["conflict"]), e["kind"] != "exact",
-                            e["_index"][0]))  # fmt: skip
+    out.sort(key=lambda e: (not (e["leak"] or e["conflict"]), e["kind"] != "exact", e["_index"][0]))
     return out
 
 
-def find_label_issues(info: DatasetInfo, scan: Scanned, texts: list[str], features, folds: int,
-                      seed: int, from_model: bool, counter: Counter) -> list[dict]:  # fmt: skip
+def find_label_issues(
+    info: DatasetInfo,
+    scan: Scanned,
+    texts: list[str],
+    features,
+    folds: int,
+    seed: int,
+    from_model: bool,
+    counter: Counter,
+) -> list[dict]:
     """Label issues (classify, multilabel) or far rows (regression), most likely wrong first."""
     task = info.task
     if task == "classify":
@@ -209,19 +229,43 @@ def find_label_issues(info: DatasetInfo, scan: Scanned, texts: list[str], featur
     out = []
     if task == "classify":
         for i, s, score, flagged in li.classify_issues(y, pred):
-            out.append({"image": scan.names[i], "split": scan.splits[i], "given": texts[i],
-                        "suggested": info.class_names[s], "score": round(score, 4),
-                        "confident": flagged, "_index": i})  # fmt: skip
+            out.append(
+                {
+                    "image": scan.names[i],
+                    "split": scan.splits[i],
+                    "given": texts[i],
+                    "suggested": info.class_names[s],
+                    "score": round(score, 4),
+                    "confident": flagged,
+                    "_index": i,
+                }
+            )
     elif task == "multilabel":
         for i, hot, score, flagged in li.multilabel_issues(y, pred):
-            out.append({"image": scan.names[i], "split": scan.splits[i], "given": texts[i],
-                        "suggested": label_text(info, hot.astype(np.float32)),
-                        "score": round(score, 4), "confident": flagged, "_index": i})  # fmt: skip
+            out.append(
+                {
+                    "image": scan.names[i],
+                    "split": scan.splits[i],
+                    "given": texts[i],
+                    "suggested": label_text(info, hot.astype(np.float32)),
+                    "score": round(score, 4),
+                    "confident": flagged,
+                    "_index": i,
+                }
+            )
     else:
         for i, values, z in li.regression_issues(y, pred):
-            out.append({"image": scan.names[i], "split": scan.splits[i], "given": texts[i],
-                        "suggested": label_text(info, values), "score": round(z, 3),
-                        "confident": z > 2 * li.OUTLIER_Z, "_index": i})  # fmt: skip
+            out.append(
+                {
+                    "image": scan.names[i],
+                    "split": scan.splits[i],
+                    "given": texts[i],
+                    "suggested": label_text(info, values),
+                    "score": round(z, 3),
+                    "confident": z > 2 * li.OUTLIER_Z,
+                    "_index": i,
+                }
+            )
     return out
 
 
@@ -231,19 +275,33 @@ def _quality(info: DatasetInfo, scan: Scanned, texts: list[str], result: CheckRe
         result.classes = class_balance(totals)
     elif info.task == "multilabel":
         y = np.stack(scan.labels)
-        result.classes = class_balance({n: int(v) for n, v in
-                                        zip(info.class_names, (y > 0.5).sum(0), strict=True)})
+        result.classes = class_balance(
+            {n: int(v) for n, v in zip(info.class_names, (y > 0.5).sum(0), strict=True)}
+        )
     blank = blank_images(scan.contrast)
-    result.blank = [{"image": scan.names[i], "split": scan.splits[i], "label": texts[i],
-                     "detail": f"every pixel about {scan.brightness[i]:.0f}", "_index": i}
-                    for i in blank]  # fmt: skip
-    result.outliers = [{"image": scan.names[i], "split": scan.splits[i], "label": texts[i],
-                        "problem": what, "detail": detail, "_index": i}
-                       for i, what, detail in outlier_images(scan.brightness, scan.contrast,
-                                                             set(blank))]  # fmt: skip
+    result.blank = [
+        {
+            "image": scan.names[i],
+            "split": scan.splits[i],
+            "label": texts[i],
+            "detail": f"every pixel about {scan.brightness[i]:.0f}",
+            "_index": i,
+        }
+        for i in blank
+    ]
+    result.outliers = [
+        {
+            "image": scan.names[i],
+            "split": scan.splits[i],
+            "label": texts[i],
+            "problem": what,
+            "detail": detail,
+            "_index": i,
+        }
+        for i, what, detail in outlier_images(scan.brightness, scan.contrast, set(blank))
+    ]
 
 
 def public(entries: list[dict]) -> list[dict]:
     """Entries without their private keys (_index: the scan position)."""
     return [{k: v for k, v in e.items() if not k.startswith("_")} for e in entries]
-

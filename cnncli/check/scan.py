@@ -38,9 +38,14 @@ def feature_pixels(image: np.ndarray) -> np.ndarray:
     """H x W x C uint8 -> FEATURE_SIDE x FEATURE_SIDE x C uint8 (area resize), flattened."""
     from PIL import Image
 
-    chans = [np.asarray(Image.fromarray(image[:, :, c]).resize((FEATURE_SIDE, FEATURE_SIDE),
-                                                               Image.Resampling.BOX))
-             for c in range(image.shape[2])]  # fmt: skip
+    chans = [
+        np.asarray(
+            Image.fromarray(image[:, :, c]).resize(
+                (FEATURE_SIDE, FEATURE_SIDE), Image.Resampling.BOX
+            )
+        )
+        for c in range(image.shape[2])
+    ]
     return np.stack(chans, axis=2).reshape(-1)
 
 
@@ -71,8 +76,12 @@ def scan_dataset(info: DatasetInfo, counter: Counter | None = None) -> Scanned:
                 counter.add()
     side = work[0].shape if work else (0, 0)
     return Scanned(
-        names, splits, labels, hashes,
+        names,
+        splits,
+        labels,
+        hashes,
         np.stack(work) if work else np.zeros((0, *side), np.uint8),
         np.stack(feats) if feats else np.zeros((0, 0), np.uint8),
-        np.asarray(bright, np.float32), np.asarray(contrast, np.float32),
-    )  # fmt: skip
+        np.asarray(bright, np.float32),
+        np.asarray(contrast, np.float32),
+    )

@@ -64,10 +64,23 @@ def activations_command(
     check_first(model, images)
     with ProgressBar("activations") as bar:
         result = activations(
-            model, images, out, layers=layers, per_row=per_row, cmap=cmap, norm=norm, raw=raw,
-            gradcam=gradcam, class_index=class_, max_channels=max_channels, progress=bar,
-            overwrite=overwrite, unsafe=unsafe, class_names=classes, pixel_scale=scale,
-        )  # fmt: skip
+            model,
+            images,
+            out,
+            layers=layers,
+            per_row=per_row,
+            cmap=cmap,
+            norm=norm,
+            raw=raw,
+            gradcam=gradcam,
+            class_index=class_,
+            max_channels=max_channels,
+            progress=bar,
+            overwrite=overwrite,
+            unsafe=unsafe,
+            class_names=classes,
+            pixel_scale=scale,
+        )
     console.notes(result.notes, result.conversion)
     if json_out:
         console.print_json(to_json(result))
@@ -75,14 +88,19 @@ def activations_command(
     from cnncli.models.head import output_word
 
     for r in result.images:
-        said = r.predicted_class if r.task != "classify" else (
-            f"{r.predicted_class} ({r.probability:.3f})")  # fmt: skip
+        said = (
+            r.predicted_class
+            if r.task != "classify"
+            else (f"{r.predicted_class} ({r.probability:.3f})")
+        )
         title = f"{r.image.name}: predicted {said}"
         console.print_table(["#", "layer", "type", "output shape", "file"], result_rows(r), title)
         if r.gradcam:
-            console.info(f"Grad-CAM ({output_word(r.task)} {r.gradcam_class}, layer "
-                         f"{r.gradcam_layer}): "
-                         f"{r.out_dir / r.gradcam}")  # fmt: skip
+            console.info(
+                f"Grad-CAM ({output_word(r.task)} {r.gradcam_class}, layer "
+                f"{r.gradcam_layer}): "
+                f"{r.out_dir / r.gradcam}"
+            )
         console.info(f"wrote {len(r.layers)} layer maps to {r.out_dir}/ (open index.html)")
 
 
@@ -123,10 +141,19 @@ def embed_command(
     check_first(model, inputs)
     with ProgressBar("embed") as bar:
         result = embed(
-            model, inputs, layer=layer, out_csv=out, clusters=clusters, seed=seed,
-            overwrite=overwrite, unsafe=unsafe, progress=bar, class_names=classes,
-            pixel_scale=scale, color_by=color_by,
-        )  # fmt: skip
+            model,
+            inputs,
+            layer=layer,
+            out_csv=out,
+            clusters=clusters,
+            seed=seed,
+            overwrite=overwrite,
+            unsafe=unsafe,
+            progress=bar,
+            class_names=classes,
+            pixel_scale=scale,
+            color_by=color_by,
+        )
     console.notes(result.notes, result.conversion)
     if json_out:
         console.print_json(result.to_json())

@@ -57,16 +57,18 @@ def build(
     ] = None,
     color: Annotated[
         str | None,
-        typer.Option(help="rgba, rgb or grayscale (default: the mode most images have).",
-                     autocompletion=complete.colors),
+        typer.Option(
+            help="rgba, rgb or grayscale (default: the mode most images have).",
+            autocompletion=complete.colors,
+        ),
     ] = None,
     size: Annotated[
         str | None, typer.Option(help="HxW (default: keep it when every image shares it).")
     ] = None,
     fit: Annotated[
-        str, typer.Option(help="stretch, crop or pad, for aspect ratio.",
-                          autocompletion=complete.fits)
-    ] = "stretch",  # fmt: skip
+        str,
+        typer.Option(help="stretch, crop or pad, for aspect ratio.", autocompletion=complete.fits),
+    ] = "stretch",
     val: Annotated[
         float | None, typer.Option(help="Fraction of each class for validation (default: 0.2).")
     ] = None,
@@ -120,24 +122,34 @@ def build(
     ] = False,
     engine: Annotated[
         str,
-        typer.Option(help="Where images are converted: local (this machine) or ray (the "
-                     "nodes of a Ray cluster; the same bytes, see docs/multi-machine.md)."),
+        typer.Option(
+            help="Where images are converted: local (this machine) or ray (the "
+            "nodes of a Ray cluster; the same bytes, see docs/multi-machine.md)."
+        ),
     ] = "local",
     address: Annotated[
         str | None,
-        typer.Option(metavar="HOST:PORT",
-                     help="--engine ray: the cluster's head, or auto (default: RAY_ADDRESS, else "
-                     "this machine's cores)."),
+        typer.Option(
+            metavar="HOST:PORT",
+            help="--engine ray: the cluster's head, or auto (default: RAY_ADDRESS, else "
+            "this machine's cores).",
+        ),
     ] = None,
     stable_shards: Annotated[
         bool,
-        typer.Option("--stable-shards", help="Put each image in a shard by a hash of its path, "
-                     "so that --update can later rewrite only the shards that changed."),
+        typer.Option(
+            "--stable-shards",
+            help="Put each image in a shard by a hash of its path, "
+            "so that --update can later rewrite only the shards that changed.",
+        ),
     ] = False,
     update: Annotated[
         bool,
-        typer.Option("--update", help="Update the --stable-shards dataset OUT: rewrite only the "
-                     "shards whose images were added, removed, relabelled or changed."),
+        typer.Option(
+            "--update",
+            help="Update the --stable-shards dataset OUT: rewrite only the "
+            "shards whose images were added, removed, relabelled or changed.",
+        ),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -149,16 +161,40 @@ def build(
     try:
         with ProgressBar("converting") as progress:
             result = build_dataset(
-                images_dir, out, labels=labels, image_col=image_col, label_col=label_col,
-                name_col=name_col, task=task, label_delim=label_delim, label_cols=label_cols,
-                target_cols=target_col, encoding=encoding, classes=classes, color=color, size=size,
-                fit=fit, val=val, test=test, seed=seed, split_col=split_col,
-                split_files=split_files, skip_bad=skip_bad, overwrite=overwrite,
-                workers=workers, record_format=record_format,
+                images_dir,
+                out,
+                labels=labels,
+                image_col=image_col,
+                label_col=label_col,
+                name_col=name_col,
+                task=task,
+                label_delim=label_delim,
+                label_cols=label_cols,
+                target_cols=target_col,
+                encoding=encoding,
+                classes=classes,
+                color=color,
+                size=size,
+                fit=fit,
+                val=val,
+                test=test,
+                seed=seed,
+                split_col=split_col,
+                split_files=split_files,
+                skip_bad=skip_bad,
+                overwrite=overwrite,
+                workers=workers,
+                record_format=record_format,
                 shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
-                exclude=exclude, relabel=relabel, allow_leaks=allow_leaks, progress=progress,
-                engine=engine, address=address, stable_shards=stable_shards, update=update,
-            )  # fmt: skip
+                exclude=exclude,
+                relabel=relabel,
+                allow_leaks=allow_leaks,
+                progress=progress,
+                engine=engine,
+                address=address,
+                stable_shards=stable_shards,
+                update=update,
+            )
     except DatasetError as e:
         if e.problems:
             _show_problems(e.problems, out)
@@ -184,12 +220,18 @@ def _show_problems(problems: list, out: Path | None, title: str = "Problems") ->
 
     n = len(problems)
     if n > 1:
-        console.err_console.print(console.make_table(
-            ["kind", "files"], count_kinds(problems), title=f"{title} by kind", numeric=["files"]
-        ))  # fmt: skip
+        console.err_console.print(
+            console.make_table(
+                ["kind", "files"],
+                count_kinds(problems),
+                title=f"{title} by kind",
+                numeric=["files"],
+            )
+        )
     heading = title if n <= SHOWN else f"{title}: the first {SHOWN} of {n:,}"
-    console.err_console.print(console.make_table(["file", "problem"], problems[:SHOWN],
-                                                 title=heading))  # fmt: skip
+    console.err_console.print(
+        console.make_table(["file", "problem"], problems[:SHOWN], title=heading)
+    )
     if n > SHOWN and out is not None:
         try:
             console.info(f"all {n:,} problems are listed in {write_problem_list(problems, out)}")
@@ -202,12 +244,22 @@ def _counts_table(counts: dict, class_names: list[str], title: str | None = None
 
     splits = list(counts)
     rows = [
-        [i, name, *(counts[s].get(name, 0) for s in splits),
-         sum(counts[s].get(name, 0) for s in splits)]
+        [
+            i,
+            name,
+            *(counts[s].get(name, 0) for s in splits),
+            sum(counts[s].get(name, 0) for s in splits),
+        ]
         for i, name in enumerate(class_names)
-    ]  # fmt: skip
-    footer = [["", "total", *(sum(counts[s].values()) for s in splits),
-               sum(sum(c.values()) for c in counts.values())]]  # fmt: skip
+    ]
+    footer = [
+        [
+            "",
+            "total",
+            *(sum(counts[s].values()) for s in splits),
+            sum(sum(c.values()) for c in counts.values()),
+        ]
+    ]
     console.print_table(
         ["#", "class", *splits, "total"],
         rows,
@@ -235,19 +287,27 @@ def _contents(manifest: dict, counts: dict, names: list[str], title: str | None 
         none = [manifest["unlabeled"].get(s, 0) for s in splits]
         per = [[counts[s].get(n, 0) for s in splits] for n in names]
         rows = [[n, *row, sum(row)] for n, row in zip(names, per, strict=True)]
-        console.print_table(["label", *splits, "total"], rows, title=title,
-                            numeric=[*splits, "total"],
-                            footer_rows=[*footer, ["unlabeled", *none, sum(none)]])  # fmt: skip
-        console.print_table(["train", *names], [[n, *row] for n, row in
-                                                zip(names, manifest["cooccurrence"], strict=True)],
-                            title="labels together (train split)", numeric=names)  # fmt: skip
+        console.print_table(
+            ["label", *splits, "total"],
+            rows,
+            title=title,
+            numeric=[*splits, "total"],
+            footer_rows=[*footer, ["unlabeled", *none, sum(none)]],
+        )
+        console.print_table(
+            ["train", *names],
+            [[n, *row] for n, row in zip(names, manifest["cooccurrence"], strict=True)],
+            title="labels together (train split)",
+            numeric=names,
+        )
         return
     console.print_table(["", *splits, "total"], footer, title=title, numeric=[*splits, "total"])
-    console.print_table(["target", "mean", "std", "min", "max"],
-                        [[t["name"], t["mean"], t["std"], t["min"], t["max"]]
-                         for t in manifest["targets"]],
-                        title="targets (mean and std of the train split)",
-                        numeric=["mean", "std", "min", "max"])  # fmt: skip
+    console.print_table(
+        ["target", "mean", "std", "min", "max"],
+        [[t["name"], t["mean"], t["std"], t["min"], t["max"]] for t in manifest["targets"]],
+        title="targets (mean and std of the train split)",
+        numeric=["mean", "std", "min", "max"],
+    )
     for name, hist in manifest.get("target_histograms", {}).items():
         console.console.print(f"{name}:", highlight=False)
         for line in histogram_lines(hist):
@@ -330,8 +390,9 @@ def check(
     from cnncli.cli import console
 
     with ProgressBar("checking", enabled=not json_out) as progress:
-        result = check_dataset(dataset_dir, model=model, folds=folds, out=out,
-                               overwrite=overwrite, progress=progress)  # fmt: skip
+        result = check_dataset(
+            dataset_dir, model=model, folds=folds, out=out, overwrite=overwrite, progress=progress
+        )
     if json_out:
         console.print_json(result.to_dict())
         return
@@ -343,27 +404,48 @@ def _check_tables(result) -> None:
     from cnncli.cli import console
 
     shown = 10
-    console.print_table(["found", "count"], list(result.counts.items()),
-                        title=f"check of {result.dataset}", numeric=["count"])  # fmt: skip
+    console.print_table(
+        ["found", "count"],
+        list(result.counts.items()),
+        title=f"check of {result.dataset}",
+        numeric=["count"],
+    )
     if result.duplicates:
-        rows = [[g["kind"], ", ".join(f"{n} ({s}, {lab})" for n, s, lab in
-                                      zip(g["images"], g["splits"], g["labels"], strict=True)),
-                 " ".join(w for w, on in (("leak", g["leak"]), ("conflict", g["conflict"]))
-                          if on)] for g in result.duplicates[:shown]]  # fmt: skip
-        console.print_table(["kind", "images (split, label)", "marked"], rows,
-                            title=_first(shown, len(result.duplicates), "duplicate groups"))
+        rows = [
+            [
+                g["kind"],
+                ", ".join(
+                    f"{n} ({s}, {lab})"
+                    for n, s, lab in zip(g["images"], g["splits"], g["labels"], strict=True)
+                ),
+                " ".join(w for w, on in (("leak", g["leak"]), ("conflict", g["conflict"])) if on),
+            ]
+            for g in result.duplicates[:shown]
+        ]
+        console.print_table(
+            ["kind", "images (split, label)", "marked"],
+            rows,
+            title=_first(shown, len(result.duplicates), "duplicate groups"),
+        )
     if result.label_issues:
         word = "prediction" if result.task == "regression" else "suggested"
-        rows = [[x["image"], x["split"], x["given"], x["suggested"], f"{x['score']:.3f}"]
-                for x in result.label_issues[:shown]]  # fmt: skip
-        console.print_table(["image", "split", "given", word, "score"], rows,
-                            title=_first(shown, len(result.label_issues), "label issues"),
-                            numeric=["score"])  # fmt: skip
+        rows = [
+            [x["image"], x["split"], x["given"], x["suggested"], f"{x['score']:.3f}"]
+            for x in result.label_issues[:shown]
+        ]
+        console.print_table(
+            ["image", "split", "given", word, "score"],
+            rows,
+            title=_first(shown, len(result.label_issues), "label issues"),
+            numeric=["score"],
+        )
     console.info(f"labels scored by {result.label_model}, {result.folds} folds out of fold")
     c = result.classes
     if c.get("unbalanced"):
-        console.warn(f"classes are unbalanced: {c['largest']!r} has {c['ratio']}x the images "
-                     f"of {c['smallest']!r}; {c['hint']}")  # fmt: skip
+        console.warn(
+            f"classes are unbalanced: {c['largest']!r} has {c['ratio']}x the images "
+            f"of {c['smallest']!r}; {c['hint']}"
+        )
     for note in result.notes:
         console.info(note)
     console.info(f"wrote {result.report} (index.html, issues.csv, check.json)")

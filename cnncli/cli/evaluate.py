@@ -61,28 +61,38 @@ def evaluate_command(
     threshold: Annotated[
         float | None,
         typer.Option(
-            "--threshold", help="Multi-label: one threshold for every label (default: the "
-            "model's own, 0.5 until tuned).", rich_help_panel=_TASKS,
+            "--threshold",
+            help="Multi-label: one threshold for every label (default: the "
+            "model's own, 0.5 until tuned).",
+            rich_help_panel=_TASKS,
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     tune_thresholds: Annotated[
         bool,
         typer.Option(
-            "--tune-thresholds", help="Multi-label: pick each label's threshold on the val "
-            "split (best F1) and store them in the model file.", rich_help_panel=_TASKS,
+            "--tune-thresholds",
+            help="Multi-label: pick each label's threshold on the val "
+            "split (best F1) and store them in the model file.",
+            rich_help_panel=_TASKS,
         ),
-    ] = False,  # fmt: skip
+    ] = False,
     scatter: Annotated[
         Path | None,
-        typer.Option("--scatter", help="Regression: the true-vs-predicted plot (default: "
-                     "<model>.scatter-<split>.png, placed as --confusion).",
-                     rich_help_panel=_TASKS),
-    ] = None,  # fmt: skip
+        typer.Option(
+            "--scatter",
+            help="Regression: the true-vs-predicted plot (default: "
+            "<model>.scatter-<split>.png, placed as --confusion).",
+            rich_help_panel=_TASKS,
+        ),
+    ] = None,
     residuals: Annotated[
         Path | None,
-        typer.Option("--residuals", help="Regression: the residual histogram (default: "
-                     "<model>.residuals-<split>.png).", rich_help_panel=_TASKS),
-    ] = None,  # fmt: skip
+        typer.Option(
+            "--residuals",
+            help="Regression: the residual histogram (default: <model>.residuals-<split>.png).",
+            rich_help_panel=_TASKS,
+        ),
+    ] = None,
     batch_size: BatchOpt = 32,
     classes: ClassesOpt = None,
     scale: ScaleOpt = None,
@@ -107,18 +117,32 @@ def evaluate_command(
     plot, fig = (None, None) if no_confusion else (confusion or DEFAULT_PLACE, DEFAULT_PLACE)
     with ProgressBar("evaluate") as bar:
         result = evaluate(
-            fast, dataset, split=split, batch_size=batch_size, errors_png=errors,
-            errors_csv=errors_csv, confusion_png=plot, progress=bar, unsafe=unsafe,
-            overwrite=overwrite, class_names=classes, pixel_scale=scale, threshold=threshold,
-            tune_thresholds=tune_thresholds, scatter_png=scatter or fig,
-            residuals_png=residuals or fig, tta=tta,
-        )  # fmt: skip
+            fast,
+            dataset,
+            split=split,
+            batch_size=batch_size,
+            errors_png=errors,
+            errors_csv=errors_csv,
+            confusion_png=plot,
+            progress=bar,
+            unsafe=unsafe,
+            overwrite=overwrite,
+            class_names=classes,
+            pixel_scale=scale,
+            threshold=threshold,
+            tune_thresholds=tune_thresholds,
+            scatter_png=scatter or fig,
+            residuals_png=residuals or fig,
+            tta=tta,
+        )
     console.notes(result.notes)
     console.info(f"runtime: {fast.runtime_text}")
     if getattr(result, "tta", None) and not json_out:
         t = result.tta
-        console.info(f"--tta ({t['views']}): accuracy {t['accuracy_without']:.4f} without, "
-                     f"{result.accuracy:.4f} with ({t['gain']:+.4f})")  # fmt: skip
+        console.info(
+            f"--tta ({t['views']}): accuracy {t['accuracy_without']:.4f} without, "
+            f"{result.accuracy:.4f} with ({t['gain']:+.4f})"
+        )
     task = task_views.is_task(result)
     if json_out:
         console.print_json(result.to_json())
@@ -183,13 +207,18 @@ def predict_command(
     model: ModelArg,
     inputs: Annotated[
         list[Path] | None,
-        typer.Argument(metavar="IMAGE|DIR",
-                       help="Image files, folders of images, or quoted patterns ('test/*.png')."),
+        typer.Argument(
+            metavar="IMAGE|DIR",
+            help="Image files, folders of images, or quoted patterns ('test/*.png').",
+        ),
     ] = None,
     files_list: Annotated[
         Path | None,
-        typer.Option("--files", help="A text file listing images, one path a line (relative "
-                     "to the list's folder).", dir_okay=False),
+        typer.Option(
+            "--files",
+            help="A text file listing images, one path a line (relative to the list's folder).",
+            dir_okay=False,
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most likely classes.")] = 1,
     json_out: JsonOpt = False,
@@ -198,17 +227,24 @@ def predict_command(
     ),
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Write every row to this file: CSV, or JSON if it "
-                     "ends in .json (stdout then shows nothing).", dir_okay=False),
-    ] = None,  # fmt: skip
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write every row to this file: CSV, or JSON if it "
+            "ends in .json (stdout then shows nothing).",
+            dir_okay=False,
+        ),
+    ] = None,
     batch_size: BatchOpt = 32,
     classes: ClassesOpt = None,
     scale: ScaleOpt = None,
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     engine: Annotated[
-        str, typer.Option(help="local, or ray: predicted by the nodes of a Ray cluster "
-                          "(docs/multi-machine.md).")
+        str,
+        typer.Option(
+            help="local, or ray: predicted by the nodes of a Ray cluster (docs/multi-machine.md)."
+        ),
     ] = "local",
     address: Annotated[
         str | None, typer.Option(metavar="HOST:PORT", help="--engine ray: the cluster (or auto).")
@@ -240,10 +276,16 @@ def predict_command(
     sink = PredictionSink(json_out, csv_out, output, overwrite, console.stdout_is_terminal())
     with ProgressBar("predict", enabled=not sink.streams_to_terminal) as bar:
         stream = predict_batches_on(engine, address)(
-            fast if engine == "local" else fast.path, inputs, top_k=top_k,
-            batch_size=batch_size, progress=bar, unsafe=unsafe,
-            class_names=classes, pixel_scale=scale, tta=tta,
-        )  # fmt: skip
+            fast if engine == "local" else fast.path,
+            inputs,
+            top_k=top_k,
+            batch_size=batch_size,
+            progress=bar,
+            unsafe=unsafe,
+            class_names=classes,
+            pixel_scale=scale,
+            tta=tta,
+        )
         with sink:
             for rows in stream:
                 sink.add(stream, rows)
@@ -266,8 +308,9 @@ class PredictionSink:
     (stdout not a terminal), streamed into the -o file, or kept for --json and the terminal's
     table or summary, printed by `finish`."""
 
-    def __init__(self, json_out: bool, csv_out: bool, output: Path | None, overwrite: bool,
-                 terminal: bool):  # fmt: skip
+    def __init__(
+        self, json_out: bool, csv_out: bool, output: Path | None, overwrite: bool, terminal: bool
+    ):
         import contextlib
 
         self.output, self.count = output, 0

@@ -16,9 +16,12 @@ def export_command(
     format: Annotated[
         str,
         typer.Option(
-            "--format", "-f", metavar="savedmodel|litert|onnx", help="What to export to.",
+            "--format",
+            "-f",
+            metavar="savedmodel|litert|onnx",
+            help="What to export to.",
             autocompletion=complete.formats,
-        ),  # fmt: skip
+        ),
     ],
     output: Annotated[
         Path | None,
@@ -29,7 +32,7 @@ def export_command(
             help="The file (.tflite, .onnx) or SavedModel folder to write (default: "
             "<model><.tflite|.onnx|_savedmodel> in the model's run folder, or here).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     int8: Annotated[
         bool, typer.Option("--int8", help="LiteRT only: int8 weights and activations.")
     ] = False,
@@ -41,7 +44,7 @@ def export_command(
             show_default=False,
             help="Dataset whose train split sets the int8 ranges (needed by --int8).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     check: Annotated[
         Path | None,
         typer.Option(
@@ -51,7 +54,7 @@ def export_command(
             help="Dataset whose test (else val) images the export is checked on "
             "(default: the calibration set, else a few sample images).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     overwrite: OverwriteOpt = False,
     unsafe: UnsafeOpt = False,
     json_out: JsonOpt = False,
@@ -64,9 +67,16 @@ def export_command(
 
     with ProgressBar("check") as bar:
         result = export_model(
-            model, format, output, int8=int8, calibration=calibration, check=check,
-            overwrite=overwrite, unsafe=unsafe, progress=bar,
-        )  # fmt: skip
+            model,
+            format,
+            output,
+            int8=int8,
+            calibration=calibration,
+            check=check,
+            overwrite=overwrite,
+            unsafe=unsafe,
+            progress=bar,
+        )
     if json_out:
         console.print_json(result.to_json())
         return
@@ -78,13 +88,19 @@ def _render(result) -> None:
 
     c = result.check
     where = c.images_from + (f" ({c.split})" if c.split else "")
-    rows = [("images", f"{c.images} from {where}"),
-            ("top-1 agreement", "-" if c.top1_agreement is None else f"{c.top1_agreement:.4f}"),
-            ("max abs difference", f"{c.max_abs_diff:.3g}"
-             + ("" if c.tolerance is None else f" (allowed {c.tolerance:.3g})"))]  # fmt: skip
+    rows = [
+        ("images", f"{c.images} from {where}"),
+        ("top-1 agreement", "-" if c.top1_agreement is None else f"{c.top1_agreement:.4f}"),
+        (
+            "max abs difference",
+            f"{c.max_abs_diff:.3g}"
+            + ("" if c.tolerance is None else f" (allowed {c.tolerance:.3g})"),
+        ),
+    ]
     if c.keras_accuracy is not None:
-        rows.append(("accuracy keras / export", f"{c.keras_accuracy:.4f} / "
-                     f"{c.exported_accuracy:.4f}"))  # fmt: skip
+        rows.append(
+            ("accuracy keras / export", f"{c.keras_accuracy:.4f} / {c.exported_accuracy:.4f}")
+        )
     kind = "LiteRT int8" if result.int8 else result.format
     console.print_table(["check", "result"], rows, title=f"{kind}: {result.path}")
     console.info(f"wrote {result.path} ({result.size:,} bytes) and {result.sidecar}")

@@ -13,23 +13,17 @@ from cnncli.cli.progress import ProgressBar
 
 PROGRESS_FROM = 4  # images: show a progress bar from this many on
 
-ImagesArg = Annotated[
-    list[Path] | None, typer.Argument(help="Image files.", show_default=False)
-]  # fmt: skip
+ImagesArg = Annotated[list[Path] | None, typer.Argument(help="Image files.", show_default=False)]
 MatrixOpt = Annotated[
     str | None,
     typer.Option("--matrix", help="A matrix instead of images: '1,2,3;4,5,6' or a .csv/.txt file."),
 ]
-OutOpt = Annotated[
-    Path | None, typer.Option("-o", "--out", help="Output file (one image).")
-]  # fmt: skip
+OutOpt = Annotated[Path | None, typer.Option("-o", "--out", help="Output file (one image).")]
 OutDirOpt = Annotated[
     Path | None,
     typer.Option("--out-dir", help="Folder for the outputs (default: the current folder)."),
 ]
-PaddingOpt = Annotated[
-    str, typer.Option("--padding", help="same (TensorFlow's rule) or valid.")
-]  # fmt: skip
+PaddingOpt = Annotated[str, typer.Option("--padding", help="same (TensorFlow's rule) or valid.")]
 StrideOpt = Annotated[int, typer.Option("--stride", help="Step between output positions.")]
 CompressOpt = Annotated[
     int,
@@ -62,7 +56,7 @@ def filter_command(
             help="A named kernel (see --list), rows like "
             "'0,-1,0;-1,5,-1;0,-1,0', or a text/CSV file.",
             autocompletion=complete.kernels,
-        ),  # fmt: skip
+        ),
     ] = None,
     scale: Annotated[float | None, typer.Option(help="Multiply the kernel by this.")] = None,
     list_kernels: Annotated[bool, typer.Option("--list", help="Show the named kernels.")] = False,
@@ -75,7 +69,7 @@ def filter_command(
         typer.Option(
             help="What padding holds: reflect (default for images, like OpenCV), edge, "
             "or zero (default for matrices, what a CNN layer does)."
-        ),  # fmt: skip
+        ),
     ] = None,
     stride: StrideOpt = 1,
     flip: Annotated[
@@ -109,8 +103,9 @@ def filter_command(
     images = list(images or [])
     if matrix is not None:
         _matrix_alone(images)
-        result = filter_matrix(matrix, kernel, scale, padding, border or "zero", stride, flip,
-                               steps)  # fmt: skip
+        result = filter_matrix(
+            matrix, kernel, scale, padding, border or "zero", stride, flip, steps
+        )
         return _show_matrix(result, json_out)
     options = FilterOptions(padding, border or "reflect", stride, flip, absolute, offset, normalize)
     if gallery is not None:
@@ -118,8 +113,17 @@ def filter_command(
         if kernel is None:
             return
     with ProgressBar("filtering", enabled=_bar(images, json_out)) as bar:
-        written = filter_files(images, kernel, options, scale=scale, out=out, out_dir=out_dir,
-                               compress=compress, overwrite=overwrite, progress=bar)  # fmt: skip
+        written = filter_files(
+            images,
+            kernel,
+            options,
+            scale=scale,
+            out=out,
+            out_dir=out_dir,
+            compress=compress,
+            overwrite=overwrite,
+            progress=bar,
+        )
     _show_written(written, json_out)
 
 
@@ -148,8 +152,18 @@ def pool_command(
         _matrix_alone(images)
         return _show_matrix(pool_matrix(matrix, op, size, stride, padding), json_out)
     with ProgressBar("pooling", enabled=_bar(images, json_out)) as bar:
-        written = pool_files(images, op, size, stride, padding, out=out, out_dir=out_dir,
-                             compress=compress, overwrite=overwrite, progress=bar)  # fmt: skip
+        written = pool_files(
+            images,
+            op,
+            size,
+            stride,
+            padding,
+            out=out,
+            out_dir=out_dir,
+            compress=compress,
+            overwrite=overwrite,
+            progress=bar,
+        )
     _show_written(written, json_out)
 
 
@@ -197,13 +211,16 @@ def _show_matrix(result, json_out: bool) -> None:
     for s in data.get("steps", []):
         console.console.print(
             f"({s['row']},{s['col']}): {' + '.join(s['terms'])} = {_cell(s['value'])}",
-            soft_wrap=True, highlight=False, markup=False,
-        )  # fmt: skip
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
     rows = data["output"]
     columns = [""] + [str(j) for j in range(len(rows[0]))]
     console.console.print(result.title, markup=False)
-    console.print_table(columns, [[str(i)] + [_cell(v) for v in r] for i, r in enumerate(rows)],
-                        numeric=columns[1:])  # fmt: skip
+    console.print_table(
+        columns, [[str(i)] + [_cell(v) for v in r] for i, r in enumerate(rows)], numeric=columns[1:]
+    )
 
 
 def _cell(v) -> str:
@@ -216,10 +233,18 @@ def _print_kernels(json_out: bool) -> None:
     from cnncli.filters.matrices import plain
 
     if json_out:
-        return console.print_json([
-            {"name": n, "matrix": plain(K.named_kernel(n)), "description": K.kernel_description(n)}
-            for n in K.NAMED_KERNELS
-        ])  # fmt: skip
-    rows = [(n, "\n".join(K.format_kernel(K.named_kernel(n))), K.kernel_description(n))
-            for n in K.NAMED_KERNELS]  # fmt: skip
+        return console.print_json(
+            [
+                {
+                    "name": n,
+                    "matrix": plain(K.named_kernel(n)),
+                    "description": K.kernel_description(n),
+                }
+                for n in K.NAMED_KERNELS
+            ]
+        )
+    rows = [
+        (n, "\n".join(K.format_kernel(K.named_kernel(n))), K.kernel_description(n))
+        for n in K.NAMED_KERNELS
+    ]
     console.print_table(["kernel", "matrix", "what it does"], rows, title="Named kernels")

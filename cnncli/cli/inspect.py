@@ -32,8 +32,10 @@ def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
 def summary_command(
     model_file: OptionalModelArg = None,
     arch: Annotated[
-        str | None, typer.Option("--arch", help="A named architecture (see --list-arch).",
-                                 autocompletion=complete.archs)  # fmt: skip
+        str | None,
+        typer.Option(
+            "--arch", help="A named architecture (see --list-arch).", autocompletion=complete.archs
+        ),
     ] = None,
     spec: Annotated[
         Path | None, typer.Option("--spec", help="A YAML or JSON spec file of layers.")
@@ -61,9 +63,12 @@ def summary_command(
     overwrite: OverwriteOpt = False,
     backbone: Annotated[
         str | None,
-        typer.Option("--backbone", help="The model cnncli train --backbone NAME builds (the "
-                     "backbone one row, frozen; --expand opens it).",
-                     autocompletion=complete.backbones),
+        typer.Option(
+            "--backbone",
+            help="The model cnncli train --backbone NAME builds (the "
+            "backbone one row, frozen; --expand opens it).",
+            autocompletion=complete.backbones,
+        ),
     ] = None,
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="MobileNet width, with --backbone.")
@@ -76,10 +81,19 @@ def summary_command(
     if list_arch:
         _list_architectures(json_out)
         return
-    result = summarize_source(model_file, arch=arch, spec=spec, classes=classes,
-                              input_shape=parse_input_shape(input_shape), expand=expand,
-                              unsafe=unsafe, export=export, overwrite=overwrite,
-                              backbone=backbone, alpha=alpha)  # fmt: skip
+    result = summarize_source(
+        model_file,
+        arch=arch,
+        spec=spec,
+        classes=classes,
+        input_shape=parse_input_shape(input_shape),
+        expand=expand,
+        unsafe=unsafe,
+        export=export,
+        overwrite=overwrite,
+        backbone=backbone,
+        alpha=alpha,
+    )
     if result.exported is not None:
         of = f" of {arch!r}" if arch is not None else ""
         console.info(f"wrote the spec{of} to {result.exported}")
@@ -101,8 +115,11 @@ def print_summary(result: dict) -> None:
     rows = []
     for r in result["layers"]:
         indent = "  " * r["depth"]
-        counts = ("" if "frozen_params" not in r else
-                  f": {r['trainable_params']:,} trainable, {r['frozen_params']:,} frozen")
+        counts = (
+            ""
+            if "frozen_params" not in r
+            else f": {r['trainable_params']:,} trainable, {r['frozen_params']:,} frozen"
+        )
         rows.append(
             (
                 f"{indent}{r['name']} ({r['type']}){counts}",

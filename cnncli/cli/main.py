@@ -173,8 +173,18 @@ def root(
 
 # Each command module is thin and imports no TensorFlow at load; an import error is a bug
 # and fails loudly here, never a command that silently goes missing.
-for _group in (dataset, inspect, train, tune, evaluate, filters, activations, demo, runs,
-               export_cli):
+for _group in (
+    dataset,
+    inspect,
+    train,
+    tune,
+    evaluate,
+    filters,
+    activations,
+    demo,
+    runs,
+    export_cli,
+):
     _group.register(app)
 
 

@@ -27,12 +27,14 @@ ModelArg = Annotated[Path, typer.Argument(help=MODEL_HELP)]
 RuntimeOpt = Annotated[
     str,
     typer.Option(
-        "--runtime", metavar="auto|keras|onnx|litert", envvar="CNNCLI_RUNTIME",
+        "--runtime",
+        metavar="auto|keras|onnx|litert",
+        envvar="CNNCLI_RUNTIME",
         help="What runs a .keras/.h5 model: auto (its LiteRT copy, checked against Keras, made "
         "once and kept in the run folder's .cnncli-cache or ~/.cache/cnncli, when "
         "ai-edge-litert is installed; else Keras), keras, litert or onnx (its ONNX copy).",
     ),
-]  # fmt: skip
+]
 OptionalModelArg = Annotated[Path | None, typer.Argument(help=MODEL_HELP, show_default=False)]
 TtaOpt = Annotated[
     bool,

@@ -108,8 +108,7 @@ def report_command(
     from cnncli.runs.report import write_report
 
     with ProgressBar("report") as bar:
-        result = write_report(runs, out, compute=not no_compute, overwrite=overwrite,
-                              progress=bar)  # fmt: skip
+        result = write_report(runs, out, compute=not no_compute, overwrite=overwrite, progress=bar)
     if json_out:
         console.print_json(result.to_json())
     for line in result.missing:

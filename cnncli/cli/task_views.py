@@ -19,22 +19,31 @@ def render_task_evaluation(result) -> None:
     if result.task == "multilabel":
         m = result.metrics
         console.print_table(
-            ["split", "images", "loss", "micro F1", "macro F1", "subset accuracy",
-             "Hamming loss"],
-            [(result.split, result.count, result.loss, m["micro_f1"], m["macro_f1"],
-              m["subset_accuracy"], m["hamming_loss"])],
+            ["split", "images", "loss", "micro F1", "macro F1", "subset accuracy", "Hamming loss"],
+            [
+                (
+                    result.split,
+                    result.count,
+                    result.loss,
+                    m["micro_f1"],
+                    m["macro_f1"],
+                    m["subset_accuracy"],
+                    m["hamming_loss"],
+                )
+            ],
             title=title,
-            numeric=["images", "loss", "micro F1", "macro F1", "subset accuracy",
-                     "Hamming loss"],
-        )  # fmt: skip
+            numeric=["images", "loss", "micro F1", "macro F1", "subset accuracy", "Hamming loss"],
+        )
         tuned = " (tuned on val, stored with the model)" if result.tuned else ""
         console.print_table(
             ["label", "threshold", "precision", "recall", "f1", "support", "predicted"],
-            [(x.name, x.threshold, x.precision, x.recall, x.f1, x.support, x.predicted)
-             for x in result.labels],
+            [
+                (x.name, x.threshold, x.precision, x.recall, x.f1, x.support, x.predicted)
+                for x in result.labels
+            ],
             title=f"Per label{tuned}",
             numeric=["threshold", "precision", "recall", "f1", "support", "predicted"],
-        )  # fmt: skip
+        )
         return
     console.print_table(
         ["target", "MAE", "RMSE", "R²", "MAE of the train mean", "train mean"],
@@ -72,18 +81,22 @@ def render_task_predictions(result, names: list[str], base: str | None, summary:
             counts = {n: sum(1 for r in rows if n in dict(r.top_k)) for n in model.class_names}
             console.print_table(
                 ["label", "images", "share", "threshold"],
-                [(n, c, f"{c / max(1, len(rows)):.1%}", t)
-                 for (n, c), t in zip(counts.items(), model.label_thresholds, strict=True)],
+                [
+                    (n, c, f"{c / max(1, len(rows)):.1%}", t)
+                    for (n, c), t in zip(counts.items(), model.label_thresholds, strict=True)
+                ],
                 title=f"Predictions: {len(rows):,} images, by label",
                 numeric=["images", "share", "threshold"],
-            )  # fmt: skip
+            )
             return
         console.print_table(
             ["file", "labels (probability)"],
-            [(name, ", ".join(f"{n} ({p:.3f})" for n, p in r.top_k) or "(no label)")
-             for name, r in zip(names, rows, strict=True)],
+            [
+                (name, ", ".join(f"{n} ({p:.3f})" for n, p in r.top_k) or "(no label)")
+                for name, r in zip(names, rows, strict=True)
+            ],
             title=f"Predicted labels{where}",
-        )  # fmt: skip
+        )
         return
     targets = list(model.class_names)
     if summary:
@@ -92,11 +105,19 @@ def render_task_predictions(result, names: list[str], base: str | None, summary:
         values = np.array([[r.scores[t] for t in targets] for r in rows]).reshape(-1, len(targets))
         console.print_table(
             ["target", "images", "mean", "min", "max"],
-            [(t, len(rows), float(values[:, i].mean()), float(values[:, i].min()),
-              float(values[:, i].max())) for i, t in enumerate(targets)],
+            [
+                (
+                    t,
+                    len(rows),
+                    float(values[:, i].mean()),
+                    float(values[:, i].min()),
+                    float(values[:, i].max()),
+                )
+                for i, t in enumerate(targets)
+            ],
             title=f"Predictions: {len(rows):,} images",
             numeric=["images", "mean", "min", "max"],
-        )  # fmt: skip
+        )
         return
     console.print_table(
         ["file", *targets],

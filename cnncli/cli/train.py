@@ -77,7 +77,7 @@ def train_command(
             "--out",
             help="Run folder (default: runs/train, runs/train2, ...).",
             rich_help_panel=_CKPT,
-        ),  # fmt: skip
+        ),
     ] = None,
     overwrite: OverwriteOpt = False,
     epochs: Annotated[
@@ -96,8 +96,12 @@ def train_command(
         ),
     ] = 32,
     optimizer: Annotated[
-        str, typer.Option("--optimizer", help="adam, rmsprop, sgd or adadelta.",
-                          autocompletion=complete.optimizers)  # fmt: skip
+        str,
+        typer.Option(
+            "--optimizer",
+            help="adam, rmsprop, sgd or adadelta.",
+            autocompletion=complete.optimizers,
+        ),
     ] = "adam",
     lr: Annotated[
         float | None,
@@ -118,8 +122,11 @@ def train_command(
     ] = None,
     monitor: Annotated[
         str | None,
-        typer.Option("--monitor", help="Metric for best model and early stop (default val_loss).",
-                     autocompletion=complete.monitors),  # fmt: skip
+        typer.Option(
+            "--monitor",
+            help="Metric for best model and early stop (default val_loss).",
+            autocompletion=complete.monitors,
+        ),
     ] = None,
     class_weight: Annotated[
         str | None,
@@ -140,8 +147,11 @@ def train_command(
     ] = False,
     cache: Annotated[
         str,
-        typer.Option("--cache", help="memory (fast), disk (bounded memory: a cache file) or none.",
-                     autocompletion=complete.caches),  # fmt: skip
+        typer.Option(
+            "--cache",
+            help="memory (fast), disk (bounded memory: a cache file) or none.",
+            autocompletion=complete.caches,
+        ),
     ] = "memory",
     precision: Annotated[
         str,
@@ -165,19 +175,21 @@ def train_command(
     label_smoothing: Annotated[
         float | None,
         typer.Option(
-            "--label-smoothing", metavar="EPS",
+            "--label-smoothing",
+            metavar="EPS",
             help="Classification targets smoothed by EPS (default: the recipe's; fast: 0.1, "
             "course: 0).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option(
-            "--ema", metavar="MOMENTUM",
+            "--ema",
+            metavar="MOMENTUM",
             help="Keep a moving average of the weights with this momentum and save it (default: "
             "the recipe's; 0: none).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     augment: Annotated[
         bool,
         typer.Option(
@@ -185,7 +197,7 @@ def train_command(
             rich_help_panel=_AUG,
             help="The course's augmentation: rotation 40, shifts 0.1, shear 0.2, zoom 0.2, "
             "horizontal flip (the options below change one).",
-        ),  # fmt: skip
+        ),
     ] = False,
     rotation: Annotated[
         float | None,
@@ -224,7 +236,7 @@ def train_command(
             help="Checkpoint file pattern (default save-{epoch:02d}-{val_loss:.4f}.keras; .h5 "
             "writes HDF5): a bare file name goes into RUN_DIR/checkpoints/, a path is taken "
             "from RUN_DIR.",
-        ),  # fmt: skip
+        ),
     ] = None,
     save_best_only: Annotated[
         bool,
@@ -232,7 +244,7 @@ def train_command(
             "--save-best-only/--save-every-epoch",
             rich_help_panel=_CKPT,
             help="Write a checkpoint only when the monitored metric improves.",
-        ),  # fmt: skip
+        ),
     ] = True,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or epoch lines.")
@@ -255,7 +267,7 @@ def train_command(
             rich_help_panel=_DIST,
             help="auto (multi-worker when TF_CONFIG or --workers is given, else one-device), "
             "one-device, mirrored (every device of this machine) or multi-worker.",
-        ),  # fmt: skip
+        ),
     ] = "auto",
     workers: Annotated[
         str | None,
@@ -264,7 +276,7 @@ def train_command(
             metavar="HOST:PORT,...",
             rich_help_panel=_DIST,
             help="Every worker of a multi-worker run, the chief first (instead of TF_CONFIG).",
-        ),  # fmt: skip
+        ),
     ] = None,
     worker_index: Annotated[
         int | None,
@@ -273,7 +285,7 @@ def train_command(
             metavar="I",
             rich_help_panel=_DIST,
             help="This machine's place in --workers (0: the chief, which writes RUN_DIR).",
-        ),  # fmt: skip
+        ),
     ] = None,
 ) -> None:
     """Train a CNN on a dataset into a run folder (best and last model, checkpoints,
@@ -286,33 +298,102 @@ def train_command(
 
     options = train_options(**{k: v for k, v in locals().items() if k in TRAIN_OPTION_NAMES})
     if find_lr:
-        return find_lr_command(dataset_dir, out, arch, spec, from_model, options, overwrite,
-                               json_out, quiet)  # fmt: skip
+        return find_lr_command(
+            dataset_dir, out, arch, spec, from_model, options, overwrite, json_out, quiet
+        )
     plan = plan_strategy(strategy, workers=workers, worker_index=worker_index)
     with TrainingView(quiet=quiet, json_log=json_log) as view:
-        result = run_training(dataset_dir, out, arch=arch, spec=spec, from_model=from_model,
-                              resume_dir=resume, options=options, overwrite=overwrite,
-                              events=view, strategy=plan)  # fmt: skip
+        result = run_training(
+            dataset_dir,
+            out,
+            arch=arch,
+            spec=spec,
+            from_model=from_model,
+            resume_dir=resume,
+            options=options,
+            overwrite=overwrite,
+            events=view,
+            strategy=plan,
+        )
     print_train_result(result, quiet=quiet, json_log=json_log)
 
 
 # train_command's parameters that are options of the run (TrainOptions), not what the
 # command does with it: cnncli tune takes these as the fixed options of every trial
 TRAIN_OPTION_NAMES = (
-    "epochs", "batch_size", "optimizer", "lr", "seed", "early_stop", "monitor", "class_weight",
-    "loss", "tensorboard", "cache", "precision", "steps_per_execution", "augment", "rotation",
-    "shift", "shear", "zoom", "flip", "checkpoint", "save_best_only", "backbone", "weights",
-    "alpha", "freeze", "fine_tune_at", "fine_tune_lr", "unfreeze", "lr_schedule", "warmup",
-    "recipe", "label_smoothing", "ema",
-)  # fmt: skip
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "seed",
+    "early_stop",
+    "monitor",
+    "class_weight",
+    "loss",
+    "tensorboard",
+    "cache",
+    "precision",
+    "steps_per_execution",
+    "augment",
+    "rotation",
+    "shift",
+    "shear",
+    "zoom",
+    "flip",
+    "checkpoint",
+    "save_best_only",
+    "backbone",
+    "weights",
+    "alpha",
+    "freeze",
+    "fine_tune_at",
+    "fine_tune_lr",
+    "unfreeze",
+    "lr_schedule",
+    "warmup",
+    "recipe",
+    "label_smoothing",
+    "ema",
+)
 MODEL_SOURCE_NAMES = ("arch", "spec", "from_model")
 
 
-def train_options(*, epochs, batch_size, optimizer, lr, seed, early_stop, monitor, class_weight,
-                  loss, tensorboard, cache, precision, steps_per_execution, augment, rotation,
-                  shift, shear, zoom, flip, checkpoint, save_best_only, backbone, weights,
-                  alpha, freeze, fine_tune_at, fine_tune_lr, unfreeze, lr_schedule,
-                  warmup, recipe=None, label_smoothing=None, ema=None):  # fmt: skip
+def train_options(
+    *,
+    epochs,
+    batch_size,
+    optimizer,
+    lr,
+    seed,
+    early_stop,
+    monitor,
+    class_weight,
+    loss,
+    tensorboard,
+    cache,
+    precision,
+    steps_per_execution,
+    augment,
+    rotation,
+    shift,
+    shear,
+    zoom,
+    flip,
+    checkpoint,
+    save_best_only,
+    backbone,
+    weights,
+    alpha,
+    freeze,
+    fine_tune_at,
+    fine_tune_lr,
+    unfreeze,
+    lr_schedule,
+    warmup,
+    recipe=None,
+    label_smoothing=None,
+    ema=None,
+):
     """The TrainOptions that train's option values (TRAIN_OPTION_NAMES) ask for."""
     from cnncli.training.augment import AugmentOptions
     from cnncli.training.options import TrainOptions
@@ -335,11 +416,18 @@ def train_options(*, epochs, batch_size, optimizer, lr, seed, early_stop, monito
         augment=AugmentOptions.from_options(augment, **transforms),
         checkpoint=checkpoint,
         save_best_only=save_best_only,
-        backbone=backbone, weights=weights, alpha=alpha, freeze=freeze,
-        fine_tune_at=fine_tune_at, fine_tune_lr=fine_tune_lr, unfreeze=unfreeze,
-        lr_schedule=lr_schedule.lower() if lr_schedule else None, warmup=warmup,
+        backbone=backbone,
+        weights=weights,
+        alpha=alpha,
+        freeze=freeze,
+        fine_tune_at=fine_tune_at,
+        fine_tune_lr=fine_tune_lr,
+        unfreeze=unfreeze,
+        lr_schedule=lr_schedule.lower() if lr_schedule else None,
+        warmup=warmup,
         recipe=recipe.lower() if recipe else None,
-        label_smoothing=label_smoothing, ema=ema,
+        label_smoothing=label_smoothing,
+        ema=ema,
     )
 
 

@@ -22,65 +22,88 @@ _FIXED = "Training options (fixed for every trial)"
 def tune_command(
     dataset_dir: Annotated[
         Path | None,
-        typer.Argument(help="Dataset folder (from cnncli dataset build); not needed with "
-                       "--resume or --join."),  # fmt: skip
+        typer.Argument(
+            help="Dataset folder (from cnncli dataset build); not needed with --resume or --join."
+        ),
     ] = None,
     trials: Annotated[
         int | None,
-        typer.Option("--trials", metavar="N",
-                     help="Finished (or pruned) trials the study holds in all, over "
-                     "every process that joins it (default 20; with --resume: the "
-                     "study's)."),  # fmt: skip
+        typer.Option(
+            "--trials",
+            metavar="N",
+            help="Finished (or pruned) trials the study holds in all, over "
+            "every process that joins it (default 20; with --resume: the "
+            "study's).",
+        ),
     ] = None,
     timeout: Annotated[
         str | None,
-        typer.Option("--timeout", metavar="DURATION",
-                     help="Start no trial after this long (90s, 30m, 2h)."),  # fmt: skip
+        typer.Option(
+            "--timeout", metavar="DURATION", help="Start no trial after this long (90s, 30m, 2h)."
+        ),
     ] = None,
     study: Annotated[
         Path | None,
-        typer.Option("--study", metavar="DIR",
-                     help="The study folder (default: studies/DATASET_NAME); the same command "
-                     "again continues it."),  # fmt: skip
+        typer.Option(
+            "--study",
+            metavar="DIR",
+            help="The study folder (default: studies/DATASET_NAME); the same command "
+            "again continues it.",
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", metavar="NAME=SPACE",
-                     help="A train option to search: lr=1e-4..1e-2:log, batch-size=16,32,64, "
-                     "arch=mnist,tiny, augment=on,off (repeat it; default: a space for the "
-                     "task, printed)."),  # fmt: skip
+        typer.Option(
+            "--param",
+            metavar="NAME=SPACE",
+            help="A train option to search: lr=1e-4..1e-2:log, batch-size=16,32,64, "
+            "arch=mnist,tiny, augment=on,off (repeat it; default: a space for the "
+            "task, printed).",
+        ),
     ] = None,
     space: Annotated[
         Path | None,
-        typer.Option("--space", metavar="FILE",
-                     help="A YAML file of NAME: SPACE lines (as --param), or lists of "
-                     "values."),  # fmt: skip
+        typer.Option(
+            "--space",
+            metavar="FILE",
+            help="A YAML file of NAME: SPACE lines (as --param), or lists of values.",
+        ),
     ] = None,
     pruner: Annotated[
         str, typer.Option("--pruner", help="median, hyperband or none: stops poor trials early.")
     ] = "median",
     metric: Annotated[
         str | None,
-        typer.Option("--metric", help="What the study optimizes (default val_accuracy; "
-                     "val_loss for regression)."),  # fmt: skip
+        typer.Option(
+            "--metric",
+            help="What the study optimizes (default val_accuracy; val_loss for regression).",
+        ),
     ] = None,
     storage: Annotated[
         str | None,
-        typer.Option("--storage", metavar="sqlite|journal|URL",
-                     help="Where the study lives: STUDY/study.db (default), journal "
-                     "(STUDY/journal.log: several machines sharing the folder), or a "
-                     "database URL."),  # fmt: skip
+        typer.Option(
+            "--storage",
+            metavar="sqlite|journal|URL",
+            help="Where the study lives: STUDY/study.db (default), journal "
+            "(STUDY/journal.log: several machines sharing the folder), or a "
+            "database URL.",
+        ),
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", metavar="STUDY",
-                     help="Continue a stopped study (after Ctrl-C, SIGTERM or "
-                     "kill -9)."),  # fmt: skip
+        typer.Option(
+            "--resume",
+            metavar="STUDY",
+            help="Continue a stopped study (after Ctrl-C, SIGTERM or kill -9).",
+        ),
     ] = None,
     join: Annotated[
         Path | None,
-        typer.Option("--join", metavar="STUDY",
-                     help="Take trials of a study another process (or machine) runs."),  # fmt: skip
+        typer.Option(
+            "--join",
+            metavar="STUDY",
+            help="Take trials of a study another process (or machine) runs.",
+        ),
     ] = None,
     json_out: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per trial.")] = False,
@@ -99,22 +122,36 @@ def tune_command(
         raise UsageError("--resume and --join both name a study", "give one of them")
     existing = resume or join
     if existing is not None and study is not None and Path(study) != Path(existing):
-        raise UsageError(f"--study {study} and {'--resume' if resume else '--join'} "
-                         f"{existing} name two studies", "give one of them")  # fmt: skip
+        raise UsageError(
+            f"--study {study} and {'--resume' if resume else '--join'} {existing} name two studies",
+            "give one of them",
+        )
     dims = read_space_file(space) if space is not None else []
     dims += [parse_param(p) for p in param or ()]
     if existing is not None and dims:
-        raise UsageError("a study keeps its own space", "leave out --param/--space with "
-                         "--resume or --join")  # fmt: skip
+        raise UsageError(
+            "a study keeps its own space", "leave out --param/--space with --resume or --join"
+        )
     options = train_options(**{k: train_values[k] for k in TRAIN_OPTION_NAMES})
-    source = {"arch": train_values["arch"], "spec": train_values["spec"],
-              "from": train_values["from_model"]}  # fmt: skip
+    source = {
+        "arch": train_values["arch"],
+        "spec": train_values["spec"],
+        "from": train_values["from_model"],
+    }
     request = TuneRequest(
-        dataset_dir=dataset_dir, study_dir=existing or study, trials=trials,
-        timeout_s=parse_duration(timeout) if timeout else None, dims=dims, pruner=pruner,
-        metric=metric, storage=storage, options=options, source=source,
-        join=existing is not None, monitor_given=train_values["monitor"] is not None,
-    )  # fmt: skip
+        dataset_dir=dataset_dir,
+        study_dir=existing or study,
+        trials=trials,
+        timeout_s=parse_duration(timeout) if timeout else None,
+        dims=dims,
+        pruner=pruner,
+        metric=metric,
+        storage=storage,
+        options=options,
+        source=source,
+        join=existing is not None,
+        monitor_given=train_values["monitor"] is not None,
+    )
     if not state.verbose:  # a model per trial: TensorFlow's "retracing" notice is expected
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     with TuneView(quiet=quiet or json_out) as view:
@@ -135,8 +172,7 @@ def _fixed_parameters() -> list[inspect.Parameter]:
             if getattr(x, "rich_help_panel", None) is None:
                 x.rich_help_panel = _FIXED
         args = (kind, *extras)  # a name: mypy reads [(a, *b)] as 3.11's [a, *b]
-        out.append(p.replace(annotation=Annotated[args],
-                             kind=inspect.Parameter.KEYWORD_ONLY))  # fmt: skip
+        out.append(p.replace(annotation=Annotated[args], kind=inspect.Parameter.KEYWORD_ONLY))
     return out
 
 

@@ -54,8 +54,10 @@ class TuneView(TuneEvents):
         if self.quiet:
             return
         where = "default space for the task" if s["default_space"] else "space"
-        info(f"study {s['study_dir']}: {s['done']} of {s['total']} trials done; "
-             f"{s['metric']} ({s['direction']})")  # fmt: skip
+        info(
+            f"study {s['study_dir']}: {s['done']} of {s['total']} trials done; "
+            f"{s['metric']} ({s['direction']})"
+        )
         info(f"{where}: " + "  ".join(f"--param {t}" for t in s["space"]))
         self.advance = self.stack.enter_context(progress_bar("trials", s["total"]))
         if s["done"]:
@@ -71,8 +73,10 @@ class TuneView(TuneEvents):
         if self.quiet:
             return
         value = "-" if row["value"] is None else f"{row['value']:.4g}"
-        what = {"pruned": f"pruned after epoch {row['pruned_at']} ({value})",
-                "fail": f"failed: {row['error']}"}.get(row["state"], value)  # fmt: skip
+        what = {
+            "pruned": f"pruned after epoch {row['pruned_at']} ({value})",
+            "fail": f"failed: {row['error']}",
+        }.get(row["state"], value)
         info(f"trial {row['number']} {what} in {row['seconds']:.1f} s")
 
 
@@ -82,20 +86,32 @@ def print_tune_result(result, as_json: bool = False) -> None:
         return
     names = result.space
     rows = [
-        [r["number"], r["state"], r["value"], *(_value(r["params"][n]) if n in r["params"]
-                                                else "-" for n in names),
-         r["epochs"], r["seconds"]]
+        [
+            r["number"],
+            r["state"],
+            r["value"],
+            *(_value(r["params"][n]) if n in r["params"] else "-" for n in names),
+            r["epochs"],
+            r["seconds"],
+        ]
         for r in result.rows[:MAX_ROWS]
-    ]  # fmt: skip
-    print_table(["trial", "state", result.metric, *names, "epochs", "seconds"], rows,
-                title=f"Study {result.study_dir} ({result.metric}, best first)",
-                numeric=[result.metric, "epochs", "seconds"])  # fmt: skip
+    ]
+    print_table(
+        ["trial", "state", result.metric, *names, "epochs", "seconds"],
+        rows,
+        title=f"Study {result.study_dir} ({result.metric}, best first)",
+        numeric=[result.metric, "epochs", "seconds"],
+    )
     if len(result.rows) > MAX_ROWS:
         info(f"{len(result.rows) - MAX_ROWS} more trials: see --json or {result.page}")
     c = result.counts
-    info(f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed of "
-         f"{result.total}; study page {result.page}")  # fmt: skip
+    info(
+        f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed of "
+        f"{result.total}; study page {result.page}"
+    )
     if result.best is not None:
-        info(f"best: trial {result.best['number']}, {result.metric} {result.best['value']:.4g}; "
-             "to train it again:")
+        info(
+            f"best: trial {result.best['number']}, {result.metric} {result.best['value']:.4g}; "
+            "to train it again:"
+        )
         print(result.best["command"])

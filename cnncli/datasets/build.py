@@ -153,9 +153,16 @@ def build_dataset(
     (cnncli.datasets.stable).
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    check_task_options(task, labels=labels, label_col=label_col, label_delim=label_delim,
-                       label_cols=label_cols, target_cols=target_cols, name_col=name_col,
-                       classes=classes)  # fmt: skip
+    check_task_options(
+        task,
+        labels=labels,
+        label_col=label_col,
+        label_delim=label_delim,
+        label_cols=label_cols,
+        target_cols=target_cols,
+        name_col=name_col,
+        classes=classes,
+    )
     val, test, split_files = split_options(val, test, split_col, split_files)
     _check_options(val, test, color, fit, record_format)
     shard_limit = parse_shard_size(shard_size)
@@ -173,14 +180,29 @@ def build_dataset(
     _check_paths(images_dir, out_dir, labels, overwrite or update, split_col)
     runner = open_engine(engine, address, record_format=record_format, shard_limit=shard_limit)
     if task != "classify":
-        ls = load_task_table(labels, images_dir, task, image_col=image_col, label_col=label_col,
-                             label_delim=label_delim, label_cols=label_cols,
-                             target_cols=target_cols, encoding=encoding,
-                             split_col=split_col)  # fmt: skip
+        ls = load_task_table(
+            labels,
+            images_dir,
+            task,
+            image_col=image_col,
+            label_col=label_col,
+            label_delim=label_delim,
+            label_cols=label_cols,
+            target_cols=target_cols,
+            encoding=encoding,
+            split_col=split_col,
+        )
     elif labels is not None:
-        ls = load_label_table(labels, images_dir, image_col=image_col, label_col=label_col,
-                              name_col=name_col, encoding=encoding, classes=classes,
-                              split_col=split_col)  # fmt: skip
+        ls = load_label_table(
+            labels,
+            images_dir,
+            image_col=image_col,
+            label_col=label_col,
+            name_col=name_col,
+            encoding=encoding,
+            classes=classes,
+            split_col=split_col,
+        )
     else:
         ls = scan_class_folders(images_dir, classes, exclude=out_dir)
     corrected, said = apply_corrections(ls, exclude, relabel)
@@ -192,8 +214,9 @@ def build_dataset(
     fresh_given = given  # how a fresh build would split: what the options record
     if previous is not None:
         given = previous.split_rows(ls, images_dir, val, test, seed, allow_leaks)
-    plan = plan_build(ls, images_dir, color, size, fit, val, test, seed, given,
-                      carve=val if split_files else 0.0)  # fmt: skip
+    plan = plan_build(
+        ls, images_dir, color, size, fit, val, test, seed, given, carve=val if split_files else 0.0
+    )
     if previous is not None:
         plan.notes = [n for n in plan.notes if not n.startswith("splits from")]
         plan.notes.append(previous.split_note(ls, val, test))
@@ -234,10 +257,15 @@ def build_dataset(
     # a full disk or an unwritable OUT_DIR: one line naming it (nothing is left behind) and,
     # for raw records, about how much the dataset needs
     pixels = len(plan.rows) * int(np.prod(plan.spec.shape))
-    with writing(out_dir, pixels if record_format == "raw" else None), \
-            atomic_dir(out_dir, overwrite=overwrite or update) as tmp:  # fmt: skip
-        done = runner.convert(ConvertJob(plan, images_dir, tmp, shard_limit, record_format,
-                                         pool, seed, skip_bad, progress))  # fmt: skip
+    with (
+        writing(out_dir, pixels if record_format == "raw" else None),
+        atomic_dir(out_dir, overwrite=overwrite or update) as tmp,
+    ):
+        done = runner.convert(
+            ConvertJob(
+                plan, images_dir, tmp, shard_limit, record_format, pool, seed, skip_bad, progress
+            )
+        )
         sha, bad, changed = done.sha, done.bad, done.changed
         problems, notes, rows = plan.problems, plan.notes, plan.rows
         stop_if_bad(problems, plan.blockers, skip_bad)
@@ -246,8 +274,20 @@ def build_dataset(
         _check_train(counts, ls.class_names, problems, given)
         shard_names = done.shard_names
         ids = [stable_index(r.name) for r in rows] if sharding else range(len(rows))
-        write_index(tmp, [(ids[i], rows[i].name, index_label(rows[i].label), rows[i].class_name,
-                           plan.splits[i], sha[i]) for i in kept])  # fmt: skip
+        write_index(
+            tmp,
+            [
+                (
+                    ids[i],
+                    rows[i].name,
+                    index_label(rows[i].label),
+                    rows[i].class_name,
+                    plan.splits[i],
+                    sha[i],
+                )
+                for i in kept
+            ],
+        )
         if problems:
             write_skipped(tmp, problems)
             notes.append(f"{len(problems)} bad rows skipped (listed in skipped.csv)")
@@ -256,8 +296,9 @@ def build_dataset(
         manifest = _manifest(plan, record_format, counts, shard_names, options, changed.notes())
         if sharding:
             manifest["sharding"] = sharding
-        manifest, said = task_manifest(manifest, rows, plan.splits, kept, task, ls.class_names,
-                                       ls.target_names)  # fmt: skip
+        manifest, said = task_manifest(
+            manifest, rows, plan.splits, kept, task, ls.class_names, ls.target_names
+        )
         notes += said
         n_shards = sum(len(v) for v in shard_names.values())
         notes.append(
@@ -314,11 +355,15 @@ def _check_update(engine: str, split_files, overwrite: bool) -> None:
     if engine != "local":
         raise UsageError("--update is for --engine local", "drop --engine ray")
     if split_files:
-        raise UsageError("--update keeps the splits the dataset has; --split-files cannot "
-                         "change them", "drop --split-files (a --split-col is read for new rows)")
+        raise UsageError(
+            "--update keeps the splits the dataset has; --split-files cannot change them",
+            "drop --split-files (a --split-col is read for new rows)",
+        )
     if overwrite:
-        raise UsageError("--update and --overwrite exclude each other",
-                         "--update keeps the dataset's unchanged shards; --overwrite rebuilds")
+        raise UsageError(
+            "--update and --overwrite exclude each other",
+            "--update keeps the dataset's unchanged shards; --overwrite rebuilds",
+        )
 
 
 def _check_paths(images_dir: Path, out_dir: Path, labels, overwrite: bool, split_col) -> None:

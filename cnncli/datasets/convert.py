@@ -49,8 +49,14 @@ class ConvertJob:
     def task(self, i: int) -> tuple:
         """Row i as cnncli.datasets.workers.convert_record takes it."""
         row = self.plan.rows[i]
-        return (str(self.images_dir / row.path), self.plan.spec.to_dict(), self.record_format,
-                i, row.label, row.name)  # fmt: skip
+        return (
+            str(self.images_dir / row.path),
+            self.plan.spec.to_dict(),
+            self.record_format,
+            i,
+            row.label,
+            row.name,
+        )
 
 
 @dataclass

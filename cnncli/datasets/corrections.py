@@ -56,8 +56,11 @@ def read_relabel(path) -> tuple[dict[str, str], str]:
             f"--relabel {path} is not an issues.csv (no image, problem and suggestion columns)",
             "give the issues.csv cnncli dataset check wrote, with the rows you agree with",
         )
-    return {nfc(r["image"]): r["suggestion"] for r in rows
-            if r.get("problem") == LABEL_PROBLEM and r.get("suggestion")}, sha  # fmt: skip
+    return {
+        nfc(r["image"]): r["suggestion"]
+        for r in rows
+        if r.get("problem") == LABEL_PROBLEM and r.get("suggestion")
+    }, sha
 
 
 def _unknown(names, known: set[str], flag: str, path) -> None:
@@ -80,8 +83,10 @@ def apply_corrections(ls: LabelSet, exclude=None, relabel=None) -> tuple[dict, l
     known = {r.name for r in ls.rows} | {p[0] for p in ls.problems}
     if relabel is not None:
         if ls.task == "regression":
-            raise UsageError("--relabel applies to classify and multilabel datasets",
-                             "correct regression targets in the table itself")  # fmt: skip
+            raise UsageError(
+                "--relabel applies to classify and multilabel datasets",
+                "correct regression targets in the table itself",
+            )
         new, sha = read_relabel(relabel)
         _unknown(new, known, "--relabel", relabel)
         index = {n: i for i, n in enumerate(ls.class_names)}
@@ -89,13 +94,18 @@ def apply_corrections(ls: LabelSet, exclude=None, relabel=None) -> tuple[dict, l
         for row in ls.rows:
             if row.name not in new:
                 continue
-            names = [p.strip() for p in new[row.name].split(";")] if ls.task == "multilabel" \
-                else [new[row.name]]  # fmt: skip
+            names = (
+                [p.strip() for p in new[row.name].split(";")]
+                if ls.task == "multilabel"
+                else [new[row.name]]
+            )
             bad = [n for n in names if n not in index]
             if bad:
-                raise UsageError(f"--relabel {relabel}: {row.name} is given label {bad[0]!r}, "
-                                 f"which is not a class ({', '.join(ls.class_names)})",
-                                 "fix that row's suggestion or delete the row")  # fmt: skip
+                raise UsageError(
+                    f"--relabel {relabel}: {row.name} is given label {bad[0]!r}, "
+                    f"which is not a class ({', '.join(ls.class_names)})",
+                    "fix that row's suggestion or delete the row",
+                )
             if ls.task == "multilabel":
                 row.label = [int(c in names) for c in ls.class_names]
                 row.class_name = ";".join(c for c in ls.class_names if c in names)
@@ -103,8 +113,10 @@ def apply_corrections(ls: LabelSet, exclude=None, relabel=None) -> tuple[dict, l
                 row.label, row.class_name = index[names[0]], names[0]
             changed += 1
         recorded["relabel"] = {"file": Path(relabel).name, "sha256": sha, "images": changed}
-        notes.append(f"relabelled {changed} image{'s' * (changed != 1)} as "
-                     f"{Path(relabel).name} suggests (--relabel)")  # fmt: skip
+        notes.append(
+            f"relabelled {changed} image{'s' * (changed != 1)} as "
+            f"{Path(relabel).name} suggests (--relabel)"
+        )
     if exclude is not None:
         names, sha = read_exclude(exclude)
         _unknown(names, known, "--exclude", exclude)
@@ -114,6 +126,7 @@ def apply_corrections(ls: LabelSet, exclude=None, relabel=None) -> tuple[dict, l
         ls.problems = [p for p in ls.problems if p[0] not in drop]
         n = before - len(ls.rows)
         recorded["exclude"] = {"file": Path(exclude).name, "sha256": sha, "images": n}
-        notes.append(f"left out {n} image{'s' * (n != 1)} listed in {Path(exclude).name} "
-                     "(--exclude)")  # fmt: skip
+        notes.append(
+            f"left out {n} image{'s' * (n != 1)} listed in {Path(exclude).name} (--exclude)"
+        )
     return recorded, notes

@@ -15,8 +15,13 @@ ENGINES = ("local", "ray")
 RAY_INSTALL = "pip install 'cnncli[ray]'"
 
 
-def open_engine(name: str = "local", address: str | None = None, *, record_format: str = "raw",
-                shard_limit: tuple[str, int] = ("images", 1)):  # fmt: skip
+def open_engine(
+    name: str = "local",
+    address: str | None = None,
+    *,
+    record_format: str = "raw",
+    shard_limit: tuple[str, int] = ("images", 1),
+):
     """The engine called `name`, ready to convert: for 'ray', connected to the cluster at
     `address` (HOST:PORT, 'auto' for the one started on this machine with `ray start`, or
     None: RAY_ADDRESS, else a cluster of this machine's cores started for the build).

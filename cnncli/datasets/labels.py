@@ -31,8 +31,15 @@ from cnncli.errors import CnnError, DatasetError, InputError, UsageError
 from cnncli.images import find_images, is_image_file, natural_key, unreadable_reason
 
 MAX_CLASS_INDEX_DIGITS = 6  # a class index of a million or more is a typo, not a class
-SPLIT_VALUES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                "validation": "val", "test": "test", "testing": "test"}  # fmt: skip
+SPLIT_VALUES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 @dataclass
@@ -122,14 +129,30 @@ def _check_file(path: str) -> None:
         raise ValueError("is not a regular file")
 
 
-def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_col=None,
-                     encoding=None, classes=None, split_col=None) -> LabelSet:  # fmt: skip
+def load_label_table(
+    table,
+    images_dir,
+    *,
+    image_col=None,
+    label_col=None,
+    name_col=None,
+    encoding=None,
+    classes=None,
+    split_col=None,
+) -> LabelSet:
     """Read a label table against IMAGES_DIR -> LabelSet with every row-level problem listed."""
     table, images_dir = Path(table), Path(images_dir)
     df, described = open_label_table(table, encoding)
     files = list_image_files(images_dir)
-    cols = detect_columns(df, files, image_col=image_col, label_col=label_col,
-                          name_col=name_col, split_col=split_col, path=table)  # fmt: skip
+    cols = detect_columns(
+        df,
+        files,
+        image_col=image_col,
+        label_col=label_col,
+        name_col=name_col,
+        split_col=split_col,
+        path=table,
+    )
     numeric = is_numeric_column(df[cols["label"]])
     problems: list[tuple[str, str]] = []
     notes = [
@@ -137,24 +160,46 @@ def load_label_table(table, images_dir, *, image_col=None, label_col=None, name_
         + (f", class-name column {cols['name']!r}" if cols["name"] else "")
     ]
 
-    raw_rows = table_rows(df, cols, images_dir, files, problems,
-                          lambda rec: rec[cols["label"]], lambda label: label == "")  # fmt: skip
+    raw_rows = table_rows(
+        df,
+        cols,
+        images_dir,
+        files,
+        problems,
+        lambda rec: rec[cols["label"]],
+        lambda label: label == "",
+    )
     blockers: list[tuple[str, CnnError]] = []
     if numeric:
         class_names, rows = _numeric_classes(raw_rows, cols, classes, problems, table, blockers)
     else:
         class_names, rows = _text_classes(raw_rows, classes, notes)
-    return table_label_set(table, files, rows, class_names, problems, notes, cols,
-                           blockers=blockers)  # fmt: skip
+    return table_label_set(
+        table, files, rows, class_names, problems, notes, cols, blockers=blockers
+    )
 
 
-def table_label_set(table: Path, files: dict[str, str], rows: list[LabelRow], class_names,
-                    problems, notes, cols, **more) -> LabelSet:  # fmt: skip
+def table_label_set(
+    table: Path,
+    files: dict[str, str],
+    rows: list[LabelRow],
+    class_names,
+    problems,
+    notes,
+    cols,
+    **more,
+) -> LabelSet:
     """The LabelSet of a label table: the files nobody named and the table's sha256 added."""
-    return LabelSet(rows=rows, class_names=class_names, problems=problems,
-                    unused=unused_files(files, rows, problems), notes=notes,
-                    sha256=hashlib.sha256(table.read_bytes()).hexdigest(), columns=cols,
-                    **more)  # fmt: skip
+    return LabelSet(
+        rows=rows,
+        class_names=class_names,
+        problems=problems,
+        unused=unused_files(files, rows, problems),
+        notes=notes,
+        sha256=hashlib.sha256(table.read_bytes()).hexdigest(),
+        columns=cols,
+        **more,
+    )
 
 
 def open_label_table(table: Path, encoding: str | None):
@@ -173,8 +218,15 @@ def unused_files(files: dict[str, str], rows: list[LabelRow], problems: list) ->
     return sorted((shown_name(k) for k in files if k not in used), key=natural_key)
 
 
-def table_rows(df, cols: dict, images_dir: Path, files: dict[str, str], problems: list,
-               label_of, unlabelled=None) -> list[tuple]:  # fmt: skip
+def table_rows(
+    df,
+    cols: dict,
+    images_dir: Path,
+    files: dict[str, str],
+    problems: list,
+    label_of,
+    unlabelled=None,
+) -> list[tuple]:
     """The rows of a label table whose file resolves, as (line, rel, name, label, class
     text, split) with `label_of(record)` as the label; missing files, duplicates, bad
     splits and (when `unlabelled(label)` says so) rows without a label are added to
@@ -226,10 +278,13 @@ def _class_indices(raw_rows, column: str, problems) -> list[tuple]:
         line, name, label = r[0], r[2], r[3]
         if not is_whole_number(label):
             problems.append(
-                (name, f"line {line}: label {_clip(label)!r} is not a whole number (column "
-                       f"{column!r} holds class indices: {whole} of {len(raw_rows)} labels "
-                       "are whole numbers, and all but one in ten make a column of numbers)")
-            )  # fmt: skip
+                (
+                    name,
+                    f"line {line}: label {_clip(label)!r} is not a whole number (column "
+                    f"{column!r} holds class indices: {whole} of {len(raw_rows)} labels "
+                    "are whole numbers, and all but one in ten make a column of numbers)",
+                )
+            )
             continue
         digits = label.lstrip("+-").split(".")[0].lstrip("0")
         if len(digits) > MAX_CLASS_INDEX_DIGITS:
@@ -265,18 +320,28 @@ def _numeric_classes(
     runs = not indices or (indices[0] == 0 and indices[-1] == len(indices) - 1)
     if not runs:
         shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
-        blockers.append((table.name, DatasetError(
-            f"class indices in column {column!r} of {table} must run 0..K-1; found {shown}",
-            "renumber them from 0, or label by name with --label-col",
-        )))  # fmt: skip
+        blockers.append(
+            (
+                table.name,
+                DatasetError(
+                    f"class indices in column {column!r} of {table} must run 0..K-1; found {shown}",
+                    "renumber them from 0, or label by name with --label-col",
+                ),
+            )
+        )
     names = [index_name[i] for i in indices]
     if cols["name"]:
         dup = [n for n, c in Counter(names).items() if c > 1]
         if dup:
-            blockers.append((table.name, DatasetError(
-                f"class name {dup[0]!r} stands for several indices in {table}",
-                "give each class index its own name",
-            )))  # fmt: skip
+            blockers.append(
+                (
+                    table.name,
+                    DatasetError(
+                        f"class name {dup[0]!r} stands for several indices in {table}",
+                        "give each class index its own name",
+                    ),
+                )
+            )
     else:
         names = [str(i) for i in indices]
     if classes and runs:
@@ -291,9 +356,12 @@ def _numeric_classes(
     for (line, rel, name, _label, n, split), idx in good:
         if cols["name"] and (index_name[idx] != n or name_index[n] != idx):
             problems.append(
-                (name, f"line {line}: label {idx} contradicts its name {n!r} "
-                       f"(elsewhere {n!r} is {name_index[n]} and {idx} is {index_name[idx]!r})")
-            )  # fmt: skip
+                (
+                    name,
+                    f"line {line}: label {idx} contradicts its name {n!r} "
+                    f"(elsewhere {n!r} is {name_index[n]} and {idx} is {index_name[idx]!r})",
+                )
+            )
             continue
         rows.append(LabelRow(rel, name, position[idx], names[position[idx]], split, line))
     return names, rows
@@ -350,10 +418,15 @@ def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
     for idx, cname in enumerate(names):
         sub = found[cname]
         if shown_name(cname) != cname:  # its files could not be named in the dataset
-            blockers.append((shown_name(cname), DatasetError(
-                f"class folder name {shown_name(cname)!r} is not valid UTF-8",
-                "rename the folder (its files were not checked)",
-            )))  # fmt: skip
+            blockers.append(
+                (
+                    shown_name(cname),
+                    DatasetError(
+                        f"class folder name {shown_name(cname)!r} is not valid UTF-8",
+                        "rename the folder (its files were not checked)",
+                    ),
+                )
+            )
             continue
         for key, on_disk in list_image_files(images_dir / sub).items():  # find_images' order
             rel = os.path.join(sub, on_disk)

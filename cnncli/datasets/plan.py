@@ -36,8 +36,18 @@ class Plan:
     warned: list[tuple[str, str]] = field(default_factory=list)
 
 
-def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, test: float,
-               seed: int, given: str | None, carve: float = 0.0) -> Plan:  # fmt: skip
+def plan_build(
+    ls: LabelSet,
+    images_dir: Path,
+    color,
+    size,
+    fit,
+    val: float,
+    test: float,
+    seed: int,
+    given: str | None,
+    carve: float = 0.0,
+) -> Plan:
     """Probe every image's header, choose the image spec, check the classes and split
     (`given`: where the rows' own splits came from, "column 'part'"; else --val/--test;
     `carve`: with `given`, the fraction of the train rows that becomes val, stratified)."""
@@ -46,8 +56,9 @@ def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, tes
         shown = ", ".join(ls.unused[:5]) + (", ..." if len(ls.unused) > 5 else "")
         notes.append(f"{len(ls.unused)} image files in the folder are not in the table: {shown}")
     warned: list[tuple[str, str]] = []
-    spec, rows, pixels = choose_spec(ls.rows, images_dir, color, size, fit, problems, notes,
-                                     blockers, warned)  # fmt: skip
+    spec, rows, pixels = choose_spec(
+        ls.rows, images_dir, color, size, fit, problems, notes, blockers, warned
+    )
     if ls.task == "classify":
         check_classes(rows, ls, blockers)
     if given:
@@ -75,8 +86,9 @@ def plan_build(ls: LabelSet, images_dir: Path, color, size, fit, val: float, tes
     return Plan(ls, rows, spec, splits, pixels, problems, notes, blockers, warned)
 
 
-def carve_val(rows: list[LabelRow], splits: list[str], ls: LabelSet, val: float,
-              seed: int) -> list[str]:  # fmt: skip
+def carve_val(
+    rows: list[LabelRow], splits: list[str], ls: LabelSet, val: float, seed: int
+) -> list[str]:
     """`splits` with the fraction `val` of its train rows made val, stratified as a
     --val split of the task is (by class, label or target bin) and seeded."""
     train = [i for i, s in enumerate(splits) if s == "train"]
@@ -112,8 +124,9 @@ def stop_if_bad(problems: list, blockers: list, skip_bad: bool) -> None:
         raise first
     listed = [(where, e.message) for where, e in blockers] + list(problems)
     others = len(listed) - 1
-    rest = "; then fix the other problems" + (", or pass --skip-bad to leave those rows out"
-                                              if problems else "")  # fmt: skip
+    rest = "; then fix the other problems" + (
+        ", or pass --skip-bad to leave those rows out" if problems else ""
+    )
     raise DatasetError(
         f"{first.message}; {others:,} other problem{'s' * (others != 1)} in the inputs; "
         "nothing was written",
@@ -140,19 +153,29 @@ def warning_notes(warned: list[tuple[str, str]]) -> list[str]:
 def check_classes(rows, ls: LabelSet, blockers) -> None:
     present = Counter(r.label for r in rows)
     if len(ls.class_names) < 2:
-        blockers.append(("(classes)", DatasetError(
-            f"only one class ({ls.class_names[0] if ls.class_names else 'none'}): "
-            "a classifier needs two or more",
-            "add images of another class",
-        )))  # fmt: skip
+        blockers.append(
+            (
+                "(classes)",
+                DatasetError(
+                    f"only one class ({ls.class_names[0] if ls.class_names else 'none'}): "
+                    "a classifier needs two or more",
+                    "add images of another class",
+                ),
+            )
+        )
         return
     missing = [ls.class_names[i] for i in range(len(ls.class_names)) if not present[i]]
     if missing:
         more = f" (and {len(missing) - 1} more classes)" if len(missing) > 1 else ""
-        blockers.append(("(classes)", DatasetError(
-            f"class {missing[0]!r} has no usable images{more}",
-            "add images for it or leave it out with --classes",
-        )))  # fmt: skip
+        blockers.append(
+            (
+                "(classes)",
+                DatasetError(
+                    f"class {missing[0]!r} has no usable images{more}",
+                    "add images for it or leave it out with --classes",
+                ),
+            )
+        )
 
 
 def choose_spec(
@@ -187,10 +210,15 @@ def choose_spec(
         notes.append(f"colour: {color} (the mode most images have: {shown}; --color to choose)")
     if size is None:
         if len(sizes) > 1:
-            blockers.append(("(sizes)", UsageError(
-                f"the images differ in size: {_sizes_shown(sizes, first)}",
-                "choose one with --size HxW (and --fit stretch|crop|pad)",
-            )))  # fmt: skip
+            blockers.append(
+                (
+                    "(sizes)",
+                    UsageError(
+                        f"the images differ in size: {_sizes_shown(sizes, first)}",
+                        "choose one with --size HxW (and --fit stretch|crop|pad)",
+                    ),
+                )
+            )
         size = sizes.most_common(1)[0][0] if sizes else (1, 1)
         if len(sizes) == 1:
             notes.append(f"size: {size[0]}x{size[1]} (every image has it; --size to change)")

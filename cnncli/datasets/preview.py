@@ -13,8 +13,15 @@ from cnncli.datasets.targets import format_values
 from cnncli.errors import OutputExistsError, UsageError
 
 
-def preview_sheet(dataset_dir, out, *, split: str = "train", per_class: int = 8,
-                  overwrite: bool = False, cell: int = 128) -> dict:  # fmt: skip
+def preview_sheet(
+    dataset_dir,
+    out,
+    *,
+    split: str = "train",
+    per_class: int = 8,
+    overwrite: bool = False,
+    cell: int = 128,
+) -> dict:
     """Write a PNG of up to `per_class` images per class (one row per class).
 
     Returns {"path", "caption_mode" ("text" | "legend" | "none"), "legend", "counts", "notes"}.
@@ -51,8 +58,9 @@ def preview_sheet(dataset_dir, out, *, split: str = "train", per_class: int = 8,
     notes = [f"{len(names)} {rows[ds.task]} x up to {per_class} images from split {split!r}"]
     if mode == "text":
         what = {"classify": "class names", "multilabel": "each image's labels"}
-        notes.append(f"captions: {what.get(ds.task, 'target values')}, drawn with the bundled "
-                     "Hangul font")  # fmt: skip
+        notes.append(
+            f"captions: {what.get(ds.task, 'target values')}, drawn with the bundled Hangul font"
+        )
     elif mode == "legend":
         notes.append(
             "the font cannot draw every class name: cells show indices; " + "; ".join(legend)
@@ -76,8 +84,10 @@ def _rows(ds, split: str, per_class: int):
     if ds.task == "multilabel":
         labels = ds.class_names
         names = [*labels, "(no label)"]
-        counts = [*(ds.per_class(split).get(n, 0) for n in labels),
-                  ds.manifest.get("unlabeled", {}).get(split, 0)]  # fmt: skip
+        counts = [
+            *(ds.per_class(split).get(n, 0) for n in labels),
+            ds.manifest.get("unlabeled", {}).get(split, 0),
+        ]
 
         def rows_of(r):
             on = [k for k, v in enumerate(r.label) if v]
@@ -89,8 +99,10 @@ def _rows(ds, split: str, per_class: int):
         return names, rows_of, caption, {i: min(per_class, n) for i, n in enumerate(counts)}
     first, targets = ds.targets[0], [t.name for t in ds.targets]
     step = (first.max - first.min) / 4 or 1.0
-    names = [f"{first.name} {first.min + k * step:.4g}..{first.min + (k + 1) * step:.4g}"
-             for k in range(4)]  # fmt: skip
+    names = [
+        f"{first.name} {first.min + k * step:.4g}..{first.min + (k + 1) * step:.4g}"
+        for k in range(4)
+    ]
 
     def bin_of(r):
         return [min(3, max(0, int((float(r.label[0]) - first.min) / step)))]

@@ -56,8 +56,9 @@ class RayEngine:
         try:
             rows = job.plan.rows
             samples = [job.images_dir / rows[i].path for i in sorted({0, len(rows) - 1}) if rows]
-            nodes = check_nodes([job.images_dir, *samples], f"the images in {job.images_dir}",
-                                job.folder)  # fmt: skip
+            nodes = check_nodes(
+                [job.images_dir, *samples], f"the images in {job.images_dir}", job.folder
+            )
             return _run(job, nodes)
         finally:
             if self.owned:
@@ -72,21 +73,30 @@ def connect(address: str | None) -> None:
     if address not in (None, "auto", "local"):
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
-            raise InputError(f"bad Ray address {address!r}", "give HOST:PORT (ray start --head "
-                             "prints it) or auto")  # fmt: skip
+            raise InputError(
+                f"bad Ray address {address!r}",
+                "give HOST:PORT (ray start --head prints it) or auto",
+            )
         try:
             socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
         except OSError as e:
-            raise InputError(f"no Ray cluster answers at {address} ({e.strerror or e})",
-                             f"start one with ray start --head, or check the address; "
-                             f"{CLUSTER_DOC}") from None  # fmt: skip
+            raise InputError(
+                f"no Ray cluster answers at {address} ({e.strerror or e})",
+                f"start one with ray start --head, or check the address; {CLUSTER_DOC}",
+            ) from None
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR,
-                 log_to_driver=False)  # fmt: skip
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
     except (ConnectionError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot reach the Ray cluster ({first})",
-                         f"start one with ray start --head; {CLUSTER_DOC}") from None  # fmt: skip
+        raise InputError(
+            f"cannot reach the Ray cluster ({first})",
+            f"start one with ray start --head; {CLUSTER_DOC}",
+        ) from None
 
 
 # ------------------------------------------------------------------ the check of each node
@@ -108,23 +118,33 @@ def node_view(paths: list[str], probe: str | None) -> dict:
     }
 
 
-def compare_views(views: dict[str, dict], inputs: str, out_parent=None, token: str | None = None,
-                  version: str = __version__) -> None:  # fmt: skip
+def compare_views(
+    views: dict[str, dict],
+    inputs: str,
+    out_parent=None,
+    token: str | None = None,
+    version: str = __version__,
+) -> None:
     """Refuse, naming the node, when one does not see what this machine sees. `views`:
     {node address: node_view(...)}; `inputs`: what the paths are, in words."""
     for where, v in views.items():
         name = f"node {where} ({v['host']})"
         if v["version"] != version:
-            raise InputError(f"{name} runs cnncli {v['version']}, this machine {version}",
-                             "install the same cnncli version on every node")  # fmt: skip
+            raise InputError(
+                f"{name} runs cnncli {v['version']}, this machine {version}",
+                "install the same cnncli version on every node",
+            )
         if not v["inputs"]:
-            raise InputError(f"{name} does not see {inputs}",
-                             f"put them on a folder shared at the same path on every node; "
-                             f"{CLUSTER_DOC}")  # fmt: skip
+            raise InputError(
+                f"{name} does not see {inputs}",
+                f"put them on a folder shared at the same path on every node; {CLUSTER_DOC}",
+            )
         if token is not None and v["probe"] != token:
-            raise InputError(f"{name} does not see the output folder {out_parent}",
-                             f"write the dataset to a folder shared at the same path on every "
-                             f"node; {CLUSTER_DOC}")  # fmt: skip
+            raise InputError(
+                f"{name} does not see the output folder {out_parent}",
+                f"write the dataset to a folder shared at the same path on every "
+                f"node; {CLUSTER_DOC}",
+            )
 
 
 def check_nodes(paths: list, inputs: str, out_folder: Path | None = None) -> int:
@@ -145,26 +165,30 @@ def check_nodes(paths: list, inputs: str, out_folder: Path | None = None) -> int
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         refs = {
             n["NodeManagerAddress"] + f" [{n['NodeID'][:8]}]": view.options(
-                num_cpus=0, max_retries=0,
+                num_cpus=0,
+                max_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
             ).remote([str(p) for p in paths], str(probe) if probe else None)
             for n in nodes
-        }  # fmt: skip
+        }
         views = {}
         for where, ref in refs.items():
             try:
                 views[where] = ray.get(ref, timeout=CHECK_SECONDS)
             except ray.exceptions.GetTimeoutError:
-                raise InputError(f"node {where} did not answer within {CHECK_SECONDS:.0f} s",
-                                 "check the node (ray status), or stop it") from None  # fmt: skip
+                raise InputError(
+                    f"node {where} did not answer within {CHECK_SECONDS:.0f} s",
+                    "check the node (ray status), or stop it",
+                ) from None
             except (ray.exceptions.TaskUnschedulableError, ray.exceptions.NodeDiedError):
                 # listed alive, gone since (Ray marks a node dead only after missed
                 # heartbeats): it takes no work, so there is nothing of it to check
                 continue
         if not views:
             raise InputError("no node of the Ray cluster is alive", "start the cluster again")
-        compare_views(views, inputs, out_folder.parent if out_folder else None, token,
-                      version=__version__)  # fmt: skip
+        compare_views(
+            views, inputs, out_folder.parent if out_folder else None, token, version=__version__
+        )
     finally:
         if probe is not None:
             probe.unlink(missing_ok=True)
@@ -239,11 +263,14 @@ def _run(job: ConvertJob, nodes: int) -> Converted:
     while True:
         groups = _numbered(shard_groups(job, order, bad))
         todo = [(key, rows) for key, rows in groups.items() if written.get(key) != rows]
-        refs = [task.remote(str(job.folder), split, k, [job.task(i) for i in rows], writing)
-                for (split, k), rows in todo]  # fmt: skip
+        refs = [
+            task.remote(str(job.folder), split, k, [job.task(i) for i in rows], writing)
+            for (split, k), rows in todo
+        ]
         tasks_run += len(refs)
-        for (key, rows), summary in zip(todo, _gather(refs, counter, first=not results),
-                                        strict=True):  # fmt: skip
+        for (key, rows), summary in zip(
+            todo, _gather(refs, counter, first=not results), strict=True
+        ):
             written[key] = rows
             hosts.add(summary["node"])
             for r in summary["rows"]:
@@ -258,8 +285,10 @@ def _run(job: ConvertJob, nodes: int) -> Converted:
         stray.unlink(missing_ok=True)
     sha, changed = _merge(job, order, results)
     names = _final_names(job.folder, groups) if writing else {s: [] for s in SPLITS}
-    described = (f"Ray: {tasks_run} task{'s' * (tasks_run != 1)} on {len(hosts)} of "
-                 f"{nodes} node{'s' * (nodes != 1)}")  # fmt: skip
+    described = (
+        f"Ray: {tasks_run} task{'s' * (tasks_run != 1)} on {len(hosts)} of "
+        f"{nodes} node{'s' * (nodes != 1)}"
+    )
     return Converted(sha, bad, changed, names, described)
 
 
@@ -296,9 +325,11 @@ def _gather(refs: list, counter: ProgressCounter, first: bool) -> list[dict]:
         if not isinstance(e, ray.exceptions.RayError):
             raise
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CnnError(f"a shard task failed on the Ray cluster after {TASK_RETRIES} retries "
-                       f"({first_line[:200]}); nothing was written",
-                       "check the nodes (ray status) and build again") from None  # fmt: skip
+        raise CnnError(
+            f"a shard task failed on the Ray cluster after {TASK_RETRIES} retries "
+            f"({first_line[:200]}); nothing was written",
+            "check the nodes (ray status) and build again",
+        ) from None
     return [done[k] for k in range(len(refs))]
 
 
@@ -327,4 +358,3 @@ def _final_names(folder: Path, groups: dict[tuple[str, int], list[int]]) -> dict
             os.replace(folder / part_name(split, k), folder / name)
             names[split].append(name)
     return names
-

@@ -28,14 +28,21 @@ def split_count(fraction: float, n: int) -> int:
     return 0 if fraction <= 0 else max(1, math.floor(fraction * n + 0.5))
 
 
-def assign_splits(rows: list[LabelRow], class_names: list[str], val: float, test: float,
-                  seed: int) -> list[str]:  # fmt: skip
+def assign_splits(
+    rows: list[LabelRow], class_names: list[str], val: float, test: float, seed: int
+) -> list[str]:
     """Stratified, reproducible split: each class shuffled with its own seeded generator."""
     return stratified_split([cast(int, r.label) for r in rows], class_names, val, test, seed)
 
 
-def stratified_split(groups: list[int], group_names: list[str], val: float, test: float,
-                     seed: int, what: str = "class") -> list[str]:  # fmt: skip
+def stratified_split(
+    groups: list[int],
+    group_names: list[str],
+    val: float,
+    test: float,
+    seed: int,
+    what: str = "class",
+) -> list[str]:
     """Each group (class, or a regression target's quantile bin) split val/test/train by
     the same fractions, shuffled with its own seeded generator."""
     splits = ["train"] * len(groups)
@@ -85,8 +92,11 @@ def parse_split_files(value) -> dict[str, Path]:
             split, path = SPLIT_VALUES[head.strip().casefold()], Path(tail.strip())
         else:
             path = Path(item)
-            words = {SPLIT_VALUES[w] for w in re.split(r"[^a-z]+", path.stem.casefold())
-                     if w in SPLIT_VALUES}  # fmt: skip
+            words = {
+                SPLIT_VALUES[w]
+                for w in re.split(r"[^a-z]+", path.stem.casefold())
+                if w in SPLIT_VALUES
+            }
             if len(words) != 1:
                 raise UsageError(
                     f"cannot tell from its name which split {item} lists",
@@ -175,9 +185,7 @@ def _listed_image(line: str, images_dir: Path, files, root_real) -> tuple[str, s
     try:
         return resolve_path(line, images_dir, files, root_real)[1], None
     except ValueError as whole:
-        head, sep, label = line.strip().replace("\t", " ").rpartition(
-            "," if "," in line else " "
-        )
+        head, sep, label = line.strip().replace("\t", " ").rpartition("," if "," in line else " ")
         if not sep or not head.strip() or not label.strip():
             raise whole from None
         try:
@@ -198,8 +206,9 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def keep_copies_together(rows: list[LabelRow], splits: list[str], images_dir: Path,
-                         given: str | None) -> str:  # fmt: skip
+def keep_copies_together(
+    rows: list[LabelRow], splits: list[str], images_dir: Path, given: str | None
+) -> str:
     """Put every group of identical image files (same bytes) in one split, so a fresh split
     never puts the same picture in train and test: train when one of them is there (a class
     never loses its train images), else the first one's split; `splits` is changed in
@@ -215,8 +224,10 @@ def keep_copies_together(rows: list[LabelRow], splits: list[str], images_dir: Pa
     if given:
         if not spanning:
             return f"identical image files: none in two splits of the {given}"
-        return (f"{len(spanning)} groups of identical image files span two splits of the "
-                f"{given} (leaks: cnncli dataset check lists them)")  # fmt: skip
+        return (
+            f"{len(spanning)} groups of identical image files span two splits of the "
+            f"{given} (leaks: cnncli dataset check lists them)"
+        )
     moved = 0
     for g in spanning:
         target = "train" if any(splits[i] == "train" for i in g) else splits[g[0]]
@@ -224,11 +235,15 @@ def keep_copies_together(rows: list[LabelRow], splits: list[str], images_dir: Pa
         for i in g:
             splits[i] = target
     if not moved:
-        return ("identical image files are kept in one split (none had to move; "
-                "--allow-leaks splits them freely)")  # fmt: skip
-    return (f"identical image files are kept in one split: {moved} image{'s' * (moved != 1)} "
-            f"of {len(spanning)} group{'s' * (len(spanning) != 1)} moved (to train where a "
-            "copy is there; --allow-leaks splits them freely)")  # fmt: skip
+        return (
+            "identical image files are kept in one split (none had to move; "
+            "--allow-leaks splits them freely)"
+        )
+    return (
+        f"identical image files are kept in one split: {moved} image{'s' * (moved != 1)} "
+        f"of {len(spanning)} group{'s' * (len(spanning) != 1)} moved (to train where a "
+        "copy is there; --allow-leaks splits them freely)"
+    )
 
 
 def split_options(val, test, split_col, split_files) -> tuple[float, float, dict | None]:
@@ -241,9 +256,9 @@ def split_options(val, test, split_col, split_files) -> tuple[float, float, dict
     files = parse_split_files(split_files)
     if val is not None and "val" in files:
         raise UsageError(
-            f"--split-files gives the val split ({files['val']}), so --val cannot be used "
-            "with it", "leave out --val, or the val file",
-        )  # fmt: skip
+            f"--split-files gives the val split ({files['val']}), so --val cannot be used with it",
+            "leave out --val, or the val file",
+        )
     for flag, v in (("--test", test), ("--split-col", split_col)):
         if v is not None:
             raise UsageError(

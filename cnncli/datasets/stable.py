@@ -44,8 +44,19 @@ SHARDING_KEY = "sha256(split/path)"
 UPDATED_FROM = "index.csv of the dataset updated"
 # the options an update must share with the dataset it updates (a different one would
 # change records that the update keeps)
-COMPARED = ("task", "color", "size", "fit", "seed", "val", "test", "record_format",
-            "columns", "split_col", "classes")  # fmt: skip
+COMPARED = (
+    "task",
+    "color",
+    "size",
+    "fit",
+    "seed",
+    "val",
+    "test",
+    "record_format",
+    "columns",
+    "split_col",
+    "classes",
+)
 
 
 def row_key(split: str, name: str) -> str:
@@ -71,8 +82,11 @@ def bucket_counts(plan, limit: tuple[str, int], given: dict | None = None) -> di
             out[split] = int(given[split])
         elif rows:
             kind, n = limit
-            size = (len(rows) if kind == "images" else
-                    sum(raw_record_size(plan.spec, 0, r.name, r.label) for r in rows))
+            size = (
+                len(rows)
+                if kind == "images"
+                else sum(raw_record_size(plan.spec, 0, r.name, r.label) for r in rows)
+            )
             out[split] = max(1, math.ceil(size / n))
     return out
 
@@ -94,8 +108,9 @@ class Previous:
     def buckets(self) -> dict[str, int]:
         return dict(self.info.manifest["sharding"]["buckets"])
 
-    def split_rows(self, ls, images_dir: Path, val: float, test: float, seed: int,
-                   allow_leaks: bool) -> str:  # fmt: skip
+    def split_rows(
+        self, ls, images_dir: Path, val: float, test: float, seed: int, allow_leaks: bool
+    ) -> str:
         """Give each row of `ls` its split: the old one for rows the dataset has, a seeded
         draw (or the table's split column) for new ones, the split of its copies for a new
         identical file unless `allow_leaks`. Returns the `given` words for the plan."""
@@ -126,14 +141,19 @@ class Previous:
     def split_note(self, ls, val: float, test: float) -> str:
         new = sum(r.name not in self.rows for r in ls.rows)
         gone = len(self.rows) - (len(ls.rows) - new)
-        return (f"update: {len(ls.rows) - new} images keep their split, {new} new (split by "
-                f"--seed, --val {val}, --test {test}, each on its own), {gone} removed")
+        return (
+            f"update: {len(ls.rows) - new} images keep their split, {new} new (split by "
+            f"--seed, --val {val}, --test {test}, each on its own), {gone} removed"
+        )
 
     def check_options(self, options: dict, class_names: list[str]) -> None:
         """UsageError naming every option that differs from the dataset's."""
         old = self.info.manifest.get("options") or {}
-        differ = [f"{k} {old.get(k)!r} -> {options.get(k)!r}" for k in COMPARED
-                  if _norm(old.get(k)) != _norm(options.get(k))]  # fmt: skip
+        differ = [
+            f"{k} {old.get(k)!r} -> {options.get(k)!r}"
+            for k in COMPARED
+            if _norm(old.get(k)) != _norm(options.get(k))
+        ]
         if self.info.class_names != list(class_names):
             differ.append(f"classes {self.info.class_names} -> {list(class_names)}")
         if differ:
@@ -154,8 +174,9 @@ def open_previous(out_dir: Path) -> Previous:
     try:
         info = open_dataset(out_dir)
     except DatasetError as e:
-        raise DatasetError(f"--update: {e.message}",
-                           "give a dataset folder built with --stable-shards") from None
+        raise DatasetError(
+            f"--update: {e.message}", "give a dataset folder built with --stable-shards"
+        ) from None
     sharding = info.manifest.get("sharding")
     if not isinstance(sharding, dict) or sharding.get("key") != SHARDING_KEY:
         raise UsageError(
@@ -165,8 +186,13 @@ def open_previous(out_dir: Path) -> Previous:
     rows = {}
     with open(out_dir / "index.csv", newline="", encoding="utf-8") as f:
         for line in csv.DictReader(f):
-            rows[line["path"]] = (line["index"], line["label"], line["class_name"],
-                                  line["split"], line["sha256"])  # fmt: skip
+            rows[line["path"]] = (
+                line["index"],
+                line["label"],
+                line["class_name"],
+                line["split"],
+                line["sha256"],
+            )
     return Previous(info, rows)
 
 
@@ -190,12 +216,17 @@ class StableEngine:
             ids.sort(key=lambda i: row_key(key[0], rows[i].name))
         reuse = {i for i, r in enumerate(rows) if prev and _same(prev, r, plan.splits[i])}
         old_members: dict[tuple[str, int], list[str]] = {}
-        for name, (_, _, _, s, _) in (prev.rows.items() if prev else ()):
+        for name, (_, _, _, s, _) in prev.rows.items() if prev else ():
             if s in self.buckets:
                 old_members.setdefault((s, bucket_of(s, name, self.buckets[s])), []).append(name)
-        linked = {k for k, ids in members.items() if prev and all(i in reuse for i in ids)
-                  and sorted(rows[i].name for i in ids) == sorted(old_members.get(k, []))
-                  and _old_file(prev, *k, self.buckets[k[0]]) is not None}  # fmt: skip
+        linked = {
+            k
+            for k, ids in members.items()
+            if prev
+            and all(i in reuse for i in ids)
+            and sorted(rows[i].name for i in ids) == sorted(old_members.get(k, []))
+            and _old_file(prev, *k, self.buckets[k[0]]) is not None
+        }
         dirty = sorted((k for k in members if k not in linked), key=_split_order)
         need = [i for k in dirty for i in members[k] if i not in reuse]
         sha: dict[int, str] = {i: prev.current[rows[i].name] or "" for i in reuse} if prev else {}
@@ -205,15 +236,24 @@ class StableEngine:
         counter = ProgressCounter(job.progress, len(need))
         counter.start()
         spec = plan.spec.to_dict()
-        tasks = ((str(job.images_dir / rows[i].path), spec, job.record_format,
-                  record_index(rows[i].name), rows[i].label, rows[i].name)
-                 for i in need)  # fmt: skip
+        tasks = (
+            (
+                str(job.images_dir / rows[i].path),
+                spec,
+                job.record_format,
+                record_index(rows[i].name),
+                rows[i].label,
+                rows[i].name,
+            )
+            for i in need
+        )
         written: set[tuple[str, int]] = set()
         with closing(converted_records(tasks, job.pool)) as results:
             for split, b in dirty:
                 n = self.buckets[split]
-                old = (_old_records(prev, split, b, n, old_members.get((split, b), []))
-                       if prev else {})  # fmt: skip
+                old = (
+                    _old_records(prev, split, b, n, old_members.get((split, b), [])) if prev else {}
+                )
                 part = job.folder / f".{split}-{b:05d}.part"
                 count = 0
                 with open(part, "wb") if writing else _Null() as f:
@@ -241,14 +281,20 @@ class StableEngine:
             for split, b in linked:
                 kept = _old_file(prev, split, b, self.buckets[split]) if prev else None
                 assert kept is not None  # a linked shard is one the previous dataset has
-                _link(kept,
-                      job.folder / shard_name(split, b, self.buckets[split]))
-        names = {s: [shard_name(s, b, self.buckets[s]) for s2, b in
-                     sorted(written | (linked if writing else set())) if s2 == s]
-                 for s in SPLITS}  # fmt: skip
+                _link(kept, job.folder / shard_name(split, b, self.buckets[split]))
+        names = {
+            s: [
+                shard_name(s, b, self.buckets[s])
+                for s2, b in sorted(written | (linked if writing else set()))
+                if s2 == s
+            ]
+            for s in SPLITS
+        }
         self.written, self.kept = len(written), len(linked) if writing else 0
-        described = (f"stable shards: {self.written} written, {self.kept} kept as they were; "
-                     f"{describe_pool(job.pool)}")  # fmt: skip
+        described = (
+            f"stable shards: {self.written} written, {self.kept} kept as they were; "
+            f"{describe_pool(job.pool)}"
+        )
         return Converted(sha, bad, changed, names, described)
 
 
@@ -259,8 +305,13 @@ def _split_order(key: tuple[str, int]) -> tuple[int, int]:
 def _same(prev: Previous, row, split: str) -> bool:
     """Whether row's record in the old dataset is the one a build would write now."""
     old = prev.rows.get(row.name)
-    return (old is not None and old[3] == split and prev.current.get(row.name) == old[4]
-            and str(index_label(row.label)) == old[1] and row.class_name == old[2])  # fmt: skip
+    return (
+        old is not None
+        and old[3] == split
+        and prev.current.get(row.name) == old[4]
+        and str(index_label(row.label)) == old[1]
+        and row.class_name == old[2]
+    )
 
 
 def _old_file(prev: Previous, split: str, b: int, n: int) -> Path | None:
@@ -269,8 +320,7 @@ def _old_file(prev: Previous, split: str, b: int, n: int) -> Path | None:
     return prev.info.path / name if name in listed else None
 
 
-def _old_records(prev: Previous, split: str, b: int, n: int,
-                 names: list[str]) -> dict[str, bytes]:  # fmt: skip
+def _old_records(prev: Previous, split: str, b: int, n: int, names: list[str]) -> dict[str, bytes]:
     """{path: framed record} of the old shard of bucket b (empty when it had none): its
     records are its index.csv rows (`names`) in key order (CRCs checked, images not decoded)."""
     path = _old_file(prev, split, b, n)

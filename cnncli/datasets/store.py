@@ -73,7 +73,7 @@ class DatasetInfo:
 
     @property
     def task(self) -> str:
-        """"classify" (also every format-version-1 dataset), "multilabel" or "regression"."""
+        """ "classify" (also every format-version-1 dataset), "multilabel" or "regression"."""
         return self.manifest.get("task") or "classify"
 
     @property
@@ -84,8 +84,10 @@ class DatasetInfo:
     @cached_property
     def targets(self) -> list[Target]:
         """The regression targets, in record order; [] for the other tasks."""
-        return [Target(t["name"], float(t["mean"]), float(t["std"]), float(t["min"]),
-                       float(t["max"])) for t in self.manifest.get("targets") or []]  # fmt: skip
+        return [
+            Target(t["name"], float(t["mean"]), float(t["std"]), float(t["min"]), float(t["max"]))
+            for t in self.manifest.get("targets") or []
+        ]
 
     @property
     def output_size(self) -> int:
@@ -341,8 +343,9 @@ def iter_records(info: DatasetInfo, split: str) -> Iterator[Record]:
                 if task == "classify":
                     label = int(ex["label"][0])
                 else:
-                    label = np.asarray(ex["target" if task == "regression" else "label"],
-                                       dtype=np.float32)  # fmt: skip
+                    label = np.asarray(
+                        ex["target" if task == "regression" else "label"], dtype=np.float32
+                    )
                 yield Record(
                     index=int(ex["index"][0]),
                     label=label,

@@ -56,8 +56,15 @@ def _check_header(text: str, sep: str, path: Path) -> None:
     is read as pandas reads it, then compared as the columns are (NFC, stripped)."""
     import pandas as pd
 
-    raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, header=None, nrows=1,
-                      keep_default_na=False, skip_blank_lines=True)  # fmt: skip
+    raw = pd.read_csv(
+        io.StringIO(text),
+        sep=sep,
+        dtype=str,
+        header=None,
+        nrows=1,
+        keep_default_na=False,
+        skip_blank_lines=True,
+    )
     names = [nfc(str(c)).strip() for c in raw.iloc[0]] if len(raw) else []
     first: dict[str, int] = {}
     for k, name in enumerate(names, 1):
@@ -69,8 +76,9 @@ def _check_header(text: str, sep: str, path: Path) -> None:
         first.setdefault(name, k)
 
 
-def read_text(path: Path, encoding: str | None, what: str, flag: str,
-              expected: str) -> tuple[str, str]:  # fmt: skip
+def read_text(
+    path: Path, encoding: str | None, what: str, flag: str, expected: str
+) -> tuple[str, str]:
     """A text input (`what`: "label table", "split file") -> (text without BOM, encoding
     used): `encoding`, else UTF-8 (BOM or not), UTF-16 with a BOM, or cp949/EUC-KR. An
     image, model, workbook or other binary file is refused by name: "give `expected` (`flag`)"."""
@@ -216,13 +224,22 @@ def need_column(df, name: str | None, flag: str, path) -> str | None:
         if not close:  # 'Tags' for 'tags'
             close = [c for c in df.columns if str(c).casefold() == name.casefold()][:1]
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise UsageError(f"{flag} {name!r} is not a column of {path}",
-                         f"{hint}the columns are {cols}")  # fmt: skip
+        raise UsageError(
+            f"{flag} {name!r} is not a column of {path}", f"{hint}the columns are {cols}"
+        )
     return name
 
 
-def detect_columns(df, files: dict[str, str], *, image_col=None, label_col=None,
-                   name_col=None, split_col=None, path="the table") -> dict:  # fmt: skip
+def detect_columns(
+    df,
+    files: dict[str, str],
+    *,
+    image_col=None,
+    label_col=None,
+    name_col=None,
+    split_col=None,
+    path="the table",
+) -> dict:
     """Choose the image, label and name columns (overrides first) -> dict of column names."""
     image_col = need_column(df, image_col, "--image-col", path)
     label_col = need_column(df, label_col, "--label-col", path)

@@ -125,13 +125,15 @@ def check_column_list(flag: str, value) -> list[str]:
     the table's names are: NFC, stripped)."""
     columns = parse_columns(value)
     if not columns:
-        raise UsageError(f"{flag} {_shown(value)!r} names no column",
-                         "give column names of the table: a,b,c")  # fmt: skip
+        raise UsageError(
+            f"{flag} {_shown(value)!r} names no column", "give column names of the table: a,b,c"
+        )
     seen = Counter(nfc(c) for c in columns)
     twice = [c for c, n in seen.items() if n > 1]
     if twice:
-        raise UsageError(f"{flag} names column {twice[0]!r} {seen[twice[0]]} times",
-                         "name each column once")  # fmt: skip
+        raise UsageError(
+            f"{flag} names column {twice[0]!r} {seen[twice[0]]} times", "name each column once"
+        )
     return columns
 
 
@@ -258,8 +260,10 @@ def _target_rows(raw, columns: list[str], problems) -> list[LabelRow]:
             elif not math.isfinite(v):
                 why = f"target {column!r} value {text!r} is not a finite number"
             elif not is_float32(v):
-                why = (f"target {column!r} value {text!r} is beyond float32's range "
-                       "(±3.4e38), in which the dataset stores targets")  # fmt: skip
+                why = (
+                    f"target {column!r} value {text!r} is beyond float32's range "
+                    "(±3.4e38), in which the dataset stores targets"
+                )
             if why:
                 break
             values.append(v)

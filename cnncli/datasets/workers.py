@@ -162,8 +162,9 @@ def describe_pool(pool: tuple[str, int]) -> str:
     return f"{n} worker {noun}{('s' if kind == 'threads' else 'es') * (n != 1)}"
 
 
-def ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int = 4,
-                kind: str = "processes") -> Generator:  # fmt: skip
+def ordered_map(
+    fn: Callable, items: Iterable, workers: int, chunksize: int = 4, kind: str = "processes"
+) -> Generator:
     """fn (a module-level function) over items, results in order: in `workers` threads
     (kind 'threads', ordered_thread_map) or in a spawn-safe process pool with at most 2
     chunks per worker in flight. Close the iterator (contextlib.closing) to stop the pool
@@ -213,8 +214,9 @@ def _run_chunk(fn: Callable, chunk: list) -> list:
     return [fn(t) for t in chunk]
 
 
-def ordered_thread_map(fn: Callable, items: Iterable, threads: int, chunksize: int = 8,
-                       ahead: int = 64) -> Generator:  # fmt: skip
+def ordered_thread_map(
+    fn: Callable, items: Iterable, threads: int, chunksize: int = 8, ahead: int = 64
+) -> Generator:
     """fn over items in a pool of threads, results in order, at most about `ahead` items
     in flight (memory stays flat). For work that releases the GIL (Pillow decoding a file,
     NumPy on large arrays): no process start-up, nothing pickled. The consumer does its own
@@ -250,8 +252,9 @@ def worker_start(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before the line above
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
-                     name="cnncli-parent-watchdog").start()  # fmt: skip
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), daemon=True, name="cnncli-parent-watchdog"
+    ).start()
 
 
 def _watch_parent(parent_pid: int) -> None:

@@ -33,8 +33,15 @@ def mark_schedule(axes, epochs: Sequence[int], rows: Sequence[dict]) -> None:
         more, more_labels = ax.get_legend_handles_labels()
         if axes[-1].get_legend() is not None:
             axes[-1].get_legend().remove()
-        ax.legend(handles + more, labels + more_labels, loc="upper center",
-                  bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small", frameon=False)  # fmt: skip
+        ax.legend(
+            handles + more,
+            labels + more_labels,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
+            ncol=3,
+            fontsize="small",
+            frameon=False,
+        )
     start = next((e for e, r in zip(epochs, rows, strict=True) if r.get("phase") == 2), None)
     if start is not None:
         for ax in axes:
@@ -42,8 +49,13 @@ def mark_schedule(axes, epochs: Sequence[int], rows: Sequence[dict]) -> None:
         axes[0].legend()
 
 
-def plot_lr_sweep(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
-                  suggested: float | None, out_png: str | os.PathLike) -> Path:  # fmt: skip
+def plot_lr_sweep(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    smoothed: Sequence[float],
+    suggested: float | None,
+    out_png: str | os.PathLike,
+) -> Path:
     """The --find-lr curve: loss (raw and smoothed) against the learning rate (log scale),
     the suggested rate marked; written atomically."""
     plt = pyplot()
@@ -53,8 +65,12 @@ def plot_lr_sweep(lrs: Sequence[float], losses: Sequence[float], smoothed: Seque
             ax.plot(lrs, losses, color="0.75", label="loss")
             ax.plot(lrs, smoothed, "b", label="smoothed loss")
             if suggested is not None:
-                ax.axvline(suggested, color="tab:red", linestyle="--",
-                           label=f"suggested --lr {suggested:.2g}")  # fmt: skip
+                ax.axvline(
+                    suggested,
+                    color="tab:red",
+                    linestyle="--",
+                    label=f"suggested --lr {suggested:.2g}",
+                )
             ax.set_xscale("log")
             ax.set_xlabel("learning rate")
             ax.set_ylabel("loss")

@@ -34,8 +34,9 @@ def plot_history(rows: Sequence[dict], out_png: str | os.PathLike) -> Path:
     rows = list(rows)
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
     # the first panel: accuracy, or a multi-label run's macro F1, a regression run's MAE
-    first = next((m for m in ("accuracy", "f1_macro", "mae") if any(m in r for r in rows)),
-                 "accuracy")  # fmt: skip
+    first = next(
+        (m for m in ("accuracy", "f1_macro", "mae") if any(m in r for r in rows)), "accuracy"
+    )
     with plt.rc_context(matplotlib_rc()):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         try:
@@ -101,10 +102,14 @@ def plot_confusion(
                 for i in range(n):
                     for j in range(n):
                         ax.text(
-                            j, i, f"{int(m[i, j])}", ha="center", va="center",
+                            j,
+                            i,
+                            f"{int(m[i, j])}",
+                            ha="center",
+                            va="center",
                             color="white" if m[i, j] > half else "black",
                             fontsize=max(6, 12 - n // 5),
-                        )  # fmt: skip
+                        )
             fig.tight_layout()
             return save_figure(fig, out_png, dpi=100)
         finally:
@@ -156,8 +161,14 @@ def plot_projection(
                 for c in groups:
                     sel = (names == name) & (cluster_of == c)
                     if sel.any():
-                        ax.scatter(xy[sel, 0], xy[sel, 1], color=colors[name],
-                                   marker=MARKERS[c % len(MARKERS)], s=24, alpha=0.85)  # fmt: skip
+                        ax.scatter(
+                            xy[sel, 0],
+                            xy[sel, 1],
+                            color=colors[name],
+                            marker=MARKERS[c % len(MARKERS)],
+                            s=24,
+                            alpha=0.85,
+                        )
             if len(groups) > len(MARKERS):  # markers repeat: number each cluster's centre
                 box = {"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7}
                 for c in groups:
@@ -174,11 +185,23 @@ def plot_projection(
                 class_labels.append(f"+{len(order) - len(shown)} more")
             cluster_handles = [_legend_mark(MARKERS[c % len(MARKERS)], "0.35") for c in groups]
             legends = [
-                fig.legend(class_handles, class_labels, title="class", loc="upper left",
-                           fontsize="small", ncols=_columns(len(class_handles))),
-                fig.legend(cluster_handles, [str(c) for c in groups], title="cluster",
-                           loc="upper left", fontsize="small", ncols=_columns(len(groups))),
-            ]  # fmt: skip
+                fig.legend(
+                    class_handles,
+                    class_labels,
+                    title="class",
+                    loc="upper left",
+                    fontsize="small",
+                    ncols=_columns(len(class_handles)),
+                ),
+                fig.legend(
+                    cluster_handles,
+                    [str(c) for c in groups],
+                    title="cluster",
+                    loc="upper left",
+                    fontsize="small",
+                    ncols=_columns(len(groups)),
+                ),
+            ]
             _place(fig, ax, legends)
             return save_figure(fig, out_png, dpi=100)
         finally:

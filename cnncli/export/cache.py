@@ -237,8 +237,9 @@ def _writable(folder: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
-def _make_copy(model: Path, copy: Path, sha: str, fmt: str, unsafe: bool,
-               stale: str | None) -> Chosen:  # fmt: skip
+def _make_copy(
+    model: Path, copy: Path, sha: str, fmt: str, unsafe: bool, stale: str | None
+) -> Chosen:
     """Export `model` to `copy` under the record's claim, then write the record."""
     from cnncli import __version__
     from cnncli.atomic import write_json
@@ -251,8 +252,14 @@ def _make_copy(model: Path, copy: Path, sha: str, fmt: str, unsafe: bool,
         found = _use_copy(model, copy, sha, fmt)  # made by another while we waited
         if isinstance(found, Chosen):
             return found
-        rec = {"format_version": RECORD_VERSION, "source": model.name, "source_sha256": sha,
-               "format": fmt, "copy": copy.name, "cnncli_version": __version__}  # fmt: skip
+        rec = {
+            "format_version": RECORD_VERSION,
+            "source": model.name,
+            "source_sha256": sha,
+            "format": fmt,
+            "copy": copy.name,
+            "cnncli_version": __version__,
+        }
         try:
             result = _export(model, fmt, copy, unsafe)
         except ModelError as e:  # a conversion or agreement check that failed: remember it
@@ -263,8 +270,15 @@ def _make_copy(model: Path, copy: Path, sha: str, fmt: str, unsafe: bool,
                 f"runtime: Keras, as its {fmt} copy failed the "
                 f"agreement check: {e.message} (remembered in {record})",
             )
-        write_json(record, {**rec, "status": "ok", "copy_sha256": file_sha256(copy),
-                            "check": result.check.to_json()})  # fmt: skip
+        write_json(
+            record,
+            {
+                **rec,
+                "status": "ok",
+                "copy_sha256": file_sha256(copy),
+                "check": result.check.to_json(),
+            },
+        )
     made = f"made the fast {fmt} copy of {model.name} once (checked against Keras): {copy}"
     if stale:
         made += f"; made again, as {stale}"
@@ -288,5 +302,15 @@ def runtime_text(chosen: Chosen) -> str:
     )
 
 
-__all__ = ["RUNTIMES", "Chosen", "FastModel", "cache_folders", "check_runtime", "choose_runtime",
-           "copy_path", "model_file", "record_path", "runtime_text"]  # fmt: skip
+__all__ = [
+    "RUNTIMES",
+    "Chosen",
+    "FastModel",
+    "cache_folders",
+    "check_runtime",
+    "choose_runtime",
+    "copy_path",
+    "model_file",
+    "record_path",
+    "runtime_text",
+]

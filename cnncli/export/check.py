@@ -82,9 +82,16 @@ def top1(out: np.ndarray, head) -> np.ndarray | None:
     return predicted_classes(outputs_to_probabilities(out, head), head)
 
 
-def compare(keras_info, exported_info, batches, total: int, int8: bool,
-            images_from: str, split: str | None = None,
-            progress: Progress | None = None) -> CheckResult:  # fmt: skip
+def compare(
+    keras_info,
+    exported_info,
+    batches,
+    total: int,
+    int8: bool,
+    images_from: str,
+    split: str | None = None,
+    progress: Progress | None = None,
+) -> CheckResult:
     """Run both models over `batches` ((images, labels or None) pairs, `total` images) and
     compare what they give."""
     counter = Counter(progress, total)

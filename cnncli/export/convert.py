@@ -24,8 +24,9 @@ CALIBRATION_IMAGES = 200  # the representative set's size at most (TFLite reads 
 CALIBRATION_SEED = 0
 
 
-def write_model(keras_model, fmt: str, path: Path, side: dict, representative=None,
-                output: Path | None = None) -> None:  # fmt: skip
+def write_model(
+    keras_model, fmt: str, path: Path, side: dict, representative=None, output: Path | None = None
+) -> None:
     """Write `keras_model` as `fmt` to `path` (a temporary path for `output`, which a full
     disk's message names); `representative` (float32 model inputs, N x H x W x C) quantizes
     a LiteRT file to int8, weights and activations."""
@@ -52,8 +53,9 @@ def _convert(keras_model, fmt: str, path: Path, side: dict, representative) -> N
         if fmt == "savedmodel":
             keras_model.export(str(path), format="tf_saved_model", verbose=False)
         elif fmt == "litert":
-            keras_model.export(str(path), format="litert", verbose=False,
-                               **int8_settings(representative))  # fmt: skip
+            keras_model.export(
+                str(path), format="litert", verbose=False, **int8_settings(representative)
+            )
         elif fmt == "onnx":
             logging.getLogger("tf2onnx").setLevel(logging.ERROR)
             keras_model.export(str(path), format="onnx", verbose=False)

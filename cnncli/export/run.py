@@ -51,9 +51,18 @@ class ExportResult:
         }
 
 
-def export_model(model, format: str, output=None, *, int8: bool = False, calibration=None,
-                 check=None, overwrite: bool = False, unsafe: bool = False,
-                 progress: Progress | None = None) -> ExportResult:  # fmt: skip
+def export_model(
+    model,
+    format: str,
+    output=None,
+    *,
+    int8: bool = False,
+    calibration=None,
+    check=None,
+    overwrite: bool = False,
+    unsafe: bool = False,
+    progress: Progress | None = None,
+) -> ExportResult:
     """Export the model file `model` as `format` (savedmodel, litert, onnx) to `output`
     (default: formats.default_output), with its sidecar, after the agreement check on the
     images of `check` (a dataset folder; default: `calibration`, else a few sample images).
@@ -66,8 +75,7 @@ def export_model(model, format: str, output=None, *, int8: bool = False, calibra
     check_request(fmt, int8, calibration)
     model = Path(model)
     check_model_file(model)
-    output = checked_output(output if output is not None else default_output(model, fmt, int8),
-                            fmt)  # fmt: skip
+    output = checked_output(output if output is not None else default_output(model, fmt, int8), fmt)
     if output.resolve() == model.resolve():
         raise UsageError(f"-o {output} is the model being exported", "write it elsewhere")
     for path in (output, sidecar_path(output)):
@@ -112,8 +120,9 @@ def export_model(model, format: str, output=None, *, int8: bool = False, calibra
         side["model_sha256"] = model_sha256(tmp)
         _write_sidecar(output, side)
     size = _size(output)
-    return ExportResult(output, sidecar_path(output), fmt.name, int8, size, result,
-                        list(info.notes))  # fmt: skip
+    return ExportResult(
+        output, sidecar_path(output), fmt.name, int8, size, result, list(info.notes)
+    )
 
 
 def _check_fits(spec: ImageSpec, *datasets) -> None:
@@ -156,8 +165,9 @@ def _run_check(info, exported, dataset, int8: bool, progress) -> checks.CheckRes
     split = default_split(dataset)
     labelled = dataset.task == "classify" and dataset.num_classes == info.head.num_classes
     batches = checks.dataset_batches(dataset, split, labelled)
-    return checks.compare(info, exported, batches, dataset.count(split), int8,
-                          str(dataset.path), split, progress)  # fmt: skip
+    return checks.compare(
+        info, exported, batches, dataset.count(split), int8, str(dataset.path), split, progress
+    )
 
 
 def _size(path: Path) -> int:

@@ -54,11 +54,21 @@ def make_sidecar(info, fmt: str, int8: bool, stored: dict | None, source=None) -
 def onnx_properties(side: dict) -> dict[str, str]:
     """The sidecar as ONNX metadata_props (string -> string): each key, JSON-encoded where it
     is not a string, and the whole sidecar under "cnncli"."""
-    props = {k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-             for k, v in side.items()}  # fmt: skip
+    props = {
+        k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in side.items()
+    }
     props["cnncli"] = json.dumps(side, ensure_ascii=False)
     return props
 
 
-__all__ = ["SIDECAR_SUFFIX", "SIDECAR_VERSION", "file_sha256", "head_from_sidecar", "make_sidecar",
-           "model_sha256", "onnx_properties", "read_sidecar", "sidecar_path"]  # fmt: skip
+__all__ = [
+    "SIDECAR_SUFFIX",
+    "SIDECAR_VERSION",
+    "file_sha256",
+    "head_from_sidecar",
+    "make_sidecar",
+    "model_sha256",
+    "onnx_properties",
+    "read_sidecar",
+    "sidecar_path",
+]

@@ -24,8 +24,24 @@ from cnncli.filters.pooling import POOL_OPS, pool
 from cnncli.filters.reference import correlate, correlation_steps
 
 __all__ = [
-    "BORDERS", "PADDINGS", "POOL_OPS", "NAMED_KERNELS", "FilterOptions", "correlate",
-    "correlate_image", "correlation_steps", "exact_form", "filter_files", "filter_image",
-    "format_kernel", "named_kernel", "pad_amounts", "parse_kernel", "parse_matrix", "pool",
-    "pool_files", "pool_image", "process_files",
-]  # fmt: skip
+    "BORDERS",
+    "PADDINGS",
+    "POOL_OPS",
+    "NAMED_KERNELS",
+    "FilterOptions",
+    "correlate",
+    "correlate_image",
+    "correlation_steps",
+    "exact_form",
+    "filter_files",
+    "filter_image",
+    "format_kernel",
+    "named_kernel",
+    "pad_amounts",
+    "parse_kernel",
+    "parse_matrix",
+    "pool",
+    "pool_files",
+    "pool_image",
+    "process_files",
+]

@@ -53,12 +53,16 @@ def split_channels(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str
     elif mode == "I":
         arr = np.asarray(img)
         if arr.min() < 0 or arr.max() > 65535:
-            raise UsageError(f"32-bit integer image with values {arr.min()}..{arr.max()}",
-                             "only 8- and 16-bit images can be filtered")  # fmt: skip
+            raise UsageError(
+                f"32-bit integer image with values {arr.min()}..{arr.max()}",
+                "only 8- and 16-bit images can be filtered",
+            )
         return arr.astype(np.uint16), None, "I;16", ["32-bit integer image written as 16-bit"]
     elif mode == "F":
-        raise UsageError("floating-point (mode F) images are not supported",
-                         "convert the image to 8 or 16 bits first")  # fmt: skip
+        raise UsageError(
+            "floating-point (mode F) images are not supported",
+            "convert the image to 8 or 16 bits first",
+        )
     mode = img.mode
     arr = to_array(img)
     if mode in ("RGBA", "LA"):
@@ -99,15 +103,28 @@ def _i16(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint16))
 
 
-def filter_arrays(colour: np.ndarray, alpha: np.ndarray | None, kernel: np.ndarray,
-                  options: FilterOptions | None = None, threads: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:  # fmt: skip
+def filter_arrays(
+    colour: np.ndarray,
+    alpha: np.ndarray | None,
+    kernel: np.ndarray,
+    options: FilterOptions | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Filter the colour channels (as split_channels gives them); alpha follows the grid."""
     o = options or FilterOptions()
     notes: list[str] = []
     if o.normalize:
-        raw = correlate_image(colour, kernel, o.padding, o.border, o.stride, o.flip,
-                              absolute=o.absolute, raw=True, threads=threads)  # fmt: skip
+        raw = correlate_image(
+            colour,
+            kernel,
+            o.padding,
+            o.border,
+            o.stride,
+            o.flip,
+            absolute=o.absolute,
+            raw=True,
+            threads=threads,
+        )
         assert raw is not None  # no emit: the result is returned
         if o.absolute:
             raw = np.abs(raw)
@@ -117,16 +134,29 @@ def filter_arrays(colour: np.ndarray, alpha: np.ndarray | None, kernel: np.ndarr
         out = np.clip(np.rint(scaled), 0, top).astype(colour.dtype)
         notes.append(f"normalized {lo:g}..{hi:g} to 0..{top}")
     else:
-        out = correlate_image(colour, kernel, o.padding, o.border, o.stride, o.flip,
-                              absolute=o.absolute, offset=o.offset, threads=threads)  # fmt: skip
+        out = correlate_image(
+            colour,
+            kernel,
+            o.padding,
+            o.border,
+            o.stride,
+            o.flip,
+            absolute=o.absolute,
+            offset=o.offset,
+            threads=threads,
+        )
         assert out is not None
     if alpha is not None and alpha.shape != out.shape[:2]:
         alpha = _resample_alpha(alpha, kernel.shape, o)
     return out, alpha, notes
 
 
-def filter_image(img: Image.Image, kernel: np.ndarray, options: FilterOptions | None = None,
-                 threads: int | None = None) -> tuple[Image.Image, list[str]]:  # fmt: skip
+def filter_image(
+    img: Image.Image,
+    kernel: np.ndarray,
+    options: FilterOptions | None = None,
+    threads: int | None = None,
+) -> tuple[Image.Image, list[str]]:
     """Filter a Pillow image; returns the result (same mode, or RGB/RGBA for palettes) and notes."""
     colour, alpha, mode, notes = split_channels(img)
     out, alpha, more = filter_arrays(colour, alpha, kernel, options, threads)
@@ -163,8 +193,9 @@ def pool_arrays(
     return (out[..., 0] if two_d else out[..., :-1]), out[..., -1], []
 
 
-def pool_image(img: Image.Image, op: str, size: int, stride: int | None, padding: str
-               ) -> tuple[Image.Image, list[str]]:  # fmt: skip
+def pool_image(
+    img: Image.Image, op: str, size: int, stride: int | None, padding: str
+) -> tuple[Image.Image, list[str]]:
     """Pool a Pillow image per channel and keep its mode."""
     colour, alpha, mode, notes = split_channels(img)
     out, alpha, _ = pool_arrays(colour, alpha, op, size, stride, padding)

@@ -78,8 +78,9 @@ def correlate_image(
     pl, pr, ow = pad_amounts(w, kw, stride, padding)
     if max(pt, pb) >= h or max(pl, pr) >= w:  # padding wider than the image: the definition
         arr = x if isinstance(x, np.ndarray) else x.rows(0, h).reshape(x.shape)
-        res = _finish_whole(correlate(arr, kernel, padding, border, stride), x.dtype,
-                            absolute, offset, raw)  # fmt: skip
+        res = _finish_whole(
+            correlate(arr, kernel, padding, border, stride), x.dtype, absolute, offset, raw
+        )
         if emit is None:
             return res
         emit(res.reshape(res.shape[0], -1))
@@ -192,14 +193,19 @@ def _block(o0, o1, geometry, post, bufs, out, base):
     tmp = bufs.tmp[:n]
     width = ow1 * ch
     if plan.sep is None:
-        weighted_sum(plan.taps, lambda t: pad[t[0] : t[0] + n, t[1] * ch : t[1] * ch + width],
-                      acc, tmp[:, :width])  # fmt: skip
+        weighted_sum(
+            plan.taps,
+            lambda t: pad[t[0] : t[0] + n, t[1] * ch : t[1] * ch + width],
+            acc,
+            tmp[:, :width],
+        )
     else:
         u, v = plan.sep
         vert = bufs.vert[:n]
         weighted_sum(plan.vtaps, lambda t: pad[t[0] : t[0] + n], vert, tmp)
-        weighted_sum(plan.htaps, lambda t: vert[:, t[1] * ch : t[1] * ch + width],
-                      acc, tmp[:, :width])  # fmt: skip
+        weighted_sum(
+            plan.htaps, lambda t: vert[:, t[1] * ch : t[1] * ch + width], acc, tmp[:, :width]
+        )
         if plan.c:
             cy, cx = plan.centre
             centre = pad[cy : cy + n, cx * ch : cx * ch + width]

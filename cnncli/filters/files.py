@@ -43,8 +43,14 @@ class Written:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"input": str(self.source), "output": str(self.output), "mode": self.mode,
-                "width": self.size[0], "height": self.size[1], "notes": self.notes}  # fmt: skip
+        return {
+            "input": str(self.source),
+            "output": str(self.output),
+            "mode": self.mode,
+            "width": self.size[0],
+            "height": self.size[1],
+            "notes": self.notes,
+        }
 
 
 def filter_files(
@@ -141,8 +147,10 @@ def check_outputs(pairs: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
                 f"{target} is an input image", "refusing to write over an input; pass -o"
             )
         if real in seen:
-            raise UsageError(f"{seen[real]} and {source} would both be written to {target}",
-                             "use --out-dir, or one image per -o")  # fmt: skip
+            raise UsageError(
+                f"{seen[real]} and {source} would both be written to {target}",
+                "use --out-dir, or one image per -o",
+            )
         seen[real] = source
         if target.exists() and not overwrite:
             raise OutputExistsError(target)
@@ -165,8 +173,14 @@ def save_image(
         img.save(tmp, format=fmt)
 
 
-def save_arrays(colour: np.ndarray, alpha: np.ndarray | None, mode: str, path: Path,
-                compress: int = DEFAULT_COMPRESS, overwrite=True) -> None:  # fmt: skip
+def save_arrays(
+    colour: np.ndarray,
+    alpha: np.ndarray | None,
+    mode: str,
+    path: Path,
+    compress: int = DEFAULT_COMPRESS,
+    overwrite=True,
+) -> None:
     """Write channels atomically: PNG through the streaming writer, other formats via Pillow."""
     fmt = _format(path, mode)
     if fmt != "PNG":
@@ -215,8 +229,14 @@ class PilRows:
 STREAM_MODES = ("L", "RGB", "I;16")
 
 
-def stream_filter(img: Image.Image, kernel: np.ndarray, options: FilterOptions, path: Path,
-                  compress: int = DEFAULT_COMPRESS, overwrite: bool = True) -> bool:  # fmt: skip
+def stream_filter(
+    img: Image.Image,
+    kernel: np.ndarray,
+    options: FilterOptions,
+    path: Path,
+    compress: int = DEFAULT_COMPRESS,
+    overwrite: bool = True,
+) -> bool:
     """Filter straight from the decoded image into a PNG, block by block, when the mode and
     options allow (no alpha, no --normalize, PNG output); returns False otherwise.
 
@@ -232,8 +252,17 @@ def stream_filter(img: Image.Image, kernel: np.ndarray, options: FilterOptions, 
     with atomic_file(path, overwrite=overwrite) as tmp:
         writer = PngWriter(tmp, ow, oh, img.mode, source.dtype, compress)
         try:
-            correlate_image(source, kernel, o.padding, o.border, o.stride, o.flip,
-                            absolute=o.absolute, offset=o.offset, emit=writer.write)  # fmt: skip
+            correlate_image(
+                source,
+                kernel,
+                o.padding,
+                o.border,
+                o.stride,
+                o.flip,
+                absolute=o.absolute,
+                offset=o.offset,
+                emit=writer.write,
+            )
         except BaseException:
             writer.discard()  # the error that stopped it is the one to report
             raise

@@ -112,8 +112,9 @@ def _draw_matrix(draw: ImageDraw.ImageDraw, origin, lines: list[str], font, line
     for r in rows:
         for j, cell in enumerate(r):
             right = x0 + (j + 1) * width
-            draw.text((right - draw.textlength(cell, font=font), y), cell, fill=(40, 40, 40),
-                      font=font)  # fmt: skip
+            draw.text(
+                (right - draw.textlength(cell, font=font), y), cell, fill=(40, 40, 40), font=font
+            )
         y += line_h
 
 

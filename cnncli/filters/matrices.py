@@ -36,8 +36,15 @@ def filter_matrix(
     k = parse_kernel(kernel, scale)
     m = parse_matrix(str(text))
     result = correlate(m, k, padding, border, stride, flip)
-    data = {"kernel": plain(k), "padding": padding, "border": border, "stride": stride,
-            "flip": flip, "input": plain(m), "output": plain(result)}  # fmt: skip
+    data = {
+        "kernel": plain(k),
+        "padding": padding,
+        "border": border,
+        "stride": stride,
+        "flip": flip,
+        "input": plain(m),
+        "output": plain(result),
+    }
     if steps:
         data["steps"] = correlation_steps(m, k, padding, border, stride, flip)
         for s in data["steps"]:
@@ -56,8 +63,14 @@ def pool_matrix(
     """Pool the matrix `text` (max, avg or min over size x size windows)."""
     m = parse_matrix(str(text))
     result = pool(m, op, size, stride, padding)
-    data = {"op": op, "size": size, "stride": stride or size, "padding": padding,
-            "input": plain(m), "output": plain(result)}  # fmt: skip
+    data = {
+        "op": op,
+        "size": size,
+        "stride": stride or size,
+        "padding": padding,
+        "input": plain(m),
+        "output": plain(result),
+    }
     return MatrixResult(f"{op} pool {size}x{size}, stride {stride or size}, {padding}", data)
 
 

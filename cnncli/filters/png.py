@@ -106,8 +106,16 @@ class PngWriter:
     default strategy (slower, smaller on flat synthetic images). `row_filter`: 'adaptive'
     (per row, as libpng) or one of ROW_FILTERS for every row."""
 
-    def __init__(self, path, width: int, height: int, mode: str, dtype, level: int = 1,
-                 row_filter: str = DEFAULT_ROW_FILTER):  # fmt: skip
+    def __init__(
+        self,
+        path,
+        width: int,
+        height: int,
+        mode: str,
+        dtype,
+        level: int = 1,
+        row_filter: str = DEFAULT_ROW_FILTER,
+    ):
         if row_filter != "adaptive" and row_filter not in ROW_FILTERS:
             raise ValueError(f"unknown PNG row filter {row_filter!r}")
         colour_type, self.channels = COLOUR_TYPE[mode]
@@ -160,8 +168,13 @@ class PngWriter:
             self.file.close()
 
 
-def write_png(path: str | os.PathLike, array: np.ndarray, mode: str, level: int = 1,
-              row_filter: str = DEFAULT_ROW_FILTER) -> None:  # fmt: skip
+def write_png(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    mode: str,
+    level: int = 1,
+    row_filter: str = DEFAULT_ROW_FILTER,
+) -> None:
     """Write an (H, W) or (H, W, C) uint8/uint16 array as PNG (see PngWriter for `level`
     and `row_filter`)."""
     a = np.asarray(array)

@@ -20,8 +20,9 @@ def check_pool_options(op: str, size: int, stride: int | None, padding: str) -> 
     check_options(padding, "zero", size if stride is None else stride)
 
 
-def pool(x: np.ndarray, op: str = "max", size: int = 2, stride: int | None = None,
-         padding: str = "valid") -> np.ndarray:  # fmt: skip
+def pool(
+    x: np.ndarray, op: str = "max", size: int = 2, stride: int | None = None, padding: str = "valid"
+) -> np.ndarray:
     """Max/average/min pooling of (H, W) or (H, W, C), each channel on its own.
 
     Follows tf.nn.pool: 'same' pads by TensorFlow's rule and padded cells never count

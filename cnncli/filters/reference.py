@@ -41,8 +41,13 @@ def correlate(
     for i in range(kh):
         for j in range(kw):
             if kernel[i, j] != 0:
-                out += kernel[i, j] * xp[i : i + (oh - 1) * stride + 1 : stride,
-                                         j : j + (ow - 1) * stride + 1 : stride]  # fmt: skip
+                out += (
+                    kernel[i, j]
+                    * xp[
+                        i : i + (oh - 1) * stride + 1 : stride,
+                        j : j + (ow - 1) * stride + 1 : stride,
+                    ]
+                )
     return out
 
 

@@ -79,8 +79,12 @@ def add_minus(font: TTFont) -> None:
     width, lsb = font["hmtx"][cmap[ord("+")]]
     dash = font["glyf"][cmap[0x2013]]  # the en dash's bar: its height and thickness
     pen = TTGlyphPen(None)
-    for x, y in ((plus.xMin, dash.yMin), (plus.xMin, dash.yMax), (plus.xMax, dash.yMax),
-                 (plus.xMax, dash.yMin)):  # fmt: skip
+    for x, y in (
+        (plus.xMin, dash.yMin),
+        (plus.xMin, dash.yMax),
+        (plus.xMax, dash.yMax),
+        (plus.xMax, dash.yMin),
+    ):
         (pen.lineTo if x != plus.xMin or y != dash.yMin else pen.moveTo)((x, y))
     pen.closePath()
     glyf = font["glyf"]

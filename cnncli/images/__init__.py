@@ -29,8 +29,15 @@ from cnncli.notices import say
 
 PIL_MODE = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
 IMAGE_EXTENSIONS = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-)  # fmt: skip
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 PIL_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "DIB", "GIF", "TIFF", "WEBP")
 RESAMPLE = Image.Resampling.BILINEAR  # Keras' default interpolation for image loading
 
@@ -250,8 +257,9 @@ def to_color(img: Image.Image, color: str, kinds: list | None = None) -> Image.I
     return img.convert(target)
 
 
-def resize(img: Image.Image, height: int, width: int, fit: str = "stretch",
-           kinds: list | None = None) -> Image.Image:  # fmt: skip
+def resize(
+    img: Image.Image, height: int, width: int, fit: str = "stretch", kinds: list | None = None
+) -> Image.Image:
     """Resize to height x width; `fit` says what happens to a different aspect ratio.
     `kinds` collects what was changed: (kind, the source's aspect ratio or None)."""
     if img.size == (width, height):
@@ -268,8 +276,9 @@ def resize(img: Image.Image, height: int, width: int, fit: str = "stretch",
     return ImageOps.pad(img, (width, height), RESAMPLE, color=fill, centering=(0.5, 0.5))
 
 
-def convert_image(img: Image.Image, spec: ImageSpec,
-                  conversions: Conversions | None = None) -> np.ndarray:  # fmt: skip
+def convert_image(
+    img: Image.Image, spec: ImageSpec, conversions: Conversions | None = None
+) -> np.ndarray:
     """An opened image -> uint8 array of shape (spec.height, spec.width, spec.channels);
     what was changed is counted in `conversions` when given."""
     kinds: list[tuple[str, str | None]] | None = [] if conversions is not None else None
@@ -285,8 +294,9 @@ def convert_image(img: Image.Image, spec: ImageSpec,
     return arr
 
 
-def load_image(path: str | os.PathLike, spec: ImageSpec,
-               conversions: Conversions | None = None) -> np.ndarray:  # fmt: skip
+def load_image(
+    path: str | os.PathLike, spec: ImageSpec, conversions: Conversions | None = None
+) -> np.ndarray:
     """Open, orient, convert and resize one image file: the array a model is given; what
     was changed is counted in `conversions` (a run's tally) when given. What the decoders
     say about the file (Pillow's warnings, libtiff's lines) is told with its name."""

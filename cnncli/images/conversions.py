@@ -16,8 +16,14 @@ from typing import cast
 
 from PIL import Image
 
-SOURCE_NAMES = {"1": "grayscale", "L": "grayscale", "LA": "grayscale+alpha",
-                "La": "grayscale+alpha", "RGBa": "RGBA", "PA": "palette+alpha"}  # fmt: skip
+SOURCE_NAMES = {
+    "1": "grayscale",
+    "L": "grayscale",
+    "LA": "grayscale+alpha",
+    "La": "grayscale+alpha",
+    "RGBa": "RGBA",
+    "PA": "palette+alpha",
+}
 
 
 def color_kind(img: Image.Image, color: str) -> str | None:
@@ -41,9 +47,15 @@ def color_kind(img: Image.Image, color: str) -> str | None:
 
 
 # What each EXIF orientation does to stand a picture upright (Pillow's exif_transpose)
-TURNS = {2: "mirrored left to right", 3: "rotated 180°", 4: "flipped top to bottom",
-         5: "mirrored and rotated 90° counter-clockwise", 6: "rotated 90° clockwise",
-         7: "mirrored and rotated 90° clockwise", 8: "rotated 90° counter-clockwise"}  # fmt: skip
+TURNS = {
+    2: "mirrored left to right",
+    3: "rotated 180°",
+    4: "flipped top to bottom",
+    5: "mirrored and rotated 90° counter-clockwise",
+    6: "rotated 90° clockwise",
+    7: "mirrored and rotated 90° clockwise",
+    8: "rotated 90° counter-clockwise",
+}
 
 
 def orientation_kind(orientation) -> str | None:
@@ -100,8 +112,9 @@ class Conversions:
         total = {k: sum(c.values()) for k, c in self.kinds.items()}
         lines = []
         for kind in sorted(self.kinds, key=lambda k: (-total[k], k)):
-            found = sorted(((d, n) for d, n in self.kinds[kind].items() if d),
-                           key=lambda dn: (-dn[1], dn[0]))  # fmt: skip
+            found = sorted(
+                ((d, n) for d, n in self.kinds[kind].items() if d), key=lambda dn: (-dn[1], dn[0])
+            )
             text = kind
             if len(found) == 1:
                 text += f" from {found[0][0]}"

@@ -63,8 +63,9 @@ def _ensure_hook() -> None:
         if warnings.showwarning is not _show:
             _previous_show = warnings.showwarning
             warnings.showwarning = _show
-        first = [(a, m and m.pattern, c, mod and mod.pattern) for a, m, c, mod, _ in
-                 warnings.filters[:2]]  # fmt: skip
+        first = [
+            (a, m and m.pattern, c, mod and mod.pattern) for a, m, c, mod, _ in warnings.filters[:2]
+        ]
         if first != [_BOMB_ERROR, _ALWAYS_PIL]:
             warnings.filterwarnings("always", module=_FROM)
             warnings.filterwarnings("error", category=Image.DecompressionBombWarning)

@@ -147,8 +147,13 @@ def _iter_items(inputs: Sequence, spec: ImageSpec, changed: Conversions):
                 if info.task == "classify":
                     yield _Item(rec.path, names[rec.label], split, pixels)
                 else:
-                    yield _Item(rec.path, _label_text(info, rec.label), split, pixels,
-                                np.asarray(rec.label, np.float64))  # fmt: skip
+                    yield _Item(
+                        rec.path,
+                        _label_text(info, rec.label),
+                        split,
+                        pixels,
+                        np.asarray(rec.label, np.float64),
+                    )
         return
     for p in paths:
         if dataset_folder(p):
@@ -188,8 +193,10 @@ def color_choice(info, color_by: str | None) -> str | None:
         return names[0]
     if color_by not in names:
         what = "label" if info.task == "multilabel" else "target"
-        raise UsageError(f"--color-by {color_by!r} is not a {what} of the model",
-                         f"use one of {', '.join(names)}")  # fmt: skip
+        raise UsageError(
+            f"--color-by {color_by!r} is not a {what} of the model",
+            f"use one of {', '.join(names)}",
+        )
     return color_by
 
 
@@ -328,9 +335,12 @@ def _write_csv(path: Path, r: EmbedResult, labels, overwrite: bool) -> None:
             w.writerow(header)
             for i in range(r.count):
                 row: list[object] = [
-                    r.files[i], r.classes[i], r.predicted[i], f"{r.probability[i]:.6f}"
+                    r.files[i],
+                    r.classes[i],
+                    r.predicted[i],
+                    f"{r.probability[i]:.6f}",
+                    r.splits[i],
                 ]
-                row.append(r.splits[i])
                 if labels is not None:
                     row.append(int(labels[i]))
                 row += [f"{v:.9g}" for v in r.vectors[i]]  # float32 round-trips with 9 digits
@@ -379,8 +389,9 @@ def _projection_plot(r: EmbedResult, labels, path: Path) -> None:
 
         names = r.value_names
         v = r.values[:, names.index(r.color_by)]
-        plot_projection_values(xy, v, labels, f"{title}, coloured by {r.color_by}", r.color_by,
-                               path)  # fmt: skip
+        plot_projection_values(
+            xy, v, labels, f"{title}, coloured by {r.color_by}", r.color_by, path
+        )
         return
     if r.task == "multilabel":
         assert r.values is not None and r.color_by is not None  # set for this task

@@ -65,8 +65,16 @@ from cnncli.models.files import check_model_task
 from cnncli.models.head import predicted_classes
 from cnncli.progress import Counter, Progress
 
-__all__ = ["DEFAULT_PLACE", "EvaluationResult", "Misclassified", "default_confusion_path",
-           "default_split", "error_title", "evaluate", "run_folder_of"]  # fmt: skip
+__all__ = [
+    "DEFAULT_PLACE",
+    "EvaluationResult",
+    "Misclassified",
+    "default_confusion_path",
+    "default_split",
+    "error_title",
+    "evaluate",
+    "run_folder_of",
+]
 
 
 def default_confusion_path(model, split: str) -> Path:
@@ -239,16 +247,29 @@ def evaluate(
         raise UsageError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
     info = open_dataset(dataset_dir)
     split = chosen_split(info, split)
-    check_model_task(model_file_of(model), info, hint="evaluate it on a dataset of the task it was "
-                     "trained for")  # before TensorFlow loads  # fmt: skip
+    check_model_task(
+        model_file_of(model), info, hint="evaluate it on a dataset of the task it was trained for"
+    )  # before TensorFlow loads
     if info.task != "classify":
         return _evaluate_task(
-            model, info, split, batch_size=batch_size, errors_png=errors_png,
-            errors_csv=errors_csv, confusion_png=confusion_png, scatter_png=scatter_png,
-            residuals_png=residuals_png, progress=progress, unsafe=unsafe, overwrite=overwrite,
-            class_names=class_names, pixel_scale=pixel_scale, threshold=threshold,
-            tune_thresholds=tune_thresholds, tta=tta,
-        )  # fmt: skip
+            model,
+            info,
+            split,
+            batch_size=batch_size,
+            errors_png=errors_png,
+            errors_csv=errors_csv,
+            confusion_png=confusion_png,
+            scatter_png=scatter_png,
+            residuals_png=residuals_png,
+            progress=progress,
+            unsafe=unsafe,
+            overwrite=overwrite,
+            class_names=class_names,
+            pixel_scale=pixel_scale,
+            threshold=threshold,
+            tune_thresholds=tune_thresholds,
+            tta=tta,
+        )
     if threshold is not None or tune_thresholds:
         raise UsageError(
             "--threshold and --tune-thresholds are for multi-label models; this dataset's "
@@ -315,14 +336,18 @@ def evaluate(
     if tta:
         without = predicted_classes(np.concatenate(plain), m.head) if plain else y_pred
         before = float(np.mean(without == y_true)) if len(y_true) else 0.0
-        result.tta = {"views": describe_tta(m), "accuracy_without": before,
-                      "gain": result.accuracy - before}  # fmt: skip
+        result.tta = {
+            "views": describe_tta(m),
+            "accuracy_without": before,
+            "gain": result.accuracy - before,
+        }
     result.per_class = per_class_metrics(result.confusion, names)
     table = (y_true, y_pred, pr, paths, names)
     result.misclassified = rows(
-        np.flatnonzero(y_pred != y_true), *table,
+        np.flatnonzero(y_pred != y_true),
+        *table,
         key=lambda r: wrong_key(pr[r.index], r.actual_index, r.predicted_index, r.index),
-    )  # fmt: skip
+    )
     if not result.misclassified:
         right = sorted(np.flatnonzero(y_pred == y_true), key=lambda i: margin_key(pr[i], i))
         result.close_calls = rows(
@@ -355,8 +380,9 @@ def _write(result, errors_png, errors_csv, confusion_png, wrong, close, overwrit
         shown = result.misclassified[:SHEET_MAX] or result.close_calls
         images = (wrong if result.misclassified else close).images()
         title = sheet_title(result.count, result.split, len(result.misclassified), len(shown))
-        write_errors_sheet(shown, images, title, errors_png, overwrite=overwrite,
-                           names=result.class_names)  # fmt: skip
+        write_errors_sheet(
+            shown, images, title, errors_png, overwrite=overwrite, names=result.class_names
+        )
         result.files["errors_png"] = str(errors_png)
     if confusion_png is not None:
         from cnncli.drawing.plots import plot_confusion

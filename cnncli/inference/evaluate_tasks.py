@@ -91,8 +91,12 @@ class TaskEvaluation:
             out["labels"] = [vars(m) for m in self.labels]
         else:
             out["targets"] = [vars(m) for m in self.targets]
-        out.update(worst=self.worst, conversion=self.conversion, notes=list(self.notes),
-                   files=dict(self.files))  # fmt: skip
+        out.update(
+            worst=self.worst,
+            conversion=self.conversion,
+            notes=list(self.notes),
+            files=dict(self.files),
+        )
         return out
 
 
@@ -109,16 +113,16 @@ def plot_paths(model, split: str, task: str, scatter_png, residuals_png) -> dict
     }
 
 
-def evaluate_task(model, info, split: str, *, tune_thresholds=False,
-                  **kwargs) -> TaskEvaluation:  # fmt: skip
+def evaluate_task(model, info, split: str, *, tune_thresholds=False, **kwargs) -> TaskEvaluation:
     """Evaluate `model` on `split` of the multilabel or regression dataset `info` (checked
     and chosen by evaluate); `plots`: {kind: path} from plot_paths. With `tune_thresholds`
     the model file is claimed from before it is read until the thresholds are stored in it
     (see tuning_claim). `tta`: a multi-label model's probabilities averaged over shifted
     views (cnncli.inference.tta; a regression model's values are not, and a note says so)."""
     with tuning_claim(model, tune_thresholds) as digest:
-        return _evaluated(model, info, split, tune_thresholds=tune_thresholds,
-                          digest=digest, **kwargs)  # fmt: skip
+        return _evaluated(
+            model, info, split, tune_thresholds=tune_thresholds, digest=digest, **kwargs
+        )
 
 
 @contextmanager
@@ -157,10 +161,25 @@ def tuning_claim(model, tune: bool) -> Iterator[str | None]:
         yield file_sha256(path)
 
 
-def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
-               errors_csv=None, plots: dict | None = None, progress=None, unsafe=False,
-               overwrite=False, class_names=None, pixel_scale=None, threshold=None,
-               tune_thresholds=False, digest=None, tta=False) -> TaskEvaluation:  # fmt: skip
+def _evaluated(
+    model,
+    info,
+    split: str,
+    *,
+    batch_size: int,
+    errors_png=None,
+    errors_csv=None,
+    plots: dict | None = None,
+    progress=None,
+    unsafe=False,
+    overwrite=False,
+    class_names=None,
+    pixel_scale=None,
+    threshold=None,
+    tune_thresholds=False,
+    digest=None,
+    tta=False,
+) -> TaskEvaluation:
     plots = plots or {}
     task = info.task
     if task == "regression" and (threshold is not None or tune_thresholds):
@@ -168,8 +187,10 @@ def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
     if threshold is not None and not 0 < threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
     if threshold is not None and tune_thresholds:
-        raise UsageError("--threshold and --tune-thresholds contradict each other",
-                         "give one threshold for all labels, or let them be tuned")  # fmt: skip
+        raise UsageError(
+            "--threshold and --tune-thresholds contradict each other",
+            "give one threshold for all labels, or let them be tuned",
+        )
     if tune_thresholds and info.count("val") == 0:
         raise DatasetError(
             f"--tune-thresholds picks thresholds on the val split, and {info.path} has none",
@@ -198,15 +219,24 @@ def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
     keep = Smallest(SHEET_MAX) if errors_png is not None else None
     if task == "multilabel":
         t = m.label_thresholds if threshold is None else [threshold] * len(m.class_names)
-        y, out, paths = _run(m, info, split, batch_size, keep, counter, np.asarray(t),
-                             forward=forward)
+        y, out, paths = _run(
+            m, info, split, batch_size, keep, counter, np.asarray(t), forward=forward
+        )
         mm = multilabel_metrics(y, out, t, m.class_names)
         result = TaskEvaluation(
-            task, _path(m), str(info.path), split, len(y), list(m.class_names), mm["loss"],
-            m.head.loss_name, {k: mm[k] for k in ("micro_f1", "macro_f1", "subset_accuracy",
-                                                   "hamming_loss")},
-            labels=mm["labels"], thresholds=list(t), tuned=tuned,
-        )  # fmt: skip
+            task,
+            _path(m),
+            str(info.path),
+            split,
+            len(y),
+            list(m.class_names),
+            mm["loss"],
+            m.head.loss_name,
+            {k: mm[k] for k in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss")},
+            labels=mm["labels"],
+            thresholds=list(t),
+            tuned=tuned,
+        )
         result.worst = _multilabel_worst(y, mm["predicted"], out, paths, m.class_names)
     else:
         y, out, paths = _run(m, info, split, batch_size, keep, counter)
@@ -218,16 +248,27 @@ def _evaluated(model, info, split: str, *, batch_size: int, errors_png=None,
             else 0.0
         )
         result = TaskEvaluation(
-            task, _path(m), str(info.path), split, len(y), list(m.class_names), loss,
+            task,
+            _path(m),
+            str(info.path),
+            split,
+            len(y),
+            list(m.class_names),
+            loss,
             "mean_squared_error (standardized)",
-            {"mae": _mean(targets, "mae"), "rmse": _mean(targets, "rmse"),
-             "r2": _mean(targets, "r2"), "baseline_mae": _mean(targets, "baseline_mae")},
+            {
+                "mae": _mean(targets, "mae"),
+                "rmse": _mean(targets, "rmse"),
+                "r2": _mean(targets, "r2"),
+                "baseline_mae": _mean(targets, "baseline_mae"),
+            },
             targets=targets,
-        )  # fmt: skip
+        )
         result.worst = _regression_worst(y, out, paths, m.class_names, info.targets)
     result.y_true, result.outputs, result.paths = y, out, paths
-    result.conversion = (f"images read from the dataset ({info.image.describe()}); "
-                         f"pixels x {m.scale_text}")  # fmt: skip
+    result.conversion = (
+        f"images read from the dataset ({info.image.describe()}); pixels x {m.scale_text}"
+    )
     result.notes = notes
     _write(result, errors_png, errors_csv, plots, keep, overwrite)
     return result
@@ -258,13 +299,16 @@ def _check_task_fit(m: ModelInfo, info) -> list[str]:
         )
     theirs = [t.name for t in info.targets] if info.task == "regression" else info.class_names
     if list(m.class_names) != list(theirs):
-        return [f"the model's names ({', '.join(m.class_names)}) differ from the dataset's "
-                f"({', '.join(theirs)}); matched by position"]  # fmt: skip
+        return [
+            f"the model's names ({', '.join(m.class_names)}) differ from the dataset's "
+            f"({', '.join(theirs)}); matched by position"
+        ]
     return []
 
 
-def _run(m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None,
-         forward=probabilities):  # fmt: skip
+def _run(
+    m: ModelInfo, info, split, batch_size, keep, counter, thresholds=None, forward=probabilities
+):
     """(labels, outputs, paths) of a split; `keep` (a Smallest) gets the worst images;
     `forward(m, images)`: the outputs of a batch."""
     ys, outs, paths, seen = [], [], [], 0
@@ -357,8 +401,9 @@ def _write(result: TaskEvaluation, errors_png, errors_csv, plots, keep, overwrit
         items = []
         for rank, w in enumerate(shown, 1):
             if result.task == "multilabel":
-                text = multilabel_caption(rank, w["actual"], w["predicted"], w["path"],
-                                          w["wrong"], result.names)  # fmt: skip
+                text = multilabel_caption(
+                    rank, w["actual"], w["predicted"], w["path"], w["wrong"], result.names
+                )
             else:
                 text = regression_caption(rank, w["true"], w["predicted"], w["path"])
             items.append((images[w["index"]], text))

@@ -50,8 +50,10 @@ def expand_glob(pattern: str) -> list[Path]:
     found = [Path(m) for m in glob.glob(pattern, recursive=True)]
     images = sorted((p for p in found if p.is_dir() or is_image_file(p)), key=path_key)
     if not images:
-        raise InputError(f"no image file matches {pattern}",
-                         "check the pattern, or give the files or their folder")  # fmt: skip
+        raise InputError(
+            f"no image file matches {pattern}",
+            "check the pattern, or give the files or their folder",
+        )
     return images
 
 
@@ -65,12 +67,16 @@ def read_image_list(path: str | os.PathLike) -> list[Path]:
     except OSError as e:
         raise InputError(f"cannot read image list {path} ({e.strerror or e})") from None
     if path.is_dir():
-        raise InputError(f"{path} is a folder, not an image list",
-                         "give the folder as IMAGE|DIR, or a text file to --files")  # fmt: skip
+        raise InputError(
+            f"{path} is a folder, not an image list",
+            "give the folder as IMAGE|DIR, or a text file to --files",
+        )
     if size > LIST_LIMIT:
-        raise InputError(f"image list {path} is {size / 2**20:.0f} MiB, more than the "
-                         f"{LIST_LIMIT // 2**20} MiB an image list may be",
-                         "split it into several lists")  # fmt: skip
+        raise InputError(
+            f"image list {path} is {size / 2**20:.0f} MiB, more than the "
+            f"{LIST_LIMIT // 2**20} MiB an image list may be",
+            "split it into several lists",
+        )
     text, _ = read_text(path, None, "list of image paths", "--files", "a text file of image paths")
     out = []
     for line in text.splitlines():
@@ -79,6 +85,8 @@ def read_image_list(path: str | os.PathLike) -> list[Path]:
             p = Path(item)
             out.append(p if p.is_absolute() else path.parent / p)
     if not out:
-        raise InputError(f"image list {path} lists no image",
-                         "write one image path a line, relative to the list's folder")  # fmt: skip
+        raise InputError(
+            f"image list {path} lists no image",
+            "write one image path a line, relative to the list's folder",
+        )
     return out

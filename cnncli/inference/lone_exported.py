@@ -66,8 +66,10 @@ def _litert(path: Path, quiet):
 
     with quiet():
         interpreter = Interpreter(model_path=str(path))
-    return (interpreter.get_input_details()[0]["shape"],
-            interpreter.get_output_details()[0]["shape"])  # fmt: skip
+    return (
+        interpreter.get_input_details()[0]["shape"],
+        interpreter.get_output_details()[0]["shape"],
+    )
 
 
 def _defaults(path: Path, input_shape, output_shape) -> tuple[dict, list[str]]:
@@ -86,10 +88,14 @@ def _defaults(path: Path, input_shape, output_shape) -> tuple[dict, list[str]]:
     kind = "binary" if units == 1 else "categorical"
     names = [str(i) for i in range(2 if units == 1 else units)]
     side = {
-        "format_version": 1, "task": "classify", "class_names": names,
+        "format_version": 1,
+        "task": "classify",
+        "class_names": names,
         "head": {"kind": kind, "from_logits": False, "units": units},
-        "image": image.to_dict(), "pixel_scale": 1 / 255, "assumed": True,
-    }  # fmt: skip
+        "image": image.to_dict(),
+        "pixel_scale": 1 / 255,
+        "assumed": True,
+    }
     notes = [
         f"no sidecar beside {path.name}: read as a model saved elsewhere (its outputs taken "
         "as probabilities)",

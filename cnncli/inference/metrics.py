@@ -93,8 +93,15 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, names)
     y = np.asarray(y_true, np.int64)
     pred = (probs > np.asarray(thresholds, np.float64)).astype(np.int64)
     if len(y) == 0:
-        return {"labels": [], "micro_f1": 0.0, "macro_f1": 0.0, "subset_accuracy": 0.0,
-                "hamming_loss": 0.0, "loss": 0.0, "predicted": pred}  # fmt: skip
+        return {
+            "labels": [],
+            "micro_f1": 0.0,
+            "macro_f1": 0.0,
+            "subset_accuracy": 0.0,
+            "hamming_loss": 0.0,
+            "loss": 0.0,
+            "predicted": pred,
+        }
     p, r, f, s = precision_recall_fscore_support(y, pred, average=None, zero_division=0)
     labels = [
         LabelMetrics(
@@ -105,7 +112,7 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, names)
             float(f[i]),
             int(s[i]),
             int(pred[:, i].sum()),
-        )  # fmt: skip
+        )
         for i, (n, t) in enumerate(zip(names, thresholds, strict=True))
     ]
     q = np.clip(probs, _EPS, 1 - _EPS)

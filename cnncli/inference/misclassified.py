@@ -120,10 +120,15 @@ def caption(rank: int, m: Misclassified, names=None) -> str:
     title = error_title(m.actual, m.predicted, names)
     file = Path(m.path).name
     if m.actual_index != m.predicted_index:
-        actual = "p(실제)" if korean((m.actual, m.predicted) if names is None else names) \
-            else "p(actual)"  # fmt: skip
-        return (f"{title}\n#{rank} · {actual}={m.actual_probability:.2f} · "
-                f"p={m.probability:.2f}\n{file}")  # fmt: skip
+        actual = (
+            "p(실제)"
+            if korean((m.actual, m.predicted) if names is None else names)
+            else "p(actual)"
+        )
+        return (
+            f"{title}\n#{rank} · {actual}={m.actual_probability:.2f} · "
+            f"p={m.probability:.2f}\n{file}"
+        )
     return f"{title}\n#{rank} · p={m.probability:.2f} · {file}"
 
 
@@ -135,8 +140,9 @@ def write_errors_csv(misclassified: list[Misclassified], path, overwrite: bool =
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "actual", "predicted", "probability", "actual_probability"])
     for m in misclassified:
-        w.writerow([m.path, m.actual, m.predicted, f"{m.probability:.6f}",
-                    f"{m.actual_probability:.6f}"])  # fmt: skip
+        w.writerow(
+            [m.path, m.actual, m.predicted, f"{m.probability:.6f}", f"{m.actual_probability:.6f}"]
+        )
     with atomic_file(path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(buf.getvalue(), encoding="utf-8")
     return Path(path)
@@ -154,17 +160,22 @@ def sheet_title(count: int, split: str, wrong: int, shown: int) -> str:
 
 
 def write_errors_sheet(
-    shown: list[Misclassified], images: dict[int, np.ndarray], title: str, path,
-    overwrite: bool = True, names=None,
-) -> Path:  # fmt: skip
+    shown: list[Misclassified],
+    images: dict[int, np.ndarray],
+    title: str,
+    path,
+    overwrite: bool = True,
+    names=None,
+) -> Path:
     """A contact sheet of `shown` (in order), each captioned by `caption` (`names`: the
     class names, which choose the wording)."""
     items = [(images[m.index], caption(rank, m, names)) for rank, m in enumerate(shown, 1)]
     return write_sheet(items, title, path, overwrite)
 
 
-def multilabel_caption(rank: int, actual: list[str], predicted: list[str], file: str,
-                       wrong: int, names=None) -> str:  # fmt: skip
+def multilabel_caption(
+    rank: int, actual: list[str], predicted: list[str], file: str, wrong: int, names=None
+) -> str:
     """ "실제 : 대리석, 벽돌 // 예측 : (없음)" when the label names (`names`; by default
     those shown) are Korean, else "actual: big, prime //  predicted: (no label)"; then
     "#1 · 1 wrong · photo.png"."""
@@ -182,8 +193,9 @@ def regression_caption(rank: int, true: list[float], pred: list[float], file: st
     return f"true {t} //  pred {p}\n#{rank} · {Path(file).name}"
 
 
-def write_sheet(items: list, title: str, path, overwrite: bool = True,
-                cell: int = SHEET_CELL) -> Path:  # fmt: skip
+def write_sheet(
+    items: list, title: str, path, overwrite: bool = True, cell: int = SHEET_CELL
+) -> Path:
     """A contact sheet of (image, caption) items, in order, written atomically."""
     from cnncli.drawing.save import save_png
     from cnncli.drawing.sheets import contact_sheet

@@ -87,10 +87,21 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
         check_names_fit(len(class_names), head, path)
     augment = stored.get("augment") if isinstance(stored.get("augment"), dict) else None
     info = ModelInfo(
-        keras_model, path, class_names, spec, scale, from_cnncli, head, notes, image_stored,
-        names_from, task, getattr(m, "thresholds", None), list(getattr(m, "targets", []) or []),
+        keras_model,
+        path,
+        class_names,
+        spec,
+        scale,
+        from_cnncli,
+        head,
+        notes,
+        image_stored,
+        names_from,
+        task,
+        getattr(m, "thresholds", None),
+        list(getattr(m, "targets", []) or []),
         augment,
-    )  # fmt: skip
+    )
     return _overridden(info, given_names, given_scale)
 
 

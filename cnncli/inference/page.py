@@ -37,8 +37,11 @@ def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -
         "multilabel": f"Predicted labels (above their thresholds): <b>{e(r.predicted_class)}</b>",
         "regression": f"Predicted values: <b>{e(r.predicted_class)}</b>",
     }[task]
-    head = {"classify": "class</th><th>probability", "multilabel": "label</th><th>probability",
-            "regression": "target</th><th>value"}[task]  # fmt: skip
+    head = {
+        "classify": "class</th><th>probability",
+        "multilabel": "label</th><th>probability",
+        "regression": "target</th><th>value",
+    }[task]
     shown = scale_note(r.display_scale, *r.input_size)
     shown = f'<p class="scale">{e(shown)}</p>' if shown else ""
     parts = [

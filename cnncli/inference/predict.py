@@ -229,8 +229,9 @@ class PredictStream:
         names: list[str] = []
         produced = 0
         load = partial(_decode, spec=self.model.image)
-        with closing(ordered_thread_map(load, self.files, self.threads,
-                                        ahead=2 * self.batch_size)) as decoded:  # fmt: skip
+        with closing(
+            ordered_thread_map(load, self.files, self.threads, ahead=2 * self.batch_size)
+        ) as decoded:
             for f, arr, changed in decoded:
                 if isinstance(arr, ImageError):
                     first_error = first_error or arr

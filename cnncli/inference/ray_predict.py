@@ -38,21 +38,39 @@ def predict_batches_on(engine: str = "local", address: str | None = None):
     return partial(predict_batches_ray, address=address)
 
 
-def predict_batches_ray(model, inputs, top_k: int = 1, *, address: str | None = None,
-                        batch_size: int = DEFAULT_BATCH, progress: Progress | None = None,
-                        unsafe: bool = False, class_names=None, pixel_scale=None,
-                        tta: bool = False) -> RayPredictStream:  # fmt: skip
+def predict_batches_ray(
+    model,
+    inputs,
+    top_k: int = 1,
+    *,
+    address: str | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+    unsafe: bool = False,
+    class_names=None,
+    pixel_scale=None,
+    tta: bool = False,
+) -> RayPredictStream:
     """predict_batches (cnncli.inference.predict) on the Ray cluster at `address` (see
     cnncli.datasets.engines.open_engine): checks the options, opens the model and reaches
     the cluster now; iterating the stream yields the rows chunk by chunk, in input order."""
     if tta:
-        raise UsageError("--tta is not offered with --engine ray",
-                         "leave out one of them: --tta predicts on this machine")  # fmt: skip
+        raise UsageError(
+            "--tta is not offered with --engine ray",
+            "leave out one of them: --tta predicts on this machine",
+        )
     if not ray_installed():
         raise UsageError("--engine ray needs Ray, which is not installed", RAY_INSTALL)
-    local = predict_batches(model, inputs, top_k, batch_size=batch_size, unsafe=unsafe,
-                            class_names=class_names, pixel_scale=pixel_scale,
-                            threads=1)  # fmt: skip
+    local = predict_batches(
+        model,
+        inputs,
+        top_k,
+        batch_size=batch_size,
+        unsafe=unsafe,
+        class_names=class_names,
+        pixel_scale=pixel_scale,
+        threads=1,
+    )
     import ray
 
     owned = not ray.is_initialized()
@@ -65,10 +83,16 @@ def predict_batches_ray(model, inputs, top_k: int = 1, *, address: str | None = 
         if owned:
             ray.shutdown()
         raise
-    return RayPredictStream(local.model, local.files, top_k, batch_size, progress,
-                            source=str(model), options={"unsafe": unsafe,
-                            "class_names": class_names, "pixel_scale": pixel_scale},
-                            owned=owned)  # fmt: skip
+    return RayPredictStream(
+        local.model,
+        local.files,
+        top_k,
+        batch_size,
+        progress,
+        source=str(model),
+        options={"unsafe": unsafe, "class_names": class_names, "pixel_scale": pixel_scale},
+        owned=owned,
+    )
 
 
 class Predictor:
@@ -106,10 +130,13 @@ class RayPredictStream(PredictStream):
         counter = Counter(self.progress, len(self.files))
         counter.start()
         size = self.batch_size * CHUNK_BATCHES
-        chunks = [[str(f) for f in self.files[i:i + size]] for i in range(0, len(self.files), size)]
+        chunks = [
+            [str(f) for f in self.files[i : i + size]] for i in range(0, len(self.files), size)
+        ]
         n = max(1, min(len(chunks), int(ray.cluster_resources().get("CPU", 1))))
-        actor = ray.remote(Predictor).options(num_cpus=1, max_restarts=ACTOR_RETRIES,
-                                              max_task_retries=ACTOR_RETRIES)  # fmt: skip
+        actor = ray.remote(Predictor).options(
+            num_cpus=1, max_restarts=ACTOR_RETRIES, max_task_retries=ACTOR_RETRIES
+        )
         actors = [actor.remote(self.source, self.options or {}) for _ in range(n)]
         produced = 0
         try:
@@ -130,6 +157,9 @@ class RayPredictStream(PredictStream):
                 ray.shutdown()
         if not produced and self.skipped:  # as a local predict says it
             first, reason = self.skipped[0]
-            raise ImageError(first, reason if len(self.skipped) == 1 else
-                             f"{reason} (and {len(self.skipped) - 1} other file(s) could not "
-                             "be read)")  # fmt: skip
+            raise ImageError(
+                first,
+                reason
+                if len(self.skipped) == 1
+                else f"{reason} (and {len(self.skipped) - 1} other file(s) could not be read)",
+            )

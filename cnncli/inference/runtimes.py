@@ -223,14 +223,24 @@ def open_exported(path: str | os.PathLike, unsafe: bool = False) -> ModelInfo:
     if inputs:  # a SavedModel's serving function may not say its shapes: checked when run
         check_model_fits(side, path, inputs, outputs or [[None, head.units]])
     check_onnx_props(side, props, path)
-    extra = {f.name: side[f.name] for f in fields(ModelInfo)
-             if f.name in ("task", "thresholds", "targets") and f.name in side}  # fmt: skip
+    extra = {
+        f.name: side[f.name]
+        for f in fields(ModelInfo)
+        if f.name in ("task", "thresholds", "targets") and f.name in side
+    }
     return ModelInfo(
-        model=model, path=path, class_names=list(side["class_names"]), image=image,
-        pixel_scale=float(side["pixel_scale"]), from_cnncli=not side.get("assumed"), head=head,
-        notes=notes, image_stored=not side.get("assumed"),
-        names_from="indices" if side.get("assumed") else "stored", **extra,
-    )  # fmt: skip
+        model=model,
+        path=path,
+        class_names=list(side["class_names"]),
+        image=image,
+        pixel_scale=float(side["pixel_scale"]),
+        from_cnncli=not side.get("assumed"),
+        head=head,
+        notes=notes,
+        image_stored=not side.get("assumed"),
+        names_from="indices" if side.get("assumed") else "stored",
+        **extra,
+    )
 
 
 __all__ = ["ExportedModel", "exported_kind", "native_quiet", "open_exported"]

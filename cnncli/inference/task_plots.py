@@ -84,17 +84,31 @@ def plot_projection_values(xy, values, clusters, title: str, name: str, path) ->
             for c in sorted(set(cluster_of.tolist())):
                 sel = cluster_of == c
                 marker = MARKERS[c % len(MARKERS)]
-                shown = ax.scatter(xy[sel, 0], xy[sel, 1], c=values[sel], cmap="viridis",
-                                   vmin=lo, vmax=hi if hi > lo else lo + 1, s=24,
-                                   marker=marker, label=f"cluster {c}")  # fmt: skip
+                shown = ax.scatter(
+                    xy[sel, 0],
+                    xy[sel, 1],
+                    c=values[sel],
+                    cmap="viridis",
+                    vmin=lo,
+                    vmax=hi if hi > lo else lo + 1,
+                    s=24,
+                    marker=marker,
+                    label=f"cluster {c}",
+                )
             if shown is not None:
                 from matplotlib.lines import Line2D
 
                 fig.colorbar(shown, ax=ax, label=name)
-                marks = [Line2D([], [], ls="", marker=MARKERS[c % len(MARKERS)], color="0.35")
-                         for c in sorted(set(cluster_of.tolist()))]  # fmt: skip
-                ax.legend(marks, [f"cluster {c}" for c in sorted(set(cluster_of.tolist()))],
-                          loc="best", fontsize="small")  # fmt: skip
+                marks = [
+                    Line2D([], [], ls="", marker=MARKERS[c % len(MARKERS)], color="0.35")
+                    for c in sorted(set(cluster_of.tolist()))
+                ]
+                ax.legend(
+                    marks,
+                    [f"cluster {c}" for c in sorted(set(cluster_of.tolist()))],
+                    loc="best",
+                    fontsize="small",
+                )
             ax.set_xlabel("PC 1")
             ax.set_ylabel("PC 2")
             ax.set_title(title, fontsize="small")

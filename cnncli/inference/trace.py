@@ -162,11 +162,13 @@ def default_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
     (in models saved by hand or by earlier cnncli versions) are left out: they pass the image
     through unchanged outside training. Inside a backbone (cnncli train --backbone), one
     layer per stage: the last before the resolution changes."""
-    return backbone_stages([
-        li
-        for li in layers
-        if not li.augmentation and (li.kind == "spatial" or li.type in ("Flatten", "Dense"))
-    ])  # fmt: skip
+    return backbone_stages(
+        [
+            li
+            for li in layers
+            if not li.augmentation and (li.kind == "spatial" or li.type in ("Flatten", "Dense"))
+        ]
+    )
 
 
 def backbone_stages(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
@@ -174,13 +176,16 @@ def backbone_stages(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
     of each run of one output size: its named blocks' outputs, a few instead of hundreds."""
     from cnncli.models.backbones import BACKBONE_LAYER
 
-    layers = [li for li in layers  # padding is not a stage of its own
-              if not (li.name.startswith(f"{BACKBONE_LAYER}/") and "Padding" in li.type)]
+    layers = [
+        li
+        for li in layers  # padding is not a stage of its own
+        if not (li.name.startswith(f"{BACKBONE_LAYER}/") and "Padding" in li.type)
+    ]
     inside = [li.name.startswith(f"{BACKBONE_LAYER}/") for li in layers]
     keep = []
     for i, li in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        last_of_stage = (nxt is None or not inside[i + 1] or nxt.shape[:-1] != li.shape[:-1])
+        last_of_stage = nxt is None or not inside[i + 1] or nxt.shape[:-1] != li.shape[:-1]
         if not inside[i] or last_of_stage:
             keep.append(li)
     return keep

@@ -73,8 +73,10 @@ def describe(info: ModelInfo) -> str:
 def tta_note(info: ModelInfo) -> str | None:
     """The line said when --tta does not apply to `info` (a regression model), else None."""
     if info.task == "regression":
-        return ("--tta: a regression model's values are not averaged over shifted images "
-                "(a shift can move what a target measures); predicted without it")  # fmt: skip
+        return (
+            "--tta: a regression model's values are not averaged over shifted images "
+            "(a shift can move what a target measures); predicted without it"
+        )
     return None
 
 

@@ -39,33 +39,54 @@ def _files() -> list[OfficialFile]:
     for alpha, text in ((1.0, "1_0"), (0.75, "7_5"), (0.5, "5_0"), (0.25, "2_5")):
         for rows in MOBILENET_ROWS:
             name = f"mobilenet_{text}_{rows}_tf_no_top.h5"
-            out.append(OfficialFile("mobilenet", alpha, rows, name, f"{_APPS}mobilenet/{name}",
-                                    None))  # fmt: skip
+            out.append(
+                OfficialFile("mobilenet", alpha, rows, name, f"{_APPS}mobilenet/{name}", None)
+            )
     for alpha in (1.0, 0.35, 0.5, 0.75, 1.3, 1.4):
         for rows in MOBILENETV2_ROWS:
             name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5"
-            out.append(OfficialFile("mobilenetv2", alpha, rows, name,
-                                    f"{_APPS}mobilenet_v2/{name}", None))  # fmt: skip
-    v3 = {("small", 1.0): "d3e8ec802a04aa4fc771ee12a9a9b836",
-          ("small", 0.75): "ebdb5cc8e0b497cd13a7c275d475c819",
-          ("large", 1.0): "07fb09a5933dd0c8eaafa16978110389",
-          ("large", 0.75): "40af19a13ebea4e2ee0c676887f69a2e"}  # fmt: skip
+            out.append(
+                OfficialFile("mobilenetv2", alpha, rows, name, f"{_APPS}mobilenet_v2/{name}", None)
+            )
+    v3 = {
+        ("small", 1.0): "d3e8ec802a04aa4fc771ee12a9a9b836",
+        ("small", 0.75): "ebdb5cc8e0b497cd13a7c275d475c819",
+        ("large", 1.0): "07fb09a5933dd0c8eaafa16978110389",
+        ("large", 0.75): "40af19a13ebea4e2ee0c676887f69a2e",
+    }
     for (kind, alpha), md5 in v3.items():
         name = f"weights_mobilenet_v3_{kind}_224_{alpha}_float_no_top_v2.h5"
-        out.append(OfficialFile(f"mobilenetv3{kind}", alpha, None, name,
-                                f"{_APPS}mobilenet_v3/{name}", md5))  # fmt: skip
+        out.append(
+            OfficialFile(
+                f"mobilenetv3{kind}", alpha, None, name, f"{_APPS}mobilenet_v3/{name}", md5
+            )
+        )
     out += [
-        OfficialFile("efficientnetb0", 1.0, None, "efficientnetb0_notop.h5",
-                     f"{_EFFICIENTNET}efficientnetb0_notop.h5",
-                     "50bc09e76180e00e4465e1a485ddc09d"),
-        OfficialFile("resnet50", 1.0, None, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     f"{_APPS}resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     "4d473c1dd8becc155b73f8504c6f6626"),
-        OfficialFile("densenet121", 1.0, None,
-                     "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     f"{_APPS}densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                     "30ee3e1110167f948a6b9946edeeb738"),
-    ]  # fmt: skip
+        OfficialFile(
+            "efficientnetb0",
+            1.0,
+            None,
+            "efficientnetb0_notop.h5",
+            f"{_EFFICIENTNET}efficientnetb0_notop.h5",
+            "50bc09e76180e00e4465e1a485ddc09d",
+        ),
+        OfficialFile(
+            "resnet50",
+            1.0,
+            None,
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            f"{_APPS}resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "4d473c1dd8becc155b73f8504c6f6626",
+        ),
+        OfficialFile(
+            "densenet121",
+            1.0,
+            None,
+            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            f"{_APPS}densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "30ee3e1110167f948a6b9946edeeb738",
+        ),
+    ]
     return out
 
 
@@ -84,7 +105,7 @@ def official_file(name: str) -> OfficialFile | None:
 
 
 def where_to_get(name: str) -> str:
-    """"from URL (md5 HASH)" for an official file name; "" for another name."""
+    """ "from URL (md5 HASH)" for an official file name; "" for another name."""
     f = official_file(name)
     if f is None:
         return ""
@@ -109,5 +130,6 @@ def check_official_hash(path: str | Path) -> None:
     if digest.hexdigest() != f.md5:
         raise InputError(
             f"{path} is not the official {f.name}: its md5 is {digest.hexdigest()}, Keras "
-            f"publishes {f.md5}", f"download it again from {f.url}",
-        )  # fmt: skip
+            f"publishes {f.md5}",
+            f"download it again from {f.url}",
+        )

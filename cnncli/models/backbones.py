@@ -53,21 +53,52 @@ class Backbone:
         return self.name if len(self.alphas) == 1 else f"{self.name} (alpha {alpha:g})"
 
 
-BACKBONES = {b.name: b for b in (
-    Backbone("mobilenet", "MobileNet", "tf", (1.0, 0.75, 0.5, 0.25),
-             notop="mobilenet_{alpha_text}_{rows}_tf_no_top.h5"),
-    Backbone("mobilenetv2", "MobileNetV2", "tf", (1.0, 0.35, 0.5, 0.75, 1.3, 1.4),
-             notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5"),
-    Backbone("mobilenetv3small", "MobileNetV3Small", "builtin", (1.0, 0.75),
-             notop="weights_mobilenet_v3_small_224_{alpha}_float_no_top_v2.h5"),
-    Backbone("mobilenetv3large", "MobileNetV3Large", "builtin", (1.0, 0.75),
-             notop="weights_mobilenet_v3_large_224_{alpha}_float_no_top_v2.h5"),
-    Backbone("efficientnetb0", "EfficientNetB0", "builtin", notop="efficientnetb0_notop.h5"),
-    Backbone("resnet50", "ResNet50", "caffe",
-             notop="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    Backbone("densenet121", "DenseNet121", "torch",
-             notop="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-)}  # fmt: skip
+BACKBONES = {
+    b.name: b
+    for b in (
+        Backbone(
+            "mobilenet",
+            "MobileNet",
+            "tf",
+            (1.0, 0.75, 0.5, 0.25),
+            notop="mobilenet_{alpha_text}_{rows}_tf_no_top.h5",
+        ),
+        Backbone(
+            "mobilenetv2",
+            "MobileNetV2",
+            "tf",
+            (1.0, 0.35, 0.5, 0.75, 1.3, 1.4),
+            notop="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5",
+        ),
+        Backbone(
+            "mobilenetv3small",
+            "MobileNetV3Small",
+            "builtin",
+            (1.0, 0.75),
+            notop="weights_mobilenet_v3_small_224_{alpha}_float_no_top_v2.h5",
+        ),
+        Backbone(
+            "mobilenetv3large",
+            "MobileNetV3Large",
+            "builtin",
+            (1.0, 0.75),
+            notop="weights_mobilenet_v3_large_224_{alpha}_float_no_top_v2.h5",
+        ),
+        Backbone("efficientnetb0", "EfficientNetB0", "builtin", notop="efficientnetb0_notop.h5"),
+        Backbone(
+            "resnet50",
+            "ResNet50",
+            "caffe",
+            notop="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+        Backbone(
+            "densenet121",
+            "DenseNet121",
+            "torch",
+            notop="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        ),
+    )
+}
 
 
 def get_backbone(name: str) -> Backbone:
@@ -84,10 +115,12 @@ def check_alpha(bb: Backbone, alpha: float | None) -> float:
         return bb.alphas[0]
     if float(alpha) not in bb.alphas:
         if len(bb.alphas) == 1:
-            raise UsageError(f"--alpha is for MobileNet backbones; {bb.name} has one width",
-                             "leave out --alpha")  # fmt: skip
-        raise UsageError(f"{bb.name} takes --alpha {', '.join(f'{a:g}' for a in bb.alphas)}, "
-                         f"got {alpha:g}")  # fmt: skip
+            raise UsageError(
+                f"--alpha is for MobileNet backbones; {bb.name} has one width", "leave out --alpha"
+            )
+        raise UsageError(
+            f"{bb.name} takes --alpha {', '.join(f'{a:g}' for a in bb.alphas)}, got {alpha:g}"
+        )
     return float(alpha)
 
 
@@ -101,8 +134,9 @@ def cache_folders() -> list[Path]:
     return out
 
 
-def resolve_weights(bb: Backbone, alpha: float | None, weights: str | None,
-                    size: int = 224) -> Path | None:  # fmt: skip
+def resolve_weights(
+    bb: Backbone, alpha: float | None, weights: str | None, size: int = 224
+) -> Path | None:
     """The weights file a run loads: None for `--weights none`; a given path; a bare file
     name found in the Keras cache folders; no --weights (or "imagenet"): the official file
     for this backbone, width and size in the cache. Never downloads: a missing file is an
@@ -129,9 +163,10 @@ def resolve_weights(bb: Backbone, alpha: float | None, weights: str | None,
             f"copy {official} there (download it{where_to_get(official)}), give --weights "
             "PATH, or train from scratch with --weights none",
         )
-    raise InputError(f"weights file {name} not found (looked here and in {where})",
-                     f"give the path of a weights file ({official} for {bb.describe(alpha)}) "
-                     "or --weights none")  # fmt: skip
+    raise InputError(
+        f"weights file {name} not found (looked here and in {where})",
+        f"give the path of a weights file ({official} for {bb.describe(alpha)}) or --weights none",
+    )
 
 
 def check_input(bb: Backbone, image) -> str | None:
@@ -145,18 +180,29 @@ def check_input(bb: Backbone, image) -> str | None:
             f"rebuild the dataset with --size {bb.min_size} or larger, or use --arch",
         )
     if image.color == "grayscale":
-        return (f"{bb.name} takes RGB: the model copies the grayscale channel into R, G and B "
-                "(build the dataset with --color rgb to train on colour)")  # fmt: skip
+        return (
+            f"{bb.name} takes RGB: the model copies the grayscale channel into R, G and B "
+            "(build the dataset with --color rgb to train on colour)"
+        )
     if image.color == "rgba":
-        return (f"{bb.name} takes RGB: the model drops the alpha channel "
-                "(build the dataset with --color rgb to flatten it yourself)")  # fmt: skip
+        return (
+            f"{bb.name} takes RGB: the model drops the alpha channel "
+            "(build the dataset with --color rgb to flatten it yourself)"
+        )
     return None
 
 
 # --------------------------------------------------------------------------- Keras
-def build_backbone_model(name: str, input_shape, head_layer, *, alpha: float | None = None,
-                         weights: Path | None = None, frozen: bool = False,
-                         dropout: float = 0.2):  # fmt: skip
+def build_backbone_model(
+    name: str,
+    input_shape,
+    head_layer,
+    *,
+    alpha: float | None = None,
+    weights: Path | None = None,
+    frozen: bool = False,
+    dropout: float = 0.2,
+):
     """Raw pixels (H, W, C) -> RGB -> the backbone's preprocessing -> the backbone (nested
     model named `BACKBONE_LAYER`; called with training=False when pretrained, so its
     BatchNorm stays in inference mode when unfrozen, as the Keras transfer learning guide
@@ -187,11 +233,14 @@ def _fixed_conv(x, kernel, bias, name):
     import keras
     import numpy as np
 
-    layer = keras.layers.Conv2D(kernel.shape[1], 1, use_bias=bias is not None, name=name,
-                                trainable=False)  # fmt: skip
+    layer = keras.layers.Conv2D(
+        kernel.shape[1], 1, use_bias=bias is not None, name=name, trainable=False
+    )
     y = layer(x)
-    layer.set_weights([np.asarray(kernel, "float32")[None, None]]
-                      + ([np.asarray(bias, "float32")] if bias is not None else []))  # fmt: skip
+    layer.set_weights(
+        [np.asarray(kernel, "float32")[None, None]]
+        + ([np.asarray(bias, "float32")] if bias is not None else [])
+    )
     return y
 
 
@@ -217,9 +266,9 @@ def preprocessing_layers(x, kind: str):
         return _fixed_conv(x, np.eye(3)[:, ::-1], -np.array(_CAFFE_MEAN_BGR), "preprocess")
     if kind == "torch":  # /255, then (x - mean) / std per channel (densenet.preprocess_input)
         x = keras.layers.Rescaling(1 / 255, name="preprocess_scale")(x)
-        return keras.layers.Normalization(mean=_IMAGENET_MEAN,
-                                          variance=np.square(_IMAGENET_STD),
-                                          name="preprocess")(x)  # fmt: skip
+        return keras.layers.Normalization(
+            mean=_IMAGENET_MEAN, variance=np.square(_IMAGENET_STD), name="preprocess"
+        )(x)
     return x  # builtin: the keras.applications model rescales itself
 
 
@@ -227,8 +276,10 @@ def load_backbone_weights(base, path: Path, bb: Backbone, alpha: float, size: in
     """Load `path` into the backbone `base`: a Keras weights file (.h5, .weights.h5, the
     official no-top files) or a cnncli model (.keras/.h5 with a backbone of the same kind).
     A file that does not fit is one InputError naming what was expected."""
-    expected = (f"expected {bb.weights_file(alpha, size)} (include_top=False) or weights "
-                f"saved from a {bb.describe(alpha)} backbone")  # fmt: skip
+    expected = (
+        f"expected {bb.weights_file(alpha, size)} (include_top=False) or weights "
+        f"saved from a {bb.describe(alpha)} backbone"
+    )
     source = _nested_backbone(path)
     try:
         if source is not None:
@@ -246,8 +297,9 @@ def load_backbone_weights(base, path: Path, bb: Backbone, alpha: float, size: in
             raise ValueError(bad[0].splitlines()[0][:160])
     except (ValueError, KeyError, OSError, TypeError) as e:
         reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise InputError(f"{path} does not fit the {bb.describe(alpha)} backbone ({reason})",
-                         expected) from None  # fmt: skip
+        raise InputError(
+            f"{path} does not fit the {bb.describe(alpha)} backbone ({reason})", expected
+        ) from None
 
 
 def _nested_backbone(path: Path):
@@ -299,12 +351,14 @@ def backbone_for_run(info, opts):
     _, kwargs = head_entry(info.output_size, info.task)
     head = keras.layers.Dense(**kwargs, name="predictions")
     frozen = bool(opts.freeze or opts.fine_tune_at is not None)
-    return build_backbone_model(bb.name, info.image.shape, head, alpha=opts.alpha,
-                                weights=weights, frozen=frozen)  # fmt: skip
+    return build_backbone_model(
+        bb.name, info.image.shape, head, alpha=opts.alpha, weights=weights, frozen=frozen
+    )
 
 
-def summary_model(name: str, input_shape=None, classes: int | None = None,
-                  alpha: float | None = None):  # fmt: skip
+def summary_model(
+    name: str, input_shape=None, classes: int | None = None, alpha: float | None = None
+):
     """`cnncli summary --backbone NAME`: the model --backbone trains (random weights, the
     backbone frozen as a run starts) for `input_shape` (default 224x224x3) and `classes`."""
     import keras

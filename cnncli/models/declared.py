@@ -49,8 +49,11 @@ def _rank(cls: str) -> int:
 
 def _input_width(node: dict) -> float:
     """The last dimension of the layer's input as its build_config states it, else 1."""
-    shape = (node.get("build_config") or {}).get("input_shape") if isinstance(
-        node.get("build_config"), dict) else None  # fmt: skip
+    shape = (
+        (node.get("build_config") or {}).get("input_shape")
+        if isinstance(node.get("build_config"), dict)
+        else None
+    )
     if isinstance(shape, list) and shape and _n(shape[-1]) >= 1:
         return _n(shape[-1])
     return 1.0

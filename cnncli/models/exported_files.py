@@ -26,9 +26,30 @@ from cnncli.models.sidecar import AGAIN
 _MAX_DEPTH = 64  # subgraphs inside subgraphs: far beyond what a converter writes
 # bytes per element of ONNX TensorProto.DataType (4-bit types counted as 1: a lower bound
 # is not needed, an upper one is); STRING (8) and unknown types are not checked
-_ELEMENT_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4,
-                  13: 8, 14: 8, 15: 16, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 21: 1, 22: 1,
-                  23: 1}  # fmt: skip
+_ELEMENT_BYTES = {
+    1: 4,
+    2: 1,
+    3: 1,
+    4: 2,
+    5: 2,
+    6: 4,
+    7: 8,
+    9: 1,
+    10: 2,
+    11: 8,
+    12: 4,
+    13: 8,
+    14: 8,
+    15: 16,
+    16: 2,
+    17: 1,
+    18: 1,
+    19: 1,
+    20: 1,
+    21: 1,
+    22: 1,
+    23: 1,
+}
 
 
 def check_litert_file(path: str | os.PathLike) -> None:
@@ -112,7 +133,7 @@ def _tensors(buf, start: int, end: int, kind: str, depth: int = 0):
             11: "graph",
             22: "sparse",
             23: "sparse",
-        },  # fmt: skip
+        },
         "sparse": {1: "tensor", 2: "tensor"},
     }[kind]
     for number, wire, value in _fields(buf, start, end):
@@ -198,8 +219,9 @@ def _check_external(path: Path, folder: Path, dims, dtype: int, entries: dict) -
         ) from None
     available = real.stat().st_size - offset
     if offset < 0 or available < 0 or (length is not None and not 0 <= length <= available):
-        raise ModelFileError(f"{path}: a tensor's data lies past the end of {location[:80]!r}",
-                             AGAIN)  # fmt: skip
+        raise ModelFileError(
+            f"{path}: a tensor's data lies past the end of {location[:80]!r}", AGAIN
+        )
     declared = _ELEMENT_BYTES.get(dtype, 0)
     for d in dims:
         declared *= d

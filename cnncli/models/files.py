@@ -42,8 +42,16 @@ _OTHER_FORMATS = {
 }
 # what zipfile raises on a damaged archive or member (a bad CRC, a broken deflate stream,
 # an unknown compression method, an encrypted member)
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, RuntimeError,
-               NotImplementedError, ValueError, zlib.error)  # fmt: skip
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    OSError,
+    RuntimeError,
+    NotImplementedError,
+    ValueError,
+    zlib.error,
+)
 
 
 def kind_from_extension(path: Path) -> str:
@@ -210,9 +218,11 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
 
 
 def check_model_task(
-    model, info, role: str = "the model",
+    model,
+    info,
+    role: str = "the model",
     hint: str = "use it with a dataset of the task it was trained for",
-) -> None:  # fmt: skip
+) -> None:
     """Refuse (InputError, exit 2) a Keras model file whose stored cnncli metadata names
     another task than the dataset's (`info`, a DatasetInfo), from the file alone, before
     TensorFlow loads. A model without cnncli metadata, a loaded model or another format is

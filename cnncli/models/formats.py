@@ -23,11 +23,23 @@ class Format:
 
 FORMATS = {
     "savedmodel": Format("savedmodel", "_savedmodel", True, (), "TensorFlow SavedModel folder"),
-    "litert": Format("litert", ".tflite", False, ("ai_edge_litert",), "LiteRT (.tflite) file",
-                     ("ai_edge_litert",)),
-    "onnx": Format("onnx", ".onnx", False, ("tf2onnx", "onnx", "onnxruntime"), "ONNX (.onnx) file",
-                   ("onnxruntime",)),
-}  # fmt: skip
+    "litert": Format(
+        "litert",
+        ".tflite",
+        False,
+        ("ai_edge_litert",),
+        "LiteRT (.tflite) file",
+        ("ai_edge_litert",),
+    ),
+    "onnx": Format(
+        "onnx",
+        ".onnx",
+        False,
+        ("tf2onnx", "onnx", "onnxruntime"),
+        "ONNX (.onnx) file",
+        ("onnxruntime",),
+    ),
+}
 EXTRA = "pip install 'cnncli[export]'"
 PIP_NAMES = {"ai_edge_litert": "ai-edge-litert"}  # import name -> package name, where they differ
 
@@ -56,6 +68,8 @@ def require_packages(fmt: Format, purpose: str = "export", what=None) -> None:
         return
     needs = f"{', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed"
     if purpose == "run":
-        raise UsageError(f"running {what or fmt.what} needs {needs}",
-                         f"pip install {' '.join(missing)} (or {EXTRA})")  # fmt: skip
+        raise UsageError(
+            f"running {what or fmt.what} needs {needs}",
+            f"pip install {' '.join(missing)} (or {EXTRA})",
+        )
     raise UsageError(f"--format {fmt.name} needs {needs}", f"install the export extra: {EXTRA}")

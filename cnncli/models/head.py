@@ -24,8 +24,11 @@ from cnncli.errors import ModelError
 TASKS = ("classify", "multilabel", "regression")
 
 
-_OUTPUT_WORDS = {"classify": ("class", "classes"), "multilabel": ("label", "labels"),
-                 "regression": ("target", "targets")}  # fmt: skip
+_OUTPUT_WORDS = {
+    "classify": ("class", "classes"),
+    "multilabel": ("label", "labels"),
+    "regression": ("target", "targets"),
+}
 
 
 def output_word(task: str) -> str:
@@ -34,9 +37,11 @@ def output_word(task: str) -> str:
 
 
 def outputs_text(task: str, n: int) -> str:
-    """"3 labels", "1 target", "2 classes": what a model of `task` with `n` outputs gives."""
+    """ "3 labels", "1 target", "2 classes": what a model of `task` with `n` outputs gives."""
     one, many = _OUTPUT_WORDS.get(task, ("output", "outputs"))
     return f"{n} {one if n == 1 else many}"
+
+
 DEFAULT_THRESHOLD = 0.5  # a label is predicted when its probability is above this
 UNITS_LAYER = "to_units"  # a regression model's last layer: standardized -> the table's units
 _LOSS_NAMES = {

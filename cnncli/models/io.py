@@ -262,6 +262,16 @@ def _load_renamed(path: Path, suffix: str, unsafe: bool, compile: bool):
         return keras.models.load_model(copy, compile=compile, safe_mode=not unsafe)
 
 
-__all__ = ["LoadedModel", "ModelMetadata", "check_model_file", "default_metadata", "load_model",
-           "memoise_keras_skipsets", "read_config", "read_metadata", "save_model", "store_metadata",
-           "unsafe_reasons"]  # fmt: skip
+__all__ = [
+    "LoadedModel",
+    "ModelMetadata",
+    "check_model_file",
+    "default_metadata",
+    "load_model",
+    "memoise_keras_skipsets",
+    "read_config",
+    "read_metadata",
+    "save_model",
+    "store_metadata",
+    "unsafe_reasons",
+]

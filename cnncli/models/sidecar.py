@@ -36,8 +36,12 @@ SIDECAR_SUFFIX = ".cnncli.json"
 SIDECAR_VERSION = 2
 SIDECAR_LIMIT = 2**20  # what cnncli writes is a few KB
 MAX_UNITS = 10**6  # outputs of a head: far above any classifier's classes
-HEAD_KINDS = {"binary": "classify", "categorical": "classify", "multilabel": "multilabel",
-              "regression": "regression"}  # fmt: skip
+HEAD_KINDS = {
+    "binary": "classify",
+    "categorical": "classify",
+    "multilabel": "multilabel",
+    "regression": "regression",
+}
 AGAIN = "export it again with cnncli export"
 _SHARED_KEYS = ("class_names", "head", "image", "pixel_scale", "task", "thresholds", "targets")
 

@@ -75,15 +75,25 @@ class SmallDesign:
 
     def describe(self) -> str:
         h, w, c = self.input_shape
-        stem = f"average-pool {self.stem} to {h // self.stem}x{w // self.stem}, " if (
-            self.stem > 1) else ""  # fmt: skip
-        return (f"small CNN for {h}x{w}x{c}: {stem}conv {'/'.join(map(str, self.widths))} "
-                f"with BatchNorm (momentum {BN_MOMENTUM}), global average pooling")  # fmt: skip
+        stem = (
+            f"average-pool {self.stem} to {h // self.stem}x{w // self.stem}, "
+            if (self.stem > 1)
+            else ""
+        )
+        return (
+            f"small CNN for {h}x{w}x{c}: {stem}conv {'/'.join(map(str, self.widths))} "
+            f"with BatchNorm (momentum {BN_MOMENTUM}), global average pooling"
+        )
 
     def to_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "stem": self.stem,
-                "widths": self.widths, "stages": self.stages, "reasons": self.reasons,
-                "description": self.describe()}  # fmt: skip
+        return {
+            "input_shape": list(self.input_shape),
+            "stem": self.stem,
+            "widths": self.widths,
+            "stages": self.stages,
+            "reasons": self.reasons,
+            "description": self.describe(),
+        }
 
     def spec(self) -> dict:
         """The design as a spec dict (its head for 10 classes: build_from_spec replaces it)."""
@@ -94,13 +104,21 @@ class SmallDesign:
             if i >= 2:
                 layers.append({"MaxPooling2D": {"pool_size": 2}})
             layers += [
-                {"Conv2D": {"filters": width, "kernel_size": 3, "padding": "same",
-                            "use_bias": False}},
+                {
+                    "Conv2D": {
+                        "filters": width,
+                        "kernel_size": 3,
+                        "padding": "same",
+                        "use_bias": False,
+                    }
+                },
                 {"BatchNormalization": {"momentum": BN_MOMENTUM}},
                 {"ReLU": {}},
-            ]  # fmt: skip
-        layers += [{"GlobalAveragePooling2D": {}}, {"Dense": {"units": 10,
-                                                              "activation": "softmax"}}]
+            ]
+        layers += [
+            {"GlobalAveragePooling2D": {}},
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
         return {"name": "small_cnn", "input_shape": list(self.input_shape), "layers": layers}
 
 
@@ -122,11 +140,15 @@ def design_small_network(input_shape, train_images: int, detail: int = 1) -> Sma
     by_size = max(1, math.ceil(side / MAX_WORKING))
     stem = max(by_detail, by_size)
     if stem > 1 and by_detail >= by_size:
-        reasons.append(f"stem average-pools {stem}x{stem}: the {h}x{w} images hold about "
-                       f"{side // detail}x{side // detail} pixels of detail")  # fmt: skip
+        reasons.append(
+            f"stem average-pools {stem}x{stem}: the {h}x{w} images hold about "
+            f"{side // detail}x{side // detail} pixels of detail"
+        )
     elif stem > 1:
-        reasons.append(f"stem average-pools {stem}x{stem}: the convolutions see at most "
-                       f"{MAX_WORKING}x{MAX_WORKING} pixels on this CPU budget")  # fmt: skip
+        reasons.append(
+            f"stem average-pools {stem}x{stem}: the convolutions see at most "
+            f"{MAX_WORKING}x{MAX_WORKING} pixels on this CPU budget"
+        )
     else:
         reasons.append(f"no stem pooling: the {h}x{w} images hold detail at every pixel")
     working = side // stem
@@ -137,7 +159,6 @@ def design_small_network(input_shape, train_images: int, detail: int = 1) -> Sma
     base = 16 if train_images < SMALL_DATA else 32
     if train_images < SMALL_DATA:
         reasons.append(f"widths from {base}: only {train_images} train images")
-    widths = [base, 2 * base] + [min(4 * base * 2 ** max(0, i - 1), 256)
-                                 for i in range(stages)]  # fmt: skip
+    widths = [base, 2 * base] + [min(4 * base * 2 ** max(0, i - 1), 256) for i in range(stages)]
     reasons.append(f"{stages} max-pool stage(s) bring {side // stem} pixels to {working}")
     return SmallDesign((h, w, c), stem, widths, stages, reasons)

@@ -70,8 +70,9 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
                             xs, ys = zip(*pts, strict=True)
                             name = f"{label} {part}" if len(series) > 1 else part
                             marker = "o" if len(xs) <= MARKERS_UP_TO else None
-                            ax.plot(xs, ys, style, color=color, marker=marker, markersize=3,
-                                    label=name)  # fmt: skip
+                            ax.plot(
+                                xs, ys, style, color=color, marker=marker, markersize=3, label=name
+                            )
                 ax.set_title(metric)
                 ax.set_xlabel("epoch")
                 ax.xaxis.get_major_locator().set_params(integer=True)
@@ -83,8 +84,9 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
             plt.close(fig)
 
 
-def plot_final_bars(labels: Sequence[str], values: dict[str, list],
-                    out_png: str | os.PathLike) -> Path:  # fmt: skip
+def plot_final_bars(
+    labels: Sequence[str], values: dict[str, list], out_png: str | os.PathLike
+) -> Path:
     """A bar per run (`labels`) for each metric of `values` ({metric: value per run, None
     where a run lacks it}) into `out_png`."""
     plt = pyplot()
@@ -97,11 +99,20 @@ def plot_final_bars(labels: Sequence[str], values: dict[str, list],
                 ys = [v if v is not None else 0.0 for v in values.get(metric, [])]
                 xs = range(len(ys))
                 ax.bar(xs, ys, color=colors[: len(ys)])
-                ax.set_xticks(list(xs), list(labels), rotation=30 if len(labels) > 3 else 0,
-                              ha="right" if len(labels) > 3 else "center")  # fmt: skip
+                ax.set_xticks(
+                    list(xs),
+                    list(labels),
+                    rotation=30 if len(labels) > 3 else 0,
+                    ha="right" if len(labels) > 3 else "center",
+                )
                 for x, v in zip(xs, values.get(metric, []), strict=True):
-                    ax.annotate("-" if v is None else f"{v:.3g}", (x, v or 0.0),
-                                ha="center", va="bottom", fontsize="small")  # fmt: skip
+                    ax.annotate(
+                        "-" if v is None else f"{v:.3g}",
+                        (x, v or 0.0),
+                        ha="center",
+                        va="bottom",
+                        fontsize="small",
+                    )
                 ax.set_title(metric)
             fig.tight_layout()
             return save_figure(fig, out_png, dpi=CHART_DPI)

@@ -89,8 +89,12 @@ def compute_parts(r: RunRecord, out: Path, progress: Progress | None = None) -> 
 
     parts.model = model.name
     loaded = []
-    _part(parts, "model summary, evaluation and activations", f"cnncli summary {model}",
-          lambda: loaded.append(open_model(model)))  # fmt: skip
+    _part(
+        parts,
+        "model summary, evaluation and activations",
+        f"cnncli summary {model}",
+        lambda: loaded.append(open_model(model)),
+    )
     if not loaded:  # refused (a model that runs code) or unreadable: said in `missing`
         return _saved(parts, out)
     info = loaded[0]
@@ -107,8 +111,12 @@ def compute_parts(r: RunRecord, out: Path, progress: Progress | None = None) -> 
     from cnncli.datasets.store import open_dataset
 
     datasets = []
-    _part(parts, "evaluation and activations", f"cnncli dataset info {ds}",
-          lambda: datasets.append(open_dataset(ds)))  # fmt: skip
+    _part(
+        parts,
+        "evaluation and activations",
+        f"cnncli dataset info {ds}",
+        lambda: datasets.append(open_dataset(ds)),
+    )
     if not datasets:
         return _saved(parts, out)
     dataset = datasets[0]
@@ -116,8 +124,12 @@ def compute_parts(r: RunRecord, out: Path, progress: Progress | None = None) -> 
     for split in SPLITS:
         if dataset.count(split) > 0:
             cmd = f"cnncli evaluate {model} {ds} --split {split}"
-            _part(parts, f"evaluation on {split}", cmd,
-                  lambda s=split: _evaluate(parts, info, ds, s, task, out))  # fmt: skip
+            _part(
+                parts,
+                f"evaluation on {split}",
+                cmd,
+                lambda s=split: _evaluate(parts, info, ds, s, task, out),
+            )
         counter.add()
     cmd = f"cnncli activations {model} IMAGE --gradcam"
     _part(parts, "activations", cmd, lambda: _activations(parts, info, dataset, out))
@@ -146,13 +158,21 @@ def _summary(parts: Parts, info) -> None:
     from cnncli.models.summary import summarize
 
     summary = summarize(info.model)
-    keep = ("name", "input_shape", "total_params", "trainable_params", "non_trainable_params",
-            "macs", "activation_bytes")  # fmt: skip
+    keep = (
+        "name",
+        "input_shape",
+        "total_params",
+        "trainable_params",
+        "non_trainable_params",
+        "macs",
+        "activation_bytes",
+    )
     parts.summary = {k: summary[k] for k in keep}
     parts.summary["layers"] = [
         {k: row[k] for k in ("name", "type", "output_shape", "params", "macs")}
-        for row in summary["layers"] if row["depth"] == 0
-    ]  # fmt: skip
+        for row in summary["layers"]
+        if row["depth"] == 0
+    ]
 
 
 def _evaluate(parts: Parts, info, ds: Path, split: str, task: str, out: Path) -> None:
@@ -163,9 +183,15 @@ def _evaluate(parts: Parts, info, ds: Path, split: str, task: str, out: Path) ->
 
     plots = {"classify": ("confusion",), "regression": ("scatter", "residuals")}.get(task, ())
     extra = {f"{kind}_png": out / f"{kind}-{split}.png" for kind in plots}
-    result = evaluate(info, ds, split=split, errors_png=out / f"errors-{split}.png",
-                      errors_csv=out / f"errors-{split}.csv", overwrite=True,
-                      **extra)  # fmt: skip
+    result = evaluate(
+        info,
+        ds,
+        split=split,
+        errors_png=out / f"errors-{split}.png",
+        errors_csv=out / f"errors-{split}.csv",
+        overwrite=True,
+        **extra,
+    )
     data = result.to_json()
     data["files"] = {k: Path(v).name for k, v in (data.get("files") or {}).items()}
     write_json(out / f"evaluation-{split}.json", data)
@@ -190,20 +216,25 @@ def _activations(parts: Parts, info, dataset, out: Path) -> None:
         names.append(Path(str(rec.path)).name)
         if len(files) == SHOWN_IMAGES:
             break
-    result = activations(info, files, out / "activations", gradcam=True, subfolders=True,
-                         overwrite=True)  # fmt: skip
+    result = activations(
+        info, files, out / "activations", gradcam=True, subfolders=True, overwrite=True
+    )
     for img, name in zip(result.images, names, strict=True):
         base = f"activations/{img.out_dir.name}"
-        parts.activations.append({
-            "image": name,
-            "page": f"{base}/index.html",
-            "input": f"{base}/input.png",
-            "predicted": img.predicted_class,
-            "probability": img.probability,
-            "gradcam": f"{base}/{img.gradcam}" if img.gradcam else None,
-            "grids": [{"name": lo.name, "type": lo.type, "file": f"{base}/{lo.file}"}
-                      for lo in shown_layers(img.layers)],
-        })  # fmt: skip
+        parts.activations.append(
+            {
+                "image": name,
+                "page": f"{base}/index.html",
+                "input": f"{base}/input.png",
+                "predicted": img.predicted_class,
+                "probability": img.probability,
+                "gradcam": f"{base}/{img.gradcam}" if img.gradcam else None,
+                "grids": [
+                    {"name": lo.name, "type": lo.type, "file": f"{base}/{lo.file}"}
+                    for lo in shown_layers(img.layers)
+                ],
+            }
+        )
 
 
 def shown_layers(layers) -> list:

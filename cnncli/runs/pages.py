@@ -53,8 +53,14 @@ def write(path: Path, title: str, body: str) -> Path:
     return write_text(path, html_page(title, f"<main>\n{body}\n</main>", CSS))
 
 
-def table(columns: Sequence[str], rows, numeric: Sequence[str] = (), id_: str = "",
-          raw: Sequence[str] = (), header: bool = True) -> str:  # fmt: skip
+def table(
+    columns: Sequence[str],
+    rows,
+    numeric: Sequence[str] = (),
+    id_: str = "",
+    raw: Sequence[str] = (),
+    header: bool = True,
+) -> str:
     """An HTML table in a scrolling box; cells escaped except the `raw` columns (links)."""
     head = "".join(f"<th>{e(c)}</th>" for c in columns)
     head = f"<tr>{head}</tr>" if header else ""
@@ -86,8 +92,10 @@ def figure(src: str, caption: str, chart: bool = False) -> str:
     if link is None:
         return ""
     cls = ' class="chart"' if chart else ""
-    return (f'<figure><a href="{link}"><img src="{link}"{cls} alt="{e(caption)}">'
-            f"</a><figcaption>{e(caption)}</figcaption></figure>")  # fmt: skip
+    return (
+        f'<figure><a href="{link}"><img src="{link}"{cls} alt="{e(caption)}">'
+        f"</a><figcaption>{e(caption)}</figcaption></figure>"
+    )
 
 
 def pairs(items, raw: bool = False) -> str:
@@ -111,8 +119,13 @@ def status_span(r: RunRecord) -> str:
     return f'<span class="status-{e(r.status)}">{e(status_text(r))}</span>'
 
 
-def run_page(out: Path, r: RunRecord, parts: Parts, curves: str | None,
-             files: Sequence[str] = ("run.json", "history.csv")) -> Path:  # fmt: skip
+def run_page(
+    out: Path,
+    r: RunRecord,
+    parts: Parts,
+    curves: str | None,
+    files: Sequence[str] = ("run.json", "history.csv"),
+) -> Path:
     """Write out/index.html for one run (`files`: the run's files copied beside it)."""
     links = " · ".join(f'<a href="{href(f)}">{e(f)}</a>' for f in files if href(f))
     facts = [
@@ -134,12 +147,18 @@ def run_page(out: Path, r: RunRecord, parts: Parts, curves: str | None,
         '<section id="trained"><h2>What was trained on what</h2>',
         "<h3>Options</h3>" + pairs(flat_options(r.options).items()),
         "<h3>Dataset</h3>" + _dataset(r),
-        "<h3>Model</h3>" + _model(r, parts), "</section>",
+        "<h3>Model</h3>" + _model(r, parts),
+        "</section>",
         '<section id="curves"><h2>Learning curves</h2>',
-        figure(curves, "training dashed, validation solid", chart=True) if curves
-        else "<p>no finished epoch yet</p>", _history(r), "</section>",
-        _evaluations(parts), _activations(parts), missing_list(parts.missing),
-    ]  # fmt: skip
+        figure(curves, "training dashed, validation solid", chart=True)
+        if curves
+        else "<p>no finished epoch yet</p>",
+        _history(r),
+        "</section>",
+        _evaluations(parts),
+        _activations(parts),
+        missing_list(parts.missing),
+    ]
     return write(out / "index.html", f"cnncli report: {r.name}", "\n".join(parts_html))
 
 
@@ -148,10 +167,13 @@ def _dataset(r: RunRecord) -> str:
     counts = v if isinstance(v := ds.get("counts"), dict) else {}
     image = v if isinstance(v := ds.get("image"), dict) else {}
     spec = "x".join(str(image.get(k, "?")) for k in ("height", "width", "channels"))
-    rows = [("path", r.dataset_path or "-"), ("manifest sha256", r.dataset_sha256 or "-"),
-            ("classes", ", ".join(map(str, r.class_names)) or "-"),
-            ("images", f"{spec} {image.get('color', '')}".strip()),
-            *((f"{split} images", n) for split, n in counts.items())]  # fmt: skip
+    rows = [
+        ("path", r.dataset_path or "-"),
+        ("manifest sha256", r.dataset_sha256 or "-"),
+        ("classes", ", ".join(map(str, r.class_names)) or "-"),
+        ("images", f"{spec} {image.get('color', '')}".strip()),
+        *((f"{split} images", n) for split, n in counts.items()),
+    ]
     return pairs(rows)
 
 
@@ -161,11 +183,19 @@ def _model(r: RunRecord, parts: Parts) -> str:
         return pairs([("model", r.model), ("parameters", r.params)])
     from cnncli.models.summary import format_count, format_shape
 
-    head = pairs([("model", f"{r.model} ({parts.model})"), ("parameters", s["total_params"]),
-                  ("trainable", s["trainable_params"]), ("MACs per image", format_count(s["macs"])),
-                  ("input", format_shape(s["input_shape"]))])  # fmt: skip
-    rows = [(x["name"], x["type"], format_shape(x["output_shape"]), x["params"], x["macs"])
-            for x in s["layers"]]  # fmt: skip
+    head = pairs(
+        [
+            ("model", f"{r.model} ({parts.model})"),
+            ("parameters", s["total_params"]),
+            ("trainable", s["trainable_params"]),
+            ("MACs per image", format_count(s["macs"])),
+            ("input", format_shape(s["input_shape"])),
+        ]
+    )
+    rows = [
+        (x["name"], x["type"], format_shape(x["output_shape"]), x["params"], x["macs"])
+        for x in s["layers"]
+    ]
     cols = ["layer", "type", "output", "params", "MACs"]
     return head + table(cols, rows, numeric=["params", "MACs"], id_="layers")
 
@@ -176,8 +206,10 @@ def _history(r: RunRecord) -> str:
     rows = [(row["epoch"], *(row.get(k) for k in names)) for row in shown]
     note = ""
     if len(shown) < len(r.history):
-        note = (f"<p>{len(shown):,} of {len(r.history):,} epochs shown (evenly spaced, the best "
-                "and the last among them); every epoch is in history.csv</p>")  # fmt: skip
+        note = (
+            f"<p>{len(shown):,} of {len(r.history):,} epochs shown (evenly spaced, the best "
+            "and the last among them); every epoch is in history.csv</p>"
+        )
     return table(["epoch", *names], rows, numeric=["epoch", *names], id_="history") + note
 
 
@@ -194,10 +226,18 @@ def _evaluations(parts: Parts) -> str:
         out.append(f"<h3>{e(split)} ({e(cell_text(ev.get('count')))} images)</h3>" + pairs(numbers))
         for key in ("classes", "labels", "targets"):  # per class, label or target (any task)
             out.append(_items(ev.get(key), f"{key}-{split}"))
-        shown = sorted((k for k in parts.pictures if k.endswith(f"-{split}")),
-                       key=lambda k: k.startswith("errors"))  # fmt: skip
-        pics = [figure(parts.pictures[k], f"{PICTURES.get(k[: -len(split) - 1], k)}, {split}",
-                       chart=not k.startswith("errors")) for k in shown]  # fmt: skip
+        shown = sorted(
+            (k for k in parts.pictures if k.endswith(f"-{split}")),
+            key=lambda k: k.startswith("errors"),
+        )
+        pics = [
+            figure(
+                parts.pictures[k],
+                f"{PICTURES.get(k[: -len(split) - 1], k)}, {split}",
+                chart=not k.startswith("errors"),
+            )
+            for k in shown
+        ]
         out.append(f'<div class="pics">{"".join(pics)}</div>')
         files = v if isinstance(v := ev.get("files"), dict) else {}
         if files.get("errors_csv") and href(f"errors-{split}.csv"):
@@ -207,8 +247,12 @@ def _evaluations(parts: Parts) -> str:
 
 
 ERRORS_CSV = {"regression": "largest errors", "multilabel": "images with wrong labels"}
-PICTURES = {"confusion": "confusion matrix", "errors": "error sheet, the worst first",
-            "scatter": "true vs predicted", "residuals": "residuals"}  # fmt: skip
+PICTURES = {
+    "confusion": "confusion matrix",
+    "errors": "error sheet, the worst first",
+    "scatter": "true vs predicted",
+    "residuals": "residuals",
+}
 
 
 def _items(items, id_: str) -> str:
@@ -218,8 +262,7 @@ def _items(items, id_: str) -> str:
         return ""
     cols = [k for k, v in items[0].items() if isinstance(v, (str, int, float)) and k != "index"]
     numeric = [k for k in cols if not isinstance(items[0][k], str)]
-    rows = [[it.get(k) if isinstance(it, dict) else None for k in cols]
-            for it in items[:MAX_ITEMS]]  # fmt: skip
+    rows = [[it.get(k) if isinstance(it, dict) else None for k in cols] for it in items[:MAX_ITEMS]]
     return table(cols, rows, numeric=numeric, id_=id_)
 
 
@@ -230,8 +273,10 @@ def _activations(parts: Parts) -> str:
     for a in parts.activations:
         page = href(a["page"])
         more = f' · <a href="{page}">every layer</a>' if page else ""
-        out.append(f"<h3>{e(a['image'])}: predicted {e(str(a['predicted']))} "
-                   f'({a["probability"]:.3f}){more}</h3>')  # fmt: skip
+        out.append(
+            f"<h3>{e(a['image'])}: predicted {e(str(a['predicted']))} "
+            f"({a['probability']:.3f}){more}</h3>"
+        )
         pics = [figure(a["input"], "input")]
         if a.get("gradcam"):
             pics.append(figure(a["gradcam"], "Grad-CAM"))
@@ -240,8 +285,14 @@ def _activations(parts: Parts) -> str:
     return "\n".join(out + ["</section>"])
 
 
-def compare_page(out: Path, t: RunsTable, links: dict[str, str], curves: str,
-                 bars: str | None, notes: Sequence[str]) -> Path:  # fmt: skip
+def compare_page(
+    out: Path,
+    t: RunsTable,
+    links: dict[str, str],
+    curves: str,
+    bars: str | None,
+    notes: Sequence[str],
+) -> Path:
     """Write out/index.html comparing the runs of `t` (links: run name -> its page)."""
     title, columns, rows = t.display()
     for row, r in zip(rows, t.runs, strict=True):
@@ -251,14 +302,20 @@ def compare_page(out: Path, t: RunsTable, links: dict[str, str], curves: str,
     body = [
         f"<h1>{e(f'Comparison of {len(t.runs)} runs')}</h1><p>{e(title)}</p>",
         '<section id="runs"><h2>Runs</h2>' + table(columns, rows, numeric, "runs", ["name"]),
-        ("<p>options that differ: " + e(", ".join(t.changed)) + "</p>") if t.changed
-        else "<p>the runs were trained with the same options</p>", "</section>",
+        ("<p>options that differ: " + e(", ".join(t.changed)) + "</p>")
+        if t.changed
+        else "<p>the runs were trained with the same options</p>",
+        "</section>",
         '<section id="curves"><h2>Learning curves</h2>',
         figure(curves, "one colour per run; training dashed, validation solid", chart=True),
         "</section>",
-        ('<section id="final"><h2>Final metrics</h2>'
-         + figure(bars, "last epoch (test: the report's evaluation)", chart=True)
-         + "</section>") if bars else "",
+        (
+            '<section id="final"><h2>Final metrics</h2>'
+            + figure(bars, "last epoch (test: the report's evaluation)", chart=True)
+            + "</section>"
+        )
+        if bars
+        else "",
         *(f"<p>note: {e(clip(n))}</p>" for n in notes),
-    ]  # fmt: skip
+    ]
     return write(out / "index.html", f"cnncli report: {len(t.runs)} runs", "\n".join(body))

@@ -97,7 +97,7 @@ class RunRecord:
                 "name": self.dataset,
                 "sha256": self.dataset_sha256,
                 "path": self.dataset_path,
-            },  # fmt: skip
+            },
             "epochs_done": self.epochs_done,
             "epochs_planned": self.epochs_planned,
             "best": {
@@ -105,7 +105,7 @@ class RunRecord:
                 "monitor": self.monitor,
                 "value": self.best_value,
                 "metrics": self.best_metrics,
-            },  # fmt: skip
+            },
             "final": self.final,
             "test": self.test,
             "seconds_per_epoch": self.seconds_per_epoch,
@@ -224,8 +224,11 @@ def _best(r: RunRecord, run: dict) -> None:
     if isinstance(epoch, int) and any(row["epoch"] == epoch for row in r.history):
         r.best_epoch = epoch
     elif r.monitor and r.history:  # run.json behind or ahead of history.csv: recompute
-        rows = [row for row in r.history
-                if isinstance(row.get(r.monitor), float) and math.isfinite(row[r.monitor])]
+        rows = [
+            row
+            for row in r.history
+            if isinstance(row.get(r.monitor), float) and math.isfinite(row[r.monitor])
+        ]
         if rows:
             pick = min if lower_is_better(r.monitor) else max
             r.best_epoch = pick(rows, key=lambda row: row[r.monitor])["epoch"]

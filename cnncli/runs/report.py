@@ -53,12 +53,22 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"page": str(self.page), "runs": self.runs, "computed": self.computed,
-                "missing": self.missing, "notes": self.notes}  # fmt: skip
+        return {
+            "page": str(self.page),
+            "runs": self.runs,
+            "computed": self.computed,
+            "missing": self.missing,
+            "notes": self.notes,
+        }
 
 
-def write_report(runs: Sequence, out=None, compute: bool = True, overwrite: bool = False,
-                 progress: Progress | None = None) -> ReportResult:  # fmt: skip
+def write_report(
+    runs: Sequence,
+    out=None,
+    compute: bool = True,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> ReportResult:
     """Write the report of one run or the comparison of several (module docstring);
     `progress(done, total)` counts the computed parts."""
     paths = [Path(p) for p in runs]
@@ -68,8 +78,10 @@ def write_report(runs: Sequence, out=None, compute: bool = True, overwrite: bool
         if not p.is_dir():
             raise InputError(f"run folder {p} not found", "give the folder cnncli train wrote")
         if not is_run(p):
-            raise InputError(f"{p} is not a cnncli run folder (no {RUN_JSON})",
-                             "give the folder cnncli train wrote")  # fmt: skip
+            raise InputError(
+                f"{p} is not a cnncli run folder (no {RUN_JSON})",
+                "give the folder cnncli train wrote",
+            )
     records = [read_run(p) for p in paths]
     if len(records) == 1:
         target = Path(out) if out is not None else paths[0] / REPORT_DIR
@@ -95,8 +107,13 @@ def check_output(target: Path, overwrite: bool) -> None:
         raise OutputExistsError(target)
 
 
-def run_folder(r: RunRecord, folder: Path, compute: bool, earlier: Sequence[Path],
-               progress: Progress | None = None) -> Parts:  # fmt: skip
+def run_folder(
+    r: RunRecord,
+    folder: Path,
+    compute: bool,
+    earlier: Sequence[Path],
+    progress: Progress | None = None,
+) -> Parts:
     """Fill `folder` with run `r`'s page and what it shows; `earlier`: report folders
     whose computed parts may be reused when not computing. Returns the parts. Only regular
     files inside the run folder are copied (cnncli.safe_files); what is not is said in
@@ -156,8 +173,14 @@ def unique_names(records: Sequence[RunRecord]) -> list[str]:
     return out
 
 
-def _compare(records: list[RunRecord], tmp: Path, compute: bool, target: Path,
-             result: ReportResult, progress: Progress | None) -> None:  # fmt: skip
+def _compare(
+    records: list[RunRecord],
+    tmp: Path,
+    compute: bool,
+    target: Path,
+    result: ReportResult,
+    progress: Progress | None,
+) -> None:
     names = unique_names(records)
     links = {}
     for i, (r, name) in enumerate(zip(records, names, strict=True)):
@@ -177,8 +200,11 @@ def _compare(records: list[RunRecord], tmp: Path, compute: bool, target: Path,
     mixed = len({r.task for r in records}) > 1
     if mixed:
         result.notes.append("the runs have different tasks: each shows its own metrics")
-    t = RunsTable(sort_runs(records, default_sort(records)), sort=default_sort(records),
-                  changed=changed_options(records))  # fmt: skip
+    t = RunsTable(
+        sort_runs(records, default_sort(records)),
+        sort=default_sort(records),
+        changed=changed_options(records),
+    )
     rates = any(LR_COLUMN in row for r in t.runs for row in r.history) or "lr" in t.changed
     charts.plot_curves([(r.name, curve_rows(r, mixed, rates)) for r in t.runs], tmp / CURVES)
     bars = None
@@ -234,6 +260,7 @@ def final_values(t: RunsTable, mixed: bool = False) -> dict[str, list]:
             values[m] = per_run
             continue
         for task in tasks:
-            values[f"{m} ({task})"] = [v if r.task == task else None
-                                       for r, v in zip(t.runs, per_run, strict=True)]  # fmt: skip
+            values[f"{m} ({task})"] = [
+                v if r.task == task else None for r, v in zip(t.runs, per_run, strict=True)
+            ]
     return values

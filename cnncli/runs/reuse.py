@@ -56,8 +56,12 @@ def _summary(s) -> dict | None:
     if not _shape(s.get("input_shape")) or not isinstance(s.get("layers"), list):
         return None
     for row in s["layers"]:
-        if not (isinstance(row, dict) and _count(row.get("params")) and _count(row.get("macs"))
-                and _shape(row.get("output_shape"))):  # fmt: skip
+        if not (
+            isinstance(row, dict)
+            and _count(row.get("params"))
+            and _count(row.get("macs"))
+            and _shape(row.get("output_shape"))
+        ):
             return None
     return s
 
@@ -76,14 +80,22 @@ def _activation(a) -> dict | None:
     if a.get("gradcam") is not None and not _file(a.get("gradcam")):
         return None
     grids = a.get("grids")
-    if not isinstance(grids, list) or not all(isinstance(g, dict) and _file(g.get("file"))
-                                              for g in grids):  # fmt: skip
+    if not isinstance(grids, list) or not all(
+        isinstance(g, dict) and _file(g.get("file")) for g in grids
+    ):
         return None
-    return {"image": _text(a.get("image")), "page": a["page"], "input": a["input"],
-            "predicted": _text(a.get("predicted")), "probability": a["probability"],
-            "gradcam": a.get("gradcam"),
-            "grids": [{"name": _text(g.get("name")), "type": _text(g.get("type")),
-                       "file": g["file"]} for g in grids]}  # fmt: skip
+    return {
+        "image": _text(a.get("image")),
+        "page": a["page"],
+        "input": a["input"],
+        "predicted": _text(a.get("predicted")),
+        "probability": a["probability"],
+        "gradcam": a.get("gradcam"),
+        "grids": [
+            {"name": _text(g.get("name")), "type": _text(g.get("type")), "file": g["file"]}
+            for g in grids
+        ],
+    }
 
 
 def checked_parts(data, where: Path) -> tuple[Parts, list[str]]:
@@ -104,7 +116,7 @@ def checked_parts(data, where: Path) -> tuple[Parts, list[str]]:
         if parts.summary is None:
             drop("the model summary is not a summary")
     evaluations = data.get("evaluations")
-    for split, ev in (evaluations.items() if isinstance(evaluations, dict) else ()):
+    for split, ev in evaluations.items() if isinstance(evaluations, dict) else ():
         if split in SPLITS and isinstance(ev, dict):
             if not isinstance(ev.get("files"), dict | None):
                 ev = {**ev, "files": {}}
@@ -112,7 +124,7 @@ def checked_parts(data, where: Path) -> tuple[Parts, list[str]]:
         else:
             drop(f"evaluation {_text(split)!r} (splits: {', '.join(SPLITS)})")
     pictures = data.get("pictures")
-    for key, name in (pictures.items() if isinstance(pictures, dict) else ()):
+    for key, name in pictures.items() if isinstance(pictures, dict) else ():
         if _file(name):
             parts.pictures[str(key)] = name
         else:
@@ -127,8 +139,9 @@ def checked_parts(data, where: Path) -> tuple[Parts, list[str]]:
         else:
             parts.activations.append(checked)
     missing = data.get("missing")
-    parts.missing = [_text(m) for m in (missing if isinstance(missing, list) else ())
-                     if isinstance(m, str)][:MOST_MISSING]  # fmt: skip
+    parts.missing = [
+        _text(m) for m in (missing if isinstance(missing, list) else ()) if isinstance(m, str)
+    ][:MOST_MISSING]
     return parts, notes
 
 

@@ -16,8 +16,17 @@ from cnncli.errors import InputError, UsageError
 from cnncli.runs.find import Skipped, find_runs
 from cnncli.runs.record import RunRecord, lower_is_better, read_run
 
-FIELDS = ("name", "status", "model", "dataset", "task", "epochs", "params", "started",
-          "seconds_per_epoch")  # fmt: skip
+FIELDS = (
+    "name",
+    "status",
+    "model",
+    "dataset",
+    "task",
+    "epochs",
+    "params",
+    "started",
+    "seconds_per_epoch",
+)
 CSV_EXTRA = ("best_epoch", "best_value", "monitor")  # the CSV's columns after the table's
 
 
@@ -39,8 +48,19 @@ class RunsTable:
         return names
 
     def columns(self) -> list[str]:
-        base = ["name", "status", "model", "dataset", "task", "epochs", "best",
-                *self.metrics, "s/epoch", "params", "started"]  # fmt: skip
+        base = [
+            "name",
+            "status",
+            "model",
+            "dataset",
+            "task",
+            "epochs",
+            "best",
+            *self.metrics,
+            "s/epoch",
+            "params",
+            "started",
+        ]
         return [*base, *self.option_columns(base)]
 
     def option_columns(self, taken: Sequence[str]) -> list[str]:
@@ -54,12 +74,22 @@ class RunsTable:
         out = []
         for r in self.runs:
             values = {**r.final, **r.test}
-            out.append([
-                r.name, status_text(r), r.model, r.dataset_label, r.task, epochs_text(r),
-                best_text(r), *(values.get(m) for m in self.metrics),
-                r.seconds_per_epoch, r.params, r.started,
-                *(option_text(flat_options(r.options).get(k)) for k in self.changed),
-            ])  # fmt: skip
+            out.append(
+                [
+                    r.name,
+                    status_text(r),
+                    r.model,
+                    r.dataset_label,
+                    r.task,
+                    epochs_text(r),
+                    best_text(r),
+                    *(values.get(m) for m in self.metrics),
+                    r.seconds_per_epoch,
+                    r.params,
+                    r.started,
+                    *(option_text(flat_options(r.options).get(k)) for k in self.changed),
+                ]
+            )
         return out
 
     def display(self, width: int | None = None) -> tuple[str, list[str], list[list]]:
@@ -122,8 +152,14 @@ class RunsTable:
                 flat = flat_options(r.options)
                 d["changed"] = {k: flat.get(k) for k in self.changed}
             runs.append(d)
-        return json_numbers({"sort": self.sort, "changed_options": self.changed, "runs": runs,
-                             "skipped": [s.to_dict() for s in self.skipped]})  # fmt: skip
+        return json_numbers(
+            {
+                "sort": self.sort,
+                "changed_options": self.changed,
+                "runs": runs,
+                "skipped": [s.to_dict() for s in self.skipped],
+            }
+        )
 
     def to_csv(self, delimiter: str = ",") -> str:
         """One row per run: the table's columns, numbers in full (`delimiter` "\\t": the
@@ -134,8 +170,9 @@ class RunsTable:
         writer.writerow(["path", *header, *CSV_EXTRA])
         for r, row in zip(self.runs, self.rows(), strict=True):
             cells = ["" if v is None else v for v in row]
-            writer.writerow([str(r.path), *cells, r.best_epoch or "", _blank(r.best_value),
-                             r.monitor or ""])  # fmt: skip
+            writer.writerow(
+                [str(r.path), *cells, r.best_epoch or "", _blank(r.best_value), r.monitor or ""]
+            )
         return buf.getvalue()
 
 
@@ -256,8 +293,9 @@ def task_order(runs: Sequence[RunRecord], key: str) -> list[str]:
     return sorted(tasks, key=lambda t: (t not in has, t))
 
 
-def list_runs(dirs: Sequence = (), sort: str | None = None,
-              only_changed: bool = False) -> RunsTable:  # fmt: skip
+def list_runs(
+    dirs: Sequence = (), sort: str | None = None, only_changed: bool = False
+) -> RunsTable:
     """The runs table of the run folders in `dirs` (default runs/); see the module
     docstring. An unknown `sort` is a UsageError naming what can be sorted by."""
     found = find_runs(dirs)

@@ -249,13 +249,14 @@ class RunFolderCallback(keras.callbacks.Callback):
         # per-epoch names: the previous epoch's files stay valid until state.json points here
         resume_model, for_use = sdir / resume_name(number), sdir / last_name(number)
         try:
-            with _writing(resume_model, sdir / resume_name(st.epoch)), \
-                    atomic_file(resume_model) as tmp:  # fmt: skip
+            with (
+                _writing(resume_model, sdir / resume_name(st.epoch)),
+                atomic_file(resume_model) as tmp,
+            ):
                 save_variables(self.model, tmp)  # weights + optimizer (+ augmentation seeds)
             with _writing(for_use, self.run_dir / rundir.LAST_MODEL):
                 self.save_model(self.model, for_use)
-            best_value, best_epoch = (value, number) if improved else (st.best_value,
-                                                                       st.best_epoch)  # fmt: skip
+            best_value, best_epoch = (value, number) if improved else (st.best_value, st.best_epoch)
             es = self.early_stopping
             early_stop = st.early_stop
             if es is not None:

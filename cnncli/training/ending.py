@@ -38,12 +38,18 @@ def plot(run_dir: Path, st: RunState) -> None:
         from cnncli.drawing.plots import plot_history  # matplotlib: only when drawing
 
         with writing(run_dir / rundir.HISTORY_PNG):
-            plot_history(rundir.read_history(run_dir / rundir.HISTORY_CSV),
-                         run_dir / rundir.HISTORY_PNG)  # fmt: skip
+            plot_history(
+                rundir.read_history(run_dir / rundir.HISTORY_CSV), run_dir / rundir.HISTORY_PNG
+            )
 
 
-def finish_run(out: Path, run: dict, st: RunState, epochs: int, stopped_by: str | None = None,
-               ) -> None:  # fmt: skip
+def finish_run(
+    out: Path,
+    run: dict,
+    st: RunState,
+    epochs: int,
+    stopped_by: str | None = None,
+) -> None:
     """The last step of a run: history.png, then run.json "finished" (or "early-stopped",
     or `stopped_by`: the status a callback that stopped the run names, e.g. "pruned")."""
     plot(out, st)
@@ -53,8 +59,9 @@ def finish_run(out: Path, run: dict, st: RunState, epochs: int, stopped_by: str 
         write_json(out / rundir.RUN_JSON, run)
 
 
-def run_or_interrupt(work, run_dir: Path, out: Path, run: dict, st: RunState,
-                     plan: distribute.StrategyPlan) -> None:  # fmt: skip
+def run_or_interrupt(
+    work, run_dir: Path, out: Path, run: dict, st: RunState, plan: distribute.StrategyPlan
+) -> None:
     """work() (model.fit and the run folder's finish) with Ctrl-C (and SIGTERM: kill,
     timeout, docker stop, a pre-emption) turned into TrainingInterrupted
     (TrainingTerminated) once the finished epochs are saved, a full disk into one line that
@@ -93,8 +100,13 @@ def run_or_interrupt(work, run_dir: Path, out: Path, run: dict, st: RunState,
             else None,
         ) from None
     except OutputWriteError as e:  # a full disk: the committed epoch is whole
-        mark(out, run, "failed", failed_by="disk full" if e.no_space else "not writable",
-              error=e.message)  # fmt: skip
+        mark(
+            out,
+            run,
+            "failed",
+            failed_by="disk full" if e.no_space else "not writable",
+            error=e.message,
+        )
         folder = e.path.parent if e.path is not None else run_dir
         fix = "free some space" if e.no_space else f"make {folder} writable"
         e.message = f"training stopped after {st.epoch} finished epoch(s): {e.message}"
@@ -104,8 +116,12 @@ def run_or_interrupt(work, run_dir: Path, out: Path, run: dict, st: RunState,
             else f"{fix}, then start the training again"
         )
         raise
-    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError) as e:  # fmt: skip
+    except (
+        tf.errors.UnavailableError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+        tf.errors.DeadlineExceededError,
+    ) as e:
         if not plan.multi_worker:
             mark(out, run, "failed", error=f"{type(e).__name__}: {e}")
             raise

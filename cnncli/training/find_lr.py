@@ -45,12 +45,19 @@ class LrSweep:
     warning: str | None = None  # too few steps to trust the suggestion: what to do
 
     def to_dict(self) -> dict:
-        return {"suggested_lr": self.suggested_lr, "no_suggestion": self.no_suggestion,
-                "min_loss_lr": self.min_loss_lr,
-                "steps": len(self.lrs), "planned_steps": self.planned_steps,
-                "stopped": self.stopped, "plot": self.plot,
-                "weights_restored": self.weights_restored, "warning": self.warning,
-                "lrs": self.lrs, "losses": self.losses}  # fmt: skip
+        return {
+            "suggested_lr": self.suggested_lr,
+            "no_suggestion": self.no_suggestion,
+            "min_loss_lr": self.min_loss_lr,
+            "steps": len(self.lrs),
+            "planned_steps": self.planned_steps,
+            "stopped": self.stopped,
+            "plot": self.plot,
+            "weights_restored": self.weights_restored,
+            "warning": self.warning,
+            "lrs": self.lrs,
+            "losses": self.losses,
+        }
 
 
 def sweep_steps(train_count: int, batch_size: int) -> int:
@@ -98,8 +105,10 @@ def suggest(lrs: list[float], smoothed: list[float]) -> float | None:
     logs = [math.log10(x) for x in lrs]
     per_step = (logs[-1] - logs[0]) / max(1, len(logs) - 1)
     h = max(1, round(SLOPE_DECADES / 2 / per_step)) if per_step > 0 else 1
-    slopes = {i: (smoothed[i + h] - smoothed[i - h]) / (logs[i + h] - logs[i - h])
-              for i in range(max(h, start), min(end, len(lrs) - 1 - h) + 1)}  # fmt: skip
+    slopes = {
+        i: (smoothed[i + h] - smoothed[i - h]) / (logs[i + h] - logs[i - h])
+        for i in range(max(h, start), min(end, len(lrs) - 1 - h) + 1)
+    }
     if not slopes:
         return float(lrs[start])
     i = min(slopes, key=slopes.__getitem__)
@@ -135,8 +144,10 @@ def no_fall_reason(smoothed: list[float]) -> str | None:
     level, _ = plateau(smoothed)
     low = min(smoothed)
     if level - low < MIN_FALL * max(abs(level), abs(low)) or level <= low:
-        return (f"the smoothed loss fell only from {level:.4g} to {low:.4g} (less than "
-                f"{MIN_FALL:.0%}) over the sweep")  # fmt: skip
+        return (
+            f"the smoothed loss fell only from {level:.4g} to {low:.4g} (less than "
+            f"{MIN_FALL:.0%}) over the sweep"
+        )
     return None
 
 
@@ -174,8 +185,10 @@ def find_lr(net, train_ds, steps: int, out_png: Path, progress=None) -> LrSweep:
     )
     finite = [(a, b) for a, b in zip(result.lrs, result.losses, strict=True) if math.isfinite(b)]
     if not finite:
-        raise InputError("the loss was not finite at any learning rate of the sweep",
-                         "check the dataset's labels and the model")  # fmt: skip
+        raise InputError(
+            "the loss was not finite at any learning rate of the sweep",
+            "check the dataset's labels and the model",
+        )
     lrs, losses = (list(t) for t in zip(*finite, strict=True))
     result.smoothed = smooth(losses)
     result.suggested_lr = suggest(lrs, result.smoothed)
@@ -186,8 +199,9 @@ def find_lr(net, train_ds, steps: int, out_png: Path, progress=None) -> LrSweep:
     return result
 
 
-def run_find_lr(dataset_dir, out_png, source, opts, overwrite: bool = False,
-                progress=None) -> LrSweep:  # fmt: skip
+def run_find_lr(
+    dataset_dir, out_png, source, opts, overwrite: bool = False, progress=None
+) -> LrSweep:
     """`cnncli train DATA --find-lr`: the checks first (options, model source, dataset, the
     picture's path), then the model of the run and the sweep on its train split."""
     import os
@@ -198,15 +212,20 @@ def run_find_lr(dataset_dir, out_png, source, opts, overwrite: bool = False,
     opts.check()
     info = open_dataset(dataset_dir)
     if info.count("train") == 0:
-        raise InputError(f"dataset {info.path} has no training images",
-                         "build it with a train split")  # fmt: skip
+        raise InputError(
+            f"dataset {info.path} has no training images", "build it with a train split"
+        )
     from dataclasses import replace
 
     from cnncli.training.recipes import apply_recipe
 
     opts, source, _ = apply_recipe(opts, info, source)  # the sweep: at constant rates,
-    opts = replace(opts, lr_schedule="constant", ema=0.0,  # on plain labels
-                   label_smoothing=0.0).for_dataset(info)  # fmt: skip
+    opts = replace(
+        opts,
+        lr_schedule="constant",
+        ema=0.0,  # on plain labels
+        label_smoothing=0.0,
+    ).for_dataset(info)
     out_png = Path(out_png)
     if out_png.exists() and not overwrite:
         raise OutputExistsError(out_png)
@@ -219,8 +238,15 @@ def run_find_lr(dataset_dir, out_png, source, opts, overwrite: bool = False,
     keras.utils.set_random_seed(opts.seed)
     net, _head = build_model(source, info, opts)
     steps = sweep_steps(info.count("train"), opts.batch_size)
-    ds = make_tf_dataset(info, "train", batch_size=opts.batch_size, shuffle=True,
-                         seed=opts.seed, repeat=True, cache=opts.cache)  # fmt: skip
+    ds = make_tf_dataset(
+        info,
+        "train",
+        batch_size=opts.batch_size,
+        shuffle=True,
+        seed=opts.seed,
+        repeat=True,
+        cache=opts.cache,
+    )
     result = find_lr(net, ds, steps, out_png, progress)
     result.warning = sweep_warning(info.count("train"), opts.batch_size, steps)
     return result

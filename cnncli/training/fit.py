@@ -27,8 +27,7 @@ from cnncli.training.recipes import apply_recipe
 
 FINISHED = ("finished", "early-stopped")  # run.json statuses of a run that ended by itself
 
-__all__ = ["TrainOptions", "TrainResult", "TrainingInterrupted", "resume", "run_training",
-           "train"]  # fmt: skip
+__all__ = ["TrainOptions", "TrainResult", "TrainingInterrupted", "resume", "run_training", "train"]
 
 
 def run_training(
@@ -54,8 +53,13 @@ def run_training(
                 "--resume continues a run with its own model and folder",
                 "leave out --arch/--spec/--from/-o (only --epochs may change)",
             )
-        return resume(resume_dir, dataset_dir=dataset_dir, epochs=options.epochs,
-                      events=events, strategy=strategy)  # fmt: skip
+        return resume(
+            resume_dir,
+            dataset_dir=dataset_dir,
+            epochs=options.epochs,
+            events=events,
+            strategy=strategy,
+        )
     if dataset_dir is None:
         raise UsageError("missing DATASET_DIR", "cnncli train DATASET_DIR [--arch NAME]")
     return train(
@@ -126,16 +130,21 @@ def train(
     opts = options or TrainOptions()
     opts.check()
     plan = _plan(strategy)
-    source = model_source(arch=arch, spec=spec, from_model=from_model, model=model,
-                          backbone=opts.backbone)  # fmt: skip
+    source = model_source(
+        arch=arch, spec=spec, from_model=from_model, model=model, backbone=opts.backbone
+    )
     info = open_dataset(dataset_dir)
     if "train" not in info.splits or info.count("train") == 0:
         raise InputError(
             f"dataset {info.path} has no training images", "build it with a train split"
         )
     if source.kind == "from":  # from the file alone, before TensorFlow loads
-        check_model_task(source.value, info, "the --from model",
-                         "train a new model for this dataset with --arch or --spec")  # fmt: skip
+        check_model_task(
+            source.value,
+            info,
+            "the --from model",
+            "train a new model for this dataset with --arch or --spec",
+        )
     opts, source, recipe = apply_recipe(opts, info, source)
     opts = opts.for_dataset(info)
     _check_shards(plan, info)
@@ -144,8 +153,9 @@ def train(
 
     from cnncli.training.loop import train_run  # TensorFlow loads here, after the checks
 
-    return train_run(dataset_dir, Path(run_dir), info, source, opts, plan, overwrite, events,
-                     callbacks, recipe)  # fmt: skip
+    return train_run(
+        dataset_dir, Path(run_dir), info, source, opts, plan, overwrite, events, callbacks, recipe
+    )
 
 
 @_claiming("cnncli train --resume", resuming=True)

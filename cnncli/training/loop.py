@@ -93,10 +93,18 @@ def _place(plan: distribute.StrategyPlan, opts: TrainOptions) -> Placement:
     return where
 
 
-def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource,
-              opts: TrainOptions, plan: distribute.StrategyPlan, overwrite: bool,
-              events: TrainEvents | None, callbacks: Sequence,
-              recipe: dict | None = None) -> TrainResult:  # fmt: skip
+def train_run(
+    dataset_dir,
+    run_dir: Path,
+    info: DatasetInfo,
+    source: ModelSource,
+    opts: TrainOptions,
+    plan: distribute.StrategyPlan,
+    overwrite: bool,
+    events: TrainEvents | None,
+    callbacks: Sequence,
+    recipe: dict | None = None,
+) -> TrainResult:
     """A new run: build and compile the model, make RUN_DIR, write run.json, fit."""
     where = _place(plan, opts)
     device, chosen = detect_device(), []
@@ -126,9 +134,16 @@ def train_run(dataset_dir, run_dir: Path, info: DatasetInfo, source: ModelSource
     return _fit(net, info, run_dir, where, run, opts, RunState(), events, callbacks)
 
 
-def resume_run(run_dir: Path, info: DatasetInfo, run: dict, state: dict, opts: TrainOptions,
-               plan: distribute.StrategyPlan, events: TrainEvents | None,
-               callbacks: Sequence) -> TrainResult:  # fmt: skip
+def resume_run(
+    run_dir: Path,
+    info: DatasetInfo,
+    run: dict,
+    state: dict,
+    opts: TrainOptions,
+    plan: distribute.StrategyPlan,
+    events: TrainEvents | None,
+    callbacks: Sequence,
+) -> TrainResult:
     """Continue RUN_DIR from the state of its last finished epoch (`state`: state.json)."""
     where = _place(plan, opts)
     out = where.open_folder(lambda: run_dir)
@@ -164,8 +179,14 @@ def resume_run(run_dir: Path, info: DatasetInfo, run: dict, state: dict, opts: T
     return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, resumed=True)
 
 
-def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epoch: int,
-            cache_dir, one_hot: bool = False) -> tuple:  # fmt: skip
+def _inputs(
+    info: DatasetInfo,
+    opts: TrainOptions,
+    where: Placement,
+    initial_epoch: int,
+    cache_dir,
+    one_hot: bool = False,
+) -> tuple:
     """(train, val or None, steps per epoch, class weights for fit, distribution details);
     `one_hot`: class indices as one-hot rows (a label-smoothed softmax head)."""
     from cnncli.datasets.tfdata import make_tf_dataset, shard_files, steps_per_epoch
@@ -178,16 +199,27 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
     common = {"cache": opts.cache, "cache_dir": cache_dir}
     # one spare epoch: Keras may look one batch ahead
     assert opts.epochs is not None  # filled in by TrainOptions.for_dataset (or the run.json)
-    epochs: dict[str, Any] = {"repeat": True, "first_epoch": initial_epoch,
-                              "last_epoch": opts.epochs + 1}
+    epochs: dict[str, Any] = {
+        "repeat": True,
+        "first_epoch": initial_epoch,
+        "last_epoch": opts.epochs + 1,
+    }
     plan = where.plan
     if not plan.multi_worker:
-        train_ds = make_tf_dataset(info, "train", batch_size=opts.batch_size, shuffle=True,
-                                   seed=opts.seed, **epochs, **common)  # fmt: skip
+        train_ds = make_tf_dataset(
+            info,
+            "train",
+            batch_size=opts.batch_size,
+            shuffle=True,
+            seed=opts.seed,
+            **epochs,
+            **common,
+        )
         if per_label is not None:
             train_ds = with_label_weights(train_ds, per_label)
-        val_ds = (make_tf_dataset(info, "val", batch_size=opts.batch_size, **common)
-                  if has_val else None)  # fmt: skip
+        val_ds = (
+            make_tf_dataset(info, "val", batch_size=opts.batch_size, **common) if has_val else None
+        )
         train_ds, val_ds = (with_one_hot_labels(d, info, one_hot) for d in (train_ds, val_ds))
         steps = steps_per_epoch(info, "train", opts.batch_size)
         return train_ds, val_ds, steps, weights, {}
@@ -204,11 +236,18 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
         read[ctx.input_pipeline_id] = [Path(f).name for f in files]
         per_worker = ctx.num_replicas_in_sync // ctx.num_input_pipelines
         ds = make_tf_dataset(
-            info, "train", batch_size=ctx.get_per_replica_batch_size(global_batch),
-            shuffle=True, seed=opts.seed, num_shards=ctx.num_input_pipelines,
-            shard_index=ctx.input_pipeline_id, epoch_steps=steps * per_worker,
-            class_weight=weights, **epochs, **common,
-        )  # fmt: skip
+            info,
+            "train",
+            batch_size=ctx.get_per_replica_batch_size(global_batch),
+            shuffle=True,
+            seed=opts.seed,
+            num_shards=ctx.num_input_pipelines,
+            shard_index=ctx.input_pipeline_id,
+            epoch_steps=steps * per_worker,
+            class_weight=weights,
+            **epochs,
+            **common,
+        )
         if per_label is not None:
             ds = with_label_weights(ds, per_label)
         return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
@@ -233,9 +272,17 @@ def _inputs(info: DatasetInfo, opts: TrainOptions, where: Placement, initial_epo
     return train_ds, val_ds, steps, None, detail  # class weights are in the data
 
 
-def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
-               events: TrainEvents | None, steps: int, deployed, sync,
-               info: DatasetInfo) -> tuple[list, RunFolderCallback]:  # fmt: skip
+def _callbacks(
+    out: Path,
+    run: dict,
+    opts: TrainOptions,
+    st: RunState,
+    events: TrainEvents | None,
+    steps: int,
+    deployed,
+    sync,
+    info: DatasetInfo,
+) -> tuple[list, RunFolderCallback]:
     """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
     use), events (and the watch of val accuracy at chance), TensorBoard."""
     assert opts.epochs is not None  # _fit compared it with the epoch reached
@@ -252,37 +299,50 @@ def _callbacks(out: Path, run: dict, opts: TrainOptions, st: RunState,
         cbs.append(EventsCallback(events, steps))
     if opts.early_stop:
         early = ResumableEarlyStopping(
-            monitor=monitor, patience=opts.early_stop, mode=monitor_mode(monitor),
+            monitor=monitor,
+            patience=opts.early_stop,
+            mode=monitor_mode(monitor),
             initial=st.early_stop,
-        )  # fmt: skip
+        )
         cbs.append(early)
     folder = RunFolderCallback(
-            out,
-            epochs=opts.epochs,
-            save_model=lambda _training, path: save_model(sync() or deployed, path,
-                                                          metadata=metadata),  # fmt: skip
-            checkpoint_pattern=pattern,
-            save_best_only=opts.save_best_only,
-            monitor=monitor,
-            state=st,
-            early_stopping=early,
-            events=events,
-            on_epoch_saved=on_epoch_saved,
-        )  # fmt: skip
+        out,
+        epochs=opts.epochs,
+        save_model=lambda _training, path: save_model(sync() or deployed, path, metadata=metadata),
+        checkpoint_pattern=pattern,
+        save_best_only=opts.save_best_only,
+        monitor=monitor,
+        state=st,
+        early_stopping=early,
+        events=events,
+        on_epoch_saved=on_epoch_saved,
+    )
     cbs.append(folder)
     if events is not None and info.task == "classify" and info.count("val"):
         val = info.per_class("val")
         chance = max(val.values()) / max(1, sum(val.values()))
-        cbs.append(ChanceWatch(events, chance, opts.backbone is not None
-                               and str(opts.weights).lower() == "none"))  # fmt: skip
+        cbs.append(
+            ChanceWatch(
+                events, chance, opts.backbone is not None and str(opts.weights).lower() == "none"
+            )
+        )
     if opts.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
     return cbs, folder
 
 
-def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opts: TrainOptions,
-         st: RunState, events: TrainEvents | None, extra_callbacks,
-         resumed: bool = False) -> TrainResult:  # fmt: skip
+def _fit(
+    net,
+    info: DatasetInfo,
+    run_dir: Path,
+    where: Placement,
+    run: dict,
+    opts: TrainOptions,
+    st: RunState,
+    events: TrainEvents | None,
+    extra_callbacks,
+    resumed: bool = False,
+) -> TrainResult:
     """Fit `net` from epoch st.epoch to opts.epochs, writing where.out_dir (RUN_DIR on the
     chief; a temporary folder, removed at the end, on the other workers), then finish the
     run folder (history.png, run.json). `resumed`: first rewrite what the last committed
@@ -302,8 +362,10 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
     cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" and to_train else None
     one_hot = one_hot_training(net)
     train_ds, val_ds, steps, weights, detail = (
-        _inputs(info, opts, where, initial_epoch, cache_dir, one_hot) if to_train
-        else (None,) * 4 + ({},))  # fmt: skip
+        _inputs(info, opts, where, initial_epoch, cache_dir, one_hot)
+        if to_train
+        else (None,) * 4 + ({},)
+    )
     if where.strategy is not None:
         batch = min(opts.batch_size, info.count("train"))
         labels = label_zeros(info, batch, one_hot)
@@ -311,8 +373,12 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
         distribute.prepare_model(net, where.strategy, zeros)
     run["distribute"] = detail or where.plan.to_dict()
     flop_per_step = 3 * forward_flops(net) * opts.batch_size  # forward + backward
-    spe, why = choose_steps_per_execution(steps or 0, flop_per_step, opts.steps_per_execution,
-                                          (steps or 0) * (opts.epochs - initial_epoch))  # fmt: skip
+    spe, why = choose_steps_per_execution(
+        steps or 0,
+        flop_per_step,
+        opts.steps_per_execution,
+        (steps or 0) * (opts.epochs - initial_epoch),
+    )
     net.steps_per_execution = spe  # read when fit makes its train function
     run["steps_per_execution"] = {"value": spe, "reason": why}
     with where.scope:
@@ -342,13 +408,22 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
                 "device": Device(**run["device"]).describe(),
                 "precision": Precision.from_dict(run["precision"]).describe(),
                 "steps_per_execution": spe,
-                "notes": [*recipe_notes(run.get("recipe")), *no_val_notes(opts, info),
-                          *transfer_notes(opts, info)],
+                "notes": [
+                    *recipe_notes(run.get("recipe")),
+                    *no_val_notes(opts, info),
+                    *transfer_notes(opts, info),
+                ],
             }
         )
-    fit_args = {"x": train_ds, "epochs": opts.epochs, "initial_epoch": initial_epoch,
-                "steps_per_epoch": steps, "validation_data": val_ds, "class_weight": weights,
-                "callbacks": cbs}  # fmt: skip
+    fit_args = {
+        "x": train_ds,
+        "epochs": opts.epochs,
+        "initial_epoch": initial_epoch,
+        "steps_per_epoch": steps,
+        "validation_data": val_ds,
+        "class_weight": weights,
+        "callbacks": cbs,
+    }
 
     def work():
         if to_train and st.needs_structure:  # a new run (or an older run's resume)
@@ -361,8 +436,9 @@ def _fit(net, info: DatasetInfo, run_dir: Path, where: Placement, run: dict, opt
             # shuffle=False: the dataset is shuffled per epoch (seeded)
             net.fit(**fit_args, shuffle=False, verbose=0)
         # a callback that stopped the run for its own reason (cnncli tune's pruning) names it
-        stopped_by = next((cb.stop_status for cb in extra_callbacks
-                           if getattr(cb, "stop_status", None)), None)  # fmt: skip
+        stopped_by = next(
+            (cb.stop_status for cb in extra_callbacks if getattr(cb, "stop_status", None)), None
+        )
         finish_run(out, run, st, opts.epochs, stopped_by)
 
     try:

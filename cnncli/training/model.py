@@ -33,14 +33,21 @@ from cnncli.training.tasks import (
 )
 
 
-def build_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions,
-                policy_for=None) -> tuple:  # fmt: skip
+def build_model(
+    source: ModelSource, info: DatasetInfo, opts: TrainOptions, policy_for=None
+) -> tuple:
     """(compiled training model, its Head) for `source` on the dataset `info`. Call it in
     the strategy's scope. `policy_for(model)`: the Keras dtype policy it computes in
     (cnncli.training.precision; None: float32)."""
     arch, raw_pixels = source_model(source, info, opts)
-    net = build_training_model(arch, info, opts.augment, seed=opts.seed, raw_pixels=raw_pixels,
-                               after_stem=source.kind == "default")  # fmt: skip
+    net = build_training_model(
+        arch,
+        info,
+        opts.augment,
+        seed=opts.seed,
+        raw_pixels=raw_pixels,
+        after_stem=source.kind == "default",
+    )
     if policy_for is not None:
         net = with_policy(net, policy_for(net))
     head = training_head(net, info.output_size, info.task)
@@ -48,8 +55,7 @@ def build_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions,
     return net, head
 
 
-def source_model(source: ModelSource, info: DatasetInfo,
-                 opts: TrainOptions | None = None) -> tuple:  # fmt: skip
+def source_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions | None = None) -> tuple:
     """The architecture as a Keras model: (model, takes_raw_pixels); a built-in or spec
     architecture gets the head of the dataset's task."""
     shape, n, task = info.image.shape, info.output_size, info.task
@@ -93,8 +99,7 @@ def training_head(model, num_classes: int, task: str = "classify") -> Head:
     if task != "classify":
         what = "labels" if task == "multilabel" else "targets"
         raise ModelError(
-            f"the model's output has {head.units} unit(s) but the dataset has {num_classes} "
-            f"{what}",
+            f"the model's output has {head.units} unit(s) but the dataset has {num_classes} {what}",
             f"use an architecture with one output unit per {what[:-1]}",
         )
     raise ModelError(
@@ -104,8 +109,14 @@ def training_head(model, num_classes: int, task: str = "classify") -> Head:
     )
 
 
-def build_training_model(arch, info: DatasetInfo, augment: AugmentOptions | None, seed: int = 0,
-                         raw_pixels: bool = False, after_stem: bool = False):  # fmt: skip
+def build_training_model(
+    arch,
+    info: DatasetInfo,
+    augment: AugmentOptions | None,
+    seed: int = 0,
+    raw_pixels: bool = False,
+    after_stem: bool = False,
+):
     """Input (raw 0..255 pixels) -> Rescaling(1/255) -> augmentation -> `arch`. `after_stem`
     (the recipe's network): a Sequential `arch` whose first layer average-pools takes the
     augmentation after that pooling (the same shifts and turns as fractions of the picture,
@@ -178,13 +189,17 @@ def make_optimizer(opts: TrainOptions, info: DatasetInfo | None = None):
         total = max(2, steps * int(opts.epochs or 1))
         warm = max(1, round(total * ONECYCLE_WARMUP))
         kwargs["learning_rate"] = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=peak * ONECYCLE_START, decay_steps=total - warm,
-            alpha=ONECYCLE_END, warmup_target=peak, warmup_steps=warm,
-        )  # fmt: skip
+            initial_learning_rate=peak * ONECYCLE_START,
+            decay_steps=total - warm,
+            alpha=ONECYCLE_END,
+            warmup_target=peak,
+            warmup_steps=warm,
+        )
     if opts.ema:  # the average replaces the weights at the run's last step
         total = steps * int(opts.epochs or 1)
-        kwargs.update(use_ema=True, ema_momentum=float(opts.ema),
-                      ema_overwrite_frequency=total or None)  # fmt: skip
+        kwargs.update(
+            use_ema=True, ema_momentum=float(opts.ema), ema_overwrite_frequency=total or None
+        )
     return cls(**kwargs)
 
 
@@ -194,8 +209,9 @@ def one_hot_training(model) -> bool:
     return isinstance(getattr(model, "loss", None), keras.losses.CategoricalCrossentropy)
 
 
-def compile_model(model, opts: TrainOptions, head: Head, info: DatasetInfo | None = None,
-                  optimizer=None) -> None:  # fmt: skip
+def compile_model(
+    model, opts: TrainOptions, head: Head, info: DatasetInfo | None = None, optimizer=None
+) -> None:
     """Compile for the head (and the dataset's task); `optimizer`: one to keep (a resume).
     Label smoothing (opts.label_smoothing) of a softmax head trains on one-hot labels
     (one_hot_training); the models saved for use are compiled sparse (compile_for_use)."""
@@ -206,13 +222,18 @@ def compile_model(model, opts: TrainOptions, head: Head, info: DatasetInfo | Non
         return
     smoothing = float(opts.label_smoothing or 0.0)
     if head.kind == "binary":
-        loss = keras.losses.BinaryCrossentropy(from_logits=head.from_logits,
-                                               label_smoothing=smoothing)  # fmt: skip
+        loss = keras.losses.BinaryCrossentropy(
+            from_logits=head.from_logits, label_smoothing=smoothing
+        )
     elif smoothing:
-        loss = keras.losses.CategoricalCrossentropy(from_logits=head.from_logits,
-                                                    label_smoothing=smoothing)  # fmt: skip
-        model.compile(optimizer=optimizer, loss=loss,
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])  # fmt: skip
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=head.from_logits, label_smoothing=smoothing
+        )
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
         return
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=head.from_logits)
@@ -243,8 +264,9 @@ def class_weights(info: DatasetInfo):
     }
 
 
-def resume_model(path: Path, seed_states: list, info: DatasetInfo | None = None,
-                 opts: TrainOptions | None = None):  # fmt: skip
+def resume_model(
+    path: Path, seed_states: list, info: DatasetInfo | None = None, opts: TrainOptions | None = None
+):
     """The model a resume continues (weights and optimizer state) with the random seed
     states of its last finished epoch. Call it in the strategy's scope. A multilabel or
     regression run is compiled again from `opts` with its optimizer kept (Keras does not

@@ -142,9 +142,15 @@ class TrainOptions:
         epochs = DEFAULT_EPOCHS if self.epochs is None else self.epochs
         from cnncli.training.transfer import check_transfer, check_transfer_dataset
 
-        filled = replace(self, epochs=epochs, monitor=monitor, checkpoint=pattern,
-                         lr_schedule=self.lr_schedule or "constant",
-                         label_smoothing=self.label_smoothing or 0.0, ema=self.ema or 0.0)
+        filled = replace(
+            self,
+            epochs=epochs,
+            monitor=monitor,
+            checkpoint=pattern,
+            lr_schedule=self.lr_schedule or "constant",
+            label_smoothing=self.label_smoothing or 0.0,
+            ema=self.ema or 0.0,
+        )
         check_transfer(filled)  # --fine-tune-at against the default epochs too
         check_transfer_dataset(filled, info)
         return filled
@@ -205,7 +211,8 @@ def check_checkpoint_pattern(pattern: str, has_val: bool, metrics=METRICS) -> No
     except (KeyError, IndexError, ValueError) as e:
         raise UsageError(
             f"--checkpoint pattern {pattern!r} cannot be filled ({type(e).__name__}: {e})",
-            "use {epoch}, " + ", ".join(f"{{{k}}}" for k in keys)
+            "use {epoch}, "
+            + ", ".join(f"{{{k}}}" for k in keys)
             + ("" if has_val else " (no val split)"),
         ) from None
     if not pattern.endswith((".keras", ".h5")):
@@ -227,16 +234,22 @@ class ModelSource:
         return {"kind": self.kind, "value": str(self.value)}
 
 
-def model_source(arch=None, spec=None, from_model=None, model=None,
-                 backbone=None) -> ModelSource:  # fmt: skip
+def model_source(arch=None, spec=None, from_model=None, model=None, backbone=None) -> ModelSource:
     """The one architecture source given (none: kind 'default', the network the recipe
     designs for the dataset); two or more is a UsageError. What can be checked
     without TensorFlow is checked here: the preset name, that the spec file reads and that
     the --from file is a model file."""
-    given = [(kind, value) for kind, value in
-             (("arch", arch), ("spec", spec), ("from", from_model), ("model", model),
-              ("backbone", backbone))
-             if value is not None]  # fmt: skip
+    given = [
+        (kind, value)
+        for kind, value in (
+            ("arch", arch),
+            ("spec", spec),
+            ("from", from_model),
+            ("model", model),
+            ("backbone", backbone),
+        )
+        if value is not None
+    ]
     if not given:
         return ModelSource("default", None)
     if len(given) != 1:

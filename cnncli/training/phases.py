@@ -75,8 +75,9 @@ def recompile_for(opts, info):
         from cnncli.models.head import model_head
         from cnncli.training.model import compile_model
 
-        optimizer = keras.optimizers.get({"class_name": opts.optimizer,
-                                          "config": {"learning_rate": lr}})  # fmt: skip
+        optimizer = keras.optimizers.get(
+            {"class_name": opts.optimizer, "config": {"learning_rate": lr}}
+        )
         with model.distribute_strategy.scope():
             compile_model(model, opts, model_head(model, info.task), info, optimizer=optimizer)
 

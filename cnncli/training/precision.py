@@ -137,10 +137,14 @@ def choose_precision(asked: str, device: Device, mflop_per_image: float) -> Prec
     if asked == "fp32":
         return Precision("fp32", "as asked (--precision fp32)")
     if asked == "bf16":
-        slow = "" if device.bf16 else (
-            f"; this {where} has {device.evidence}, so bf16 is emulated and likely slower "
-            "than fp32"
-        )  # fmt: skip
+        slow = (
+            ""
+            if device.bf16
+            else (
+                f"; this {where} has {device.evidence}, so bf16 is emulated and likely slower "
+                "than fp32"
+            )
+        )
         return Precision("bf16", f"as asked (--precision bf16){slow}")
     if device.kind == "gpu" and (device.bf16 or device.fp16):
         name = "bf16" if device.bf16 else "fp16"
@@ -156,8 +160,9 @@ def choose_precision(asked: str, device: Device, mflop_per_image: float) -> Prec
     return Precision("bf16", f"this CPU has {device.evidence}")
 
 
-def choose_steps_per_execution(steps: int, flop_per_step: float, asked: int | None = None,
-                               run_steps: int | None = None) -> tuple[int, str]:  # fmt: skip
+def choose_steps_per_execution(
+    steps: int, flop_per_step: float, asked: int | None = None, run_steps: int | None = None
+) -> tuple[int, str]:
     """(steps per Keras call, why). Keras rounds an epoch up to whole executions (it would
     train on extra batches), so this is always a divisor of `steps`: the largest one up to
     `asked`, or (None) up to the count that makes an execution last EXECUTION_SECONDS at
@@ -177,10 +182,14 @@ def choose_steps_per_execution(steps: int, flop_per_step: float, asked: int | No
         )
     best = max(d for d in range(1, min(want, steps) + 1) if steps % d == 0)
     if asked is not None:
-        why = "as asked" if best == asked else (
-            f"the largest divisor of the {steps} steps of an epoch up to {asked} (Keras would "
-            "otherwise run extra batches)"
-        )  # fmt: skip
+        why = (
+            "as asked"
+            if best == asked
+            else (
+                f"the largest divisor of the {steps} steps of an epoch up to {asked} (Keras would "
+                "otherwise run extra batches)"
+            )
+        )
     elif best == 1 and want > 1:
         why = f"no divisor of the {steps} steps of an epoch up to {want}"
     else:
@@ -246,8 +255,13 @@ def with_policy(model, policy: str):
 
     names = _float32_names(model) if policy != "float32" else set()
     leaves = _leaf_layers(model)
-    if all(str(layer.dtype_policy.name) == ("float32" if layer.name in names else policy)
-           for layer in leaves) and model.dtype_policy.name == policy:  # fmt: skip
+    if (
+        all(
+            str(layer.dtype_policy.name) == ("float32" if layer.name in names else policy)
+            for layer in leaves
+        )
+        and model.dtype_policy.name == policy
+    ):
         return model
 
     def clone(layer):

@@ -69,9 +69,11 @@ def apply_recipe(opts, info, source):
     name, why = recipe_for(opts, source.kind)
     record: dict = {"name": name, "why": why}
     if name == "fast" and source.kind == "backbone":
-        raise UsageError("--recipe fast trains its own network or --arch/--spec/--from, "
-                         "not a pretrained backbone", "leave out --recipe fast (a backbone "
-                         "run follows its own phases and schedule)")  # fmt: skip
+        raise UsageError(
+            "--recipe fast trains its own network or --arch/--spec/--from, "
+            "not a pretrained backbone",
+            "leave out --recipe fast (a backbone run follows its own phases and schedule)",
+        )
     if source.kind == "default":
         design = default_design(info)
         record["network"] = design.to_dict()
@@ -87,15 +89,18 @@ def apply_recipe(opts, info, source):
         epochs = min(max(math.ceil(FAST_STEPS / steps), FAST_EPOCHS[0]), FAST_EPOCHS[1])
     augment = opts.augment
     per_class = info.count("train") / max(1, len(info.class_names) or 1)
-    if augment is None or not (augment.rotation or augment.shift or augment.shear
-                               or augment.zoom):  # nothing, or only --flip/--no-flip given
+    if augment is None or not (
+        augment.rotation or augment.shift or augment.shear or augment.zoom
+    ):  # nothing, or only --flip/--no-flip given
         flip = bool(augment.flip) if augment is not None else False
         if per_class < AUGMENT_BELOW or flip:
             augment = AugmentOptions(rotation=FAST_ROTATION, shift=FAST_SHIFT, flip=flip)
         else:
             augment = None
-            record["augment"] = (f"no augmentation ({per_class:.0f} train images a class; "
-                                 f"the recipe augments below {AUGMENT_BELOW})")  # fmt: skip
+            record["augment"] = (
+                f"no augmentation ({per_class:.0f} train images a class; "
+                f"the recipe augments below {AUGMENT_BELOW})"
+            )
     smoothing = opts.label_smoothing
     if smoothing is None:
         smoothing = FAST_SMOOTHING if info.task == "classify" else 0.0
@@ -103,19 +108,29 @@ def apply_recipe(opts, info, source):
     if ema is None:
         horizon = max(5.0, steps * epochs / 10)  # the averaging spans the last tenth or so
         ema = round(min(0.999, max(0.9, 1 - 1 / horizon)), 4)
-    filled = replace(opts, recipe="fast", epochs=epochs, lr=opts.lr or FAST_PEAK_LR,
-                     lr_schedule=opts.lr_schedule or "onecycle", augment=augment,
-                     label_smoothing=smoothing, ema=ema)  # fmt: skip
+    filled = replace(
+        opts,
+        recipe="fast",
+        epochs=epochs,
+        lr=opts.lr or FAST_PEAK_LR,
+        lr_schedule=opts.lr_schedule or "onecycle",
+        augment=augment,
+        label_smoothing=smoothing,
+        ema=ema,
+    )
     cache_note = None
     if filled.cache == "memory" and not fits_in_memory(info):
         filled = replace(filled, cache="disk")
         cache_note = "the train split does not fit in half the free memory: cached on disk"
     record["settings"] = {
-        "epochs": epochs, "lr_schedule": filled.lr_schedule, "peak_lr": filled.lr,
-        "label_smoothing": smoothing, "ema_momentum": ema,
+        "epochs": epochs,
+        "lr_schedule": filled.lr_schedule,
+        "peak_lr": filled.lr,
+        "label_smoothing": smoothing,
+        "ema_momentum": ema,
         "augment": augment.to_dict() if augment else None,
         "cache": filled.cache,
-    }  # fmt: skip
+    }
     if cache_note:
         record["notes"] = [cache_note]
     return filled, source, record

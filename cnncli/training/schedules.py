@@ -79,10 +79,12 @@ class LearningRate(keras.callbacks.Callback):
         self.plateau = None
         if opts.lr_schedule == "plateau":
             self.plateau = keras.callbacks.ReduceLROnPlateau(
-                monitor=opts.monitor or "val_loss", factor=PLATEAU_FACTOR,
-                patience=PLATEAU_PATIENCE, mode=monitor_mode(opts.monitor or "val_loss"),
+                monitor=opts.monitor or "val_loss",
+                factor=PLATEAU_FACTOR,
+                patience=PLATEAU_PATIENCE,
+                mode=monitor_mode(opts.monitor or "val_loss"),
                 min_lr=MIN_LR,
-            )  # fmt: skip
+            )
 
     def set_model(self, model):
         super().set_model(model)

@@ -66,8 +66,9 @@ def compile_args(info, head: Head, loss_name: str | None) -> dict:
             ]
         # axis=(): a loss per (image, label), so per-label sample weights apply to each
         loss = keras.losses.BinaryCrossentropy(from_logits=head.from_logits, axis=())
-        auc = keras.metrics.AUC(multi_label=True, num_labels=n, from_logits=head.from_logits,
-                                name="auc")  # fmt: skip
+        auc = keras.metrics.AUC(
+            multi_label=True, num_labels=n, from_logits=head.from_logits, name="auc"
+        )
         if head.from_logits:  # F1Score, Precision and Recall threshold probabilities
             return {"loss": loss, "metrics": [auc]}
         metrics = [
@@ -161,4 +162,3 @@ def check_from_model(metadata, head: Head, info) -> None:
                 f"targets are {', '.join(names)}",
                 "train a new model for this dataset with --arch or --spec",
             )
-

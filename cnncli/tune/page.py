@@ -37,10 +37,15 @@ def plot_trials(rows: list[dict], metric: str, direction: str, out_png: Path) ->
     with plt.rc_context(matplotlib_rc()):
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         try:
-            for state, style in (("complete", {"marker": "o", "color": "C0"}),
-                                 ("pruned", {"marker": "x", "color": "0.55"})):  # fmt: skip
-                pts = [(r["number"], r["value"]) for r in rows
-                       if r["state"] == state and r["value"] is not None]  # fmt: skip
+            for state, style in (
+                ("complete", {"marker": "o", "color": "C0"}),
+                ("pruned", {"marker": "x", "color": "0.55"}),
+            ):
+                pts = [
+                    (r["number"], r["value"])
+                    for r in rows
+                    if r["state"] == state and r["value"] is not None
+                ]
                 if pts:
                     xs, ys = zip(*pts, strict=True)
                     label = state if state == "complete" else "pruned (last epoch)"
@@ -71,14 +76,19 @@ def plot_params(rows: list[dict], names: list[str], metric: str, out_png: Path) 
         try:
             for ax, name in zip(axes, names, strict=False):
                 values = [r["params"].get(name) for r in rows if name in r["params"]]
-                numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                              for v in values)  # fmt: skip
+                numeric = all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+                )
                 labels = sorted({str(v) for v in values}) if not numeric else []
-                for state, style in (("complete", {"marker": "o", "color": "C0"}),
-                                     ("pruned", {"marker": "x", "color": "0.55"})):  # fmt: skip
-                    pts = [(r["params"][name], r["value"]) for r in rows
-                           if r["state"] == state and r["value"] is not None
-                           and name in r["params"]]  # fmt: skip
+                for state, style in (
+                    ("complete", {"marker": "o", "color": "C0"}),
+                    ("pruned", {"marker": "x", "color": "0.55"}),
+                ):
+                    pts = [
+                        (r["params"][name], r["value"])
+                        for r in rows
+                        if r["state"] == state and r["value"] is not None and name in r["params"]
+                    ]
                     if not pts:
                         continue
                     xs = [p[0] if numeric else labels.index(str(p[0])) for p in pts]
@@ -119,43 +129,68 @@ def write_study_page(result) -> Path:
     plot_trials(rows, result.metric, result.direction, study_dir / TRIALS_PNG)
     plot_params(rows, result.space, result.metric, study_dir / PARAMS_PNG)
     figures = [
-        pages.figure(TRIALS_PNG, f"{result.metric} of each trial, and the best so far",
-                     chart=True),
+        pages.figure(TRIALS_PNG, f"{result.metric} of each trial, and the best so far", chart=True),
         pages.figure(PARAMS_PNG, f"each parameter against {result.metric}", chart=True),
-    ]  # fmt: skip
+    ]
     imp = ""
     if result.importance:
         names = list(result.importance)
-        charts.plot_final_bars(names, {"importance": [result.importance[n] for n in names]},
-                               study_dir / IMPORTANCE_PNG)  # fmt: skip
-        imp = (pages.figure(IMPORTANCE_PNG, "importance of each parameter (fANOVA)", chart=True)
-               + pages.table(["parameter", "importance"], list(result.importance.items()),
-                             numeric=["importance"], id_="importance"))  # fmt: skip
+        charts.plot_final_bars(
+            names, {"importance": [result.importance[n] for n in names]}, study_dir / IMPORTANCE_PNG
+        )
+        imp = pages.figure(
+            IMPORTANCE_PNG, "importance of each parameter (fANOVA)", chart=True
+        ) + pages.table(
+            ["parameter", "importance"],
+            list(result.importance.items()),
+            numeric=["importance"],
+            id_="importance",
+        )
     else:
         imp = "<p>needs two or more complete trials in which a parameter varies</p>"
     best = result.best
     done = result.counts.get("complete", 0) + result.counts.get("pruned", 0)
     facts = [
         ("metric", e(f"{result.metric} ({result.direction})")),
-        ("trials", e(f"{done} of {result.total} done: " + ", ".join(
-            f"{n} {s}" for s, n in result.counts.items() if n))),  # fmt: skip
+        (
+            "trials",
+            e(
+                f"{done} of {result.total} done: "
+                + ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)
+            ),
+        ),
         ("best", e(f"trial {best['number']}: {cell_text(best['value'])}") if best else "-"),
         ("reproduce", f"<code>{e(best['command'])}</code>" if best and best["command"] else "-"),
         ("files", _link("study.json", "study.json")),
     ]
     columns = ["trial", "state", result.metric, *result.space, "epochs", "seconds", "run"]
     table_rows = [
-        [r["number"], r["state"], r["value"], *(r["params"].get(n, "-") for n in result.space),
-         r["epochs"], r["seconds"], _trial_links(r, study_dir)]
+        [
+            r["number"],
+            r["state"],
+            r["value"],
+            *(r["params"].get(n, "-") for n in result.space),
+            r["epochs"],
+            r["seconds"],
+            _trial_links(r, study_dir),
+        ]
         for r in rows
-    ]  # fmt: skip
-    body = "\n".join([
-        f"<h1>Study {e(study_dir.name)}</h1><p>{e(str(study_dir))}</p>",
-        f'<section id="facts">{pages.pairs(facts, raw=True)}</section>',
-        f'<section id="progress"><h2>Trials</h2>{"".join(figures)}</section>',
-        f'<section id="importance-section"><h2>Parameter importance</h2>{imp}</section>',
-        '<section id="trials"><h2>Every trial, best first</h2>',
-        pages.table(columns, table_rows, numeric=[result.metric, "epochs", "seconds"],
-                    id_="trial-table", raw=["run"]), "</section>",
-    ])  # fmt: skip
+    ]
+    body = "\n".join(
+        [
+            f"<h1>Study {e(study_dir.name)}</h1><p>{e(str(study_dir))}</p>",
+            f'<section id="facts">{pages.pairs(facts, raw=True)}</section>',
+            f'<section id="progress"><h2>Trials</h2>{"".join(figures)}</section>',
+            f'<section id="importance-section"><h2>Parameter importance</h2>{imp}</section>',
+            '<section id="trials"><h2>Every trial, best first</h2>',
+            pages.table(
+                columns,
+                table_rows,
+                numeric=[result.metric, "epochs", "seconds"],
+                id_="trial-table",
+                raw=["run"],
+            ),
+            "</section>",
+        ]
+    )
     return pages.write(study_dir / "index.html", f"cnncli tune: {study_dir.name}", body)

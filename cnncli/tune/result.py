@@ -11,12 +11,24 @@ from pathlib import Path
 from cnncli.tune import study as folder
 from cnncli.tune.command import command_text
 
-STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
-          "WAITING": "waiting"}  # fmt: skip
+STATES = {
+    "COMPLETE": "complete",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "waiting",
+}
 
 
-def trial_row(number: int, state: str, value, params: dict, run_dir, seconds, attrs: dict,
-              ) -> dict:  # fmt: skip
+def trial_row(
+    number: int,
+    state: str,
+    value,
+    params: dict,
+    run_dir,
+    seconds,
+    attrs: dict,
+) -> dict:
     """A trial as the table, --json and the page show it."""
     return {
         "number": number,
@@ -40,8 +52,15 @@ def _row(t, study_dir: Path) -> dict:
     if state == "pruned" and t.intermediate_values:
         value = t.intermediate_values[max(t.intermediate_values)]  # its last epoch's
     rel = t.user_attrs.get("run_dir")
-    row = trial_row(t.number, state, value, t.params, Path(study_dir) / rel if rel else None,
-                    t.user_attrs.get("seconds"), t.user_attrs)  # fmt: skip
+    row = trial_row(
+        t.number,
+        state,
+        value,
+        t.params,
+        Path(study_dir) / rel if rel else None,
+        t.user_attrs.get("seconds"),
+        t.user_attrs,
+    )
     history = t.system_attrs.get("retry_history") or []
     row["retry_of"] = history[-1] if history else None
     row["intermediate"] = {int(k): v for k, v in sorted(t.intermediate_values.items())}
@@ -89,8 +108,12 @@ def sort_rows(rows: list[dict], direction: str) -> list[dict]:
     def key(r):
         rank = order.get(r["state"], 2)
         v = r["value"]
-        return (rank, 0 if v is not None and rank < 2 else 1,
-                sign * v if v is not None and rank < 2 else 0, r["number"])  # fmt: skip
+        return (
+            rank,
+            0 if v is not None and rank < 2 else 1,
+            sign * v if v is not None and rank < 2 else 0,
+            r["number"],
+        )
 
     return sorted(rows, key=key)
 
@@ -115,24 +138,39 @@ def importance(study) -> dict:
 def summarize(study, study_dir: Path, spec: dict, seconds: float, recovered: list) -> TuneResult:
     """The study's rows, best trial, counts and importance; study.json's "best" and the
     study page (STUDY/index.html) brought up to date."""
-    rows = [_row(t, study_dir) for t in study.get_trials(deepcopy=False)
-            if not t.user_attrs.get("skipped")]  # fmt: skip
+    rows = [
+        _row(t, study_dir)
+        for t in study.get_trials(deepcopy=False)
+        if not t.user_attrs.get("skipped")
+    ]
     rows = sort_rows(rows, spec["direction"])
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES.values()}
     best = rows[0] if rows and rows[0]["state"] == "complete" else None
     result = TuneResult(
-        study_dir=Path(study_dir), metric=spec["metric"], direction=spec["direction"],
-        total=int(spec["trials"]), rows=rows, best=best, counts=counts, seconds=seconds,
-        importance=importance(study), recovered=recovered,
+        study_dir=Path(study_dir),
+        metric=spec["metric"],
+        direction=spec["direction"],
+        total=int(spec["trials"]),
+        rows=rows,
+        best=best,
+        counts=counts,
+        seconds=seconds,
+        importance=importance(study),
+        recovered=recovered,
         space=[d["name"] for d in spec["space"]],
-    )  # fmt: skip
+    )
     stored = folder.read_study_json(study_dir) or spec
     stored.pop("format", None)
     stored.pop("format_version", None)
     stored["trials"] = int(spec["trials"])
-    stored["best"] = None if best is None else {
-        **{k: best[k] for k in ("number", "value", "params", "seed", "command")},
-        "run_dir": folder.trial_dir(Path("."), best["number"]).as_posix()}  # fmt: skip
+    stored["best"] = (
+        None
+        if best is None
+        else {
+            **{k: best[k] for k in ("number", "value", "params", "seed", "command")},
+            "run_dir": folder.trial_dir(Path("."), best["number"]).as_posix(),
+        }
+    )
     folder.write_study_json(study_dir, stored)
     from cnncli.tune.page import write_study_page
 

@@ -96,8 +96,9 @@ def _check_metric(metric: str, task: str, has_val: bool, path) -> None:
     metrics = TASK_METRICS[task]
     known = [*metrics, *(f"val_{m}" for m in metrics if has_val)]
     if metric not in known:
-        raise UsageError(f"unknown --metric {metric!r} for {path}",
-                         f"use one of {', '.join(known)}")  # fmt: skip
+        raise UsageError(
+            f"unknown --metric {metric!r} for {path}", f"use one of {', '.join(known)}"
+        )
 
 
 def plan_study(req: TuneRequest) -> tuple[Path, dict]:
@@ -109,8 +110,10 @@ def plan_study(req: TuneRequest) -> tuple[Path, dict]:
         existing = folder.read_study_json(req.study_dir)
     if req.join and existing is None:
         where = req.study_dir or "(none given)"
-        raise InputError(f"no study to join or resume at {where} (no {folder.STUDY_JSON})",
-                         "start it first: cnncli tune DATASET --study DIR")  # fmt: skip
+        raise InputError(
+            f"no study to join or resume at {where} (no {folder.STUDY_JSON})",
+            "start it first: cnncli tune DATASET --study DIR",
+        )
     if req.dataset_dir is not None:
         dataset_dir = req.dataset_dir
     elif existing is not None:
@@ -147,15 +150,24 @@ def _new(req: TuneRequest, info, dataset_dir) -> dict:
     if defaulted:
         dims = default_space(info.task, bool(source) or bool(opts.backbone))
     if "arch" in searched and (source or opts.backbone):
-        raise UsageError("--param arch searches the architecture, and --arch/--spec/--from/"
-                         "--backbone fixes it", "give one of them")  # fmt: skip
+        raise UsageError(
+            "--param arch searches the architecture, and --arch/--spec/--from/--backbone fixes it",
+            "give one of them",
+        )
     if "arch" not in {d.name for d in dims}:
-        model_source(arch=source.get("arch"), spec=source.get("spec"),
-                     from_model=source.get("from"), backbone=opts.backbone)  # fmt: skip
+        model_source(
+            arch=source.get("arch"),
+            spec=source.get("spec"),
+            from_model=source.get("from"),
+            backbone=opts.backbone,
+        )
     check_space(dims, opts)
     return {
-        "dataset": {"path": str(Path(dataset_dir).resolve()), "sha256": info.sha256,
-                    "task": info.task},  # fmt: skip
+        "dataset": {
+            "path": str(Path(dataset_dir).resolve()),
+            "sha256": info.sha256,
+            "task": info.task,
+        },
         "space": [d.to_dict() for d in dims],
         "default_space": defaulted,
         "options": opts.to_dict(),
@@ -205,8 +217,9 @@ def _pruner(name: str, epochs: int):
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=first)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=first,
-                                              max_resource=max(epochs, first + 1))  # fmt: skip
+        return optuna.pruners.HyperbandPruner(
+            min_resource=first, max_resource=max(epochs, first + 1)
+        )
     return optuna.pruners.NopPruner()
 
 
@@ -227,32 +240,50 @@ def run_tune(req: TuneRequest, events: TuneEvents | None = None):
     if folder.read_study_json(study_dir) is None:
         folder.write_study_json(study_dir, spec)
     sampler = optuna.samplers.TPESampler(seed=None if req.join else opts.seed)
-    study = optuna.create_study(storage=storage, study_name=folder.STUDY_NAME,
-                                direction=spec["direction"], load_if_exists=True,
-                                sampler=sampler,
-                                pruner=_pruner(spec["pruner"], epochs))  # fmt: skip
+    study = optuna.create_study(
+        storage=storage,
+        study_name=folder.STUDY_NAME,
+        direction=spec["direction"],
+        load_if_exists=True,
+        sampler=sampler,
+        pruner=_pruner(spec["pruner"], epochs),
+    )
     with folder.study_lock(study_dir):
         recovered = folder.recover_trials(study, storage)
     dims = [Dim.from_dict(d) for d in spec["space"]]
     total = int(spec["trials"])
-    events.study_begin({"study_dir": str(study_dir), "space": [d.text() for d in dims],
-                        "default_space": spec.get("default_space", False),
-                        "done": _count_done(study), "total": total, "recovered": recovered,
-                        "metric": spec["metric"], "direction": spec["direction"]})  # fmt: skip
+    events.study_begin(
+        {
+            "study_dir": str(study_dir),
+            "space": [d.text() for d in dims],
+            "default_space": spec.get("default_space", False),
+            "done": folder.count_done(study),
+            "total": total,
+            "recovered": recovered,
+            "metric": spec["metric"],
+            "direction": spec["direction"],
+        }
+    )
     objective = Objective(req, spec, study_dir, dims, total, events)
     started = time.monotonic()
     try:
         with sigterm_interrupts():
-            if _count_done(study) < total:
-                enough = optuna.study.MaxTrialsCallback(total, states=_done_states())
-                study.optimize(objective, timeout=req.timeout_s,
-                               catch=(SkippedTrial, TrialError), callbacks=[enough],
-                               gc_after_trial=True)  # fmt: skip
+            if folder.count_done(study) < total:
+                enough = optuna.study.MaxTrialsCallback(total, states=folder.done_states())
+                study.optimize(
+                    objective,
+                    timeout=req.timeout_s,
+                    catch=(SkippedTrial, TrialError),
+                    callbacks=[enough],
+                    gc_after_trial=True,
+                )
     except (KeyboardInterrupt, TrainingInterrupted) as e:
         by = "SIGTERM" if isinstance(e, (Terminated, TrainingTerminated)) else "Ctrl-C"
         error = TrainingTerminated if by == "SIGTERM" else TrainingInterrupted
-        raise error(f"tuning stopped by {by}; the finished trials are kept in {study_dir}",
-                    f"continue with: cnncli tune --resume {study_dir}") from None  # fmt: skip
+        raise error(
+            f"tuning stopped by {by}; the finished trials are kept in {study_dir}",
+            f"continue with: cnncli tune --resume {study_dir}",
+        ) from None
     if objective.failures >= MAX_FAILURES:
         raise CnnError(
             f"{MAX_FAILURES} trials in a row failed; the last: {objective.last_error}",
@@ -261,22 +292,19 @@ def run_tune(req: TuneRequest, events: TuneEvents | None = None):
     return summarize(study, study_dir, spec, time.monotonic() - started, recovered)
 
 
-def _done_states():
-    from optuna.trial import TrialState
-
-    return (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def _count_done(study) -> int:
-    return len(study.get_trials(deepcopy=False, states=_done_states()))
-
-
 class Objective:
     """One trial: its options from the space, a run folder trained by cnncli train's code,
     the metric reported each epoch (pruning), the best value returned."""
 
-    def __init__(self, req: TuneRequest, spec: dict, study_dir: Path, dims: list[Dim],
-                 total: int, events: TuneEvents):  # fmt: skip
+    def __init__(
+        self,
+        req: TuneRequest,
+        spec: dict,
+        study_dir: Path,
+        dims: list[Dim],
+        total: int,
+        events: TuneEvents,
+    ):
         self.spec, self.study_dir, self.dims, self.total = spec, study_dir, dims, total
         self.events = events
         self.dataset = Path(req.dataset_dir or spec["dataset"]["path"])
@@ -289,7 +317,7 @@ class Objective:
         from optuna.trial import TrialState
 
         trials = trial.study.get_trials(deepcopy=False)
-        done = sum(t.state in _done_states() for t in trials)
+        done = sum(t.state in folder.done_states() for t in trials)
         ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
         return done + ahead >= self.total
 
@@ -318,13 +346,21 @@ class Objective:
         pruning = PruningCallback(trial, self.spec["metric"])
         started = time.monotonic()
         try:
-            result = train(self.dataset, run_dir, arch=source.get("arch"),
-                           spec=source.get("spec"), from_model=source.get("from"),
-                           options=opts, events=self.events.train, callbacks=[pruning])  # fmt: skip
+            result = train(
+                self.dataset,
+                run_dir,
+                arch=source.get("arch"),
+                spec=source.get("spec"),
+                from_model=source.get("from"),
+                options=opts,
+                events=self.events.train,
+                callbacks=[pruning],
+            )
         except (TrainingInterrupted, KeyboardInterrupt) as e:  # during the fit, or before it
-            trial.set_user_attr("stopped", "SIGTERM" if isinstance(e, (TrainingTerminated,
-                                                                       Terminated))
-                                else "Ctrl-C")  # fmt: skip
+            trial.set_user_attr(
+                "stopped",
+                "SIGTERM" if isinstance(e, (TrainingTerminated, Terminated)) else "Ctrl-C",
+            )
             raise
         except (UsageError, InputError, ModelError) as e:
             self.failures += 1
@@ -350,6 +386,6 @@ class Objective:
     def _end(self, trial, state: str, value, run_dir: Path, seconds: float) -> None:
         from cnncli.tune.result import trial_row
 
-        self.events.trial_end(trial_row(trial.number, state, value, trial.params,
-                                        run_dir, seconds, trial.user_attrs))  # fmt: skip
-
+        self.events.trial_end(
+            trial_row(trial.number, state, value, trial.params, run_dir, seconds, trial.user_attrs)
+        )

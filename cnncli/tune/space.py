@@ -25,9 +25,19 @@ from cnncli.training.augment import AugmentOptions
 from cnncli.training.options import LOSSES, OPTIMIZERS, TrainOptions
 
 # TrainOptions fields that are how a run is kept or run, not what it learns: never searched
-NOT_SEARCHED = ("seed", "monitor", "checkpoint", "save_best_only", "tensorboard", "cache",
-                "precision", "deterministic", "steps_per_execution", "weights",
-                "augment")  # fmt: skip
+NOT_SEARCHED = (
+    "seed",
+    "monitor",
+    "checkpoint",
+    "save_best_only",
+    "tensorboard",
+    "cache",
+    "precision",
+    "deterministic",
+    "steps_per_execution",
+    "weights",
+    "augment",
+)
 ON, OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 
 
@@ -37,9 +47,14 @@ def _choices() -> dict[str, tuple]:
     from cnncli.models.presets import ARCHITECTURES
     from cnncli.training.transfer import SCHEDULES
 
-    return {"arch": tuple(ARCHITECTURES), "optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES,
-            "loss": LOSSES, "backbone": tuple(BACKBONES),
-            "class_weight": ("auto", "none")}  # fmt: skip
+    return {
+        "arch": tuple(ARCHITECTURES),
+        "optimizer": OPTIMIZERS,
+        "lr_schedule": SCHEDULES,
+        "loss": LOSSES,
+        "backbone": tuple(BACKBONES),
+        "class_weight": ("auto", "none"),
+    }
 
 
 def _base_type(hint) -> type:
@@ -92,8 +107,14 @@ class Dim:
 
     @classmethod
     def from_dict(cls, d: dict) -> Dim:
-        return cls(d["name"], d["kind"], d.get("low"), d.get("high"), bool(d.get("log")),
-                   tuple(d.get("values") or ()))  # fmt: skip
+        return cls(
+            d["name"],
+            d["kind"],
+            d.get("low"),
+            d.get("high"),
+            bool(d.get("log")),
+            tuple(d.get("values") or ()),
+        )
 
     def text(self) -> str:
         """The --param form: lr=0.0001..0.01:log, batch-size=16,32,64."""
@@ -165,31 +186,35 @@ def make_dim(name: str, space) -> Dim:
     space = str(space).strip()
     if ".." in space:
         if kind not in (int, float):
-            raise UsageError(f"--param {word}: a range needs a numeric option; "
-                             f"give choices: {word}=A,B")  # fmt: skip
+            raise UsageError(
+                f"--param {word}: a range needs a numeric option; give choices: {word}=A,B"
+            )
         body, _, scale = space.partition(":")
         if scale not in ("", "log"):
             raise UsageError(f"--param {word}={space}: unknown scale {scale!r}", "use :log")
         lo_text, _, hi_text = body.partition("..")
         lo, hi = _read_value(lo_text, kind, word), _read_value(hi_text, kind, word)
         if not lo < hi:
-            raise UsageError(f"--param {word}={space}: the range must go from low to high",
-                             f"write {word}={hi_text.strip()}..{lo_text.strip()}"
-                             + (":log" if scale else ""))  # fmt: skip
+            raise UsageError(
+                f"--param {word}={space}: the range must go from low to high",
+                f"write {word}={hi_text.strip()}..{lo_text.strip()}" + (":log" if scale else ""),
+            )
         if scale == "log" and lo <= 0:
             raise UsageError(f"--param {word}={space}: a :log range must be above 0")
         return Dim(word, kind.__name__, lo, hi, scale == "log")
     values = tuple(dict.fromkeys(_read_value(v, kind, word) for v in space.split(",")))
     if len(values) < 2:
-        raise UsageError(f"--param {word}={space}: a choice of one value searches nothing",
-                         f"give two or more ({word}=A,B), or fix it with --{word} "
-                         f"{_value_text(values[0])}")  # fmt: skip
+        raise UsageError(
+            f"--param {word}={space}: a choice of one value searches nothing",
+            f"give two or more ({word}=A,B), or fix it with --{word} {_value_text(values[0])}",
+        )
     choices = _choices().get(key)
     if choices is not None:
         for v in values:
             if v not in choices:
-                raise UsageError(f"--param {word}: unknown value {v!r}",
-                                 f"use some of {', '.join(choices)}")  # fmt: skip
+                raise UsageError(
+                    f"--param {word}: unknown value {v!r}", f"use some of {', '.join(choices)}"
+                )
     return Dim(word, "choice", values=values)
 
 
@@ -204,11 +229,13 @@ def read_space_file(path) -> list[Dim]:
     except FileNotFoundError:
         raise InputError(f"space file {path} not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise InputError(f"space file {path} cannot be read: {' '.join(str(e).split())[:200]}"
-                         ) from None  # fmt: skip
+        raise InputError(
+            f"space file {path} cannot be read: {' '.join(str(e).split())[:200]}"
+        ) from None
     if not isinstance(data, dict) or not data:
-        raise InputError(f"space file {path} must map option names to spaces",
-                         "e.g. lr: 1e-4..1e-2:log")  # fmt: skip
+        raise InputError(
+            f"space file {path} must map option names to spaces", "e.g. lr: 1e-4..1e-2:log"
+        )
     dims = []
     for name, space in data.items():
         if not isinstance(space, (str, int, float, list)):
@@ -243,8 +270,11 @@ def trial_options(fixed: TrainOptions, params: dict) -> tuple[TrainOptions, str 
     augment = fixed.augment
     if "augment" in values:
         augment = AugmentOptions.course() if values.pop("augment") else None
-    transforms = {k: values.pop(k) for k in list(values)
-                  if k in {f.name for f in dataclasses.fields(AugmentOptions)}}  # fmt: skip
+    transforms = {
+        k: values.pop(k)
+        for k in list(values)
+        if k in {f.name for f in dataclasses.fields(AugmentOptions)}
+    }
     if transforms:
         augment = replace(augment or AugmentOptions(), **transforms)
     if values.get("class_weight") == "none":
@@ -267,5 +297,6 @@ def check_space(dims: list[Dim], fixed: TrainOptions) -> None:
                 opts, _ = trial_options(fixed, {d.name: v})
                 opts.check()
             except UsageError as e:
-                raise UsageError(f"--param {d.name}={_value_text(v)}: {e.message}", e.hint
-                                 ) from None  # fmt: skip
+                raise UsageError(
+                    f"--param {d.name}={_value_text(v)}: {e.message}", e.hint
+                ) from None

@@ -57,8 +57,7 @@ def read_study_json(study_dir) -> dict | None:
 
 
 def write_study_json(study_dir, data: dict) -> None:
-    write_json(Path(study_dir) / STUDY_JSON, {"format": STUDY_FORMAT, "format_version": 1,
-                                              **data})  # fmt: skip
+    write_json(Path(study_dir) / STUDY_JSON, {"format": STUDY_FORMAT, "format_version": 1, **data})
 
 
 def storage_kind(storage: str | None) -> str:
@@ -68,8 +67,10 @@ def storage_kind(storage: str | None) -> str:
     if storage == "journal":
         return "journal"
     if "://" not in storage:
-        raise UsageError(f"--storage {storage!r} is not sqlite, journal or a database URL",
-                         "e.g. --storage journal, or postgresql://user@host/db")  # fmt: skip
+        raise UsageError(
+            f"--storage {storage!r} is not sqlite, journal or a database URL",
+            "e.g. --storage journal, or postgresql://user@host/db",
+        )
     return storage
 
 
@@ -100,9 +101,13 @@ def open_storage(study_dir: Path, kind: str):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
-                              grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=retry_callback())  # fmt: skip
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=retry_callback(),
+            )
     except Exception as e:  # sqlalchemy's errors, a missing driver: one line
         detail = " ".join(str(e).split())[:200]
         raise InputError(
@@ -139,8 +144,11 @@ def study_lock(study_dir: Path, wait_s: float = 60):
 
 def is_retried(trial, trials) -> bool:
     """Whether another trial already retries `trial` (Optuna's retry history)."""
-    return any(trial.number in t.system_attrs.get("retry_history", ()) for t in trials
-               if t.number != trial.number)  # fmt: skip
+    return any(
+        trial.number in t.system_attrs.get("retry_history", ())
+        for t in trials
+        if t.number != trial.number
+    )
 
 
 def recover_trials(study, storage) -> list[str]:
@@ -161,8 +169,7 @@ def recover_trials(study, storage) -> list[str]:
                 storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another process got there first
-            done.append(f"trial {t.number}: its process (pid {attrs.get('pid')}) is gone; "
-                        "retried")  # fmt: skip
+            done.append(f"trial {t.number}: its process (pid {attrs.get('pid')}) is gone; retried")
             retry(study, storage.get_trial(t._trial_id))
     trials = study.get_trials(deepcopy=False)
     for t in trials:
@@ -170,3 +177,14 @@ def recover_trials(study, storage) -> list[str]:
             done.append(f"trial {t.number}: stopped by {t.user_attrs['stopped']}; retried")
             retry(study, t)
     return done
+
+
+def done_states():
+    """The trial states a study's total counts: finished and pruned."""
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def count_done(study) -> int:
+    return len(study.get_trials(deepcopy=False, states=done_states()))
