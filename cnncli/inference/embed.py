@@ -334,13 +334,8 @@ def _write_csv(path: Path, r: EmbedResult, labels, overwrite: bool) -> None:
             w = csv.writer(f)
             w.writerow(header)
             for i in range(r.count):
-                row: list[object] = [
-                    r.files[i],
-                    r.classes[i],
-                    r.predicted[i],
-                    f"{r.probability[i]:.6f}",
-                    r.splits[i],
-                ]
+                p = f"{r.probability[i]:.6f}"
+                row: list[object] = [r.files[i], r.classes[i], r.predicted[i], p, r.splits[i]]
                 if labels is not None:
                     row.append(int(labels[i]))
                 row += [f"{v:.9g}" for v in r.vectors[i]]  # float32 round-trips with 9 digits
