@@ -9,12 +9,12 @@ by cnncli.inference.evaluate.evaluate for such a dataset).
 - regression: MAE, RMSE and R^2 per target in the table's units, beside the MAE of always
   predicting the train mean; a true-vs-predicted scatter with the y = x line and a residual
   histogram (PNG); the error sheet shows the largest errors, "true 3.2 // pred 4.1".
+
+The error list and its files (sheet, CSV, plots) are cnncli.inference.task_errors'.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,18 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.atomic import atomic_file
 from cnncli.errors import DatasetError, ModelError, UsageError
-from cnncli.inference.answers import format_value
 from cnncli.inference.info import ModelInfo, model_file_of
 from cnncli.inference.metrics import best_thresholds, multilabel_metrics, regression_metrics
-from cnncli.inference.misclassified import (
-    SHEET_MAX,
-    Smallest,
-    multilabel_caption,
-    regression_caption,
-    write_sheet,
-)
+from cnncli.inference.misclassified import SHEET_MAX, Smallest
 from cnncli.inference.model import open_model, probabilities
 from cnncli.inference.split_io import (
     DEFAULT_PLACE,
@@ -44,6 +36,7 @@ from cnncli.inference.split_io import (
     default_plot_path,
     run_folder_of,
 )
+from cnncli.inference.task_errors import multilabel_worst, regression_worst, write_task_files
 from cnncli.inference.tta import tta_note, tta_probabilities
 from cnncli.progress import Counter
 
@@ -237,7 +230,7 @@ def _evaluated(
             thresholds=list(t),
             tuned=tuned,
         )
-        result.worst = _multilabel_worst(y, mm["predicted"], out, paths, m.class_names)
+        result.worst = multilabel_worst(y, mm["predicted"], out, paths, m.class_names)
     else:
         y, out, paths = _run(m, info, split, batch_size, keep, counter)
         means = [tt.mean for tt in info.targets]
@@ -264,13 +257,13 @@ def _evaluated(
             },
             targets=targets,
         )
-        result.worst = _regression_worst(y, out, paths, m.class_names, info.targets)
+        result.worst = regression_worst(y, out, paths, m.class_names, info.targets)
     result.y_true, result.outputs, result.paths = y, out, paths
     result.conversion = (
         f"images read from the dataset ({info.image.describe()}); pixels x {m.scale_text}"
     )
     result.notes = notes
-    _write(result, errors_png, errors_csv, plots, keep, overwrite)
+    write_task_files(result, errors_png, errors_csv, plots, keep, overwrite)
     return result
 
 
@@ -339,38 +332,6 @@ def _run(
     return np.concatenate(ys), np.concatenate(outs), paths
 
 
-def _multilabel_worst(y, pred, probs, paths, names) -> list[dict]:
-    wrong = (pred != y.astype(int)).sum(axis=1)
-    miss = np.abs(probs - y).sum(axis=1)
-    order = sorted(np.flatnonzero(wrong), key=lambda i: (-wrong[i], -miss[i], i))
-    return [
-        {
-            "index": int(i),
-            "path": paths[i],
-            "actual": [n for n, v in zip(names, y[i], strict=True) if v > 0.5],
-            "predicted": [n for n, v in zip(names, pred[i], strict=True) if v],
-            "wrong": int(wrong[i]),
-        }
-        for i in order
-    ]
-
-
-def _regression_worst(y, out, paths, names, targets, limit=SHEET_MAX) -> list[dict]:
-    std = np.array([t.std or 1.0 for t in targets])
-    err = np.abs((out - y) / std).max(axis=1) if len(y) else np.zeros(0)
-    order = sorted(range(len(y)), key=lambda i: (-err[i], i))[:limit]
-    return [
-        {
-            "index": int(i),
-            "path": paths[i],
-            "true": [float(v) for v in y[i]],
-            "predicted": [float(v) for v in out[i]],
-            "error": [float(v) for v in out[i] - y[i]],
-        }
-        for i in order
-    ]
-
-
 def _can_store(m: ModelInfo) -> None:
     from cnncli.models.exported_files import exported_kind
 
@@ -389,51 +350,3 @@ def _store_thresholds(m: ModelInfo, digest: str | None) -> None:
     assert m.path is not None and m.thresholds is not None  # _can_store(m), then tuned
     thresholds = [round(float(t), 4) for t in m.thresholds]
     store_metadata(m.path, {"thresholds": thresholds}, expect_sha256=digest)
-
-
-def _write(result: TaskEvaluation, errors_png, errors_csv, plots, keep, overwrite) -> None:
-    if errors_csv is not None:
-        _write_csv(result, errors_csv, overwrite)
-        result.files["errors_csv"] = str(errors_csv)
-    if errors_png is not None:
-        images = keep.images()
-        shown = [w for w in result.worst if w["index"] in images][:SHEET_MAX]
-        items = []
-        for rank, w in enumerate(shown, 1):
-            if result.task == "multilabel":
-                text = multilabel_caption(
-                    rank, w["actual"], w["predicted"], w["path"], w["wrong"], result.names
-                )
-            else:
-                text = regression_caption(rank, w["true"], w["predicted"], w["path"])
-            items.append((images[w["index"]], text))
-        if result.task == "multilabel":
-            title = f"{len(result.worst)} of {result.count} with wrong labels ({result.split})"
-            title += "\nmost wrong labels first"
-        else:
-            title = f"the {len(shown)} largest errors of {result.count} ({result.split})"
-        write_sheet(items, title, errors_png, overwrite, cell=280)  # long captions: wide cells
-        result.files["errors_png"] = str(errors_png)
-    for kind, path in plots.items():
-        from cnncli.inference.task_plots import draw_plot
-
-        draw_plot(kind, result, path)
-        result.files[f"{kind}_png"] = str(path)
-
-
-def _write_csv(result: TaskEvaluation, path, overwrite: bool) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    if result.task == "multilabel":
-        w.writerow(["path", "actual", "predicted", "wrong"])
-        for r in result.worst:
-            w.writerow([r["path"], ";".join(r["actual"]), ";".join(r["predicted"]), r["wrong"]])
-    else:
-        names = result.names
-        w.writerow(["path", *(f"true_{n}" for n in names), *(f"pred_{n}" for n in names)])
-        for r in result.worst:
-            w.writerow(
-                [r["path"], *map(format_value, r["true"]), *map(format_value, r["predicted"])]
-            )
-    with atomic_file(path, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(buf.getvalue(), encoding="utf-8")
