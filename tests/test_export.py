@@ -125,21 +125,21 @@ def test_predict_cli_prints_the_same_table_for_a_tflite(trained, cli):
 
 
 def test_int8_gains_are_worded_as_gains():
-    from cnncli.cli.export import int8_line
+    from cnncli.export.check_tasks import points_line
 
-    assert int8_line(-0.0028, "x") == "int8 gained 0.28 points of accuracy on x"
-    assert int8_line(0.0111, "x") == "int8 lost 1.11 points of accuracy on x"
-    assert int8_line(0.0, "x") == "int8 cost no accuracy on x"
+    assert points_line(-0.0028, "accuracy", "x") == "int8 gained 0.28 points of accuracy on x"
+    assert points_line(0.0111, "accuracy", "x") == "int8 lost 1.11 points of accuracy on x"
+    assert points_line(0.0, "accuracy", "x") == "int8 cost no accuracy on x"
 
 
 def test_int8_reports_accuracy_lost_within_bound(trained):
     r = trained["int8"]
     assert r.exit_code == 0, r.output
-    from cnncli.cli.export import int8_line
+    from cnncli.export.check_tasks import points_line
 
     side = json.loads((trained["out"] / "q.tflite.cnncli.json").read_text(encoding="utf-8"))
     c = side["check"]
-    said = int8_line(c["accuracy_lost"], "X").removesuffix(" on X")  # lost, gained or none
+    said = points_line(c["accuracy_lost"], "accuracy", "X").removesuffix(" on X")
     assert said in " ".join(r.stderr.split())
     assert side["int8"] and c["tolerance"] is None and c["images"] == 9
     assert abs(c["accuracy_lost"]) <= INT8_BOUND and c["top1_agreement"] >= 1 - INT8_BOUND

@@ -85,35 +85,15 @@ def export_command(
 
 def _render(result) -> None:
     from cnncli.cli import console
+    from cnncli.export.check_tasks import int8_lines, summary_rows
 
-    c = result.check
-    where = c.images_from + (f" ({c.split})" if c.split else "")
-    rows = [
-        ("images", f"{c.images} from {where}"),
-        ("top-1 agreement", "-" if c.top1_agreement is None else f"{c.top1_agreement:.4f}"),
-        (
-            "max abs difference",
-            f"{c.max_abs_diff:.3g}"
-            + ("" if c.tolerance is None else f" (allowed {c.tolerance:.3g})"),
-        ),
-    ]
-    if c.keras_accuracy is not None:
-        rows.append(
-            ("accuracy keras / export", f"{c.keras_accuracy:.4f} / {c.exported_accuracy:.4f}")
-        )
     kind = "LiteRT int8" if result.int8 else result.format
-    console.print_table(["check", "result"], rows, title=f"{kind}: {result.path}")
+    console.print_table(
+        ["check", "result"], summary_rows(result.check), title=f"{kind}: {result.path}"
+    )
     console.info(f"wrote {result.path} ({result.size:,} bytes) and {result.sidecar}")
-    if result.int8 and c.accuracy_lost is not None:
-        console.info(int8_line(c.accuracy_lost, where))
-
-
-def int8_line(lost: float, where: str) -> str:
-    """What int8 cost on the check images, a gain said as a gain (issue 28 §12)."""
-    points = abs(lost) * 100
-    if points < 0.005:
-        return f"int8 cost no accuracy on {where}"
-    return f"int8 {'lost' if lost > 0 else 'gained'} {points:.2f} points of accuracy on {where}"
+    for line in int8_lines(result.check) if result.int8 else []:
+        console.info(line)
 
 
 def register(app: typer.Typer) -> None:

@@ -163,7 +163,9 @@ def _run_check(info, exported, dataset, int8: bool, progress) -> checks.CheckRes
     from cnncli.inference.evaluate import default_split
 
     split = default_split(dataset)
-    labelled = dataset.task == "classify" and dataset.num_classes == info.head.num_classes
+    labelled = dataset.task == info.task and dataset.output_size == (
+        info.head.num_classes if info.task == "classify" else len(info.class_names)
+    )
     batches = checks.dataset_batches(dataset, split, labelled)
     return checks.compare(
         info, exported, batches, dataset.count(split), int8, str(dataset.path), split, progress
