@@ -197,4 +197,7 @@ def test_two_processes_joined_share_the_total(dataset, tmp_path, storage):
     assert folders == [f"{t.number:04d}" for t in done]  # no folder of a skipped trial
     for t in done:
         assert (study / "trials" / f"{t.number:04d}" / "best.keras").is_file()
-    assert json.loads(out2)["counts"]["complete"] == 5
+    # the joined process stops once the total is finished or being finished: the other
+    # process's last trial may still be running when it reports
+    counts = json.loads(out2)["counts"]
+    assert counts["complete"] + counts["running"] == 5 and counts["complete"] >= 4
