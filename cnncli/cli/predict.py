@@ -182,12 +182,7 @@ class PredictionSink:
             self.writer.writerow(csv_header(stream.top_k, stream.model))
         if self.as_json:
             data = stream.result(self.kept).to_json()
-            if self.file is None:
-                console.print_json(data)
-            else:
-                import json
-
-                self.file.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+            console.print_json(data, file=self.file)
         elif self.table and self.count <= TABLE_ROWS:
             _render_predictions(stream.result(self.kept))
         elif self.table:
