@@ -91,7 +91,7 @@ def predict_command(
         raise UsageError("--json and --csv are exclusive", "choose one output format")
     inputs = expand_inputs(inputs, files_list)
     fast = FastModel(model, "keras" if tta else runtime, unsafe)  # --tta: as evaluate's
-    check_first(fast.path, inputs)
+    fast.file = check_first(fast.path, inputs)  # read once, passed on to the model's opening
     if output is not None and output.exists() and not overwrite:
         raise OutputExistsError(output)
     sink = PredictionSink(json_out, csv_out, output, overwrite, console.stdout_is_terminal())
