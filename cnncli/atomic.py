@@ -17,14 +17,14 @@ import shutil
 import tempfile
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnncli.claims import HOST, claim, process_alive
-from cnncli.errors import OutputExistsError, bytes_text
+from cnncli.claims import HOST, check_free, claim, process_alive
+from cnncli.errors import OutputExistsError, UsageError, bytes_text
 from cnncli.notices import say
 
 KINDS = ("tmp", "partial", "old", "scratch")
@@ -32,6 +32,23 @@ HOST_TAG = f"{zlib.crc32(HOST.encode('utf-8')) & 0xFFFF:04x}"
 _TEMP_NAME = re.compile(
     r"^\.(?P<target>.+)\.(?P<kind>tmp|partial|old|scratch)-(?P<pid>\d+)-(?P<tag>[0-9a-f]{8})"
 )
+
+
+def rename(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Rename `src` to `dst` in one step, replacing `dst` (both on one file system): a reader
+    sees the old `dst` or the new one, never a half. Every rename in cnncli goes through
+    here. Returns `dst`."""
+    os.replace(src, dst)
+    return Path(dst)
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Move `path` to `.NAME.old-PID-TAG` beside it (one rename) and return where it went:
+    what a command that rebuilds `path` in place keeps until it is done, then deletes, or
+    puts back with `rename(old, path)` when it fails (clean_debris removes one left by a
+    process that is gone)."""
+    old = temp_path(Path(path), "old")
+    return rename(path, old)
 
 
 def temp_path(path: Path, kind: str) -> Path:
@@ -163,11 +180,11 @@ def atomic_file(
         with scratch(path) as folder:
             inside = folder / path.name
             yield inside
-            os.replace(inside, path)
+            rename(inside, path)
         return
     try:
         yield tmp
-        os.replace(tmp, path)
+        rename(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -215,11 +232,11 @@ def recover_swap(
     ]
     what = f"a replacement by process {t.pid} (--overwrite) was stopped between its two renames"
     if news:
-        os.replace(news[0], path)
+        rename(news[0], path)
         shutil.rmtree(old, ignore_errors=True)
         line = f"recovered {path}: {what}; finished it: its new version, complete, is in place"
     else:
-        os.replace(old, path)
+        rename(old, path)
         line = (
             f"recovered {path}: {what}; its new version was incomplete, so the previous "
             "one is back in place"
@@ -254,11 +271,61 @@ def atomic_dir(
                 if not overwrite:  # made meanwhile by a writer that does not claim
                     raise OutputExistsError(path)
                 old = temp_path(path, "old")
-                os.replace(path, old)
-                os.replace(tmp, path)
+                rename(path, old)
+                rename(tmp, path)
                 shutil.rmtree(old, ignore_errors=True)
             else:
-                os.replace(tmp, path)
+                rename(tmp, path)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_replaceable(
+    path: str | os.PathLike,
+    overwrite: bool,
+    what: str,
+    marker: str | Sequence[str],
+    *,
+    wrote: Callable[[Path], bool] | None = None,
+    inputs: Sequence[str | os.PathLike | None] = (),
+    empty_is_free: bool = False,
+    replacer: str = "--overwrite",
+    hint: str = "choose another output folder",
+) -> None:
+    """May a command replace the output folder `path`? Raises when not; changes nothing.
+    The one rule of every command that writes a folder:
+    - another process writes or reads `path` (holds its claim): BusyError, always;
+    - nothing at `path`: yes; an empty folder, where `empty_is_free`, is used as it is;
+    - it exists and not `overwrite`: OutputExistsError;
+    - with `overwrite`, only a folder this command wrote: one holding `marker` (a name or
+      glob patterns; `wrote(path)` decides instead where given), or an empty one; never a
+      file, nor a folder holding one of `inputs`.
+    `what` names such a folder ("a cnncli run folder") and `replacer` what would replace
+    it, in the one-line message."""
+    path = Path(path)
+    check_free(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    empty = path.is_dir() and not any(path.iterdir())
+    if empty and empty_is_free:
+        return
+    if not overwrite:
+        raise OutputExistsError(path)
+    if not path.is_dir():
+        raise UsageError(f"{path} exists and is not a folder", hint)
+    real = os.path.realpath(path)
+    for source in inputs:
+        if source is None:
+            continue
+        held = os.path.realpath(source)
+        if held == real or held.startswith(real.rstrip(os.sep) + os.sep):
+            raise UsageError(
+                f"{path} holds the inputs ({source}); {replacer} would delete them", hint
+            )
+    markers = [marker] if isinstance(marker, str) else list(marker)
+    mine = wrote(path) if wrote is not None else any(any(path.glob(m)) for m in markers)
+    if not (empty or mine):
+        raise UsageError(
+            f"{path} is not {what} (no {markers[0]}), so {replacer} will not replace it", hint
+        )

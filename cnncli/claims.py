@@ -304,6 +304,32 @@ def holds(target: str | os.PathLike) -> str | None:
     return None if held is None else "write" if held.exclusive else "read"
 
 
+def check_free(target: str | os.PathLike) -> None:
+    """Raise BusyError when another process writes or reads `target` (holds its claim), so
+    a command that would replace it is refused before any work. Takes no claim: the writer
+    takes its own when writing starts."""
+    target = Path(target)
+    lock = lock_path(target)
+    if holds(target) is not None or not lock.exists():
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        free = _flock(fd, exclusive=True)  # released as the descriptor closes
+    finally:
+        os.close(fd)
+    if fcntl is None:  # pragma: no cover - Windows: the pids in the files decide
+        info = _read_info(lock)
+        mine = info.get("pid") == os.getpid()
+        free = not (info and holder_alive(info) and not mine) and not any(
+            i and holder_alive(i) for _, i in _readers(target)
+        )
+    if not free:
+        raise _busy(target, lock)
+
+
 @contextmanager
 def claim(target: str | os.PathLike, what: str | None) -> Iterator[Path]:
     """Hold the write claim on `target` for the block (BusyError if another holds it)."""

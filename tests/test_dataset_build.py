@@ -308,7 +308,7 @@ def test_atomic_failure_mid_build_and_overwrite(tmp_path, facade):
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     with pytest.raises(UsageError, match="holds the inputs .*--overwrite would delete them"):
         build_dataset(folder, tmp_path, labels=table, overwrite=True)
-    with pytest.raises(UsageError, match="is not a cnncli dataset; --overwrite only replaces"):
+    with pytest.raises(UsageError, match="is not a cnncli dataset .no manifest.json., so --ov"):
         build_dataset(folder, tmp_path / "notes", labels=table, overwrite=True)
     assert (folder / "BV000.png").is_file() and (tmp_path / "notes" / "keep.txt").is_file()
 

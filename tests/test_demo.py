@@ -125,7 +125,10 @@ def test_refuses_a_folder_it_did_not_write(tmp_path, cli):
     result = cli("demo", "-o", str(foreign))
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "was not written by cnncli demo" in lines[0], result.stderr
+    assert lines == [
+        f"error: {foreign} is not a cnncli demo folder (no .cnncli-demo.json), so cnncli demo "
+        "will not replace it: choose another folder with -o DIR"
+    ], result.stderr
     assert (foreign / "mine.png").read_bytes() == b"x"
 
 

@@ -99,7 +99,7 @@ def test_piped_stdout_gets_plain_lines_in_order(cli, shapes, csv_top2):
 
 def test_terminal_table_then_summary_past_table_rows(cli, shapes, monkeypatch):
     import cnncli.cli.console as console
-    import cnncli.cli.evaluate as command
+    import cnncli.cli.predict as command
 
     monkeypatch.setattr(console, "stdout_is_terminal", lambda: True)
     files = sorted((shapes["images"] / "square").glob("*.png"))[:2]

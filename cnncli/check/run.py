@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.atomic import atomic_dir, write_json, write_text
+from cnncli.atomic import atomic_dir, check_replaceable, write_json, write_text
 from cnncli.check import duplicates as dup
 from cnncli.check import label_issues as li
 from cnncli.check import quality
@@ -22,8 +22,6 @@ from cnncli.claims import reading_arg
 from cnncli.datasets.shards import csv_text
 from cnncli.datasets.store import DatasetInfo, dataset_folder, open_dataset
 from cnncli.datasets.targets import format_values
-from cnncli.errors import OutputExistsError
-from cnncli.inference.activations import check_replaceable
 from cnncli.progress import Counter, Progress
 
 REPORT_DIR = "check"  # the default report folder, inside the dataset
@@ -92,9 +90,7 @@ def check_report_target(info: DatasetInfo, out, overwrite: bool) -> Path:
     """The report folder: `out` or DATASET/check; an existing one is refused without
     `overwrite`, and with it anything but an earlier check report."""
     target = Path(out) if out is not None else info.path / REPORT_DIR
-    if target.exists() and not overwrite:
-        raise OutputExistsError(target)
-    check_replaceable(target, ["check.json"], "a cnncli check report (no check.json)")
+    check_replaceable(target, overwrite, "a cnncli check report", "check.json")
     return target
 
 

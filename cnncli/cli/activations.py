@@ -61,10 +61,10 @@ def activations_command(
     from cnncli.cli.progress import ProgressBar
     from cnncli.inference.activations import activations, result_rows, to_json
 
-    check_first(model, images)
+    checked = check_first(model, images) or model  # a Keras file: read once, passed on
     with ProgressBar("activations") as bar:
         result = activations(
-            model,
+            checked,
             images,
             out,
             layers=layers,
@@ -138,10 +138,10 @@ def embed_command(
     from cnncli.cli.progress import ProgressBar
     from cnncli.inference.embed import embed
 
-    check_first(model, inputs)
+    checked = check_first(model, inputs) or model  # a Keras file: read once, passed on
     with ProgressBar("embed") as bar:
         result = embed(
-            model,
+            checked,
             inputs,
             layer=layer,
             out_csv=out,

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -47,10 +47,14 @@ def escape(text: str) -> str:
     return _escape(str(text))
 
 
-def print_json(data: Any) -> None:
-    """Machine-readable output: plain JSON on stdout, UTF-8, no colour."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-    sys.stdout.flush()
+def print_json(data: Any, one_line: bool = False, file: TextIO | None = None) -> None:
+    """Machine-readable output, the one way every command prints it: plain JSON on stdout
+    (or into `file`), UTF-8 characters kept, no colour, indented by 2 (`one_line`: a JSON
+    Lines record), values JSON lacks (paths) as strings, a newline at the end."""
+    out = sys.stdout if file is None else file
+    indent = None if one_line else 2
+    out.write(json.dumps(data, ensure_ascii=False, indent=indent, default=str) + "\n")
+    out.flush()
 
 
 def make_table(

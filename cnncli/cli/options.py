@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 OverwriteOpt = Annotated[
     bool,

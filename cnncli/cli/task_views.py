@@ -1,5 +1,5 @@
 """How evaluate and predict show a multi-label or regression model's results (rich tables);
-the classifier's views are in cnncli.cli.evaluate."""
+the classifier's views are in cnncli.cli.evaluate and cnncli.cli.predict."""
 
 from __future__ import annotations
 

@@ -8,12 +8,10 @@ per epoch with its running loss and accuracy, replaced by that epoch's line when
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnncli.cli.console import err_console, escape, info, print_table
+from cnncli.cli.console import err_console, escape, info, print_json, print_table
 from cnncli.training.events import TrainEvents
 
 if TYPE_CHECKING:
@@ -109,8 +107,7 @@ class TrainingView(TrainEvents):
 
     def epoch_end(self, report) -> None:
         if self.json_log:
-            sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            print_json(report.to_dict(), one_line=True)
         if self.progress is not None and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None

@@ -21,14 +21,13 @@ so that one run lists every problem at once.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cnncli import __version__
-from cnncli.atomic import atomic_dir, write_json
+from cnncli.atomic import atomic_dir, check_replaceable, write_json
 from cnncli.claims import claimed
 from cnncli.datasets.convert import ConvertJob
 from cnncli.datasets.corrections import apply_corrections
@@ -57,7 +56,6 @@ from cnncli.datasets.workers import pool_plan
 from cnncli.errors import (
     DatasetError,
     InputError,
-    OutputExistsError,
     UsageError,
     not_found,
     writing,
@@ -370,31 +368,10 @@ def _check_paths(images_dir: Path, out_dir: Path, labels, overwrite: bool, split
     if not images_dir.is_dir():
         what = "not found" if not_found(images_dir) else "is not a folder"
         raise InputError(f"image folder {images_dir} {what}", "give the folder holding the images")
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(out_dir)
-    if out_dir.exists():
-        _check_replaceable(out_dir, images_dir, labels)
+    inputs = (images_dir, labels)
+    check_replaceable(out_dir, overwrite, "a cnncli dataset", "manifest.json", inputs=inputs)
     if split_col and not labels:
         raise UsageError("--split-col needs a label table", "pass --labels TABLE.csv")
-
-
-def _check_replaceable(out_dir: Path, images_dir: Path, labels) -> None:
-    """--overwrite replaces an earlier dataset, never the inputs or some other folder."""
-    out_real = os.path.realpath(out_dir)
-    for source in (images_dir, labels):
-        if source is None:
-            continue
-        real = os.path.realpath(source)
-        if real == out_real or real.startswith(out_real.rstrip(os.sep) + os.sep):
-            raise UsageError(
-                f"{out_dir} holds the inputs ({source}); --overwrite would delete them",
-                "choose another output folder",
-            )
-    if not (out_dir / "manifest.json").is_file():
-        raise UsageError(
-            f"{out_dir} exists and is not a cnncli dataset; --overwrite only replaces datasets",
-            "choose another output folder, or remove it yourself",
-        )
 
 
 def _check_train(counts, class_names, problems, given) -> None:

@@ -9,16 +9,14 @@ from one of the same photos. Every step calls the library function its own comma
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli import __version__
-from cnncli.atomic import write_json
-from cnncli.errors import CnnError, UsageError
+from cnncli import __version__, claims
+from cnncli.atomic import check_replaceable, clean_debris, rename, set_aside, write_json
+from cnncli.errors import CnnError
 from cnncli.training.events import TrainingInterrupted
 
 MARKER = ".cnncli-demo.json"
@@ -89,23 +87,17 @@ def _read_marker(folder: Path) -> dict | None:
 
 
 def check_demo_dir(out_dir: Path) -> None:
-    """Refuse a folder the demo did not write (it would be replaced)."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise UsageError(f"{out_dir} exists and is not a folder", "choose another -o DIR")
-    if any(out_dir.iterdir()) and _read_marker(out_dir) is None:
-        raise UsageError(
-            f"{out_dir} is not empty and was not written by cnncli demo, so it is left alone",
-            "choose another folder with -o DIR",
-        )
-
-
-def _cleanup_leftovers(out_dir: Path) -> None:
-    """Remove earlier demo folders set aside by an interrupted run (kill -9)."""
-    for old in out_dir.parent.glob(f".{out_dir.name}.old-*"):
-        if old.is_dir() and _read_marker(old) is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    """Refuse a folder the demo did not write (the demo replaces its own earlier output,
+    without --overwrite), or one another process writes."""
+    check_replaceable(
+        out_dir,
+        True,
+        "a cnncli demo folder",
+        MARKER,
+        wrote=lambda folder: _read_marker(folder) is not None,
+        replacer="cnncli demo",
+        hint="choose another folder with -o DIR",
+    )
 
 
 def run_demo(
@@ -123,12 +115,14 @@ def run_demo(
     options.check()  # a bad --epochs is refused before anything is done
     check_demo_dir(out_dir)
     samples = sample_data_dir()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _cleanup_leftovers(out_dir)
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.replace(out_dir, old)
+    with claims.claim(out_dir, "cnncli demo"):  # one demo at a time writes `out_dir`
+        clean_debris(out_dir.parent, out_dir.name, claimed=True)  # a killed run's set-aside
+        check_demo_dir(out_dir)  # again, now that no other process can write it
+        return _run_claimed(out_dir, samples, events, options)
+
+
+def _run_claimed(out_dir: Path, samples: Path, events: DemoEvents, options) -> DemoResult:
+    old = set_aside(out_dir) if out_dir.exists() else None
     out_dir.mkdir()
     marker = {"written_by": "cnncli demo", "cnncli_version": __version__, "status": "running"}
     write_json(out_dir / MARKER, marker)
@@ -137,7 +131,7 @@ def run_demo(
     except BaseException as e:
         shutil.rmtree(out_dir, ignore_errors=True)
         if old is not None:
-            os.replace(old, out_dir)
+            rename(old, out_dir)
         if isinstance(e, TrainingInterrupted):  # its "--resume" hint names a folder now gone
             raise KeyboardInterrupt from None
         raise

@@ -24,6 +24,7 @@ from pathlib import Path
 from cnncli.errors import BusyError, CnnError, InputError, UsageError
 from cnncli.export.sidecar import file_sha256
 from cnncli.models.formats import EXTRA, get_format, missing_packages
+from cnncli.models.model_file import ModelFile, read_model_file
 
 RUNTIMES = ("auto", "keras", "onnx", "litert")
 # Which fast runtime `auto` makes a copy for (bench/bench_predict_runtime.py measures both):
@@ -41,9 +42,9 @@ _SUFFIX = {"onnx": ".onnx", "litert": ".tflite"}
 
 @dataclass
 class Chosen:
-    """What predict/evaluate should open: `model` (a path for Keras, or the fast copy's
-    ModelInfo named after the model file), the runtime, and the line that says why Keras
-    was used or that the copy was made (None: nothing to say)."""
+    """What predict/evaluate should open: `model` (for Keras a path, or the ModelFile read
+    already; or the fast copy's ModelInfo named after the model file), the runtime, and
+    the line that says why Keras was used or that the copy was made (None: nothing to say)."""
 
     model: object
     runtime: str
@@ -62,15 +63,16 @@ class FastModel:
         self.path = model_file(model)
         self.unsafe = unsafe
         self.chosen: Chosen | None = None
+        self.file: ModelFile | None = None  # the Keras file as the command's check read it
 
     def open_model(self):
         """The ModelInfo of the fast copy (named after the model file) or of the Keras model,
         with the line that says why Keras, or that the copy was made, among its notes."""
         from cnncli.inference.model import open_model
 
-        self.chosen = choose_runtime(self.path, self.runtime, self.unsafe)
+        self.chosen = choose_runtime(self.path, self.runtime, self.unsafe, self.file)
         model = self.chosen.model
-        if not hasattr(model, "notes"):
+        if not hasattr(model, "notes"):  # Keras: the file's path, or its ModelFile
             model = open_model(model, unsafe=self.unsafe)
         if self.chosen.note:
             model = replace(model, notes=[*model.notes, self.chosen.note])
@@ -105,12 +107,14 @@ def model_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def choose_runtime(model, runtime: str = "auto", unsafe: bool = False) -> Chosen:
+def choose_runtime(
+    model, runtime: str = "auto", unsafe: bool = False, file: ModelFile | None = None
+) -> Chosen:
     """Which runtime answers for `model` (a path: a .keras/.h5 file, a run folder, or an
     exported .onnx/.tflite file) under --runtime `runtime`, with the fast copy opened (made
-    first when there is none). Reads no TensorFlow unless the copy must be made."""
+    first when there is none). Reads no TensorFlow unless the copy must be made. `file`:
+    the Keras file as the caller read it (read here otherwise), its sha256 the copy's key."""
     from cnncli.inference.runtimes import exported_kind
-    from cnncli.models.io import check_model_file
 
     runtime = check_runtime(runtime)
     path = model_file(model)
@@ -122,20 +126,20 @@ def choose_runtime(model, runtime: str = "auto", unsafe: bool = False) -> Chosen
                 "leave out --runtime, or give the .keras file it was exported from",
             )
         return Chosen(path, kind)
+    keras = file if file is not None and file.path == path else path  # what Keras opens
     if runtime == "keras":
-        return Chosen(path, "keras")
+        return Chosen(keras, "keras")
     fmt = PREFERRED if runtime == "auto" else runtime
     missing = missing_packages(get_format(fmt))
     if missing:
         if runtime == "auto":
-            return Chosen(path, "keras")  # the export extra is not installed: Keras, silently
+            return Chosen(keras, "keras")  # the export extra is not installed: Keras, silently
         raise UsageError(
             f"--runtime {fmt} needs {', '.join(missing)}, which "
             f"{'is' if len(missing) == 1 else 'are'} not installed",
             f"install them: {EXTRA}, or use --runtime keras",
         )
-    check_model_file(path)
-    return _fast_copy(path, fmt, file_sha256(path), unsafe)
+    return _fast_copy(read_model_file(keras), fmt, unsafe)
 
 
 def cache_folders(model: Path) -> list[Path]:
@@ -158,7 +162,8 @@ def record_path(copy: Path) -> Path:
     return copy.with_name(copy.name + RECORD_SUFFIX)
 
 
-def _fast_copy(path: Path, fmt: str, sha: str, unsafe: bool) -> Chosen:
+def _fast_copy(file: ModelFile, fmt: str, unsafe: bool) -> Chosen:
+    path, sha = file.path, file.sha256
     stale: str | None = None
     for place in cache_folders(path):
         found = _use_copy(path, copy_path(place, path, sha, fmt), sha, fmt)
@@ -170,16 +175,16 @@ def _fast_copy(path: Path, fmt: str, sha: str, unsafe: bool) -> Chosen:
     if folder is None:
         where = " and ".join(str(f) for f in folders)
         return Chosen(
-            path,
+            file,
             "keras",
             f"runtime: Keras, as no folder can hold the fast {fmt} copy ({where}: read-only)",
         )
     copy = copy_path(folder, path, sha, fmt)
     try:
-        return _make_copy(path, copy, sha, fmt, unsafe, stale)
+        return _make_copy(file, copy, fmt, unsafe, stale)
     except BusyError:
         return Chosen(
-            path,
+            file,
             "keras",
             f"runtime: Keras this time, as another cnncli is making "
             f"the fast {fmt} copy ({copy}) now",
@@ -237,15 +242,14 @@ def _writable(folder: Path) -> bool:
     return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
 
 
-def _make_copy(
-    model: Path, copy: Path, sha: str, fmt: str, unsafe: bool, stale: str | None
-) -> Chosen:
-    """Export `model` to `copy` under the record's claim, then write the record."""
+def _make_copy(file: ModelFile, copy: Path, fmt: str, unsafe: bool, stale: str | None) -> Chosen:
+    """Export the model `file` to `copy` under the record's claim, then write the record."""
     from cnncli import __version__
     from cnncli.atomic import write_json
     from cnncli.claims import claim
     from cnncli.errors import ModelError
 
+    model, sha = file.path, file.sha256
     record = record_path(copy)
     copy.parent.mkdir(parents=True, exist_ok=True)
     with claim(record, "cnncli: making a fast copy"):
@@ -261,11 +265,11 @@ def _make_copy(
             "cnncli_version": __version__,
         }
         try:
-            result = _export(model, fmt, copy, unsafe)
+            result = _export(file, fmt, copy, unsafe)
         except ModelError as e:  # a conversion or agreement check that failed: remember it
             write_json(record, {**rec, "status": "failed", "reason": e.message})
             return Chosen(
-                model,
+                file,
                 "keras",
                 f"runtime: Keras, as its {fmt} copy failed the "
                 f"agreement check: {e.message} (remembered in {record})",
@@ -284,11 +288,11 @@ def _make_copy(
         made += f"; made again, as {stale}"
     chosen = _use_copy(model, copy, sha, fmt)
     if not isinstance(chosen, Chosen):  # pragma: no cover - replaced between two lines
-        return Chosen(model, "keras", f"runtime: Keras, as {chosen}")
+        return Chosen(file, "keras", f"runtime: Keras, as {chosen}")
     return replace(chosen, note=made)
 
 
-def _export(model: Path, fmt: str, copy: Path, unsafe: bool):
+def _export(model: ModelFile, fmt: str, copy: Path, unsafe: bool):
     """cnncli export's export_model to `copy` (its check on the bundled sample images)."""
     from cnncli.export.run import export_model
 

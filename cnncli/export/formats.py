@@ -5,7 +5,6 @@ cnncli.models.formats."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cnncli.errors import UsageError
@@ -31,16 +30,11 @@ def check_request(fmt: Format, int8: bool, calibration) -> None:
 
 
 def default_output(model_path: Path, fmt: Format, int8: bool = False) -> Path:
-    """`<model name><suffix>` (`best.tflite`, `best.int8.tflite`, `best_savedmodel`) in the
-    model's train run folder when it belongs to a writable one, else in the current folder;
-    never beside a model from elsewhere (a shared or read-only folder)."""
-    from cnncli.inference.split_io import run_folder_of
+    """`<model name><suffix>` (`best.tflite`, `best.int8.tflite`, `best_savedmodel`), placed
+    by cnncli.inference.split_io.default_output_path (the run folder, else here)."""
+    from cnncli.inference.split_io import default_output_path
 
-    name = model_path.stem + (".int8" if int8 else "") + fmt.suffix
-    run = run_folder_of(model_path)
-    if run is not None and os.access(run, os.W_OK):
-        return run / name
-    return Path(name)
+    return default_output_path(model_path, model_path.stem + (".int8" if int8 else "") + fmt.suffix)
 
 
 def checked_output(output: Path, fmt: Format) -> Path:

@@ -26,6 +26,7 @@ from cnncli.export.formats import check_request, checked_output, default_output
 from cnncli.export.sidecar import make_sidecar, model_sha256, sidecar_path
 from cnncli.images import ImageSpec
 from cnncli.models.formats import get_format, require_packages
+from cnncli.models.model_file import read_model_file
 from cnncli.progress import Progress
 
 
@@ -68,13 +69,12 @@ def export_model(
     images of `check` (a dataset folder; default: `calibration`, else a few sample images).
     `int8` (litert only) quantizes with images of `calibration`'s train split.
     `progress(done, total)` counts the checked images. Raises ModelError (exit 1) when a
-    float export differs from the Keras model beyond the tolerance; nothing is left then."""
-    from cnncli.models.io import check_model_file, read_metadata
-
+    float export differs from the Keras model beyond the tolerance; nothing is left then.
+    `model` may be the file's ModelFile as a caller read it: the file is read once."""
     fmt = get_format(format)
     check_request(fmt, int8, calibration)
-    model = Path(model)
-    check_model_file(model)
+    file = read_model_file(model)  # its checks, metadata and sha256, from one open
+    model = file.path
     output = checked_output(output if output is not None else default_output(model, fmt, int8), fmt)
     if output.resolve() == model.resolve():
         raise UsageError(f"-o {output} is the model being exported", "write it elsewhere")
@@ -84,16 +84,17 @@ def export_model(
     require_packages(fmt)
     calibration_set = open_dataset(calibration) if calibration is not None else None
     check_set = open_dataset(check) if check is not None else calibration_set
-    stored = read_metadata(model) or {}
-    if stored.get("image"):
+    stored = file.metadata or {}
+    if stored.get("image"):  # the image it takes, stored: checked before TensorFlow loads
         _check_fits(ImageSpec.from_dict(stored["image"]), calibration_set, check_set)
 
     from cnncli.inference.model import open_model
     from cnncli.inference.runtimes import ExportedModel
 
-    info = open_model(model, unsafe=unsafe)
-    _check_fits(info.image, calibration_set, check_set)
-    side = make_sidecar(info, fmt.name, int8, stored, model)
+    info = open_model(file, unsafe=unsafe)
+    if not stored.get("image"):  # else its input shape's, known once loaded
+        _check_fits(info.image, calibration_set, check_set)
+    side = make_sidecar(info, fmt.name, int8, stored, file)
     representative = None
     if int8:
         representative = representative_images(calibration_set, info.pixel_scale)

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from cnncli.models.model_file import ModelFile
 from cnncli.models.sidecar import (  # reading and checking: re-exported (__all__)
     SIDECAR_SUFFIX,
     SIDECAR_VERSION,
@@ -26,7 +27,8 @@ from cnncli.models.sidecar import (  # reading and checking: re-exported (__all_
 
 def make_sidecar(info, fmt: str, int8: bool, stored: dict | None, source=None) -> dict:
     """The sidecar of `info` (a ModelInfo) exported as `fmt`: `stored` is the metadata read
-    from the source model file (task, thresholds), `source` its path (hashed)."""
+    from the source model file (task, thresholds), `source` its path (hashed) or its
+    ModelFile (hashed as it was read)."""
     from cnncli import __version__
 
     stored = stored or {}
@@ -45,7 +47,9 @@ def make_sidecar(info, fmt: str, int8: bool, stored: dict | None, source=None) -
         value = getattr(info, key, None) or stored.get(key)
         if value:
             side[key] = value
-    if source is not None and Path(source).is_file():
+    if isinstance(source, ModelFile):
+        side["source"] = {"path": str(source.path), "sha256": source.sha256}
+    elif source is not None and Path(source).is_file():
         side["source"] = {"path": str(source), "sha256": file_sha256(source)}
     side["cnncli_version"] = __version__
     return side

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.atomic import atomic_dir
+from cnncli.atomic import atomic_dir, check_replaceable
 from cnncli.drawing.grids import (
     MAX_CHANNELS,
     MIN_PICTURE,
@@ -40,7 +40,7 @@ from cnncli.drawing.grids import (
     value_strip,
 )
 from cnncli.drawing.save import save_png
-from cnncli.errors import OutputExistsError, UsageError
+from cnncli.errors import UsageError
 from cnncli.images import Conversions, collect_images, load_image
 from cnncli.inference.answers import answers
 from cnncli.inference.gradcam import (
@@ -113,20 +113,6 @@ class ActivationsResult:
     notes: list[str]
 
 
-def check_replaceable(folder: Path, markers: Sequence[str], what: str) -> None:
-    """Refuse to replace a folder that is not an earlier output of this command (it has
-    none of `markers`), so --overwrite can never delete an unrelated folder."""
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        raise UsageError(f"{folder} exists and is not a folder", "choose another output")
-    if any(folder.iterdir()) and not any(any(folder.glob(m)) for m in markers):
-        raise UsageError(
-            f"{folder} is not empty and is not {what}, so --overwrite will not replace it",
-            "choose another output folder",
-        )
-
-
 def _unique_names(paths: Sequence[Path]) -> list[str]:
     seen: dict[str, int] = {}
     names = []
@@ -185,10 +171,7 @@ def activations(
         subfolders = len(files) > 1
     folders = [base / name if subfolders else base for name in _unique_names(files)]
     for folder in folders:  # refused before the model (and TensorFlow) loads
-        if overwrite:
-            check_replaceable(folder, ["index.html"], "an activations folder (no index.html)")
-        elif folder.exists():
-            raise OutputExistsError(folder)
+        check_replaceable(folder, overwrite, "an activations folder", "index.html")
     info = open_model(model, unsafe=unsafe, class_names=class_names, pixel_scale=pixel_scale)
     probe = trace_model(info.model)
     chosen = probe.select(layers)
@@ -348,7 +331,6 @@ __all__ = [
     "ImageActivations",
     "LayerOutput",
     "activations",
-    "check_replaceable",
     "result_rows",
     "to_json",
 ]

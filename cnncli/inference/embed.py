@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnncli.atomic import atomic_dir, atomic_file
+from cnncli.atomic import atomic_dir, atomic_file, check_replaceable
 from cnncli.claims import reading_arg
 from cnncli.datasets.store import dataset_folder
 from cnncli.errors import OutputExistsError, UsageError
 from cnncli.images import Conversions, ImageSpec, collect_images, convert_image, load_image
-from cnncli.inference.activations import check_replaceable
 from cnncli.inference.answers import answers, format_value
 from cnncli.inference.model import open_model
 from cnncli.inference.trace import select_layers, trace_model
@@ -223,13 +222,11 @@ def embed(
     label (multi-label model) or target (regression model) the plot is coloured by."""
     out_csv = Path(out_csv)
     cluster_dir = out_csv.with_name(out_csv.stem + "_clusters")
-    if not overwrite:
-        for p in (out_csv, cluster_dir) if clusters else (out_csv,):
-            if p.exists():
-                raise OutputExistsError(p)
-    if overwrite and clusters:
+    if not overwrite and out_csv.exists():
+        raise OutputExistsError(out_csv)
+    if clusters:
         check_replaceable(
-            cluster_dir, ["projection.png", "cluster_*.png"], "an embed clusters folder"
+            cluster_dir, overwrite, "an embed clusters folder", ["projection.png", "cluster_*.png"]
         )
     if clusters is not None and clusters < 1:
         raise UsageError(f"--clusters must be at least 1, got {clusters}")

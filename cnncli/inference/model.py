@@ -21,12 +21,14 @@ from cnncli.images import ImageSpec
 from cnncli.inference.info import ModelInfo, scale_text
 from cnncli.models.head import model_head, outputs_to_probabilities
 from cnncli.models.metadata import check_names_fit, pixel_scale_problem
+from cnncli.models.model_file import ModelFile
 
 DEFAULT_BATCH = 32  # images per forward pass in predict and evaluate
 
 
 def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) -> ModelInfo:
-    """A model file path, a cnncli.models.io LoadedModel, a ModelInfo or a keras.Model ->
+    """A model file path (or its models.model_file ModelFile, as a caller's check read it:
+    not read again), a cnncli.models.io LoadedModel, a ModelInfo or a keras.Model ->
     ModelInfo, with the defaults used for a model saved elsewhere stated in `notes` (the
     image conversion is stated by `conversion`, not repeated there).
 
@@ -43,7 +45,9 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
     if isinstance(model, ModelInfo):
         return _overridden(model, given_names, given_scale)
     path = None
-    if isinstance(model, (str, os.PathLike)):
+    if isinstance(model, ModelFile):  # a Keras file as the caller's checks read it
+        path, model = model.path, _load(model, unsafe)
+    elif isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.exists():
             raise InputError(
@@ -185,7 +189,7 @@ def _note(notes: list[str], text: str) -> None:
         notes.append(text)
 
 
-def _load(path: Path, unsafe: bool):
+def _load(path: Path | ModelFile, unsafe: bool):
     from cnncli.models.io import load_model
 
     return load_model(path, unsafe=unsafe, compile=False)

@@ -54,16 +54,22 @@ def run_folder_of(model_path) -> Path | None:
     return None
 
 
-def default_plot_path(model, split: str, kind: str = "confusion") -> Path:
-    """Where a plot goes by default: `<model name>.<kind>-<split>.png` in the model's run
-    folder when it belongs to a writable one, else in the current folder; never beside a
-    model elsewhere (a shared or read-only folder)."""
+def default_output_path(model, name: str) -> Path:
+    """Where an output named `name` goes by default: in the model's train run folder when
+    it belongs to a writable one, else in the current folder; never beside a model from
+    elsewhere (a shared or read-only folder). `model`: as model_path takes it."""
     path = model_path(model)
-    name = f"{path.stem if path else 'model'}.{kind}-{split}.png"
     run = run_folder_of(path) if path else None
     if run is not None and os.access(run, os.W_OK):
         return run / name
     return Path(name)
+
+
+def default_plot_path(model, split: str, kind: str = "confusion") -> Path:
+    """Where a plot goes by default: `<model name>.<kind>-<split>.png`, placed by
+    default_output_path."""
+    path = model_path(model)
+    return default_output_path(path, f"{path.stem if path else 'model'}.{kind}-{split}.png")
 
 
 def model_path(model) -> Path | None:

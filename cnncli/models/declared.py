@@ -117,20 +117,28 @@ def stored_weight_bytes(path: str | os.PathLike, kind: str) -> int:
         return size
     try:
         with zipfile.ZipFile(path) as z:
-            members = [i for i in z.infolist() if i.filename not in _CONFIG_MEMBERS]
+            return archive_weight_bytes(z, size)
     except (zipfile.BadZipFile, OSError, ValueError):
         return size  # the loader says what is wrong with it
+
+
+def archive_weight_bytes(z: zipfile.ZipFile, size: int) -> int:
+    """stored_weight_bytes of the open `.keras` archive `z`, a file of `size` bytes."""
+    members = [i for i in z.infolist() if i.filename not in _CONFIG_MEMBERS]
     unpacked = sum(i.file_size for i in members)
     packed = min(sum(i.compress_size for i in members), size)
     return min(unpacked, packed * _DEFLATE_MOST)
 
 
-def check_declared_weights(path: str | os.PathLike, kind: str, config) -> None:
+def check_declared_weights(
+    path: str | os.PathLike, kind: str, config, stored: int | None = None
+) -> None:
     """ModelFileError (exit 2) when the architecture `config` of the model file `path`
-    (`kind` 'keras' or 'h5') declares more weight bytes than the file stores: refused from
-    the config alone, before Keras builds anything."""
+    (`kind` 'keras' or 'h5') declares more weight bytes than the file stores (`stored`,
+    else stored_weight_bytes): refused from the config alone, before Keras builds anything."""
     declared = declared_params(config) * BYTES_PER_PARAM
-    stored = stored_weight_bytes(path, kind)
+    if stored is None:
+        stored = stored_weight_bytes(path, kind)
     if declared > 2 * stored + SLACK_BYTES:
         shown = bytes_text(int(declared)) if math.isfinite(declared) else "unbounded"
         raise ModelFileError(

@@ -31,7 +31,7 @@ MIB = 2**20
 CONFIG_LIMIT = 64 * MIB  # the largest Keras architecture configs are a few MB
 METADATA_LIMIT = 1 * MIB  # what cnncli stores is a few KB
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_ZIP_MAGIC = b"PK\x03\x04"
+ZIP_MAGIC = b"PK\x03\x04"
 _OTHER_FORMATS = {
     ".pb": "a TensorFlow SavedModel",
     ".tflite": "a TensorFlow Lite model",
@@ -42,7 +42,7 @@ _OTHER_FORMATS = {
 }
 # what zipfile raises on a damaged archive or member (a bad CRC, a broken deflate stream,
 # an unknown compression method, an encrypted member)
-_ZIP_ERRORS = (
+ZIP_ERRORS = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
     EOFError,
@@ -78,6 +78,18 @@ def check_model_file(path: str | os.PathLike) -> str:
     InputError (exit 2) for a file that is missing, a folder, empty or not a model. Reads 8
     bytes, no TensorFlow: commands call it before TensorFlow loads."""
     path = Path(path)
+    check_model_path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise unreadable(path, e) from None
+    return model_kind(path, head)
+
+
+def check_model_path(path: Path) -> None:
+    """check_model_file's refusals made without opening the file: missing, a folder, a
+    name that is not a Keras model's."""
     if not path.exists():
         raise InputError(f"model file {path} not found", "give the path of a .keras or .h5 file")
     if path.is_dir():
@@ -90,13 +102,18 @@ def check_model_file(path: str | os.PathLike) -> str:
             f"{path} is a folder, not a model file",
             "give a .keras or .h5 file (a train run folder holds best.keras)",
         )
+    kind_from_extension(path)
+
+
+def unreadable(path: Path, e: OSError) -> InputError:
+    return InputError(f"cannot read model file {path} ({e.strerror or e})")
+
+
+def model_kind(path: Path, head: bytes) -> str:
+    """'keras' or 'h5' from the first 8 bytes `head` of the model file `path`;
+    ModelFileError for an empty file or one that is not a model."""
     by_name = kind_from_extension(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise InputError(f"cannot read model file {path} ({e.strerror or e})") from None
-    if head.startswith(_ZIP_MAGIC):
+    if head.startswith(ZIP_MAGIC):
         return "keras"
     if head == _HDF5_MAGIC:
         return "h5"
@@ -137,16 +154,22 @@ def read_member(path: Path, member: str, limit: int) -> bytes | None:
     `limit` bytes read (the directory can lie)."""
     try:
         with zipfile.ZipFile(path) as z:
-            try:
-                info = z.getinfo(member)
-            except KeyError:
-                return None
-            if info.file_size > limit:
-                raise _too_big(path, member, info.file_size, limit)
-            with z.open(info) as f:
-                data = _read_at_most(f, limit + 1)
-    except _ZIP_ERRORS as e:
+            return archive_member(z, path, member, limit)
+    except ZIP_ERRORS as e:
         raise damaged(path, e) from None
+
+
+def archive_member(z: zipfile.ZipFile, path: Path, member: str, limit: int) -> bytes | None:
+    """read_member from the open archive `z` of `path` (zipfile's errors, ZIP_ERRORS, are
+    the caller's)."""
+    try:
+        info = z.getinfo(member)
+    except KeyError:
+        return None
+    if info.file_size > limit:
+        raise _too_big(path, member, info.file_size, limit)
+    with z.open(info) as f:
+        data = _read_at_most(f, limit + 1)
     if len(data) > limit:
         raise _too_big(path, member, None, limit)
     return data
@@ -161,16 +184,17 @@ def _read_at_most(f, most: int) -> bytes:
     return b"".join(chunks)
 
 
-def _open_h5(path: Path):
+def open_h5(path, named: Path | None = None):
+    """The HDF5 file `path` (or an open file object, `named` in messages), read-only."""
     import h5py
 
     try:
         return h5py.File(path, "r")
     except (OSError, RuntimeError, ValueError, KeyError) as e:
-        raise damaged(path, e) from None
+        raise damaged(named or path, e) from None
 
 
-def _h5_attribute(f, path: Path, name: str, limit: int) -> bytes | None:
+def h5_attribute(f, path: Path, name: str, limit: int) -> bytes | None:
     """A root attribute of an HDF5 file as bytes, or None; a damaged attribute heap or an
     attribute over `limit` bytes is refused."""
     try:
@@ -199,13 +223,18 @@ def _parse_json(raw: bytes, path: Path, what: str):
 
 def read_metadata(path: str | os.PathLike) -> dict | None:
     """The cnncli metadata stored in a model file with each key checked (models.metadata
-    check_stored), or None (no TensorFlow import)."""
+    check_stored), or None (no TensorFlow import); models.model_file reads it with the rest."""
     path = Path(path)
     if check_model_file(path) == "keras":
         raw = read_member(path, KERAS_MEMBER, METADATA_LIMIT)
     else:
-        with _open_h5(path) as f:
-            raw = _h5_attribute(f, path, H5_ATTRIBUTE, METADATA_LIMIT)
+        with open_h5(path) as f:
+            raw = h5_attribute(f, path, H5_ATTRIBUTE, METADATA_LIMIT)
+    return parse_metadata(raw, path)
+
+
+def parse_metadata(raw: bytes | None, path: Path) -> dict | None:
+    """The metadata stored as `raw` (None: none stored) in the model file `path`, checked."""
     if raw is None:
         return None
     try:
@@ -252,16 +281,32 @@ def read_config(path: str | os.PathLike) -> dict:
     if check_model_file(path) == "keras":
         raw = read_member(path, "config.json", CONFIG_LIMIT)
         if raw is None:
-            raise ModelFileError(f"{path} has no config.json: not a Keras model archive")
+            raise missing_config(path, "keras")
     else:
-        with _open_h5(path) as f:
-            raw = _h5_attribute(f, path, "model_config", CONFIG_LIMIT)
+        with open_h5(path) as f:
+            raw = h5_attribute(f, path, "model_config", CONFIG_LIMIT)
             if raw is None:
-                what = "weights only" if "model_weights" in f or "layer_names" in f.attrs else ""
-                raise ModelFileError(
-                    f"{path} holds {what or 'no model architecture'}, not a whole model",
-                    "save it with model.save(...), or build the architecture and load the weights",
-                )
+                raise missing_config(path, h5_weights_only(f))
+    return parse_config(raw, path)
+
+
+def missing_config(path: Path, what: str) -> ModelFileError:
+    """A .keras archive without config.json (`what` "keras"), an .h5 file without a model
+    config (`what`: "weights only" or "")."""
+    if what == "keras":
+        return ModelFileError(f"{path} has no config.json: not a Keras model archive")
+    return ModelFileError(
+        f"{path} holds {what or 'no model architecture'}, not a whole model",
+        "save it with model.save(...), or build the architecture and load the weights",
+    )
+
+
+def h5_weights_only(f) -> str:
+    return "weights only" if "model_weights" in f or "layer_names" in f.attrs else ""
+
+
+def parse_config(raw: bytes, path: Path) -> dict:
+    """The architecture config stored as `raw` in the model file `path`, parsed."""
     config = _parse_json(raw, path, "model config")
     if not isinstance(config, dict):
         raise damaged(path, "its model config is not a JSON object")

@@ -41,6 +41,7 @@ from cnncli.models.metadata import (
     format_version_for,
     model_metadata,
 )
+from cnncli.models.model_file import ModelFile, read_model_file
 
 _CODE_LAYERS = {"Lambda", "TFSMLayer", "__lambda__", "JaxLayer", "FlaxLayer", "TorchModuleWrapper"}
 _MODEL_CLASSES = {"Sequential", "Functional", "Model"}
@@ -192,19 +193,20 @@ def unsafe_reasons(config: dict) -> list[str]:
 
 # ------------------------------------------------------------------------- loading
 def load_model(
-    path: str | os.PathLike, *, unsafe: bool = False, compile: bool = False
+    path: str | os.PathLike | ModelFile, *, unsafe: bool = False, compile: bool = False
 ) -> LoadedModel:
-    """Load a .keras or .h5 model with its metadata; refuse code unless `unsafe`.
+    """Load a .keras or .h5 model with its metadata; refuse code unless `unsafe`. `path`:
+    the file, or its ModelFile as a caller read it (read again if the file changed since).
 
     A model saved elsewhere (no cnncli metadata) gets defaults, each stated in
     `metadata.notes`: class names "0".."N-1" (["0","1"] for one sigmoid unit), the image
     conversion its input shape implies, and pixel_scale 1/255.
     """
-    path = Path(path)
-    kind = check_model_file(path)
-    stored = read_metadata(path)
-    config = read_config(path)
-    check_declared_weights(path, kind, config)  # before Keras builds (allocates) anything
+    file = read_model_file(path)  # one open of the file before Keras' own
+    path, kind = file.path, file.kind
+    stored = file.metadata
+    config = file.config
+    check_declared_weights(path, kind, config, file.weight_bytes)  # before Keras builds
     reasons = unsafe_reasons(config)
     if reasons and not unsafe:
         raise ModelError(
@@ -264,6 +266,7 @@ def _load_renamed(path: Path, suffix: str, unsafe: bool, compile: bool):
 
 __all__ = [
     "LoadedModel",
+    "ModelFile",
     "ModelMetadata",
     "check_model_file",
     "default_metadata",
@@ -271,6 +274,7 @@ __all__ = [
     "memoise_keras_skipsets",
     "read_config",
     "read_metadata",
+    "read_model_file",
     "save_model",
     "store_metadata",
     "unsafe_reasons",

@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli.atomic import atomic_dir
+from cnncli.atomic import atomic_dir, check_replaceable
 from cnncli.drawing.lr_plots import LR_COLUMN
-from cnncli.errors import CnnError, InputError, OutputExistsError, UsageError
-from cnncli.inference.activations import check_replaceable
+from cnncli.errors import CnnError, InputError, UsageError
 from cnncli.progress import Progress
 from cnncli.runs import charts, pages
 from cnncli.runs.compute import Parts, compute_parts, missing_parts
@@ -101,10 +100,7 @@ def write_report(
 
 def check_output(target: Path, overwrite: bool) -> None:
     """Refuse an existing output without `overwrite`, and with it anything but a report."""
-    if overwrite:
-        check_replaceable(target, ["index.html"], "a cnncli report (no index.html)")
-    elif target.exists():
-        raise OutputExistsError(target)
+    check_replaceable(target, overwrite, "a cnncli report", "index.html")
 
 
 def run_folder(

@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from cnncli.atomic import atomic_file
+from cnncli.atomic import atomic_file, rename
 from cnncli.errors import writing
 from cnncli.training import rundir
 from cnncli.training.events import EpochReport, TrainEvents
@@ -328,7 +328,7 @@ class RunFolderCallback(keras.callbacks.Callback):
             rundir.write_history(history_csv, st.history)
         last = self.run_dir / rundir.LAST_MODEL
         if pending.exists():  # a rename: no space needed, never half done
-            os.replace(pending, last)
+            rename(pending, last)
         elif not last.exists():  # removed by hand since: saved again from the state's model
             with _writing(last):
                 self.save_model(self.model, last)

@@ -30,13 +30,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from cnncli import __version__, claims
-from cnncli.atomic import clean_debris, write_json, write_text
+from cnncli.atomic import check_replaceable, clean_debris, write_json, write_text
 from cnncli.errors import (
     BusyError,
     CnnError,
     InputError,
-    OutputExistsError,
-    UsageError,
     writing,
 )
 from cnncli.safe_files import read_json_file, read_text_file
@@ -128,18 +126,9 @@ def dataset_of(run_dir) -> Path | None:
 def check_run_dir(path: str | Path, overwrite: bool = False) -> None:
     """Refuse an existing non-empty run folder without overwrite, and with overwrite
     anything but an earlier run folder (one holding run.json), so --overwrite never deletes
-    an unrelated folder. Nothing is changed."""
-    path = Path(path)
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        return
-    if not overwrite:
-        raise OutputExistsError(path)
-    if not (path / RUN_JSON).is_file():
-        raise UsageError(
-            f"{path} is not a cnncli run folder (no {RUN_JSON}), so --overwrite will not "
-            "replace it",
-            "choose another output folder",
-        )
+    an unrelated folder; and one another process writes (atomic.check_replaceable's rule).
+    Nothing is changed."""
+    check_replaceable(path, overwrite, "a cnncli run folder", RUN_JSON, empty_is_free=True)
 
 
 def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
