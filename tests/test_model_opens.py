@@ -59,6 +59,28 @@ def test_predict_opens_the_model_file_once(cli, model):
     assert (ours, by_keras > 0) == (1, True)
 
 
+def test_evaluate_opens_the_model_file_once(cli, model, tiny, tmp_path):
+    path, images = model
+    dataset = tiny.build(images, tmp_path / "ds", val=0.0, test=0.0)
+
+    def evaluate():
+        result = cli(
+            "evaluate",
+            path,
+            dataset,
+            "--split",
+            "train",
+            "--json",
+            "--no-confusion",
+            "--runtime",
+            "keras",
+        )
+        assert result.exit_code == 0, result.output
+
+    ours, by_keras = opens(path, evaluate)
+    assert (ours, by_keras > 0) == (1, True)  # was 3: the task check read it twice more
+
+
 @pytest.mark.slow  # exports (a LiteRT conversion and its check) twice
 def test_export_and_the_fast_copy_open_the_model_file_once(cli, model, tmp_path, monkeypatch):
     pytest.importorskip("ai_edge_litert")

@@ -103,6 +103,7 @@ def evaluate_command(
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on a split
     (multi-label: per-label metrics, micro/macro F1; regression: MAE, RMSE, R² per target)."""
     from cnncli.cli import console, task_views
+    from cnncli.cli.checks import check_first
     from cnncli.cli.progress import ProgressBar
     from cnncli.export.cache import FastModel
     from cnncli.inference.evaluate import DEFAULT_PLACE, evaluate
@@ -113,6 +114,7 @@ def evaluate_command(
     if no_confusion and any(p is not None for p in (confusion, scatter, residuals)):
         raise UsageError("--no-confusion and a plot's path contradict each other")
     plot, fig = (None, None) if no_confusion else (confusion or DEFAULT_PLACE, DEFAULT_PLACE)
+    fast.file = check_first(fast.path)  # read once, passed on to the checks and the opening
     with ProgressBar("evaluate") as bar:
         result = evaluate(
             fast,

@@ -128,6 +128,7 @@ def tuning_claim(model, tune: bool) -> Iterator[str | None]:
     checks again before writing. Yields None when `tune` is False or `model` is no path
     (a FastModel from predict/evaluate's --runtime is its model file's path here)."""
     model = model_file_of(model)
+    model = getattr(model, "path", model)  # a ModelFile: its path
     if not tune or not isinstance(model, (str, os.PathLike)):
         yield None
         return

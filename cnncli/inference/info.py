@@ -72,7 +72,8 @@ def scale_text(scale: float) -> str:
 def model_file_of(model):
     """The model file a command was given, for the checks made before anything loads: a
     path as it is, a FastModel (cnncli.export.cache: predict and evaluate's --runtime) as
-    the file it opens; anything else (a loaded model) as it is."""
+    the file it opens (its ModelFile when the command's check read it: cnncli.cli.checks);
+    anything else (a loaded model) as it is."""
     if hasattr(model, "open_model") and hasattr(model, "path"):
-        return model.path
+        return getattr(model, "file", None) or model.path
     return model

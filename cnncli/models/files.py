@@ -255,13 +255,16 @@ def check_model_task(
     """Refuse (InputError, exit 2) a Keras model file whose stored cnncli metadata names
     another task than the dataset's (`info`, a DatasetInfo), from the file alone, before
     TensorFlow loads. A model without cnncli metadata, a loaded model or another format is
-    left to the checks made once it is loaded."""
-    if not isinstance(model, (str, os.PathLike)):
+    left to the checks made once it is loaded. `model` may be the file as already read
+    (a cnncli.models.model_file.ModelFile): its metadata is not read again."""
+    if hasattr(model, "metadata") and hasattr(model, "sha256"):  # a ModelFile
+        meta = model.metadata
+    elif not isinstance(model, (str, os.PathLike)):
         return
-    path = Path(model)
-    if path.suffix.lower() not in EXTENSIONS or not path.is_file():
+    elif Path(model).suffix.lower() not in EXTENSIONS or not Path(model).is_file():
         return
-    meta = read_metadata(path)
+    else:
+        meta = read_metadata(Path(model))
     if meta is None:
         return
     mine, task = str(meta.get("task") or "classify"), info.task
