@@ -370,7 +370,7 @@ def scale_check(root: Path, counts: list[int]) -> None:
             small = rng.integers(0, 256, (6, 6), dtype=np.uint8)
             pic = Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC)
             pic.save(images / f"s{i:05d}.png")
-            rows.append((f"s{i:05d}.png", f"c{i % 10}", "test" if i % 5 == 0 else "train"))
+            rows.append((f"s{i:05d}.png", f"c{i % 10}", "test" if (i // 10) % 5 == 0 else "train"))
         with open(folder / "labels.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["image", "label", "split"])
