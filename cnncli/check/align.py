@@ -47,7 +47,7 @@ def zoom_matrix(side: int, scale: float) -> np.ndarray:
     return out
 
 
-def _normalized(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows (..., D) with mean 0 and norm 1 (a constant row stays 0)."""
     x = x - x.mean(axis=-1, keepdims=True)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -95,7 +95,7 @@ def _aligned(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     template = np.zeros_like(a)
     for z, scale in enumerate(SCALES):
         crop = _zoomed(a, scale)[:, s:-s, s:-s]
-        template[:, :inner, :inner] = _normalized(crop.reshape(p, -1)).reshape(crop.shape)
+        template[:, :inner, :inner] = unit_rows(crop.reshape(p, -1)).reshape(crop.shape)
         corr = np.fft.irfft2(np.conj(np.fft.rfft2(template)) * fb, s=(side, side))
         ncc = corr[:, :span, :span] / norms
         top = ncc.reshape(p, -1).max(axis=1)

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from cnncli.check.align import residual_scores
+from cnncli.check.align import residual_scores, unit_rows
 
 WORK = 32  # the candidate descriptor's picture side
 LARGE_WORK = 64  # the working side of images at least this large (verification only)
@@ -84,13 +84,6 @@ def working_images(images: Iterable[np.ndarray], side: int | None = None) -> np.
     return np.stack(out) if out else np.zeros((0, WORK, WORK), np.uint8)
 
 
-def _normalized(x: np.ndarray) -> np.ndarray:
-    """Rows (..., D) with mean 0 and norm 1 (a constant row stays 0)."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, 1e-6)
-
-
 def descriptors(work: np.ndarray) -> np.ndarray:
     """(N, side, side) working pictures -> (N, D) float32 unit vectors, from their WORK x WORK
     block means: the log magnitudes of the lowest spatial frequencies, which a shift of a
@@ -119,7 +112,7 @@ def descriptors(work: np.ndarray) -> np.ndarray:
     low = np.log1p(low)
     # the spectral envelope all pictures share (smoothness) would make every pair similar:
     # what counts is each picture's departure from the dataset's mean
-    return _normalized(low - low.mean(axis=0)).astype(np.float32)
+    return unit_rows(low - low.mean(axis=0)).astype(np.float32)
 
 
 def candidate_pairs(desc: np.ndarray) -> np.ndarray:
