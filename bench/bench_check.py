@@ -329,6 +329,19 @@ def facade_check(root: Path) -> None:
 def build_and_check(root: Path, size: str, color: str) -> tuple[dict, float, float]:
     """`cnncli dataset build` of root/images with root/labels.csv, then the whole
     `cnncli dataset check --json` in a fresh process: (its JSON, wall s, CPU s)."""
+    ds = build(root, size, color)
+    t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = cnncli("dataset", "check", str(ds), "--json", "--overwrite")
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(out.stdout), wall, cpu
+
+
+def build(root: Path, size: str, color: str) -> Path:
+    """`cnncli dataset build` of root/images with root/labels.csv (its split column) into
+    root/ds; return that."""
     ds = root / "ds"
     cnncli(
         "dataset",
@@ -347,13 +360,7 @@ def build_and_check(root: Path, size: str, color: str) -> tuple[dict, float, flo
         "--allow-leaks",
         "--overwrite",
     )
-    t = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = cnncli("dataset", "check", str(ds), "--json", "--overwrite")
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return json.loads(out.stdout), wall, cpu
+    return ds
 
 
 def scale_check(root: Path, counts: list[int]) -> None:
@@ -375,7 +382,7 @@ def scale_check(root: Path, counts: list[int]) -> None:
             w = csv.writer(f)
             w.writerow(["image", "label", "split"])
             w.writerows(rows)
-        build_and_check(folder, f"{SIZE}x{SIZE}", "grayscale")  # builds; warms the file cache
+        build(folder, f"{SIZE}x{SIZE}", "grayscale")
         env = dict(os.environ, PYTHONPATH=str(REPO))
         cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "cnncli", "dataset", "check"]
         run = subprocess.run(
