@@ -397,9 +397,11 @@ def scale_check(root: Path, counts: list[int]) -> None:
         )
         rss = int(stats["Maximum resident set size (kbytes)"]) / 1024
         wall = stats["Elapsed (wall clock) time (h:mm:ss or m:ss)"]
+        cpu = float(stats["User time (seconds)"]) + float(stats["System time (seconds)"])
         result = json.loads(run.stdout)
         print(
-            f"whole command, {n:>6} images: {wall} wall, peak RSS {rss:.0f} MiB, "
+            f"whole command, {n:>6} images: {wall} wall (CPU {cpu:.0f} s), "
+            f"peak RSS {rss:.0f} MiB, "
             f"load {os.getloadavg()[0]:.1f}; label model: {result['label_model']}; "
             f"duplicate groups: {len(result['duplicates'])}"
         )
