@@ -18,12 +18,16 @@ timed), and prints beside it the anchors measured on the same images:
   distance that finds as many planted pairs as cnncli (or every pair when it cannot), and
   the other pairs it flags then; cnncli's planted pairs found and other pairs flagged;
 - leaks and conflicts: planted ones marked by cnncli;
-- near copies of the 40 façade photos of sample_data (128x128 RGB), by kind, and the
-  pairs of distinct photos flagged;
-- the near-duplicate search's peak memory (tracemalloc) and time on 2,000, 5,000 and
-  20,000 synthetic images (each a random smooth picture): flat per image, not quadratic.
+- the façade set (make_facade): the 40 façade photos of sample_data (128x128 RGB), 160
+  distinct pictures of the same kinds (their quarters) and a near copy of each photo of
+  each of PHOTO_KINDS (re-encoded, resized, brighter, darker, noisy, shifted 3 and 5 px,
+  cropped 3 px each side or 6 px at a corner), built and checked by the whole command
+  (timed): copies grouped with their photo, by kind, and the other pairs flagged.
+With --scale N, only the whole command on N/4 and N synthetic 32x32 images (each a random
+smooth picture): its time and peak memory (/usr/bin/time -v), flat per image.
 
     python bench/bench_check.py [--quick] [--keep DIR]
+    python bench/bench_check.py --scale 20000
 """
 
 from __future__ import annotations
@@ -224,11 +228,15 @@ PHOTO_KINDS = (
     "brightness x0.8",
     "noise 6",
     "shift 3 px",
+    "shift 5 px",
     "crop 3 px",
+    "crop 6 px corner",
 )
 
 
 def photo_variant(img: Image.Image, kind: str) -> Image.Image:
+    """A near copy of a photo: re-encoded, resized, brighter or darker, noisy, shifted
+    (edge repeated; "5 px" both ways) or cropped and resized back."""
     w, h = img.size
     if kind == "jpeg q60":
         buf = io.BytesIO()
@@ -241,71 +249,99 @@ def photo_variant(img: Image.Image, kind: str) -> Image.Image:
     if kind == "noise 6":
         a = np.asarray(img, np.float32) + np.random.default_rng(0).normal(0, 6, (h, w, 3))
         return Image.fromarray(np.uint8(np.clip(a, 0, 255)))
-    if kind == "shift 3 px":
+    if kind.startswith("shift"):
+        d = int(kind.split()[1])
         a = np.asarray(img)
-        return Image.fromarray(np.concatenate([a[:, :3], a[:, :-3]], axis=1))  # edge repeated
-    return img.crop((3, 3, w - 3, h - 3)).resize((w, h), Image.BILINEAR)
+        a = np.concatenate([a[:, :d], a[:, :-d]], axis=1)
+        if d >= 5:
+            a = np.concatenate([a[:d], a[:-d]], axis=0)
+        return Image.fromarray(a)
+    if kind == "crop 3 px":
+        return img.crop((3, 3, w - 3, h - 3)).resize((w, h), Image.BILINEAR)
+    return img.crop((6, 6, w, h)).resize((w, h), Image.BILINEAR)
 
 
-def photo_copies() -> tuple[dict[str, tuple[int, int]], int]:
-    """The façade photos of sample_data with one copy of each kind of the first 10: per
-    kind (copies found, copies), and the pairs of distinct photos flagged."""
-    from cnncli.check.duplicates import near_duplicate_pairs, working_image
+def make_facade(folder: Path, seed: int = 0) -> dict:
+    """The 40 façade photos of sample_data (128x128), 160 distinct pictures of the same
+    kinds (each photo's four quarters, resized to 128x128: other brick walls and marble
+    slabs), and a near copy of every photo of each of PHOTO_KINDS, into `folder` (images/,
+    labels.csv with a split column, 20% test); return {copy name: (photo name, kind)}."""
+    import pandas as pd
 
-    files = sorted((REPO / "sample_data" / "facade").glob("*.png"))
-    photos = [Image.open(f).convert("RGB") for f in files]
-    work = [working_image(np.asarray(p)) for p in photos]
-    source = {}
-    for k, p in enumerate(photos[:10]):
-        for kind in PHOTO_KINDS:
-            source[len(work)] = (k, kind)
-            work.append(working_image(np.asarray(photo_variant(p, kind))))
-    pairs = near_duplicate_pairs(np.stack(work))
-    found = {kind: [0, 0] for kind in PHOTO_KINDS}
-    for _, kind in source.values():
-        found[kind][1] += 1
-    hit = set()
-    distinct = 0
-    for a, b, _ in pairs:
-        if b in source and a == source[b][0] and (a, b) not in hit:
-            hit.add((a, b))
-            found[source[b][1]][0] += 1
-        elif a < len(photos) and b < len(photos):
-            distinct += 1
-    return {k: (v[0], v[1]) for k, v in found.items()}, distinct
-
-
-def near_dup_memory(counts: list[int]) -> list[tuple[int, float, float]]:
-    """(images, seconds, peak MiB under tracemalloc) of the near-duplicate search."""
-    import tracemalloc
-
-    from cnncli.check.duplicates import near_duplicate_pairs, working_images
-
-    out = []
-    for n in counts:
-        rng = np.random.default_rng(n)
-        small = rng.integers(0, 256, (n, 6, 6), dtype=np.uint8)
-        pics = np.stack(
-            [np.asarray(Image.fromarray(s).resize((SIZE, SIZE), Image.BICUBIC)) for s in small]
-        )[..., None]
-        t = time.perf_counter()
-        tracemalloc.start()
-        work = working_images(pics)
-        near_duplicate_pairs(work)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        out.append((n, time.perf_counter() - t, peak / 2**20))
-    return out
+    src = REPO / "sample_data" / "facade"
+    kinds = dict(pd.read_csv(src / "labels.csv")[["image", "type"]].itertuples(index=False))
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows, copies = [], {}
+    for k, name in enumerate(sorted(kinds)):
+        photo = Image.open(src / name).convert("RGB")
+        split = "test" if rng.random() < 0.2 else "train"
+        photo.save(images / name)
+        rows.append((name, kinds[name], split))
+        for q, (x, y) in enumerate(((0, 0), (64, 0), (0, 64), (64, 64))):
+            quarter = photo.crop((x, y, x + 64, y + 64)).resize((128, 128), Image.BILINEAR)
+            quarter.save(images / f"q{k:02d}_{q}.png")
+            rows.append((f"q{k:02d}_{q}.png", kinds[name], split))
+        for j, kind in enumerate(PHOTO_KINDS):
+            copy = f"c{k:02d}_{j}.png"
+            photo_variant(photo, kind).save(images / copy)
+            rows.append((copy, kinds[name], split))
+            copies[copy] = (name, kind)
+    with open(folder / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "label", "split"])
+        w.writerows(rows)
+    return copies
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="600 digits, no 20,000-image run")
-    ap.add_argument("--keep", type=Path, help="write the set and dataset here")
-    args = ap.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_check_"))
-    n = 600 if args.quick else None
-    truth = make_planted(root, n=n)
+def facade_check(root: Path) -> None:
+    """Build the façade set, run the whole `cnncli dataset check` on it (timed) and print
+    the copies grouped with their photo, by kind, and the other pairs flagged."""
+    copies = make_facade(root)
+    result, wall, cpu = build_and_check(root, "128x128", "rgb")
+    photo_of = {c: p for c, (p, _) in copies.items()}
+    found = {kind: 0 for kind in PHOTO_KINDS}
+    other = 0
+    for g in result["duplicates"]:
+        imgs = g["images"]
+        for copy in imgs:
+            if copy in copies and copies[copy][0] in imgs:
+                found[copies[copy][1]] += 1
+        for i, a in enumerate(imgs):  # pairs of pictures not from one photo
+            for b in imgs[i + 1 :]:
+                if photo_of.get(a, a) != photo_of.get(b, b):
+                    other += 1
+    total = sum(found.values())
+    n = len(copies) // len(PHOTO_KINDS)
+    print(
+        f"façade set: 40 photos + 160 distinct quarters + {len(copies)} near copies "
+        f"({40 + 160 + len(copies)} images, 128x128 RGB) in {root}"
+    )
+    print(
+        "  near copies grouped with their photo: "
+        + "; ".join(f"{k} {f}/{n}" for k, f in found.items())
+        + f"; all {total}/{len(copies)} ({total / len(copies):.0%}); other pairs flagged: {other}"
+    )
+    print(f"  command wall time {wall:.1f} s (CPU {cpu:.1f} s), load {os.getloadavg()[0]:.1f}")
+
+
+def build_and_check(root: Path, size: str, color: str) -> tuple[dict, float, float]:
+    """`cnncli dataset build` of root/images with root/labels.csv, then the whole
+    `cnncli dataset check --json` in a fresh process: (its JSON, wall s, CPU s)."""
+    ds = build(root, size, color)
+    t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = cnncli("dataset", "check", str(ds), "--json", "--overwrite")
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(out.stdout), wall, cpu
+
+
+def build(root: Path, size: str, color: str) -> Path:
+    """`cnncli dataset build` of root/images with root/labels.csv (its split column) into
+    root/ds; return that."""
     ds = root / "ds"
     cnncli(
         "dataset",
@@ -318,19 +354,77 @@ def main() -> None:
         "--split-col",
         "split",
         "--size",
-        f"{SIZE}x{SIZE}",
+        size,
         "--color",
-        "grayscale",
+        color,
         "--allow-leaks",
         "--overwrite",
     )
-    t = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = cnncli("dataset", "check", str(ds), "--json", "--overwrite")
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = json.loads(out.stdout)
+    return ds
+
+
+def scale_check(root: Path, counts: list[int]) -> None:
+    """The whole `cnncli dataset check` on `counts` synthetic 32x32 grey images (random
+    smooth pictures, 10 classes): wall time and peak memory (/usr/bin/time -v's maximum
+    resident set size), to show the memory grows with the images, not their pairs."""
+    for n in counts:
+        folder = root / f"scale{n}"
+        images = folder / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(n)
+        rows = []
+        for i in range(n):
+            small = rng.integers(0, 256, (6, 6), dtype=np.uint8)
+            pic = Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC)
+            pic.save(images / f"s{i:05d}.png")
+            rows.append((f"s{i:05d}.png", f"c{i % 10}", "test" if (i // 10) % 5 == 0 else "train"))
+        with open(folder / "labels.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image", "label", "split"])
+            w.writerows(rows)
+        build(folder, f"{SIZE}x{SIZE}", "grayscale")
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "cnncli", "dataset", "check"]
+        run = subprocess.run(
+            [*cmd, str(folder / "ds"), "--json", "--overwrite"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        stats = dict(
+            line.strip().rsplit(": ", 1) for line in run.stderr.splitlines() if ": " in line
+        )
+        rss = int(stats["Maximum resident set size (kbytes)"]) / 1024
+        wall = stats["Elapsed (wall clock) time (h:mm:ss or m:ss)"]
+        cpu = float(stats["User time (seconds)"]) + float(stats["System time (seconds)"])
+        result = json.loads(run.stdout)
+        print(
+            f"whole command, {n:>6} images: {wall} wall (CPU {cpu:.0f} s), "
+            f"peak RSS {rss:.0f} MiB, "
+            f"load {os.getloadavg()[0]:.1f}; label model: {result['label_model']}; "
+            f"duplicate groups: {len(result['duplicates'])}"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="600 digits, no 20,000-image run")
+    ap.add_argument("--keep", type=Path, help="write the set and dataset here")
+    ap.add_argument(
+        "--scale",
+        type=int,
+        metavar="N",
+        help="only the whole command on N/4 and N synthetic images: time and peak memory",
+    )
+    args = ap.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench_check_"))
+    if args.scale:
+        scale_check(root, [args.scale // 4, args.scale])
+        return
+    n = 600 if args.quick else None
+    truth = make_planted(root, n=n)
+    result, wall, cpu = build_and_check(root, f"{SIZE}x{SIZE}", "grayscale")
     flips = set(truth["flips"])
     top = 2 * len(flips)
     ranked = [r["image"] for r in result["label_issues"]][:top]
@@ -393,18 +487,8 @@ def main() -> None:
         + "; ".join(f"<={t}: {f}, {o}" for t, f, o in ph_table if t in (4, 6, 8, 10, 12, 16))
     )
     print(f"{'command wall time (s)':38} {wall:>14.1f}   (CPU {cpu:.1f} s)")
-    found, distinct = photo_copies()
-    print(
-        "façade photos (128x128, sample_data), near copies found by kind: "
-        + "; ".join(f"{k} {f}/{n}" for k, (f, n) in found.items())
-        + f"; distinct pairs flagged: {distinct}"
-    )
-    if not args.quick:
-        for count, secs, mib in near_dup_memory([2000, 5000, 20000]):
-            print(
-                f"near-duplicate search, {count:>6} images: {secs:6.1f} s, peak {mib:7.1f} MiB "
-                f"({mib * 2**20 / count / 1024:.1f} KiB per image)"
-            )
+    print(f"{'load average (1 min) after the command':38} {os.getloadavg()[0]:>14.1f}")
+    facade_check(root / "facade")
 
 
 if __name__ == "__main__":

@@ -3,26 +3,32 @@ near (the same photo re-encoded, resized, shifted or cropped by a few pixels, br
 darker, with a little noise).
 
 How near duplicates are found, in memory that grows with the images, never with their pairs:
-1. each image becomes a small "working" picture: grey, WORK x WORK pixels (area resize),
-   stored as uint8 (1 kB an image);
-2. candidates: each working picture's descriptor (the log magnitudes of its lowest
+1. each image becomes a small "working" picture: grey, side x side pixels (area resize),
+   stored as uint8: 32x32 (1 kB) for images under 64 pixels, 64x64 (4 kB) for larger ones,
+   so that a shift or crop of a few pixels of a fine texture (bricks) is still a shift of
+   whole or half working pixels (at 32x32 it is not: measured, a brick photo shifted by
+   3 px of 128 was then found 3 times in 10, cropped by 3 px never);
+2. candidates: each picture's descriptor, at WORK x WORK (the log magnitudes of its lowest
    spatial frequencies, which a shift of a few pixels leaves almost unchanged; brightness
    and contrast removed; centred on the dataset's mean) compared with every other by
    cosine similarity, a block of rows at a time (BLOCK_CELLS similarities, 8 MB, whatever
    the number of images); each image keeps its NEAREST most similar, and up to NEIGHBOURS
    above CANDIDATE_SIMILARITY;
-3. verification of each candidate pair: the central (WORK - 2 SHIFT)^2 crop of one is
-   aligned with the other's crops shifted by up to SHIFT pixels each way (the best
-   normalized cross-correlation), the other is fitted as gain x crop + offset over the
-   pixels saturated in neither (a brightened photo clips), and the residual is averaged
-   over RESIDUAL_BLOCK^2 blocks (noise and JPEG average out, a different stroke does not).
-   A pair is a near duplicate when no block differs by more than NEAR_RESIDUAL of the
-   picture's contrast, in the better direction. Measured (bench/bench_check.py): on
-   sklearn's digits at 32x32, planted copies (JPEG, resized, shifted 1-2 px, brightness
-   x0.8-1.25, noise) score at most 0.07, the closest distinct digits of one class 0.24;
-   copies of the 128x128 façade photos re-encoded, resized or brightened score up to
-   0.15. A finely textured photo shifted or cropped by a fraction of a working pixel
-   (3 px of 128) mostly is not found: its texture no longer lines up at 32x32.
+3. verification of each candidate pair at the working side (cnncli.check.align): the best
+   zoom (a crop of up to ~7%) and shift (up to an eighth of the side, to a fraction of a
+   pixel) of one against the other, the other fitted as gain x picture + offset, and the
+   largest block residual in units of the block's own contrast (at least align.LOCAL_FLOOR of
+   the picture's), in the better direction. A pair is a near duplicate when it is at most
+   NEAR_RESIDUAL. The threshold, measured (bench/bench_check.py and its façade set):
+   planted copies of sklearn's digits at 32x32 (JPEG, resized, shifted 1-2 px, brightness
+   x0.8-1.25, noise) score at most 0.21, the closest distinct digits among 2,900 candidate
+   pairs 0.47; copies of the 40 128x128 façade photos re-encoded, resized, darkened, noisy,
+   shifted by 2-5 px or cropped by 2-4 px score at most 0.21, cropped by 6 px at one
+   corner up to 0.44 (1 in 40 above 0.35), brightened x1.25 (white marble clips) up to
+   0.77 (6 in 40 above 0.35, 1 mostly clipped: no verdict); the closest of all 19,900
+   pairs of distinct pictures among the 40 photos and 160 crops of their quarters (two
+   brick walls, two marble slabs) 0.44. 0.35 stays 20% under the closest distinct pair of
+   both sets and finds every copy below it.
 Pairs are joined into groups (connected components).
 """
 
@@ -33,17 +39,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
-WORK = 32  # working picture side
-SHIFT = 4  # pixels of shift tried each way in the verification (at WORK)
-FREQ = 4  # the candidate descriptor: spectrum magnitudes of the FREQ lowest frequencies
+from cnncli.check.align import residual_scores, unit_rows
+
+WORK = 32  # the candidate descriptor's picture side
+LARGE_WORK = 64  # the working side of images at least this large (verification only)
+FREQ = 6  # the candidate descriptor: spectrum magnitudes of the FREQ lowest frequencies
 BLOCK_CELLS = 2_000_000  # similarities computed at once (8 MB), whatever the images
 NEIGHBOURS = 8  # candidates kept per image above CANDIDATE_SIMILARITY
 NEAREST = 2  # candidates kept per image whatever their similarity
 CANDIDATE_SIMILARITY = 0.8  # descriptor cosine similarity of a candidate
-ALIGNED_SIMILARITY = 0.9  # normalized cross-correlation at the best shift, to go on
-SATURATED = 250  # pixels this bright in either picture are left out of the comparison
-RESIDUAL_BLOCK = 4  # the residual is averaged over RESIDUAL_BLOCK^2 pixel blocks
-NEAR_RESIDUAL = 0.16  # a near duplicate: no block differs by more (in contrast units)
+ALIGNED_SIMILARITY = 0.8  # normalized cross-correlation at the best zoom and shift, to go on
+NEAR_RESIDUAL = 0.35  # a near duplicate: no block differs by more (in local contrast units)
 PAIR_BATCH = 256  # candidate pairs verified at once
 
 
@@ -54,37 +60,46 @@ def pixel_hash(image: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def working_image(image: np.ndarray) -> np.ndarray:
-    """One H x W x C (or H x W) uint8 image -> its WORK x WORK grey uint8 picture."""
+def working_side(height: int, width: int) -> int:
+    """The working picture's side for images of this size: LARGE_WORK when both sides
+    reach it (a shift or crop of a few pixels of a fine texture is then still a shift of
+    whole or half working pixels), else WORK."""
+    return LARGE_WORK if min(height, width) >= LARGE_WORK else WORK
+
+
+def working_image(image: np.ndarray, side: int = WORK) -> np.ndarray:
+    """One H x W x C (or H x W) uint8 image -> its side x side grey uint8 picture."""
     from PIL import Image
 
     grey = image.astype(np.float32).mean(axis=2) if image.ndim == 3 else image
     pic = Image.fromarray(np.uint8(np.clip(grey + 0.5, 0, 255)), "L")
-    return np.asarray(pic.resize((WORK, WORK), Image.Resampling.BOX), dtype=np.uint8)
+    return np.asarray(pic.resize((side, side), Image.Resampling.BOX), dtype=np.uint8)
 
 
-def working_images(images: Iterable[np.ndarray]) -> np.ndarray:
-    """N images -> (N, WORK, WORK) uint8 working pictures."""
-    out = [working_image(im) for im in images]
+def working_images(images: Iterable[np.ndarray], side: int | None = None) -> np.ndarray:
+    """N images -> (N, side, side) uint8 working pictures (side: working_side of the first)."""
+    out: list[np.ndarray] = []
+    for im in images:
+        side = side or working_side(im.shape[0], im.shape[1])
+        out.append(working_image(im, side))
     return np.stack(out) if out else np.zeros((0, WORK, WORK), np.uint8)
 
 
-def _normalized(x: np.ndarray) -> np.ndarray:
-    """Rows (..., D) with mean 0 and norm 1 (a constant row stays 0)."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, 1e-6)
-
-
 def descriptors(work: np.ndarray) -> np.ndarray:
-    """(N, WORK, WORK) -> (N, D) float32 unit vectors: the log magnitudes of the lowest
-    spatial frequencies, which a shift of a few pixels leaves almost unchanged; mean
-    brightness (the zero frequency's own row is centred away) and contrast (a constant
-    in log space, removed with the mean) do not count; centred on the dataset's mean."""
+    """(N, side, side) working pictures -> (N, D) float32 unit vectors, from their WORK x WORK
+    block means: the log magnitudes of the lowest spatial frequencies, which a shift of a
+    few pixels leaves almost unchanged (the picture faded to its edges by a Hann window
+    first, so what a shift or crop moves in or out at an edge counts little); mean
+    brightness (the zero frequency's own row is centred away) and contrast (a constant in
+    log space, removed with the mean) do not count; centred on the dataset's mean."""
     parts = []
+    k = work.shape[1] // WORK  # larger working pictures: their WORK x WORK block means
+    hann = np.hanning(WORK + 2)[1:-1].astype(np.float32)
+    window = np.outer(hann, hann)
     for start in range(0, len(work), PAIR_BATCH * 4):  # a chunk at a time: FFTs are 30 kB each
         x = work[start : start + PAIR_BATCH * 4].astype(np.float32)
-        spectrum = np.abs(np.fft.rfft2(x - x.mean(axis=(1, 2), keepdims=True)))
+        x = x[:, : k * WORK, : k * WORK].reshape(len(x), WORK, k, WORK, k).mean(axis=(2, 4))
+        spectrum = np.abs(np.fft.rfft2((x - x.mean(axis=(1, 2), keepdims=True)) * window))
         parts.append(
             np.concatenate(
                 [
@@ -98,7 +113,7 @@ def descriptors(work: np.ndarray) -> np.ndarray:
     low = np.log1p(low)
     # the spectral envelope all pictures share (smoothness) would make every pair similar:
     # what counts is each picture's departure from the dataset's mean
-    return _normalized(low - low.mean(axis=0)).astype(np.float32)
+    return unit_rows(low - low.mean(axis=0)).astype(np.float32)
 
 
 def candidate_pairs(desc: np.ndarray) -> np.ndarray:
@@ -125,66 +140,16 @@ def candidate_pairs(desc: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(found), axis=0)
 
 
-def _residual(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(P, WORK, WORK) float32 x2 -> (best NCC, residual score) of a's central crop against
-    b's crops shifted up to SHIFT pixels. The score: at the best shift, b fitted by
-    gain * a + offset over the pixels saturated in neither, then the largest mean residual
-    of a RESIDUAL_BLOCK^2 block, in units of b's contrast (0 = the same picture)."""
-    p, side = len(a), WORK - 2 * SHIFT
-    crop = a[:, SHIFT:-SHIFT, SHIFT:-SHIFT]
-    centred = _normalized(crop.reshape(p, -1)).reshape(crop.shape)
-    # each shifted window's norm about its mean, from sums over the window (integral images)
-    sums = np.pad(b, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
-    squares = np.pad(b * b, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
-    shifts = [(dy, dx) for dy in range(2 * SHIFT + 1) for dx in range(2 * SHIFT + 1)]
-    ncc = np.empty((p, len(shifts)), np.float32)
-    for k, (dy, dx) in enumerate(shifts):
-        window = b[:, dy : dy + side, dx : dx + side]
-        total = (
-            sums[:, dy + side, dx + side]
-            - sums[:, dy, dx + side]
-            - sums[:, dy + side, dx]
-            + sums[:, dy, dx]
-        )
-        total2 = (
-            squares[:, dy + side, dx + side]
-            - squares[:, dy, dx + side]
-            - squares[:, dy + side, dx]
-            + squares[:, dy, dx]
-        )
-        norm = np.sqrt(np.maximum(total2 - total * total / (side * side), 1e-6))
-        ncc[:, k] = np.einsum("pij,pij->p", window, centred) / norm
-    best = ncc.argmax(axis=1)
-    crop = crop.reshape(p, -1)
-    at = [shifts[k] for k in best]
-    other = np.stack([b[i, dy : dy + side, dx : dx + side] for i, (dy, dx) in enumerate(at)])
-    other = other.reshape(p, -1)
-    mask = (crop < SATURATED) & (other < SATURATED)
-    m = mask.sum(axis=1).clip(min=1)
-    ma = (crop * mask).sum(axis=1) / m
-    mb = (other * mask).sum(axis=1) / m
-    da, db = (crop - ma[:, None]) * mask, (other - mb[:, None]) * mask
-    gain = (da * db).sum(axis=1) / np.maximum((da * da).sum(axis=1), 1e-6)
-    spread = np.maximum(np.sqrt((db * db).sum(axis=1) / m), 1e-6)
-    resid = (db - gain[:, None] * da) / spread[:, None]
-    r, n = RESIDUAL_BLOCK, side // RESIDUAL_BLOCK
-    blocks = resid.reshape(p, n, r, n, r).sum(axis=(2, 4))
-    counts = mask.reshape(p, n, r, n, r).sum(axis=(2, 4))
-    score = np.abs(blocks / np.maximum(counts, r * r / 2)).max(axis=(1, 2))
-    score[mask.sum(axis=1) < side * side // 4] = np.inf  # mostly saturated: no verdict
-    return ncc.max(axis=1), score
-
-
 def pair_scores(work: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """The residual score of each candidate pair, the better of its two directions
-    (inf where the aligned correlation is below ALIGNED_SIMILARITY)."""
+    """The residual score of each candidate pair (cnncli.check.align), the better of its
+    two directions (inf where the aligned correlation is below ALIGNED_SIMILARITY)."""
     out = np.full(len(pairs), np.inf, np.float32)
     for s in range(0, len(pairs), PAIR_BATCH):
         p = pairs[s : s + PAIR_BATCH]
         a = work[p[:, 0]].astype(np.float32)
         b = work[p[:, 1]].astype(np.float32)
         for x, y in ((a, b), (b, a)):
-            ncc, score = _residual(x, y)
+            ncc, score = residual_scores(x, y)
             score[ncc < ALIGNED_SIMILARITY] = np.inf
             out[s : s + len(p)] = np.minimum(out[s : s + len(p)], score)
     return out

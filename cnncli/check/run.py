@@ -14,6 +14,7 @@ from cnncli.atomic import atomic_dir, check_replaceable, write_json, write_text
 from cnncli.check import duplicates as dup
 from cnncli.check import label_issues as li
 from cnncli.check import quality
+from cnncli.check.align import SCALES, shift_of
 from cnncli.check.page import write_check_page
 from cnncli.check.quality import blank_images, class_balance, outlier_images
 from cnncli.check.report import ISSUES_HEADER, issue_rows, shown_indices, write_pictures
@@ -132,7 +133,9 @@ def check_dataset(
     result = CheckResult(info.path, target, info.task, n, folds, li.PIXEL_MODEL)
     result.thresholds = {
         "near_residual": dup.NEAR_RESIDUAL,
-        "near_shift_pixels": f"{dup.SHIFT} of {dup.WORK}",
+        "near_working_side": int(scan.work.shape[1]),
+        "near_shift_pixels": shift_of(int(scan.work.shape[1])),
+        "near_zoom": list(SCALES),
         "blank_pixel_std": quality.BLANK_CONTRAST,
         "outlier_robust_z": quality.OUTLIER_Z,
         "regression_robust_z": li.OUTLIER_Z,
