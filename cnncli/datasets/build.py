@@ -27,13 +27,20 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli import __version__
 from cnncli.atomic import atomic_dir, write_json
 from cnncli.claims import claimed
+from cnncli.datasets.class_folders import scan_class_folders
 from cnncli.datasets.convert import ConvertJob
 from cnncli.datasets.corrections import apply_corrections
 from cnncli.datasets.engines import open_engine
-from cnncli.datasets.labels import load_label_table, scan_class_folders
+from cnncli.datasets.labels import load_label_table
+from cnncli.datasets.manifest import dataset_manifest
+from cnncli.datasets.options import (
+    DEFAULT_RECORD_FORMAT,
+    DEFAULT_SHARD_SIZE,
+    check_options,
+    check_update,
+)
 from cnncli.datasets.plan import (
     Plan,
     kept_warnings,
@@ -42,7 +49,6 @@ from cnncli.datasets.plan import (
     warning_notes,
 )
 from cnncli.datasets.shards import (
-    SPLITS,
     parse_shard_size,
     write_index,
     write_skipped,
@@ -62,13 +68,8 @@ from cnncli.errors import (
     not_found,
     writing,
 )
-from cnncli.images import COLORS, FITS, parse_size
+from cnncli.images import parse_size
 from cnncli.progress import Progress
-
-FORMAT_VERSION = 1
-RECORD_FORMATS = ("raw", "png")
-DEFAULT_RECORD_FORMAT = "raw"  # measured: see docs/FORMAT.md ("Record encoding")
-DEFAULT_SHARD_SIZE = "64MB"
 
 
 @dataclass
@@ -164,7 +165,7 @@ def build_dataset(
         classes=classes,
     )
     val, test, split_files = split_options(val, test, split_col, split_files)
-    _check_options(val, test, color, fit, record_format)
+    check_options(val, test, color, fit, record_format)
     shard_limit = parse_shard_size(shard_size)
     if isinstance(classes, str):
         classes = [c.strip() for c in classes.split(",") if c.strip()]
@@ -172,7 +173,7 @@ def build_dataset(
         size = parse_size(size)
     previous = None
     if update:
-        _check_update(engine, split_files, overwrite)
+        check_update(engine, split_files, overwrite)
         previous = open_previous(out_dir)
         stable_shards = previous.buckets
     elif stable_shards and engine != "local":
@@ -293,7 +294,9 @@ def build_dataset(
             notes.append(f"{len(problems)} bad rows skipped (listed in skipped.csv)")
         warned = kept_warnings(plan.warned, problems)
         notes += changed.notes() + warning_notes(warned)
-        manifest = _manifest(plan, record_format, counts, shard_names, options, changed.notes())
+        manifest = dataset_manifest(
+            plan, record_format, counts, shard_names, options, changed.notes()
+        )
         if sharding:
             manifest["sharding"] = sharding
         manifest, said = task_manifest(
@@ -310,62 +313,7 @@ def build_dataset(
     return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused, warned, stable)
 
 
-def _manifest(plan: Plan, record_format: str, counts, shard_names, options, changed) -> dict:
-    return {
-        "format": "cnncli-dataset",
-        "format_version": FORMAT_VERSION,
-        "cnncli_version": __version__,
-        "classes": [{"index": i, "name": n} for i, n in enumerate(plan.labels.class_names)],
-        "image": plan.spec.to_dict(),
-        "encoding": record_format,
-        "splits": {
-            s: {
-                "count": sum(counts[s].values()),
-                "per_class": counts[s],
-                "shards": shard_names[s],
-            }
-            for s in SPLITS
-            if s in counts
-        },
-        "labels_sha256": plan.labels.sha256,
-        "skipped": len(plan.problems),
-        "conversions": changed,
-        "options": options,
-    }
-
-
 # --------------------------------------------------------------------------- checks
-def _check_options(val, test, color, fit, record_format) -> None:
-    for name, v in (("--val", val), ("--test", test)):
-        if not 0 <= v < 1:
-            raise UsageError(f"{name} must be a fraction from 0 to below 1, got {v}")
-    if val + test >= 1:
-        raise UsageError(f"--val {val} and --test {test} leave nothing to train on")
-    if color is not None and color not in COLORS:
-        raise UsageError(f"unknown colour {color!r}", f"use one of {', '.join(COLORS)}")
-    if fit not in FITS:
-        raise UsageError(f"unknown fit {fit!r}", f"use one of {', '.join(FITS)}")
-    if record_format not in RECORD_FORMATS:
-        raise UsageError(
-            f"unknown record format {record_format!r}", f"use one of {', '.join(RECORD_FORMATS)}"
-        )
-
-
-def _check_update(engine: str, split_files, overwrite: bool) -> None:
-    if engine != "local":
-        raise UsageError("--update is for --engine local", "drop --engine ray")
-    if split_files:
-        raise UsageError(
-            "--update keeps the splits the dataset has; --split-files cannot change them",
-            "drop --split-files (a --split-col is read for new rows)",
-        )
-    if overwrite:
-        raise UsageError(
-            "--update and --overwrite exclude each other",
-            "--update keeps the dataset's unchanged shards; --overwrite rebuilds",
-        )
-
-
 def _check_paths(images_dir: Path, out_dir: Path, labels, overwrite: bool, split_col) -> None:
     if not images_dir.is_dir():
         what = "not found" if not_found(images_dir) else "is not a folder"

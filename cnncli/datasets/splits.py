@@ -13,13 +13,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from cnncli.datasets.labels import (
-    SPLIT_VALUES,
-    LabelRow,
-    LabelSet,
-    list_image_files,
-    resolve_path,
-)
+from cnncli.datasets.image_paths import list_image_files, resolve_path
+from cnncli.datasets.labels import SPLIT_VALUES, LabelRow, LabelSet
 from cnncli.datasets.tables import read_text
 from cnncli.errors import DatasetError, UsageError
 
