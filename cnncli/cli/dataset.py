@@ -12,6 +12,9 @@ from cnncli.cli import completion as complete
 from cnncli.cli.dataset_views import contents, show_problems
 from cnncli.cli.options import JsonOpt, OverwriteOpt
 from cnncli.cli.progress import ProgressBar
+from cnncli.datasets.options import BuildOptions
+
+DEFAULTS = BuildOptions()  # the options' defaults, read from their one home
 
 app = typer.Typer(help="Build, inspect and preview labeled image datasets.", no_args_is_help=True)
 
@@ -22,12 +25,16 @@ def build(
     out: Annotated[Path, typer.Option("-o", "--out", help="The dataset folder to write.")],
     labels: Annotated[
         Path | None, typer.Option("--labels", help="Label table (CSV or tab-separated).")
-    ] = None,
-    image_col: Annotated[str | None, typer.Option(help="Column naming the image files.")] = None,
+    ] = DEFAULTS.labels,
+    image_col: Annotated[
+        str | None, typer.Option(help="Column naming the image files.")
+    ] = DEFAULTS.image_col,
     label_col: Annotated[
         str | None, typer.Option(help="Column holding the labels (multilabel: several a cell).")
-    ] = None,
-    name_col: Annotated[str | None, typer.Option(help="Column holding class names.")] = None,
+    ] = DEFAULTS.label_col,
+    name_col: Annotated[
+        str | None, typer.Option(help="Column holding class names.")
+    ] = DEFAULTS.name_col,
     task: Annotated[
         str,
         typer.Option(
@@ -35,61 +42,61 @@ def build(
             "or --label-cols) or regression (numbers from --target-col).",
             autocompletion=complete.tasks,
         ),
-    ] = "classify",
+    ] = DEFAULTS.task,
     label_delim: Annotated[
         str | None,
         typer.Option(
             help="multilabel: what separates the labels in a --label-col cell (default ;)."
         ),
-    ] = None,
+    ] = DEFAULTS.label_delim,
     label_cols: Annotated[
         str | None,
         typer.Option(metavar="A,B,C", help="multilabel: one 0/1 column per label: a,b,c."),
-    ] = None,
+    ] = DEFAULTS.label_cols,
     target_col: Annotated[
         list[str] | None,
         typer.Option(help="regression: a numeric column to predict (repeat for several)."),
-    ] = None,
+    ] = DEFAULTS.target_cols,
     encoding: Annotated[
         str | None, typer.Option(help="The table's text encoding (default: UTF-8 or cp949).")
-    ] = None,
+    ] = DEFAULTS.encoding,
     classes: Annotated[
         str | None, typer.Option(help="Class names in index order, comma-separated: a,b,c.")
-    ] = None,
+    ] = DEFAULTS.classes,
     color: Annotated[
         str | None,
         typer.Option(
             help="rgba, rgb or grayscale (default: the mode most images have).",
             autocompletion=complete.colors,
         ),
-    ] = None,
+    ] = DEFAULTS.color,
     size: Annotated[
         str | None, typer.Option(help="HxW (default: keep it when every image shares it).")
-    ] = None,
+    ] = DEFAULTS.size,
     fit: Annotated[
         str,
         typer.Option(help="stretch, crop or pad, for aspect ratio.", autocompletion=complete.fits),
-    ] = "stretch",
+    ] = DEFAULTS.fit,
     val: Annotated[
         float | None, typer.Option(help="Fraction of each class for validation (default: 0.2).")
-    ] = None,
+    ] = DEFAULTS.val,
     test: Annotated[
         float | None, typer.Option(help="Fraction of each class for testing (default: 0).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    ] = DEFAULTS.test,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = DEFAULTS.seed,
     split_col: Annotated[
         str | None, typer.Option(help="Table column with train/val/test per row.")
-    ] = None,
+    ] = DEFAULTS.split_col,
     split_files: Annotated[
         str | None,
         typer.Option(
             help="Lists of image paths giving the splits: train.txt,val.txt,test.txt "
             "(split from each name, or train=FILE)."
         ),
-    ] = None,
+    ] = DEFAULTS.split_files,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Build from the good rows; list the rest.")
-    ] = False,
+    ] = DEFAULTS.skip_bad,
     overwrite: OverwriteOpt = False,
     workers: Annotated[
         int | None,
@@ -97,37 +104,37 @@ def build(
             help="Conversion workers (default: every core): threads, or processes for large "
             "builds on 4+ cores. With 1, the main thread finishes what the worker decodes."
         ),
-    ] = None,
+    ] = DEFAULTS.workers,
     record_format: Annotated[
         str, typer.Option(help="raw (fast, default) or png (smaller) pixels in the records.")
-    ] = "raw",
+    ] = DEFAULTS.record_format,
     shard_size: Annotated[
         str, typer.Option(help="Shard size: bytes (64MB) or images (500).")
-    ] = "64MB",
+    ] = str(DEFAULTS.shard_size),
     exclude: Annotated[
         Path | None,
         typer.Option(
             help="Leave out images: issues.csv from dataset check (its rows suggesting "
             "exclude) or a list of image names."
         ),
-    ] = None,
+    ] = DEFAULTS.exclude,
     relabel: Annotated[
         Path | None,
         typer.Option(help="Apply the suggested labels of the label-issue rows of issues.csv."),
-    ] = None,
+    ] = DEFAULTS.relabel,
     allow_leaks: Annotated[
         bool,
         typer.Option(
             "--allow-leaks", help="Split identical image files freely (default: one split each)."
         ),
-    ] = False,
+    ] = DEFAULTS.allow_leaks,
     engine: Annotated[
         str,
         typer.Option(
             help="Where images are converted: local (this machine) or ray (the "
             "nodes of a Ray cluster; the same bytes, see docs/multi-machine.md)."
         ),
-    ] = "local",
+    ] = DEFAULTS.engine,
     address: Annotated[
         str | None,
         typer.Option(
@@ -135,7 +142,7 @@ def build(
             help="--engine ray: the cluster's head, or auto (default: RAY_ADDRESS, else "
             "this machine's cores).",
         ),
-    ] = None,
+    ] = DEFAULTS.address,
     stable_shards: Annotated[
         bool,
         typer.Option(
@@ -143,7 +150,7 @@ def build(
             help="Put each image in a shard by a hash of its path, "
             "so that --update can later rewrite only the shards that changed.",
         ),
-    ] = False,
+    ] = bool(DEFAULTS.stable_shards),
     update: Annotated[
         bool,
         typer.Option(
@@ -151,7 +158,7 @@ def build(
             help="Update the --stable-shards dataset OUT: rewrite only the "
             "shards whose images were added, removed, relabelled or changed.",
         ),
-    ] = False,
+    ] = DEFAULTS.update,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
@@ -159,43 +166,42 @@ def build(
     from cnncli.datasets.build import build_dataset
     from cnncli.errors import DatasetError
 
+    options = BuildOptions(
+        labels=labels,
+        image_col=image_col,
+        label_col=label_col,
+        name_col=name_col,
+        task=task,
+        label_delim=label_delim,
+        label_cols=label_cols,
+        target_cols=target_col,
+        encoding=encoding,
+        classes=classes,
+        color=color,
+        size=size,
+        fit=fit,
+        val=val,
+        test=test,
+        seed=seed,
+        split_col=split_col,
+        split_files=split_files,
+        skip_bad=skip_bad,
+        overwrite=overwrite,
+        workers=workers,
+        record_format=record_format,
+        shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
+        exclude=exclude,
+        relabel=relabel,
+        allow_leaks=allow_leaks,
+        engine=engine,
+        address=address,
+        stable_shards=stable_shards,
+        update=update,
+    )
+
     try:
         with ProgressBar("converting") as progress:
-            result = build_dataset(
-                images_dir,
-                out,
-                labels=labels,
-                image_col=image_col,
-                label_col=label_col,
-                name_col=name_col,
-                task=task,
-                label_delim=label_delim,
-                label_cols=label_cols,
-                target_cols=target_col,
-                encoding=encoding,
-                classes=classes,
-                color=color,
-                size=size,
-                fit=fit,
-                val=val,
-                test=test,
-                seed=seed,
-                split_col=split_col,
-                split_files=split_files,
-                skip_bad=skip_bad,
-                overwrite=overwrite,
-                workers=workers,
-                record_format=record_format,
-                shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
-                exclude=exclude,
-                relabel=relabel,
-                allow_leaks=allow_leaks,
-                progress=progress,
-                engine=engine,
-                address=address,
-                stable_shards=stable_shards,
-                update=update,
-            )
+            result = build_dataset(images_dir, out, options, progress=progress)
     except DatasetError as e:
         if e.problems:
             show_problems(e.problems, out)
