@@ -143,20 +143,21 @@ def build(
             "this machine's cores).",
         ),
     ] = DEFAULTS.address,
-    stable_shards: Annotated[
+    seeded_shards: Annotated[
         bool,
         typer.Option(
-            "--stable-shards",
-            help="Put each image in a shard by a hash of its path, "
-            "so that --update can later rewrite only the shards that changed.",
+            "--seeded-shards",
+            help="Records in the seeded order, cut into shards of --shard-size (the older "
+            "layout, which --update cannot update), instead of each image in a shard by a "
+            "hash of its path.",
         ),
-    ] = bool(DEFAULTS.stable_shards),
+    ] = not DEFAULTS.stable_shards,
     update: Annotated[
         bool,
         typer.Option(
             "--update",
-            help="Update the --stable-shards dataset OUT: rewrite only the "
-            "shards whose images were added, removed, relabelled or changed.",
+            help="Update the dataset OUT: rewrite only the shards whose images were "
+            "added, removed, relabelled or changed (same options; --engine ray too).",
         ),
     ] = DEFAULTS.update,
     json_out: JsonOpt = False,
@@ -195,7 +196,7 @@ def build(
         allow_leaks=allow_leaks,
         engine=engine,
         address=address,
-        stable_shards=stable_shards,
+        stable_shards=not seeded_shards,
         update=update,
     )
 

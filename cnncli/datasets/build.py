@@ -29,10 +29,11 @@ import numpy as np
 
 from cnncli.atomic import atomic_dir, write_json
 from cnncli.claims import claimed
+from cnncli.datasets.buckets import StableLayout
 from cnncli.datasets.class_folders import scan_class_folders
 from cnncli.datasets.convert import ConvertJob
 from cnncli.datasets.corrections import apply_corrections
-from cnncli.datasets.engines import open_engine
+from cnncli.datasets.engines import open_engine, stable_engine
 from cnncli.datasets.labels import LabelSet, load_label_table
 from cnncli.datasets.manifest import dataset_manifest
 from cnncli.datasets.options import BuildOptions
@@ -48,7 +49,7 @@ from cnncli.datasets.shards import (
     write_skipped,
 )
 from cnncli.datasets.splits import apply_split_files, keep_copies_together
-from cnncli.datasets.stable import SHARDING_KEY, StableEngine, bucket_counts, open_previous
+from cnncli.datasets.stable import SHARDING_KEY, bucket_counts, open_previous
 from cnncli.datasets.stable import record_index as stable_index
 from cnncli.datasets.store import recover_dataset
 from cnncli.datasets.targets import load_task_table
@@ -119,15 +120,15 @@ def build_dataset(
     shard_limit, stable_shards = o.shard_limit, o.stable_shards
     previous = None
     if o.update:
-        if o.engine != "local":
-            raise UsageError("--update is for --engine local", "drop --engine ray")
         previous = open_previous(out_dir)
         stable_shards = previous.buckets
-    elif stable_shards and o.engine != "local":
-        raise UsageError("--stable-shards is for --engine local", "drop --engine ray")
     _check_paths(images_dir, out_dir, o.labels, o.overwrite or o.update, o.split_col)
     runner = open_engine(
-        o.engine, o.address, record_format=o.record_format, shard_limit=shard_limit
+        o.engine,
+        o.address,
+        record_format=o.record_format,
+        shard_limit=shard_limit,
+        stable=bool(stable_shards),
     )
     ls = _read_labels(o, images_dir, out_dir)
     corrected, said = apply_corrections(ls, o.exclude, o.relabel)
@@ -168,7 +169,7 @@ def build_dataset(
         given_n = stable_shards if isinstance(stable_shards, dict) else None
         buckets = bucket_counts(plan, shard_limit, given_n)
         sharding = {"key": SHARDING_KEY, "buckets": buckets}
-        runner = StableEngine(buckets, previous)
+        runner = stable_engine(runner, StableLayout(buckets, previous))
     # a full disk or an unwritable OUT_DIR: one line naming it (nothing is left behind) and,
     # for raw records, about how much the dataset needs
     pixels = len(plan.rows) * int(np.prod(plan.spec.shape))

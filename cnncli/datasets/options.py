@@ -53,8 +53,9 @@ class BuildOptions:
     engine: str = "local"
     address: str | None = None
     # each record in a shard by a hash of its path (cnncli.datasets.stable): True, or
-    # {split: shards} to give their numbers; False: the seeded order cut into shards
-    stable_shards: bool | dict = False
+    # {split: shards} to give their numbers; False (--seeded-shards): the seeded order,
+    # cut into shards
+    stable_shards: bool | dict = True
     update: bool = False  # rewrite only the changed shards of the dataset at OUT
 
     def checked(self) -> BuildOptions:

@@ -269,7 +269,7 @@ def _run(job: ConvertJob, nodes: int) -> Converted:
         ]
         tasks_run += len(refs)
         for (key, rows), summary in zip(
-            todo, _gather(refs, counter, first=not results), strict=True
+            todo, gather(refs, counter, first=not results), strict=True
         ):
             written[key] = rows
             hosts.add(summary["node"])
@@ -302,7 +302,7 @@ def _numbered(groups: list[tuple[str, list[int]]]) -> dict[tuple[str, int], list
     return out
 
 
-def _gather(refs: list, counter: ProgressCounter, first: bool) -> list[dict]:
+def gather(refs: list, counter: ProgressCounter, first: bool) -> list[dict]:
     """The tasks' summaries in the order sent, the progress counted as each one ends; on a
     failure, the others are cancelled (and waited for) before one line is raised."""
     import ray
