@@ -158,7 +158,8 @@ def build_dataset(
     if o.allow_leaks:
         plan.notes.append("identical image files may land in different splits (--allow-leaks)")
     else:
-        plan.notes.append(keep_copies_together(plan.rows, plan.splits, images_dir, given))
+        hashes = previous.current if previous is not None else None
+        plan.notes.append(keep_copies_together(plan.rows, plan.splits, images_dir, given, hashes))
     pool = pool_plan(o.workers, plan.source_pixels)  # ('threads' or 'processes', how many)
     options_kept = o.manifest_options(plan.spec, ls.columns, sources, corrected)
     if previous is not None:

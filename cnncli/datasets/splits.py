@@ -202,19 +202,27 @@ def file_sha256(path: Path) -> str:
 
 
 def keep_copies_together(
-    rows: list[LabelRow], splits: list[str], images_dir: Path, given: str | None
+    rows: list[LabelRow],
+    splits: list[str],
+    images_dir: Path,
+    given: str | None,
+    hashes: dict[str, str | None] | None = None,
 ) -> str:
     """Put every group of identical image files (same bytes) in one split, so a fresh split
     never puts the same picture in train and test: train when one of them is there (a class
     never loses its train images), else the first one's split; `splits` is changed in
     place. Splits `given` by a column or files are kept as they are: their leaks are only
-    counted. Returns the line the build says."""
+    counted. `hashes` ({path: sha256}, an update's: cnncli.datasets.stable) spares
+    reading the files again. Returns the line the build says."""
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
-        try:
-            groups.setdefault(file_sha256(Path(images_dir) / row.path), []).append(i)
-        except OSError:
-            continue  # the conversion reports the file
+        digest = (hashes or {}).get(row.name)
+        if digest is None:
+            try:
+                digest = file_sha256(Path(images_dir) / row.path)
+            except OSError:
+                continue  # the conversion reports the file
+        groups.setdefault(digest, []).append(i)
     spanning = [g for g in groups.values() if len({splits[i] for i in g}) > 1]
     if given:
         if not spanning:
