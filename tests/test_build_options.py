@@ -54,7 +54,12 @@ def test_checked_refuses_a_bad_option_in_one_line(options, said):
     assert said in e.value.message and "\n" not in e.value.message
 
 
-def test_checked_fills_in_the_defaults():
+def test_checked_fills_in_the_defaults(tmp_path):
+    lists = [tmp_path / "train.txt", tmp_path / "val.txt"]
+    done = BuildOptions(split_files=",".join(map(str, lists))).checked()
+    assert (done.split_files, done.val, done.test) == ({"train": lists[0], "val": lists[1]}, 0, 0)
+    again = BuildOptions(split_files={"train": lists[0], "val": lists[1]}).checked()
+    assert again.split_files == done.split_files  # a dict, as checked() gives it, is read too
     o = BuildOptions(classes="a, b", size="6x5").checked()
     assert (o.val, o.test, o.classes, o.size, o.shard_limit) == (
         0.2,

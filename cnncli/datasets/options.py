@@ -62,6 +62,7 @@ class BuildOptions:
         """The options with their defaults filled in; UsageError (one line) for a bad one
         (the engine's name and what it can do: cnncli.datasets.engines.open_engine)."""
         # imported here: the CLI reads the defaults above without loading NumPy or Pillow
+        from cnncli.datasets.shards import parse_shard_size
         from cnncli.datasets.splits import split_options
         from cnncli.datasets.targets import check_task_options
         from cnncli.images import COLORS, FITS, parse_size
@@ -93,7 +94,7 @@ class BuildOptions:
                 f"unknown record format {self.record_format!r}",
                 f"use one of {', '.join(RECORD_FORMATS)}",
             )
-        self.shard_limit  # noqa: B018 - a bad --shard-size is refused here
+        parse_shard_size(self.shard_size)  # a bad --shard-size is refused here
         if self.update:
             if split_files:
                 raise UsageError(

@@ -72,7 +72,10 @@ def stratified_split(
 def parse_split_files(value) -> dict[str, Path]:
     """'train.txt,val.txt,test.txt' (or a list) -> {split: file}: one to three files, each
     split read from its file name (`train.txt`, `valid_list.txt`, `test-files.txt`), or
-    given as `split=FILE` where the name does not say it (`train=trainval.txt`)."""
+    given as `split=FILE` where the name does not say it (`train=trainval.txt`); a dict
+    {split: file} (what this returns) is checked as `split=FILE` items."""
+    if isinstance(value, dict):
+        value = [f"{split}={path}" for split, path in value.items()]
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
     items = [str(v) for v in items if str(v).strip()]
     if not 1 <= len(items) <= 3:
