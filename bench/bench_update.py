@@ -1,13 +1,14 @@
 """Benchmark `cnncli dataset build --update` (issue 30, "Incremental builds").
 
-A --stable-shards dataset of N distinct small photos (16x16 RGB PNGs by default, three classes, a
-label table) is built; then 1% of its rows change (a third added, a third removed, a third
-relabelled) and the dataset is brought up to date twice: with --update, and with a full
-rebuild of the changed table (--stable-shards --overwrite). Reported: each time, the shard
-files the update wrote again against those it kept as they were, and the machine's load
-(`uptime`), since this machine is shared.
+A dataset (stable shards, the default) of N distinct small photos (16x16 RGB PNGs by
+default, three classes, a label table) is built; then 1% of its rows change (a third added,
+a third removed, a third relabelled) and the dataset is brought up to date twice: with
+--update, and with a full rebuild of the changed table into a new folder. Reported: each
+time, the shard files the update wrote again against those it kept as they were, and the
+machine's load (`uptime`), since this machine is shared.
 
-    python bench/bench_update.py [--n 12000] [--shard-size 500] [--workers W] [--side 16] [--quick]
+    python bench/bench_update.py [--n 12000] [--shard-size 500,50] [--workers W] [--side 16]
+        [--engine local|ray] [--quick]
 """
 
 from __future__ import annotations
@@ -59,12 +60,22 @@ def timed(**kw) -> tuple[float, object]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=12_000)
-    ap.add_argument("--shard-size", type=int, default=500, help="images per shard")
+    ap.add_argument(
+        "--shard-size",
+        default="500,50",
+        help="images per shard; several, comma-separated, are run one after another",
+    )
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--side", type=int, default=16, help="the photos' side in pixels")
+    ap.add_argument("--engine", default="local", help="local or ray (this machine's cores)")
     ap.add_argument("--quick", action="store_true", help="1,200 images")
     args = ap.parse_args()
     n = 1_200 if args.quick else args.n
+    for size in [int(s) for s in str(args.shard_size).split(",")]:
+        run(args, n, size)
+
+
+def run(args, n: int, shard_size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder, table, ds = root / "imgs", root / "labels.csv", root / "ds"
@@ -76,10 +87,11 @@ def main() -> None:
             image_col="image",
             label_col="type",
             classes=list(CLASSES),
-            shard_size=args.shard_size,
+            shard_size=shard_size,
             workers=args.workers,
+            engine=args.engine,
         )
-        t_first, first = timed(out_dir=ds, stable_shards=True, **common)
+        t_first, first = timed(out_dir=ds, **common)
         before = {p.name: p.stat().st_ino for p in ds.glob("*.tfrecord")}
 
         k = max(3, n // 100) // 3  # 1%: a third added, a third removed, a third relabelled
@@ -98,13 +110,14 @@ def main() -> None:
         t_update, updated = timed(out_dir=ds, update=True, **common)
         after = {p.name: p.stat().st_ino for p in ds.glob("*.tfrecord")}
         same = sum(1 for name, ino in after.items() if before.get(name) == ino)
-        t_full, _ = timed(out_dir=root / "full", stable_shards=True, **common)
+        t_full, _ = timed(out_dir=root / "full", **common)
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         out = {
             "images": n,
+            "engine": args.engine,
             "changed_rows": {"added": k, "removed": k, "relabelled": k},
             "side": args.side,
-            "shard_size_images": args.shard_size,
+            "shard_size_images": shard_size,
             "shards_before": len(before),
             "shards_after": len(after),
             "update_s": round(t_update, 2),

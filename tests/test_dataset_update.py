@@ -1,4 +1,4 @@
-"""`dataset build --stable-shards` and `--update`: an update after adding, removing,
+"""`dataset build` (stable shards, the default) and `--update`: an update after adding, removing,
 relabelling and re-encoding images equals a fresh build given the same splits and shard
 counts, rewrites only the shards that changed (the others keep their bytes and mtimes),
 and refuses a dataset built with other options, or a folder that is not such a dataset."""
@@ -69,7 +69,7 @@ def _build(folder, table, out, **kw):
 def test_update_equals_fresh_build_and_keeps_untouched_shards(tmp_path, photos, write_image):
     folder, table, rows = photos
     ds = tmp_path / "ds"
-    first = _build(folder, table, ds, stable_shards=True)
+    first = _build(folder, table, ds)  # stable shards: the default
     buckets = first.manifest["sharding"]["buckets"]
     assert buckets == {"train": 11, "val": 3, "test": 2}  # 42/4, 12/4, 6/4 rounded up
     before = _state(ds)
@@ -169,19 +169,16 @@ def test_update_refuses_other_options_and_non_datasets(tmp_path, photos):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "imgs", "labels.csv"]
 
     plain = tmp_path / "plain"
-    _build(folder, table, plain)
-    with pytest.raises(UsageError, match="without --stable-shards"):
+    _build(folder, table, plain, stable_shards=False)
+    with pytest.raises(UsageError, match="in shards by position") as e:
         _build(folder, table, plain, update=True)
+    assert "rebuild it once with --overwrite" in e.value.hint
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DatasetError, match="--update: .* is not a cnncli dataset"):
         _build(folder, table, empty, update=True)
     with pytest.raises(DatasetError, match="not found"):
         _build(folder, table, tmp_path / "nowhere", update=True)
-    with pytest.raises(UsageError, match="--update is for --engine local"):
-        _build(folder, table, ds, update=True, engine="ray")
-    with pytest.raises(UsageError, match="--stable-shards is for --engine local"):
-        _build(folder, table, tmp_path / "r", stable_shards=True, engine="ray")
     with pytest.raises(UsageError, match="exclude each other"):
         _build(folder, table, ds, update=True, overwrite=True)
 
@@ -265,7 +262,7 @@ def test_json_reports_shards_written_and_kept(tmp_path, photos):
         "4",
         "--json",
     ]
-    res = CliRunner().invoke(app, [*args, "--stable-shards"])
+    res = CliRunner().invoke(app, args)  # stable shards: the default
     assert res.exit_code == 0, res.output
     shutil.copy(folder / "p000.png", folder / "copy.png")
     _table(table, [*rows, ("copy.png", "brick")])
@@ -296,3 +293,20 @@ def test_bad_new_image_stops_the_update_or_is_skipped(tmp_path, photos):
     assert [p for p, _ in done.skipped] == ["broken.png"]
     assert done.shards["written"] == 0 and _state(ds) == state
     assert (ds / "index.csv").read_bytes() == index
+
+
+def test_update_of_a_dataset_an_older_cnncli_built_says_to_rebuild_once(tmp_path, photos):
+    """The committed v1 dataset (tests/fixtures/formats: shards by position, no "sharding"
+    in its manifest) is still read, and --update on it is one line saying what to do."""
+    from pathlib import Path
+
+    folder, table, _ = photos
+    old = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "formats" / "v1" / "ds-classify", old)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    assert "sharding" not in open_dataset(old).manifest
+    res = CliRunner().invoke(app, ["dataset", "build", str(folder), "-o", str(old), "--update"])
+    assert res.exit_code == 2, res.output
+    (line,) = [x for x in res.output.splitlines() if x.strip()]
+    assert "in shards by position" in line and "rebuild it once with --overwrite" in line
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before

@@ -164,7 +164,7 @@ def messy_folder(tmp_path, write_image):
 
 
 def test_every_command_sees_the_same_files_in_the_same_order(messy_folder, tmp_path):
-    from cnncli.datasets.labels import list_image_files
+    from cnncli.datasets.image_paths import list_image_files
     from cnncli.images import find_images
 
     model = _model(3, "softmax", [0.0, 0.0, 0.0], 1.0, seed=0)

@@ -10,7 +10,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-from cnncli.datasets.labels import load_label_table, scan_class_folders
+from cnncli.datasets.class_folders import scan_class_folders
+from cnncli.datasets.labels import load_label_table
 from cnncli.datasets.tables import read_table
 from cnncli.errors import DatasetError, InputError, UsageError
 from cnncli.images import natural_key

@@ -60,11 +60,21 @@ def facade(sample_data, tmp_path_factory) -> tuple[Path, Path]:
 @pytest.mark.parametrize(
     "options",
     [
-        {"shard_size": 7},  # by images: 10 train shards, 3 val
-        {"shard_size": "2MB", "test": 0.1},  # by bytes: cut where a local build cuts
-        {"shard_size": 5, "record_format": "png", "size": "64x48", "color": "grayscale"},
+        # shards by position (--seeded-shards)
+        {"shard_size": 7, "stable_shards": False},  # by images: 10 train shards, 3 val
+        {"shard_size": "2MB", "test": 0.1, "stable_shards": False},  # cut where local cuts
+        {
+            "shard_size": 5,
+            "record_format": "png",
+            "size": "64x48",
+            "color": "grayscale",
+            "stable_shards": False,
+        },
+        # stable shards (the default): a bucket per task
+        {"shard_size": 7},
+        {"shard_size": "2MB", "test": 0.1, "record_format": "png"},  # png cut by bytes
     ],
-    ids=["images", "bytes", "png"],
+    ids=["images", "bytes", "png", "stable-images", "stable-png-bytes"],
 )
 def test_ray_build_is_byte_identical_to_local(cluster, facade, tmp_path, options):
     images, labels = facade
@@ -77,18 +87,16 @@ def test_ray_build_is_byte_identical_to_local(cluster, facade, tmp_path, options
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temporary left
 
 
-def test_skip_bad_moves_the_cuts_as_a_local_build_does(cluster, facade, tmp_path):
+@pytest.mark.parametrize("stable", [False, True], ids=["by-position", "stable"])
+def test_skip_bad_moves_the_cuts_as_a_local_build_does(cluster, facade, tmp_path, stable):
     images, labels = facade
     bad = tmp_path / "in"
     shutil.copytree(images, bad)
     for name in sorted(os.listdir(bad / "a"))[:3:2]:  # two broken images
         (bad / "a" / name).write_bytes((bad / "a" / name).read_bytes()[:300])
-    local = build_dataset(
-        bad, tmp_path / "local", labels=bad / "labels.csv", shard_size=6, skip_bad=True
-    )
-    ray_ = build_dataset(
-        bad, tmp_path / "ray", labels=bad / "labels.csv", shard_size=6, skip_bad=True, engine="ray"
-    )
+    options = {"labels": bad / "labels.csv", "shard_size": 6, "skip_bad": True}
+    local = build_dataset(bad, tmp_path / "local", stable_shards=stable, **options)
+    ray_ = build_dataset(bad, tmp_path / "ray", stable_shards=stable, engine="ray", **options)
     same_folders(tmp_path / "local", tmp_path / "ray")
     assert len(ray_.skipped) == 2 and ray_.skipped == local.skipped
 
@@ -107,6 +115,7 @@ def test_cli_ray_build(cluster, cli, facade, tmp_path):
         "ray",
         "--shard-size",
         "20",
+        "--seeded-shards",
     )
     assert r.exit_code == 0, r.output
     assert "(Ray: 5 tasks on" in r.output
@@ -173,3 +182,51 @@ def test_predict_on_ray_equals_local_predict(cluster, cli, tiny, tmp_path):
     text = (tmp_path / "ray.csv").read_text()
     assert text == (tmp_path / "local.csv").read_text()
     assert len(text.splitlines()) == 151
+
+
+def test_update_on_ray_equals_a_local_update(cluster, facade, tmp_path, write_image):
+    """A stable-shard dataset updated after adding, removing, relabelling and re-encoding
+    images, once on the cluster and once here: the same files, byte for byte; the shards
+    the changes did not touch keep their bytes and mtimes on both."""
+    import numpy as np
+
+    images, labels = facade
+    work = tmp_path / "in"
+    shutil.copytree(images, work)
+    table = work / "labels.csv"
+    options = {"labels": table, "shard_size": 6, "test": 0.1}
+    build_dataset(work, tmp_path / "local", **options)
+    shutil.copytree(tmp_path / "local", tmp_path / "ray", copy_function=shutil.copy2)
+    lines = table.read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], lines[1:]
+    removed = rows.pop(5).split(",")[1]
+    (work / removed).unlink()
+    cells = rows[7].split(",")  # relabelled: the other class (name and index)
+    other = next(r.split(",") for r in rows if r.split(",")[3] != cells[3])
+    rows[7] = ",".join([cells[0], cells[1], other[2], other[3]])
+    reencoded = rows[9].split(",")[1]
+    rng = np.random.default_rng(0)
+    with open(work / reencoded, "rb") as f:
+        from PIL import Image
+
+        size = Image.open(f).size
+    write_image(work / reencoded, rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8))
+    for k in range(2):  # two new photos, copies of others' pixels under new names
+        src = rows[20 + k].split(",")
+        shutil.copy(work / src[1], work / f"a/new{k}.png")
+        rows.append(",".join([str(1000 + k), f"a/new{k}.png", src[2], src[3]]))
+    table.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+
+    def state(ds):
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in ds.glob("*.tfrecord")}
+
+    before = state(tmp_path / "ray")
+    local = build_dataset(work, tmp_path / "local", update=True, **options)
+    ray_ = build_dataset(work, tmp_path / "ray", update=True, engine="ray", **options)
+    same_folders(tmp_path / "local", tmp_path / "ray")
+    assert ray_.shards == local.shards and 1 <= ray_.shards["written"] <= 6
+    after = state(tmp_path / "ray")
+    kept = [n for n in after if before.get(n) == after[n]]
+    assert len(kept) == ray_.shards["kept"] >= len(before) - 6
+    assert "Ray: " in ray_.notes[-1] and f"{ray_.shards['written']} written" in ray_.notes[-1]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]

@@ -48,7 +48,10 @@ def test_an_unreachable_cluster_is_one_line(cli, repo, tmp_path):
     [
         (("--engine", "spark"), "unknown engine 'spark'"),
         (("--address", "auto"), "--address is for --engine ray"),
-        (("--engine", "ray", "--record-format", "png"), "cuts png shards by a number of images"),
+        (
+            ("--engine", "ray", "--record-format", "png", "--seeded-shards"),
+            "cuts png shards by a number of images",
+        ),
         (("--engine", "ray", "--address", "nohost"), "bad Ray address 'nohost'"),
     ],
 )

@@ -147,17 +147,11 @@ def test_an_empty_folder_is_used_and_inputs_are_never_replaced(tmp_path):
 
 
 def test_renames_go_through_atomic():
-    """os.replace, os.rename and Path.rename appear in cnncli/atomic.py only (the dataset
-    writers' shard renames are the known rest, listed until they move)."""
-    rest = {
-        "cnncli/datasets/shards.py",
-        "cnncli/datasets/stable.py",
-        "cnncli/datasets/ray_engine.py",
-    }
+    """os.replace, os.rename and Path.rename appear in cnncli/atomic.py only."""
     found = set()
     for path in sorted((ROOT / "cnncli").rglob("*.py")):
         name = path.relative_to(ROOT).as_posix()
         text = path.read_text(encoding="utf-8")
         if name != "cnncli/atomic.py" and re.search(r"os\.(replace|rename)\(|\.rename\(", text):
             found.add(name)
-    assert found <= rest, f"rename through cnncli.atomic.rename: {sorted(found - rest)}"
+    assert not found, f"rename through cnncli.atomic.rename: {sorted(found)}"

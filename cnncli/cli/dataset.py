@@ -9,8 +9,12 @@ from typing import Annotated
 import typer
 
 from cnncli.cli import completion as complete
+from cnncli.cli.dataset_views import contents, show_problems
 from cnncli.cli.options import JsonOpt, OverwriteOpt
 from cnncli.cli.progress import ProgressBar
+from cnncli.datasets.options import BuildOptions
+
+DEFAULTS = BuildOptions()  # the options' defaults, read from their one home
 
 app = typer.Typer(help="Build, inspect and preview labeled image datasets.", no_args_is_help=True)
 
@@ -21,12 +25,16 @@ def build(
     out: Annotated[Path, typer.Option("-o", "--out", help="The dataset folder to write.")],
     labels: Annotated[
         Path | None, typer.Option("--labels", help="Label table (CSV or tab-separated).")
-    ] = None,
-    image_col: Annotated[str | None, typer.Option(help="Column naming the image files.")] = None,
+    ] = DEFAULTS.labels,
+    image_col: Annotated[
+        str | None, typer.Option(help="Column naming the image files.")
+    ] = DEFAULTS.image_col,
     label_col: Annotated[
         str | None, typer.Option(help="Column holding the labels (multilabel: several a cell).")
-    ] = None,
-    name_col: Annotated[str | None, typer.Option(help="Column holding class names.")] = None,
+    ] = DEFAULTS.label_col,
+    name_col: Annotated[
+        str | None, typer.Option(help="Column holding class names.")
+    ] = DEFAULTS.name_col,
     task: Annotated[
         str,
         typer.Option(
@@ -34,61 +42,61 @@ def build(
             "or --label-cols) or regression (numbers from --target-col).",
             autocompletion=complete.tasks,
         ),
-    ] = "classify",
+    ] = DEFAULTS.task,
     label_delim: Annotated[
         str | None,
         typer.Option(
             help="multilabel: what separates the labels in a --label-col cell (default ;)."
         ),
-    ] = None,
+    ] = DEFAULTS.label_delim,
     label_cols: Annotated[
         str | None,
         typer.Option(metavar="A,B,C", help="multilabel: one 0/1 column per label: a,b,c."),
-    ] = None,
+    ] = DEFAULTS.label_cols,
     target_col: Annotated[
         list[str] | None,
         typer.Option(help="regression: a numeric column to predict (repeat for several)."),
-    ] = None,
+    ] = DEFAULTS.target_cols,
     encoding: Annotated[
         str | None, typer.Option(help="The table's text encoding (default: UTF-8 or cp949).")
-    ] = None,
+    ] = DEFAULTS.encoding,
     classes: Annotated[
         str | None, typer.Option(help="Class names in index order, comma-separated: a,b,c.")
-    ] = None,
+    ] = DEFAULTS.classes,
     color: Annotated[
         str | None,
         typer.Option(
             help="rgba, rgb or grayscale (default: the mode most images have).",
             autocompletion=complete.colors,
         ),
-    ] = None,
+    ] = DEFAULTS.color,
     size: Annotated[
         str | None, typer.Option(help="HxW (default: keep it when every image shares it).")
-    ] = None,
+    ] = DEFAULTS.size,
     fit: Annotated[
         str,
         typer.Option(help="stretch, crop or pad, for aspect ratio.", autocompletion=complete.fits),
-    ] = "stretch",
+    ] = DEFAULTS.fit,
     val: Annotated[
         float | None, typer.Option(help="Fraction of each class for validation (default: 0.2).")
-    ] = None,
+    ] = DEFAULTS.val,
     test: Annotated[
         float | None, typer.Option(help="Fraction of each class for testing (default: 0).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    ] = DEFAULTS.test,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = DEFAULTS.seed,
     split_col: Annotated[
         str | None, typer.Option(help="Table column with train/val/test per row.")
-    ] = None,
+    ] = DEFAULTS.split_col,
     split_files: Annotated[
         str | None,
         typer.Option(
             help="Lists of image paths giving the splits: train.txt,val.txt,test.txt "
             "(split from each name, or train=FILE)."
         ),
-    ] = None,
+    ] = DEFAULTS.split_files,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Build from the good rows; list the rest.")
-    ] = False,
+    ] = DEFAULTS.skip_bad,
     overwrite: OverwriteOpt = False,
     workers: Annotated[
         int | None,
@@ -96,37 +104,37 @@ def build(
             help="Conversion workers (default: every core): threads, or processes for large "
             "builds on 4+ cores. With 1, the main thread finishes what the worker decodes."
         ),
-    ] = None,
+    ] = DEFAULTS.workers,
     record_format: Annotated[
         str, typer.Option(help="raw (fast, default) or png (smaller) pixels in the records.")
-    ] = "raw",
+    ] = DEFAULTS.record_format,
     shard_size: Annotated[
         str, typer.Option(help="Shard size: bytes (64MB) or images (500).")
-    ] = "64MB",
+    ] = str(DEFAULTS.shard_size),
     exclude: Annotated[
         Path | None,
         typer.Option(
             help="Leave out images: issues.csv from dataset check (its rows suggesting "
             "exclude) or a list of image names."
         ),
-    ] = None,
+    ] = DEFAULTS.exclude,
     relabel: Annotated[
         Path | None,
         typer.Option(help="Apply the suggested labels of the label-issue rows of issues.csv."),
-    ] = None,
+    ] = DEFAULTS.relabel,
     allow_leaks: Annotated[
         bool,
         typer.Option(
             "--allow-leaks", help="Split identical image files freely (default: one split each)."
         ),
-    ] = False,
+    ] = DEFAULTS.allow_leaks,
     engine: Annotated[
         str,
         typer.Option(
             help="Where images are converted: local (this machine) or ray (the "
             "nodes of a Ray cluster; the same bytes, see docs/multi-machine.md)."
         ),
-    ] = "local",
+    ] = DEFAULTS.engine,
     address: Annotated[
         str | None,
         typer.Option(
@@ -134,23 +142,24 @@ def build(
             help="--engine ray: the cluster's head, or auto (default: RAY_ADDRESS, else "
             "this machine's cores).",
         ),
-    ] = None,
-    stable_shards: Annotated[
+    ] = DEFAULTS.address,
+    seeded_shards: Annotated[
         bool,
         typer.Option(
-            "--stable-shards",
-            help="Put each image in a shard by a hash of its path, "
-            "so that --update can later rewrite only the shards that changed.",
+            "--seeded-shards",
+            help="Records in the seeded order, cut into shards of --shard-size (the older "
+            "layout, which --update cannot update), instead of each image in a shard by a "
+            "hash of its path.",
         ),
-    ] = False,
+    ] = not DEFAULTS.stable_shards,
     update: Annotated[
         bool,
         typer.Option(
             "--update",
-            help="Update the --stable-shards dataset OUT: rewrite only the "
-            "shards whose images were added, removed, relabelled or changed.",
+            help="Update the dataset OUT: rewrite only the shards whose images were "
+            "added, removed, relabelled or changed (same options; --engine ray too).",
         ),
-    ] = False,
+    ] = DEFAULTS.update,
     json_out: JsonOpt = False,
 ) -> None:
     """Build a dataset from IMAGES_DIR and an optional label table (see docs/FORMAT.md)."""
@@ -158,160 +167,56 @@ def build(
     from cnncli.datasets.build import build_dataset
     from cnncli.errors import DatasetError
 
+    options = BuildOptions(
+        labels=labels,
+        image_col=image_col,
+        label_col=label_col,
+        name_col=name_col,
+        task=task,
+        label_delim=label_delim,
+        label_cols=label_cols,
+        target_cols=target_col,
+        encoding=encoding,
+        classes=classes,
+        color=color,
+        size=size,
+        fit=fit,
+        val=val,
+        test=test,
+        seed=seed,
+        split_col=split_col,
+        split_files=split_files,
+        skip_bad=skip_bad,
+        overwrite=overwrite,
+        workers=workers,
+        record_format=record_format,
+        shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
+        exclude=exclude,
+        relabel=relabel,
+        allow_leaks=allow_leaks,
+        engine=engine,
+        address=address,
+        stable_shards=not seeded_shards,
+        update=update,
+    )
+
     try:
         with ProgressBar("converting") as progress:
-            result = build_dataset(
-                images_dir,
-                out,
-                labels=labels,
-                image_col=image_col,
-                label_col=label_col,
-                name_col=name_col,
-                task=task,
-                label_delim=label_delim,
-                label_cols=label_cols,
-                target_cols=target_col,
-                encoding=encoding,
-                classes=classes,
-                color=color,
-                size=size,
-                fit=fit,
-                val=val,
-                test=test,
-                seed=seed,
-                split_col=split_col,
-                split_files=split_files,
-                skip_bad=skip_bad,
-                overwrite=overwrite,
-                workers=workers,
-                record_format=record_format,
-                shard_size=int(shard_size) if shard_size.isdigit() else shard_size,
-                exclude=exclude,
-                relabel=relabel,
-                allow_leaks=allow_leaks,
-                progress=progress,
-                engine=engine,
-                address=address,
-                stable_shards=stable_shards,
-                update=update,
-            )
+            result = build_dataset(images_dir, out, options, progress=progress)
     except DatasetError as e:
         if e.problems:
-            _show_problems(e.problems, out)
+            show_problems(e.problems, out)
         raise
     if json_out:
         console.print_json(result.to_dict())
         return
-    _contents(result.manifest, result.counts, [c["name"] for c in result.manifest["classes"]])
+    contents(result.manifest, result.counts, [c["name"] for c in result.manifest["classes"]])
     for note in result.notes:
         console.info(note)
     if result.skipped:
-        _show_problems(result.skipped, None, title="Skipped")
+        show_problems(result.skipped, None, title="Skipped")
         console.warn(f"{len(result.skipped)} bad rows skipped: see {out / 'skipped.csv'}")
     console.info(f"wrote {out}")
-
-
-def _show_problems(problems: list, out: Path | None, title: str = "Problems") -> None:
-    """Problems counted by kind, then the first SHOWN of them (a terminal cannot show
-    100,000 rows, nor draw them quickly); the whole list goes to a file beside OUT, whose
-    path is said (`out` None: it is already in the dataset's skipped.csv)."""
-    from cnncli.cli import console
-    from cnncli.datasets.problems import SHOWN, count_kinds, write_problem_list
-
-    n = len(problems)
-    if n > 1:
-        console.err_console.print(
-            console.make_table(
-                ["kind", "files"],
-                count_kinds(problems),
-                title=f"{title} by kind",
-                numeric=["files"],
-            )
-        )
-    heading = title if n <= SHOWN else f"{title}: the first {SHOWN} of {n:,}"
-    console.err_console.print(
-        console.make_table(["file", "problem"], problems[:SHOWN], title=heading)
-    )
-    if n > SHOWN and out is not None:
-        try:
-            console.info(f"all {n:,} problems are listed in {write_problem_list(problems, out)}")
-        except OSError as e:
-            console.warn(f"could not write the list of all {n:,} problems ({e.strerror or e})")
-
-
-def _counts_table(counts: dict, class_names: list[str], title: str | None = None) -> None:
-    from cnncli.cli import console
-
-    splits = list(counts)
-    rows = [
-        [
-            i,
-            name,
-            *(counts[s].get(name, 0) for s in splits),
-            sum(counts[s].get(name, 0) for s in splits),
-        ]
-        for i, name in enumerate(class_names)
-    ]
-    footer = [
-        [
-            "",
-            "total",
-            *(sum(counts[s].values()) for s in splits),
-            sum(sum(c.values()) for c in counts.values()),
-        ]
-    ]
-    console.print_table(
-        ["#", "class", *splits, "total"],
-        rows,
-        title=title,
-        numeric=["#", *splits, "total"],
-        footer_rows=footer,
-    )
-
-
-def _contents(manifest: dict, counts: dict, names: list[str], title: str | None = None) -> None:
-    """What a dataset holds, as its task has it: images per class and split (classify);
-    per label, with unlabeled rows and co-occurrence (multilabel); images per split and
-    each target's statistics and histogram (regression)."""
-    from cnncli.cli import console
-    from cnncli.datasets.tasks import histogram_lines
-
-    task = manifest.get("task", "classify")
-    if task == "classify":
-        _counts_table(counts, names, title=title)
-        return
-    splits = list(counts)
-    images = [manifest["splits"][s]["count"] for s in splits]
-    footer = [["images", *images, sum(images)]]
-    if task == "multilabel":
-        none = [manifest["unlabeled"].get(s, 0) for s in splits]
-        per = [[counts[s].get(n, 0) for s in splits] for n in names]
-        rows = [[n, *row, sum(row)] for n, row in zip(names, per, strict=True)]
-        console.print_table(
-            ["label", *splits, "total"],
-            rows,
-            title=title,
-            numeric=[*splits, "total"],
-            footer_rows=[*footer, ["unlabeled", *none, sum(none)]],
-        )
-        console.print_table(
-            ["train", *names],
-            [[n, *row] for n, row in zip(names, manifest["cooccurrence"], strict=True)],
-            title="labels together (train split)",
-            numeric=names,
-        )
-        return
-    console.print_table(["", *splits, "total"], footer, title=title, numeric=[*splits, "total"])
-    console.print_table(
-        ["target", "mean", "std", "min", "max"],
-        [[t["name"], t["mean"], t["std"], t["min"], t["max"]] for t in manifest["targets"]],
-        title="targets (mean and std of the train split)",
-        numeric=["mean", "std", "min", "max"],
-    )
-    for name, hist in manifest.get("target_histograms", {}).items():
-        console.console.print(f"{name}:", highlight=False)
-        for line in histogram_lines(hist):
-            console.console.print("  " + console.escape(line), highlight=False)
 
 
 @app.command("info")
@@ -329,7 +234,7 @@ def info(
     if json_out:
         console.print_json(summary)
         return
-    _contents(ds.manifest, summary["counts"], ds.class_names, title=str(ds.path))
+    contents(ds.manifest, summary["counts"], ds.class_names, title=str(ds.path))
     shards = ds.shard_count()
     console.info(
         f"images: {ds.image.describe()}, shape {ds.image.shape}; records: {ds.encoding}, "

@@ -21,18 +21,21 @@ so that one run lists every problem at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from cnncli import __version__
 from cnncli.atomic import atomic_dir, check_replaceable, write_json
 from cnncli.claims import claimed
+from cnncli.datasets.buckets import StableLayout
+from cnncli.datasets.class_folders import scan_class_folders
 from cnncli.datasets.convert import ConvertJob
 from cnncli.datasets.corrections import apply_corrections
-from cnncli.datasets.engines import open_engine
-from cnncli.datasets.labels import load_label_table, scan_class_folders
+from cnncli.datasets.engines import open_engine, stable_engine
+from cnncli.datasets.labels import LabelSet, load_label_table
+from cnncli.datasets.manifest import dataset_manifest
+from cnncli.datasets.options import BuildOptions
 from cnncli.datasets.plan import (
     Plan,
     kept_warnings,
@@ -41,16 +44,14 @@ from cnncli.datasets.plan import (
     warning_notes,
 )
 from cnncli.datasets.shards import (
-    SPLITS,
-    parse_shard_size,
     write_index,
     write_skipped,
 )
-from cnncli.datasets.splits import apply_split_files, keep_copies_together, split_options
-from cnncli.datasets.stable import SHARDING_KEY, StableEngine, bucket_counts, open_previous
+from cnncli.datasets.splits import apply_split_files, keep_copies_together
+from cnncli.datasets.stable import SHARDING_KEY, bucket_counts, open_previous
 from cnncli.datasets.stable import record_index as stable_index
 from cnncli.datasets.store import recover_dataset
-from cnncli.datasets.targets import check_task_options, load_task_table
+from cnncli.datasets.targets import load_task_table
 from cnncli.datasets.tasks import index_label, split_counts, task_manifest
 from cnncli.datasets.workers import pool_plan
 from cnncli.errors import (
@@ -60,13 +61,7 @@ from cnncli.errors import (
     not_found,
     writing,
 )
-from cnncli.images import COLORS, FITS, parse_size
 from cnncli.progress import Progress
-
-FORMAT_VERSION = 1
-RECORD_FORMATS = ("raw", "png")
-DEFAULT_RECORD_FORMAT = "raw"  # measured: see docs/FORMAT.md ("Record encoding")
-DEFAULT_SHARD_SIZE = "64MB"
 
 
 @dataclass
@@ -101,172 +96,93 @@ class BuildResult:
 def build_dataset(
     images_dir,
     out_dir,
+    options: BuildOptions | None = None,
     *,
-    labels=None,
-    image_col: str | None = None,
-    label_col: str | None = None,
-    name_col: str | None = None,
-    task: str = "classify",
-    label_delim: str | None = None,
-    label_cols=None,
-    target_cols=None,
-    encoding: str | None = None,
-    classes=None,
-    color: str | None = None,
-    size=None,
-    fit: str = "stretch",
-    val: float | None = None,
-    test: float | None = None,
-    seed: int = 0,
-    split_col: str | None = None,
-    split_files=None,
-    skip_bad: bool = False,
-    overwrite: bool = False,
-    workers: int | None = None,
-    record_format: str = DEFAULT_RECORD_FORMAT,
-    shard_size=DEFAULT_SHARD_SIZE,
-    exclude=None,
-    relabel=None,
-    allow_leaks: bool = False,
     progress: Progress | None = None,
-    engine: str = "local",
-    address: str | None = None,
-    stable_shards: bool | dict = False,
-    update: bool = False,
+    **given_options,
 ) -> BuildResult:
     """Build a dataset folder (docs/FORMAT.md) from IMAGES_DIR and an optional label table.
 
-    Raises DatasetError (with `.problems`, every (file, reason) found) when inputs are bad
-    and `skip_bad` is false; nothing is written then. `progress(done, total)` is called as
-    images are converted. `val`/`test` default to 0.2/0.0; `split_col` (a table column) or
-    `split_files` ('train.txt,val.txt,test.txt': lists of image paths) give the splits instead.
-    `task` "multilabel" (`label_col` + `label_delim`, or `label_cols`) or "regression"
-    (`target_cols`) reads those from the table (cnncli.datasets.targets). `exclude` and
-    `relabel` (files from `cnncli dataset check`: cnncli.datasets.corrections) leave images
-    out and relabel them first; identical image files are kept in one split unless
-    `allow_leaks`. `engine` 'ray' converts on the Ray cluster at `address`
-    (cnncli.datasets.engines): the same bytes as 'local'. `stable_shards` puts each record
-    in a shard by a key of its own (True, or {split: shards} to give their numbers);
-    `update` rewrites only the changed shards of the stable-shard dataset at `out_dir`
-    (cnncli.datasets.stable).
+    `options` (cnncli.datasets.options.BuildOptions; keyword arguments named as its fields
+    replace its values) say what to build. Raises DatasetError (with `.problems`, every
+    (file, reason) found) when inputs are bad and `skip_bad` is false; nothing is written
+    then. `progress(done, total)` is called as images are converted. `engine` 'ray'
+    converts on the Ray cluster at `address` (cnncli.datasets.engines): the same bytes as
+    'local'. `stable_shards` puts each record in a shard by a key of its own (True, or
+    {split: shards} to give their numbers); `update` rewrites only the changed shards of
+    the dataset at `out_dir` (cnncli.datasets.stable).
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    check_task_options(
-        task,
-        labels=labels,
-        label_col=label_col,
-        label_delim=label_delim,
-        label_cols=label_cols,
-        target_cols=target_cols,
-        name_col=name_col,
-        classes=classes,
-    )
-    val, test, split_files = split_options(val, test, split_col, split_files)
-    _check_options(val, test, color, fit, record_format)
-    shard_limit = parse_shard_size(shard_size)
-    if isinstance(classes, str):
-        classes = [c.strip() for c in classes.split(",") if c.strip()]
-    if isinstance(size, str):
-        size = parse_size(size)
+    o = replace(options or BuildOptions(), **given_options).checked()
+    assert o.val is not None and o.test is not None  # checked() gives them their defaults
+    shard_limit, stable_shards = o.shard_limit, o.stable_shards
     previous = None
-    if update:
-        _check_update(engine, split_files, overwrite)
+    if o.update:
         previous = open_previous(out_dir)
         stable_shards = previous.buckets
-    elif stable_shards and engine != "local":
-        raise UsageError("--stable-shards is for --engine local", "drop --engine ray")
-    _check_paths(images_dir, out_dir, labels, overwrite or update, split_col)
-    runner = open_engine(engine, address, record_format=record_format, shard_limit=shard_limit)
-    if task != "classify":
-        ls = load_task_table(
-            labels,
-            images_dir,
-            task,
-            image_col=image_col,
-            label_col=label_col,
-            label_delim=label_delim,
-            label_cols=label_cols,
-            target_cols=target_cols,
-            encoding=encoding,
-            split_col=split_col,
-        )
-    elif labels is not None:
-        ls = load_label_table(
-            labels,
-            images_dir,
-            image_col=image_col,
-            label_col=label_col,
-            name_col=name_col,
-            encoding=encoding,
-            classes=classes,
-            split_col=split_col,
-        )
-    else:
-        ls = scan_class_folders(images_dir, classes, exclude=out_dir)
-    corrected, said = apply_corrections(ls, exclude, relabel)
+    _check_paths(images_dir, out_dir, o.labels, o.overwrite or o.update, o.split_col)
+    runner = open_engine(
+        o.engine,
+        o.address,
+        record_format=o.record_format,
+        shard_limit=shard_limit,
+        stable=bool(stable_shards),
+    )
+    ls = _read_labels(o, images_dir, out_dir)
+    corrected, said = apply_corrections(ls, o.exclude, o.relabel)
     ls.notes += said
-    given = f"column {split_col!r}" if split_col else None
-    if split_files:
-        sources = apply_split_files(ls, images_dir, split_files)
-        given = "files " + ", ".join(f"{p.name} ({s})" for s, p in split_files.items())
-    fresh_given = given  # how a fresh build would split: what the options record
+    given = f"column {o.split_col!r}" if o.split_col else None
+    sources = None
+    if o.split_files:
+        sources = apply_split_files(ls, images_dir, o.split_files)
+        given = "files " + ", ".join(f"{p.name} ({s})" for s, p in o.split_files.items())
     if previous is not None:
-        given = previous.split_rows(ls, images_dir, val, test, seed, allow_leaks)
+        given = previous.split_rows(ls, images_dir, o.val, o.test, o.seed, o.allow_leaks)
     plan = plan_build(
-        ls, images_dir, color, size, fit, val, test, seed, given, carve=val if split_files else 0.0
+        ls,
+        images_dir,
+        o.color,
+        o.size,
+        o.fit,
+        o.val,
+        o.test,
+        o.seed,
+        given,
+        carve=o.val if o.split_files else 0.0,
     )
     if previous is not None:
         plan.notes = [n for n in plan.notes if not n.startswith("splits from")]
-        plan.notes.append(previous.split_note(ls, val, test))
-    if allow_leaks:
+        plan.notes.append(previous.split_note(ls, o.val, o.test))
+    if o.allow_leaks:
         plan.notes.append("identical image files may land in different splits (--allow-leaks)")
     else:
-        plan.notes.append(keep_copies_together(plan.rows, plan.splits, images_dir, given))
-    pool = pool_plan(workers, plan.source_pixels)  # ('threads' or 'processes', how many)
-    options = {
-        "labels": Path(labels).name if labels is not None else None,
-        "columns": {k: v for k, v in ls.columns.items() if k != "ignored"} or None,
-        "classes": classes,
-        "task": task,
-        "color": plan.spec.color,
-        "size": [plan.spec.height, plan.spec.width],
-        "fit": plan.spec.fit,
-        "val": val if not fresh_given or (split_files and val) else None,
-        "test": test if not fresh_given else None,
-        "seed": seed,
-        "split_col": split_col,
-        "split_files": sources if split_files else None,
-        "splits_from": "files" if split_files else "column" if split_col else "random",
-        "skip_bad": skip_bad,
-        "record_format": record_format,
-        "shard_size": shard_size if isinstance(shard_size, int) else str(shard_size),
-        **corrected,
-        **({"allow_leaks": True} if allow_leaks else {}),
-    }
+        hashes = previous.current if previous is not None else None
+        plan.notes.append(keep_copies_together(plan.rows, plan.splits, images_dir, given, hashes))
+    pool = pool_plan(o.workers, plan.source_pixels)  # ('threads' or 'processes', how many)
+    options_kept = o.manifest_options(plan.spec, ls.columns, sources, corrected)
     if previous is not None:
-        previous.check_options(options, ls.class_names)
-        options["shard_size"] = previous.info.manifest["options"].get("shard_size")
+        previous.check_options(options_kept, ls.class_names)
+        options_kept["shard_size"] = previous.info.manifest["options"].get("shard_size")
     sharding = None
     if stable_shards:
         given_n = stable_shards if isinstance(stable_shards, dict) else None
         buckets = bucket_counts(plan, shard_limit, given_n)
         sharding = {"key": SHARDING_KEY, "buckets": buckets}
-        runner = StableEngine(buckets, previous)
+        runner = stable_engine(runner, StableLayout(buckets, previous))
     # a full disk or an unwritable OUT_DIR: one line naming it (nothing is left behind) and,
     # for raw records, about how much the dataset needs
     pixels = len(plan.rows) * int(np.prod(plan.spec.shape))
     with (
-        writing(out_dir, pixels if record_format == "raw" else None),
-        atomic_dir(out_dir, overwrite=overwrite or update) as tmp,
+        writing(out_dir, pixels if o.record_format == "raw" else None),
+        atomic_dir(out_dir, overwrite=o.overwrite or o.update) as tmp,
     ):
-        done = runner.convert(
-            ConvertJob(
-                plan, images_dir, tmp, shard_limit, record_format, pool, seed, skip_bad, progress
-            )
+        job = ConvertJob(
+            plan, images_dir, tmp, shard_limit, o.record_format, pool, o.seed, o.skip_bad, progress
         )
+        done = runner.convert(job)
         sha, bad, changed = done.sha, done.bad, done.changed
         problems, notes, rows = plan.problems, plan.notes, plan.rows
-        stop_if_bad(problems, plan.blockers, skip_bad)
+        stop_if_bad(problems, plan.blockers, o.skip_bad)
         kept = [i for i in range(len(rows)) if i not in bad]
         counts = _counts(plan, kept)
         _check_train(counts, ls.class_names, problems, given)
@@ -291,16 +207,18 @@ def build_dataset(
             notes.append(f"{len(problems)} bad rows skipped (listed in skipped.csv)")
         warned = kept_warnings(plan.warned, problems)
         notes += changed.notes() + warning_notes(warned)
-        manifest = _manifest(plan, record_format, counts, shard_names, options, changed.notes())
+        manifest = dataset_manifest(
+            plan, o.record_format, counts, shard_names, options_kept, changed.notes()
+        )
         if sharding:
             manifest["sharding"] = sharding
         manifest, said = task_manifest(
-            manifest, rows, plan.splits, kept, task, ls.class_names, ls.target_names
+            manifest, rows, plan.splits, kept, o.task, ls.class_names, ls.target_names
         )
         notes += said
         n_shards = sum(len(v) for v in shard_names.values())
         notes.append(
-            f"records: {record_format} pixels, {n_shards} shard{'s' * (n_shards != 1)}"
+            f"records: {o.record_format} pixels, {n_shards} shard{'s' * (n_shards != 1)}"
             f" ({done.described})"
         )
         write_json(tmp / "manifest.json", manifest)
@@ -308,62 +226,36 @@ def build_dataset(
     return BuildResult(manifest, out_dir, counts, problems, notes, ls.unused, warned, stable)
 
 
-def _manifest(plan: Plan, record_format: str, counts, shard_names, options, changed) -> dict:
-    return {
-        "format": "cnncli-dataset",
-        "format_version": FORMAT_VERSION,
-        "cnncli_version": __version__,
-        "classes": [{"index": i, "name": n} for i, n in enumerate(plan.labels.class_names)],
-        "image": plan.spec.to_dict(),
-        "encoding": record_format,
-        "splits": {
-            s: {
-                "count": sum(counts[s].values()),
-                "per_class": counts[s],
-                "shards": shard_names[s],
-            }
-            for s in SPLITS
-            if s in counts
-        },
-        "labels_sha256": plan.labels.sha256,
-        "skipped": len(plan.problems),
-        "conversions": changed,
-        "options": options,
-    }
+def _read_labels(o: BuildOptions, images_dir: Path, out_dir: Path) -> LabelSet:
+    """The rows and labels: from the table (of the task), else from the class folders."""
+    if o.task != "classify":
+        return load_task_table(
+            o.labels,
+            images_dir,
+            o.task,
+            image_col=o.image_col,
+            label_col=o.label_col,
+            label_delim=o.label_delim,
+            label_cols=o.label_cols,
+            target_cols=o.target_cols,
+            encoding=o.encoding,
+            split_col=o.split_col,
+        )
+    if o.labels is not None:
+        return load_label_table(
+            o.labels,
+            images_dir,
+            image_col=o.image_col,
+            label_col=o.label_col,
+            name_col=o.name_col,
+            encoding=o.encoding,
+            classes=o.classes,
+            split_col=o.split_col,
+        )
+    return scan_class_folders(images_dir, o.classes, exclude=out_dir)
 
 
 # --------------------------------------------------------------------------- checks
-def _check_options(val, test, color, fit, record_format) -> None:
-    for name, v in (("--val", val), ("--test", test)):
-        if not 0 <= v < 1:
-            raise UsageError(f"{name} must be a fraction from 0 to below 1, got {v}")
-    if val + test >= 1:
-        raise UsageError(f"--val {val} and --test {test} leave nothing to train on")
-    if color is not None and color not in COLORS:
-        raise UsageError(f"unknown colour {color!r}", f"use one of {', '.join(COLORS)}")
-    if fit not in FITS:
-        raise UsageError(f"unknown fit {fit!r}", f"use one of {', '.join(FITS)}")
-    if record_format not in RECORD_FORMATS:
-        raise UsageError(
-            f"unknown record format {record_format!r}", f"use one of {', '.join(RECORD_FORMATS)}"
-        )
-
-
-def _check_update(engine: str, split_files, overwrite: bool) -> None:
-    if engine != "local":
-        raise UsageError("--update is for --engine local", "drop --engine ray")
-    if split_files:
-        raise UsageError(
-            "--update keeps the splits the dataset has; --split-files cannot change them",
-            "drop --split-files (a --split-col is read for new rows)",
-        )
-    if overwrite:
-        raise UsageError(
-            "--update and --overwrite exclude each other",
-            "--update keeps the dataset's unchanged shards; --overwrite rebuilds",
-        )
-
-
 def _check_paths(images_dir: Path, out_dir: Path, labels, overwrite: bool, split_col) -> None:
     if not images_dir.is_dir():
         what = "not found" if not_found(images_dir) else "is not a folder"

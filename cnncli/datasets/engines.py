@@ -8,6 +8,7 @@ options are checked, and a cluster reached, before any image is read.
 
 from __future__ import annotations
 
+from cnncli.datasets.buckets import StableEngine, StableLayout
 from cnncli.datasets.convert import LocalEngine
 from cnncli.errors import UsageError
 
@@ -21,12 +22,14 @@ def open_engine(
     *,
     record_format: str = "raw",
     shard_limit: tuple[str, int] = ("images", 1),
+    stable: bool = False,
 ):
     """The engine called `name`, ready to convert: for 'ray', connected to the cluster at
     `address` (HOST:PORT, 'auto' for the one started on this machine with `ray start`, or
     None: RAY_ADDRESS, else a cluster of this machine's cores started for the build).
     Raises UsageError for an unknown engine, Ray not installed, or options the engine
-    cannot honour; InputError when the cluster cannot be reached."""
+    cannot honour; InputError when the cluster cannot be reached. `stable`: the build will
+    be a stable-shard one (`stable_engine`), whose shards are counted before any decode."""
     if name not in ENGINES:
         raise UsageError(f"unknown engine {name!r}", f"use one of {', '.join(ENGINES)}")
     if name == "local":
@@ -35,7 +38,7 @@ def open_engine(
         return LocalEngine()
     if not ray_installed():
         raise UsageError("--engine ray needs Ray, which is not installed", RAY_INSTALL)
-    if record_format != "raw" and shard_limit[0] == "bytes":
+    if not stable and record_format != "raw" and shard_limit[0] == "bytes":
         raise UsageError(
             f"--engine ray cuts {record_format} shards by a number of images, not by bytes",
             "give --shard-size as a number of images (--shard-size 500)",
@@ -43,6 +46,16 @@ def open_engine(
     from cnncli.datasets.ray_engine import RayEngine
 
     return RayEngine(address)
+
+
+def stable_engine(engine, layout: StableLayout):
+    """The engine that writes the stable-shard build `layout` (an update's too) where
+    `engine` (open_engine's) converts: this machine, or its Ray cluster."""
+    if engine.name == "local":
+        return StableEngine(layout)
+    from cnncli.datasets.ray_buckets import RayBuckets
+
+    return RayBuckets(engine, layout)
 
 
 def ray_installed() -> bool:

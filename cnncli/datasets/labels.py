@@ -1,34 +1,32 @@
-"""Label tables and class folders: which file has which label.
+"""Label tables: which file has which label, and the result every label source gives.
 
 Two sources, one result (`LabelSet`):
 - a label table (read by cnncli.datasets.tables: encodings, separators, which column is
   which) such as the course's façade table `,image,type,y`; a numeric label and a text name
-  must agree one to one;
-- one subfolder per class (`image_dataset_from_directory`'s convention), natural order.
+  must agree one to one (this module);
+- one subfolder per class, natural order (cnncli.datasets.class_folders).
 File and class names are compared after Unicode NFC normalization, and a path that leaves
-IMAGES_DIR (`../`, absolute, a symlink pointing out) is refused. Row-level problems are
-collected, never raised one by one, so a build can list them all at once.
+IMAGES_DIR (`../`, absolute, a symlink pointing out) is refused (cnncli.datasets.image_paths).
+Row-level problems are collected, never raised one by one, so a build can list them all at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
-import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnncli.datasets.image_paths import list_image_files, resolve_path, shown_name
 from cnncli.datasets.tables import (
     detect_columns,
     is_numeric_column,
     is_whole_number,
-    nfc,
     read_table,
 )
 from cnncli.errors import CnnError, DatasetError, InputError, UsageError
-from cnncli.images import find_images, is_image_file, natural_key, unreadable_reason
+from cnncli.images import natural_key
 
 MAX_CLASS_INDEX_DIGITS = 6  # a class index of a million or more is a typo, not a class
 SPLIT_VALUES = {
@@ -66,67 +64,6 @@ class LabelSet:
     blockers: list[tuple[str, CnnError]] = field(default_factory=list)
     task: str = "classify"  # or "multilabel" (class_names are the labels) or "regression"
     target_names: list[str] = field(default_factory=list)  # regression: the target columns
-
-
-# ------------------------------------------------------------------------------- files
-def list_image_files(images_dir: Path) -> dict[str, str]:
-    """{NFC posix relative path: relative path as on disk} of the visible image files."""
-    out: dict[str, str] = {}
-    for f in find_images(images_dir):
-        rel = os.path.relpath(f, images_dir)
-        out[nfc(rel.replace(os.sep, "/"))] = rel
-    return out
-
-
-def shown_name(text: str) -> str:
-    """A file name as it can be printed and stored: bytes that are not UTF-8 (kept by
-    Python as surrogates) written as \\xNN."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _inside(path: Path, root_real: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
-
-
-def resolve_path(value: str, images_dir: Path, files: dict[str, str], root_real: str):
-    """(on-disk relative path, NFC name) for a table value, or raise ValueError(reason)."""
-    v = nfc(value.strip()).replace("\\", "/")
-    if not v:
-        raise ValueError("no file name")
-    if v.startswith("/") or re.match(r"^[A-Za-z]:/", v) or os.path.isabs(v):
-        raise ValueError("absolute path refused: paths must be relative to IMAGES_DIR")
-    norm = os.path.normpath(v).replace(os.sep, "/")
-    if norm == ".." or norm.startswith("../"):
-        raise ValueError("path leaves IMAGES_DIR (../) and is refused")
-    rel = files.get(norm)
-    if rel is None:
-        _check_file(os.path.join(images_dir, norm))
-        rel = norm
-    if not _inside(images_dir / rel, root_real):
-        raise ValueError("symlink points outside IMAGES_DIR and is refused")
-    return rel, norm
-
-
-def _check_file(path: str) -> None:
-    """Raise ValueError(reason) unless `path` is a file (one that find_images did not list:
-    a name without an image extension, or hidden)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise ValueError("file not found") from None
-    except ValueError:  # os.stat's "embedded null byte"
-        raise ValueError("file name holds a NUL byte") from None
-    except OSError as e:  # a name too long for the system, no permission to look
-        raise ValueError(unreadable_reason(e)) from None
-    if stat.S_ISDIR(mode):
-        raise ValueError("is a folder, not an image")
-    if not stat.S_ISREG(mode):
-        raise ValueError("is not a regular file")
 
 
 def load_label_table(
@@ -383,79 +320,3 @@ def _text_classes(raw_rows, classes, notes):
             f"({', '.join(sorted(left_out, key=natural_key))})"
         )
     return names, rows
-
-
-# ------------------------------------------------------------------------------- folders
-def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
-    """One subfolder per class: natural order (or `classes`), hidden files and folders
-    ignored, and `exclude` (the dataset being written, when it sits inside IMAGES_DIR)."""
-    images_dir = Path(images_dir)
-    skip = os.path.realpath(exclude) if exclude is not None else None
-    found = {
-        nfc(p.name): p.name
-        for p in images_dir.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and os.path.realpath(p) != skip
-    }
-    if classes:
-        missing = [c for c in classes if nfc(c) not in found]
-        if missing:
-            raise UsageError(
-                f"no folder for class {missing[0]!r} in {images_dir}",
-                f"the class folders are {', '.join(sorted(found, key=natural_key)) or 'none'}",
-            )
-        names = [nfc(c) for c in classes]
-    else:
-        names = sorted(found, key=natural_key)
-    if not names:
-        raise DatasetError(
-            f"{images_dir} has no class folders and no --labels table was given",
-            "put each class's images in its own subfolder, or pass --labels TABLE.csv",
-        )
-    rows, listing, others = [], [], 0
-    root_real = os.path.realpath(images_dir)
-    problems: list[tuple[str, str]] = []
-    blockers: list[tuple[str, CnnError]] = []
-    for idx, cname in enumerate(names):
-        sub = found[cname]
-        if shown_name(cname) != cname:  # its files could not be named in the dataset
-            blockers.append(
-                (
-                    shown_name(cname),
-                    DatasetError(
-                        f"class folder name {shown_name(cname)!r} is not valid UTF-8",
-                        "rename the folder (its files were not checked)",
-                    ),
-                )
-            )
-            continue
-        for key, on_disk in list_image_files(images_dir / sub).items():  # find_images' order
-            rel = os.path.join(sub, on_disk)
-            name = f"{cname}/{key}"
-            if shown_name(name) != name:
-                problems.append((shown_name(name), "file name is not valid UTF-8: rename it"))
-                continue
-            if not _inside(images_dir / rel, root_real):
-                problems.append((name, "symlink points outside IMAGES_DIR and is refused"))
-                continue
-            rows.append(LabelRow(rel, name, idx, cname, None, 0))
-            listing.append(f"{idx}\t{name}")
-        for _root, dirs, fs in os.walk(images_dir / sub):  # only counts what find_images skips
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            others += sum(1 for f in fs if not f.startswith(".") and not is_image_file(f))
-    notes = [f"class folders: {len(names)} ({', '.join(map(shown_name, names))})"]
-    if others:
-        notes.append(f"{others} files without an image extension ignored")
-    unused = [shown_name(k) for k in list_image_files(images_dir) if "/" not in k]
-    extra = sorted(set(found) - set(names), key=natural_key)
-    if extra:
-        notes.append(f"folders not in --classes left out: {', '.join(map(shown_name, extra))}")
-    return LabelSet(
-        rows=rows,
-        class_names=[shown_name(n) for n in names],
-        problems=problems,
-        unused=unused,
-        notes=notes,
-        sha256=hashlib.sha256("\n".join(listing).encode("utf-8")).hexdigest(),
-        columns={},
-        blockers=blockers,
-    )

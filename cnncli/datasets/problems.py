@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cnncli.atomic import write_text
-from cnncli.datasets.labels import shown_name
+from cnncli.datasets.image_paths import shown_name
 from cnncli.datasets.shards import csv_text
 
 SHOWN = 20  # problems listed on the terminal; the rest are in the problem file

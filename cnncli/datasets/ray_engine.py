@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from cnncli import __version__
+from cnncli.atomic import rename
 from cnncli.datasets.convert import Converted, ConvertJob, record_order
 from cnncli.datasets.plan import with_warnings
 from cnncli.datasets.shards import SPLITS
@@ -240,7 +241,7 @@ def write_shard(folder: str, split: str, k: int, tasks: list[tuple], write: bool
         if f is not None:
             f.close()
     if f is not None:
-        os.replace(tmp, Path(folder) / part_name(split, k))
+        rename(tmp, Path(folder) / part_name(split, k))
     import ray
 
     return {"rows": out, "node": ray.get_runtime_context().get_node_id()}
@@ -269,7 +270,7 @@ def _run(job: ConvertJob, nodes: int) -> Converted:
         ]
         tasks_run += len(refs)
         for (key, rows), summary in zip(
-            todo, _gather(refs, counter, first=not results), strict=True
+            todo, gather(refs, counter, first=not results), strict=True
         ):
             written[key] = rows
             hosts.add(summary["node"])
@@ -302,7 +303,7 @@ def _numbered(groups: list[tuple[str, list[int]]]) -> dict[tuple[str, int], list
     return out
 
 
-def _gather(refs: list, counter: ProgressCounter, first: bool) -> list[dict]:
+def gather(refs: list, counter: ProgressCounter, first: bool) -> list[dict]:
     """The tasks' summaries in the order sent, the progress counted as each one ends; on a
     failure, the others are cancelled (and waited for) before one line is raised."""
     import ray
@@ -355,6 +356,6 @@ def _final_names(folder: Path, groups: dict[tuple[str, int], list[int]]) -> dict
         n = sum(1 for s, _ in groups if s == split)
         for k in range(n):
             name = f"{split}-{k:05d}-of-{n:05d}.tfrecord"
-            os.replace(folder / part_name(split, k), folder / name)
+            rename(folder / part_name(split, k), folder / name)
             names[split].append(name)
     return names

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cnncli.atomic import write_text
+from cnncli.atomic import rename, write_text
 from cnncli.errors import UsageError
 
 SPLITS = ("train", "val", "test")
@@ -37,11 +37,25 @@ def parse_shard_size(value: int | str) -> tuple[str, int]:
     return kind, n
 
 
+def shard_name(split: str, k: int, n: int) -> str:
+    """The file name of shard k of a split's n."""
+    return f"{split}-{k:05d}-of-{n:05d}.tfrecord"
+
+
 class ShardWriter:
     """Writes one split's records into shards, starting a new shard when one is full."""
 
-    def __init__(self, folder: Path, split: str, limit: tuple[str, int]):
+    def __init__(
+        self,
+        folder: Path,
+        split: str,
+        limit: tuple[str, int],
+        bucket: tuple[int, int] | None = None,
+    ):
+        """`bucket` (b, n): write only shard b of n (a stable-shard bucket, whatever its
+        size), under a part name of its own (a task run again writes beside it)."""
         self.folder, self.split, (self.kind, self.limit) = folder, split, limit
+        self.bucket = bucket
         self.parts: list[Path] = []
         self._f: io.BufferedWriter | None = None
         self._bytes = self._count = 0
@@ -49,13 +63,17 @@ class ShardWriter:
     def write(self, record: bytes) -> None:
         if self._f is None:
             part = self.folder / f".{self.split}-{len(self.parts):05d}.part"
+            if self.bucket is not None:
+                tag = uuid.uuid4().hex[:8]
+                part = self.folder / f".{self.split}-{self.bucket[0]:05d}.{tag}.part"
             self.parts.append(part)
             self._f = open(part, "wb")  # noqa: SIM115 - closed when full or in close_file()
             self._bytes = self._count = 0
         self._f.write(record)
         self._bytes += len(record)
         self._count += 1
-        if (self._bytes if self.kind == "bytes" else self._count) >= self.limit:
+        full = (self._bytes if self.kind == "bytes" else self._count) >= self.limit
+        if full and self.bucket is None:
             self.close_file()
 
     def close_file(self) -> None:
@@ -69,8 +87,9 @@ class ShardWriter:
         self.close_file()
         names = []
         for i, part in enumerate(self.parts):
-            name = f"{self.split}-{i:05d}-of-{len(self.parts):05d}.tfrecord"
-            os.replace(part, self.folder / name)
+            b, n = self.bucket or (i, len(self.parts))
+            name = shard_name(self.split, b, n)
+            rename(part, self.folder / name)
             names.append(name)
         return names
 

@@ -13,13 +13,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from cnncli.datasets.labels import (
-    SPLIT_VALUES,
-    LabelRow,
-    LabelSet,
-    list_image_files,
-    resolve_path,
-)
+from cnncli.datasets.image_paths import list_image_files, resolve_path
+from cnncli.datasets.labels import SPLIT_VALUES, LabelRow, LabelSet
 from cnncli.datasets.tables import read_text
 from cnncli.errors import DatasetError, UsageError
 
@@ -77,7 +72,10 @@ def stratified_split(
 def parse_split_files(value) -> dict[str, Path]:
     """'train.txt,val.txt,test.txt' (or a list) -> {split: file}: one to three files, each
     split read from its file name (`train.txt`, `valid_list.txt`, `test-files.txt`), or
-    given as `split=FILE` where the name does not say it (`train=trainval.txt`)."""
+    given as `split=FILE` where the name does not say it (`train=trainval.txt`); a dict
+    {split: file} (what this returns) is checked as `split=FILE` items."""
+    if isinstance(value, dict):
+        value = [f"{split}={path}" for split, path in value.items()]
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
     items = [str(v) for v in items if str(v).strip()]
     if not 1 <= len(items) <= 3:
@@ -207,19 +205,27 @@ def file_sha256(path: Path) -> str:
 
 
 def keep_copies_together(
-    rows: list[LabelRow], splits: list[str], images_dir: Path, given: str | None
+    rows: list[LabelRow],
+    splits: list[str],
+    images_dir: Path,
+    given: str | None,
+    hashes: dict[str, str | None] | None = None,
 ) -> str:
     """Put every group of identical image files (same bytes) in one split, so a fresh split
     never puts the same picture in train and test: train when one of them is there (a class
     never loses its train images), else the first one's split; `splits` is changed in
     place. Splits `given` by a column or files are kept as they are: their leaks are only
-    counted. Returns the line the build says."""
+    counted. `hashes` ({path: sha256}, an update's: cnncli.datasets.stable) spares
+    reading the files again. Returns the line the build says."""
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
-        try:
-            groups.setdefault(file_sha256(Path(images_dir) / row.path), []).append(i)
-        except OSError:
-            continue  # the conversion reports the file
+        digest = (hashes or {}).get(row.name)
+        if digest is None:
+            try:
+                digest = file_sha256(Path(images_dir) / row.path)
+            except OSError:
+                continue  # the conversion reports the file
+        groups.setdefault(digest, []).append(i)
     spanning = [g for g in groups.values() if len({splits[i] for i in g}) > 1]
     if given:
         if not spanning:

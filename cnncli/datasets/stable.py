@@ -1,5 +1,6 @@
-"""Stable-key shards and incremental builds: `dataset build --stable-shards` and `--update`
-(docs/dataset.md, "Updating a dataset"; docs/FORMAT.md, "sharding").
+"""Stable-key shards and incremental builds: where `dataset build` puts each record (by
+default; `--seeded-shards` keeps the older layout, the seeded order cut into shards),
+and `--update` (docs/dataset.md, "Updating a dataset"; docs/FORMAT.md, "sharding").
 
 A stable-shard dataset puts each record by a key of its own, never by its position among
 the others: the key is sha256("SPLIT/PATH"); the record goes to bucket `key mod N` of its
@@ -11,10 +12,10 @@ few images then changes only the buckets those rows fall in.
 `--update` reads the existing dataset (`Previous`): rows already in its index.csv keep their
 split; new rows draw theirs from the seed, each on its own (`new_row_split`), so two updates
 give what one update of both changes gives; identical image files join the split of their
-copies. A bucket whose rows (path, source sha256, label) are all as they were is hard-linked
-from the old dataset (same bytes, same mtime); a changed bucket is written again, the
-records of its unchanged rows copied from the old shard without decoding their images.
+copies. Which shards are written again and which are kept: cnncli.datasets.buckets.
 Everything goes into the build's temporary folder, renamed into place as any build is.
+A dataset without "sharding" in its manifest (built by an older cnncli, or with
+--seeded-shards) cannot be updated: it is built once more.
 """
 
 from __future__ import annotations
@@ -22,23 +23,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import os
-import shutil
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnncli.datasets.convert import Converted, ConvertJob
-from cnncli.datasets.plan import with_warnings
 from cnncli.datasets.shards import SPLITS
 from cnncli.datasets.splits import file_sha256
 from cnncli.datasets.store import DatasetInfo, open_dataset
-from cnncli.datasets.tasks import index_label
-from cnncli.datasets.tfrecord import frame, read_records
-from cnncli.datasets.workers import converted_records, describe_pool, raw_record_size
+from cnncli.datasets.workers import raw_record_size
 from cnncli.errors import DatasetError, UsageError
-from cnncli.images import Conversions
-from cnncli.progress import Counter as ProgressCounter
 
 SHARDING_KEY = "sha256(split/path)"
 UPDATED_FROM = "index.csv of the dataset updated"
@@ -89,10 +81,6 @@ def bucket_counts(plan, limit: tuple[str, int], given: dict | None = None) -> di
             )
             out[split] = max(1, math.ceil(size / n))
     return out
-
-
-def shard_name(split: str, b: int, n: int) -> str:
-    return f"{split}-{b:05d}-of-{n:05d}.tfrecord"
 
 
 @dataclass
@@ -170,18 +158,20 @@ def _norm(v):
 
 def open_previous(out_dir: Path) -> Previous:
     """The dataset at `out_dir` for --update: DatasetError (one line) when it is not a
-    dataset, UsageError when it was not built with stable shards."""
+    dataset, UsageError when its shards are cut by position (an older cnncli, or
+    --seeded-shards)."""
     try:
         info = open_dataset(out_dir)
     except DatasetError as e:
         raise DatasetError(
-            f"--update: {e.message}", "give a dataset folder built with --stable-shards"
+            f"--update: {e.message}", "give a dataset folder that dataset build wrote"
         ) from None
     sharding = info.manifest.get("sharding")
     if not isinstance(sharding, dict) or sharding.get("key") != SHARDING_KEY:
         raise UsageError(
-            f"{out_dir} was built without --stable-shards, so --update cannot keep its shards",
-            "build it once more with --stable-shards (and --overwrite); later builds can update",
+            f"{out_dir} has its records in shards by position (an older cnncli, or "
+            "--seeded-shards), so --update cannot keep its shards",
+            "rebuild it once with --overwrite; later builds can --update it",
         )
     rows = {}
     with open(out_dir / "index.csv", newline="", encoding="utf-8") as f:
@@ -194,167 +184,6 @@ def open_previous(out_dir: Path) -> Previous:
                 line["sha256"],
             )
     return Previous(info, rows)
-
-
-class StableEngine:
-    """Writes a stable-shard build, reusing what `previous` (an update) already has."""
-
-    name = "stable"
-
-    def __init__(self, buckets: dict[str, int], previous: Previous | None = None):
-        self.buckets, self.previous = buckets, previous
-        self.written = self.kept = 0
-
-    def convert(self, job: ConvertJob) -> Converted:
-        plan, prev = job.plan, self.previous
-        rows = plan.rows
-        members: dict[tuple[str, int], list[int]] = {}
-        for i, r in enumerate(rows):
-            s = plan.splits[i]
-            members.setdefault((s, bucket_of(s, r.name, self.buckets[s])), []).append(i)
-        for key, ids in members.items():
-            ids.sort(key=lambda i: row_key(key[0], rows[i].name))
-        reuse = {i for i, r in enumerate(rows) if prev and _same(prev, r, plan.splits[i])}
-        old_members: dict[tuple[str, int], list[str]] = {}
-        for name, (_, _, _, s, _) in prev.rows.items() if prev else ():
-            if s in self.buckets:
-                old_members.setdefault((s, bucket_of(s, name, self.buckets[s])), []).append(name)
-        linked = {
-            k
-            for k, ids in members.items()
-            if prev
-            and all(i in reuse for i in ids)
-            and sorted(rows[i].name for i in ids) == sorted(old_members.get(k, []))
-            and _old_file(prev, *k, self.buckets[k[0]]) is not None
-        }
-        dirty = sorted((k for k in members if k not in linked), key=_split_order)
-        need = [i for k in dirty for i in members[k] if i not in reuse]
-        sha: dict[int, str] = {i: prev.current[rows[i].name] or "" for i in reuse} if prev else {}
-        bad: set[int] = set()
-        changed = Conversions()
-        writing = job.writing()
-        counter = ProgressCounter(job.progress, len(need))
-        counter.start()
-        spec = plan.spec.to_dict()
-        tasks = (
-            (
-                str(job.images_dir / rows[i].path),
-                spec,
-                job.record_format,
-                record_index(rows[i].name),
-                rows[i].label,
-                rows[i].name,
-            )
-            for i in need
-        )
-        written: set[tuple[str, int]] = set()
-        with closing(converted_records(tasks, job.pool)) as results:
-            for split, b in dirty:
-                n = self.buckets[split]
-                old = (
-                    _old_records(prev, split, b, n, old_members.get((split, b), [])) if prev else {}
-                )
-                part = job.folder / f".{split}-{b:05d}.part"
-                count = 0
-                with open(part, "wb") if writing else _Null() as f:
-                    for i in members[(split, b)]:
-                        if i in reuse:
-                            data = old[rows[i].name]
-                        else:
-                            status, data, sha[i], kinds, said = next(results)
-                            counter.add()
-                            if status != "ok":
-                                plan.problems.append((rows[i].name, with_warnings(data, said)))
-                                bad.add(i)
-                                writing = writing and job.skip_bad and not plan.blockers
-                                continue
-                            changed.merge(kinds)
-                            plan.warned += [(rows[i].name, m) for m in said]
-                        f.write(data)
-                        count += 1
-                if writing and count:
-                    os.replace(part, job.folder / shard_name(split, b, n))
-                    written.add((split, b))
-                else:
-                    part.unlink(missing_ok=True)
-        if writing:
-            for split, b in linked:
-                kept = _old_file(prev, split, b, self.buckets[split]) if prev else None
-                assert kept is not None  # a linked shard is one the previous dataset has
-                _link(kept, job.folder / shard_name(split, b, self.buckets[split]))
-        names = {
-            s: [
-                shard_name(s, b, self.buckets[s])
-                for s2, b in sorted(written | (linked if writing else set()))
-                if s2 == s
-            ]
-            for s in SPLITS
-        }
-        self.written, self.kept = len(written), len(linked) if writing else 0
-        described = (
-            f"stable shards: {self.written} written, {self.kept} kept as they were; "
-            f"{describe_pool(job.pool)}"
-        )
-        return Converted(sha, bad, changed, names, described)
-
-
-def _split_order(key: tuple[str, int]) -> tuple[int, int]:
-    return SPLITS.index(key[0]), key[1]
-
-
-def _same(prev: Previous, row, split: str) -> bool:
-    """Whether row's record in the old dataset is the one a build would write now."""
-    old = prev.rows.get(row.name)
-    return (
-        old is not None
-        and old[3] == split
-        and prev.current.get(row.name) == old[4]
-        and str(index_label(row.label)) == old[1]
-        and row.class_name == old[2]
-    )
-
-
-def _old_file(prev: Previous, split: str, b: int, n: int) -> Path | None:
-    name = shard_name(split, b, n)
-    listed = prev.info.manifest["splits"].get(split, {}).get("shards", [])
-    return prev.info.path / name if name in listed else None
-
-
-def _old_records(prev: Previous, split: str, b: int, n: int, names: list[str]) -> dict[str, bytes]:
-    """{path: framed record} of the old shard of bucket b (empty when it had none): its
-    records are its index.csv rows (`names`) in key order (CRCs checked, images not decoded)."""
-    path = _old_file(prev, split, b, n)
-    if path is None:
-        return {}
-    names = sorted(names, key=lambda name: row_key(split, name))
-    with open(path, "rb") as f:
-        records = [frame(data) for data in read_records(f, name=str(path))]
-    if len(records) != len(names):
-        raise DatasetError(
-            f"{path} holds {len(records)} records, its index.csv rows {len(names)}",
-            "build the dataset again with --stable-shards --overwrite",
-        )
-    return dict(zip(names, records, strict=True))
-
-
-def _link(src: Path, dst: Path) -> None:
-    """The old shard in the new folder: a hard link (the same file), else a copy that
-    keeps its mtime."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def write(self, data: bytes) -> None:
-        return None
 
 
 def new_row_split(name: str, val: float, test: float, seed: int) -> str:

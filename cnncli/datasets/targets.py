@@ -18,10 +18,10 @@ import struct
 from collections import Counter
 from pathlib import Path
 
+from cnncli.datasets.image_paths import list_image_files
 from cnncli.datasets.labels import (
     LabelRow,
     LabelSet,
-    list_image_files,
     open_label_table,
     table_label_set,
     table_rows,
