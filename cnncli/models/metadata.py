@@ -264,14 +264,15 @@ def task_metadata(info) -> dict:
     beside its class names: nothing more for a classifier (format version 1, readable by
     an older cnncli); a multi-label model its task and a threshold per label (0.5 until
     `evaluate --tune-thresholds` picks them); a regression model its task and targets
-    (name, mean, std, min, max of the train split: what its outputs mean)."""
+    (name, mean, std, min, max of the train split: what its outputs mean). The format
+    version is set where the model is saved (format_version_for), nowhere else."""
     task = getattr(info, "task", "classify")
     if task == "multilabel":
         thresholds = [DEFAULT_THRESHOLD] * len(info.class_names)
-        return {"format_version": 2, "task": task, "thresholds": thresholds}
+        return {"task": task, "thresholds": thresholds}
     if task == "regression":
         targets = [{k: getattr(t, k) for k in _TARGET_KEYS} for t in info.targets]
-        return {"format_version": 2, "task": task, "class_names": [], "targets": targets}
+        return {"task": task, "class_names": [], "targets": targets}
     return {}
 
 
