@@ -6,6 +6,9 @@ is set up) inside `plt.rc_context(matplotlib_rc())` (the one font registration),
 
 - `plot_history(rows, out_png)`: training vs validation accuracy and loss in two
   panels, as the course draws them ('bo' training points, a 'b' validation line).
+- `draw_train_val(ax, rows, metric, names)`: one learning curve (training and validation)
+  on an axis: history.png's panels and the report's overlays (cnncli.runs.charts) draw
+  theirs with it.
 - `plot_confusion(matrix, class_names, out_png)`: the confusion matrix as a heat map with
   counts in the cells; Korean class names are drawn with the bundled Hangul font.
 - `plot_projection(points, classes, clusters, title, out_png)`: 2-D points (embed's PCA)
@@ -44,14 +47,8 @@ def plot_history(rows: Sequence[dict], out_png: str | os.PathLike) -> Path:
                 (axes[0], first, f"Training and validation {first}"),
                 (axes[1], "loss", "Training and validation loss"),
             ):
-                for key, label, style in (
-                    (metric, "Training", "bo"),
-                    (f"val_{metric}", "Validation", "b"),
-                ):
-                    pts = [(e, r[key]) for e, r in zip(epochs, rows, strict=True) if key in r]
-                    if pts:
-                        xs, ys = zip(*pts, strict=True)
-                        ax.plot(xs, ys, style, label=f"{label} {metric}")
+                names = (f"Training {metric}", f"Validation {metric}")
+                draw_train_val(ax, rows, metric, names, styles=("bo", "b"))
                 ax.set_title(title)
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(metric)
@@ -64,6 +61,30 @@ def plot_history(rows: Sequence[dict], out_png: str | os.PathLike) -> Path:
             return save_figure(fig, out_png, dpi=80)
         finally:
             plt.close(fig)
+
+
+def draw_train_val(
+    ax,
+    rows: Sequence[dict],
+    metric: str,
+    names: tuple[str, str],
+    styles: tuple[str, str] = ("bo", "b"),
+    color=None,
+    markers_up_to: int | None = None,
+) -> None:
+    """The learning curve, drawn once for every chart that shows one (history.png, the
+    report's overlays): a history's training `metric` and its `val_` twin on `ax`, labelled
+    `names`, each row at its epoch (else its position). `markers_up_to`: a point marker on
+    each epoch of a line with at most that many."""
+    for key, style, name in ((metric, styles[0], names[0]), (f"val_{metric}", styles[1], names[1])):
+        pts = [(r.get("epoch", i + 1), r[key]) for i, r in enumerate(rows) if key in r]
+        if not pts:
+            continue
+        xs, ys = zip(*pts, strict=True)
+        extra = {} if color is None else {"color": color}
+        if markers_up_to is not None:
+            extra.update(marker="o" if len(xs) <= markers_up_to else None, markersize=3)
+        ax.plot(xs, ys, style, label=name, **extra)
 
 
 def _ticks(epochs: Sequence[int]) -> list[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cnncli.drawing.figures import pyplot
 from cnncli.drawing.fonts import matplotlib_rc
-from cnncli.drawing.plots import class_colors
+from cnncli.drawing.plots import class_colors, draw_train_val
 from cnncli.drawing.save import save_figure
 from cnncli.training.rundir import history_sample
 
@@ -61,18 +61,12 @@ def plot_curves(series: Sequence[tuple[str, list[dict]]], out_png: str | os.Path
         try:
             for ax, metric in zip(axes, metrics, strict=True):
                 for (label, rows), color in zip(series, colors, strict=True):
-                    for key, style, part in (
-                        (metric, "--", "train"),
-                        (f"val_{metric}", "-", "val"),
-                    ):
-                        pts = [(r["epoch"], r[key]) for r in rows if key in r and "epoch" in r]
-                        if pts:
-                            xs, ys = zip(*pts, strict=True)
-                            name = f"{label} {part}" if len(series) > 1 else part
-                            marker = "o" if len(xs) <= MARKERS_UP_TO else None
-                            ax.plot(
-                                xs, ys, style, color=color, marker=marker, markersize=3, label=name
-                            )
+                    names = (
+                        (f"{label} train", f"{label} val") if len(series) > 1 else ("train", "val")
+                    )
+                    draw_train_val(
+                        ax, rows, metric, names, ("--", "-"), color, markers_up_to=MARKERS_UP_TO
+                    )
                 ax.set_title(metric)
                 ax.set_xlabel("epoch")
                 ax.xaxis.get_major_locator().set_params(integer=True)
