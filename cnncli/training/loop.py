@@ -41,9 +41,9 @@ from cnncli.training.callbacks import (
 from cnncli.training.ending import early_stop_reached, finish_run, run_or_interrupt
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
+from cnncli.training.inputs import fit_inputs
 from cnncli.training.model import (
     build_model,
-    class_weights,
     model_for_use,
     one_hot_training,
     resume_model,
@@ -57,7 +57,7 @@ from cnncli.training.precision import (
     detect_device,
     forward_flops,
 )
-from cnncli.training.tasks import label_zeros, with_label_weights, with_one_hot_labels
+from cnncli.training.tasks import label_zeros
 
 
 @dataclass
@@ -179,99 +179,6 @@ def resume_run(
     return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, resumed=True)
 
 
-def _inputs(
-    info: DatasetInfo,
-    opts: TrainOptions,
-    where: Placement,
-    initial_epoch: int,
-    cache_dir,
-    one_hot: bool = False,
-) -> tuple:
-    """(train, val or None, steps per epoch, class weights for fit, distribution details);
-    `one_hot`: class indices as one-hot rows (a label-smoothed softmax head)."""
-    from cnncli.datasets.tfdata import make_tf_dataset, shard_files, steps_per_epoch
-
-    has_val = info.count("val") > 0
-    weights = class_weights(info) if opts.class_weight == "auto" else None
-    per_label = None  # multilabel: a weight per (image, label), put in the data
-    if info.task == "multilabel" and weights is not None:
-        per_label, weights = weights, None
-    common = {"cache": opts.cache, "cache_dir": cache_dir}
-    # one spare epoch: Keras may look one batch ahead
-    assert opts.epochs is not None  # filled in by TrainOptions.for_dataset (or the run.json)
-    epochs: dict[str, Any] = {
-        "repeat": True,
-        "first_epoch": initial_epoch,
-        "last_epoch": opts.epochs + 1,
-    }
-    plan = where.plan
-    if not plan.multi_worker:
-        train_ds = make_tf_dataset(
-            info,
-            "train",
-            batch_size=opts.batch_size,
-            shuffle=True,
-            seed=opts.seed,
-            **epochs,
-            **common,
-        )
-        if per_label is not None:
-            train_ds = with_label_weights(train_ds, per_label)
-        val_ds = (
-            make_tf_dataset(info, "val", batch_size=opts.batch_size, **common) if has_val else None
-        )
-        train_ds, val_ds = (with_one_hot_labels(d, info, one_hot) for d in (train_ds, val_ds))
-        steps = steps_per_epoch(info, "train", opts.batch_size)
-        return train_ds, val_ds, steps, weights, {}
-
-    # Several workers: each reads its own train shard files and runs the same number of
-    # steps (an epoch is one pass over the whole train split at the global batch); every
-    # worker evaluates the whole val split, so the val metrics are those of one machine.
-    n, global_batch = plan.num_workers, opts.batch_size * plan.num_workers
-    steps = -(-info.count("train") // global_batch)
-    read: dict[int, list[str]] = {}
-
-    def train_fn(ctx):
-        files = shard_files(info, "train", ctx.num_input_pipelines, ctx.input_pipeline_id)
-        read[ctx.input_pipeline_id] = [Path(f).name for f in files]
-        per_worker = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-        ds = make_tf_dataset(
-            info,
-            "train",
-            batch_size=ctx.get_per_replica_batch_size(global_batch),
-            shuffle=True,
-            seed=opts.seed,
-            num_shards=ctx.num_input_pipelines,
-            shard_index=ctx.input_pipeline_id,
-            epoch_steps=steps * per_worker,
-            class_weight=weights,
-            **epochs,
-            **common,
-        )
-        if per_label is not None:
-            ds = with_label_weights(ds, per_label)
-        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
-
-    def val_fn(ctx):
-        batch = ctx.get_per_replica_batch_size(global_batch)
-        ds = make_tf_dataset(info, "val", batch_size=batch, **common)
-        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
-
-    train_ds = where.strategy.distribute_datasets_from_function(train_fn)
-    val_ds = where.strategy.distribute_datasets_from_function(val_fn) if has_val else None
-    every = [p.name for p in info.shard_paths("train")]
-    detail = {
-        **plan.to_dict(),
-        "worker": plan.rank,
-        "per_worker_batch": opts.batch_size,
-        "global_batch": global_batch,
-        "steps_per_epoch": steps,
-        "read_shards": read.get(plan.rank, []),
-        "train_shards": {str(r): every[r::n] for r in range(n)},
-    }
-    return train_ds, val_ds, steps, None, detail  # class weights are in the data
-
-
 def _callbacks(
     out: Path,
     run: dict,
@@ -362,7 +269,7 @@ def _fit(
     cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" and to_train else None
     one_hot = one_hot_training(net)
     train_ds, val_ds, steps, weights, detail = (
-        _inputs(info, opts, where, initial_epoch, cache_dir, one_hot)
+        fit_inputs(info, opts, where.plan, where.strategy, initial_epoch, cache_dir, one_hot)
         if to_train
         else (None,) * 4 + ({},)
     )
