@@ -299,3 +299,35 @@ def test_default_beats_the_course_on_digits(tmp_path):
     course = evaluate(tmp_path / "course" / "best.keras", ds, split="test").accuracy
     print(f"test accuracy: default {fast:.4f}, course mnist {course:.4f}")
     assert fast >= 0.98 and fast - course >= 0.02
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_replans_the_one_cycle(upscaled_ds, tmp_path):
+    """A fast run of 2 epochs resumed with --epochs 4: the epochs added follow the 4-epoch
+    one-cycle from the step reached (not the 2-epoch cycle's floor), and say so."""
+    import csv
+    import math
+
+    from cnncli.training.fit import resume, train
+    from cnncli.training.options import TrainOptions
+
+    run = tmp_path / "run"
+    train(upscaled_ds, run, options=TrainOptions(epochs=2, batch_size=8))  # 24 images: 3 steps
+    resume(run, epochs=4)
+    with open(run / "history.csv", newline="") as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+
+    def onecycle(step, total, peak=0.005):  # warm-up over a quarter, then cosine to 1%
+        warm = round(total * 0.25)
+        if step < warm:
+            return peak * (0.1 + 0.9 * step / warm)
+        t = (step - warm) / (total - warm)
+        return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    first = [onecycle(s, 6) for s in (0, 3)]  # the first 2 epochs as planned
+    added = [onecycle(s, 12) for s in (6, 9)]  # epochs 3 and 4 of a 4-epoch cycle
+    assert rates == pytest.approx(first + added, rel=1e-4)
+    assert added[0] > 50 * onecycle(6, 6)  # not the 2-epoch cycle's floor
+    said = json.loads((run / "run.json").read_text())["resumes"][-1]["schedule"]
+    assert said.startswith("one-cycle rate re-planned over 4 epochs (it was planned for 2): ")
+    assert f"epoch 3 starts at {added[0]:.3g} where a 4-epoch run would be" in said

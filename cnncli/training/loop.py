@@ -46,6 +46,7 @@ from cnncli.training.model import (
     build_model,
     model_for_use,
     one_hot_training,
+    replan_optimizer,
     resume_model,
 )
 from cnncli.training.options import ModelSource, TrainOptions, no_val_notes
@@ -156,6 +157,7 @@ def resume_run(
             resume_phase(net, opts, info, state["epoch"])  # past --fine-tune-at: unfrozen
             load_variables(net, sdir / state["variables"])
             set_seed_states(net, seeds)
+        replanned = replan_optimizer(net.optimizer, opts, info)
     st = RunState(
         epoch=state["epoch"],
         best_value=state.get("best_value"),
@@ -173,10 +175,12 @@ def resume_run(
     run.setdefault("precision", {"name": "fp32", "policy": "float32", "reason": "an older run"})
     run.setdefault("resumes", []).append(
         {"at_epoch": st.epoch, "time": rundir.now(), "device": device.describe()}
+        | ({"schedule": replanned} if replanned else {})
     )
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)
-    return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, resumed=True)
+    said = [replanned] if replanned else []
+    return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, True, said)
 
 
 def _callbacks(
@@ -249,12 +253,14 @@ def _fit(
     events: TrainEvents | None,
     extra_callbacks,
     resumed: bool = False,
+    start_notes: Sequence[str] = (),
 ) -> TrainResult:
     """Fit `net` from epoch st.epoch to opts.epochs, writing where.out_dir (RUN_DIR on the
     chief; a temporary folder, removed at the end, on the other workers), then finish the
     run folder (history.png, run.json). `resumed`: first rewrite what the last committed
     epoch derives (a run stopped before it was written); with no epoch left to train (a run
-    stopped after its last epoch), only that and the finish are done."""
+    stopped after its last epoch), only that and the finish are done. `start_notes`: more
+    start-up lines (a resume's re-planned schedule)."""
     import numpy as np
 
     initial_epoch = st.epoch
@@ -317,6 +323,7 @@ def _fit(
                 "steps_per_execution": spe,
                 "notes": [
                     *recipe_notes(run.get("recipe")),
+                    *start_notes,
                     *no_val_notes(opts, info),
                     *transfer_notes(opts, info),
                 ],
