@@ -331,3 +331,53 @@ def test_resume_with_more_epochs_replans_the_one_cycle(upscaled_ds, tmp_path):
     said = json.loads((run / "run.json").read_text())["resumes"][-1]["schedule"]
     assert said.startswith("one-cycle rate re-planned over 4 epochs (it was planned for 2): ")
     assert f"epoch 3 starts at {added[0]:.3g} where a 4-epoch run would be" in said
+
+
+@pytest.mark.slow
+def test_a_perfect_accuracy_ends_the_fast_recipe_early(tmp_path):
+    """The recipe's 30 epochs of 30 easy images (no val split: the training accuracy is
+    watched): once it is 1.0 for 3 epochs, the one-cycle is re-planned to end 2 epochs later
+    (at least 8 in all), where the run finishes with run.json's epochs and the rate near its
+    floor; with --epochs the user's total stands."""
+    import csv
+
+    from cnncli.datasets.build import build_dataset
+    from cnncli.training.events import TrainEvents
+    from cnncli.training.fit import train
+    from cnncli.training.options import TrainOptions
+
+    said = []
+
+    class Notes(TrainEvents):
+        def note(self, text):
+            said.append(text)
+
+    ds = tmp_path / "ds"
+    build_dataset(_upscaled(tmp_path / "images"), ds, val=0.0, seed=0, workers=1)
+    run = tmp_path / "run"
+    result = train(ds, run, options=TrainOptions(), events=Notes())
+    meta = json.loads((run / "run.json").read_text())
+    assert (
+        meta["recipe"]["settings"]["epochs"] == 30 and meta["recipe"]["settings"]["until_saturated"]
+    )
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    perfect = [i for i, r in enumerate(rows) if float(r["accuracy"]) >= 1.0]
+    first = next(i for i in perfect if {i, i + 1, i + 2} <= set(perfect))  # 3 in a row
+    end = max(first + 3 + 2, 8)
+    assert len(rows) == end == result.epochs_run == meta["options"]["epochs"] < 30
+    assert meta["status"] == "finished" and not result.stopped_early
+    assert said == [meta["recipe"]["saturated"]]
+    assert said[0] == (
+        f"accuracy 1.0 for 3 epochs (epochs {first + 1}-{first + 3}): the one-cycle rate now "
+        f"ends at epoch {end} instead of 30, where the weight average lands"
+    )
+    # the last epoch trains near the floor (1% of the peak 0.005), not at the 30-epoch rate
+    assert float(rows[-1]["learning_rate"]) < 0.15 * 0.005
+
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.options import model_source
+    from cnncli.training.recipes import apply_recipe
+
+    given = apply_recipe(TrainOptions(epochs=12), open_dataset(ds), model_source())[2]
+    assert given["settings"]["epochs"] == 12 and "until_saturated" not in given["settings"]

@@ -300,10 +300,18 @@ def _fit(
     # first: a changed dataset stops the run before an epoch that read it is saved
     guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)
     from cnncli.training.recipes import recipe_notes
+    from cnncli.training.saturation import saturation_callback
     from cnncli.training.schedules import schedule_callbacks  # phases, learning rate
     from cnncli.training.transfer import transfer_notes
 
-    cbs = [guard, *schedule_callbacks(opts, info, out, initial_epoch), *cbs, *extra_callbacks]
+    saturation = saturation_callback(run, opts, info, events, folder, initial_epoch)
+    cbs = [
+        guard,
+        *schedule_callbacks(opts, info, out, initial_epoch),
+        *([saturation] if saturation else []),  # before the folder: run.json says its end
+        *cbs,
+        *extra_callbacks,
+    ]
     if events is not None and to_train:
         events.train_begin(
             {

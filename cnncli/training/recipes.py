@@ -44,6 +44,9 @@ FAST_EPOCHS = (8, 30)  # its least and most epochs
 DETAIL_SAMPLE = 256  # train images the stem's detail is measured on (at most)
 DETAIL_VALUES = 8_000_000  # ... and at most this many pixel values
 MEMORY_SHARE = 0.5  # the decoded train split may take this share of the available memory
+# run.json's recipe settings: the epochs end early once the accuracy is perfect
+# (cnncli.training.saturation)
+SATURATION_KEY = "until_saturated"
 
 
 def check_recipe(name: str | None) -> None:
@@ -87,6 +90,8 @@ def apply_recipe(opts, info, source):
     epochs = opts.epochs
     if epochs is None:
         epochs = min(max(math.ceil(FAST_STEPS / steps), FAST_EPOCHS[0]), FAST_EPOCHS[1])
+    # the recipe's epochs (not --epochs) of a one-cycle classifier end once it is perfect
+    saturation = opts.epochs is None and info.task == "classify"
     augment = opts.augment
     per_class = info.count("train") / max(1, len(info.class_names) or 1)
     if augment is None or not (
@@ -131,6 +136,8 @@ def apply_recipe(opts, info, source):
         "augment": augment.to_dict() if augment else None,
         "cache": filled.cache,
     }
+    if saturation and filled.lr_schedule == "onecycle" and epochs > FAST_EPOCHS[0]:
+        record["settings"] |= {SATURATION_KEY: True, "least_epochs": FAST_EPOCHS[0]}
     if cache_note:
         record["notes"] = [cache_note]
     return filled, source, record
@@ -176,8 +183,11 @@ def recipe_notes(record: dict | None) -> list[str]:
         if aug:
             flips = ", flips" if aug["flip"] else ", no flips (--flip adds them)"
             augment = f"shifts {aug['shift']:g} and rotations {aug['rotation']:g} deg{flips}"
+        epochs = f"{s['epochs']} epochs"
+        if s.get(SATURATION_KEY):
+            epochs += f" (at least {s['least_epochs']}: fewer once the accuracy is perfect)"
         notes.append(
-            f"{s['epochs']} epochs, lr {s['peak_lr']:g} ({s['lr_schedule']}), label smoothing "
+            f"{epochs}, lr {s['peak_lr']:g} ({s['lr_schedule']}), label smoothing "
             f"{s['label_smoothing']:g}, weight average momentum {s['ema_momentum']:g}, {augment}"
         )
     return [*notes, *record.get("notes", [])]
