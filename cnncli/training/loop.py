@@ -24,21 +24,20 @@ import keras
 from cnncli.atomic import scratch_folder, write_json
 from cnncli.datasets.store import DatasetInfo
 from cnncli.errors import writing
-from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
 from cnncli.training.augment import AugmentOptions
 from cnncli.training.callbacks import (
-    ChanceWatch,
-    EventsCallback,
-    ResumableEarlyStopping,
-    RunFolderCallback,
     RunState,
     load_variables,
-    monitor_mode,
     save_training_model,
     set_seed_states,
 )
-from cnncli.training.ending import early_stop_reached, finish_run, run_or_interrupt
+from cnncli.training.ending import (
+    early_stop_reached,
+    finish_run,
+    run_or_interrupt,
+    warm_plotting,
+)
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
 from cnncli.training.inputs import fit_inputs
@@ -58,6 +57,7 @@ from cnncli.training.precision import (
     detect_device,
     forward_flops,
 )
+from cnncli.training.run_callbacks import run_callbacks
 from cnncli.training.tasks import label_zeros
 
 
@@ -183,65 +183,6 @@ def resume_run(
     return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, True, said)
 
 
-def _callbacks(
-    out: Path,
-    run: dict,
-    opts: TrainOptions,
-    st: RunState,
-    events: TrainEvents | None,
-    steps: int,
-    deployed,
-    sync,
-    info: DatasetInfo,
-) -> tuple[list, RunFolderCallback]:
-    """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
-    use), events (and the watch of val accuracy at chance), TensorBoard."""
-    assert opts.epochs is not None  # _fit compared it with the epoch reached
-    # filled in by TrainOptions.for_dataset (a resumed run: from its run.json)
-    monitor, pattern = cast(str, opts.monitor), cast(str, opts.checkpoint)
-    metadata = run["metadata"]
-
-    def on_epoch_saved(state: RunState):
-        rundir.record_epoch(out, run, state, opts.monitor)
-
-    early = None
-    cbs: list = []
-    if events is not None:
-        cbs.append(EventsCallback(events, steps))
-    if opts.early_stop:
-        early = ResumableEarlyStopping(
-            monitor=monitor,
-            patience=opts.early_stop,
-            mode=monitor_mode(monitor),
-            initial=st.early_stop,
-        )
-        cbs.append(early)
-    folder = RunFolderCallback(
-        out,
-        epochs=opts.epochs,
-        save_model=lambda _training, path: save_model(sync() or deployed, path, metadata=metadata),
-        checkpoint_pattern=pattern,
-        save_best_only=opts.save_best_only,
-        monitor=monitor,
-        state=st,
-        early_stopping=early,
-        events=events,
-        on_epoch_saved=on_epoch_saved,
-    )
-    cbs.append(folder)
-    if events is not None and info.task == "classify" and info.count("val"):
-        val = info.per_class("val")
-        chance = max(val.values()) / max(1, sum(val.values()))
-        cbs.append(
-            ChanceWatch(
-                events, chance, opts.backbone is not None and str(opts.weights).lower() == "none"
-            )
-        )
-    if opts.tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
-    return cbs, folder
-
-
 def _fit(
     net,
     info: DatasetInfo,
@@ -296,7 +237,7 @@ def _fit(
     run["steps_per_execution"] = {"value": spe, "reason": why}
     with where.scope:
         deployed, sync = model_for_use(net)
-    cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed, sync, info)
+    cbs, folder = run_callbacks(out, run, opts, st, events, steps or 0, deployed, sync, info)
     # first: a changed dataset stops the run before an epoch that read it is saved
     guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)
     from cnncli.training.recipes import recipe_notes
@@ -355,6 +296,8 @@ def _fit(
             folder.set_model(net)
             folder.save_outputs()
         if to_train:
+            if where.plan.is_chief:
+                warm_plotting()  # history.png's set-up while the epochs train
             # shuffle=False: the dataset is shuffled per epoch (seeded)
             net.fit(**fit_args, shuffle=False, verbose=0)
         # a callback that stopped the run for its own reason (cnncli tune's pruning) names it
