@@ -66,6 +66,15 @@ def test_the_stem_and_widths_follow_the_images():
     photos = design_small_network((500, 500, 4), 31, detail=1)  # the façade set at 500x500
     assert photos.stem == 8 and photos.widths[:2] == [16, 32]  # brought to 62x62; few images
     assert "at most 64x64" in photos.reasons[0]
+    assert photos.momentum == 0.9  # a run of many steps
+    # 30 photos, one batch an epoch, a run that may stop at epoch 8: 0.69**8 < 0.05 of the
+    # initial statistics left (0.9**8: 0.43, and one seed's model answered one class)
+    short = design_small_network((500, 500, 4), 30, detail=1, min_steps=8)
+    assert (
+        short.momentum == 0.69
+        and {"BatchNormalization": {"momentum": 0.69}} in (short.spec()["layers"])
+    )
+    assert short.reasons[-1] == "BatchNorm momentum 0.69: the run may be only 8 steps long"
     sharp = design_small_network((32, 32, 3), 5000, detail=1)
     assert sharp.stem == 1 and sharp.widths == [32, 64, 128, 128, 256] and sharp.stages == 3
 

@@ -78,7 +78,8 @@ def apply_recipe(opts, info, source):
             "leave out --recipe fast (a backbone run follows its own phases and schedule)",
         )
     if source.kind == "default":
-        design = default_design(info)
+        least = -(-info.count("train") // opts.batch_size) * (opts.epochs or FAST_EPOCHS[0])
+        design = default_design(info, min(least, FAST_STEPS))
         record["network"] = design.to_dict()
         source = replace(source, value=design.spec())  # a ModelSource of kind default
     if name == "course":
@@ -143,9 +144,10 @@ def apply_recipe(opts, info, source):
     return filled, source, record
 
 
-def default_design(info):
+def default_design(info, min_steps: int | None = None):
     """The small network for the dataset (cnncli.models.small), its stem measured on the
-    first DETAIL_SAMPLE train images (fewer for large images)."""
+    first DETAIL_SAMPLE train images (fewer for large images), for a run of at least
+    `min_steps` steps."""
     import numpy as np
 
     from cnncli.datasets.store import iter_records
@@ -154,7 +156,7 @@ def default_design(info):
     count = min(DETAIL_SAMPLE, max(4, DETAIL_VALUES // math.prod(info.image.shape)))
     sample = [r.image for r in itertools.islice(iter_records(info, "train"), count)]
     detail, _ = image_detail(np.stack(sample)) if sample else (1, 0.0)
-    return design_small_network(info.image.shape, info.count("train"), detail)
+    return design_small_network(info.image.shape, info.count("train"), detail, min_steps)
 
 
 def fits_in_memory(info) -> bool:
