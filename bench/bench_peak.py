@@ -142,7 +142,7 @@ def main() -> None:
 
         cases = prepare(tmp, quick=True)  # digits; 64 façade images (51 train)
         for case in cases:
-            case["epochs"] = 3 if args.quick else 4
+            case["epochs"] = 2 if args.quick else 3
         if args.only:
             cases = [c for c in cases if c["name"].startswith(args.only[:4])]
         tf.config.experimental.enable_op_determinism()  # as cnncli runs (process-wide)

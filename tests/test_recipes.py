@@ -363,8 +363,16 @@ def test_a_perfect_accuracy_ends_the_fast_recipe_early(tmp_path):
 
     ds = tmp_path / "ds"
     build_dataset(_upscaled(tmp_path / "images"), ds, val=0.0, seed=0, workers=1)
+    import keras
+
+    weights = []
+
+    class Weights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            weights.append(np.concatenate([w.ravel() for w in self.model.get_weights()]))
+
     run = tmp_path / "run"
-    result = train(ds, run, options=TrainOptions(), events=Notes())
+    result = train(ds, run, options=TrainOptions(), events=Notes(), callbacks=[Weights()])
     meta = json.loads((run / "run.json").read_text())
     assert (
         meta["recipe"]["settings"]["epochs"] == 30 and meta["recipe"]["settings"]["until_saturated"]
@@ -383,6 +391,10 @@ def test_a_perfect_accuracy_ends_the_fast_recipe_early(tmp_path):
     )
     # the last epoch trains near the floor (1% of the peak 0.005), not at the 30-epoch rate
     assert float(rows[-1]["learning_rate"]) < 0.15 * 0.005
+    # ... in the traced step too: the first re-planned epoch moves the weights far less
+    # than the one before (the 30-epoch cycle was still rising there)
+    moved = [float(np.abs(b - a).mean()) for a, b in zip(weights, weights[1:], strict=False)]
+    assert moved[first + 3 - 1] < 0.6 * moved[first + 3 - 2]
 
     from cnncli.datasets.store import open_dataset
     from cnncli.training.options import model_source

@@ -49,6 +49,9 @@ class Saturation(keras.callbacks.Callback):
             return
         planned, self.end = int(self.opts.epochs), end
         replan_optimizer(self.model.optimizer, replace(self.opts, epochs=end), self.info)
+        # the rate and the average's last step are constants of the traced train step:
+        # trace it again (a compile, once) so the epochs left train on the new plan
+        self.model.make_train_function(force=True)
         self.on_replan(
             end,
             f"{self.metric} 1.0 for {SATURATED_EPOCHS} epochs (epochs "
