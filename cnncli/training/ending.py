@@ -8,7 +8,6 @@ import, so cnncli.training.fit's checks can use `early_stop_reached`.
 from __future__ import annotations
 
 import contextlib
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,26 +29,6 @@ def early_stop_reached(early_stop: dict | None, patience: int | None, epoch: int
     """Whether the early-stopping counters saved with `epoch` had already stopped the run
     (Keras stops once `wait` reaches the patience, from the second epoch on)."""
     return bool(patience and early_stop and epoch > 1 and early_stop.get("wait", 0) >= patience)
-
-
-def warm_plotting() -> threading.Thread:
-    """Load matplotlib, set it up and register the bundled font for history.png in a
-    background thread while the epochs train (TensorFlow's kernels leave the interpreter
-    free), so the end of `cnncli train` only draws: on the digits that set-up is a second
-    or two of the command's last seconds (bench/bench_startup_train.py)."""
-
-    def load() -> None:
-        with contextlib.suppress(Exception):  # plot() loads it again and says what failed
-            from cnncli.drawing.figures import pyplot
-            from cnncli.drawing.fonts import matplotlib_rc
-            from cnncli.drawing.plots import plot_history  # noqa: F401
-
-            pyplot()
-            matplotlib_rc()
-
-    thread = threading.Thread(target=load, name="cnncli-warm-plotting", daemon=True)
-    thread.start()
-    return thread
 
 
 def plot(run_dir: Path, st: RunState) -> None:

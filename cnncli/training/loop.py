@@ -36,7 +36,6 @@ from cnncli.training.ending import (
     early_stop_reached,
     finish_run,
     run_or_interrupt,
-    warm_plotting,
 )
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
@@ -296,8 +295,6 @@ def _fit(
             folder.set_model(net)
             folder.save_outputs()
         if to_train:
-            if where.plan.is_chief:
-                warm_plotting()  # history.png's set-up while the epochs train
             # shuffle=False: the dataset is shuffled per epoch (seeded)
             net.fit(**fit_args, shuffle=False, verbose=0)
         # a callback that stopped the run for its own reason (cnncli tune's pruning) names it
