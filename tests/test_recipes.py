@@ -180,6 +180,9 @@ def test_fast_recipe_on_the_course_model(upscaled_ds):
     assert source.value == "mnist" and "network" not in record  # the course's model kept
     assert opts.lr == 0.01 and opts.lr_schedule == "onecycle"  # what is given wins
     assert opts.augment == AugmentOptions(rotation=10.0, shift=0.1, flip=True)  # --flip added
+    # 24 images, one batch an epoch, a run that may stop at epoch 8: the weight average
+    # forgets the first steps' weights (0.69**8 < 0.05; 0.9**8 = 0.43)
+    assert opts.ema == 0.69 and record["settings"]["ema_momentum"] == 0.69
 
 
 def test_bad_recipe_and_too_small_images(cli, upscaled_ds, tmp_path, tiny):
