@@ -66,6 +66,15 @@ def test_the_stem_and_widths_follow_the_images():
     photos = design_small_network((500, 500, 4), 31, detail=1)  # the façade set at 500x500
     assert photos.stem == 8 and photos.widths[:2] == [16, 32]  # brought to 62x62; few images
     assert "at most 64x64" in photos.reasons[0]
+    assert photos.momentum == 0.9  # a run of many steps
+    # 30 photos, one batch an epoch, a run that may stop at epoch 8: 0.69**8 < 0.05 of the
+    # initial statistics left (0.9**8: 0.43, and one seed's model answered one class)
+    short = design_small_network((500, 500, 4), 30, detail=1, min_steps=8)
+    assert (
+        short.momentum == 0.69
+        and {"BatchNormalization": {"momentum": 0.69}} in (short.spec()["layers"])
+    )
+    assert short.reasons[-1] == "BatchNorm momentum 0.69: the run may be only 8 steps long"
     sharp = design_small_network((32, 32, 3), 5000, detail=1)
     assert sharp.stem == 1 and sharp.widths == [32, 64, 128, 128, 256] and sharp.stages == 3
 
@@ -94,7 +103,7 @@ def test_default_recipe_is_recorded_in_run_json(cli, upscaled_ds, tmp_path):
     )
     assert opts["augment"]["flip"] is False and opts["augment"]["shift"] == 0.1
     assert meta["metadata"]["augment"]["flip"] is False  # what --tta reads
-    assert 0.9 <= opts["ema"] < 1
+    assert opts["ema"] == 0.22  # a 2-step run: the first weights fade to 0.22**2 < 0.05
     with open(run / "history.csv") as f:
         header = f.readline().strip().split(",")
     assert "learning_rate" in header  # the one-cycle rate, logged per epoch
@@ -171,6 +180,9 @@ def test_fast_recipe_on_the_course_model(upscaled_ds):
     assert source.value == "mnist" and "network" not in record  # the course's model kept
     assert opts.lr == 0.01 and opts.lr_schedule == "onecycle"  # what is given wins
     assert opts.augment == AugmentOptions(rotation=10.0, shift=0.1, flip=True)  # --flip added
+    # 24 images, one batch an epoch, a run that may stop at epoch 8: the weight average
+    # forgets the first steps' weights (0.69**8 < 0.05; 0.9**8 = 0.43)
+    assert opts.ema == 0.69 and record["settings"]["ema_momentum"] == 0.69
 
 
 def test_bad_recipe_and_too_small_images(cli, upscaled_ds, tmp_path, tiny):
@@ -299,3 +311,97 @@ def test_default_beats_the_course_on_digits(tmp_path):
     course = evaluate(tmp_path / "course" / "best.keras", ds, split="test").accuracy
     print(f"test accuracy: default {fast:.4f}, course mnist {course:.4f}")
     assert fast >= 0.98 and fast - course >= 0.02
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_replans_the_one_cycle(upscaled_ds, tmp_path):
+    """A fast run of 2 epochs resumed with --epochs 4: the epochs added follow the 4-epoch
+    one-cycle from the step reached (not the 2-epoch cycle's floor), and say so."""
+    import csv
+    import math
+
+    from cnncli.training.fit import resume, train
+    from cnncli.training.options import TrainOptions
+
+    run = tmp_path / "run"
+    train(upscaled_ds, run, options=TrainOptions(epochs=2, batch_size=8))  # 24 images: 3 steps
+    resume(run, epochs=4)
+    with open(run / "history.csv", newline="") as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+
+    def onecycle(step, total, peak=0.005):  # warm-up over a quarter, then cosine to 1%
+        warm = round(total * 0.25)
+        if step < warm:
+            return peak * (0.1 + 0.9 * step / warm)
+        t = (step - warm) / (total - warm)
+        return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    first = [onecycle(s, 6) for s in (0, 3)]  # the first 2 epochs as planned
+    added = [onecycle(s, 12) for s in (6, 9)]  # epochs 3 and 4 of a 4-epoch cycle
+    assert rates == pytest.approx(first + added, rel=1e-4)
+    assert added[0] > 50 * onecycle(6, 6)  # not the 2-epoch cycle's floor
+    said = json.loads((run / "run.json").read_text())["resumes"][-1]["schedule"]
+    assert said.startswith("one-cycle rate re-planned over 4 epochs (it was planned for 2): ")
+    assert f"epoch 3 starts at {added[0]:.3g} where a 4-epoch run would be" in said
+
+
+@pytest.mark.slow
+def test_a_perfect_accuracy_ends_the_fast_recipe_early(tmp_path):
+    """The recipe's 30 epochs of 30 easy images (no val split: the training accuracy is
+    watched): once it is 1.0 for 3 epochs, the one-cycle is re-planned to end 2 epochs later
+    (at least 8 in all), where the run finishes with run.json's epochs and the rate near its
+    floor; with --epochs the user's total stands."""
+    import csv
+
+    from cnncli.datasets.build import build_dataset
+    from cnncli.training.events import TrainEvents
+    from cnncli.training.fit import train
+    from cnncli.training.options import TrainOptions
+
+    said = []
+
+    class Notes(TrainEvents):
+        def note(self, text):
+            said.append(text)
+
+    ds = tmp_path / "ds"
+    build_dataset(_upscaled(tmp_path / "images"), ds, val=0.0, seed=0, workers=1)
+    import keras
+
+    weights = []
+
+    class Weights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            weights.append(np.concatenate([w.ravel() for w in self.model.get_weights()]))
+
+    run = tmp_path / "run"
+    result = train(ds, run, options=TrainOptions(), events=Notes(), callbacks=[Weights()])
+    meta = json.loads((run / "run.json").read_text())
+    assert (
+        meta["recipe"]["settings"]["epochs"] == 30 and meta["recipe"]["settings"]["until_saturated"]
+    )
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    perfect = [i for i, r in enumerate(rows) if float(r["accuracy"]) >= 1.0]
+    first = next(i for i in perfect if {i, i + 1, i + 2} <= set(perfect))  # 3 in a row
+    end = max(first + 3 + 2, 8)
+    assert len(rows) == end == result.epochs_run == meta["options"]["epochs"] < 30
+    assert meta["status"] == "finished" and not result.stopped_early
+    assert said == [meta["recipe"]["saturated"]]
+    assert said[0] == (
+        f"accuracy 1.0 for 3 epochs (epochs {first + 1}-{first + 3}): the one-cycle rate now "
+        f"ends at epoch {end} instead of 30, where the weight average lands"
+    )
+    # the last epoch trains near the floor (1% of the peak 0.005), not at the 30-epoch rate
+    assert float(rows[-1]["learning_rate"]) < 0.15 * 0.005
+    # ... in the traced step too: the first re-planned epoch moves the weights far less
+    # than the one before (the 30-epoch cycle was still rising there)
+    moved = [float(np.abs(b - a).mean()) for a, b in zip(weights, weights[1:], strict=False)]
+    assert moved[first + 3 - 1] < 0.6 * moved[first + 3 - 2]
+
+    from cnncli.datasets.store import open_dataset
+    from cnncli.training.options import model_source
+    from cnncli.training.recipes import apply_recipe
+
+    given = apply_recipe(TrainOptions(epochs=12), open_dataset(ds), model_source())[2]
+    assert given["settings"]["epochs"] == 12 and "until_saturated" not in given["settings"]

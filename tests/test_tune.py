@@ -95,7 +95,7 @@ def _parse_train(args: list[str]) -> tuple[dict, TrainOptions]:
     import typer.main
 
     from cnncli.cli.main import app
-    from cnncli.cli.train import TRAIN_OPTION_NAMES, train_options
+    from cnncli.cli.train_options import TRAIN_OPTION_NAMES, train_options
 
     assert args[:2] == ["cnncli", "train"]
     train = typer.main.get_command(app).commands["train"]

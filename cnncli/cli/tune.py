@@ -14,7 +14,8 @@ import typer
 
 from cnncli.cli import state
 from cnncli.cli.options import JsonOpt
-from cnncli.cli.train import MODEL_SOURCE_NAMES, TRAIN_OPTION_NAMES, train_command
+from cnncli.cli.train import train_command
+from cnncli.cli.train_options import MODEL_SOURCE_NAMES, TRAIN_OPTION_NAMES
 
 _FIXED = "Training options (fixed for every trial)"
 
@@ -112,7 +113,7 @@ def tune_command(
     """Search train's options with Optuna: each trial a run folder (STUDY/trials/NNNN) trained
     as cnncli train does, poor trials pruned, resumable; at the end the trials best first,
     the best trial's cnncli train command and the study page STUDY/index.html."""
-    from cnncli.cli.train import train_options
+    from cnncli.cli.train_options import train_options
     from cnncli.cli.tune_view import TuneView, print_tune_result
     from cnncli.errors import UsageError
     from cnncli.tune.run import TuneRequest, parse_duration, run_tune

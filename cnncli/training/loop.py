@@ -24,28 +24,27 @@ import keras
 from cnncli.atomic import scratch_folder, write_json
 from cnncli.datasets.store import DatasetInfo
 from cnncli.errors import writing
-from cnncli.models.io import save_model
 from cnncli.training import distribute, rundir
 from cnncli.training.augment import AugmentOptions
 from cnncli.training.callbacks import (
-    ChanceWatch,
-    EventsCallback,
-    ResumableEarlyStopping,
-    RunFolderCallback,
     RunState,
     load_variables,
-    monitor_mode,
     save_training_model,
     set_seed_states,
 )
-from cnncli.training.ending import early_stop_reached, finish_run, run_or_interrupt
+from cnncli.training.ending import (
+    early_stop_reached,
+    finish_run,
+    run_or_interrupt,
+)
 from cnncli.training.events import TrainEvents, TrainResult
 from cnncli.training.guard import DatasetGuard
+from cnncli.training.inputs import fit_inputs
 from cnncli.training.model import (
     build_model,
-    class_weights,
     model_for_use,
     one_hot_training,
+    replan_optimizer,
     resume_model,
 )
 from cnncli.training.options import ModelSource, TrainOptions, no_val_notes
@@ -57,7 +56,8 @@ from cnncli.training.precision import (
     detect_device,
     forward_flops,
 )
-from cnncli.training.tasks import label_zeros, with_label_weights, with_one_hot_labels
+from cnncli.training.run_callbacks import run_callbacks
+from cnncli.training.tasks import label_zeros
 
 
 @dataclass
@@ -156,6 +156,7 @@ def resume_run(
             resume_phase(net, opts, info, state["epoch"])  # past --fine-tune-at: unfrozen
             load_variables(net, sdir / state["variables"])
             set_seed_states(net, seeds)
+        replanned = replan_optimizer(net.optimizer, opts, info)
     st = RunState(
         epoch=state["epoch"],
         best_value=state.get("best_value"),
@@ -173,162 +174,12 @@ def resume_run(
     run.setdefault("precision", {"name": "fp32", "policy": "float32", "reason": "an older run"})
     run.setdefault("resumes", []).append(
         {"at_epoch": st.epoch, "time": rundir.now(), "device": device.describe()}
+        | ({"schedule": replanned} if replanned else {})
     )
     with writing(out / rundir.RUN_JSON):
         write_json(out / rundir.RUN_JSON, run)
-    return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, resumed=True)
-
-
-def _inputs(
-    info: DatasetInfo,
-    opts: TrainOptions,
-    where: Placement,
-    initial_epoch: int,
-    cache_dir,
-    one_hot: bool = False,
-) -> tuple:
-    """(train, val or None, steps per epoch, class weights for fit, distribution details);
-    `one_hot`: class indices as one-hot rows (a label-smoothed softmax head)."""
-    from cnncli.datasets.tfdata import make_tf_dataset, shard_files, steps_per_epoch
-
-    has_val = info.count("val") > 0
-    weights = class_weights(info) if opts.class_weight == "auto" else None
-    per_label = None  # multilabel: a weight per (image, label), put in the data
-    if info.task == "multilabel" and weights is not None:
-        per_label, weights = weights, None
-    common = {"cache": opts.cache, "cache_dir": cache_dir}
-    # one spare epoch: Keras may look one batch ahead
-    assert opts.epochs is not None  # filled in by TrainOptions.for_dataset (or the run.json)
-    epochs: dict[str, Any] = {
-        "repeat": True,
-        "first_epoch": initial_epoch,
-        "last_epoch": opts.epochs + 1,
-    }
-    plan = where.plan
-    if not plan.multi_worker:
-        train_ds = make_tf_dataset(
-            info,
-            "train",
-            batch_size=opts.batch_size,
-            shuffle=True,
-            seed=opts.seed,
-            **epochs,
-            **common,
-        )
-        if per_label is not None:
-            train_ds = with_label_weights(train_ds, per_label)
-        val_ds = (
-            make_tf_dataset(info, "val", batch_size=opts.batch_size, **common) if has_val else None
-        )
-        train_ds, val_ds = (with_one_hot_labels(d, info, one_hot) for d in (train_ds, val_ds))
-        steps = steps_per_epoch(info, "train", opts.batch_size)
-        return train_ds, val_ds, steps, weights, {}
-
-    # Several workers: each reads its own train shard files and runs the same number of
-    # steps (an epoch is one pass over the whole train split at the global batch); every
-    # worker evaluates the whole val split, so the val metrics are those of one machine.
-    n, global_batch = plan.num_workers, opts.batch_size * plan.num_workers
-    steps = -(-info.count("train") // global_batch)
-    read: dict[int, list[str]] = {}
-
-    def train_fn(ctx):
-        files = shard_files(info, "train", ctx.num_input_pipelines, ctx.input_pipeline_id)
-        read[ctx.input_pipeline_id] = [Path(f).name for f in files]
-        per_worker = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-        ds = make_tf_dataset(
-            info,
-            "train",
-            batch_size=ctx.get_per_replica_batch_size(global_batch),
-            shuffle=True,
-            seed=opts.seed,
-            num_shards=ctx.num_input_pipelines,
-            shard_index=ctx.input_pipeline_id,
-            epoch_steps=steps * per_worker,
-            class_weight=weights,
-            **epochs,
-            **common,
-        )
-        if per_label is not None:
-            ds = with_label_weights(ds, per_label)
-        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
-
-    def val_fn(ctx):
-        batch = ctx.get_per_replica_batch_size(global_batch)
-        ds = make_tf_dataset(info, "val", batch_size=batch, **common)
-        return distribute.auto_shard_off(with_one_hot_labels(ds, info, one_hot))
-
-    train_ds = where.strategy.distribute_datasets_from_function(train_fn)
-    val_ds = where.strategy.distribute_datasets_from_function(val_fn) if has_val else None
-    every = [p.name for p in info.shard_paths("train")]
-    detail = {
-        **plan.to_dict(),
-        "worker": plan.rank,
-        "per_worker_batch": opts.batch_size,
-        "global_batch": global_batch,
-        "steps_per_epoch": steps,
-        "read_shards": read.get(plan.rank, []),
-        "train_shards": {str(r): every[r::n] for r in range(n)},
-    }
-    return train_ds, val_ds, steps, None, detail  # class weights are in the data
-
-
-def _callbacks(
-    out: Path,
-    run: dict,
-    opts: TrainOptions,
-    st: RunState,
-    events: TrainEvents | None,
-    steps: int,
-    deployed,
-    sync,
-    info: DatasetInfo,
-) -> tuple[list, RunFolderCallback]:
-    """Early stopping (resumable), the run folder writer (saving `deployed`, the model for
-    use), events (and the watch of val accuracy at chance), TensorBoard."""
-    assert opts.epochs is not None  # _fit compared it with the epoch reached
-    # filled in by TrainOptions.for_dataset (a resumed run: from its run.json)
-    monitor, pattern = cast(str, opts.monitor), cast(str, opts.checkpoint)
-    metadata = run["metadata"]
-
-    def on_epoch_saved(state: RunState):
-        rundir.record_epoch(out, run, state, opts.monitor)
-
-    early = None
-    cbs: list = []
-    if events is not None:
-        cbs.append(EventsCallback(events, steps))
-    if opts.early_stop:
-        early = ResumableEarlyStopping(
-            monitor=monitor,
-            patience=opts.early_stop,
-            mode=monitor_mode(monitor),
-            initial=st.early_stop,
-        )
-        cbs.append(early)
-    folder = RunFolderCallback(
-        out,
-        epochs=opts.epochs,
-        save_model=lambda _training, path: save_model(sync() or deployed, path, metadata=metadata),
-        checkpoint_pattern=pattern,
-        save_best_only=opts.save_best_only,
-        monitor=monitor,
-        state=st,
-        early_stopping=early,
-        events=events,
-        on_epoch_saved=on_epoch_saved,
-    )
-    cbs.append(folder)
-    if events is not None and info.task == "classify" and info.count("val"):
-        val = info.per_class("val")
-        chance = max(val.values()) / max(1, sum(val.values()))
-        cbs.append(
-            ChanceWatch(
-                events, chance, opts.backbone is not None and str(opts.weights).lower() == "none"
-            )
-        )
-    if opts.tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
-    return cbs, folder
+    said = [replanned] if replanned else []
+    return _fit(net, info, run_dir, where, run, opts, st, events, callbacks, True, said)
 
 
 def _fit(
@@ -342,12 +193,14 @@ def _fit(
     events: TrainEvents | None,
     extra_callbacks,
     resumed: bool = False,
+    start_notes: Sequence[str] = (),
 ) -> TrainResult:
     """Fit `net` from epoch st.epoch to opts.epochs, writing where.out_dir (RUN_DIR on the
     chief; a temporary folder, removed at the end, on the other workers), then finish the
     run folder (history.png, run.json). `resumed`: first rewrite what the last committed
     epoch derives (a run stopped before it was written); with no epoch left to train (a run
-    stopped after its last epoch), only that and the finish are done."""
+    stopped after its last epoch), only that and the finish are done. `start_notes`: more
+    start-up lines (a resume's re-planned schedule)."""
     import numpy as np
 
     initial_epoch = st.epoch
@@ -362,7 +215,7 @@ def _fit(
     cache_dir = out / f"cache-{os.getpid()}" if opts.cache == "disk" and to_train else None
     one_hot = one_hot_training(net)
     train_ds, val_ds, steps, weights, detail = (
-        _inputs(info, opts, where, initial_epoch, cache_dir, one_hot)
+        fit_inputs(info, opts, where.plan, where.strategy, initial_epoch, cache_dir, one_hot)
         if to_train
         else (None,) * 4 + ({},)
     )
@@ -383,14 +236,22 @@ def _fit(
     run["steps_per_execution"] = {"value": spe, "reason": why}
     with where.scope:
         deployed, sync = model_for_use(net)
-    cbs, folder = _callbacks(out, run, opts, st, events, steps or 0, deployed, sync, info)
+    cbs, folder = run_callbacks(out, run, opts, st, events, steps or 0, deployed, sync, info)
     # first: a changed dataset stops the run before an epoch that read it is saved
     guard = DatasetGuard(info.path, run["dataset"]["sha256"], run_dir, lambda: st.epoch)
     from cnncli.training.recipes import recipe_notes
+    from cnncli.training.saturation import saturation_callback
     from cnncli.training.schedules import schedule_callbacks  # phases, learning rate
     from cnncli.training.transfer import transfer_notes
 
-    cbs = [guard, *schedule_callbacks(opts, info, out, initial_epoch), *cbs, *extra_callbacks]
+    saturation = saturation_callback(run, opts, info, events, folder, initial_epoch)
+    cbs = [
+        guard,
+        *schedule_callbacks(opts, info, out, initial_epoch),
+        *([saturation] if saturation else []),  # before the folder: run.json says its end
+        *cbs,
+        *extra_callbacks,
+    ]
     if events is not None and to_train:
         events.train_begin(
             {
@@ -410,6 +271,7 @@ def _fit(
                 "steps_per_execution": spe,
                 "notes": [
                     *recipe_notes(run.get("recipe")),
+                    *start_notes,
                     *no_val_notes(opts, info),
                     *transfer_notes(opts, info),
                 ],

@@ -185,22 +185,67 @@ def make_optimizer(opts: TrainOptions, info: DatasetInfo | None = None):
 
         steps = steps_per_epoch(info, "train", opts.batch_size)
     if opts.lr_schedule == "onecycle":
-        peak = float(opts.lr if opts.lr is not None else cls().learning_rate)
-        total = max(2, steps * int(opts.epochs or 1))
-        warm = max(1, round(total * ONECYCLE_WARMUP))
-        kwargs["learning_rate"] = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=peak * ONECYCLE_START,
-            decay_steps=total - warm,
-            alpha=ONECYCLE_END,
-            warmup_target=peak,
-            warmup_steps=warm,
-        )
+        kwargs["learning_rate"] = onecycle_schedule(opts, cls, steps)
     if opts.ema:  # the average replaces the weights at the run's last step
         total = steps * int(opts.epochs or 1)
         kwargs.update(
             use_ema=True, ema_momentum=float(opts.ema), ema_overwrite_frequency=total or None
         )
     return cls(**kwargs)
+
+
+def onecycle_schedule(opts: TrainOptions, cls, steps: int):
+    """The one-cycle rate over all the run's steps (`steps` an epoch, opts.epochs epochs)
+    for the optimizer class `cls` (its default rate as the peak without --lr)."""
+    peak = float(opts.lr if opts.lr is not None else cls().learning_rate)
+    total = max(2, steps * int(opts.epochs or 1))
+    warm = max(1, round(total * ONECYCLE_WARMUP))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * ONECYCLE_START,
+        decay_steps=total - warm,
+        alpha=ONECYCLE_END,
+        warmup_target=peak,
+        warmup_steps=warm,
+    )
+
+
+def replan_optimizer(optimizer, opts: TrainOptions, info: DatasetInfo) -> str | None:
+    """Fit a resumed run's optimizer (its state kept) to opts.epochs, the run's total now:
+    a one-cycle rate and the moving average's last step are planned over all the run's
+    steps, as the epoch-wise schedules (cosine, step) already are, so a resume with a
+    larger --epochs follows the one-cycle of a run that long from the step reached and
+    ends annealed, with the average in the weights. What changed, for the start-up lines
+    (None: the total is the planned one)."""
+    from cnncli.datasets.tfdata import steps_per_epoch
+
+    if opts.lr_schedule != "onecycle" and not getattr(optimizer, "use_ema", False):
+        return None
+    steps = steps_per_epoch(info, "train", opts.batch_size)
+    total = steps * int(opts.epochs or 1)
+    if opts.lr_schedule != "onecycle":
+        planned = optimizer.ema_overwrite_frequency
+        optimizer.ema_overwrite_frequency = total or None
+        if planned == total:
+            return None
+        return f"the weight average now lands at the last step of epoch {opts.epochs}"
+    rate = optimizer.get_config()["learning_rate"]
+    cfg = rate.get("config", {}) if isinstance(rate, dict) else {}
+    planned = int(cfg.get("decay_steps", 0)) + int(cfg.get("warmup_steps", 0))
+    schedule = onecycle_schedule(opts, type(optimizer), steps)
+    optimizer.learning_rate = schedule  # Keras takes a new schedule; the step count stays
+    if optimizer.use_ema:
+        optimizer.ema_overwrite_frequency = total or None
+    if planned == max(2, total) or not steps:
+        return None
+    done = int(keras.ops.convert_to_numpy(optimizer.iterations))
+    was = round(planned / steps)
+    now, last = (float(keras.ops.convert_to_numpy(schedule(k))) for k in (done, total - 1))
+    return (
+        f"one-cycle rate re-planned over {opts.epochs} epochs (it was planned for {was}): "
+        f"epoch {done // steps + 1} starts at {now:.3g} where a {opts.epochs}-epoch run "
+        f"would be, falling to {last:.3g} at epoch {opts.epochs}"
+        + (", where the weight average lands" if optimizer.use_ema else "")
+    )
 
 
 def one_hot_training(model) -> bool:
