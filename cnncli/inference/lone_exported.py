@@ -77,9 +77,10 @@ def _defaults(path: Path, input_shape, output_shape) -> tuple[dict, list[str]]:
     marked `assumed`: nothing in it was stored with the model."""
     from cnncli.images import ImageSpec
 
+    # numpy ints from LiteRT; a dimension <= 0 is unknown
     dims = [
         int(d) if hasattr(d, "__index__") and int(d) > 0 else None for d in list(input_shape)[1:]
-    ]  # fmt: skip  (numpy ints from LiteRT)
+    ]
     image = ImageSpec.for_input_shape(dims)
     units = output_shape[-1] if len(output_shape) else None
     if not isinstance(units, int) and not hasattr(units, "__index__"):
