@@ -28,9 +28,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cnncli.errors import BusyError, UsageError, writing
 from cnncli.notices import say
+
+F = TypeVar("F", bound=Callable[..., object])  # a decorated function, its type kept
 
 try:
     import fcntl
@@ -350,7 +353,9 @@ def reading(target: str | os.PathLike, what: str) -> Iterator[Path]:
         release(lock)
 
 
-def claimed(arg: str, what: str, prepare: Callable[[Path], object] | None = None):
+def claimed(
+    arg: str, what: str, prepare: Callable[[Path], object] | None = None
+) -> Callable[[F], F]:
     """Decorator: the call holds the write claim on its argument `arg` (a path) and first
     calls `prepare(path)` under it (to recover or clean up what an earlier one left)."""
 
@@ -370,7 +375,7 @@ def claimed(arg: str, what: str, prepare: Callable[[Path], object] | None = None
     return wrap
 
 
-def reading_arg(arg: str, what: str, which: Callable[[object], Path | None]):
+def reading_arg(arg: str, what: str, which: Callable[[object], Path | None]) -> Callable[[F], F]:
     """Decorator: the call holds the read claim on the path `which(value of arg)` returns
     (None: nothing to claim), so a build cannot replace a dataset while, say, an
     evaluation reads it."""

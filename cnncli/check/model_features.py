@@ -68,7 +68,9 @@ def _feature_model(m: ModelInfo):
         return None, None
 
 
-def model_features(m: ModelInfo, info: DatasetInfo, counter: Counter | None = None):
+def model_features(
+    m: ModelInfo, info: DatasetInfo, counter: Counter | None = None
+) -> tuple[np.ndarray, str]:
     """(N, D) features of every image in record order, and what they are (for the output)."""
     cut, layer = _feature_model(m)
     name = m.path.name if m.path else "the model"

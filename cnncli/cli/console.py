@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -88,7 +88,9 @@ def _fmt(value: Any) -> str:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, enabled: bool = True):
+def progress_bar(
+    description: str, total: int | None, enabled: bool = True
+) -> Iterator[Callable[..., None]]:
     """A rich progress bar (count, rate, ETA) on stderr.
 
     Yields `advance(n=1)`; pass it to library functions as their progress callback.

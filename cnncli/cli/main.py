@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -38,16 +39,16 @@ class CnnGroup(TyperGroup):
     """Runs every command through one error handler (see `run_guarded`), and shows flags
     without a value placeholder in every --help (see `plain_flags`)."""
 
-    def get_params(self, ctx):
+    def get_params(self, ctx) -> Any:
         return plain_flags(super().get_params(ctx))
 
-    def invoke(self, ctx):
+    def invoke(self, ctx) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:  # Typer would make it a silent exit 130: say it
             raise Abort() from e
 
-    def get_command(self, ctx, cmd_name):
+    def get_command(self, ctx, cmd_name) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             _plain_flags_below(command, ctx)

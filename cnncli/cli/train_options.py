@@ -5,6 +5,11 @@ for (train_options, used by train and tune)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cnncli.training.options import TrainOptions
+
 # train_command's parameters that are options of the run (TrainOptions), not what the
 # command does with it: cnncli tune takes these as the fixed options of every trial
 TRAIN_OPTION_NAMES = (
@@ -80,7 +85,7 @@ def train_options(
     recipe=None,
     label_smoothing=None,
     ema=None,
-):
+) -> TrainOptions:
     """The TrainOptions that train's option values (TRAIN_OPTION_NAMES) ask for."""
     from cnncli.training.augment import AugmentOptions
     from cnncli.training.options import TrainOptions

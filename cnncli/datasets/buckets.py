@@ -170,7 +170,9 @@ def merge_outcomes(plan, outcomes: list[tuple], sha: dict, bad: set, changed: Co
             bad.add(i)
 
 
-def finish_buckets(bp: BucketPlan, job: ConvertJob, written: set[Key], writing: bool):
+def finish_buckets(
+    bp: BucketPlan, job: ConvertJob, written: set[Key], writing: bool
+) -> tuple[dict[str, list[str]], int]:
     """Link the kept buckets' old shards into the build's folder -> ({split: shard names},
     how many kept)."""
     kept = bp.linked if writing else set()

@@ -8,6 +8,8 @@ options are checked, and a cluster reached, before any image is read.
 
 from __future__ import annotations
 
+from typing import Any
+
 from cnncli.datasets.buckets import StableEngine, StableLayout
 from cnncli.datasets.convert import LocalEngine
 from cnncli.errors import UsageError
@@ -23,7 +25,7 @@ def open_engine(
     record_format: str = "raw",
     shard_limit: tuple[str, int] = ("images", 1),
     stable: bool = False,
-):
+) -> Any:
     """The engine called `name`, ready to convert: for 'ray', connected to the cluster at
     `address` (HOST:PORT, 'auto' for the one started on this machine with `ray start`, or
     None: RAY_ADDRESS, else a cluster of this machine's cores started for the build).
@@ -48,7 +50,7 @@ def open_engine(
     return RayEngine(address)
 
 
-def stable_engine(engine, layout: StableLayout):
+def stable_engine(engine, layout: StableLayout) -> Any:
     """The engine that writes the stable-shard build `layout` (an update's too) where
     `engine` (open_engine's) converts: this machine, or its Ray cluster."""
     if engine.name == "local":

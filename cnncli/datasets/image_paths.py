@@ -37,7 +37,9 @@ def inside(path: Path, root_real: str) -> bool:
     return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
-def resolve_path(value: str, images_dir: Path, files: dict[str, str], root_real: str):
+def resolve_path(
+    value: str, images_dir: Path, files: dict[str, str], root_real: str
+) -> tuple[str, str]:
     """(on-disk relative path, NFC name) for a table value, or raise ValueError(reason)."""
     v = nfc(value.strip()).replace("\\", "/")
     if not v:

@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnncli.datasets.image_paths import list_image_files, resolve_path, shown_name
 from cnncli.datasets.tables import (
@@ -139,7 +140,7 @@ def table_label_set(
     )
 
 
-def open_label_table(table: Path, encoding: str | None):
+def open_label_table(table: Path, encoding: str | None) -> tuple[Any, str]:
     """(DataFrame, "label table NAME: N rows, ENCODING, ','-separated"); a table without
     rows is an InputError."""
     df, used_encoding, sep = read_table(table, encoding)

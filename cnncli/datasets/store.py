@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +162,7 @@ class DatasetInfo:
         }
 
     @property
-    def index(self):
+    def index(self) -> Any:
         """index.csv as a pandas DataFrame (read on first use)."""
         if self._index is None:
             import pandas as pd

@@ -10,7 +10,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from cnncli.errors import InputError, UsageError, path_error
 from cnncli.images import is_image_file
@@ -25,7 +25,7 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", str(text))
 
 
-def read_table(path: str | os.PathLike, encoding: str | None = None):
+def read_table(path: str | os.PathLike, encoding: str | None = None) -> tuple[Any, str, str]:
     """Read a label table -> (DataFrame of stripped strings, encoding used, separator)."""
     import pandas as pd
 

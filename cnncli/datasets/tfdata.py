@@ -180,7 +180,9 @@ def make_tf_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def shard_files(info: DatasetInfo, split: str, num_shards: int = 1, shard_index: int = 0):
+def shard_files(
+    info: DatasetInfo, split: str, num_shards: int = 1, shard_index: int = 0
+) -> list[str]:
     """The shard files of `split` that worker `shard_index` of `num_shards` reads (every
     num_shards-th file from shard_index: multi-worker training splits shards by file)."""
     if not 0 <= shard_index < num_shards:

@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnncli import __version__, claims
 from cnncli.atomic import check_replaceable, clean_debris, rename, set_aside, write_json
@@ -73,7 +74,7 @@ class DemoEvents:
     def step(self, number: int, total: int, name: str, text: str) -> None:
         """A step starts."""
 
-    def train_events(self):
+    def train_events(self) -> Any:
         """A cnncli.training.events.TrainEvents for the training step, or None."""
         return None
 
@@ -266,6 +267,7 @@ def _steps(out: Path, samples: Path, events: DemoEvents, options) -> DemoResult:
         "values": int(emb.vectors.shape[1]),
         "cluster_sizes": [int(n) for n in emb.cluster_sizes],
     }
+    assert emb.cluster_dir is not None  # the demo asks for clusters
     done(
         "embed",
         t,

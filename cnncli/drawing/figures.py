@@ -5,9 +5,10 @@ gets pyplot here."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
-def pyplot():
+def pyplot() -> Any:
     """matplotlib.pyplot, headless: the Agg backend (no display needed) unless the host
     program already chose one (matplotlib.use, MPLBACKEND such as Jupyter's inline backend,
     or pyplot imported), which is left as it is. Draw inside

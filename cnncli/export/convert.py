@@ -107,7 +107,9 @@ def add_onnx_metadata(path: Path, side: dict) -> None:
     onnx.save(model, str(path))
 
 
-def representative_images(dataset, pixel_scale: float, limit: int = CALIBRATION_IMAGES):
+def representative_images(
+    dataset, pixel_scale: float, limit: int = CALIBRATION_IMAGES
+) -> np.ndarray:
     """Up to `limit` images of the dataset's train split (all splits if it has none), drawn
     with a fixed seed, as float32 model inputs (pixels x `pixel_scale`)."""
     splits = (

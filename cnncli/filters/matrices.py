@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def filter_matrix(
     k = parse_kernel(kernel, scale)
     m = parse_matrix(str(text))
     result = correlate(m, k, padding, border, stride, flip)
-    data = {
+    data: dict[str, Any] = {
         "kernel": plain(k),
         "padding": padding,
         "border": border,
@@ -63,7 +64,7 @@ def pool_matrix(
     """Pool the matrix `text` (max, avg or min over size x size windows)."""
     m = parse_matrix(str(text))
     result = pool(m, op, size, stride, padding)
-    data = {
+    data: dict[str, Any] = {
         "op": op,
         "size": size,
         "stride": stride or size,
@@ -74,7 +75,7 @@ def pool_matrix(
     return MatrixResult(f"{op} pool {size}x{size}, stride {stride or size}, {padding}", data)
 
 
-def plain(a):
+def plain(a: np.ndarray) -> list:
     """NumPy -> nested lists (or a number), whole numbers as int."""
     a = np.asarray(a, dtype=np.float64)
     if np.all(np.isfinite(a)) and np.all(a == np.round(a)):

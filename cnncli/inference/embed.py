@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -101,7 +102,7 @@ class _Item:
     label: np.ndarray | None = None  # a multilabel / regression dataset's labels or values
 
 
-def default_embed_layer(layers):
+def default_embed_layer(layers: Sequence[Any]) -> Any:
     """The last Flatten layer, else the layer before the head (the last layer; a regression
     model's: its Dense before the de-standardization)."""
     if len(layers) > 2 and layers[-1].name == UNITS_LAYER:

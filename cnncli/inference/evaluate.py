@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,7 @@ def evaluate(
     scatter_png: str | os.PathLike | None = None,
     residuals_png: str | os.PathLike | None = None,
     tta: bool = False,
-):
+) -> Any:
     """Evaluate `model` (a path, a loaded model or a keras.Model) on a split of the dataset
     at `dataset_dir` (default split: test if it has images, else val). Writes the errors
     sheet, errors CSV and confusion plot when their paths are given (`confusion_png=

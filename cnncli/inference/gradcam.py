@@ -12,6 +12,7 @@ probability the score; a regression model one target's value (default: the first
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -50,7 +51,7 @@ def parse_class(value, class_names: Sequence[str]) -> int:
     return i
 
 
-def class_score(pred, class_index: int, head: Head):
+def class_score(pred, class_index: int, head: Head) -> Any:
     """The head's output for the class (a tensor under the tape): see the module docstring."""
     if head.kind == "binary":
         if class_index == 1:

@@ -69,7 +69,7 @@ def scale_text(scale: float) -> str:
     return "1/255" if abs(scale - 1 / 255) < 1e-12 else f"{scale:.6g}"
 
 
-def model_file_of(model):
+def model_file_of(model: Any) -> Any:
     """The model file a command was given, for the checks made before anything loads: a
     path as it is, a FastModel (cnncli.export.cache: predict and evaluate's --runtime) as
     the file it opens (its ModelFile when the command's check read it: cnncli.cli.checks);

@@ -12,9 +12,11 @@ The model file and the images must be at the same paths on every node (a shared 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from cnncli.datasets.engines import ENGINES, RAY_INSTALL, ray_installed
 from cnncli.datasets.ray_engine import check_nodes, connect
@@ -27,7 +29,7 @@ CHUNK_BATCHES = 4  # batches of files one actor call predicts
 ACTOR_RETRIES = 3  # an actor whose worker or node died is started again this often
 
 
-def predict_batches_on(engine: str = "local", address: str | None = None):
+def predict_batches_on(engine: str = "local", address: str | None = None) -> Callable[..., Any]:
     """predict_batches (engine 'local') or predict_batches_ray at `address` ('ray')."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", f"use one of {', '.join(ENGINES)}")

@@ -14,11 +14,12 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class ExportedModel:
     predict_on_batch = predict
 
     @property
-    def layers(self):
+    def layers(self) -> Any:
         """None to look inside: activations, embed and Grad-CAM need the Keras model."""
         raise ModelError(
             f"{self.path} is an exported ({self.kind}) model: it has no Keras layers to look "
@@ -89,7 +90,7 @@ _NATIVE_NOISE = re.compile(
 
 
 @contextmanager
-def native_quiet():
+def native_quiet() -> Iterator[None]:
     """Within the block, what native code writes to file descriptor 2 is captured; at the
     end, all but the known info lines (_NATIVE_NOISE) is written out again."""
     sys.stderr.flush()

@@ -10,7 +10,7 @@ model's run folder (a run's best/last model or checkpoint) or the current folder
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def shape_text(shape) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
 
 
-def dataset_batches(info, split: str, batch_size: int, tf_data: bool = True):
+def dataset_batches(info, split: str, batch_size: int, tf_data: bool = True) -> Iterator[Any]:
     """(uint8-valued float images, labels, paths) batches of a split, through the training
     pipeline (cnncli.datasets.tfdata) when TensorFlow is there and `tf_data`, else from the
     records in pure Python (a model run without TensorFlow: its runtime imports none).

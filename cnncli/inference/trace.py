@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cnncli.errors import ModelError, UsageError
 from cnncli.training.augment import is_augmentation
@@ -61,7 +62,7 @@ class Probe:
     def select(self, selection: str | Sequence | None) -> list[LayerInfo]:
         return select_layers(self.layers, selection)
 
-    def build(self, chosen: Sequence[LayerInfo]):
+    def build(self, chosen: Sequence[LayerInfo]) -> Any:
         """One Keras model whose outputs are the chosen layers' outputs, then the final output."""
         import keras
 

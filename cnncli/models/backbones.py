@@ -15,6 +15,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cnncli.errors import InputError, UsageError
 from cnncli.models.backbone_files import check_official_hash, official_rows, where_to_get
@@ -202,7 +203,7 @@ def build_backbone_model(
     weights: Path | None = None,
     frozen: bool = False,
     dropout: float = 0.2,
-):
+) -> Any:
     """Raw pixels (H, W, C) -> RGB -> the backbone's preprocessing -> the backbone (nested
     model named `BACKBONE_LAYER`; called with training=False when pretrained, so its
     BatchNorm stays in inference mode when unfrozen, as the Keras transfer learning guide
@@ -244,7 +245,7 @@ def _fixed_conv(x, kernel, bias, name):
     return y
 
 
-def rgb_layers(x, channels: int):
+def rgb_layers(x, channels: int) -> Any:
     """A fixed 1x1 convolution making 3 channels: grayscale copied to R, G, B; RGBA's alpha
     dropped; RGB unchanged."""
     import numpy as np
@@ -255,7 +256,7 @@ def rgb_layers(x, channels: int):
     return _fixed_conv(x, kernel, None, "to_rgb")
 
 
-def preprocessing_layers(x, kind: str):
+def preprocessing_layers(x, kind: str) -> Any:
     """What the backbone's weights expect, from raw 0..255 RGB, as built-in layers."""
     import keras
     import numpy as np
@@ -327,7 +328,7 @@ def _nested_backbone(path: Path):
         ) from None
 
 
-def backbone_of(model):
+def backbone_of(model: Any) -> Any:
     """The nested backbone of a model cnncli built (None when it has none)."""
     for layer in getattr(model, "layers", []):
         if layer.name == BACKBONE_LAYER and hasattr(layer, "layers"):
@@ -338,7 +339,7 @@ def backbone_of(model):
     return None
 
 
-def backbone_for_run(info, opts):
+def backbone_for_run(info: Any, opts: Any) -> Any:
     """The model `cnncli train --backbone` trains on the dataset `info` (a DatasetInfo),
     from the run's options: width, weights (resolved offline), frozen at the start when
     --freeze or --fine-tune-at, and the head of the dataset's task."""
@@ -358,7 +359,7 @@ def backbone_for_run(info, opts):
 
 def summary_model(
     name: str, input_shape=None, classes: int | None = None, alpha: float | None = None
-):
+) -> Any:
     """`cnncli summary --backbone NAME`: the model --backbone trains (random weights, the
     backbone frozen as a run starts) for `input_shape` (default 224x224x3) and `classes`."""
     import keras

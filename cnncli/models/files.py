@@ -19,6 +19,7 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 from cnncli.errors import InputError, ModelFileError
 from cnncli.models.head import outputs_text
@@ -184,7 +185,7 @@ def _read_at_most(f, most: int) -> bytes:
     return b"".join(chunks)
 
 
-def open_h5(path, named: Path | None = None):
+def open_h5(path, named: Path | None = None) -> Any:
     """The HDF5 file `path` (or an open file object, `named` in messages), read-only."""
     import h5py
 

@@ -9,6 +9,7 @@ sigmoid); N > 2 -> Dense(N, softmax).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from cnncli.errors import ModelError, UsageError
 from cnncli.models.spec import SPEC_VERSION, build_layers, head_entry
@@ -205,7 +206,7 @@ def build_architecture(
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
     task: str = "classify",
-):
+) -> Any:
     """A keras.Sequential of the named architecture; defaults are the course's shapes;
     `task` (multilabel, regression) and `num_classes` (labels, targets) choose the head.
 

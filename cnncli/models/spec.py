@@ -197,7 +197,7 @@ def parse_layer(entry: Any, pos: int) -> tuple[str, dict]:
     return name, kwargs
 
 
-def make_layer(name: str, kwargs: dict, pos: int):
+def make_layer(name: str, kwargs: dict, pos: int) -> Any:
     """Instantiate a checked layer; a bad argument value -> UsageError naming the key."""
     cls = _layer_class(name, pos)
     try:
@@ -308,7 +308,7 @@ def build_layers(
     name: str,
     describe=None,
     error=UsageError,
-):
+) -> Any:
     """A keras.Sequential from checked (class name, kwargs) entries."""
     import keras
 
@@ -331,7 +331,7 @@ def build_from_spec(
     input_shape: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
     task: str = "classify",
-):
+) -> Any:
     """A Keras model from a spec (a dict, or the path of a spec file).
 
     `input_shape` overrides the spec's; `num_classes` replaces the last layer (which must

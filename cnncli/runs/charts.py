@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cnncli.drawing.figures import pyplot
 from cnncli.drawing.fonts import matplotlib_rc
@@ -39,7 +40,9 @@ def curve_metrics(histories: Sequence[list[dict]]) -> list[str]:
     return names[:MAX_PANELS]
 
 
-def grid(plt, panels: int, height: float = PANEL_HEIGHT, width: float = PANEL_WIDTH):
+def grid(
+    plt, panels: int, height: float = PANEL_HEIGHT, width: float = PANEL_WIDTH
+) -> tuple[Any, list[Any]]:
     """One panel per row (readable on a phone): (figure, the axes)."""
     fig, axes = plt.subplots(panels, 1, figsize=(width, height * panels), squeeze=False)
     return fig, list(axes.ravel())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnncli.atomic import write_json
 from cnncli.errors import CnnError
@@ -182,7 +183,7 @@ def _evaluate(parts: Parts, info, ds: Path, split: str, task: str, out: Path) ->
     from cnncli.inference.evaluate import evaluate
 
     plots = {"classify": ("confusion",), "regression": ("scatter", "residuals")}.get(task, ())
-    extra = {f"{kind}_png": out / f"{kind}-{split}.png" for kind in plots}
+    extra: dict[str, Any] = {f"{kind}_png": out / f"{kind}-{split}.png" for kind in plots}
     result = evaluate(
         info,
         ds,

@@ -10,7 +10,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from cnncli.errors import InputError, UsageError
 from cnncli.runs.find import Skipped, find_runs
@@ -176,7 +176,7 @@ class RunsTable:
         return buf.getvalue()
 
 
-def json_numbers(value):
+def json_numbers(value: Any) -> Any:
     """`value` with every float that is not finite (inf, nan: a loss that diverged) as None,
     since JSON has no Infinity or NaN (`--json` stays valid JSON; the table and CSV show
     inf and nan)."""

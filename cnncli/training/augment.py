@@ -139,7 +139,7 @@ def existing_augmentation(model) -> list[str]:
     return [layer.name for layer in layers if is_augmentation(layer)]
 
 
-def without_augmentation(model):
+def without_augmentation(model: Any) -> Any:
     """`model` without its augmentation layers (nested models included), for saving: the
     same layer objects, so the same weights as training updates them. Augmentation is the
     identity outside training, so the outputs are the same; a model user (predict,

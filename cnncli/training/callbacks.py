@@ -41,10 +41,10 @@ class EventsCallback(keras.callbacks.Callback):
         self.events = events
         self.steps = steps
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None) -> None:
         self.events.epoch_begin(epoch + 1, self.steps)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch, logs=None) -> None:
         self.events.batch_end(batch + 1, _floats(logs))
 
 
@@ -58,7 +58,7 @@ class ChanceWatch(keras.callbacks.Callback):
         self.rows: list[dict] = []
         self.said = False
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None) -> None:
         from cnncli.training.transfer import chance_note
 
         self.rows.append(_floats(logs))
@@ -238,7 +238,7 @@ class RunFolderCallback(keras.callbacks.Callback):
             return True
         return value < best if self.mode == "min" else value > best
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None) -> None:
         seconds = time.perf_counter() - (self._t0 or time.perf_counter())
         metrics = _floats(logs)
         number = epoch + 1
@@ -379,7 +379,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().__init__(*args, **kwargs)
         self._initial = initial
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs=None) -> None:
         super().on_train_begin(logs)
         if self._initial:
             self.wait = int(self._initial.get("wait", 0))

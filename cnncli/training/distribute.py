@@ -27,7 +27,9 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cnncli.errors import UsageError
 
@@ -179,7 +181,7 @@ def plan_strategy(
     return StrategyPlan(name, requested, explicit=requested == "one-device")
 
 
-def create_strategy(plan: StrategyPlan):
+def create_strategy(plan: StrategyPlan) -> Any:
     """The tf.distribute strategy of `plan` (None: TensorFlow's default, Keras' own path).
     Call it before any other TensorFlow work: collective ops are configured at start-up."""
     import tensorflow as tf
@@ -209,7 +211,7 @@ def check_shards(count: int, num_workers: int, dataset) -> None:
         )
 
 
-def auto_shard_off(ds):
+def auto_shard_off(ds: Any) -> Any:
     """Each worker already reads its own files: tell tf.distribute not to shard again."""
     import tensorflow as tf
 
@@ -236,7 +238,7 @@ def _no_build(iterator=None, data_batch=None):
 
 
 @contextlib.contextmanager
-def keras_workarounds(plan: StrategyPlan):
+def keras_workarounds(plan: StrategyPlan) -> Iterator[None]:
     """While a multi-worker fit runs: reduce per-replica scalars (loss, metrics) over all
     axes across workers, where Keras 3.15 reduces along axis 0 and fails."""
     if not plan.multi_worker:

@@ -12,7 +12,9 @@ with one line (DatasetChangedError); the state of its last finished epoch stays 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -55,13 +57,13 @@ class DatasetGuard(keras.callbacks.Callback):
         if what is not None:
             raise self.error(what)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None) -> None:
         self.check()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None) -> None:
         self.check()
 
-    def watching(self, work):
+    def watching(self, work) -> Callable[[], Any]:
         """`work` (a function) whose failure becomes DatasetChangedError when the dataset
         changed meanwhile (the input pipeline's InvalidArgumentError, say)."""
 

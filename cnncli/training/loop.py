@@ -70,7 +70,7 @@ class Placement:
     out_dir: Path | None = None
 
     @property
-    def scope(self):
+    def scope(self) -> Any:
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def open_folder(self, prepare) -> Path:

@@ -8,7 +8,9 @@ weights, and the model a resume continues.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -116,7 +118,7 @@ def build_training_model(
     seed: int = 0,
     raw_pixels: bool = False,
     after_stem: bool = False,
-):
+) -> Any:
     """Input (raw 0..255 pixels) -> Rescaling(1/255) -> augmentation -> `arch`. `after_stem`
     (the recipe's network): a Sequential `arch` whose first layer average-pools takes the
     augmentation after that pooling (the same shifts and turns as fractions of the picture,
@@ -170,7 +172,7 @@ ONECYCLE_WARMUP = 0.25  # share of the steps the one-cycle rate rises over
 ONECYCLE_START, ONECYCLE_END = 0.1, 0.01  # its first and last rate, as shares of the peak
 
 
-def make_optimizer(opts: TrainOptions, info: DatasetInfo | None = None):
+def make_optimizer(opts: TrainOptions, info: DatasetInfo | None = None) -> Any:
     """The optimizer of --optimizer at --lr (None: Keras' default), with the recipe's
     one-cycle rate (--lr-schedule onecycle: per step, Keras' CosineDecay with a linear
     warm-up from ONECYCLE_START x --lr over the first ONECYCLE_WARMUP of the run's steps, then
@@ -194,7 +196,7 @@ def make_optimizer(opts: TrainOptions, info: DatasetInfo | None = None):
     return cls(**kwargs)
 
 
-def onecycle_schedule(opts: TrainOptions, cls, steps: int):
+def onecycle_schedule(opts: TrainOptions, cls, steps: int) -> Any:
     """The one-cycle rate over all the run's steps (`steps` an epoch, opts.epochs epochs)
     for the optimizer class `cls` (its default rate as the peak without --lr)."""
     peak = float(opts.lr if opts.lr is not None else cls().learning_rate)
@@ -295,7 +297,7 @@ def compile_for_use(deployed, net) -> None:
         deployed.compile(optimizer=deployed.optimizer, loss=loss, metrics=["accuracy"])
 
 
-def class_weights(info: DatasetInfo):
+def class_weights(info: DatasetInfo) -> Any:
     """Balanced weights n / (k * n_c) from the train split's counts; a multilabel dataset:
     each label's positive weight (cnncli.training.tasks.positive_weights), an array."""
     if info.task == "multilabel":
@@ -311,7 +313,7 @@ def class_weights(info: DatasetInfo):
 
 def resume_model(
     path: Path, seed_states: list, info: DatasetInfo | None = None, opts: TrainOptions | None = None
-):
+) -> Any:
     """The model a resume continues (weights and optimizer state) with the random seed
     states of its last finished epoch. Call it in the strategy's scope. A multilabel or
     regression run is compiled again from `opts` with its optimizer kept (Keras does not
@@ -331,7 +333,7 @@ def resume_model(
     return net
 
 
-def model_for_use(net):
+def model_for_use(net: Any) -> tuple[Any, Callable[[], Any]]:
     """(the model saved as best/last/checkpoints, a function that brings its weights up to
     date): `net` without its augmentation layers (the same layers and weights) and, for a
     mixed-precision `net`, a float32 copy of that (its weights copied before each save),

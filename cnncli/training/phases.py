@@ -11,6 +11,9 @@ at the same epoch. `phase_of(epoch)` names the phase of a finished epoch for his
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 
 from cnncli.models.backbones import backbone_of
@@ -58,7 +61,7 @@ class PhaseChange(keras.callbacks.Callback):
         self.recompile = recompile
         self.changed_at: int | None = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None) -> None:
         if self.opts.fine_tune_at is None or epoch + 1 != self.opts.fine_tune_at:
             return
         unfreeze_top(self.model, self.opts.unfreeze)
@@ -68,7 +71,7 @@ class PhaseChange(keras.callbacks.Callback):
         self.changed_at = epoch + 1
 
 
-def recompile_for(opts, info):
+def recompile_for(opts: Any, info: Any) -> Callable[..., Any]:
     """recompile(model, lr): compile `model` as the run did, with a new optimizer at `lr`."""
 
     def recompile(model, lr: float) -> None:

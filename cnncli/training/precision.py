@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 PRECISIONS = ("auto", "fp32", "bf16")
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -247,7 +248,7 @@ def _float32_names(model) -> set[str]:
     return {layer.name for i, layer in enumerate(leaves) if i >= last or (augmented and i < first)}
 
 
-def with_policy(model, policy: str):
+def with_policy(model, policy: str) -> Any:
     """A copy of `model` (same weights) computing in `policy` ("float32", "mixed_bfloat16",
     "mixed_float16"), its input side and head in float32 (see the module docstring); the
     model itself when it already is. Compile the copy. Call it in the strategy's scope."""
@@ -279,7 +280,7 @@ def with_policy(model, policy: str):
     return copy
 
 
-def float32_model(model):
+def float32_model(model: Any) -> Any:
     """`model` computing in float32 (a copy with its weights, or itself if it is)."""
     return with_policy(model, "float32")
 

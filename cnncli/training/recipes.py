@@ -23,9 +23,13 @@ import itertools
 import math
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from cnncli.errors import UsageError
 from cnncli.models.small import SETTLED
+
+if TYPE_CHECKING:
+    from cnncli.models.small import SmallDesign
 
 RECIPES = {
     "fast": "a small BatchNorm CNN designed for the dataset, one-cycle Adam, label smoothing, "
@@ -67,7 +71,7 @@ def recipe_for(opts, source_kind: str) -> tuple[str, str]:
     return "course", f"the default with --{'arch' if source_kind == 'arch' else source_kind}"
 
 
-def apply_recipe(opts, info, source):
+def apply_recipe(opts: Any, info: Any, source: Any) -> tuple[Any, Any, dict]:
     """(options with the recipe's values where the user left one unset, the model source
     (the designed network for the `default` source), run.json's "recipe" record)."""
     name, why = recipe_for(opts, source.kind)
@@ -150,7 +154,7 @@ def apply_recipe(opts, info, source):
     return filled, source, record
 
 
-def default_design(info, min_steps: int | None = None):
+def default_design(info, min_steps: int | None = None) -> SmallDesign:
     """The small network for the dataset (cnncli.models.small), its stem measured on the
     first DETAIL_SAMPLE train images (fewer for large images), for a run of at least
     `min_steps` steps."""

@@ -34,7 +34,7 @@ class Saturation(keras.callbacks.Callback):
         self.perfect = 0
         self.end: int | None = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None) -> None:
         done = epoch + 1
         if self.end is not None:
             if done >= self.end:
@@ -60,7 +60,9 @@ class Saturation(keras.callbacks.Callback):
         )
 
 
-def saturation_callback(run: dict, opts, info, events, folder, initial_epoch: int):
+def saturation_callback(
+    run: dict, opts, info, events, folder, initial_epoch: int
+) -> Saturation | None:
     """The Saturation watch of a run whose recipe asks for it (None otherwise): it updates
     opts.epochs, run.json's options and the epochs the run folder reports, and says so."""
     settings = (run.get("recipe") or {}).get("settings") or {}

@@ -86,12 +86,12 @@ class LearningRate(keras.callbacks.Callback):
                 min_lr=MIN_LR,
             )
 
-    def set_model(self, model):
+    def set_model(self, model) -> None:
         super().set_model(model)
         if self.plateau is not None:
             self.plateau.set_model(model)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs=None) -> None:
         if self.plateau is None:
             return
         self.plateau.on_train_begin(logs)
@@ -101,7 +101,7 @@ class LearningRate(keras.callbacks.Callback):
             if self.initial.get("best") is not None:
                 self.plateau.best = float(self.initial["best"])
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None) -> None:
         opts, optimizer = self.opts, self.model.optimizer
         if opts.lr_schedule == "onecycle":  # per step, in the optimizer: logged, not set
             self.current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
@@ -116,7 +116,7 @@ class LearningRate(keras.callbacks.Callback):
         self.initial = None  # used once: the first epoch of a resumed run
         self.current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None) -> None:
         logs = logs if logs is not None else {}
         state = {}
         if self.plateau is not None and epoch >= self.opts.warmup:

@@ -19,6 +19,7 @@ Every piece is a built-in Keras class, so the saved models load without --unsafe
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import keras
 import numpy as np
@@ -103,7 +104,7 @@ def positive_weights(info) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def with_label_weights(ds, weights: np.ndarray):
+def with_label_weights(ds, weights: np.ndarray) -> Any:
     """(image, multi-hot) batches -> (image, multi-hot, weight per label): a positive
     label weighs its positive weight, a negative one 1."""
     import tensorflow as tf
@@ -112,7 +113,7 @@ def with_label_weights(ds, weights: np.ndarray):
     return ds.map(lambda x, y, *rest: (x, y, tf.where(y > 0.5, w, 1.0), *rest))
 
 
-def with_one_hot_labels(ds, info, one_hot: bool = True):
+def with_one_hot_labels(ds, info, one_hot: bool = True) -> Any:
     """A tf.data dataset of (images, class indices[, ...]) with the indices as one-hot
     float32 rows (what Keras' label-smoothed categorical cross-entropy takes); `ds` itself
     when not `one_hot` (or None)."""

@@ -19,7 +19,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.pruned_at: int | None = None
         self.stop_status: str | None = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None) -> None:
         value = (logs or {}).get(self.metric)
         if value is None:
             return

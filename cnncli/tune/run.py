@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli import claims
 from cnncli.datasets.store import open_dataset
@@ -29,6 +30,9 @@ from cnncli.training.options import TASK_METRICS, TrainOptions, model_source, mo
 from cnncli.tune import study as folder
 from cnncli.tune.command import train_args
 from cnncli.tune.space import Dim, check_space, combine, default_space, trial_options
+
+if TYPE_CHECKING:
+    from cnncli.tune.result import TuneResult
 
 PRUNERS = ("median", "hyperband", "none")
 MAX_FAILURES = 3  # trials in a row that fail with an error: the study stops, saying why
@@ -223,7 +227,7 @@ def _pruner(name: str, epochs: int):
     return optuna.pruners.NopPruner()
 
 
-def run_tune(req: TuneRequest, events: TuneEvents | None = None):
+def run_tune(req: TuneRequest, events: TuneEvents | None = None) -> TuneResult:
     """Run (or continue) the study; returns cnncli.tune.result.TuneResult."""
     events = events or TuneEvents()
     study_dir, spec = plan_study(req)

@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cnncli import claims
 from cnncli.atomic import write_json
@@ -83,7 +85,7 @@ def _masked(url: str) -> str:
     return head + sep + tail
 
 
-def open_storage(study_dir: Path, kind: str):
+def open_storage(study_dir: Path, kind: str) -> Any:
     """The Optuna storage of a study: SQLite in the folder, the journal file in the folder,
     or the database at a URL (with the heartbeat). An unreachable one -> InputError."""
     import optuna
@@ -116,7 +118,7 @@ def open_storage(study_dir: Path, kind: str):
         ) from None
 
 
-def retry_callback():
+def retry_callback() -> Any:
     """Optuna's retry of a trial whose process died: a new WAITING trial with its
     parameters (and its retry history), MAX_RETRY times at most."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -127,7 +129,7 @@ def retry_callback():
 
 
 @contextmanager
-def study_lock(study_dir: Path, wait_s: float = 60):
+def study_lock(study_dir: Path, wait_s: float = 60) -> Iterator[None]:
     """The study's short lock (cnncli.claims on STUDY/trials): held while one process fails
     and retries the trials of dead processes, so two starting together retry each once."""
     deadline = time.monotonic() + wait_s
@@ -179,7 +181,7 @@ def recover_trials(study, storage) -> list[str]:
     return done
 
 
-def done_states():
+def done_states() -> tuple[Any, ...]:
     """The trial states a study's total counts: finished and pruned."""
     from optuna.trial import TrialState
 
