@@ -109,7 +109,12 @@ def test_find_lr_cli(ds, tmp_path, cli):
     data = json.loads(r.stdout)
     assert data["planned_steps"] == 15  # 12 train images, batch 4: 5 passes
     assert len(data["lrs"]) == data["steps"] <= 15
-    assert data["stopped"] == "end" if data["steps"] == 15 else "diverged"
+    # a sweep cut short diverged; a whole one ended, or diverged at its very last step
+    assert (
+        data["stopped"] == "diverged"
+        if data["steps"] < 15
+        else data["stopped"] in ("end", "diverged")
+    )
     assert data["lrs"][0] == pytest.approx(1e-7) and data["weights_restored"] is True
     assert out.is_file() and data["plot"] == str(out)
     assert "suggested_lr" in data

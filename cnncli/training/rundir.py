@@ -186,9 +186,9 @@ def record_epoch(run_dir: Path, run: dict, state, monitor: str | None) -> None:
 def model_metadata(info) -> dict:
     """What every model a run saves carries (cnncli.models.io; docs/FORMAT.md)."""
     # here, not at the top: `cnncli runs` reads this module's names without NumPy/Pillow
-    from cnncli.models.metadata import task_metadata
+    from cnncli.models.metadata import format_version_for, task_metadata
 
-    return {  # format_version: set where the model is saved (models.io.format_version_for)
+    meta = {
         "class_names": info.class_names,
         "image": info.image.to_dict(),
         "pixel_scale": 1.0,
@@ -196,6 +196,8 @@ def model_metadata(info) -> dict:
         "cnncli_version": __version__,
         **task_metadata(info),  # multilabel: thresholds; regression: targets
     }
+    version = format_version_for(meta)  # the one rule, as where the model is saved
+    return meta | {"format_version": version} if version > 1 else meta  # a classifier's: none
 
 
 def versions() -> dict:
