@@ -156,7 +156,7 @@ def bytes_text(n: int) -> str:
     return f"{n} bytes"  # pragma: no cover
 
 
-def nearest_folder(path) -> Path:
+def nearest_folder(path: str | os.PathLike) -> Path:
     """`path` or its nearest existing folder above it (a name too long to look up counts as
     missing, as a symlink loop does)."""
     where = Path(path)
@@ -165,7 +165,7 @@ def nearest_folder(path) -> Path:
     return where
 
 
-def free_bytes(path) -> int | None:
+def free_bytes(path: str | os.PathLike) -> int | None:
     """The bytes free to this user on the disk that holds `path` (or its nearest existing
     folder); None if that cannot be told."""
     where = nearest_folder(path)
@@ -176,7 +176,10 @@ def free_bytes(path) -> int | None:
 
 
 def output_error(
-    e: OSError, path=None, needed: int | None = None, hint: str | None = None
+    e: OSError,
+    path: str | os.PathLike | None = None,
+    needed: int | None = None,
+    hint: str | None = None,
 ) -> OutputWriteError | None:
     """The one-line error for `e`, met while writing the output `path` (a file or folder),
     or None when `e` is not a write problem of that output (then re-raise it). A permission
@@ -213,7 +216,7 @@ def output_error(
 _STRERROR = {os.strerror(code): code for code in (*_NO_SPACE, errno.EROFS)}
 
 
-def output_error_in_text(text: str, path) -> OutputWriteError | None:
+def output_error_in_text(text: str, path: str | os.PathLike) -> OutputWriteError | None:
     """The one-line error for a write failure that a library reports as text, not as an
     OSError (TensorFlow's own writers: the tf.data disk cache, TensorBoard's event files,
     checkpoint shards say "...: No space left on device"), met while writing into `path`;
@@ -299,7 +302,7 @@ def path_error(e: OSError, args: list[str] | tuple = ()) -> UsageError | None:
     )
 
 
-def not_found(path) -> bool:
+def not_found(path: str | os.PathLike) -> bool:
     """Whether nothing is at `path` (as Path.exists() answers False), except that a path
     the system cannot look up raises path_error's one-line UsageError: Path.exists() says
     False for a symlink loop, and a command would say "not found"."""
@@ -316,7 +319,9 @@ def not_found(path) -> bool:
 
 
 @contextmanager
-def writing(path, needed: int | None = None, hint: str | None = None) -> Iterator[None]:
+def writing(
+    path: str | os.PathLike, needed: int | None = None, hint: str | None = None
+) -> Iterator[None]:
     """Inside the block, an OSError of a full disk, quota, read-only file system or denied
     permission on `path` becomes OutputWriteError naming `path` (see output_error)."""
     try:

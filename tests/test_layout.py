@@ -338,14 +338,18 @@ def test_no_module_over_the_size_limit(cnncli):
 # ------------------------------------------------------------------------------ annotated
 def unannotated_functions(pkg: Package) -> list[str]:
     """Public module-level functions (what other modules and tests call) without a return
-    annotation: mypy checks the body of an annotated function only. (Their parameters are
-    not all annotated yet: a function whose return is annotated is checked all the same.)"""
+    annotation or with a positional parameter left bare (*args and **kwargs may be): mypy
+    checks the body of an annotated function only, and a bare parameter is Any to it."""
     found = []
     for name in pkg.sources:
         for node in pkg.tree(name).body:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                args = node.args.posonlyargs + node.args.args
+                bare = [a.arg for a in args if a.annotation is None]
                 if node.returns is None:
                     found.append(f"{pkg.where(name, node.lineno)}: {node.name}")
+                elif bare:
+                    found.append(f"{pkg.where(name, node.lineno)}: {node.name} ({', '.join(bare)})")
     return found
 
 
@@ -361,8 +365,9 @@ def test_annotation_scan_finds_a_bare_function(tmp_path):
     (pkg_dir / "a.py").write_text(
         "def typed(x: int) -> int:\n    return x\n\n"
         "def no_return(x: int):\n    return x\n\n"
-        "def bare_arg(x) -> int:\n    return x\n\n"
+        "def bare_arg(x, y: int, z=0) -> int:\n    return x\n\n"
+        "def rest(x: int, *args, **kwargs) -> int:\n    return x\n\n"
         "def _private(x):\n    return x\n"
     )
     found = unannotated_functions(Package.read(pkg_dir))
-    assert [f.split(": ")[-1] for f in found] == ["no_return"]
+    assert [f.split(": ")[-1] for f in found] == ["no_return", "bare_arg (x, z)"]

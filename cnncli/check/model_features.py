@@ -9,6 +9,8 @@ trained on K-1 folds and predicts the held-out one (cnncli.check.label_issues)."
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from cnncli.check.scan import record_order
@@ -22,7 +24,7 @@ from cnncli.progress import Counter
 BATCH = 64
 
 
-def open_fitting_model(model, info: DatasetInfo, unsafe: bool = False) -> ModelInfo:
+def open_fitting_model(model: Any, info: DatasetInfo, unsafe: bool = False) -> ModelInfo:
     """Open MODEL and refuse it (UsageError) unless it fits dataset `info`."""
     m = open_model(model, unsafe=unsafe)
     hint = "give a model trained on this dataset (or one built with the same options)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from cnncli.check.report import SHOWN_GROUPS, SHOWN_ISSUES, SHOWN_OTHERS, picture_name
@@ -119,7 +120,7 @@ def _classes(result) -> str:
     )
 
 
-def write_check_page(path: Path, result) -> Path:
+def write_check_page(path: Path, result: Any) -> Path:
     counts = "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in result.counts.items())
     body = "\n".join(
         [

@@ -7,6 +7,7 @@ written by cnncli.check.run into a temporary folder renamed into place at the en
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def keeper(group: dict) -> int:
     return group["splits"].index("train") if "train" in group["splits"] else 0
 
 
-def issue_rows(result) -> list[tuple[str, str, str, str]]:
+def issue_rows(result: Any) -> list[tuple[str, str, str, str]]:
     """issues.csv's rows: duplicates (all but the kept image of each group: exclude; the
     kept image of a conflicting group: its label to check), label issues (the suggested
     label), blank images (exclude), outliers (to look at)."""
@@ -109,7 +110,7 @@ def _picture(image: np.ndarray) -> np.ndarray:
     )
 
 
-def shown_indices(result) -> set[int]:
+def shown_indices(result: Any) -> set[int]:
     """The scan positions of the images the page draws."""
     shown = set()
     for g in result.duplicates[:SHOWN_GROUPS]:

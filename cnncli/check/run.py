@@ -4,6 +4,7 @@ label issues and the rest, and write the report folder (cnncli.check.report) ato
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class CheckResult:
         }
 
 
-def label_text(info: DatasetInfo, label) -> str:
+def label_text(info: DatasetInfo, label: Any) -> str:
     """A record's label as a person reads it: the class, the labels joined by ';', or the
     target values ('3.21', 'a=3.21 b=0.5')."""
     if info.task == "classify":
@@ -87,7 +88,7 @@ def label_text(info: DatasetInfo, label) -> str:
     return format_values([t.name for t in info.targets], label)
 
 
-def check_report_target(info: DatasetInfo, out, overwrite: bool) -> Path:
+def check_report_target(info: DatasetInfo, out: str | os.PathLike | None, overwrite: bool) -> Path:
     """The report folder: `out` or DATASET/check; an existing one is refused without
     `overwrite`, and with it anything but an earlier check report."""
     target = Path(out) if out is not None else info.path / REPORT_DIR
@@ -105,7 +106,7 @@ def _smallest_class(info: DatasetInfo) -> tuple[str, int] | None:
 
 @reading_arg("dataset", "cnncli dataset check", dataset_folder)
 def check_dataset(
-    dataset,
+    dataset: str | os.PathLike,
     *,
     model=None,
     folds: int = li.DEFAULT_FOLDS,
@@ -212,7 +213,7 @@ def find_label_issues(
     info: DatasetInfo,
     scan: Scanned,
     texts: list[str],
-    features,
+    features: np.ndarray,
     folds: int,
     seed: int,
     from_model: bool,

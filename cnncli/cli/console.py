@@ -33,7 +33,7 @@ def info(message: str) -> None:
     err_console.print(escape(message), soft_wrap=True)
 
 
-def notes(items, conversion: str | None = None) -> None:
+def notes(items: Iterable[str], conversion: str | None = None) -> None:
     """The image conversion a command used (when given) and its notes, one line each."""
     if conversion:
         info(conversion)

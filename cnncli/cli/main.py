@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -80,7 +81,7 @@ def _plain_flags_below(command, ctx) -> None:
         _plain_flags_below(sub, ctx)
 
 
-def run_guarded(call, args: list[str]) -> None:
+def run_guarded(call: Callable[[], object], args: list[str]) -> None:
     """Call `call`, turning every exception into one line on stderr and an exit code."""
     from cnncli.cli.console import error_line
 

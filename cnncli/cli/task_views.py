@@ -3,17 +3,23 @@ the classifier's views are in cnncli.cli.evaluate and cnncli.cli.predict."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cnncli.cli import console
 
+if TYPE_CHECKING:
+    from cnncli.inference.evaluate_tasks import TaskEvaluation
+    from cnncli.inference.predict import PredictResult
 
-def is_task(result) -> bool:
+
+def is_task(result: object) -> bool:
     """Whether `result` (an evaluation or a prediction result) is of a multilabel or
     regression model."""
     task = getattr(result, "task", None) or getattr(getattr(result, "model", None), "task", None)
     return task in ("multilabel", "regression")
 
 
-def render_task_evaluation(result) -> None:
+def render_task_evaluation(result: TaskEvaluation) -> None:
     """A TaskEvaluation (cnncli.inference.evaluate_tasks) as tables."""
     title = f"{result.model_path} on {result.dataset} ({result.task}, {result.loss_name})"
     if result.task == "multilabel":
@@ -53,7 +59,7 @@ def render_task_evaluation(result) -> None:
     )
 
 
-def render_task_files(result) -> None:
+def render_task_files(result: TaskEvaluation) -> None:
     """Say where each output of a TaskEvaluation went."""
     sheet = (
         "images with the most wrong labels"
@@ -70,7 +76,9 @@ def render_task_files(result) -> None:
             console.info(f"wrote {label}: {result.files[kind]}")
 
 
-def render_task_predictions(result, names: list[str], base: str | None, summary: bool) -> None:
+def render_task_predictions(
+    result: PredictResult, names: list[str], base: str | None, summary: bool
+) -> None:
     """A multilabel or regression PredictResult: one row per image (`names`: the files as
     shown), or with `summary` the images per label / each target's spread."""
     model = result.model

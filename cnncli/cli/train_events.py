@@ -17,6 +17,8 @@ from cnncli.training.events import TrainEvents
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from cnncli.training.events import TrainResult
+
 
 class TrainingView(TrainEvents):
     """Renders training events: a rich bar per epoch (step, ETA, loss, accuracy) on stderr,
@@ -154,7 +156,7 @@ def metrics_text(logs: dict, short: bool = False) -> str:
     return "  ".join(parts)
 
 
-def print_train_result(result, quiet: bool = False, json_log: bool = False) -> None:
+def print_train_result(result: TrainResult, quiet: bool = False, json_log: bool = False) -> None:
     """The finished run (a cnncli.training.events.TrainResult): a table, or with `quiet` or
     `json_log` one line on stderr; a worker that is not the chief says who wrote the run.
     The metrics shown are those OF the best epoch (chosen by the monitored metric), not each

@@ -4,11 +4,14 @@ here, used in cnncli.cli.train), and the rendering of `cnncli train --find-lr`."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cnncli.cli import completion as complete
+
+if TYPE_CHECKING:
+    from cnncli.training.options import TrainOptions
 
 _TL = "Transfer learning and schedules"
 
@@ -74,12 +77,12 @@ FindLrOpt = _option(
 
 
 def find_lr_command(
-    dataset_dir,
-    out,
-    arch,
-    spec,
-    from_model,
-    options,
+    dataset_dir: Path | None,
+    out: Path | None,
+    arch: str | None,
+    spec: Path | None,
+    from_model: Path | None,
+    options: TrainOptions,
     overwrite: bool,
     as_json: bool,
     quiet: bool = False,

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from cnncli.cli.console import info, print_json, print_table, progress_bar
 from cnncli.cli.train_events import metrics_text
 from cnncli.training.events import TrainEvents
 from cnncli.tune.run import TuneEvents
+
+if TYPE_CHECKING:
+    from cnncli.tune.result import TuneResult
 
 MAX_ROWS = 30  # trials in the table; --json and the study page have them all
 
@@ -80,7 +84,7 @@ class TuneView(TuneEvents):
         info(f"trial {row['number']} {what} in {row['seconds']:.1f} s")
 
 
-def print_tune_result(result, as_json: bool = False) -> None:
+def print_tune_result(result: TuneResult, as_json: bool = False) -> None:
     if as_json:
         print_json(result.to_dict())
         return

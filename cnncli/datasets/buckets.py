@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.datasets.convert import Converted, ConvertJob
 from cnncli.datasets.plan import with_warnings
@@ -28,6 +29,9 @@ from cnncli.datasets.workers import converted_records, describe_pool
 from cnncli.errors import DatasetError
 from cnncli.images import Conversions
 from cnncli.progress import Counter as ProgressCounter
+
+if TYPE_CHECKING:
+    from cnncli.datasets.plan import Plan
 
 Key = tuple[str, int]  # (split, bucket)
 
@@ -76,7 +80,7 @@ class BucketPlan:
         return (*t[:3], record_index(job.plan.rows[i].name), *t[4:])
 
 
-def plan_buckets(plan, layout: StableLayout) -> BucketPlan:
+def plan_buckets(plan: Plan, layout: StableLayout) -> BucketPlan:
     rows, prev = plan.rows, layout.previous
     members: dict[Key, list[int]] = {}
     for i, r in enumerate(rows):
@@ -158,7 +162,9 @@ def read_old_records(path: str | None, split: str, names: list[str]) -> dict[str
     return dict(zip(names, records, strict=True))
 
 
-def merge_outcomes(plan, outcomes: list[tuple], sha: dict, bad: set, changed: Conversions) -> None:
+def merge_outcomes(
+    plan: Plan, outcomes: list[tuple], sha: dict, bad: set, changed: Conversions
+) -> None:
     """Add a bucket's converted rows to the build's results, as write_bucket gave them."""
     for i, status, reason, sha[i], kinds, said in outcomes:
         name = plan.rows[i].name

@@ -21,6 +21,7 @@ so that one run lists every problem at once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -94,8 +95,8 @@ class BuildResult:
 
 @claimed("out_dir", "cnncli dataset build", prepare=recover_dataset)
 def build_dataset(
-    images_dir,
-    out_dir,
+    images_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
     options: BuildOptions | None = None,
     *,
     progress: Progress | None = None,
@@ -229,6 +230,7 @@ def build_dataset(
 def _read_labels(o: BuildOptions, images_dir: Path, out_dir: Path) -> LabelSet:
     """The rows and labels: from the table (of the task), else from the class folders."""
     if o.task != "classify":
+        assert o.labels is not None  # check_task_options refused a task without a table
         return load_task_table(
             o.labels,
             images_dir,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from cnncli.datasets.image_paths import inside, list_image_files, shown_name
@@ -14,7 +15,11 @@ from cnncli.errors import CnnError, DatasetError, UsageError
 from cnncli.images import is_image_file, natural_key
 
 
-def scan_class_folders(images_dir, classes=None, exclude=None) -> LabelSet:
+def scan_class_folders(
+    images_dir: str | os.PathLike,
+    classes: Sequence[str] | None = None,
+    exclude: str | os.PathLike | None = None,
+) -> LabelSet:
     """One subfolder per class: natural order (or `classes`), hidden files and folders
     ignored, and `exclude` (the dataset being written, when it sits inside IMAGES_DIR)."""
     images_dir = Path(images_dir)

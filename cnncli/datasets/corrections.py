@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 from cnncli.datasets.labels import LabelSet
@@ -38,7 +39,7 @@ def _rows(path: Path, flag: str) -> tuple[list[dict] | None, list[str], str]:
     return None, lines, sha
 
 
-def read_exclude(path) -> tuple[list[str], str]:
+def read_exclude(path: str | os.PathLike) -> tuple[list[str], str]:
     """(image names to leave out, the file's sha256) from an --exclude file."""
     rows, lines, sha = _rows(Path(path), "--exclude")
     if rows is None:
@@ -48,7 +49,7 @@ def read_exclude(path) -> tuple[list[str], str]:
     return [nfc(r["image"]) for r in rows if r.get("image")], sha
 
 
-def read_relabel(path) -> tuple[dict[str, str], str]:
+def read_relabel(path: str | os.PathLike) -> tuple[dict[str, str], str]:
     """({image name: new label}, sha256) from the "label issue" rows of an issues.csv."""
     rows, _, sha = _rows(Path(path), "--relabel")
     if rows is None or (rows and not {"problem", "suggestion"} <= set(rows[0])):
@@ -74,7 +75,9 @@ def _unknown(names, known: set[str], flag: str, path) -> None:
         )
 
 
-def apply_corrections(ls: LabelSet, exclude=None, relabel=None) -> tuple[dict, list[str]]:
+def apply_corrections(
+    ls: LabelSet, exclude: str | os.PathLike | None = None, relabel: str | os.PathLike | None = None
+) -> tuple[dict, list[str]]:
     """Leave out (`exclude`) and relabel (`relabel`) rows of `ls` in place. Returns what
     the manifest records ({"exclude": {file, sha256, images}, "relabel": {...}}) and the
     notes said by the build. UsageError (nothing done) for a name not in the labels, or a

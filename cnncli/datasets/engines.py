@@ -8,11 +8,14 @@ options are checked, and a cluster reached, before any image is read.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnncli.datasets.buckets import StableEngine, StableLayout
 from cnncli.datasets.convert import LocalEngine
 from cnncli.errors import UsageError
+
+if TYPE_CHECKING:
+    from cnncli.datasets.ray_engine import RayEngine
 
 ENGINES = ("local", "ray")
 RAY_INSTALL = "pip install 'cnncli[ray]'"
@@ -50,13 +53,14 @@ def open_engine(
     return RayEngine(address)
 
 
-def stable_engine(engine, layout: StableLayout) -> Any:
+def stable_engine(engine: LocalEngine | RayEngine, layout: StableLayout) -> Any:
     """The engine that writes the stable-shard build `layout` (an update's too) where
     `engine` (open_engine's) converts: this machine, or its Ray cluster."""
     if engine.name == "local":
         return StableEngine(layout)
     from cnncli.datasets.ray_buckets import RayBuckets
 
+    assert not isinstance(engine, LocalEngine)
     return RayBuckets(engine, layout)
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnncli.datasets.image_paths import list_image_files, resolve_path, shown_name
 from cnncli.datasets.tables import (
@@ -28,6 +29,9 @@ from cnncli.datasets.tables import (
 )
 from cnncli.errors import CnnError, DatasetError, InputError, UsageError
 from cnncli.images import natural_key
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_CLASS_INDEX_DIGITS = 6  # a class index of a million or more is a typo, not a class
 SPLIT_VALUES = {
@@ -68,8 +72,8 @@ class LabelSet:
 
 
 def load_label_table(
-    table,
-    images_dir,
+    table: str | os.PathLike,
+    images_dir: str | os.PathLike,
     *,
     image_col=None,
     label_col=None,
@@ -121,10 +125,10 @@ def table_label_set(
     table: Path,
     files: dict[str, str],
     rows: list[LabelRow],
-    class_names,
-    problems,
-    notes,
-    cols,
+    class_names: list[str],
+    problems: list[tuple[str, str]],
+    notes: list[str],
+    cols: dict,
     **more,
 ) -> LabelSet:
     """The LabelSet of a label table: the files nobody named and the table's sha256 added."""
@@ -157,13 +161,13 @@ def unused_files(files: dict[str, str], rows: list[LabelRow], problems: list) ->
 
 
 def table_rows(
-    df,
+    df: pd.DataFrame,
     cols: dict,
     images_dir: Path,
     files: dict[str, str],
     problems: list,
-    label_of,
-    unlabelled=None,
+    label_of: Callable[[Any], Any],
+    unlabelled: Callable[[Any], bool] | None = None,
 ) -> list[tuple]:
     """The rows of a label table whose file resolves, as (line, rel, name, label, class
     text, split) with `label_of(record)` as the label; missing files, duplicates, bad

@@ -9,7 +9,14 @@ from cnncli.datasets.shards import SPLITS
 FORMAT_VERSION = 1  # classify; multilabel and regression: cnncli.datasets.tasks
 
 
-def dataset_manifest(plan: Plan, record_format: str, counts, shard_names, options, changed) -> dict:
+def dataset_manifest(
+    plan: Plan,
+    record_format: str,
+    counts: dict[str, dict],
+    shard_names: dict[str, list[str]],
+    options: dict,
+    changed: list[str],
+) -> dict:
     """The manifest.json of a build (docs/FORMAT.md); the task's part is added by
     cnncli.datasets.tasks.task_manifest."""
     return {

@@ -39,9 +39,9 @@ class Plan:
 def plan_build(
     ls: LabelSet,
     images_dir: Path,
-    color,
-    size,
-    fit,
+    color: str | None,
+    size: tuple[int, int] | None,
+    fit: str,
     val: float,
     test: float,
     seed: int,
@@ -150,7 +150,7 @@ def warning_notes(warned: list[tuple[str, str]]) -> list[str]:
     return [f"{files} image{'s' * (files != 1)} decoded with warnings (kept): {shown}"]
 
 
-def check_classes(rows, ls: LabelSet, blockers) -> None:
+def check_classes(rows: list[LabelRow], ls: LabelSet, blockers: list[tuple[str, CnnError]]) -> None:
     present = Counter(r.label for r in rows)
     if len(ls.class_names) < 2:
         blockers.append(
@@ -179,7 +179,15 @@ def check_classes(rows, ls: LabelSet, blockers) -> None:
 
 
 def choose_spec(
-    rows, images_dir, color, size, fit, problems, notes, blockers, warned
+    rows: list[LabelRow],
+    images_dir: Path,
+    color: str | None,
+    size: tuple[int, int] | None,
+    fit: str,
+    problems: list[tuple[str, str]],
+    notes: list[str],
+    blockers: list[tuple[str, CnnError]],
+    warned: list[tuple[str, str]],
 ) -> tuple[ImageSpec, list, int]:
     """(ImageSpec, rows whose header opened, total source pixels): given colour/size, else
     the majority colour and the common size (several sizes and no --size: a blocker, and

@@ -6,6 +6,7 @@ regression dataset a row per quarter of the first target's range, captioned with
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cnncli.datasets.store import iter_records, open_dataset
@@ -14,8 +15,8 @@ from cnncli.errors import OutputExistsError, UsageError
 
 
 def preview_sheet(
-    dataset_dir,
-    out,
+    dataset_dir: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     split: str = "train",
     per_class: int = 8,

@@ -122,7 +122,7 @@ def node_view(paths: list[str], probe: str | None) -> dict:
 def compare_views(
     views: dict[str, dict],
     inputs: str,
-    out_parent=None,
+    out_parent: Path | None = None,
     token: str | None = None,
     version: str = __version__,
 ) -> None:

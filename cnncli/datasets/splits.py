@@ -8,6 +8,7 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -69,7 +70,7 @@ def stratified_split(
 
 
 # ------------------------------------------------------------------------------- split files
-def parse_split_files(value) -> dict[str, Path]:
+def parse_split_files(value: str | Sequence[str] | dict) -> dict[str, Path]:
     """'train.txt,val.txt,test.txt' (or a list) -> {split: file}: one to three files, each
     split read from its file name (`train.txt`, `valid_list.txt`, `test-files.txt`), or
     given as `split=FILE` where the name does not say it (`train=trainval.txt`); a dict
@@ -252,7 +253,12 @@ def keep_copies_together(
     )
 
 
-def split_options(val, test, split_col, split_files) -> tuple[float, float, dict | None]:
+def split_options(
+    val: float | None,
+    test: float | None,
+    split_col: str | None,
+    split_files: str | Sequence[str] | dict | None,
+) -> tuple[float, float, dict | None]:
     """(val, test, {split: file} or None) from the build's split options: --split-files and
     --split-col give the splits, so neither goes with the other or with --test; --val goes
     with split files that give no val list (the val split is carved out of the train

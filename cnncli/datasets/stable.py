@@ -25,12 +25,16 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.datasets.shards import SPLITS
 from cnncli.datasets.splits import file_sha256
 from cnncli.datasets.store import DatasetInfo, open_dataset
 from cnncli.datasets.workers import raw_record_size
 from cnncli.errors import DatasetError, UsageError
+
+if TYPE_CHECKING:
+    from cnncli.datasets.plan import Plan
 
 SHARDING_KEY = "sha256(split/path)"
 UPDATED_FROM = "index.csv of the dataset updated"
@@ -64,7 +68,7 @@ def bucket_of(split: str, name: str, n: int) -> int:
     return int(row_key(split, name)[:16], 16) % n
 
 
-def bucket_counts(plan, limit: tuple[str, int], given: dict | None = None) -> dict[str, int]:
+def bucket_counts(plan: Plan, limit: tuple[str, int], given: dict | None = None) -> dict[str, int]:
     """{split: N buckets}: `given` where it has the split, else enough for `limit` (a number
     of images, or bytes reckoned from raw records) at this build's size."""
     out = {}

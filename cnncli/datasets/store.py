@@ -196,7 +196,7 @@ def unbalanced(counts: dict, class_names: list[str]) -> str | None:
     return None
 
 
-def open_dataset(path) -> DatasetInfo:
+def open_dataset(path: str | os.PathLike) -> DatasetInfo:
     """Open and check a dataset folder; raise DatasetError with one clear line if unusable.
     What an interrupted build of it left is recovered or removed first (recover_dataset)."""
     path = Path(path)
@@ -264,7 +264,7 @@ def _checked(path: Path) -> tuple[dict, bytes]:
     return manifest, raw
 
 
-def dataset_folder(value) -> Path | None:
+def dataset_folder(value: object) -> Path | None:
     """`value` (a path, or a list of one path) as a Path when it is a dataset folder (one
     holding manifest.json), else None: what evaluate and embed claim for reading."""
     if isinstance(value, (list, tuple)):
@@ -287,7 +287,7 @@ def dataset_complete(folder: Path) -> bool:
     return True
 
 
-def recover_dataset(path) -> None:
+def recover_dataset(path: str | os.PathLike) -> None:
     """What interrupted builds of dataset `path` left, dealt with, each said in one line: a
     build with --overwrite stopped between its two renames (`path` missing) is finished when
     its new dataset is complete, else the old one is put back (cnncli.atomic.recover_swap);

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
@@ -117,7 +118,7 @@ def regression_splits(rows: list[LabelRow], val: float, test: float, seed: int) 
     )
 
 
-def shares(sizes: list[int], total: int, order) -> list[int]:
+def shares(sizes: list[int], total: int, order: Sequence[int] | np.ndarray) -> list[int]:
     """`total` rows shared among bins of `sizes` in proportion (largest remainder: whole
     shares first, the rest one each to the largest fractions, ties in `order`)."""
     whole = sum(sizes)

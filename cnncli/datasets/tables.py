@@ -9,11 +9,15 @@ import io
 import os
 import re
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from cnncli.errors import InputError, UsageError, path_error
 from cnncli.images import is_image_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABEL_NAMES = ("y", "label", "labels", "class", "target")
 NAME_NAMES = ("type", "name", "class_name", "classname", "label_name", "category", "kind")
@@ -190,7 +194,7 @@ def is_whole_number(s: str) -> bool:
     return bool(_INT.fullmatch(s))
 
 
-def is_numeric_column(series) -> bool:
+def is_numeric_column(series: Iterable[str]) -> bool:
     """Whole numbers in all the non-empty values but at most one in ten (or one, in a
     short table), and in more of them than not: a column of class indices with a typo or
     two ('O' for '0', a stray NUL byte) is still one, and those rows are bad rows."""
@@ -208,10 +212,12 @@ def _ignorable_index(name: str, series) -> bool:
 
 
 @overload
-def need_column(df, name: str, flag: str, path) -> str: ...
+def need_column(df: pd.DataFrame, name: str, flag: str, path: str | os.PathLike) -> str: ...
 @overload
-def need_column(df, name: None, flag: str, path) -> None: ...
-def need_column(df, name: str | None, flag: str, path) -> str | None:
+def need_column(df: pd.DataFrame, name: None, flag: str, path: str | os.PathLike) -> None: ...
+def need_column(
+    df: pd.DataFrame, name: str | None, flag: str, path: str | os.PathLike
+) -> str | None:
     """`name` as a column of the table, or a UsageError naming the closest column."""
     if name is None:
         return None
@@ -231,7 +237,7 @@ def need_column(df, name: str | None, flag: str, path) -> str | None:
 
 
 def detect_columns(
-    df,
+    df: pd.DataFrame,
     files: dict[str, str],
     *,
     image_col=None,

@@ -14,9 +14,12 @@ one UsageError, raised before any image is opened. Rows come back as a LabelSet 
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.datasets.image_paths import list_image_files
 from cnncli.datasets.labels import (
@@ -30,6 +33,9 @@ from cnncli.datasets.store import TASKS
 from cnncli.datasets.tables import detect_columns, need_column, nfc
 from cnncli.errors import UsageError
 from cnncli.images import natural_key
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FLOAT32_MAX = 3.4028234663852886e38  # the dataset stores targets as float32
 FLOAT32_TINY = 1.1754943508222875e-38  # float32's smallest normal number
@@ -111,7 +117,7 @@ def check_task_options(
         raise UsageError("--label-delim goes with --label-col", "leave it out with --label-cols")
 
 
-def parse_columns(value) -> list[str]:
+def parse_columns(value: str | Iterable[str] | None) -> list[str]:
     """'a,b,c' or ['a', 'b'] (or repeated options) -> a list of column names."""
     if not value:
         return []
@@ -119,7 +125,7 @@ def parse_columns(value) -> list[str]:
     return [c.strip() for item in items for c in str(item).split(",") if c.strip()]
 
 
-def check_column_list(flag: str, value) -> list[str]:
+def check_column_list(flag: str, value: str | Iterable[str] | None) -> list[str]:
     """The column names of `flag` ('a,b,c', or a repeated option's list) -> list, or a
     UsageError when it names none (`--label-cols ","`) or one twice (`a,a,b`, compared as
     the table's names are: NFC, stripped)."""
@@ -142,8 +148,8 @@ def _shown(value) -> str:
 
 
 def load_task_table(
-    table,
-    images_dir,
+    table: str | os.PathLike,
+    images_dir: str | os.PathLike,
     task: str,
     *,
     image_col=None,
@@ -239,7 +245,9 @@ def _check_numeric(df, column: str, table) -> None:
     )
 
 
-def format_values(names: list[str], values, sep: str = " ") -> str:
+def format_values(
+    names: list[str], values: Sequence[float | None] | np.ndarray, sep: str = " "
+) -> str:
     """A row's targets as a caption: '3.21' for one target, 'a=3.21 b=0.5' for several
     (joined by `sep`)."""
     if len(names) == 1:

@@ -5,10 +5,15 @@ mean, std, min, max and histogram (regression). Classify datasets stay format ve
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 
 from cnncli.datasets.shards import SPLITS
 from cnncli.datasets.targets import FLOAT32_TINY, below_float32_normal
+
+if TYPE_CHECKING:
+    from cnncli.datasets.labels import LabelRow
 
 TASK_FORMAT_VERSION = 2
 HISTOGRAM_BINS = 10
@@ -16,7 +21,7 @@ BAR = 30  # characters of the longest histogram bar
 
 
 def split_counts(
-    rows, splits: list[str], kept: list[int], task: str, class_names: list[str]
+    rows: list[LabelRow], splits: list[str], kept: list[int], task: str, class_names: list[str]
 ) -> dict[str, dict[str, int]]:
     """{split: {class or label: images}} of the kept rows; regression: {split: {}}."""
     counts: dict[str, dict[str, int]] = {}
@@ -25,12 +30,14 @@ def split_counts(
         if task == "classify":
             per[rows[i].class_name] += 1
         elif task == "multilabel":
-            for name, v in zip(class_names, rows[i].label, strict=True):
+            label = rows[i].label
+            assert isinstance(label, list)  # multilabel: 0/1 per label
+            for name, v in zip(class_names, label, strict=True):
                 per[name] += v
     return {s: counts[s] for s in SPLITS if s in counts}
 
 
-def index_label(label) -> str | int:
+def index_label(label: int | list) -> str | int:
     """The label column of index.csv: the class index, or values joined by ';'."""
     if isinstance(label, list):
         return ";".join(f"{v:.9g}" if isinstance(v, float) else str(v) for v in label)
@@ -39,7 +46,7 @@ def index_label(label) -> str | int:
 
 def task_manifest(
     manifest: dict,
-    rows,
+    rows: list[LabelRow],
     splits: list[str],
     kept: list[int],
     task: str,
@@ -92,7 +99,7 @@ def task_manifest(
                 "max": float(col.max()),
             }
         )
-        tiny = [rows[i].line for i in kept if below_float32_normal(rows[i].label[k])]
+        tiny = [rows[i].line for i in kept if below_float32_normal(cast(list, rows[i].label)[k])]
         if tiny:  # the records hold float32: such a value keeps fewer digits, or becomes 0
             targets[-1]["below_float32_normal"] = len(tiny)
             notes.append(_tiny_note(name, tiny))

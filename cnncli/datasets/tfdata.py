@@ -198,6 +198,8 @@ def shard_files(
     return files
 
 
-def steps_per_epoch(info: DatasetInfo, split: str, batch_size: int, drop_remainder=False) -> int:
+def steps_per_epoch(
+    info: DatasetInfo, split: str, batch_size: int, drop_remainder: bool = False
+) -> int:
     n = info.count(split)
     return n // batch_size if drop_remainder else -(-n // batch_size)

@@ -102,7 +102,7 @@ def _feature(value) -> bytes:
     return _field(1, b"".join(items))  # BytesList
 
 
-def label_features(label) -> dict:
+def label_features(label: int | list) -> dict:
     """A record's label as Example features (docs/FORMAT.md): a class index (int) ->
     {"label": [index]}; a multi-hot list of ints -> {"label": [0/1, ...]}; a list of floats
     (regression targets, raw units) -> {"target": [values]}."""

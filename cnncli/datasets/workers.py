@@ -34,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Executor
 from contextlib import closing
 
 import numpy as np
@@ -99,12 +100,12 @@ def finish_record(decoded: tuple) -> tuple:
     return ("ok", record, sha, changed, [*said, *more])
 
 
-def record_fields(index: int, name: str, label) -> dict:
+def record_fields(index: int, name: str, label: int | list) -> dict:
     """A record's features other than its pixels (docs/FORMAT.md)."""
     return {"index": index, "path": name, **label_features(label)}
 
 
-def raw_record_size(spec: ImageSpec, index: int, name: str, label) -> int:
+def raw_record_size(spec: ImageSpec, index: int, name: str, label: int | list) -> int:
     """The bytes a 'raw' record of this row takes in its shard, known before decoding."""
     return framed_size(record_fields(index, name, label), "image", int(np.prod(spec.shape)))
 
@@ -190,7 +191,9 @@ def ordered_map(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def in_order(pool, fn: Callable, items: Iterable, chunksize: int, chunks: int) -> Iterator:
+def in_order(
+    pool: Executor, fn: Callable, items: Iterable, chunksize: int, chunks: int
+) -> Iterator:
     """fn over items through an executor, in chunks, results in order, at most `chunks`
     chunks in flight; the chunks not started are cancelled when the iterator is closed."""
     pending: deque = deque()

@@ -9,6 +9,7 @@ from one of the same photos. Every step calls the library function its own comma
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ def check_demo_dir(out_dir: Path) -> None:
 
 
 def run_demo(
-    out_dir=DEFAULT_DIR, events: DemoEvents | None = None, epochs: int = EPOCHS
+    out_dir: str | os.PathLike = DEFAULT_DIR, events: DemoEvents | None = None, epochs: int = EPOCHS
 ) -> DemoResult:
     """Run every step into `out_dir`. An earlier demo output there is replaced only when
     the new run finishes (until then it is set aside, and put back if the run fails); a

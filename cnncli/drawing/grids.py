@@ -52,7 +52,9 @@ def enlarge(pixels: np.ndarray, factor: int) -> np.ndarray:
     return np.asarray(pixels).repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def normalize(values: np.ndarray, norm: str = "channel", stats=None) -> np.ndarray:
+def normalize(
+    values: np.ndarray, norm: str = "channel", stats: tuple[float, float] | None = None
+) -> np.ndarray:
     """The course's normalisation to 0..255 (float32, clipped), the last axis as channels.
 
     norm="channel": each channel's own mean and std; "layer": the whole array's;
@@ -127,7 +129,7 @@ def activation_grid(
     per_row: int = 16,
     cmap: str = "viridis",
     norm: str = "channel",
-    stats=None,
+    stats: tuple[float, float] | None = None,
     max_channels: int = MAX_CHANNELS,
 ) -> Image.Image:
     """An (H, W, C) activation -> one palette image: channels in a grid, `per_row` per row,
@@ -193,7 +195,7 @@ def value_strip(
     per_row: int = 16,
     cmap: str = "viridis",
     norm: str = "channel",
-    stats=None,
+    stats: tuple[float, float] | None = None,
 ) -> Image.Image:
     """A vector -> coloured cells in rows, each numbered; values printed when there are few."""
     v = np.asarray(values, dtype=np.float32).ravel()[:MAX_VALUES]

@@ -6,15 +6,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.drawing.figures import pyplot
 from cnncli.drawing.fonts import matplotlib_rc
 from cnncli.drawing.save import save_figure
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 LR_COLUMN = "learning_rate"
 
 
-def mark_schedule(axes, epochs: Sequence[int], rows: Sequence[dict]) -> None:
+def mark_schedule(axes: Sequence[Axes], epochs: Sequence[int], rows: Sequence[dict]) -> None:
     """On history.png: the learning rate per epoch (grey, log scale, right axis of the loss
     panel) and a dotted line where fine-tuning starts (history.csv's `phase` turns 2)."""
     pts = [(e, r[LR_COLUMN]) for e, r in zip(epochs, rows, strict=True) if LR_COLUMN in r]
@@ -31,8 +35,9 @@ def mark_schedule(axes, epochs: Sequence[int], rows: Sequence[dict]) -> None:
         # spans the whole panel, so a legend inside it would sit on the line
         handles, labels = axes[-1].get_legend_handles_labels()
         more, more_labels = ax.get_legend_handles_labels()
-        if axes[-1].get_legend() is not None:
-            axes[-1].get_legend().remove()
+        legend = axes[-1].get_legend()
+        if legend is not None:
+            legend.remove()
         ax.legend(
             handles + more,
             labels + more_labels,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from cnncli.drawing.figures import pyplot
 from cnncli.drawing.fonts import matplotlib_rc
 from cnncli.drawing.lr_plots import mark_schedule  # the rate, the phase change
 from cnncli.drawing.save import save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def plot_history(rows: Sequence[dict], out_png: str | os.PathLike) -> Path:
@@ -64,12 +68,12 @@ def plot_history(rows: Sequence[dict], out_png: str | os.PathLike) -> Path:
 
 
 def draw_train_val(
-    ax,
+    ax: Axes,
     rows: Sequence[dict],
     metric: str,
     names: tuple[str, str],
     styles: tuple[str, str] = ("bo", "b"),
-    color=None,
+    color: str | None = None,
     markers_up_to: int | None = None,
 ) -> None:
     """The learning curve, drawn once for every chart that shows one (history.png, the
@@ -81,7 +85,7 @@ def draw_train_val(
         if not pts:
             continue
         xs, ys = zip(*pts, strict=True)
-        extra = {} if color is None else {"color": color}
+        extra: dict[str, Any] = {} if color is None else {"color": color}
         if markers_up_to is not None:
             extra.update(marker="o" if len(xs) <= markers_up_to else None, markersize=3)
         ax.plot(xs, ys, style, label=name, **extra)
@@ -95,7 +99,7 @@ def _ticks(epochs: Sequence[int]) -> list[int]:
 
 
 def plot_confusion(
-    matrix,
+    matrix: np.ndarray,
     class_names: Sequence[str],
     out_png: str | os.PathLike,
     title: str = "Confusion matrix",
@@ -155,7 +159,7 @@ def class_colors(n: int) -> list:
 
 
 def plot_projection(
-    points,
+    points: np.ndarray,
     classes: Sequence[str],
     clusters: Sequence[int],
     title: str,

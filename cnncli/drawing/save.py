@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from cnncli.atomic import atomic_file
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
@@ -36,7 +40,9 @@ def save_png(
     return Path(path)
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 100, overwrite: bool = True) -> Path:
+def save_figure(
+    fig: Figure, path: str | os.PathLike, dpi: int = 100, overwrite: bool = True
+) -> Path:
     """Write a matplotlib figure as PNG atomically."""
     with atomic_file(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)

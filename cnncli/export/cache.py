@@ -108,7 +108,10 @@ def model_file(path: str | os.PathLike) -> Path:
 
 
 def choose_runtime(
-    model, runtime: str = "auto", unsafe: bool = False, file: ModelFile | None = None
+    model: str | os.PathLike,
+    runtime: str = "auto",
+    unsafe: bool = False,
+    file: ModelFile | None = None,
 ) -> Chosen:
     """Which runtime answers for `model` (a path: a .keras/.h5 file, a run folder, or an
     exported .onnx/.tflite file) under --runtime `runtime`, with the fast copy opened (made

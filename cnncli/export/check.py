@@ -14,8 +14,9 @@ output's size when that is over 1, for logits); an int8 export reports what it l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,12 @@ from cnncli.export.check_tasks import task_figures
 from cnncli.inference.split_io import dataset_batches as split_batches
 from cnncli.models.head import outputs_to_probabilities, predicted_classes
 from cnncli.progress import Counter, Progress
+
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
+    from cnncli.images.spec import ImageSpec
+    from cnncli.inference.info import ModelInfo
+    from cnncli.models.head import Head
 
 FLOAT_TOLERANCE = 1e-4
 SAMPLE_IMAGES = 16
@@ -75,7 +82,7 @@ class CheckResult:
         }
 
 
-def dataset_batches(dataset, split: str, labelled: bool) -> Iterator[tuple]:
+def dataset_batches(dataset: DatasetInfo, split: str, labelled: bool) -> Iterator[tuple]:
     """(images N x H x W x C in 0..255, labels or None) batches of a dataset split, read as
     evaluate reads them (cnncli.inference.split_io): class indices (N,), or (N, L) labels or
     (N, T) targets of a multilabel or regression dataset."""
@@ -83,7 +90,7 @@ def dataset_batches(dataset, split: str, labelled: bool) -> Iterator[tuple]:
         yield x, y if labelled else None
 
 
-def sample_batches(spec, count: int = SAMPLE_IMAGES) -> Iterator[tuple]:
+def sample_batches(spec: ImageSpec, count: int = SAMPLE_IMAGES) -> Iterator[tuple]:
     """A few images of the bundled sample data (shapes, then façades), converted to `spec`."""
     from cnncli.demo.run import sample_data_dir
     from cnncli.images import find_images, load_image
@@ -94,14 +101,14 @@ def sample_batches(spec, count: int = SAMPLE_IMAGES) -> Iterator[tuple]:
     yield np.stack(images), None
 
 
-def outputs(info, images) -> np.ndarray:
+def outputs(info: ModelInfo, images: np.ndarray) -> np.ndarray:
     """The model's raw outputs (N, units) for uint8 images, pixels scaled as `info` says."""
     x = np.asarray(images, dtype=np.float32) * np.float32(info.pixel_scale)
     out = np.asarray(info.model.predict_on_batch(x), dtype=np.float64)
     return out.reshape(len(x), -1)
 
 
-def top1(out: np.ndarray, head) -> np.ndarray | None:
+def top1(out: np.ndarray, head: Head) -> np.ndarray | None:
     """The class each output names (as predict reads it), or None for a head of no classes."""
     if head.kind not in ("binary", "categorical"):
         return None
@@ -109,9 +116,9 @@ def top1(out: np.ndarray, head) -> np.ndarray | None:
 
 
 def compare(
-    keras_info,
-    exported_info,
-    batches,
+    keras_info: ModelInfo,
+    exported_info: ModelInfo,
+    batches: Iterable[tuple],
     total: int,
     int8: bool,
     images_from: str,

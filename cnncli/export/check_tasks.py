@@ -16,14 +16,20 @@ worded as a gain.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnncli.inference.metrics import multilabel_metrics, regression_metrics
 from cnncli.models.head import outputs_to_probabilities
 
+if TYPE_CHECKING:
+    from cnncli.inference.info import ModelInfo
 
-def task_figures(info, labels: np.ndarray | None, ref: np.ndarray, got: np.ndarray) -> dict:
+
+def task_figures(
+    info: ModelInfo, labels: np.ndarray | None, ref: np.ndarray, got: np.ndarray
+) -> dict:
     """The CheckResult fields of a multilabel or regression model `info` (the Keras one)
     from its raw outputs `ref`, the export's `got` (N, units) and the images' labels or
     targets (N, units; None: no labels); {} for a classifier."""
@@ -76,7 +82,7 @@ def _finite(v: float) -> float | None:
     return None if math.isnan(v) else float(v)
 
 
-def summary_rows(c) -> list[tuple[str, str]]:
+def summary_rows(c: Any) -> list[tuple[str, str]]:
     """The check `c` (a CheckResult) as (what, result) rows, as `cnncli export` prints them."""
     where = c.images_from + (f" ({c.split})" if c.split else "")
     rows = [("images", f"{c.images} from {where}")]
@@ -116,7 +122,7 @@ def _pair(row: dict, key: str, fmt: str) -> str:
     return f"{_num(row[f'keras_{key}'], fmt)} / {_num(row[f'exported_{key}'], fmt)}"
 
 
-def int8_lines(c) -> list[str]:
+def int8_lines(c: Any) -> list[str]:
     """What int8 cost on the check images `c` (a CheckResult) in the task's own metric, a
     gain worded as a gain (issue 28 §12); none where the images have no labels."""
     where = c.images_from + (f" ({c.split})" if c.split else "")

@@ -12,6 +12,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,12 +21,20 @@ from cnncli.errors import ModelError, output_error, output_error_in_text
 from cnncli.export.sidecar import onnx_properties
 from cnncli.inference.runtimes import native_quiet
 
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
+
 CALIBRATION_IMAGES = 200  # the representative set's size at most (TFLite reads ~100-500)
 CALIBRATION_SEED = 0
 
 
 def write_model(
-    keras_model, fmt: str, path: Path, side: dict, representative=None, output: Path | None = None
+    keras_model: Any,
+    fmt: str,
+    path: Path,
+    side: dict,
+    representative: np.ndarray | None = None,
+    output: Path | None = None,
 ) -> None:
     """Write `keras_model` as `fmt` to `path` (a temporary path for `output`, which a full
     disk's message names); `representative` (float32 model inputs, N x H x W x C) quantizes
@@ -72,7 +81,7 @@ def _quiet():
         yield
 
 
-def int8_settings(representative) -> dict:
+def int8_settings(representative: np.ndarray | None) -> dict:
     """The TFLite converter settings (as Keras' litert export takes them) for int8 weights
     and activations from `representative` (None: float, no settings). Inputs and outputs
     stay float32, so the file takes the same pixels as the Keras model."""
@@ -108,7 +117,7 @@ def add_onnx_metadata(path: Path, side: dict) -> None:
 
 
 def representative_images(
-    dataset, pixel_scale: float, limit: int = CALIBRATION_IMAGES
+    dataset: DatasetInfo, pixel_scale: float, limit: int = CALIBRATION_IMAGES
 ) -> np.ndarray:
     """Up to `limit` images of the dataset's train split (all splits if it has none), drawn
     with a fixed seed, as float32 model inputs (pixels x `pixel_scale`)."""

@@ -5,13 +5,14 @@ cnncli.models.formats."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cnncli.errors import UsageError
 from cnncli.models.formats import Format
 
 
-def check_request(fmt: Format, int8: bool, calibration) -> None:
+def check_request(fmt: Format, int8: bool, calibration: str | os.PathLike | None) -> None:
     """--int8 needs litert and a calibration dataset; UsageError otherwise."""
     if int8 and fmt.name != "litert":
         raise UsageError(

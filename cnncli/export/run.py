@@ -26,7 +26,7 @@ from cnncli.export.formats import check_request, checked_output, default_output
 from cnncli.export.sidecar import make_sidecar, model_sha256, sidecar_path
 from cnncli.images import ImageSpec
 from cnncli.models.formats import get_format, require_packages
-from cnncli.models.model_file import read_model_file
+from cnncli.models.model_file import ModelFile, read_model_file
 from cnncli.progress import Progress
 
 
@@ -53,9 +53,9 @@ class ExportResult:
 
 
 def export_model(
-    model,
+    model: str | os.PathLike | ModelFile,
     format: str,
-    output=None,
+    output: Path | None = None,
     *,
     int8: bool = False,
     calibration=None,
@@ -97,6 +97,7 @@ def export_model(
     side = make_sidecar(info, fmt.name, int8, stored, file)
     representative = None
     if int8:
+        assert calibration_set is not None  # check_request: --int8 needs a calibration set
         representative = representative_images(calibration_set, info.pixel_scale)
     output.parent.mkdir(parents=True, exist_ok=True)
     with (

@@ -10,8 +10,10 @@ cnncli.models.sidecar, so predict and evaluate take an exported file as they tak
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.models.model_file import ModelFile
 from cnncli.models.sidecar import (  # reading and checking: re-exported (__all__)
@@ -24,8 +26,17 @@ from cnncli.models.sidecar import (  # reading and checking: re-exported (__all_
     sidecar_path,
 )
 
+if TYPE_CHECKING:
+    from cnncli.inference.info import ModelInfo
 
-def make_sidecar(info, fmt: str, int8: bool, stored: dict | None, source=None) -> dict:
+
+def make_sidecar(
+    info: ModelInfo,
+    fmt: str,
+    int8: bool,
+    stored: dict | None,
+    source: str | os.PathLike | ModelFile | None = None,
+) -> dict:
     """The sidecar of `info` (a ModelInfo) exported as `fmt`: `stored` is the metadata read
     from the source model file (task, thresholds), `source` its path (hashed) or its
     ModelFile (hashed as it was read)."""

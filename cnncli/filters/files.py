@@ -161,7 +161,7 @@ def _real(p: Path) -> Path:
 
 
 def save_image(
-    img: Image.Image, path: Path, compress: int = DEFAULT_COMPRESS, overwrite=True
+    img: Image.Image, path: Path, compress: int = DEFAULT_COMPRESS, overwrite: bool = True
 ) -> None:
     """Write a Pillow image atomically: PNG (zlib level `compress`) through
     drawing.save.save_png, other formats (named by the suffix) through Pillow."""
@@ -179,7 +179,7 @@ def save_arrays(
     mode: str,
     path: Path,
     compress: int = DEFAULT_COMPRESS,
-    overwrite=True,
+    overwrite: bool = True,
 ) -> None:
     """Write channels atomically: PNG through the streaming writer, other formats via Pillow."""
     fmt = _format(path, mode)

@@ -6,6 +6,7 @@ pass when it is rank 1 (or "c x centre + rank 1"), and the fewest NumPy passes t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -87,7 +88,9 @@ def _centre_candidates(ints: np.ndarray, centre) -> list[int]:
     return sorted(cands, key=abs)
 
 
-def weighted_sum(terms: dict, views, out: np.ndarray, tmp: np.ndarray) -> None:
+def weighted_sum(
+    terms: dict, views: Callable[[tuple], np.ndarray], out: np.ndarray, tmp: np.ndarray
+) -> None:
     """out = sum over weights w of w * (sum of views(tap)), with few passes."""
     if any(abs(w) != 1 and -w in terms for w in terms):  # w*(a - b): one multiply for a pair
         return _paired_sum(terms, views, out, tmp)

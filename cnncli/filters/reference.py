@@ -52,7 +52,12 @@ def correlate(
 
 
 def correlation_steps(
-    x: np.ndarray, kernel: np.ndarray, padding="same", border="zero", stride=1, flip=False
+    x: np.ndarray,
+    kernel: np.ndarray,
+    padding: str = "same",
+    border: str = "zero",
+    stride: int = 1,
+    flip: bool = False,
 ) -> list[dict]:
     """The multiply-and-sum at every output position, for teaching (small inputs)."""
     xp, kernel, oh, ow = _padded(x, kernel, padding, border, stride, flip)

@@ -13,7 +13,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def find_images(folder: str | os.PathLike, exclude: str | os.PathLike | None = N
     return sorted(found, key=lambda f: path_key(f.relative_to(folder)))
 
 
-def collect_images(inputs) -> list[Path]:
+def collect_images(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Image files as given (a missing or broken one is reported when it is read) and the
     images of each folder (`find_images`), in the order given."""
     if isinstance(inputs, (str, os.PathLike)):

@@ -58,7 +58,7 @@ TURNS = {
 }
 
 
-def orientation_kind(orientation) -> str | None:
+def orientation_kind(orientation: int | None) -> str | None:
     """How turning an image upright by its EXIF orientation (2-8) reads in a run's notes."""
     if orientation not in TURNS:
         return None

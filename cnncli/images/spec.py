@@ -103,7 +103,7 @@ def _whole(d: dict, key: str) -> int:
     return int(value)
 
 
-def shown(value, limit: int = 40) -> str:
+def shown(value: object, limit: int = 40) -> str:
     """repr(value) cut to `limit` characters: a value read from a file, quoted in a message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -22,9 +22,11 @@ chosen layer of the image. A constant channel (std 0) is drawn flat at 128, neve
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -125,23 +127,23 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
 
 
 def activations(
-    model,
+    model: Any,
     images: Sequence,
-    out_dir=None,
-    layers=None,
+    out_dir: str | os.PathLike | None = None,
+    layers: str | Sequence[str | int] | None = None,
     per_row: int = 16,
     cmap: str = "viridis",
     norm: str = "channel",
     raw: bool = False,
     gradcam: bool = False,
-    class_index=None,
+    class_index: str | int | None = None,
     max_channels: int = MAX_CHANNELS,
     progress: Progress | None = None,
     subfolders: bool | None = None,
     overwrite: bool = False,
     unsafe: bool = False,
-    class_names=None,
-    pixel_scale=None,
+    class_names: str | Sequence[str] | None = None,
+    pixel_scale: str | float | None = None,
 ) -> ActivationsResult:
     """Write each chosen layer's maps for each image (see the module docstring).
 

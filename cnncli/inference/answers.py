@@ -10,8 +10,12 @@ the same way by predict, activations (its page and Grad-CAM) and embed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cnncli.inference.info import ModelInfo
 
 NO_LABEL = "(no label)"  # a multi-label answer with no label above its threshold
 
@@ -50,7 +54,7 @@ def format_value(v: float) -> str:
     return f"{v:.4g}"
 
 
-def answers(info, outputs: np.ndarray) -> list[Answer]:
+def answers(info: ModelInfo, outputs: np.ndarray) -> list[Answer]:
     """(N, units) outputs of a multilabel or regression model (read by
     cnncli.inference.model.probabilities) -> one Answer per image. `info`: a ModelInfo."""
     names = list(info.class_names)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,9 @@ from cnncli.inference.model import open_model
 from cnncli.inference.trace import select_layers, trace_model
 from cnncli.models.head import UNITS_LAYER, outputs_to_probabilities, predicted_classes
 from cnncli.progress import Counter, Progress
+
+if TYPE_CHECKING:
+    from cnncli.inference.info import ModelInfo
 
 N_INIT = 10  # KMeans restarts: fixed, so a seed gives the same clusters on any sklearn
 THUMB = 128  # contact-sheet cell size; thumbnails are kept instead of full images
@@ -179,7 +182,7 @@ def _label_text(info, label) -> str:
     return ";".join(format_value(float(v)) for v in label)
 
 
-def color_choice(info, color_by: str | None) -> str | None:
+def color_choice(info: ModelInfo, color_by: str | None) -> str | None:
     """--color-by: a label of a multi-label model, a target of a regression model (default:
     its first); a classifier is coloured by class and takes none."""
     names = list(info.class_names)
@@ -202,7 +205,7 @@ def color_choice(info, color_by: str | None) -> str | None:
 
 @reading_arg("inputs", "cnncli embed", dataset_folder)
 def embed(
-    model,
+    model: Any,
     inputs: Sequence,
     layer: str | int | None = None,
     out_csv: str | os.PathLike = "vectors.csv",
@@ -212,8 +215,8 @@ def embed(
     unsafe: bool = False,
     progress: Progress | None = None,
     batch_size: int = BATCH,
-    class_names=None,
-    pixel_scale=None,
+    class_names: str | Sequence[str] | None = None,
+    pixel_scale: str | float | None = None,
     color_by: str | None = None,
 ) -> EmbedResult:
     """Write one vector per image from `layer` to `out_csv` (file, class, predicted,

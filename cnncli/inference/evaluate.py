@@ -19,6 +19,7 @@ and an existing output is refused unless `overwrite`, before the model is loaded
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 
-def default_confusion_path(model, split: str) -> Path:
+def default_confusion_path(model: Any, split: str) -> Path:
     """Where the confusion plot goes by default (cnncli.inference.split_io.default_plot_path)."""
     return default_plot_path(model, split, "confusion")
 
@@ -206,8 +207,8 @@ def _check_fit(model: ModelInfo, info) -> tuple[list[str], list[int] | None]:
 
 @reading_arg("dataset_dir", "cnncli evaluate", dataset_folder)
 def evaluate(
-    model,
-    dataset_dir,
+    model: Any,
+    dataset_dir: str | os.PathLike,
     split: str | None = None,
     batch_size: int = DEFAULT_BATCH,
     errors_png: str | os.PathLike | None = None,
@@ -216,8 +217,8 @@ def evaluate(
     progress: Progress | None = None,
     unsafe: bool = False,
     overwrite: bool = False,
-    class_names=None,
-    pixel_scale=None,
+    class_names: str | Sequence[str] | None = None,
+    pixel_scale: str | float | None = None,
     threshold: float | None = None,
     tune_thresholds: bool = False,
     scatter_png: str | os.PathLike | None = None,

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from cnncli.inference.split_io import (
 from cnncli.inference.task_errors import multilabel_worst, regression_worst, write_task_files
 from cnncli.inference.tta import tta_note, tta_probabilities
 from cnncli.progress import Counter
+
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
 
 PLOT_KINDS = ("scatter", "residuals")
 
@@ -93,7 +97,13 @@ class TaskEvaluation:
         return out
 
 
-def plot_paths(model, split: str, task: str, scatter_png, residuals_png) -> dict:
+def plot_paths(
+    model: Any,
+    split: str,
+    task: str,
+    scatter_png: str | os.PathLike | None,
+    residuals_png: str | os.PathLike | None,
+) -> dict:
     """{kind: path} of the plots to write (DEFAULT_PLACE: cnncli.inference.split_io's);
     a multi-label evaluation draws none."""
     given = {"scatter": scatter_png, "residuals": residuals_png}
@@ -106,7 +116,9 @@ def plot_paths(model, split: str, task: str, scatter_png, residuals_png) -> dict
     }
 
 
-def evaluate_task(model, info, split: str, *, tune_thresholds=False, **kwargs) -> TaskEvaluation:
+def evaluate_task(
+    model: Any, info: DatasetInfo, split: str, *, tune_thresholds=False, **kwargs
+) -> TaskEvaluation:
     """Evaluate `model` on `split` of the multilabel or regression dataset `info` (checked
     and chosen by evaluate); `plots`: {kind: path} from plot_paths. With `tune_thresholds`
     the model file is claimed from before it is read until the thresholds are stored in it
@@ -119,7 +131,7 @@ def evaluate_task(model, info, split: str, *, tune_thresholds=False, **kwargs) -
 
 
 @contextmanager
-def tuning_claim(model, tune: bool) -> Iterator[str | None]:
+def tuning_claim(model: Any, tune: bool) -> Iterator[str | None]:
     """For `evaluate --tune-thresholds`, which writes the thresholds into the model file:
     refuse an exported model (it cannot store them) before anything runs; hold the write
     claim (cnncli.claims) on the model file and on the train run folder it belongs to, so a

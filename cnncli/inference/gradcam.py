@@ -32,7 +32,7 @@ def gradcam_target(probe: Probe) -> LayerInfo:
     return (convs or spatial)[-1]
 
 
-def parse_class(value, class_names: Sequence[str]) -> int:
+def parse_class(value: str | int, class_names: Sequence[str]) -> int:
     """--class as a class name or an index into `class_names` (a multi-label model's
     labels, a regression model's targets)."""
     names = list(class_names)
@@ -51,7 +51,7 @@ def parse_class(value, class_names: Sequence[str]) -> int:
     return i
 
 
-def class_score(pred, class_index: int, head: Head) -> Any:
+def class_score(pred: Any, class_index: int, head: Head) -> Any:
     """The head's output for the class (a tensor under the tape): see the module docstring."""
     if head.kind == "binary":
         if class_index == 1:
@@ -61,7 +61,7 @@ def class_score(pred, class_index: int, head: Head) -> Any:
 
 
 def forward_with_gradcam(
-    multi, x: np.ndarray, target_pos: int, class_index: int | None, head: Head
+    multi: Any, x: np.ndarray, target_pos: int, class_index: int | None, head: Head
 ) -> tuple[list[np.ndarray], np.ndarray, int]:
     """Run the multi-output model once under a GradientTape. Returns (outputs as arrays,
     the Grad-CAM map at the target layer's size in 0..1, the class index used)."""

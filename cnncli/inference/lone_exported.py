@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from cnncli.errors import InputError, ModelFileError
@@ -17,7 +19,9 @@ from cnncli.errors import InputError, ModelFileError
 METADATA_LIMIT = 2**20  # as a sidecar file (cnncli.export.sidecar.SIDECAR_LIMIT)
 
 
-def lone_sidecar(path: Path, kind: str, quiet=contextlib.nullcontext) -> tuple[dict, list[str]]:
+def lone_sidecar(
+    path: Path, kind: str, quiet: Callable[[], AbstractContextManager] = contextlib.nullcontext
+) -> tuple[dict, list[str]]:
     """(the sidecar dict, notes on the defaults used) for the exported model at `path`
     (`kind`: onnx or litert) that has no sidecar file; `quiet()` keeps LiteRT's native info
     lines off stderr (cnncli.inference.runtimes.native_quiet). ModelFileError when the

@@ -6,6 +6,7 @@ train-mean baseline (scikit-learn)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,14 +38,14 @@ def cross_entropy(y_true: np.ndarray, probs: np.ndarray, kind: str) -> float:
     return float(np.mean(-np.log(p)))
 
 
-def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """(n, n) counts: row = actual class, column = predicted class."""
     m = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
     return m
 
 
-def per_class_metrics(matrix: np.ndarray, class_names) -> list[ClassMetrics]:
+def per_class_metrics(matrix: np.ndarray, class_names: Sequence[str]) -> list[ClassMetrics]:
     """Precision, recall and F1 per class from a confusion matrix (0 where undefined, as
     scikit-learn's zero_division=0)."""
     tp = np.diag(matrix).astype(np.float64)
@@ -78,7 +79,12 @@ class LabelMetrics:
     predicted: int  # images the model gives the label
 
 
-def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, names) -> dict:
+def multilabel_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    thresholds: Sequence[float] | np.ndarray,
+    names: Sequence[str],
+) -> dict:
     """(N, L) 0/1 labels and probabilities at per-label `thresholds` -> per-label
     precision / recall / F1 / support, micro and macro F1, subset accuracy (every label
     right), Hamming loss (the share of wrong (image, label) pairs) and binary
@@ -128,7 +134,9 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, names)
     }
 
 
-def best_thresholds(y_true: np.ndarray, probs: np.ndarray, grid=None) -> list[float]:
+def best_thresholds(
+    y_true: np.ndarray, probs: np.ndarray, grid: Sequence[float] | np.ndarray | None = None
+) -> list[float]:
     """Per label, the threshold of `grid` (default 0.05, 0.10 ... 0.95) with the best F1 on
     these images (the one nearest 0.5 among equals); 0.5 for a label without positives."""
     from sklearn.metrics import f1_score
@@ -159,7 +167,9 @@ class TargetMetrics:
     mean: float  # the train mean (the baseline's prediction)
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, names, means) -> list:
+def regression_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str], means: Sequence[float]
+) -> list:
     """Per target MAE, RMSE and R^2 (scikit-learn) and the MAE of predicting the train
     mean (`means`), all in the table's units."""
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score

@@ -21,8 +21,11 @@ import csv
 import heapq
 import io
 import math
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,11 +83,19 @@ class Smallest:
         return {index: image for _, index, image in self._heap}
 
 
-def rows(indices, labels, predicted, probs, paths, names, key) -> list[Misclassified]:
+def rows(
+    indices: Iterable[int | np.integer],
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    probs: np.ndarray,
+    paths: Sequence[str],
+    names: Sequence[str],
+    key: Callable[[Misclassified], Any],
+) -> list[Misclassified]:
     """Misclassified rows for `indices` of the split, sorted by `key(row)`."""
     out = [
         Misclassified(
-            path=paths[i],
+            path=paths[int(i)],
             actual=names[int(labels[i])],
             predicted=names[int(predicted[i])],
             probability=float(probs[i, int(predicted[i])]),
@@ -98,12 +109,12 @@ def rows(indices, labels, predicted, probs, paths, names, key) -> list[Misclassi
     return sorted(out, key=key)
 
 
-def korean(names) -> bool:
+def korean(names: Sequence[str]) -> bool:
     """Whether captions use the course's Korean wording: the class names are Korean."""
     return any(has_hangul(str(n)) for n in names)
 
 
-def error_title(actual: str, predicted: str, names=None) -> str:
+def error_title(actual: str, predicted: str, names: Sequence[str] | None = None) -> str:
     """The course's title for a misclassified image: Korean when the class names (`names`,
     every class or label name; by default the two given) are Korean, for every task.
     The English one has two spaces after "//": the bundled font's slash leans into the
@@ -113,7 +124,7 @@ def error_title(actual: str, predicted: str, names=None) -> str:
     return f"actual: {actual} //  predicted: {predicted}"
 
 
-def caption(rank: int, m: Misclassified, names=None) -> str:
+def caption(rank: int, m: Misclassified, names: Sequence[str] | None = None) -> str:
     """The course's title, then what the sheet is sorted by: a misclassified image's
     "#rank · p(actual)=0.01 · p=0.99" (the probability of the actual class, lowest first:
     the highest loss) over its file name; a close call's "#rank · p=0.55 · file name"."""
@@ -132,7 +143,9 @@ def caption(rank: int, m: Misclassified, names=None) -> str:
     return f"{title}\n#{rank} · p={m.probability:.2f} · {file}"
 
 
-def write_errors_csv(misclassified: list[Misclassified], path, overwrite: bool = True) -> Path:
+def write_errors_csv(
+    misclassified: list[Misclassified], path: str | os.PathLike, overwrite: bool = True
+) -> Path:
     """path, actual, predicted, probability (of the predicted class), actual_probability
     (of the actual class: what the list is sorted by, lowest first): one row per
     misclassified image, in order."""
@@ -163,9 +176,9 @@ def write_errors_sheet(
     shown: list[Misclassified],
     images: dict[int, np.ndarray],
     title: str,
-    path,
+    path: str | os.PathLike,
     overwrite: bool = True,
-    names=None,
+    names: Sequence[str] | None = None,
 ) -> Path:
     """A contact sheet of `shown` (in order), each captioned by `caption` (`names`: the
     class names, which choose the wording)."""
@@ -174,7 +187,12 @@ def write_errors_sheet(
 
 
 def multilabel_caption(
-    rank: int, actual: list[str], predicted: list[str], file: str, wrong: int, names=None
+    rank: int,
+    actual: list[str],
+    predicted: list[str],
+    file: str,
+    wrong: int,
+    names: Sequence[str] | None = None,
 ) -> str:
     """ "실제 : 대리석, 벽돌 // 예측 : (없음)" when the label names (`names`; by default
     those shown) are Korean, else "actual: big, prime //  predicted: (no label)"; then
@@ -194,7 +212,7 @@ def regression_caption(rank: int, true: list[float], pred: list[float], file: st
 
 
 def write_sheet(
-    items: list, title: str, path, overwrite: bool = True, cell: int = SHEET_CELL
+    items: list, title: str, path: str | os.PathLike, overwrite: bool = True, cell: int = SHEET_CELL
 ) -> Path:
     """A contact sheet of (image, caption) items, in order, written atomically."""
     from cnncli.drawing.save import save_png

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,12 @@ from cnncli.models.model_file import ModelFile
 DEFAULT_BATCH = 32  # images per forward pass in predict and evaluate
 
 
-def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) -> ModelInfo:
+def open_model(
+    model: Any,
+    unsafe: bool = False,
+    class_names: str | Sequence[str] | None = None,
+    pixel_scale: str | float | None = None,
+) -> ModelInfo:
     """A model file path (or its models.model_file ModelFile, as a caller's check read it:
     not read again), a cnncli.models.io LoadedModel, a ModelInfo or a keras.Model ->
     ModelInfo, with the defaults used for a model saved elsewhere stated in `notes` (the
@@ -109,7 +116,7 @@ def open_model(model, unsafe: bool = False, class_names=None, pixel_scale=None) 
     return _overridden(info, given_names, given_scale)
 
 
-def parse_class_names(value) -> list[str] | None:
+def parse_class_names(value: str | Sequence[str] | None) -> list[str] | None:
     """--classes: "a,b,c" (or a list of names) -> ["a", "b", "c"]; None stays None.
     Names are stripped of spaces; an empty or repeated name is a UsageError."""
     if value is None:
@@ -132,7 +139,7 @@ def parse_class_names(value) -> list[str] | None:
 _FRACTION = re.compile(r"^\s*([0-9.eE+-]+)\s*/\s*([0-9.eE+-]+)\s*$")
 
 
-def parse_pixel_scale(value) -> float | None:
+def parse_pixel_scale(value: str | float | None) -> float | None:
     """--scale: "1/255", "1", "0.00392" (or a number) -> a positive float; None stays None."""
     if value is None:
         return None
@@ -198,7 +205,7 @@ def _load(path: Path | ModelFile, unsafe: bool):
 # --- one forward pass -------------------------------------------------------------------
 
 
-def probabilities(info: ModelInfo, images) -> np.ndarray:
+def probabilities(info: ModelInfo, images: np.ndarray) -> np.ndarray:
     """uint8/float32 images (N, H, W, C) in 0..255 -> (N, num_classes) float probabilities.
     A sigmoid head's p becomes [1 - p, p]; a multi-label head gives each label's probability,
     a regression head its values in the table's units (cnncli.models.head)."""

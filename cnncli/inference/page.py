@@ -5,11 +5,16 @@ cnncli.drawing.html (the bundled Hangul font embedded, `lang` from the content).
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from cnncli.drawing.html import write_page
 from cnncli.models.head import output_word
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def scale_note(scale: int, height: int, width: int) -> str:
@@ -19,7 +24,14 @@ def scale_note(scale: int, height: int, width: int) -> str:
     return f"shown at {scale}x (nearest neighbour; the model sees {width}x{height} pixels)"
 
 
-def write_index(out: Path, r, conversion: str, model_path, probs, class_names) -> Path:
+def write_index(
+    out: Path,
+    r: Any,
+    conversion: str,
+    model_path: Path | None,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+) -> Path:
     """Write `out/index.html` for one image's result (an ImageActivations): the input, the
     predicted class and every class's probability, Grad-CAM, then each layer's grid with
     links to its files. Links are relative, so the page opens from the file system."""

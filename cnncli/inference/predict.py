@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def csv_header(top_k: int, model: ModelInfo | None = None) -> list[str]:
     return header
 
 
-def predict(model, inputs: Sequence, top_k: int = 1, **options) -> PredictResult:
+def predict(model: Any, inputs: Sequence, top_k: int = 1, **options) -> PredictResult:
     """Predict the class of each image file (or the images in each folder).
 
     Files that cannot be read as images are skipped and listed in `skipped` with the
@@ -150,14 +151,14 @@ def predict(model, inputs: Sequence, top_k: int = 1, **options) -> PredictResult
 
 
 def predict_batches(
-    model,
+    model: Any,
     inputs: Sequence,
     top_k: int = 1,
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     unsafe: bool = False,
-    class_names=None,
-    pixel_scale=None,
+    class_names: str | Sequence[str] | None = None,
+    pixel_scale: str | float | None = None,
     threads: int | None = None,
     tta: bool = False,
 ) -> PredictStream:

@@ -12,7 +12,7 @@ The model file and the images must be at the same paths on every node (a shared 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -41,16 +41,16 @@ def predict_batches_on(engine: str = "local", address: str | None = None) -> Cal
 
 
 def predict_batches_ray(
-    model,
-    inputs,
+    model: Any,
+    inputs: Sequence,
     top_k: int = 1,
     *,
     address: str | None = None,
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     unsafe: bool = False,
-    class_names=None,
-    pixel_scale=None,
+    class_names: str | Sequence[str] | None = None,
+    pixel_scale: str | float | None = None,
     tta: bool = False,
 ) -> RayPredictStream:
     """predict_batches (cnncli.inference.predict) on the Ray cluster at `address` (see

@@ -10,9 +10,9 @@ model's run folder (a run's best/last model or checkpoint) or the current folder
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,10 +20,14 @@ from cnncli.datasets.shards import SPLITS
 from cnncli.errors import DatasetError, ModelError, OutputExistsError
 from cnncli.training.rundir import RUN_JSON
 
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
+    from cnncli.inference.info import ModelInfo
+
 DEFAULT_PLACE = "default"  # a plot: the run folder or the current folder (default_plot_path)
 
 
-def default_split(info) -> str:
+def default_split(info: DatasetInfo) -> str:
     """test when the dataset has test images, else val (else train)."""
     for split in ("test", "val", "train"):
         if info.count(split) > 0:
@@ -31,7 +35,7 @@ def default_split(info) -> str:
     raise DatasetError(f"dataset {info.path} has no images in any split")
 
 
-def chosen_split(info, split: str | None) -> str:
+def chosen_split(info: DatasetInfo, split: str | None) -> str:
     """The split to evaluate: the default one, or the one asked for if it has images."""
     if split is None:
         return default_split(info)
@@ -44,7 +48,7 @@ def chosen_split(info, split: str | None) -> str:
     return split
 
 
-def run_folder_of(model_path) -> Path | None:
+def run_folder_of(model_path: str | os.PathLike) -> Path | None:
     """The train run folder a model file belongs to: the folder beside it holding run.json
     (best.keras, last.keras), or the one above its checkpoints/ folder; else None."""
     parent = Path(model_path).parent
@@ -54,7 +58,7 @@ def run_folder_of(model_path) -> Path | None:
     return None
 
 
-def default_output_path(model, name: str) -> Path:
+def default_output_path(model: Any, name: str) -> Path:
     """Where an output named `name` goes by default: in the model's train run folder when
     it belongs to a writable one, else in the current folder; never beside a model from
     elsewhere (a shared or read-only folder). `model`: as model_path takes it."""
@@ -65,14 +69,14 @@ def default_output_path(model, name: str) -> Path:
     return Path(name)
 
 
-def default_plot_path(model, split: str, kind: str = "confusion") -> Path:
+def default_plot_path(model: Any, split: str, kind: str = "confusion") -> Path:
     """Where a plot goes by default: `<model name>.<kind>-<split>.png`, placed by
     default_output_path."""
     path = model_path(model)
     return default_output_path(path, f"{path.stem if path else 'model'}.{kind}-{split}.png")
 
 
-def model_path(model) -> Path | None:
+def model_path(model: Any) -> Path | None:
     """The file of a model given as a path, a LoadedModel or a ModelInfo (None in memory)."""
     if isinstance(model, (str, os.PathLike)):
         return Path(model)
@@ -80,14 +84,14 @@ def model_path(model) -> Path | None:
     return Path(path) if path else None
 
 
-def check_outputs(paths, overwrite: bool) -> None:
+def check_outputs(paths: Iterable[str | os.PathLike | None], overwrite: bool) -> None:
     """Refuse an output that exists (unless `overwrite`) before any work is done."""
     for path in paths:
         if path is not None and Path(path).exists() and not overwrite:
             raise OutputExistsError(path)
 
 
-def check_input_shape(model, info) -> None:
+def check_input_shape(model: ModelInfo, info: DatasetInfo) -> None:
     """Refuse a model (a ModelInfo) whose input cannot take the dataset's images."""
     want = tuple(model.model.inputs[0].shape[1:])
     have = tuple(info.image.shape)
@@ -99,11 +103,13 @@ def check_input_shape(model, info) -> None:
         )
 
 
-def shape_text(shape) -> str:
+def shape_text(shape: Sequence[int | None]) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
 
 
-def dataset_batches(info, split: str, batch_size: int, tf_data: bool = True) -> Iterator[Any]:
+def dataset_batches(
+    info: DatasetInfo, split: str, batch_size: int, tf_data: bool = True
+) -> Iterator[Any]:
     """(uint8-valued float images, labels, paths) batches of a split, through the training
     pipeline (cnncli.datasets.tfdata) when TensorFlow is there and `tf_data`, else from the
     records in pure Python (a model run without TensorFlow: its runtime imports none).

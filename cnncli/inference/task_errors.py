@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,8 +25,14 @@ from cnncli.inference.misclassified import (
     write_sheet,
 )
 
+if TYPE_CHECKING:
+    from cnncli.datasets.store import Target
+    from cnncli.inference.misclassified import Smallest
 
-def multilabel_worst(y, pred, probs, paths, names) -> list[dict]:
+
+def multilabel_worst(
+    y: np.ndarray, pred: np.ndarray, probs: np.ndarray, paths: Sequence[str], names: Sequence[str]
+) -> list[dict]:
     """The images with a wrong label, most wrong labels first (then the largest
     probability miss): {index, path, actual, predicted, wrong}."""
     wrong = (pred != y.astype(int)).sum(axis=1)
@@ -32,7 +41,7 @@ def multilabel_worst(y, pred, probs, paths, names) -> list[dict]:
     return [
         {
             "index": int(i),
-            "path": paths[i],
+            "path": paths[int(i)],
             "actual": [n for n, v in zip(names, y[i], strict=True) if v > 0.5],
             "predicted": [n for n, v in zip(names, pred[i], strict=True) if v],
             "wrong": int(wrong[i]),
@@ -41,7 +50,14 @@ def multilabel_worst(y, pred, probs, paths, names) -> list[dict]:
     ]
 
 
-def regression_worst(y, out, paths, names, targets, limit=SHEET_MAX) -> list[dict]:
+def regression_worst(
+    y: np.ndarray,
+    out: np.ndarray,
+    paths: Sequence[str],
+    names: Sequence[str],
+    targets: Sequence[Target],
+    limit: int = SHEET_MAX,
+) -> list[dict]:
     """The `limit` largest errors (in standard deviations of the target that is furthest
     off), largest first: {index, path, true, predicted, error}."""
     std = np.array([t.std or 1.0 for t in targets])
@@ -59,7 +75,14 @@ def regression_worst(y, out, paths, names, targets, limit=SHEET_MAX) -> list[dic
     ]
 
 
-def write_task_files(result, errors_png, errors_csv, plots, keep, overwrite) -> None:
+def write_task_files(
+    result: Any,
+    errors_png: str | os.PathLike | None,
+    errors_csv: str | os.PathLike | None,
+    plots: dict[str, str | os.PathLike],
+    keep: Smallest | None,
+    overwrite: bool,
+) -> None:
     """The files of a TaskEvaluation `result` (cnncli.inference.evaluate_tasks): the error
     list as CSV, the error sheet from the images `keep` (a Smallest) holds, the plots
     ({kind: path}); each path written is added to result.files."""
@@ -67,6 +90,7 @@ def write_task_files(result, errors_png, errors_csv, plots, keep, overwrite) -> 
         _write_csv(result, errors_csv, overwrite)
         result.files["errors_csv"] = str(errors_csv)
     if errors_png is not None:
+        assert keep is not None  # evaluate_task keeps the images when errors_png is given
         images = keep.images()
         shown = [w for w in result.worst if w["index"] in images][:SHEET_MAX]
         items = []

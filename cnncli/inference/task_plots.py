@@ -5,12 +5,15 @@ perfect model) and `residuals` (a histogram of predicted - true, with the zero l
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def draw_plot(kind: str, result, path) -> Path:
+def draw_plot(kind: str, result: Any, path: str | os.PathLike) -> Path:
     """Write the `kind` plot ('scatter' or 'residuals') of a TaskEvaluation to `path`."""
     from cnncli.drawing.figures import pyplot
     from cnncli.drawing.fonts import matplotlib_rc
@@ -64,7 +67,14 @@ def _residuals(ax, r: np.ndarray, name: str, m) -> None:
     ax.set_title(f"{name}: RMSE {m.rmse:.4g}")
 
 
-def plot_projection_values(xy, values, clusters, title: str, name: str, path) -> Path:
+def plot_projection_values(
+    xy: np.ndarray,
+    values: np.ndarray,
+    clusters: Sequence[int],
+    title: str,
+    name: str,
+    path: str | os.PathLike,
+) -> Path:
     """(N, 2) points coloured by a regression target's `values` (viridis, with a colour
     bar), marked by cluster: embed's PCA plot for a regression model."""
     from cnncli.drawing.figures import pyplot

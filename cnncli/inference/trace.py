@@ -69,7 +69,7 @@ class Probe:
         return keras.Model(self.inputs, [self.outputs[li.index] for li in chosen] + [self.final])
 
 
-def trace_model(model) -> Probe:
+def trace_model(model: Any) -> Probe:
     """Call the model on a fresh Input, layer by layer (nested models expanded), recording
     every layer's symbolic output. Works for Sequential models built without an Input."""
     import keras
@@ -192,7 +192,9 @@ def backbone_stages(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
     return keep
 
 
-def select_layers(layers: Sequence[LayerInfo], selection) -> list[LayerInfo]:
+def select_layers(
+    layers: Sequence[LayerInfo], selection: str | Sequence[str | int] | None
+) -> list[LayerInfo]:
     """`selection`: None (the default set), or names, indexes and groups (conv, pool,
     dense, all), as a comma-separated string or a list. Returned in layer order."""
     if selection is None or (isinstance(selection, str) and not selection.strip()):

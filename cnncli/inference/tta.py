@@ -82,7 +82,7 @@ def tta_note(info: ModelInfo) -> str | None:
     return None
 
 
-def tta_probabilities(info: ModelInfo, images, with_plain: bool = False) -> Any:
+def tta_probabilities(info: ModelInfo, images: np.ndarray, with_plain: bool = False) -> Any:
     """The mean of `probabilities(info, view)` over the views of `images` (a batch, 0..255
     pixels); `with_plain`: (that mean, the identity view's probabilities)."""
     x = np.asarray(images, dtype=np.float32)

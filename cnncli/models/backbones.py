@@ -15,10 +15,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnncli.errors import InputError, UsageError
 from cnncli.models.backbone_files import check_official_hash, official_rows, where_to_get
+
+if TYPE_CHECKING:
+    from cnncli.images.spec import ImageSpec
 
 BACKBONE_LAYER = "backbone"  # how the nested keras.applications model is named in a model
 PREPROCESSINGS = ("builtin", "tf", "caffe", "torch")
@@ -170,7 +173,7 @@ def resolve_weights(
     )
 
 
-def check_input(bb: Backbone, image) -> str | None:
+def check_input(bb: Backbone, image: ImageSpec) -> str | None:
     """Refuse images smaller than the backbone takes (before building it); say what the
     model does with grayscale or RGBA images (`image`: an ImageSpec). Returns that note."""
     h, w = image.height, image.width
@@ -196,8 +199,8 @@ def check_input(bb: Backbone, image) -> str | None:
 # --------------------------------------------------------------------------- Keras
 def build_backbone_model(
     name: str,
-    input_shape,
-    head_layer,
+    input_shape: tuple[int, int, int],
+    head_layer: Any,
     *,
     alpha: float | None = None,
     weights: Path | None = None,
@@ -245,7 +248,7 @@ def _fixed_conv(x, kernel, bias, name):
     return y
 
 
-def rgb_layers(x, channels: int) -> Any:
+def rgb_layers(x: Any, channels: int) -> Any:
     """A fixed 1x1 convolution making 3 channels: grayscale copied to R, G, B; RGBA's alpha
     dropped; RGB unchanged."""
     import numpy as np
@@ -256,7 +259,7 @@ def rgb_layers(x, channels: int) -> Any:
     return _fixed_conv(x, kernel, None, "to_rgb")
 
 
-def preprocessing_layers(x, kind: str) -> Any:
+def preprocessing_layers(x: Any, kind: str) -> Any:
     """What the backbone's weights expect, from raw 0..255 RGB, as built-in layers."""
     import keras
     import numpy as np
@@ -273,7 +276,7 @@ def preprocessing_layers(x, kind: str) -> Any:
     return x  # builtin: the keras.applications model rescales itself
 
 
-def load_backbone_weights(base, path: Path, bb: Backbone, alpha: float, size: int) -> None:
+def load_backbone_weights(base: Any, path: Path, bb: Backbone, alpha: float, size: int) -> None:
     """Load `path` into the backbone `base`: a Keras weights file (.h5, .weights.h5, the
     official no-top files) or a cnncli model (.keras/.h5 with a backbone of the same kind).
     A file that does not fit is one InputError naming what was expected."""
@@ -358,7 +361,10 @@ def backbone_for_run(info: Any, opts: Any) -> Any:
 
 
 def summary_model(
-    name: str, input_shape=None, classes: int | None = None, alpha: float | None = None
+    name: str,
+    input_shape: tuple[int, int, int] | None = None,
+    classes: int | None = None,
+    alpha: float | None = None,
 ) -> Any:
     """`cnncli summary --backbone NAME`: the model --backbone trains (random weights, the
     backbone frozen as a run starts) for `input_shape` (default 224x224x3) and `classes`."""

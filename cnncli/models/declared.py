@@ -90,10 +90,11 @@ def layer_params(cls: str, config: dict, width: float = 1.0) -> float:
     return 0.0
 
 
-def declared_params(config) -> float:
+def declared_params(config: dict) -> float:
     """The lower bound of the parameters the architecture `config` (parsed config.json)
     declares: every layer config in it (nested models, wrapped layers) counted once."""
-    total, stack, seen = 0.0, [config], 0
+    total, seen = 0.0, 0
+    stack: list[dict | list] = [config]
     while stack:
         node = stack.pop()
         seen += 1
@@ -131,7 +132,7 @@ def archive_weight_bytes(z: zipfile.ZipFile, size: int) -> int:
 
 
 def check_declared_weights(
-    path: str | os.PathLike, kind: str, config, stored: int | None = None
+    path: str | os.PathLike, kind: str, config: dict, stored: int | None = None
 ) -> None:
     """ModelFileError (exit 2) when the architecture `config` of the model file `path`
     (`kind` 'keras' or 'h5') declares more weight bytes than the file stores (`stored`,

@@ -185,7 +185,7 @@ def _read_at_most(f, most: int) -> bytes:
     return b"".join(chunks)
 
 
-def open_h5(path, named: Path | None = None) -> Any:
+def open_h5(path: Any, named: Path | None = None) -> Any:
     """The HDF5 file `path` (or an open file object, `named` in messages), read-only."""
     import h5py
 
@@ -195,7 +195,7 @@ def open_h5(path, named: Path | None = None) -> Any:
         raise damaged(named or path, e) from None
 
 
-def h5_attribute(f, path: Path, name: str, limit: int) -> bytes | None:
+def h5_attribute(f: Any, path: Path, name: str, limit: int) -> bytes | None:
     """A root attribute of an HDF5 file as bytes, or None; a damaged attribute heap or an
     attribute over `limit` bytes is refused."""
     try:
@@ -248,8 +248,8 @@ def parse_metadata(raw: bytes | None, path: Path) -> dict | None:
 
 
 def check_model_task(
-    model,
-    info,
+    model: Any,
+    info: Any,
     role: str = "the model",
     hint: str = "use it with a dataset of the task it was trained for",
 ) -> None:
@@ -305,7 +305,7 @@ def missing_config(path: Path, what: str) -> ModelFileError:
     )
 
 
-def h5_weights_only(f) -> str:
+def h5_weights_only(f: Any) -> str:
     return "weights only" if "model_weights" in f or "layer_names" in f.attrs else ""
 
 

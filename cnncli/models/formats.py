@@ -6,6 +6,7 @@ the CLI's completion; here, below them all (DESIGN.md's layer 4: exported format
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 
 from cnncli.errors import UsageError
@@ -59,7 +60,9 @@ def missing_packages(fmt: Format, purpose: str = "export") -> list[str]:
     return [PIP_NAMES.get(p, p) for p in needed if importlib.util.find_spec(p) is None]
 
 
-def require_packages(fmt: Format, purpose: str = "export", what=None) -> None:
+def require_packages(
+    fmt: Format, purpose: str = "export", what: str | os.PathLike | None = None
+) -> None:
     """UsageError naming the packages to install when one `fmt` needs to `purpose`
     ("export", or "run" the exported file `what`) is missing: running an .onnx file needs
     onnxruntime alone, writing one tf2onnx and onnx too."""

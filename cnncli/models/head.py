@@ -14,6 +14,7 @@ pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class Head:
         return _LOSS_NAMES[self.kind]
 
 
-def model_head(model, task: str = "classify") -> Head:
+def model_head(model: Any, task: str = "classify") -> Head:
     """Inspect the last layer: for a classifier 1 unit -> binary, n units -> categorical;
     `task` (stored with the model) 'multilabel' -> one sigmoid unit per label, 'regression'
     -> one value per unit. Logits unless the last activation is sigmoid / softmax."""
@@ -136,14 +137,16 @@ def predicted_classes(probs: np.ndarray, head: Head) -> np.ndarray:
     return probs.argmax(axis=1)
 
 
-def predicted_labels(probs: np.ndarray, thresholds=None) -> np.ndarray:
+def predicted_labels(
+    probs: np.ndarray, thresholds: float | Sequence[float] | np.ndarray | None = None
+) -> np.ndarray:
     """(N, L) multilabel probabilities -> (N, L) 0/1: each label above its threshold
     (a list, one per label, or one number; default DEFAULT_THRESHOLD)."""
     t = DEFAULT_THRESHOLD if thresholds is None else thresholds
     return (probs > np.asarray(t, dtype=np.float64)).astype(np.int64)
 
 
-def rescales_input(model) -> bool:
+def rescales_input(model: Any) -> bool:
     """Whether the model's first computing layer (past augmentation, inside a nested first
     model too) is Rescaling or Normalization: the model takes raw 0..255 pixels itself."""
     layers = list(getattr(model, "layers", []))

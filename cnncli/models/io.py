@@ -78,7 +78,7 @@ def memoise_keras_skipsets() -> None:
 
 
 # --------------------------------------------------------------------------- saving
-def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+def save_model(model: Any, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Save `model` to `path` (.keras or .h5 by extension), atomically, with `metadata`
     (class_names, image, pixel_scale, ...) stored inside the file. Returns the path."""
     from cnncli import __version__

@@ -14,12 +14,14 @@ file cannot make a command allocate gigabytes for images the model cannot take a
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cnncli.errors import ModelFileError, UsageError
 from cnncli.images.spec import ImageSpec, shown
-from cnncli.models.head import DEFAULT_THRESHOLD, TASKS, rescales_input
+from cnncli.models.head import DEFAULT_THRESHOLD, TASKS, Head, rescales_input
 
 # 2: multilabel and regression models (task, thresholds, targets); a classifier is still
 # stored as version 1, so an older cnncli keeps reading it
@@ -48,7 +50,7 @@ class ModelMetadata:
         return self.raw.get(key, default)
 
 
-def check_stored(meta, path) -> dict:
+def check_stored(meta: object, path: str | os.PathLike) -> dict:
     """The metadata read from the model file `path` (parsed JSON) -> the same dict, once
     each key cnncli reads has the right type; else ModelFileError naming the key."""
 
@@ -74,7 +76,7 @@ def check_stored(meta, path) -> dict:
     return meta
 
 
-def check_model_keys(meta: dict, bad) -> None:
+def check_model_keys(meta: dict, bad: Callable[[str], Exception]) -> None:
     """The keys a model's metadata and an exported model's sidecar share (class_names,
     image, pixel_scale, task, thresholds, targets), each checked for its type and range:
     THE one check of what a model file or a sidecar says about its use. `bad(what)` makes
@@ -107,7 +109,7 @@ PIXEL_SCALE_MIN = 1e-6
 PIXEL_SCALE_MAX = 1e3
 
 
-def pixel_scale_problem(value) -> str | None:
+def pixel_scale_problem(value: Any) -> str | None:
     """Why `value` cannot be a pixel scale (not a number, not finite, outside
     PIXEL_SCALE_MIN..PIXEL_SCALE_MAX), or None when it can."""
     if not _finite(value) or not value > 0:
@@ -127,7 +129,9 @@ def _repeated(names: list[str]) -> list[str]:
     return again
 
 
-def check_names_fit(n_names: int, head, path, what: str = "its metadata") -> None:
+def check_names_fit(
+    n_names: int, head: Head, path: str | os.PathLike | None, what: str = "its metadata"
+) -> None:
     """ModelFileError (exit 2) when `what` names another number of classes, labels or
     targets than the model's `head` gives outputs for."""
     if n_names != head.num_classes:
@@ -188,13 +192,15 @@ def _unit_number(value) -> bool:
     return _number(value) and 0 <= value <= 1
 
 
-def default_metadata(model) -> ModelMetadata:
+def default_metadata(model: Any) -> ModelMetadata:
     """What `load_model` reports for a model saved without cnncli metadata (a keras.Model
     in memory, say): the defaults, each stated in `notes`."""
     return model_metadata(model, None)
 
 
-def model_metadata(model, stored: dict | None, path=None) -> ModelMetadata:
+def model_metadata(
+    model: Any, stored: dict | None, path: str | os.PathLike | None = None
+) -> ModelMetadata:
     """The metadata of a loaded Keras `model` from what its file `path` stored (checked by
     `check_stored`; None: saved elsewhere), with the defaults used stated in `notes`. A
     stored image size that the model's input cannot take is a ModelFileError."""
@@ -259,7 +265,7 @@ def format_version_for(meta: dict) -> int:
     return 1 if meta.get("task", "classify") == "classify" else METADATA_VERSION
 
 
-def task_metadata(info) -> dict:
+def task_metadata(info: Any) -> dict:
     """What a model trained on the dataset `info` (a DatasetInfo) stores about its task,
     beside its class names: nothing more for a classifier (format version 1, readable by
     an older cnncli); a multi-label model its task and a threshold per label (0.5 until

@@ -83,7 +83,7 @@ def read_sidecar(exported: str | os.PathLike) -> dict:
     return check_sidecar(side, path)
 
 
-def check_sidecar(side, path, embedded: bool = False) -> dict:
+def check_sidecar(side: object, path: str | os.PathLike, embedded: bool = False) -> dict:
     """`side` (parsed JSON) if it is a sidecar cnncli can use; else ModelFileError naming
     `path` and what is wrong. `embedded`: the copy an .onnx file keeps in its own
     metadata_props, which cannot hold the file's own digest (the file is what it describes)."""
@@ -119,7 +119,7 @@ def check_sidecar(side, path, embedded: bool = False) -> dict:
     return side
 
 
-def head_from_sidecar(side: dict, path=None) -> Head:
+def head_from_sidecar(side: dict, path: str | os.PathLike | None = None) -> Head:
     """The Head stored in a sidecar; ModelFileError when it has none or an impossible one."""
     where = path or "the sidecar"
     stored = side.get("head")
@@ -173,7 +173,7 @@ def _dims(shape) -> list[int | None]:
     return out
 
 
-def check_model_fits(side: dict, path, inputs: list, outputs: list) -> None:
+def check_model_fits(side: dict, path: str | os.PathLike, inputs: list, outputs: list) -> None:
     """ModelFileError unless the exported model at `path` has one input of the sidecar's
     image shape (batch, height, width, channels) and a first output of the head's units.
     `inputs`, `outputs`: the runtime's shapes (free dimensions: None, -1 or a name)."""
@@ -204,7 +204,7 @@ def check_model_fits(side: dict, path, inputs: list, outputs: list) -> None:
         )
 
 
-def check_onnx_props(side: dict, props: dict, path) -> None:
+def check_onnx_props(side: dict, props: dict, path: str | os.PathLike) -> None:
     """ModelFileError when the ONNX file's own copy of its sidecar (metadata_props
     "cnncli", written by cnncli export) disagrees with the sidecar beside it on what a
     prediction reads (names, head, image, scale, task, thresholds, targets). A file

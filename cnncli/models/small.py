@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cnncli.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BN_MOMENTUM = 0.9
 SETTLED = 0.05  # the initial moving statistics' weight left after the shortest run
@@ -37,7 +41,7 @@ MAX_DETAIL_POOL = 8
 SMALL_DATA = 500  # train images below this: half the widths (fewer weights to fit)
 
 
-def image_detail(images) -> tuple[int, float]:
+def image_detail(images: np.ndarray) -> tuple[int, float]:
     """(k, lost): the largest average-pool factor k (1..MAX_DETAIL_POOL) whose cut-off
     frequency keeps all but DETAIL_LOSS of the images' spectral energy (the mean of each
     image left out), and the share a pool of k would drop. `images`: N x H x W x C pixels.
@@ -130,7 +134,10 @@ class SmallDesign:
 
 
 def design_small_network(
-    input_shape, train_images: int, detail: int = 1, min_steps: int | None = None
+    input_shape: tuple[int, int, int],
+    train_images: int,
+    detail: int = 1,
+    min_steps: int | None = None,
 ) -> SmallDesign:
     """The network for images of `input_shape` (H, W, C), `train_images` of them, whose
     pixels hold detail down to an average-pool factor `detail` (image_detail), for a run of

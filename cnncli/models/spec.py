@@ -21,10 +21,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cnncli.errors import InputError, UsageError
+from cnncli.models.shapes import check_shapes, smallest_input
 
 SPEC_VERSION = 1
 
@@ -221,73 +223,6 @@ def _shape(value: Any, what: str) -> tuple[int, ...]:
     return shape
 
 
-# ---------------------------------------------------------------------- shape checks
-def _out_shape(layer, shape: tuple) -> tuple | None:
-    """The output shape of `layer` for `shape` (with batch), or None if it collapses."""
-    try:
-        out = layer.compute_output_shape(shape)
-    except Exception:
-        try:
-            import keras
-
-            spec = layer.compute_output_spec(keras.KerasTensor(shape))
-            out = spec.shape
-        except Exception:
-            return None
-    if isinstance(out, list):
-        out = out[0]
-    out = tuple(out)
-    if any(d is not None and d < 1 for d in out[1:]):
-        return None
-    return out
-
-
-def smallest_input(layers, shape: tuple[int, ...]) -> int | None:
-    """The smallest square spatial size n (input (n, n, C)) the layer chain takes, or None."""
-
-    def fits(n: int) -> bool:
-        s: tuple | None = (1, *([n] * (len(shape) - 1)), shape[-1])
-        for layer in layers:
-            s = _out_shape(layer, s) if s is not None else None  # None: the chain broke
-        return s is not None
-
-    hi = 1
-    while not fits(hi):
-        hi *= 2
-        if hi > 1 << 16:
-            return None
-    lo = hi // 2  # fits(lo) is False (or lo == 0)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fits(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def check_shapes(layers, input_shape: tuple, describe, error=UsageError) -> None:
-    """Run the shapes through the chain; a layer whose output collapses raises `error`
-    naming it (`describe(i)`) and the smallest input the chain takes."""
-    s = (1, *input_shape)
-    for i, layer in enumerate(layers):
-        out = _out_shape(layer, s)
-        if out is None:
-            n = smallest_input(layers, input_shape) if len(input_shape) >= 2 else None
-            dims = "x".join(str(d) for d in input_shape)
-            hint = (
-                f"the smallest input it takes is {'x'.join([str(n)] * (len(input_shape) - 1))}"
-                f"x{input_shape[-1]}"
-                if n
-                else "use a larger input or fewer downsampling layers"
-            )
-            raise error(
-                f"{describe(i)}: the output shape collapses for input {dims} (from {tuple(s[1:])})",
-                hint,
-            )
-        s = out
-
-
 # ---------------------------------------------------------------------- building
 def head_entry(num_classes: int, task: str = "classify") -> tuple[str, dict]:
     """The last layer for `num_classes`: 2 -> Dense(1, sigmoid); more -> Dense(N, softmax);
@@ -306,8 +241,8 @@ def build_layers(
     entries: list[tuple[str, dict]],
     input_shape: tuple[int, ...],
     name: str,
-    describe=None,
-    error=UsageError,
+    describe: Callable[[int], str] | None = None,
+    error: type[Exception] = UsageError,
 ) -> Any:
     """A keras.Sequential from checked (class name, kwargs) entries."""
     import keras
@@ -375,7 +310,9 @@ def build_from_spec(
     return build_layers(entries, shape, name)
 
 
-def with_overrides(spec: dict, input_shape=None, num_classes=None) -> dict:
+def with_overrides(
+    spec: dict, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None
+) -> dict:
     """A copy of `spec` with another input shape and/or the head for `num_classes`, as
     build_from_spec(spec, input_shape, num_classes) builds it (for writing it back out)."""
     spec = dict(spec)

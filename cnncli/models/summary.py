@@ -17,6 +17,8 @@ counts 0 MACs. Activation memory is the bytes of each layer's output for one ima
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,7 @@ def _size(shape: list | None) -> int:
     return math.prod(int(d) for d in shape[1:] if d is not None)
 
 
-def layer_macs(layer, in_shape: list | None, out_shape: list | None) -> int:
+def layer_macs(layer: Any, in_shape: list | None, out_shape: list | None) -> int:
     """Multiply-accumulates of one layer for one image (see the module docstring)."""
     kind = type(layer).__name__
     if in_shape is None or out_shape is None or any(d is None for d in out_shape[1:]):
@@ -187,7 +189,7 @@ def _weights_count(weights) -> int:
     return int(sum(math.prod(int(d) for d in w.shape) for w in weights))
 
 
-def summarize(model, expand: bool = False) -> dict:
+def summarize(model: Any, expand: bool = False) -> dict:
     """The summary of a built Keras model as a dict:
     {"name", "input_shape", "total_params", "trainable_params", "non_trainable_params",
      "macs", "activation_bytes", "layers": [{"name", "type", "output_shape", "params",
@@ -224,7 +226,7 @@ class SourceSummary:
 
 
 def summarize_source(
-    model_file=None,
+    model_file: str | os.PathLike | None = None,
     *,
     arch: str | None = None,
     spec=None,
@@ -277,6 +279,7 @@ def summarize_source(
     else:
         from cnncli.models.io import load_model
 
+        assert model_file is not None  # exactly one of the four is given
         loaded = load_model(model_file, unsafe=unsafe)
         model, meta = loaded.model, loaded.metadata
         if meta.from_cnncli:
@@ -287,7 +290,7 @@ def summarize_source(
     return result
 
 
-def format_shape(shape) -> str:
+def format_shape(shape: Sequence[int | None] | None) -> str:
     """(None, 26, 26, 32), as Keras prints shapes."""
     if shape is None:
         return "?"

@@ -41,7 +41,7 @@ def curve_metrics(histories: Sequence[list[dict]]) -> list[str]:
 
 
 def grid(
-    plt, panels: int, height: float = PANEL_HEIGHT, width: float = PANEL_WIDTH
+    plt: Any, panels: int, height: float = PANEL_HEIGHT, width: float = PANEL_WIDTH
 ) -> tuple[Any, list[Any]]:
     """One panel per row (readable on a phone): (figure, the axes)."""
     fig, axes = plt.subplots(panels, 1, figsize=(width, height * panels), squeeze=False)

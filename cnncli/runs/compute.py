@@ -11,15 +11,19 @@ later report with `--no-compute` reuses it (cnncli.runs.reuse, which trusts none
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnncli.atomic import write_json
 from cnncli.errors import CnnError
 from cnncli.progress import Counter, Progress
 from cnncli.runs.record import RunRecord
 from cnncli.training.rundir import BEST_MODEL, LAST_MODEL
+
+if TYPE_CHECKING:
+    from cnncli.inference.activations import LayerOutput
 
 PARTS_JSON = "parts.json"
 SPLITS = ("val", "test")
@@ -238,7 +242,7 @@ def _activations(parts: Parts, info, dataset, out: Path) -> None:
         )
 
 
-def shown_layers(layers) -> list:
+def shown_layers(layers: Sequence[LayerOutput]) -> list:
     """The first SHOWN_LAYERS layers drawn as maps, past the input's own copies (Rescaling,
     Normalization): the convolutions and poolings a reader looks for."""
     skip = ("InputLayer", "Rescaling", "Normalization")

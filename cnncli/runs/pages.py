@@ -6,7 +6,7 @@ pictures shrink to the screen) and prints (no scrolling boxes, sections kept who
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -55,7 +55,7 @@ def write(path: Path, title: str, body: str) -> Path:
 
 def table(
     columns: Sequence[str],
-    rows,
+    rows: Sequence[Sequence],
     numeric: Sequence[str] = (),
     id_: str = "",
     raw: Sequence[str] = (),
@@ -98,7 +98,7 @@ def figure(src: str, caption: str, chart: bool = False) -> str:
     )
 
 
-def pairs(items, raw: bool = False) -> str:
+def pairs(items: Iterable[Sequence], raw: bool = False) -> str:
     """A two-column table of names and values, without a header row."""
     return table(["name", "value"], list(items), raw=["value"] if raw else (), header=False)
 

@@ -14,6 +14,7 @@ is a report; everything is checked before TensorFlow loads.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ class ReportResult:
 
 def write_report(
     runs: Sequence,
-    out=None,
+    out: str | os.PathLike | None = None,
     compute: bool = True,
     overwrite: bool = False,
     progress: Progress | None = None,

@@ -98,7 +98,7 @@ def _activation(a) -> dict | None:
     }
 
 
-def checked_parts(data, where: Path) -> tuple[Parts, list[str]]:
+def checked_parts(data: object, where: Path) -> tuple[Parts, list[str]]:
     """The Parts of parts.json's `data`, each value of the wrong type or naming a file
     outside the report left out; (parts, one line per thing left out)."""
     notes: list[str] = []

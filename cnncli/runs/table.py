@@ -189,7 +189,7 @@ def json_numbers(value: Any) -> Any:
     return value
 
 
-def cell_text(value) -> str:
+def cell_text(value: object) -> str:
     """A value as every table shows it (the terminal's, cnncli.cli.console, and the HTML
     pages'): floats to 4 significant digits, whole numbers with thousands separators,
     booleans as yes/no, None as "-"."""
@@ -226,7 +226,7 @@ def best_text(r: RunRecord) -> str:
     return f"{r.monitor} {r.best_value:.4g} @{r.best_epoch}"
 
 
-def option_text(value) -> str | None:
+def option_text(value: object) -> str | None:
     return None if value is None else str(value)
 
 

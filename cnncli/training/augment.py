@@ -100,7 +100,7 @@ def augmentation_layers(options: AugmentOptions | None, seed: int = 0) -> list:
     return layers
 
 
-def make_shear_portable(layers) -> None:
+def make_shear_portable(layers: Any) -> None:
     """Keras 3.15's RandomShear(0.2) stores its range as x_factor=[-0.2, 0.2], which its own
     constructor refuses, so a saved model with shear cannot be loaded again (nor a training
     run resumed). Give each RandomShear layer (of a list, or inside a model) a config that
@@ -125,14 +125,14 @@ def _shear_config(layer) -> dict:
     return config
 
 
-def is_augmentation(layer) -> bool:
+def is_augmentation(layer: Any) -> bool:
     """A random preprocessing layer (RandomFlip, RandomRotation, ...): the identity outside
     training."""
     cls = type(layer)
     return cls.__name__.startswith("Random") and "preprocessing" in cls.__module__
 
 
-def existing_augmentation(model) -> list[str]:
+def existing_augmentation(model: Any) -> list[str]:
     """Names of the random preprocessing layers (RandomFlip, RandomRotation, ...) a model
     already holds, nested models included: what augmentation_layers would add again."""
     layers = model._flatten_layers(include_self=False, recursive=True)

@@ -91,7 +91,7 @@ def _writing(path: Path, like: Path | None = None):
     return writing(path, needed)
 
 
-def seed_states(model) -> list[list[int]]:
+def seed_states(model: Any) -> list[list[int]]:
     """The state of every random seed generator in the model (dropout, augmentation), in
     layer order. Keras does not store these in .keras files; resume needs them so the
     dropout masks of a resumed run equal an uninterrupted run's."""
@@ -102,7 +102,7 @@ def seed_states(model) -> list[list[int]]:
     return out
 
 
-def set_seed_states(model, states: list[list[int]]) -> None:
+def set_seed_states(model: Any, states: list[list[int]]) -> None:
     gens = [g for layer in _layers(model) for g in (getattr(layer, "_seed_generators", []) or [])]
     if len(gens) != len(states):
         return  # another model structure: keep fresh seeds (resume then is not bit-exact)
@@ -121,7 +121,7 @@ def _state_variables(model) -> list:
     return [*model.weights, *(opt.variables if opt is not None else [])]
 
 
-def save_training_model(model, path: Path) -> None:
+def save_training_model(model: Any, path: Path) -> None:
     """state/model.keras: the training model (augmentation, dtype policies, compile
     settings) with its optimizer built, saved once when a run starts; each epoch's
     save_variables file holds its values. Call it in the strategy's scope."""
@@ -133,7 +133,7 @@ def save_training_model(model, path: Path) -> None:
         model.save(tmp)
 
 
-def save_variables(model, path: Path) -> None:
+def save_variables(model: Any, path: Path) -> None:
     """The resume state of an epoch: every weight of the training model and every variable
     of its optimizer, in order, as one .npz (a few ms; the model's structure is saved once,
     at the start, as state/model.keras). Write it through atomic_file."""
@@ -145,7 +145,7 @@ def save_variables(model, path: Path) -> None:
         np.savez(f, **arrays)
 
 
-def load_variables(model, path: Path) -> None:
+def load_variables(model: Any, path: Path) -> None:
     """Put the values save_variables wrote back into `model` (built from state/model.keras)
     and its optimizer; an InputError if the file does not fit the model."""
     import numpy as np

@@ -29,6 +29,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cnncli.errors import UsageError
@@ -199,7 +200,7 @@ def create_strategy(plan: StrategyPlan) -> Any:
 
 
 # ----------------------------------------------------------------------- the data
-def check_shards(count: int, num_workers: int, dataset) -> None:
+def check_shards(count: int, num_workers: int, dataset: Path) -> None:
     """Refuse a train split with fewer shard files than workers (a worker would read
     nothing)."""
     if count < num_workers:
@@ -221,7 +222,7 @@ def auto_shard_off(ds: Any) -> Any:
 
 
 # ----------------------------------------------------------------------- Keras 3.15
-def prepare_model(model, strategy, batch) -> None:
+def prepare_model(model: Any, strategy: Any, batch: tuple) -> None:
     """Build the model, its loss, metrics and optimizer before fit (inside the strategy's
     scope) from one `batch` of NumPy arrays, and stop fit from pulling a first batch to do it
     (Keras reduces that batch across workers, which fails with two or more processes, and

@@ -8,6 +8,7 @@ import, so cnncli.training.fit's checks can use `early_stop_reached`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,12 @@ def finish_run(
 
 
 def run_or_interrupt(
-    work, run_dir: Path, out: Path, run: dict, st: RunState, plan: distribute.StrategyPlan
+    work: Callable[[], object],
+    run_dir: Path,
+    out: Path,
+    run: dict,
+    st: RunState,
+    plan: distribute.StrategyPlan,
 ) -> None:
     """work() (model.fit and the run folder's finish) with Ctrl-C (and SIGTERM: kill,
     timeout, docker stop, a pre-emption) turned into TrainingInterrupted

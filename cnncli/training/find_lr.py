@@ -12,10 +12,16 @@ no run folder.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cnncli.errors import InputError
+
+if TYPE_CHECKING:
+    from cnncli.training.options import ModelSource, TrainOptions
 
 MAX_STEPS, MIN_STEPS, FIND_EPOCHS = 200, 10, 5
 # fastai sweeps 100 steps. Below 50 the smoothing (a memory of about 10 steps) lags the rate
@@ -151,7 +157,13 @@ def no_fall_reason(smoothed: list[float]) -> str | None:
     return None
 
 
-def find_lr(net, train_ds, steps: int, out_png: Path, progress=None) -> LrSweep:
+def find_lr(
+    net: Any,
+    train_ds: Any,
+    steps: int,
+    out_png: Path,
+    progress: Callable[[int, int], object] | None = None,
+) -> LrSweep:
     """Sweep `steps` rates on the compiled model `net` over `train_ds` (a repeating
     tf.data dataset of (x, y) batches); restore the weights; draw `out_png`."""
     from cnncli.drawing.lr_plots import plot_lr_sweep
@@ -200,7 +212,12 @@ def find_lr(net, train_ds, steps: int, out_png: Path, progress=None) -> LrSweep:
 
 
 def run_find_lr(
-    dataset_dir, out_png, source, opts, overwrite: bool = False, progress=None
+    dataset_dir: str | os.PathLike,
+    out_png: str | os.PathLike,
+    source: ModelSource,
+    opts: TrainOptions,
+    overwrite: bool = False,
+    progress: Callable[[int, int], object] | None = None,
 ) -> LrSweep:
     """`cnncli train DATA --find-lr`: the checks first (options, model source, dataset, the
     picture's path), then the model of the run and the sweep on its train split."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,8 +32,8 @@ __all__ = ["TrainOptions", "TrainResult", "TrainingInterrupted", "resume", "run_
 
 
 def run_training(
-    dataset_dir=None,
-    run_dir=None,
+    dataset_dir: str | os.PathLike | None = None,
+    run_dir: str | Path | None = None,
     *,
     arch: str | None = None,
     spec=None,
@@ -106,8 +107,8 @@ def _claiming(what: str, resuming: bool = False):
 
 @_claiming("cnncli train")
 def train(
-    dataset_dir,
-    run_dir,
+    dataset_dir: str | os.PathLike,
+    run_dir: str | Path,
     *,
     arch: str | None = None,
     spec=None,
@@ -160,7 +161,7 @@ def train(
 
 @_claiming("cnncli train --resume", resuming=True)
 def resume(
-    run_dir,
+    run_dir: str | Path,
     *,
     dataset_dir=None,
     epochs: int | None = None,

@@ -18,9 +18,9 @@ def fit_inputs(
     info: DatasetInfo,
     opts: TrainOptions,
     plan: distribute.StrategyPlan,
-    strategy,
+    strategy: Any,
     initial_epoch: int,
-    cache_dir,
+    cache_dir: Path | None,
     one_hot: bool = False,
 ) -> tuple:
     """(train, val or None, steps per epoch, class weights for fit, distribution details);
@@ -33,7 +33,7 @@ def fit_inputs(
     per_label = None  # multilabel: a weight per (image, label), put in the data
     if info.task == "multilabel" and weights is not None:
         per_label, weights = weights, None
-    common = {"cache": opts.cache, "cache_dir": cache_dir}
+    common: dict[str, Any] = {"cache": opts.cache, "cache_dir": cache_dir}
     # one spare epoch: Keras may look one batch ahead
     assert opts.epochs is not None  # filled in by TrainOptions.for_dataset (or the run.json)
     epochs: dict[str, Any] = {

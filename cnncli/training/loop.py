@@ -94,7 +94,7 @@ def _place(plan: distribute.StrategyPlan, opts: TrainOptions) -> Placement:
 
 
 def train_run(
-    dataset_dir,
+    dataset_dir: str | os.PathLike,
     run_dir: Path,
     info: DatasetInfo,
     source: ModelSource,

@@ -36,7 +36,10 @@ from cnncli.training.tasks import (
 
 
 def build_model(
-    source: ModelSource, info: DatasetInfo, opts: TrainOptions, policy_for=None
+    source: ModelSource,
+    info: DatasetInfo,
+    opts: TrainOptions,
+    policy_for: Callable[[Any], str] | None = None,
 ) -> tuple:
     """(compiled training model, its Head) for `source` on the dataset `info`. Call it in
     the strategy's scope. `policy_for(model)`: the Keras dtype policy it computes in
@@ -92,7 +95,7 @@ def source_model(source: ModelSource, info: DatasetInfo, opts: TrainOptions | No
     raise UsageError(f"unknown model source {source.kind!r}")
 
 
-def training_head(model, num_classes: int, task: str = "classify") -> Head:
+def training_head(model: Any, num_classes: int, task: str = "classify") -> Head:
     """The model's Head (read from its last layer, nested models included), checked
     against the dataset's class count (labels, targets for another `task`)."""
     head = model_head(model, task)
@@ -112,7 +115,7 @@ def training_head(model, num_classes: int, task: str = "classify") -> Head:
 
 
 def build_training_model(
-    arch,
+    arch: Any,
     info: DatasetInfo,
     augment: AugmentOptions | None,
     seed: int = 0,
@@ -196,7 +199,7 @@ def make_optimizer(opts: TrainOptions, info: DatasetInfo | None = None) -> Any:
     return cls(**kwargs)
 
 
-def onecycle_schedule(opts: TrainOptions, cls, steps: int) -> Any:
+def onecycle_schedule(opts: TrainOptions, cls: type, steps: int) -> Any:
     """The one-cycle rate over all the run's steps (`steps` an epoch, opts.epochs epochs)
     for the optimizer class `cls` (its default rate as the peak without --lr)."""
     peak = float(opts.lr if opts.lr is not None else cls().learning_rate)
@@ -211,7 +214,7 @@ def onecycle_schedule(opts: TrainOptions, cls, steps: int) -> Any:
     )
 
 
-def replan_optimizer(optimizer, opts: TrainOptions, info: DatasetInfo) -> str | None:
+def replan_optimizer(optimizer: Any, opts: TrainOptions, info: DatasetInfo) -> str | None:
     """Fit a resumed run's optimizer (its state kept) to opts.epochs, the run's total now:
     a one-cycle rate and the moving average's last step are planned over all the run's
     steps, as the epoch-wise schedules (cosine, step) already are, so a resume with a
@@ -250,14 +253,18 @@ def replan_optimizer(optimizer, opts: TrainOptions, info: DatasetInfo) -> str | 
     )
 
 
-def one_hot_training(model) -> bool:
+def one_hot_training(model: Any) -> bool:
     """Whether `model` trains on one-hot labels (label smoothing of a softmax head: Keras'
     sparse cross-entropy has no smoothing)."""
     return isinstance(getattr(model, "loss", None), keras.losses.CategoricalCrossentropy)
 
 
 def compile_model(
-    model, opts: TrainOptions, head: Head, info: DatasetInfo | None = None, optimizer=None
+    model: Any,
+    opts: TrainOptions,
+    head: Head,
+    info: DatasetInfo | None = None,
+    optimizer: Any = None,
 ) -> None:
     """Compile for the head (and the dataset's task); `optimizer`: one to keep (a resume).
     Label smoothing (opts.label_smoothing) of a softmax head trains on one-hot labels
@@ -265,6 +272,7 @@ def compile_model(
     if optimizer is None:
         optimizer = make_optimizer(opts, info)
     if head.task != "classify":
+        assert info is not None  # a task head is compiled for its dataset
         model.compile(optimizer=optimizer, **compile_args(info, head, opts.loss))
         return
     smoothing = float(opts.label_smoothing or 0.0)
@@ -287,7 +295,7 @@ def compile_model(
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
 
-def compile_for_use(deployed, net) -> None:
+def compile_for_use(deployed: Any, net: Any) -> None:
     """Compile the model saved for use (best, last, checkpoints) as `net` is, except that a
     one-hot (label-smoothed) `net` gives it the plain sparse loss, so that Keras'
     load_model + evaluate works on it with class indices."""

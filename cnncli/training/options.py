@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnncli.errors import UsageError
 from cnncli.training.augment import AugmentOptions
 from cnncli.training.precision import PRECISIONS
+
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
 
 DEFAULT_EPOCHS = 10
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "adadelta")
@@ -189,7 +193,7 @@ def check_task_options(opts: TrainOptions, task: str) -> None:
         )
 
 
-def no_val_notes(opts: TrainOptions, info) -> list[str]:
+def no_val_notes(opts: TrainOptions, info: DatasetInfo) -> list[str]:
     """What a run on a dataset without a val split chooses by, said when training starts."""
     if info.count("val") > 0:
         return []
@@ -201,7 +205,7 @@ def no_val_notes(opts: TrainOptions, info) -> list[str]:
     ]
 
 
-def check_checkpoint_pattern(pattern: str, has_val: bool, metrics=METRICS) -> None:
+def check_checkpoint_pattern(pattern: str, has_val: bool, metrics: Iterable[str] = METRICS) -> None:
     """Refuse a --checkpoint pattern that cannot be filled from an epoch's `metrics`."""
     keys = dict.fromkeys(metrics, 0.5)
     if has_val:
@@ -234,7 +238,13 @@ class ModelSource:
         return {"kind": self.kind, "value": str(self.value)}
 
 
-def model_source(arch=None, spec=None, from_model=None, model=None, backbone=None) -> ModelSource:
+def model_source(
+    arch: str | None = None,
+    spec: str | os.PathLike | None = None,
+    from_model: str | os.PathLike | None = None,
+    model: Any = None,
+    backbone: str | None = None,
+) -> ModelSource:
     """The one architecture source given (none: kind 'default', the network the recipe
     designs for the dataset); two or more is a UsageError. What can be checked
     without TensorFlow is checked here: the preset name, that the spec file reads and that
@@ -262,6 +272,7 @@ def model_source(arch=None, spec=None, from_model=None, model=None, backbone=Non
     if kind == "arch":
         from cnncli.models.presets import get_architecture
 
+        assert isinstance(value, str)  # --arch NAME
         get_architecture(value)
     elif kind == "spec" and isinstance(value, (str, os.PathLike)):
         from cnncli.models.spec import load_spec

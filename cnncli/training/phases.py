@@ -12,19 +12,23 @@ at the same epoch. `phase_of(epoch)` names the phase of a finished epoch for his
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from cnncli.models.backbones import backbone_of
 
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
+    from cnncli.training.options import TrainOptions
 
-def phase_of(opts, epoch: int) -> int:
+
+def phase_of(opts: TrainOptions, epoch: int) -> int:
     """1 or 2: the phase the 1-based `epoch` trains in."""
     return 2 if opts.fine_tune_at is not None and epoch >= opts.fine_tune_at else 1
 
 
-def unfreeze_top(model, count: int | None) -> int:
+def unfreeze_top(model: Any, count: int | None) -> int:
     """Unfreeze the top `count` layers of the model's backbone (None: all), keeping every
     BatchNormalization frozen. Returns the number of layers unfrozen."""
     base = backbone_of(model)
@@ -42,7 +46,7 @@ def unfreeze_top(model, count: int | None) -> int:
     return unfrozen
 
 
-def trainable_counts(model) -> tuple[int, int]:
+def trainable_counts(model: Any) -> tuple[int, int]:
     """(trainable, frozen) parameter counts of `model`."""
     import numpy as np
 
@@ -87,7 +91,7 @@ def recompile_for(opts: Any, info: Any) -> Callable[..., Any]:
     return recompile
 
 
-def resume_phase(model, opts, info, epoch: int) -> bool:
+def resume_phase(model: Any, opts: TrainOptions, info: DatasetInfo, epoch: int) -> bool:
     """A resume after the phase change: `model` (the run's structure as saved when it
     started, frozen) unfrozen and compiled as the second phase was, before the epoch's
     variables (weights, and the fine-tuning optimizer's) are put back. Returns whether it

@@ -209,7 +209,7 @@ def _leaf_layers(model) -> list:
     return out
 
 
-def forward_flops(model) -> float:
+def forward_flops(model: Any) -> float:
     """Multiply-add FLOPs (x2) of one image through the model's convolutions and dense
     layers (the work oneDNN or cuDNN does; element-wise layers are left out)."""
     total = 0.0
@@ -248,7 +248,7 @@ def _float32_names(model) -> set[str]:
     return {layer.name for i, layer in enumerate(leaves) if i >= last or (augmented and i < first)}
 
 
-def with_policy(model, policy: str) -> Any:
+def with_policy(model: Any, policy: str) -> Any:
     """A copy of `model` (same weights) computing in `policy` ("float32", "mixed_bfloat16",
     "mixed_float16"), its input side and head in float32 (see the module docstring); the
     model itself when it already is. Compile the copy. Call it in the strategy's scope."""
@@ -285,7 +285,7 @@ def float32_model(model: Any) -> Any:
     return with_policy(model, "float32")
 
 
-def policy_of(model) -> str:
+def policy_of(model: Any) -> str:
     """The compute policy of a model's body: the most common among its layers with weights."""
     names = [str(layer.dtype_policy.name) for layer in _leaf_layers(model) if layer.weights]
     return max(set(names), key=names.count) if names else "float32"

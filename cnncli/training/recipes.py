@@ -29,6 +29,7 @@ from cnncli.errors import UsageError
 from cnncli.models.small import SETTLED
 
 if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
     from cnncli.models.small import SmallDesign
 
 RECIPES = {
@@ -61,7 +62,7 @@ def check_recipe(name: str | None) -> None:
         raise UsageError(f"unknown --recipe {name!r}", f"use one of {known}")
 
 
-def recipe_for(opts, source_kind: str) -> tuple[str, str]:
+def recipe_for(opts: Any, source_kind: str) -> tuple[str, str]:
     """(the recipe's name, why): --recipe as given, else fast without an architecture and
     course with one."""
     if opts.recipe is not None:
@@ -154,7 +155,7 @@ def apply_recipe(opts: Any, info: Any, source: Any) -> tuple[Any, Any, dict]:
     return filled, source, record
 
 
-def default_design(info, min_steps: int | None = None) -> SmallDesign:
+def default_design(info: DatasetInfo, min_steps: int | None = None) -> SmallDesign:
     """The small network for the dataset (cnncli.models.small), its stem measured on the
     first DETAIL_SAMPLE train images (fewer for large images), for a run of at least
     `min_steps` steps."""
@@ -169,7 +170,7 @@ def default_design(info, min_steps: int | None = None) -> SmallDesign:
     return design_small_network(info.image.shape, info.count("train"), detail, min_steps)
 
 
-def fits_in_memory(info) -> bool:
+def fits_in_memory(info: DatasetInfo) -> bool:
     """Whether the decoded train split (float32 pixels) fits in MEMORY_SHARE of the memory
     available now (True where that cannot be read)."""
     need = info.count("train") * math.prod(info.image.shape) * 4

@@ -4,8 +4,9 @@ chance, TensorBoard."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import keras
 
@@ -31,8 +32,8 @@ def run_callbacks(
     st: RunState,
     events: TrainEvents | None,
     steps: int,
-    deployed,
-    sync,
+    deployed: Any,
+    sync: Callable[[], Any],
     info: DatasetInfo,
 ) -> tuple[list, RunFolderCallback]:
     """Early stopping (resumable), the run folder writer (saving `deployed`, the model for

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import platform
 import re
 import shutil
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cnncli import __version__, claims
 from cnncli.atomic import check_replaceable, clean_debris, write_json, write_text
@@ -38,6 +40,9 @@ from cnncli.errors import (
     writing,
 )
 from cnncli.safe_files import read_json_file, read_text_file
+
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
 
 RUN_FORMAT = "cnncli-run"  # run.json's format name
 RUN_FORMAT_VERSION = 1  # the run.json this cnncli writes, and the newest it reads
@@ -75,7 +80,9 @@ def default_run_dir(root: str | Path = "runs", name: str = "train") -> Path:
 
 
 @contextmanager
-def run_claims(run_dir, dataset_dir, chief: bool, what: str) -> Iterator[Path]:
+def run_claims(
+    run_dir: str | Path, dataset_dir: str | os.PathLike | None, chief: bool, what: str
+) -> Iterator[Path]:
     """The claims a training holds from its checks to its end (cnncli.claims): the run
     folder's on the chief (a second train into it is refused; `run_dir` None: the first of
     runs/train, runs/train2, ... that is free and can be claimed), then a read claim on
@@ -115,7 +122,7 @@ def _claimed_run_dir(run_dir, what: str) -> Iterator[Path]:
         claims.release(lock)
 
 
-def dataset_of(run_dir) -> Path | None:
+def dataset_of(run_dir: str | Path) -> Path | None:
     """The dataset folder run.json names, or None when it cannot be read."""
     try:
         return Path(read_run_json(run_dir)["dataset"]["path"])
@@ -145,7 +152,9 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
 
 
 # ------------------------------------------------------------------ run.json
-def new_run_record(dataset_dir, info, model: dict, options: dict) -> dict:
+def new_run_record(
+    dataset_dir: str | os.PathLike, info: DatasetInfo, model: dict, options: dict
+) -> dict:
     """run.json of a run that starts now (status "running"); `info` is the DatasetInfo,
     `model` says what is trained (source, name, params, head, from_logits, loss)."""
     return {
@@ -168,7 +177,7 @@ def new_run_record(dataset_dir, info, model: dict, options: dict) -> dict:
     }
 
 
-def record_epoch(run_dir: Path, run: dict, state, monitor: str | None) -> None:
+def record_epoch(run_dir: Path, run: dict, state: Any, monitor: str | None) -> None:
     """run.json after an epoch is saved: its time, the epochs finished and the best epoch so
     far (`state`: the training's RunState) with its metrics, written atomically."""
     run["epoch_seconds"] = state.epoch_seconds
@@ -183,7 +192,7 @@ def record_epoch(run_dir: Path, run: dict, state, monitor: str | None) -> None:
         write_json(Path(run_dir) / RUN_JSON, run)
 
 
-def model_metadata(info) -> dict:
+def model_metadata(info: DatasetInfo) -> dict:
     """What every model a run saves carries (cnncli.models.io; docs/FORMAT.md)."""
     # here, not at the top: `cnncli runs` reads this module's names without NumPy/Pillow
     from cnncli.models.metadata import format_version_for, task_metadata
@@ -225,7 +234,7 @@ def model_stamp(model: Path) -> dict:
     return {"file": Path(model).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def store_evaluation(run_dir, split: str, evaluation: dict, model: Path) -> Path:
+def store_evaluation(run_dir: str | Path, split: str, evaluation: dict, model: Path) -> Path:
     """Keep `evaluation` (evaluate's JSON of `model`, a file of the run, on `split`) in the
     run folder, stamped with the model file, so `cnncli runs` shows it whichever report
     computed it; under the claim of that file (BusyError while another writes it)."""

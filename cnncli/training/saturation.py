@@ -13,11 +13,18 @@ trains 8 epochs there, not 30 (bench/bench_recipe.py --only facade).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import keras
 
 from cnncli.training.model import replan_optimizer
 from cnncli.training.recipes import SATURATION_KEY
+
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
+    from cnncli.training.callbacks import RunFolderCallback
+    from cnncli.training.events import TrainEvents
+    from cnncli.training.options import TrainOptions
 
 SATURATED_EPOCHS = 3  # epochs in a row at a perfect accuracy
 ANNEAL_EPOCHS = 2  # the rate falls to its floor over this many epochs after that
@@ -61,10 +68,16 @@ class Saturation(keras.callbacks.Callback):
 
 
 def saturation_callback(
-    run: dict, opts, info, events, folder, initial_epoch: int
+    run: dict,
+    opts: TrainOptions,
+    info: DatasetInfo,
+    events: TrainEvents | None,
+    folder: RunFolderCallback,
+    initial_epoch: int,
 ) -> Saturation | None:
     """The Saturation watch of a run whose recipe asks for it (None otherwise): it updates
     opts.epochs, run.json's options and the epochs the run folder reports, and says so."""
+    assert opts.epochs is not None  # for_dataset filled it in; run_callbacks relies on it too
     settings = (run.get("recipe") or {}).get("settings") or {}
     planned = settings.get("epochs")
     if not settings.get(SATURATION_KEY) or opts.epochs != planned or initial_epoch >= planned:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 
@@ -27,6 +28,10 @@ from cnncli.training import rundir
 from cnncli.training.callbacks import monitor_mode
 from cnncli.training.phases import PhaseChange, phase_of, recompile_for
 from cnncli.training.transfer import uses_lr_column
+
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
+    from cnncli.training.options import TrainOptions
 
 LR_COLUMN = "learning_rate"  # Keras' own name in the logs
 PLATEAU_FACTOR, PLATEAU_PATIENCE, MIN_LR = 0.5, 2, 1e-7
@@ -44,7 +49,7 @@ def lr_factor(schedule: str, epoch: int, epochs: int, warmup: int = 0) -> float:
     return 1.0  # constant; plateau: ReduceLROnPlateau changes it from there
 
 
-def base_lr(opts, epoch: int) -> float:
+def base_lr(opts: TrainOptions, epoch: int) -> float:
     """The base rate of the phase the 0-based `epoch` trains in."""
     if phase_of(opts, epoch + 1) == 2:
         return float(opts.fine_tune_lr)
@@ -138,7 +143,9 @@ class LearningRate(keras.callbacks.Callback):
                     old.unlink(missing_ok=True)
 
 
-def schedule_callbacks(opts, info, run_dir: Path | None, initial_epoch: int) -> list:
+def schedule_callbacks(
+    opts: TrainOptions, info: DatasetInfo, run_dir: Path | None, initial_epoch: int
+) -> list:
     """The callbacks a run needs for its phases and learning rate (before the run folder
     writer, so the epoch's rate reaches history.csv): none for a plain constant run."""
     if not uses_lr_column(opts):

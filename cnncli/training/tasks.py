@@ -19,7 +19,7 @@ Every piece is a built-in Keras class, so the saved models load without --unsafe
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -27,8 +27,12 @@ import numpy as np
 from cnncli.errors import ModelError
 from cnncli.models.head import UNITS_LAYER, Head, outputs_text
 
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
+    from cnncli.models.metadata import ModelMetadata
 
-def target_scale(info) -> float:
+
+def target_scale(info: DatasetInfo) -> float:
     """The spread the regression loss is divided by: the target's std (several targets: the
     root of their mean variance); never 0."""
     stds = np.array([t.std for t in info.targets], dtype=np.float64)
@@ -36,7 +40,7 @@ def target_scale(info) -> float:
     return s if s > 0 else 1.0
 
 
-def units_layer(info) -> keras.layers.Layer:
+def units_layer(info: DatasetInfo) -> keras.layers.Layer:
     """Rescaling(scale=std, offset=mean) per target: standardized -> the table's units
     (float32, whatever the mixed-precision policy)."""
     std = [float(t.std) if t.std > 0 else 1.0 for t in info.targets]
@@ -52,7 +56,7 @@ def metric_slug(name: str, index: int, taken: set) -> str:
     return slug
 
 
-def compile_args(info, head: Head, loss_name: str | None) -> dict:
+def compile_args(info: DatasetInfo, head: Head, loss_name: str | None) -> dict:
     """loss, loss_weights and metrics of model.compile for the dataset's task (not
     classify: cnncli.training.model compiles that)."""
     if info.task == "multilabel":
@@ -92,7 +96,7 @@ def compile_args(info, head: Head, loss_name: str | None) -> dict:
     return {"loss": loss, "loss_weights": [1.0 / s**2], "metrics": metrics}
 
 
-def positive_weights(info) -> np.ndarray:
+def positive_weights(info: DatasetInfo) -> np.ndarray:
     """--class-weight auto for a multilabel dataset: each label's negatives / positives in
     the train split (1 for a label with no positives)."""
     counts = (info.manifest.get("label_counts") or {}).get("train") or {}
@@ -104,7 +108,7 @@ def positive_weights(info) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def with_label_weights(ds, weights: np.ndarray) -> Any:
+def with_label_weights(ds: Any, weights: np.ndarray) -> Any:
     """(image, multi-hot) batches -> (image, multi-hot, weight per label): a positive
     label weighs its positive weight, a negative one 1."""
     import tensorflow as tf
@@ -113,7 +117,7 @@ def with_label_weights(ds, weights: np.ndarray) -> Any:
     return ds.map(lambda x, y, *rest: (x, y, tf.where(y > 0.5, w, 1.0), *rest))
 
 
-def with_one_hot_labels(ds, info, one_hot: bool = True) -> Any:
+def with_one_hot_labels(ds: Any, info: DatasetInfo, one_hot: bool = True) -> Any:
     """A tf.data dataset of (images, class indices[, ...]) with the indices as one-hot
     float32 rows (what Keras' label-smoothed categorical cross-entropy takes); `ds` itself
     when not `one_hot` (or None)."""
@@ -129,7 +133,7 @@ def with_one_hot_labels(ds, info, one_hot: bool = True) -> Any:
     return ds.map(to_one_hot, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def label_zeros(info, batch: int, one_hot: bool = False) -> np.ndarray:
+def label_zeros(info: DatasetInfo, batch: int, one_hot: bool = False) -> np.ndarray:
     """A batch of zero labels of the task's shape (to build a model before fit); `one_hot`:
     one-hot rows of a classifier (with_one_hot_labels)."""
     if info.task == "classify" and one_hot:
@@ -139,7 +143,7 @@ def label_zeros(info, batch: int, one_hot: bool = False) -> np.ndarray:
     return np.zeros((batch, info.output_size), "float32")
 
 
-def check_from_model(metadata, head: Head, info) -> None:
+def check_from_model(metadata: ModelMetadata, head: Head, info: DatasetInfo) -> None:
     """A --from model of a multilabel or regression task must be of the dataset's task,
     with as many outputs (and, for regression, the same targets)."""
     mine, theirs = metadata.task, info.task

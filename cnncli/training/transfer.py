@@ -6,13 +6,18 @@ side lives in cnncli.models.backbones, cnncli.training.phases and cnncli.trainin
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cnncli.errors import UsageError
+
+if TYPE_CHECKING:
+    from cnncli.datasets.store import DatasetInfo
 
 SCHEDULES = ("constant", "step", "cosine", "plateau", "onecycle")
 DEFAULT_FINE_TUNE_LR = 1e-5
 
 
-def check_transfer(opts) -> None:
+def check_transfer(opts: Any) -> None:
     """Refuse a bad combination of the backbone, phase and schedule options (one line)."""
     from cnncli.models.backbones import check_alpha, get_backbone
 
@@ -76,7 +81,7 @@ def check_transfer(opts) -> None:
         )
 
 
-def check_transfer_dataset(opts, info) -> list[str]:
+def check_transfer_dataset(opts: Any, info: DatasetInfo) -> list[str]:
     """The dataset's images against the backbone (smallest size; grayscale/RGBA converted
     in the model) and the weights file (found, never downloaded). Returns the notes said
     at the start of training."""
@@ -124,7 +129,7 @@ def chance_note(rows: list[dict], chance: float, random_backbone: bool) -> str |
     )
 
 
-def uses_lr_column(opts) -> bool:
+def uses_lr_column(opts: Any) -> bool:
     """Whether a run logs its learning rate per epoch (a schedule, warm-up or phases)."""
     return (
         opts.lr_schedule not in (None, "constant")
@@ -134,7 +139,7 @@ def uses_lr_column(opts) -> bool:
     )
 
 
-def transfer_notes(opts, info) -> list[str]:
+def transfer_notes(opts: Any, info: DatasetInfo) -> list[str]:
     """What training says at its start about the backbone: the colour conversion in the
     model, the weights loaded, the phases, early stopping's best weights."""
     notes = check_transfer_dataset(opts, info)

@@ -5,6 +5,7 @@ command trains the same run again (same seed, deterministic ops)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 
 from cnncli.training.augment import AugmentOptions
@@ -55,7 +56,12 @@ def _augment_args(aug: AugmentOptions | None) -> list[str]:
     return args
 
 
-def train_args(dataset, source: dict, opts: TrainOptions, out=None) -> list[str]:
+def train_args(
+    dataset: str | os.PathLike,
+    source: dict,
+    opts: TrainOptions,
+    out: str | os.PathLike | None = None,
+) -> list[str]:
     """['cnncli', 'train', DATASET, '--arch', 'mnist', '--lr', '0.0031...', ...]; `source`:
     {'arch'|'spec'|'from': value}; `out`: the run folder (-o), if one is named."""
     args = ["cnncli", "train", str(dataset)]

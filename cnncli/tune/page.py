@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from cnncli.drawing.figures import pyplot
@@ -122,7 +123,7 @@ def _trial_links(r: dict, study_dir: Path) -> str:
     return " · ".join(links)
 
 
-def write_study_page(result) -> Path:
+def write_study_page(result: Any) -> Path:
     """Draw the charts and write STUDY/index.html for a cnncli.tune.result.TuneResult."""
     study_dir = result.study_dir
     rows = result.rows

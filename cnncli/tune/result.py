@@ -4,12 +4,17 @@ importance of each parameter; written into study.json ("best") and the study pag
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnncli.tune import study as folder
 from cnncli.tune.command import command_text
+
+if TYPE_CHECKING:
+    from optuna import Study
 
 STATES = {
     "COMPLETE": "complete",
@@ -23,10 +28,10 @@ STATES = {
 def trial_row(
     number: int,
     state: str,
-    value,
+    value: float | None,
     params: dict,
-    run_dir,
-    seconds,
+    run_dir: str | os.PathLike | None,
+    seconds: float | None,
     attrs: dict,
 ) -> dict:
     """A trial as the table, --json and the page show it."""
@@ -118,7 +123,7 @@ def sort_rows(rows: list[dict], direction: str) -> list[dict]:
     return sorted(rows, key=key)
 
 
-def importance(study) -> dict:
+def importance(study: Study) -> dict:
     """Optuna's importance of each parameter (fANOVA) over the complete trials, {} while
     fewer than two exist or no parameter varies."""
     from optuna.importance import get_param_importances
@@ -135,7 +140,9 @@ def importance(study) -> dict:
         return {}
 
 
-def summarize(study, study_dir: Path, spec: dict, seconds: float, recovered: list) -> TuneResult:
+def summarize(
+    study: Study, study_dir: Path, spec: dict, seconds: float, recovered: list
+) -> TuneResult:
     """The study's rows, best trial, counts and importance; study.json's "best" and the
     study page (STUDY/index.html) brought up to date."""
     rows = [

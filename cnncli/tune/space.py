@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -175,7 +177,7 @@ def parse_param(text: str) -> Dim:
     return make_dim(name, space.strip())
 
 
-def make_dim(name: str, space) -> Dim:
+def make_dim(name: str, space: str | int | float | Sequence) -> Dim:
     """A Dim from a name and its space: the --param text, or (a --space file) a list of
     values."""
     known = searchable()
@@ -218,7 +220,7 @@ def make_dim(name: str, space) -> Dim:
     return Dim(word, "choice", values=values)
 
 
-def read_space_file(path) -> list[Dim]:
+def read_space_file(path: str | os.PathLike) -> list[Dim]:
     """A --space FILE (YAML or JSON): a mapping of option names to spaces, each written as
     with --param (`lr: 1e-4..1e-2:log`) or as a list of choices (`batch-size: [16, 32]`)."""
     import yaml

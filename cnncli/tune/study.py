@@ -21,14 +21,19 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnncli import claims
 from cnncli.atomic import write_json
 from cnncli.errors import BusyError, InputError, UsageError
+
+if TYPE_CHECKING:
+    from optuna import Study
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
 
 STUDY_FORMAT = "cnncli-study"
 STUDY_JSON = "study.json"
@@ -44,7 +49,7 @@ def trial_dir(study_dir: Path, number: int) -> Path:
     return Path(study_dir) / TRIALS / f"{number:04d}"
 
 
-def read_study_json(study_dir) -> dict | None:
+def read_study_json(study_dir: Path) -> dict | None:
     """study.json, or None when the folder holds no study; a damaged one -> InputError."""
     path = Path(study_dir) / STUDY_JSON
     if not path.is_file():
@@ -58,7 +63,7 @@ def read_study_json(study_dir) -> dict | None:
     return data
 
 
-def write_study_json(study_dir, data: dict) -> None:
+def write_study_json(study_dir: Path, data: dict) -> None:
     write_json(Path(study_dir) / STUDY_JSON, {"format": STUDY_FORMAT, "format_version": 1, **data})
 
 
@@ -144,7 +149,7 @@ def study_lock(study_dir: Path, wait_s: float = 60) -> Iterator[None]:
             time.sleep(0.2)
 
 
-def is_retried(trial, trials) -> bool:
+def is_retried(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> bool:
     """Whether another trial already retries `trial` (Optuna's retry history)."""
     return any(
         trial.number in t.system_attrs.get("retry_history", ())
@@ -153,7 +158,7 @@ def is_retried(trial, trials) -> bool:
     )
 
 
-def recover_trials(study, storage) -> list[str]:
+def recover_trials(study: Study, storage: BaseStorage) -> list[str]:
     """Fail the RUNNING trials of processes on this host that are gone (kill -9) and retry
     them and the trials stopped by Ctrl-C or SIGTERM (each once, at most MAX_RETRY times);
     returns what was done, one line each. Finished and pruned trials are never touched."""
@@ -188,5 +193,5 @@ def done_states() -> tuple[Any, ...]:
     return (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def count_done(study) -> int:
+def count_done(study: Study) -> int:
     return len(study.get_trials(deepcopy=False, states=done_states()))
