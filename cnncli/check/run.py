@@ -108,9 +108,9 @@ def _smallest_class(info: DatasetInfo) -> tuple[str, int] | None:
 def check_dataset(
     dataset: str | os.PathLike,
     *,
-    model=None,
+    model: str | os.PathLike | None = None,
     folds: int = li.DEFAULT_FOLDS,
-    out=None,
+    out: str | os.PathLike | None = None,
     overwrite: bool = False,
     seed: int = 0,
     unsafe: bool = False,

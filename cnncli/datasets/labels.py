@@ -75,12 +75,12 @@ def load_label_table(
     table: str | os.PathLike,
     images_dir: str | os.PathLike,
     *,
-    image_col=None,
-    label_col=None,
-    name_col=None,
-    encoding=None,
-    classes=None,
-    split_col=None,
+    image_col: str | None = None,
+    label_col: str | None = None,
+    name_col: str | None = None,
+    encoding: str | None = None,
+    classes: Any = None,
+    split_col: str | None = None,
 ) -> LabelSet:
     """Read a label table against IMAGES_DIR -> LabelSet with every row-level problem listed."""
     table, images_dir = Path(table), Path(images_dir)

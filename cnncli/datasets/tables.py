@@ -240,11 +240,11 @@ def detect_columns(
     df: pd.DataFrame,
     files: dict[str, str],
     *,
-    image_col=None,
-    label_col=None,
-    name_col=None,
-    split_col=None,
-    path="the table",
+    image_col: str | None = None,
+    label_col: str | None = None,
+    name_col: str | None = None,
+    split_col: str | None = None,
+    path: str | os.PathLike = "the table",
 ) -> dict:
     """Choose the image, label and name columns (overrides first) -> dict of column names."""
     image_col = need_column(df, image_col, "--image-col", path)

@@ -19,7 +19,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cnncli.datasets.image_paths import list_image_files
 from cnncli.datasets.labels import (
@@ -53,13 +53,13 @@ _ONE_OF = {
 def check_task_options(
     task: str,
     *,
-    labels=None,
-    label_col=None,
-    label_delim=None,
-    label_cols=None,
-    target_cols=None,
-    name_col=None,
-    classes=None,
+    labels: str | os.PathLike | None = None,
+    label_col: str | None = None,
+    label_delim: str | None = None,
+    label_cols: Any = None,
+    target_cols: Any = None,
+    name_col: str | None = None,
+    classes: Any = None,
 ) -> None:
     """Raise UsageError (one line) when the options do not fit the task; called before
     anything is read."""
@@ -152,13 +152,13 @@ def load_task_table(
     images_dir: str | os.PathLike,
     task: str,
     *,
-    image_col=None,
-    label_col=None,
-    label_delim=None,
-    label_cols=None,
-    target_cols=None,
-    encoding=None,
-    split_col=None,
+    image_col: str | None = None,
+    label_col: str | None = None,
+    label_delim: str | None = None,
+    label_cols: Any = None,
+    target_cols: Any = None,
+    encoding: str | None = None,
+    split_col: str | None = None,
 ) -> LabelSet:
     """Read a multilabel or regression label table against IMAGES_DIR -> LabelSet (rows'
     `label`: a 0/1 list per label, or a float per target) with every bad row listed."""

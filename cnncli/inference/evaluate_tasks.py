@@ -117,7 +117,7 @@ def plot_paths(
 
 
 def evaluate_task(
-    model: Any, info: DatasetInfo, split: str, *, tune_thresholds=False, **kwargs
+    model: Any, info: DatasetInfo, split: str, *, tune_thresholds: bool = False, **kwargs
 ) -> TaskEvaluation:
     """Evaluate `model` on `split` of the multilabel or regression dataset `info` (checked
     and chosen by evaluate); `plots`: {kind: path} from plot_paths. With `tune_thresholds`

@@ -27,7 +27,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ def plan_strategy(
     *,
     workers: str | list[str] | None = None,
     worker_index: int | None = None,
-    environ=None,
+    environ: Mapping[str, str] | None = None,
 ) -> StrategyPlan:
     """Resolve --strategy. auto: multi-worker when --workers or TF_CONFIG is given, else
     one device. --workers (with --worker-index) wins over TF_CONFIG."""

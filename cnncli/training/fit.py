@@ -16,6 +16,7 @@ import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cnncli.datasets.store import DatasetInfo, open_dataset
 from cnncli.errors import InputError, UsageError
@@ -36,9 +37,9 @@ def run_training(
     run_dir: str | Path | None = None,
     *,
     arch: str | None = None,
-    spec=None,
-    from_model=None,
-    resume_dir=None,
+    spec: str | os.PathLike | None = None,
+    from_model: str | os.PathLike | None = None,
+    resume_dir: str | os.PathLike | None = None,
     options: TrainOptions | None = None,
     overwrite: bool = False,
     events: TrainEvents | None = None,
@@ -111,9 +112,9 @@ def train(
     run_dir: str | Path,
     *,
     arch: str | None = None,
-    spec=None,
-    from_model=None,
-    model=None,
+    spec: str | os.PathLike | None = None,
+    from_model: str | os.PathLike | None = None,
+    model: Any = None,
     options: TrainOptions | None = None,
     overwrite: bool = False,
     events: TrainEvents | None = None,
@@ -163,7 +164,7 @@ def train(
 def resume(
     run_dir: str | Path,
     *,
-    dataset_dir=None,
+    dataset_dir: str | os.PathLike | None = None,
     epochs: int | None = None,
     events: TrainEvents | None = None,
     callbacks: Sequence = (),
