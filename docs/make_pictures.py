@@ -41,8 +41,9 @@ def main() -> int:
     IMG.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         demo = Path(tmp) / "demo"
-        subprocess.run([sys.executable, "-m", "cnncli", "demo", "-o", str(demo), "--quiet"],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "cnncli", "demo", "-o", str(demo), "--quiet"], check=True
+        )
         _small(demo / "run" / "history.png", IMG / "history.png")
         _small(demo / "filters" / "gallery.png", IMG / "filter-gallery.png")
         grid = sorted((demo / "activations").glob("01_*.png"))[0]  # the first Conv2D
@@ -56,11 +57,20 @@ def main() -> int:
             return 0
         shot = Path(tmp) / "index.png"
         subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--screenshot={shot}", "--window-size=1100,1400",
-             (demo / "activations" / "index.html").as_uri()],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--screenshot={shot}",
+                "--window-size=1100,1400",
+                (demo / "activations" / "index.html").as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         _small(shot, IMG / "activations-index.png", width=800)
     return 0
 
