@@ -204,11 +204,11 @@ def tf_read_rate(info) -> float:
 
 
 def bench_formats(tmp: Path, n_big: int, n_small: int) -> list[dict]:
-    from cnncli.cli.state import quiet_tensorflow
+    from cnncli.cli.tf_load import prepare
     from cnncli.datasets.build import build_dataset
     from cnncli.datasets.store import open_dataset
 
-    quiet_tensorflow(False)  # before TensorFlow loads
+    prepare(False)  # before TensorFlow loads
     rows = []
     sets = [
         ("500x500x4", make_folder(tmp / "fbig", n_big)),

@@ -59,7 +59,8 @@ def test_steps_per_execution_divide_an_epoch():
     n, why = choose_steps_per_execution(23, 1e6, asked=8)
     assert n == 1 and "largest divisor of the 23 steps" in why
     assert choose_steps_per_execution(24, 1e12, asked=8) == (8, "as asked")
-    assert choose_steps_per_execution(24, 1e6, run_steps=240) == (1, "a short run (240 steps)")
+    assert choose_steps_per_execution(24, 1e6, run_steps=48) == (1, "a short run (48 steps)")
+    assert choose_steps_per_execution(45, 1e6, run_steps=225) == (15, "short steps")
 
 
 def test_bad_precision_options_are_refused(cli, tmp_path):

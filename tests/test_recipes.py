@@ -405,3 +405,30 @@ def test_a_perfect_accuracy_ends_the_fast_recipe_early(tmp_path):
 
     given = apply_recipe(TrainOptions(epochs=12), open_dataset(ds), model_source())[2]
     assert given["settings"]["epochs"] == 12 and "until_saturated" not in given["settings"]
+
+
+@pytest.mark.parametrize(
+    ("train_images", "epochs", "saturating"),
+    [(1437, 5, False), (480, 15, True), (30, 30, True), (60_000, 5, False)],
+)
+def test_fast_recipe_epochs_follow_the_steps(train_images, epochs, saturating):
+    """About FAST_STEPS steps at batch 32, 5 to 30 epochs: the digits (45 steps an epoch)
+    train 5 epochs, not 9 (as accurate, 2 s sooner); only a run of more than 8 epochs may
+    end early once its accuracy is perfect."""
+    from types import SimpleNamespace
+
+    from cnncli.training.options import TrainOptions, model_source
+    from cnncli.training.recipes import apply_recipe
+
+    info = SimpleNamespace(
+        count=lambda split: train_images if split == "train" else 0,
+        class_names=[f"c{i}" for i in range(10)],
+        task="classify",
+        image=SimpleNamespace(shape=(28, 28, 1)),
+    )
+    opts = TrainOptions(recipe="fast", batch_size=32)
+    filled, _, record = apply_recipe(opts, info, model_source(arch="mnist"))
+    assert filled.epochs == record["settings"]["epochs"] == epochs
+    assert record["settings"].get("until_saturated", False) is saturating
+    if saturating:
+        assert record["settings"]["least_epochs"] == 8

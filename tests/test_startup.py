@@ -92,7 +92,7 @@ def test_tensorflow_load_noise_is_silenced():
 
 
 def test_load_noise_filter_keeps_real_errors():
-    from cnncli.cli.state import drop_load_noise
+    from cnncli.cli.tf_load import drop_load_noise
 
     captured = (
         b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -192,3 +192,80 @@ def test_a_command_that_loaded_tensorflow_leaves_at_once_with_its_code(tmp_path)
         assert done.stdout.startswith("last line")  # flushed although os._exit skips it
         assert ended - float(done.stdout.split()[-1]) < 3.0
         assert list(scratch.iterdir()) == []  # atexit ran: autograph's temporary files gone
+
+
+LEAN = """
+import sys
+from cnncli.cli.tf_load import KERAS_OPTIONAL, prepare
+prepare({verbose})
+import keras
+import tensorflow as tf
+print("LOADED=" + ",".join(m for m in KERAS_OPTIONAL if m in sys.modules))
+import numpy as np
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(np.ones((4, 3), "float32"), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+import matplotlib.pyplot, pandas, sklearn.metrics  # cnncli's own imports, after the load
+print("AFTER=" + ",".join(m for m in KERAS_OPTIONAL if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_tensorflow_loads_without_keras_optional_extras(verbose):
+    """Keras' optional imports (scikit-learn, matplotlib, pandas: 1.5-2.3 s of its load here)
+    are left out while TensorFlow loads under a command, Keras still trains, and the three
+    load normally afterwards for cnncli's own use."""
+    out = subprocess.run(
+        [sys.executable, "-c", LEAN.format(verbose=verbose)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LOADED=\n" in out.stdout, out.stdout
+    assert "AFTER=sklearn,pandas,matplotlib" in out.stdout, out.stdout  # loaded when asked
+
+
+def test_keras_optional_extras_already_loaded_are_kept(monkeypatch):
+    """While TensorFlow loads, an extra not loaded yet is refused; one the process loaded
+    before is not (Keras sees it as usual); after the load nothing is refused."""
+    import pandas
+
+    from cnncli.cli.tf_load import _TensorFlowFinder
+
+    finder = _TensorFlowFinder()
+    finder.loading = 1
+    monkeypatch.setitem(sys.modules, "pandas", pandas)
+    monkeypatch.delitem(sys.modules, "sklearn", raising=False)
+    assert finder.find_spec("pandas.core") is None  # loaded before: left to Python
+    assert finder.find_spec("json") is None
+    with pytest.raises(ModuleNotFoundError, match="sklearn.base"):
+        finder.find_spec("sklearn.base")
+    finder.loading = 0
+    assert finder.find_spec("sklearn.base") is None  # after the load: as usual
+
+
+NEEDED = """
+import sys
+from cnncli.cli import tf_load
+tf_load.prepare(False)
+finder = next(f for f in sys.meta_path if isinstance(f, tf_load._TensorFlowFinder))
+finder.refuse = (*tf_load.KERAS_OPTIONAL, "requests")  # TensorFlow imports requests unguarded
+import keras
+import numpy as np
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(np.ones((4, 3), "float32"), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+print("LOADED=" + ",".join(m for m in ("requests", "sklearn") if m in sys.modules))
+"""
+
+
+def test_a_tensorflow_that_needs_a_refused_package_loads_with_it():
+    """Where TensorFlow or Keras imports one of the refused packages without a fallback (as
+    TensorFlow does requests), the load is run again with every package allowed: the
+    command works, it only loads slower."""
+    out = subprocess.run(
+        [sys.executable, "-c", NEEDED], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LOADED=requests,sklearn" in out.stdout, out.stdout

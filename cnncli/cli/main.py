@@ -29,6 +29,7 @@ from cnncli.cli import (
     predict,
     runs,
     state,
+    tf_load,
     train,
     tune,
 )
@@ -171,7 +172,7 @@ def root(
 ) -> None:
     state.debug = debug
     state.verbose = verbose
-    state.quiet_tensorflow(verbose)
+    tf_load.prepare(verbose)
 
 
 # Each command module is thin and imports no TensorFlow at load; an import error is a bug
@@ -193,7 +194,7 @@ for _group in (
 
 
 def main() -> None:
-    state.quiet_tensorflow("--verbose" in sys.argv)
+    tf_load.prepare("--verbose" in sys.argv)
     try:
         app()
     except SystemExit as e:

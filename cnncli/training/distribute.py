@@ -224,12 +224,17 @@ def auto_shard_off(ds: Any) -> Any:
 # ----------------------------------------------------------------------- Keras 3.15
 def prepare_model(model: Any, strategy: Any, batch: tuple) -> None:
     """Build the model, its loss, metrics and optimizer before fit (inside the strategy's
-    scope) from one `batch` of NumPy arrays, and stop fit from pulling a first batch to do it
-    (Keras reduces that batch across workers, which fails with two or more processes, and
-    under any strategy it would take one batch from the first epoch)."""
+    scope; None: TensorFlow's default) from one `batch` of NumPy arrays.
+
+    Under a strategy this stops fit from pulling a first batch to do it (Keras reduces that
+    batch across workers, which fails with two or more processes, and under any strategy it
+    would take one batch from the first epoch). Without one, Keras builds the optimizer's
+    and the metrics' variables while it traces the train step, and a tf.function that
+    creates variables is traced twice: building first saved 0.9-1.9 s of the first epoch of
+    the default digits run here (bench/bench_startup_train.py)."""
     if not hasattr(model, "_symbolic_build"):  # another Keras: leave fit as it is
         return
-    with strategy.scope():
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model._symbolic_build(data_batch=batch)
     model._maybe_symbolic_build = _no_build
 

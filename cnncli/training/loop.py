@@ -219,7 +219,7 @@ def _fit(
         if to_train
         else (None,) * 4 + ({},)
     )
-    if where.strategy is not None:
+    if to_train:  # built before fit: see distribute.prepare_model
         batch = min(opts.batch_size, info.count("train"))
         labels = label_zeros(info, batch, one_hot)
         zeros = (np.zeros((batch, *info.image.shape), "float32"), labels)

@@ -32,12 +32,12 @@ MAX_STEPS_PER_EXECUTION = 16
 # an execution (one Keras call) of at least this long makes the per-step overhead small
 EXECUTION_SECONDS = 0.05
 ASSUMED_GFLOPS = 200.0  # for the step time estimate only (a 2-core AVX-512 CPU, fp32)
-# Keras compiles a multi-step loop once per run (the first epoch: ~1-3 s more than one
-# step), and saves ~20% of a small step's time after it (the digits fast recipe, 45 steps an
-# epoch, 15 a call: 0.75-1.07 s against 1.27-2.93 s an epoch after the first, measured on 2
-# loaded cores; `python bench/bench_recipe.py --only spe` compares them), so a run shorter
-# than this many steps keeps one step per execution
-MIN_RUN_STEPS = 300
+# Keras traces a multi-step loop once per run, at about the cost of tracing one step once
+# the model is built before fit (distribute.prepare_model): the default digits run, 45 steps
+# an epoch, 15 a call: first epoch 1.82-2.08 s against 1.80-2.06 s with 1 a call, the four
+# after it 2.04-2.24 s against 2.39-3.00 s (bench/bench_recipe.py --only spe compares
+# them); a run shorter than this many steps keeps one step per execution
+MIN_RUN_STEPS = 50
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any, cast
 import keras
 
 from cnncli.datasets.store import DatasetInfo
+from cnncli.drawing.figures import load_in_background
 from cnncli.models.io import save_model
 from cnncli.training import rundir
 from cnncli.training.callbacks import (
@@ -81,4 +82,19 @@ def run_callbacks(
         )
     if opts.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")))
-    return cbs, folder
+    return [*cbs, LoadPlotting()], folder
+
+
+class LoadPlotting(keras.callbacks.Callback):
+    """After the first epoch of a fit (its train step traced: from then on TensorFlow
+    computes without the GIL), load what history.png is drawn with in the background, so
+    the end of the run does not wait for matplotlib's import."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.started:
+            self.started = True
+            load_in_background("cnncli.drawing.plots")
