@@ -3,7 +3,8 @@ bench_recipe.py builds them: sklearn's load_digits as 28x28 PNGs, a stratified 2
 split, seed 0) against what importing TensorFlow and Keras alone costs at the same moment
 (issue 26: the train command in <= 10 s on an idle machine).
 
-Per round, interleaved: `python -c "import tensorflow"`, `python -c "import keras"`, and
+Per round, interleaved: `python -c "import tensorflow"`, `python -c "import keras"`, the
+same `import keras` as a cnncli command loads it (cnncli.cli.tf_load.prepare first), and
 `python -m cnncli train DS -o RUN --json-log` (its stdout read as it comes: the first and
 last epoch lines time the start-up, the epochs and the end). Medians over the rounds,
 the ratio train / import tensorflow, and the 1-minute load average at each round (the
@@ -30,6 +31,10 @@ sys.path.insert(0, str(ROOT))
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 from bench_evaluate import make_digits  # noqa: E402
+
+# TensorFlow and Keras as a cnncli command loads them (cnncli.cli.tf_load: without Keras'
+# optional extras, without the garbage collector)
+LEAN_KERAS = "from cnncli.cli.tf_load import prepare; prepare(False); import keras"
 
 
 def timed(*args: str) -> float:
@@ -106,6 +111,7 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
             rows.setdefault("import tensorflow", []).append(timed("-c", "import tensorflow"))
             rows.setdefault("import keras", []).append(timed("-c", "import keras"))
+            rows.setdefault("import keras as cnncli loads it", []).append(timed("-c", LEAN_KERAS))
             got = train(ds, work / "run")
             for key, label in (
                 ("total", "cnncli train (whole command)"),
