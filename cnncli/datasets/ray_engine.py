@@ -25,8 +25,8 @@ from pathlib import Path
 
 from cnncli import __version__
 from cnncli.atomic import rename
+from cnncli.datasets.buckets import merge_outcomes
 from cnncli.datasets.convert import Converted, ConvertJob, record_order
-from cnncli.datasets.plan import with_warnings
 from cnncli.datasets.shards import SPLITS
 from cnncli.datasets.workers import convert_record, raw_record_size
 from cnncli.errors import CnnError, InputError
@@ -336,17 +336,9 @@ def gather(refs: list, counter: ProgressCounter, first: bool) -> list[dict]:
 
 def _merge(job: ConvertJob, order: list[int], results: dict[int, tuple]):
     """The rows' summaries in the seeded order, as a local build gathers them."""
-    plan = job.plan
     sha: dict[int, str] = {}
     changed = Conversions()
-    for i in order:
-        _, status, reason, sha[i], kinds, said = results[i]
-        name = plan.rows[i].name
-        if status == "ok":
-            changed.merge(kinds)
-            plan.warned += [(name, m) for m in said]
-        else:
-            plan.problems.append((name, with_warnings(reason, said)))
+    merge_outcomes(job.plan, [results[i] for i in order], sha, set(), changed)
     return sha, changed
 
 
